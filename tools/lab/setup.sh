@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Installs everything the lab needs: kernel build toolchain, guest userland pieces, QEMU 10 and a
+# pinned bindgen. Idempotent: a second run on a set-up machine only checks and prints versions.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/env.sh"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+# --- apt sources: bookworm-backports derived from the machine's own Debian entry -------------
+backports=/etc/apt/sources.list.d/lab-backports.sources
+if [ ! -f "$backports" ]; then
+    src=/etc/apt/sources.list.d/debian.sources
+    [ -f "$src" ] || { echo "setup: no $src to derive bookworm-backports from" >&2; exit 1; }
+    # First deb822 stanza whose suites include plain "bookworm"; only Suites changes.
+    awk 'BEGIN{RS=""; ORS="\n\n"} /Suites:[^\n]*bookworm( |$|\n)/ && !done {
+            gsub(/Suites:[^\n]*/, "Suites: bookworm-backports"); print; done=1 }' "$src" > "$backports.tmp"
+    grep -q 'bookworm-backports' "$backports.tmp" || { echo "setup: could not derive backports" >&2; exit 1; }
+    mv "$backports.tmp" "$backports"
+    need_update=1
+fi
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    need_update=1
+fi
+
+apt_pkgs=(linux-source-6.12 rustc-web rust-web-src libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu
+          libclang-dev clang lld llvm flex bison bc libelf-dev libssl-dev cpio xz-utils kmod)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+qemu_ok=0
+if command -v qemu-system-aarch64 >/dev/null &&
+   qemu-system-aarch64 --version | grep -qE 'version (1[0-9]|[2-9][0-9])\.'; then qemu_ok=1; fi
+
+if [ ${#missing[@]} -gt 0 ] || [ $qemu_ok = 0 ] || [ -n "${need_update:-}" ]; then
+    log "apt-get update"
+    apt-get update -qq
+fi
+export DEBIAN_FRONTEND=noninteractive
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ $qemu_ok = 0 ]; then
+    log "installing qemu-system-arm from bookworm-backports"
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-arm >/dev/null
+fi
+
+# --- static arm64 busybox, unpacked into the cache (never installed) --------------------------
+if [ ! -x "$LAB_CACHE/busybox/bin/busybox" ]; then
+    log "fetching busybox-static:arm64"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -qq busybox-static:arm64)
+    rm -rf "$LAB_CACHE/busybox"
+    dpkg -x "$tmp"/busybox-static_*_arm64.deb "$LAB_CACHE/busybox"
+    rm -rf "$tmp"
+fi
+
+# --- bindgen at a pinned version ---------------------------------------------------------------
+if [ ! -x "$BINDGEN" ] || ! "$BINDGEN" --version | grep -q "$BINDGEN_VERSION"; then
+    log "cargo install bindgen-cli $BINDGEN_VERSION"
+    cargo install -q bindgen-cli --version "$BINDGEN_VERSION" --locked --root "$LAB_CACHE/bindgen"
+fi
+
+log "versions:"
+printf '  %-22s %s\n' \
+    linux-source "$(dpkg-query -W -f='${Version}' linux-source-6.12)" \
+    rustc "$($KRUSTC --version)" \
+    bindgen "$("$BINDGEN" --version)" \
+    aarch64-gcc "$(aarch64-linux-gnu-gcc --version | head -1)" \
+    clang "$(clang --version | head -1)" \
+    qemu "$(qemu-system-aarch64 --version | head -1)" \
+    busybox "$("$LAB_CACHE/busybox/bin/busybox" 2>&1 | head -1 || true)"
