@@ -24,8 +24,8 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     need_update=1
 fi
 
-apt_pkgs=(linux-source-6.12 rustc-web rust-web-src libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu
-          libclang-dev clang lld llvm flex bison bc libelf-dev libssl-dev cpio xz-utils kmod)
+apt_pkgs=(linux-source-6.12 rustc-web rust-web-src rust-web-clippy libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu
+          libclang-dev clang lld llvm flex bison bc libelf-dev libssl-dev cpio xz-utils kmod rsync)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -52,10 +52,11 @@ fi
 if [ ! -x "$LAB_CACHE/busybox/bin/busybox" ]; then
     log "fetching busybox-static:arm64"
     tmp=$(mktemp -d)
+    chmod 777 "$tmp" # apt's download user must be able to write there
     (cd "$tmp" && apt-get download -qq busybox-static:arm64)
-    rm -rf "$LAB_CACHE/busybox"
-    dpkg -x "$tmp"/busybox-static_*_arm64.deb "$LAB_CACHE/busybox"
-    rm -rf "$tmp"
+    mv "$tmp"/busybox-static_*_arm64.deb "$LAB_CACHE/busybox.deb"
+    rm -rf "$tmp" "$LAB_CACHE/busybox"
+    dpkg -x "$LAB_CACHE/busybox.deb" "$LAB_CACHE/busybox"
 fi
 
 # --- bindgen at a pinned version ---------------------------------------------------------------
@@ -72,4 +73,4 @@ printf '  %-22s %s\n' \
     aarch64-gcc "$(aarch64-linux-gnu-gcc --version | head -1)" \
     clang "$(clang --version | head -1)" \
     qemu "$(qemu-system-aarch64 --version | head -1)" \
-    busybox "$("$LAB_CACHE/busybox/bin/busybox" 2>&1 | head -1 || true)"
+    busybox "$(dpkg-deb -f "$LAB_CACHE"/busybox.deb Version 2>/dev/null || echo unpacked)"

@@ -1,0 +1,2 @@
+/* Project overlay: helpers for the abstractions in rust/kernel/. */
+#include "xarray.c"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the guest's user-space programs (static aarch64, from the workspace) and the initramfs
+# for one kernel flavour: busybox, /init, the project's modules and the programs.
+# usage: guest.sh [release|debug]   -> prints the initramfs path
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/env.sh"
+. "$here/kenv.sh" "${1:-${FLAVOUR:-release}}"
+
+guest_bins=(labtest)
+export CARGO_TARGET_DIR=$LAB_CACHE/target-guest
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static'
+pkgs=()
+for b in "${guest_bins[@]}"; do pkgs+=(-p "$b"); done
+(cd "$LAB_ROOT" && RUSTC=$KRUSTC cargo build -q --release --target aarch64-unknown-linux-gnu "${pkgs[@]}") >&2
+
+root=$LAB_CACHE/initramfs-$FLAVOUR
+rm -rf "$root"
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,lib/labtest,root}
+cp "$LAB_CACHE/busybox/bin/busybox" "$root/bin/busybox"
+cp "$here/guest/init" "$root/init"
+chmod +x "$root/init"
+for b in "${guest_bins[@]}"; do
+    cp "$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/$b" "$root/bin/$b"
+done
+# Project modules (built by modules.sh) and in-tree modules the tests compare against.
+mdir=$LAB_CACHE/modules-$FLAVOUR
+find "$mdir" -name '*.ko' -exec cp {} "$root/lib/labtest/" \;
+find "$KBUILD/samples" -name 'mtty.ko' -exec cp {} "$root/lib/labtest/" \; 2>/dev/null || true
+cp "$here/guest/modules.list" "$here/guest/demo.sh" "$root/lib/labtest/"
+for m in $(grep -v '^#' "$here/guest/modules.list"); do
+    [ -f "$root/lib/labtest/$m.ko" ] || { echo "guest.sh: test module $m.ko was not built" >&2; exit 1; }
+done
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$LAB_CACHE/initramfs-$FLAVOUR.cpio.gz"
+echo "$LAB_CACHE/initramfs-$FLAVOUR.cpio.gz"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The project's test command: every test, host and guest.
+#   1. lab set-up (idempotent), 2. host `cargo test` for the whole workspace (includes the
+#   qtest-driven QEMU tests), 3. kernel build + guest tests on the release kernel,
+#   4. the same on the debug kernel (KASAN, lockdep, kmemleak, fault injection) unless
+#   LAB_SKIP_DEBUG=1.
+# Ends with one "N passed, N failed" line over everything; exits non-zero on any failure.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/env.sh"
+start=$SECONDS
+stamp() { printf '[test] %s (%ds)\n' "$*" $((SECONDS - start)); }
+
+stamp "set-up"
+"$here/setup.sh"
+
+stamp "host tests: cargo test --workspace"
+host_log=$LAB_CACHE/last-host-tests.log
+set +e
+(cd "$LAB_ROOT" && cargo test --workspace --no-fail-fast 2>&1) | tee "$host_log"
+host_status=${PIPESTATUS[0]}
+set -e
+host_passed=$(grep -E '^test result:' "$host_log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ | bc)
+host_failed=$(grep -E '^test result:' "$host_log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ | bc)
+: "${host_passed:=0}" "${host_failed:=0}"
+[ "$host_status" = 0 ] || [ "$host_failed" -gt 0 ] || host_failed=1 # a build failure counts
+
+guest_passed=0 guest_failed=0 guest_status=0
+flavours=(release)
+[ "${LAB_SKIP_DEBUG:-0}" = 1 ] || flavours+=(debug)
+for f in "${flavours[@]}"; do
+    stamp "kernel build ($f)"
+    "$here/kernel.sh" "$f"
+    stamp "guest tests ($f)"
+    set +e
+    "$here/run.sh" test --flavour "$f"
+    s=$?
+    set -e
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$LAB_CACHE/last-test-$f.log" | tail -1)
+    p=${line%% passed*} q=$(echo "$line" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
+    guest_passed=$((guest_passed + ${p:-0}))
+    guest_failed=$((guest_failed + ${q:-0}))
+    [ $s = 0 ] || { guest_status=1; [ "${q:-0}" -gt 0 ] || guest_failed=$((guest_failed + 1)); }
+done
+
+stamp "done: host $host_passed passed, $host_failed failed; guest ($(IFS=+; echo "${flavours[*]}")) $guest_passed passed, $guest_failed failed"
+echo "$((host_passed + guest_passed)) passed, $((host_failed + guest_failed)) failed"
+[ "$host_status" = 0 ] && [ "$guest_status" = 0 ]
