@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Host implementations of the ioasid traits: a BTreeMap store, RefCell and Mutex locks, a
+//! custom allocator, and two platforms (single-threaded and threaded).
+#![allow(dead_code)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ioasid::{
+    Backend, Config, Error, IdStore, Ioasid, IoasidCore, Lock, Notifiers, Pasid, PasidAllocator,
+    PasidEntry, Platform, SetEntry, SetId, StoreError, Subscription,
+};
+
+/// `IdStore` over a `BTreeMap`, with an "out of memory" switch shared with the test.
+pub struct BTreeStore<T> {
+    pub map: BTreeMap<u32, T>,
+    pub oom: Arc<AtomicBool>,
+}
+
+impl<T> BTreeStore<T> {
+    pub fn new() -> Self {
+        BTreeStore {
+            map: BTreeMap::new(),
+            oom: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn with_oom(oom: Arc<AtomicBool>) -> Self {
+        BTreeStore {
+            map: BTreeMap::new(),
+            oom,
+        }
+    }
+}
+
+impl<T> IdStore<T> for BTreeStore<T> {
+    fn alloc(&mut self, min: u32, max: u32, value: T) -> Result<u32, StoreError> {
+        assert!(min <= max, "store called with an empty range");
+        if self.oom.load(Ordering::SeqCst) {
+            return Err(StoreError::NoMemory);
+        }
+        // Lowest gap in min..=max.
+        let mut candidate = min as u64;
+        for &k in self.map.range(min..=max).map(|(k, _)| k) {
+            if k as u64 != candidate {
+                break;
+            }
+            candidate += 1;
+        }
+        if candidate > max as u64 {
+            return Err(StoreError::Full);
+        }
+        let id = candidate as u32;
+        self.map.insert(id, value);
+        Ok(id)
+    }
+
+    fn insert(&mut self, id: u32, value: T) -> Result<(), StoreError> {
+        if self.oom.load(Ordering::SeqCst) {
+            return Err(StoreError::NoMemory);
+        }
+        if self.map.contains_key(&id) {
+            return Err(StoreError::Occupied);
+        }
+        self.map.insert(id, value);
+        Ok(())
+    }
+
+    fn get(&self, id: u32) -> Option<&T> {
+        self.map.get(&id)
+    }
+
+    fn get_mut(&mut self, id: u32) -> Option<&mut T> {
+        self.map.get_mut(&id)
+    }
+
+    fn remove(&mut self, id: u32) -> Option<T> {
+        self.map.remove(&id)
+    }
+
+    fn next(&self, from: u32) -> Option<(u32, &T)> {
+        self.map.range(from..).next().map(|(k, v)| (*k, v))
+    }
+}
+
+thread_local! {
+    /// How many tracked `RefLock`s this thread holds (the state lock of `St` platforms).
+    pub static STATE_HELD: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Single-threaded lock: a `RefCell`, so that taking it recursively panics (a test failure)
+/// instead of deadlocking. `tracked` locks count themselves in `STATE_HELD`.
+pub struct RefLock<T> {
+    cell: RefCell<T>,
+    tracked: bool,
+}
+
+impl<T> RefLock<T> {
+    pub fn new(value: T, tracked: bool) -> Self {
+        RefLock {
+            cell: RefCell::new(value),
+            tracked,
+        }
+    }
+}
+
+impl<T> Lock for RefLock<T> {
+    type Target = T;
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut guard = self.cell.try_borrow_mut().expect("lock taken recursively");
+        if self.tracked {
+            STATE_HELD.with(|h| h.set(h.get() + 1));
+        }
+        let r = f(&mut guard);
+        if self.tracked {
+            STATE_HELD.with(|h| h.set(h.get() - 1));
+        }
+        r
+    }
+}
+
+/// `std::sync::Mutex` lock for the threaded platform.
+pub struct MutexLock<T>(pub Mutex<T>);
+
+impl<T> Lock for MutexLock<T> {
+    type Target = T;
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+}
+
+/// How the test allocator misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Return this PASID whatever the request.
+    Fixed(Pasid),
+    /// Fail with this error.
+    Fail(Error),
+}
+
+#[derive(Debug)]
+pub struct AllocatorState {
+    /// PASIDs handed out and not given back.
+    pub used: BTreeSet<Pasid>,
+    /// Every `free` call, in order.
+    pub freed: Vec<Pasid>,
+    pub fault: Fault,
+    /// Shared event log (also written by test notifiers) to check ordering.
+    pub log: Vec<String>,
+}
+
+/// Custom allocator handing out the *highest* free PASID of the request (so that its PASIDs
+/// differ from the default allocator's).
+#[derive(Clone, Debug)]
+pub struct TestAllocator(pub Arc<Mutex<AllocatorState>>);
+
+impl TestAllocator {
+    pub fn new() -> Self {
+        TestAllocator(Arc::new(Mutex::new(AllocatorState {
+            used: BTreeSet::new(),
+            freed: Vec::new(),
+            fault: Fault::None,
+            log: Vec::new(),
+        })))
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, AllocatorState> {
+        self.0.lock().unwrap()
+    }
+}
+
+impl PasidAllocator for TestAllocator {
+    fn alloc(&self, min: Pasid, max: Pasid) -> Result<Pasid, Error> {
+        let mut s = self.0.lock().unwrap();
+        match s.fault {
+            Fault::Fixed(p) => {
+                s.used.insert(p);
+                return Ok(p);
+            }
+            Fault::Fail(e) => return Err(e),
+            Fault::None => {}
+        }
+        let p = (min..=max)
+            .rev()
+            .find(|p| !s.used.contains(p))
+            .ok_or(Error::NoSpace)?;
+        s.used.insert(p);
+        s.log.push(format!("alloc {p}"));
+        Ok(p)
+    }
+
+    fn free(&self, pasid: Pasid) {
+        let mut s = self.0.lock().unwrap();
+        s.used.remove(&pasid);
+        s.freed.push(pasid);
+        s.log.push(format!("free {pasid}"));
+    }
+}
+
+/// Single-threaded platform with private data `D`.
+pub struct St<D>(PhantomData<D>);
+
+pub type StNotifier<D> = Box<dyn Fn(SetId, Pasid, &D)>;
+
+impl<D: 'static> Backend for St<D> {
+    type Data = D;
+    type PasidStore = BTreeStore<PasidEntry<D>>;
+    type SetStore = BTreeStore<SetEntry>;
+    type Allocator = TestAllocator;
+}
+
+impl<D: 'static> Platform for St<D> {
+    type Notifier = StNotifier<D>;
+    type NotifierStore = BTreeStore<Subscription<StNotifier<D>>>;
+    type StateLock = RefLock<IoasidCore<St<D>>>;
+    type NotifierLock = RefLock<Notifiers<St<D>>>;
+}
+
+/// Out-of-memory switches of the three stores of an `St` allocator.
+#[derive(Clone, Default)]
+pub struct Oom {
+    pub pasids: Arc<AtomicBool>,
+    pub sets: Arc<AtomicBool>,
+    pub notifiers: Arc<AtomicBool>,
+}
+
+impl Oom {
+    pub fn set(flag: &Arc<AtomicBool>, on: bool) {
+        flag.store(on, Ordering::SeqCst);
+    }
+}
+
+pub fn core_st<D: 'static>(config: &Config<'_>) -> Result<IoasidCore<St<D>>, Error> {
+    IoasidCore::new(config, BTreeStore::new(), BTreeStore::new())
+}
+
+pub fn new_st<D: 'static>(config: &Config<'_>) -> Result<Ioasid<St<D>>, Error> {
+    new_st_oom(config, &Oom::default())
+}
+
+pub fn new_st_oom<D: 'static>(config: &Config<'_>, oom: &Oom) -> Result<Ioasid<St<D>>, Error> {
+    let core = IoasidCore::new(
+        config,
+        BTreeStore::with_oom(oom.pasids.clone()),
+        BTreeStore::with_oom(oom.sets.clone()),
+    )?;
+    Ok(Ioasid::new(
+        RefLock::new(core, true),
+        RefLock::new(
+            Notifiers::new(BTreeStore::with_oom(oom.notifiers.clone())),
+            false,
+        ),
+    ))
+}
+
+/// Threaded platform (u64 data).
+pub struct Mt;
+
+pub type MtNotifier = Box<dyn Fn(SetId, Pasid, &u64) + Send + Sync>;
+
+impl Backend for Mt {
+    type Data = u64;
+    type PasidStore = BTreeStore<PasidEntry<u64>>;
+    type SetStore = BTreeStore<SetEntry>;
+    type Allocator = TestAllocator;
+}
+
+impl Platform for Mt {
+    type Notifier = MtNotifier;
+    type NotifierStore = BTreeStore<Subscription<MtNotifier>>;
+    type StateLock = MutexLock<IoasidCore<Mt>>;
+    type NotifierLock = MutexLock<Notifiers<Mt>>;
+}
+
+pub fn new_mt(config: &Config<'_>) -> Result<Ioasid<Mt>, Error> {
+    let core = IoasidCore::new(config, BTreeStore::new(), BTreeStore::new())?;
+    Ok(Ioasid::new(
+        MutexLock(Mutex::new(core)),
+        MutexLock(Mutex::new(Notifiers::new(BTreeStore::new()))),
+    ))
+}
+
+/// Every notification `(set, pasid, data)` seen, in order.
+pub type NoteLog<D> = std::rc::Rc<RefCell<Vec<(SetId, Pasid, D)>>>;
+
+/// A notifier that appends to `log`.
+pub fn recorder<D: Clone + 'static>(log: &NoteLog<D>) -> StNotifier<D> {
+    let log = log.clone();
+    Box::new(move |set, pasid, data: &D| log.borrow_mut().push((set, pasid, data.clone())))
+}
