@@ -2,3 +2,35 @@
 //! Module list of the portable SMMUv3 core (see the crate documentation).
 
 pub mod dma;
+// The layout macros are textually scoped: this declaration must precede every user.
+#[macro_use]
+#[warn(missing_docs)]
+pub mod bitfield;
+#[warn(missing_docs)]
+pub mod cd;
+#[warn(missing_docs)]
+pub mod cdtab;
+#[warn(missing_docs)]
+pub mod cmd;
+#[warn(missing_docs)]
+pub mod device;
+#[warn(missing_docs)]
+pub mod error;
+#[warn(missing_docs)]
+pub mod event;
+#[cfg(test)]
+mod golden_tests;
+#[warn(missing_docs)]
+pub mod queue;
+#[warn(missing_docs)]
+pub mod regs;
+#[warn(missing_docs)]
+pub mod ste;
+#[warn(missing_docs)]
+pub mod store;
+#[warn(missing_docs)]
+pub mod strtab;
+#[warn(missing_docs)]
+pub mod writer;
+#[warn(missing_docs)]
+#[warn(missing_docs)]
