@@ -34,3 +34,7 @@ pub mod strtab;
 pub mod writer;
 #[warn(missing_docs)]
 #[warn(missing_docs)]
+#[warn(missing_docs)]
+pub mod asid;
+#[warn(missing_docs)]
+pub mod pgtable;

@@ -1,0 +1,783 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Stage-1 VMSAv8-64 page tables for SMMUv3 context descriptors.
+//!
+//! Authority: Arm ARM (DDI 0487) D8 "The AArch64 Virtual Memory System Architecture"
+//! (translation granules, start level, descriptor formats) and the SMMUv3 spec (IHI 0070) 5.4
+//! (CD.TTB0/T0SZ/TG0/IPS/MAIR0). Policy choices follow Linux 6.12 `io-pgtable-arm.c` so that a
+//! domain behaves like the C driver's; the code is written from the specs.
+//!
+//! # Shape
+//!
+//! * Granules 4K, 16K and 64K; input address size ([`Config::ias`]) 25..=48 bits (T0SZ 16..=39),
+//!   which fixes the start level and number of levels exactly like the PE does (D8.2.7); no
+//!   concatenation (stage 1 has none). Output address size ([`Config::oas`]) one of the IPS
+//!   values 32, 36, 40, 42, 44, 48.
+//! * Leaves: pages at level 3 and blocks where the 48-bit OA formats allow them: 4K: 1G
+//!   (level 1) and 2M (level 2); 16K: 32M (level 2); 64K: 512M (level 2).
+//! * Memory: every table comes from a [`DmaAllocator`] (non-root tables: one granule, aligned
+//!   to the granule; root: its own size rounded up to 64 bytes, naturally aligned). Tables are
+//!   found again from the addresses in descriptors through a caller-provided [`PageTableStore`]
+//!   (the portable rules forbid `alloc`; the kernel backs it with an XArray, host tests with a
+//!   `HashMap`).
+//!
+//! # Updates and invalidation
+//!
+//! [`PageTable::map`] and [`PageTable::unmap`] are all-or-nothing as far as translations go:
+//! * `map` first checks the whole range for existing leaves (`EEXIST`), then allocates every
+//!   missing table, then writes the leaves. If an allocation fails, nothing was mapped; tables
+//!   allocated so far stay linked but empty (a later `unmap` over them, or the drop of the page
+//!   table, reclaims them). `map` never needs a TLB invalidation (it only fills invalid
+//!   entries; the SMMU does not cache invalid entries, IHI 0070 3.17 / Arm ARM D8.16).
+//! * `unmap` first splits the blocks that straddle either end of the range into tables of the
+//!   next level (translation-preserving, so `ENOMEM` here leaves every translation intact),
+//!   then clears every leaf inside the range. What must be invalidated is recorded in a
+//!   [`Gather`]; see [`gather`] for the neutral [`Invalidation`] list it turns into.
+//! * Freeing: a table whose every entry is gone after an `unmap` (because the range covered
+//!   it, or because a scan after clearing finds it empty) is unlinked, and a non-leaf
+//!   (walk-cache) invalidation of its span is added to the gather. Its memory is **not**
+//!   freed yet: the SMMU may still hold a walk-cache entry pointing at it, so it is queued on
+//!   the gather ("retired") and freed by [`PageTable::release_retired`], which the caller must
+//!   call only after the gather's invalidations have completed (CMD_SYNC consumed). The root
+//!   table is never freed before the page table is dropped. Dropping the page table drops the
+//!   store and therefore every table, retired or not.
+//! * Block splitting replaces the block descriptor by a table descriptor in one 64-bit store,
+//!   like io-pgtable-arm.c (`arm_lpae_split_blk_unmap`, line 584); no break-before-make.
+//!
+//! Locking is the caller's: all mutating methods take `&mut self`.
+
+pub mod gather;
+pub mod pte;
+
+pub use gather::{Gather, InvFeatures, Invalidation, Plan, TlbiCost};
+
+use super::dma::{DmaAllocator, DmaMemory};
+use pte::*;
+
+/// Errors of the page-table code. [`PgtableError::errno`] gives the errno for the kernel glue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgtableError {
+    /// Misaligned address or size, zero size, protection without read or write, or an
+    /// unsupported configuration. `EINVAL`.
+    InvalidArgument,
+    /// The IOVA range does not fit the input address size, or the physical range does not fit
+    /// the output address size. `ERANGE`, like `arm_lpae_map_pages()` (io-pgtable-arm.c:519),
+    /// so that callers can tell "not addressable by this table" from a malformed request.
+    OutOfRange,
+    /// Part of the IOVA range is already mapped. `EEXIST` (io-pgtable-arm.c:332, 438).
+    Exists,
+    /// Table memory, or room in the [`PageTableStore`], could not be obtained. `ENOMEM`.
+    NoMemory,
+    /// A table descriptor points at memory the [`PageTableStore`] does not know: the tables were
+    /// corrupted (a bug, or someone else wrote them). `EIO`.
+    Corrupted,
+}
+
+impl PgtableError {
+    /// The positive errno value the kernel glue returns (negated) for this error.
+    pub const fn errno(&self) -> i32 {
+        match self {
+            Self::InvalidArgument => 22, // EINVAL
+            Self::OutOfRange => 34,      // ERANGE
+            Self::Exists => 17,          // EEXIST
+            Self::NoMemory => 12,        // ENOMEM
+            Self::Corrupted => 5,        // EIO
+        }
+    }
+}
+
+/// Translation granule (Arm ARM D8.2 "Translation granules").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granule {
+    /// 4KB granule: 9 bits per level.
+    G4K,
+    /// 16KB granule: 11 bits per level.
+    G16K,
+    /// 64KB granule: 13 bits per level.
+    G64K,
+}
+
+impl Granule {
+    /// log2 of the granule size.
+    pub const fn shift(self) -> u32 {
+        match self {
+            Self::G4K => 12,
+            Self::G16K => 14,
+            Self::G64K => 16,
+        }
+    }
+
+    /// The granule size in bytes.
+    pub const fn size(self) -> u64 {
+        1 << self.shift()
+    }
+
+    /// Index bits resolved per level (a table holds `granule / 8` descriptors).
+    pub const fn bits_per_level(self) -> u32 {
+        self.shift() - 3
+    }
+
+    /// log2 of the span of one entry at `level` (0..=3).
+    pub const fn level_shift(self, level: u32) -> u32 {
+        self.shift() + (3 - level) * self.bits_per_level()
+    }
+
+    /// Whether a leaf may be placed at `level` with a 48-bit OA (Arm ARM D8.3.1 tables
+    /// D8-14..16): level 3 pages always; 4K blocks at levels 1-2; 16K and 64K at level 2.
+    pub const fn leaf_allowed(self, level: u32) -> bool {
+        match (self, level) {
+            (_, 3) => true,
+            (Self::G4K, 1) | (_, 2) => true,
+            _ => false,
+        }
+    }
+
+    /// CD.TG0 / TCR_EL1.TG0 encoding (Arm ARM D19: 0b00 4KB, 0b01 64KB, 0b10 16KB).
+    pub const fn tg0(self) -> u8 {
+        match self {
+            Self::G4K => 0b00,
+            Self::G64K => 0b01,
+            Self::G16K => 0b10,
+        }
+    }
+
+    /// TG field of a range TLBI command (IHI 0070 4.4.1.1: 0b01 4KB, 0b10 16KB, 0b11 64KB).
+    pub const fn tlbi_tg(self) -> u8 {
+        match self {
+            Self::G4K => 1,
+            Self::G16K => 2,
+            Self::G64K => 3,
+        }
+    }
+
+    /// Page sizes this granule can map, as a bitmap like Linux's `pgsize_bitmap`
+    /// (io-pgtable-arm.c:868-880, 48-bit OA).
+    pub const fn pgsize_bitmap(self) -> u64 {
+        match self {
+            Self::G4K => (1 << 12) | (1 << 21) | (1 << 30),
+            Self::G16K => (1 << 14) | (1 << 25),
+            Self::G64K => (1 << 16) | (1 << 29),
+        }
+    }
+}
+
+/// Linux-compatible protection flags (include/linux/iommu.h:18-32, same bit values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prot(pub u32);
+
+impl Prot {
+    /// IOMMU_READ.
+    pub const READ: Prot = Prot(1 << 0);
+    /// IOMMU_WRITE.
+    pub const WRITE: Prot = Prot(1 << 1);
+    /// IOMMU_CACHE: cache-coherent DMA (Normal write-back, inner shareable).
+    pub const CACHE: Prot = Prot(1 << 2);
+    /// IOMMU_NOEXEC: execute-never (UXN and PXN).
+    pub const NOEXEC: Prot = Prot(1 << 3);
+    /// IOMMU_MMIO: Device-nGnRE memory (e.g. MSI doorbells).
+    pub const MMIO: Prot = Prot(1 << 4);
+    /// IOMMU_PRIV: privileged-only access (AP[1] clear).
+    pub const PRIV: Prot = Prot(1 << 5);
+
+    /// Whether every flag of `other` is set.
+    pub const fn contains(self, other: Prot) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Union of two sets of flags.
+    pub const fn union(self, other: Prot) -> Prot {
+        Prot(self.0 | other.0)
+    }
+}
+
+impl core::ops::BitOr for Prot {
+    type Output = Prot;
+    fn bitor(self, rhs: Prot) -> Prot {
+        self.union(rhs)
+    }
+}
+
+/// MAIR value for CD.MAIR0 matching the attribute indices used by the descriptors: index 0
+/// Normal non-cacheable (0x44), 1 Normal write-back RW-allocate (0xff), 2 Device-nGnRE
+/// (0x04), 3 inner non-cacheable/outer write-back (0xf4). Same as io-pgtable-arm.c:1014-1021.
+pub const MAIR: u64 = (MAIR_ATTR_NC << (8 * MAIR_IDX_NC))
+    | (MAIR_ATTR_WBRWA << (8 * MAIR_IDX_CACHE))
+    | (MAIR_ATTR_DEVICE << (8 * MAIR_IDX_DEV))
+    | (MAIR_ATTR_INC_OWBRWA << (8 * MAIR_IDX_INC_OCACHE));
+
+/// Stage-1 descriptor bits for `prot`, without type and address. Mirrors
+/// `arm_lpae_prot_to_pte()` for ARM_64_LPAE_S1 (io-pgtable-arm.c:451-516): nG, AP[2] for
+/// read-only, AP[1] unless privileged, AttrIndx (MMIO > CACHE > non-cacheable), SH inner for
+/// cacheable else outer, UXN|PXN for NOEXEC, AF.
+pub const fn prot_to_attrs(prot: Prot) -> u64 {
+    let mut pte = NG.prep(1) | AF.prep(1);
+    if !prot.contains(Prot::WRITE) && prot.contains(Prot::READ) {
+        pte |= AP_RDONLY.prep(1);
+    }
+    if !prot.contains(Prot::PRIV) {
+        pte |= AP_UNPRIV.prep(1);
+    }
+    if prot.contains(Prot::MMIO) {
+        pte |= ATTR_INDX.prep(MAIR_IDX_DEV);
+    } else if prot.contains(Prot::CACHE) {
+        pte |= ATTR_INDX.prep(MAIR_IDX_CACHE);
+    } else {
+        pte |= ATTR_INDX.prep(MAIR_IDX_NC);
+    }
+    if prot.contains(Prot::CACHE) {
+        pte |= SH.prep(SH_INNER);
+    } else {
+        pte |= SH.prep(SH_OUTER);
+    }
+    if prot.contains(Prot::NOEXEC) {
+        pte |= UXN.prep(1) | PXN.prep(1);
+    }
+    pte
+}
+
+/// Where a [`PageTable`] keeps the memory blocks of its non-root tables, keyed by DMA address.
+///
+/// Descriptors hold physical addresses; this is how the code gets back from one to the
+/// [`DmaMemory`] that reads and writes that table. The kernel implements it over an XArray
+/// indexed by `dma_addr >> granule_shift`, host tests over a `HashMap`.
+pub trait PageTableStore<M: DmaMemory> {
+    /// Takes ownership of `mem`. On failure the block is dropped (freed) and `Err` returned;
+    /// the page table reports `ENOMEM`.
+    fn insert(&mut self, mem: M) -> Result<(), super::dma::AllocError>;
+    /// The block whose [`DmaMemory::dma_addr`] is `dma_addr`.
+    fn get(&self, dma_addr: u64) -> Option<&M>;
+    /// Removes and returns the block whose DMA address is `dma_addr` (dropping it frees it).
+    fn remove(&mut self, dma_addr: u64) -> Option<M>;
+    /// `dma_wmb()`: every earlier write to table memory is observable by the SMMU before any
+    /// later one. Called between filling a new table and publishing its table descriptor.
+    fn dma_wmb(&self);
+}
+
+/// Page-table geometry requested by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Translation granule.
+    pub granule: Granule,
+    /// Input (IOVA) address size in bits, 25..=48 (CD.T0SZ = 64 - ias).
+    pub ias: u32,
+    /// Output (physical) address size in bits: 32, 36, 40, 42, 44 or 48 (CD.IPS).
+    pub oas: u32,
+    /// Whether the SMMU's table walks are cache coherent (SMMU_IDR0.COHACC): selects the walk
+    /// attributes reported in [`S1Context`].
+    pub coherent_walk: bool,
+}
+
+/// Values the CD needs to use this page table (SMMUv3 IHI 0070 5.4, TCR_EL1 encodings).
+/// The command/CD layer encodes them; nothing here knows the CD layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct S1Context {
+    /// CD.TTB0: physical address of the root table.
+    pub ttb0: u64,
+    /// CD.T0SZ = 64 - IAS.
+    pub t0sz: u8,
+    /// CD.TG0 (0b00 4K, 0b01 64K, 0b10 16K).
+    pub tg0: u8,
+    /// CD.IPS (0b000 32 bits, 0b001 36, 0b010 40, 0b011 42, 0b100 44, 0b101 48).
+    pub ips: u8,
+    /// CD.SH0: 0b11 inner shareable for coherent walks, else 0b10 outer shareable.
+    pub sh0: u8,
+    /// CD.IR0 and CD.OR0: 0b01 write-back read/write-allocate for coherent walks, else 0b00
+    /// non-cacheable (io-pgtable-arm.c:958-972).
+    pub rgn0: u8,
+    /// CD.MAIR0: [`MAIR`].
+    pub mair: u64,
+    /// First level of the walk (0..=3), implied by T0SZ and TG0.
+    pub start_level: u8,
+}
+
+/// A stage-1 page table. `A` provides table memory, `S` remembers it (see [`PageTableStore`]).
+pub struct PageTable<A: DmaAllocator, S: PageTableStore<A::Memory>> {
+    alloc: A,
+    store: S,
+    root: A::Memory,
+    cfg: Config,
+    start_level: u32,
+    /// Number of descriptors in the root table.
+    root_entries: u64,
+}
+
+/// What a map pass does (see the module documentation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MapPass {
+    /// Read only: fail with `EEXIST` if a leaf would overlap an existing one.
+    Check,
+    /// Allocate every missing table on the way (may fail with `ENOMEM`).
+    Prepare,
+    /// Write the leaves (every table exists and every leaf slot is invalid).
+    Commit,
+}
+
+/// Arguments of one map request, threaded through the recursion.
+#[derive(Clone, Copy)]
+struct MapReq {
+    iova: u64,
+    paddr: u64,
+    attrs: u64,
+}
+
+/// Computes the start level and root entry count for `cfg` (Arm ARM D8.2.7: the start level
+/// is the one whose span covers all remaining input bits), or `None` if unsupported.
+fn geometry(cfg: &Config) -> Option<(u32, u64)> {
+    if !(25..=48).contains(&cfg.ias) || !matches!(cfg.oas, 32 | 36 | 40 | 42 | 44 | 48) {
+        return None;
+    }
+    let g = cfg.granule;
+    let va_bits = cfg.ias - g.shift();
+    let levels = va_bits.div_ceil(g.bits_per_level());
+    if !(1..=4).contains(&levels) {
+        return None;
+    }
+    let start_level = 4 - levels;
+    let root_bits = va_bits - g.bits_per_level() * (levels - 1);
+    Some((start_level, 1u64 << root_bits))
+}
+
+impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
+    /// Creates an empty page table (allocates the root table).
+    pub fn new(cfg: Config, alloc: A, store: S) -> Result<Self, PgtableError> {
+        let (start_level, root_entries) = geometry(&cfg).ok_or(PgtableError::InvalidArgument)?;
+        let root_size = (root_entries as usize * 8).max(64);
+        let root = alloc
+            .alloc_zeroed(root_size, root_size)
+            .map_err(|_| PgtableError::NoMemory)?;
+        Ok(Self { alloc, store, root, cfg, start_level, root_entries })
+    }
+
+    /// The configuration this table was built with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The first level of the walk (0..=3).
+    pub fn start_level(&self) -> u32 {
+        self.start_level
+    }
+
+    /// Physical address of the root table (CD.TTB0).
+    pub fn root_addr(&self) -> u64 {
+        self.root.dma_addr()
+    }
+
+    /// The store holding the non-root tables (for statistics and tests).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Everything the CD needs for this table.
+    pub fn s1_context(&self) -> S1Context {
+        let ips = match self.cfg.oas {
+            32 => 0b000,
+            36 => 0b001,
+            40 => 0b010,
+            42 => 0b011,
+            44 => 0b100,
+            _ => 0b101,
+        };
+        S1Context {
+            ttb0: self.root.dma_addr(),
+            t0sz: (64 - self.cfg.ias) as u8,
+            tg0: self.cfg.granule.tg0(),
+            ips,
+            sh0: if self.cfg.coherent_walk { SH_INNER as u8 } else { SH_OUTER as u8 },
+            rgn0: if self.cfg.coherent_walk { 0b01 } else { 0b00 },
+            mair: MAIR,
+            start_level: self.start_level as u8,
+        }
+    }
+
+    /// Number of descriptors in a table at `level`.
+    fn entries(&self, level: u32) -> u64 {
+        if level == self.start_level {
+            self.root_entries
+        } else {
+            1 << self.cfg.granule.bits_per_level()
+        }
+    }
+
+    /// Byte offset of the descriptor for `va` in a table at `level`.
+    fn offset(&self, va: u64, level: u32) -> usize {
+        let idx = (va >> self.cfg.granule.level_shift(level)) & (self.entries(level) - 1);
+        (idx * 8) as usize
+    }
+
+    /// The memory of the table at `pa` (the root or one from the store).
+    fn table(&self, pa: u64) -> Result<&A::Memory, PgtableError> {
+        if pa == self.root.dma_addr() {
+            return Ok(&self.root);
+        }
+        self.store.get(pa).ok_or(PgtableError::Corrupted)
+    }
+
+    fn read(&self, table: u64, level: u32, va: u64) -> Result<u64, PgtableError> {
+        Ok(self.table(table)?.read_u64(self.offset(va, level)))
+    }
+
+    fn write(&self, table: u64, level: u32, va: u64, desc: u64) -> Result<(), PgtableError> {
+        self.table(table)?.write_u64(self.offset(va, level), desc);
+        Ok(())
+    }
+
+    /// Kind of a descriptor found at `level`.
+    fn kind(desc: u64, level: u32) -> Kind {
+        match (desc & 0b11, level) {
+            (TYPE_TABLE_OR_PAGE, 3) => Kind::Leaf,
+            (TYPE_TABLE_OR_PAGE, _) => Kind::Table(desc & OA.mask()),
+            // Level-3 0b01 is reserved and, like level-0 blocks (no LPA2), never written here.
+            (TYPE_BLOCK, 1 | 2) => Kind::Leaf,
+            _ => Kind::Invalid,
+        }
+    }
+
+    /// Leaf descriptor for `pa` at `level` with attribute bits `attrs`.
+    fn leaf_desc(&self, pa: u64, level: u32, attrs: u64) -> u64 {
+        let ty = if level == 3 { TYPE_TABLE_OR_PAGE } else { TYPE_BLOCK };
+        (attrs & leaf_attr_mask()) | (pa & oa_mask(self.cfg.granule.level_shift(level))) | ty
+    }
+
+    /// Allocates a zeroed non-root table, fills it with `fill(index)` and registers it.
+    fn new_table(&mut self, fill: impl Fn(u64) -> u64) -> Result<u64, PgtableError> {
+        let g = self.cfg.granule.size() as usize;
+        let mem = self.alloc.alloc_zeroed(g, g).map_err(|_| PgtableError::NoMemory)?;
+        let pa = mem.dma_addr();
+        for i in 0..(g as u64 / 8) {
+            let d = fill(i);
+            if d != 0 {
+                mem.write_u64((i * 8) as usize, d);
+            }
+        }
+        self.store.insert(mem).map_err(|_| PgtableError::NoMemory)?;
+        Ok(pa)
+    }
+
+    /// Checks `[iova, iova + size)` against the IAS and alignment rules.
+    fn check_iova(&self, iova: u64, size: u64) -> Result<u64, PgtableError> {
+        let gmask = self.cfg.granule.size() - 1;
+        if size == 0 || (iova | size) & gmask != 0 {
+            return Err(PgtableError::InvalidArgument);
+        }
+        let end = iova.checked_add(size).ok_or(PgtableError::OutOfRange)?;
+        if end > 1u64 << self.cfg.ias {
+            return Err(PgtableError::OutOfRange);
+        }
+        Ok(end)
+    }
+
+    /// Maps `[iova, iova + size)` to `[paddr, paddr + size)` with `prot`, using the largest
+    /// leaves the alignment of `iova` and `paddr` allows.
+    ///
+    /// Errors: `EINVAL` for misalignment (to the granule), zero size or a `prot` without
+    /// `READ`/`WRITE`; `ERANGE` outside IAS/OAS; `EEXIST` if any part is mapped; `ENOMEM`.
+    /// On error no translation was added (see the module documentation).
+    pub fn map(&mut self, iova: u64, paddr: u64, size: u64, prot: Prot) -> Result<(), PgtableError> {
+        let end = self.check_iova(iova, size)?;
+        if paddr & (self.cfg.granule.size() - 1) != 0 {
+            return Err(PgtableError::InvalidArgument);
+        }
+        if !prot.contains(Prot::READ) && !prot.contains(Prot::WRITE) {
+            return Err(PgtableError::InvalidArgument);
+        }
+        let pend = paddr.checked_add(size).ok_or(PgtableError::OutOfRange)?;
+        if pend > 1u64 << self.cfg.oas {
+            return Err(PgtableError::OutOfRange);
+        }
+        let req = MapReq { iova, paddr, attrs: prot_to_attrs(prot) };
+        let root = self.root.dma_addr();
+        for pass in [MapPass::Check, MapPass::Prepare, MapPass::Commit] {
+            self.map_level(root, self.start_level, iova, end, &req, pass)?;
+        }
+        Ok(())
+    }
+
+    fn map_level(
+        &mut self,
+        table: u64,
+        level: u32,
+        start: u64,
+        end: u64,
+        req: &MapReq,
+        pass: MapPass,
+    ) -> Result<(), PgtableError> {
+        let g = self.cfg.granule;
+        let lshift = g.level_shift(level);
+        let lsize = 1u64 << lshift;
+        let mut va = start;
+        while va < end {
+            let entry_start = va & !(lsize - 1);
+            let chunk_end = end.min(entry_start + lsize);
+            let pa = req.paddr + (va - req.iova);
+            let desc = self.read(table, level, va)?;
+            let kind = Self::kind(desc, level);
+            let leaf_fits = g.leaf_allowed(level)
+                && va == entry_start
+                && chunk_end - va == lsize
+                && pa & (lsize - 1) == 0;
+            match kind {
+                Kind::Leaf => return Err(PgtableError::Exists),
+                Kind::Invalid if leaf_fits => {
+                    if pass == MapPass::Commit {
+                        self.write(table, level, va, self.leaf_desc(pa, level, req.attrs))?;
+                    }
+                }
+                Kind::Table(next) => self.map_level(next, level + 1, va, chunk_end, req, pass)?,
+                Kind::Invalid => match pass {
+                    // Nothing is mapped below an invalid entry.
+                    MapPass::Check => {}
+                    MapPass::Prepare => {
+                        if level >= 3 {
+                            return Err(PgtableError::Corrupted);
+                        }
+                        let next = self.new_table(|_| 0)?;
+                        self.store.dma_wmb();
+                        self.write(table, level, va, next | TYPE_TABLE_OR_PAGE)?;
+                        self.map_level(next, level + 1, va, chunk_end, req, pass)?;
+                    }
+                    // Prepare created every table the commit needs.
+                    MapPass::Commit => return Err(PgtableError::Corrupted),
+                },
+            }
+            va = chunk_end;
+        }
+        Ok(())
+    }
+
+    /// Unmaps every leaf inside `[iova, iova + size)` and returns the number of bytes that
+    /// were mapped there (0 if nothing was, like Linux). Holes inside the range are skipped
+    /// (Linux stops at the first hole instead).
+    ///
+    /// Blocks straddling the ends of the range are split first (allocating tables, so this can
+    /// fail with `ENOMEM`, in which case nothing was unmapped; the gather may already describe
+    /// the split blocks, which is harmless over-invalidation). Everything that must be
+    /// invalidated, and every table that must be freed after invalidation, is added to
+    /// `gather`.
+    ///
+    /// Errors: `EINVAL` for misalignment or zero size, `ERANGE` beyond the IAS, `ENOMEM`.
+    pub fn unmap(&mut self, iova: u64, size: u64, gather: &mut Gather) -> Result<u64, PgtableError> {
+        let end = self.check_iova(iova, size)?;
+        gather.set_granule(self.cfg.granule);
+        let mut split = [None, None];
+        let mut res = self.split_at(iova, &mut split[0]);
+        if res.is_ok() && end < 1u64 << self.cfg.ias {
+            res = self.split_at(end, &mut split[1]);
+        }
+        if let Err(e) = res {
+            // Nothing is unmapped, but split blocks now have smaller-grained copies: have
+            // their old entries invalidated anyway.
+            for s in split.iter().flatten() {
+                gather.add(s.start, s.size, s.shift, s.level as u8, true);
+            }
+            return Err(e);
+        }
+        let root = self.root.dma_addr();
+        let ctx = ClearCtx { split };
+        let (unmapped, _) = self.clear_level(root, self.start_level, iova, end, &ctx, gather)?;
+        Ok(unmapped)
+    }
+
+    /// Splits every block that contains `addr` without starting at it, top-down, so that `addr`
+    /// becomes a leaf boundary. Translation-preserving. `first` receives the largest block
+    /// split (even if a later split fails).
+    fn split_at(&mut self, addr: u64, first: &mut Option<Split>) -> Result<(), PgtableError> {
+        let g = self.cfg.granule;
+        let mut table = self.root.dma_addr();
+        let mut level = self.start_level;
+        while level < 3 {
+            let lshift = g.level_shift(level);
+            let lsize = 1u64 << lshift;
+            let desc = self.read(table, level, addr)?;
+            match Self::kind(desc, level) {
+                Kind::Invalid => break,
+                Kind::Table(next) => table = next,
+                Kind::Leaf => {
+                    let entry_start = addr & !(lsize - 1);
+                    if entry_start == addr {
+                        break;
+                    }
+                    let sub = level + 1;
+                    let sub_size = 1u64 << g.level_shift(sub);
+                    let base = desc & oa_mask(lshift);
+                    let next = self.new_table(|i| {
+                        let ty = if sub == 3 { TYPE_TABLE_OR_PAGE } else { TYPE_BLOCK };
+                        (desc & leaf_attr_mask()) | ((base + i * sub_size) & OA.mask()) | ty
+                    })?;
+                    self.store.dma_wmb();
+                    self.write(table, level, addr, next | TYPE_TABLE_OR_PAGE)?;
+                    if first.is_none() {
+                        *first = Some(Split { start: entry_start, size: lsize, shift: lshift, level });
+                    }
+                    table = next;
+                }
+            }
+            level += 1;
+        }
+        Ok(())
+    }
+
+    /// Clears the leaves in `[start, end)` below `table`. Returns the bytes unmapped and
+    /// whether any descriptor of this table was cleared.
+    fn clear_level(
+        &mut self,
+        table: u64,
+        level: u32,
+        start: u64,
+        end: u64,
+        ctx: &ClearCtx,
+        gather: &mut Gather,
+    ) -> Result<(u64, bool), PgtableError> {
+        let lshift = self.cfg.granule.level_shift(level);
+        let lsize = 1u64 << lshift;
+        let mut unmapped = 0u64;
+        let mut cleared = false;
+        let mut va = start;
+        while va < end {
+            let entry_start = va & !(lsize - 1);
+            let entry_end = entry_start + lsize;
+            let chunk_end = end.min(entry_end);
+            let desc = self.read(table, level, va)?;
+            let whole = va == entry_start && chunk_end == entry_end;
+            match Self::kind(desc, level) {
+                Kind::Invalid => {}
+                // After split_at, a leaf inside the range is covered whole.
+                Kind::Leaf if whole => {
+                    self.write(table, level, va, 0)?;
+                    let ttl = if ctx.in_split(entry_start) { 0 } else { level as u8 };
+                    gather.add(entry_start, lsize, lshift, ttl, true);
+                    unmapped += lsize;
+                    cleared = true;
+                }
+                Kind::Leaf => return Err(PgtableError::Corrupted),
+                Kind::Table(next) => {
+                    let (u, sub_cleared) = self.clear_level(next, level + 1, va, chunk_end, ctx, gather)?;
+                    unmapped += u;
+                    if whole || (sub_cleared && self.is_empty(next, level + 1)?) {
+                        self.write(table, level, va, 0)?;
+                        gather.add_walk(entry_start, lsize, self.cfg.granule.shift());
+                        self.retire(next, gather)?;
+                        cleared = true;
+                    }
+                }
+            }
+            va = chunk_end;
+        }
+        Ok((unmapped, cleared))
+    }
+
+    /// Whether the (non-root) table at `pa` has no valid descriptor.
+    fn is_empty(&self, pa: u64, level: u32) -> Result<bool, PgtableError> {
+        let t = self.table(pa)?;
+        for i in 0..self.entries(level) {
+            if t.read_u64((i * 8) as usize) & VALID.mask() != 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Queues an unlinked table on the gather's retired list. The link lives in descriptor 0
+    /// of the retired table itself, with bit 0 clear so that a stale walk sees an invalid
+    /// descriptor; bit 1 marks "there is a next table".
+    fn retire(&mut self, pa: u64, gather: &mut Gather) -> Result<(), PgtableError> {
+        let t = self.table(pa)?;
+        let link = match gather.retired {
+            Some(next) => (next & OA.mask()) | 0b10,
+            None => 0,
+        };
+        t.write_u64(0, link);
+        gather.retired = Some(pa);
+        gather.retired_count += 1;
+        Ok(())
+    }
+
+    /// Frees the tables `gather` retired and empties the gather. Call only once every
+    /// invalidation from `gather.plan(..)` has completed (CMD_SYNC consumed): until then the
+    /// SMMU may still walk those tables. Returns the number of tables freed.
+    pub fn release_retired(&mut self, gather: &mut Gather) -> usize {
+        let mut next = gather.retired.take();
+        let mut freed = 0;
+        while let Some(pa) = next {
+            let Some(mem) = self.store.remove(pa) else { break };
+            let link = mem.read_u64(0);
+            next = if link & 0b10 != 0 { Some(link & OA.mask()) } else { None };
+            drop(mem);
+            freed += 1;
+        }
+        gather.reset();
+        freed
+    }
+
+    /// The physical address `iova` translates to, or `None` if it is not mapped.
+    pub fn iova_to_phys(&self, iova: u64) -> Option<u64> {
+        self.lookup(iova).map(|l| l.paddr)
+    }
+
+    /// The leaf translating `iova`: output address, level, and descriptor.
+    pub fn lookup(&self, iova: u64) -> Option<Leaf> {
+        if self.cfg.ias < 64 && iova >> self.cfg.ias != 0 {
+            return None;
+        }
+        let g = self.cfg.granule;
+        let mut table = self.root.dma_addr();
+        let mut level = self.start_level;
+        loop {
+            let desc = self.read(table, level, iova).ok()?;
+            match Self::kind(desc, level) {
+                Kind::Invalid => return None,
+                Kind::Leaf => {
+                    let lshift = g.level_shift(level);
+                    let off = iova & ((1u64 << lshift) - 1);
+                    return Some(Leaf { paddr: (desc & oa_mask(lshift)) | off, level, desc });
+                }
+                Kind::Table(next) => {
+                    if level >= 3 {
+                        return None;
+                    }
+                    table = next;
+                    level += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A leaf found by [`PageTable::lookup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leaf {
+    /// Output address for the looked-up IOVA.
+    pub paddr: u64,
+    /// Level of the leaf (3 = page).
+    pub level: u32,
+    /// The raw descriptor.
+    pub desc: u64,
+}
+
+/// A block split by `unmap` (the largest one at one end of the range).
+#[derive(Clone, Copy)]
+struct Split {
+    start: u64,
+    size: u64,
+    shift: u32,
+    level: u32,
+}
+
+/// What `clear_level` needs to know about the current unmap.
+struct ClearCtx {
+    split: [Option<Split>; 2],
+}
+
+impl ClearCtx {
+    /// Whether `va` lies in a block split by this unmap (its old entry may be cached at the
+    /// block's level, so no TTL hint may be given for it).
+    fn in_split(&self, va: u64) -> bool {
+        self.split.iter().flatten().any(|s| va >= s.start && va - s.start < s.size)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Invalid,
+    Leaf,
+    Table(u64),
+}
