@@ -33,8 +33,6 @@ pub mod strtab;
 #[warn(missing_docs)]
 pub mod writer;
 #[warn(missing_docs)]
-#[warn(missing_docs)]
-#[warn(missing_docs)]
 pub mod asid;
 #[warn(missing_docs)]
 pub mod pgtable;
