@@ -134,7 +134,7 @@ impl<'a, T: ForeignOwnable> Guard<'a, T> {
 
     /// Returns the first present index `>= start` and a borrow of its entry.
     pub fn find_from(&self, start: u32) -> Option<(u32, T::Borrowed<'_>)> {
-        let mut index: core::ffi::c_ulong = start as _;
+        let mut index: usize = start as usize;
         // SAFETY: the array is initialised; `index` is a valid in/out pointer.
         let p = unsafe {
             bindings::xa_find(self.raw(), &mut index, u32::MAX as _, bindings::XA_PRESENT)

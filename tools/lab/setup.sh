@@ -24,7 +24,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     need_update=1
 fi
 
-apt_pkgs=(linux-source-6.12 rustc-web rust-web-src rust-web-clippy libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu
+apt_pkgs=(linux-source-6.12 rustc-web rust-web-src rust-web-clippy libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
           libclang-dev clang lld llvm flex bison bc libelf-dev libssl-dev cpio xz-utils kmod rsync)
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -140,4 +140,5 @@ fn main() {
         r.report(&o);
     }
     println!("{} passed, {} failed", r.passed, r.failed);
+    std::process::exit(i32::from(r.failed > 0));
 }

@@ -18,7 +18,10 @@ pub struct Outcome {
 
 /// Parses one `labtest:` line; returns `None` for other lines, `Some(None)` for the end marker.
 pub fn parse_labtest(line: &str) -> Option<Option<Outcome>> {
-    let rest = line.trim_start().strip_prefix("labtest: ")?;
+    // printk prefixes the line with the printing crate's name (`rust_kernel: ` for the kernel
+    // crate's reporter), so the marker may stand anywhere.
+    let at = line.find("labtest: ")?;
+    let rest = &line[at + "labtest: ".len()..];
     let (suite, rest) = rest.split_once(": ")?;
     if rest == "end" {
         return Some(None);
@@ -90,7 +93,10 @@ mod tests {
         assert_eq!((ok.name.as_str(), ok.passed), ("xarray:alloc_limit", true));
         let bad = parse_labtest("labtest: xarray: not ok erase: got 3").unwrap().unwrap();
         assert_eq!((bad.passed, bad.detail.as_str()), (false, "got 3"));
-        assert_eq!(parse_labtest("labtest: xarray: end"), Some(None));
+        assert_eq!(parse_labtest("rust_kernel: labtest: xarray: end"), Some(None));
+        let prefixed = parse_labtest("rust_kernel: labtest: s: ok c").unwrap().unwrap();
+        assert_eq!(prefixed.name, "s:c");
+        assert_eq!(parse_labtest("labtest: s: summary 1 passed, 0 failed"), None);
         assert_eq!(parse_labtest("something else"), None);
     }
 
