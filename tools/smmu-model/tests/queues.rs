@@ -377,3 +377,43 @@ fn event_and_gerror_interrupts() {
     let irqs = r.smmu.irq_counts();
     assert_eq!((irqs.eventq, irqs.gerror), (1, 1));
 }
+
+#[test]
+fn cfgi_ste_range_invalidates_an_aligned_block() {
+    let r = Rig::new(Features::default());
+    for sid in 0..8 {
+        r.set_ste(sid, ste_bypass());
+        r.read(sid, None, 0).unwrap();
+        r.set_ste(sid, ste_abort());
+    }
+    // CMD_CFGI_STE_RANGE 0x04: StreamID 5, Range[68:64] = 1 -> StreamIDs 4..=7.
+    r.cmds(&[[0x04 | (5 << 32), 1], sync()]);
+    for sid in 0..4 {
+        assert!(r.read(sid, None, 0).is_ok(), "sid {sid} still cached");
+    }
+    for sid in 4..8 {
+        assert_eq!(r.read(sid, None, 0), Err(TranslateError::Aborted));
+    }
+}
+
+#[test]
+fn range_tlbi_64k_granule() {
+    let mut r = Rig::new(Features::default());
+    let pt = r.new_pt(16, 16);
+    let cdt = r.cd_table(0);
+    r.write_words(cdt, &cd(pt.root, 16, 16, 5));
+    r.set_ste(1, ste_s1(cdt, 0, 0, 0));
+    for i in 0..4u64 {
+        r.map(&pt, i << 16, 0x100_0000 + (i << 16), LEAF_RW, 3);
+        r.read(1, None, (i << 16) + 0x1234).unwrap();
+    }
+    assert!(r
+        .smmu
+        .iotlb_entries()
+        .iter()
+        .all(|e| e.granule == 1 << 16 && e.level == 3));
+    // TG = 0b11 (64KB), NUM = 1, SCALE = 0: 2 pages from 0x10000.
+    r.cmds(&[tlbi_nh_va_range(5, 0x1_0000, 0b11, 1, 0, 3), sync()]);
+    let left: Vec<u64> = r.smmu.iotlb_entries().iter().map(|e| e.va).collect();
+    assert_eq!(left, [0, 0x3_0000]);
+}

@@ -452,3 +452,27 @@ fn ste_overrides_privilege() {
     let e = fault_event(r.read(2, None, 0x8000));
     assert!(e.pnu());
 }
+
+#[test]
+fn two_level_cd_table_with_64k_leaves() {
+    let mut r = Rig::new(Features::default());
+    // S1Fmt = 0b10: 64KB L2 tables of 1024 CDs; S1CDMax = 12 -> 4 L1CDs.
+    let l1 = r.alloc(64, 64);
+    r.set_ste(4, ste_s1(l1, 12, 0b10, 0));
+    let l2 = r.alloc(1 << 16, 1 << 16);
+    r.mem.write_u64(l1 + 2 * 8, l1cd(l2));
+    let pt = r.new_pt(12, 16);
+    r.map(&pt, 0x1000, 0x77_0000, LEAF_RW, 3);
+    // SubstreamID 2*1024 + 5 -> L1CD #2, CD #5.
+    r.write_words(l2 + 5 * 64, &cd(pt.root, 16, 12, 42));
+    assert_eq!(r.read(4, Some(2053), 0x1010).unwrap().pa, 0x77_0010);
+    assert_eq!(
+        fault_event(r.read(4, Some(5), 0x1010)).id(),
+        event_id::C_BAD_SUBSTREAMID
+    );
+    // Untagged traffic with S1DSS = 0b00 (terminate).
+    assert_eq!(
+        fault_event(r.read(4, None, 0x1010)).id(),
+        event_id::F_STREAM_DISABLED
+    );
+}
