@@ -151,6 +151,8 @@ pub struct AllocatorState {
     pub fault: Fault,
     /// Shared event log (also written by test notifiers) to check ordering.
     pub log: Vec<String>,
+    /// PASIDs the allocator itself never hands out (a platform that knows the reservations).
+    pub skip: Vec<std::ops::RangeInclusive<Pasid>>,
 }
 
 /// Custom allocator handing out the *highest* free PASID of the request (so that its PASIDs
@@ -165,6 +167,7 @@ impl TestAllocator {
             freed: Vec::new(),
             fault: Fault::None,
             log: Vec::new(),
+            skip: Vec::new(),
         })))
     }
 
@@ -186,7 +189,7 @@ impl PasidAllocator for TestAllocator {
         }
         let p = (min..=max)
             .rev()
-            .find(|p| !s.used.contains(p))
+            .find(|p| !s.used.contains(p) && !s.skip.iter().any(|r| r.contains(p)))
             .ok_or(Error::NoSpace)?;
         s.used.insert(p);
         s.log.push(format!("alloc {p}"));
