@@ -21,21 +21,35 @@ type Pt = PageTable<PhysMem, Store>;
 
 fn new_pt(granule: Granule, ias: u32) -> (PhysMem, Pt) {
     let mem = PhysMem::new(0x8000_0000, 1 << 32);
-    let cfg = Config { granule, ias, oas: 48, coherent_walk: true };
+    let cfg = Config {
+        granule,
+        ias,
+        oas: 48,
+        coherent_walk: true,
+    };
     let pt = PageTable::new(cfg, mem.clone(), Store::default()).unwrap();
     (mem, pt)
 }
 
 fn wcfg(pt: &Pt) -> WalkCfg {
     let c = pt.s1_context();
-    WalkCfg { ttb: c.ttb0, granule: pt.config().granule.size(), t0sz: c.t0sz as u32 }
+    WalkCfg {
+        ttb: c.ttb0,
+        granule: pt.config().granule.size(),
+        t0sz: c.t0sz as u32,
+    }
 }
 
 /// Unmaps and completes the invalidation protocol; returns bytes and the gather's plan.
 fn unmap(pt: &mut Pt, iova: u64, size: u64, ril: bool) -> (u64, Vec<Invalidation>) {
     let mut g = Gather::new();
     let n = pt.unmap(iova, size, &mut g).unwrap();
-    let plan = g.plan(InvFeatures { ril, max_tlbi_ops: None }).collect();
+    let plan = g
+        .plan(InvFeatures {
+            ril,
+            max_tlbi_ops: None,
+        })
+        .collect();
     pt.release_retired(&mut g);
     (n, plan)
 }
@@ -58,7 +72,11 @@ fn geometry_and_cd_values() {
     for (g, ias, lvl, t0sz, tg0) in cases {
         let (_m, pt) = new_pt(g, ias);
         let c = pt.s1_context();
-        assert_eq!((pt.start_level(), c.t0sz, c.tg0), (lvl, t0sz, tg0), "{g:?} ias {ias}");
+        assert_eq!(
+            (pt.start_level(), c.t0sz, c.tg0),
+            (lvl, t0sz, tg0),
+            "{g:?} ias {ias}"
+        );
         assert_eq!(c.start_level as u32, lvl);
         assert_eq!(c.ips, 0b101);
         assert_eq!((c.sh0, c.rgn0), (0b11, 0b01));
@@ -67,13 +85,27 @@ fn geometry_and_cd_values() {
     assert_eq!(MAIR, 0x0000_0000_f404_ff44);
     let mem = PhysMem::new(0, 1 << 30);
     for (oas, ips) in [(32, 0), (36, 1), (40, 2), (42, 3), (44, 4), (48, 5)] {
-        let cfg = Config { granule: Granule::G4K, ias: 48, oas, coherent_walk: false };
+        let cfg = Config {
+            granule: Granule::G4K,
+            ias: 48,
+            oas,
+            coherent_walk: false,
+        };
         let pt = PageTable::new(cfg, mem.clone(), Store::default()).unwrap();
         assert_eq!(pt.s1_context().ips, ips);
         assert_eq!((pt.s1_context().sh0, pt.s1_context().rgn0), (0b10, 0b00));
     }
-    for (g, ias, oas) in [(Granule::G4K, 49, 48), (Granule::G4K, 24, 48), (Granule::G4K, 48, 52)] {
-        let cfg = Config { granule: g, ias, oas, coherent_walk: true };
+    for (g, ias, oas) in [
+        (Granule::G4K, 49, 48),
+        (Granule::G4K, 24, 48),
+        (Granule::G4K, 48, 52),
+    ] {
+        let cfg = Config {
+            granule: g,
+            ias,
+            oas,
+            coherent_walk: true,
+        };
         let e = PageTable::new(cfg, mem.clone(), Store::default()).err();
         assert_eq!(e, Some(PgtableError::InvalidArgument));
     }
@@ -86,13 +118,13 @@ fn descriptor_golden_values() {
     let (mem, mut pt) = new_pt(Granule::G4K, 48);
     let pa = 0x1234_5000;
     let cases = [
-        (RW | Prot::CACHE, 0xf47),                        // idx 1, SH inner, EL0, RW
-        (Prot::READ, 0xec3),                              // idx 0, SH outer, RO
-        (RW | Prot::MMIO, 0xe4b),                         // idx 2 (device)
-        (RW | Prot::PRIV, 0xf03 & !0x100),                // no EL0 bit, SH outer
-        (RW | Prot::NOEXEC, 0x0060_0000_0000_0e43),       // UXN | PXN
-        (Prot::WRITE, 0xe43),                             // write-only becomes RW (no RO bit)
-        (Prot::READ | Prot::PRIV | Prot::CACHE, 0xf87),   // RO, privileged, cacheable
+        (RW | Prot::CACHE, 0xf47),                      // idx 1, SH inner, EL0, RW
+        (Prot::READ, 0xec3),                            // idx 0, SH outer, RO
+        (RW | Prot::MMIO, 0xe4b),                       // idx 2 (device)
+        (RW | Prot::PRIV, 0xf03 & !0x100),              // no EL0 bit, SH outer
+        (RW | Prot::NOEXEC, 0x0060_0000_0000_0e43),     // UXN | PXN
+        (Prot::WRITE, 0xe43),                           // write-only becomes RW (no RO bit)
+        (Prot::READ | Prot::PRIV | Prot::CACHE, 0xf87), // RO, privileged, cacheable
     ];
     for (i, (prot, bits)) in cases.into_iter().enumerate() {
         let iova = 0x4000_0000 + i as u64 * K4;
@@ -122,20 +154,29 @@ fn blocks_per_granule() {
         let pa = 8 * block - gs;
         pt.map(iova, pa, block + 2 * gs, RW).unwrap();
         let cfg = wcfg(&pt);
-        assert_eq!(walk(&mem, &cfg, iova).unwrap(), walk(&mem, &cfg, iova).unwrap());
+        assert_eq!(
+            walk(&mem, &cfg, iova).unwrap(),
+            walk(&mem, &cfg, iova).unwrap()
+        );
         assert_eq!(walk(&mem, &cfg, iova).unwrap().level, 3);
         let b = walk(&mem, &cfg, iova + gs).unwrap();
         assert_eq!((b.level, b.pa), (level, pa + gs), "{g:?}");
         let b2 = walk(&mem, &cfg, iova + gs + block - 8).unwrap();
         assert_eq!((b2.level, b2.pa), (level, pa + gs + block - 8));
         assert_eq!(walk(&mem, &cfg, iova + gs + block).unwrap().level, 3);
-        assert_eq!(walk(&mem, &cfg, iova + 2 * gs + block), Err(Fault::Translation(3)));
+        assert_eq!(
+            walk(&mem, &cfg, iova + 2 * gs + block),
+            Err(Fault::Translation(3))
+        );
         // Misaligned physical address: no block, pages only.
         let (mem, mut pt) = new_pt(g, 48);
         pt.map(block, block + gs, block, RW).unwrap();
         let w = walk(&mem, &wcfg(&pt), block + 5 * gs).unwrap();
         assert_eq!((w.level, w.pa), (3, block + 6 * gs));
-        assert_eq!(pt.iova_to_phys(block + 5 * gs + 3), Some(block + 6 * gs + 3));
+        assert_eq!(
+            pt.iova_to_phys(block + 5 * gs + 3),
+            Some(block + 6 * gs + 3)
+        );
     }
 }
 
@@ -172,7 +213,10 @@ fn split_block_on_partial_unmap() {
                 leaf: true,
             }
         } else {
-            Invalidation::Va { iova: G1 + 5 * K4, leaf: true }
+            Invalidation::Va {
+                iova: G1 + 5 * K4,
+                leaf: true,
+            }
         };
         assert_eq!(plan, vec![expect]);
     }
@@ -209,7 +253,10 @@ fn error_cases() {
     assert_eq!(pt.map(0x1800, 0x1000, K4, RW), Err(InvalidArgument));
     assert_eq!(pt.map(0x1000, 0x1000, 0x800, RW), Err(InvalidArgument));
     assert_eq!(pt.map(0x1000, 0x1000, 0, RW), Err(InvalidArgument));
-    assert_eq!(pt.map(0x1000, 0x1000, K4, Prot::CACHE), Err(InvalidArgument));
+    assert_eq!(
+        pt.map(0x1000, 0x1000, K4, Prot::CACHE),
+        Err(InvalidArgument)
+    );
     assert_eq!(pt.map((1 << 39) - K4, 0, 2 * K4, RW), Err(OutOfRange));
     assert_eq!(pt.map(u64::MAX - 0xfff, 0, K4, RW), Err(OutOfRange));
     assert_eq!(pt.map(0, (1 << 48) - K4, 2 * K4, RW), Err(OutOfRange));
@@ -238,7 +285,10 @@ fn error_cases() {
     assert_eq!(pt.map(iova, 0, K4, RW), Err(NoMemory));
     mem.fail_allocations_after(None);
     assert_eq!(pt.iova_to_phys(iova), None);
-    assert_eq!(walk(&mem, &wcfg(&pt), iova).map(|w| w.pa), Err(Fault::Translation(2)));
+    assert_eq!(
+        walk(&mem, &wcfg(&pt), iova).map(|w| w.pa),
+        Err(Fault::Translation(2))
+    );
     let (n, _) = unmap(&mut pt, 0x20_0000_0000, G1, false);
     assert_eq!(n, 0);
     assert_eq!(mem.live_blocks(), live, "leftover table reclaimed");
@@ -268,18 +318,34 @@ fn tables_retired_then_freed() {
     assert_eq!(
         g.plan(InvFeatures::default()).collect::<Vec<_>>(),
         vec![
-            Invalidation::Va { iova: 0x7f_0000_0000, leaf: true },
-            Invalidation::Va { iova: 0x7f_0000_1000, leaf: true }
+            Invalidation::Va {
+                iova: 0x7f_0000_0000,
+                leaf: true
+            },
+            Invalidation::Va {
+                iova: 0x7f_0000_1000,
+                leaf: true
+            }
         ]
     );
     // Removing the last page empties three tables: retired, walk invalidation, then freed.
     assert_eq!(pt.unmap(0x7f_0000_2000, K4, &mut g), Ok(K4));
     assert_eq!(g.retired_tables(), 3);
-    assert_eq!(mem.live_blocks(), root_only + 3, "not freed before invalidation");
-    assert_eq!(walk(&mem, &wcfg(&pt), 0x7f_0000_2000), Err(Fault::Translation(0)));
+    assert_eq!(
+        mem.live_blocks(),
+        root_only + 3,
+        "not freed before invalidation"
+    );
+    assert_eq!(
+        walk(&mem, &wcfg(&pt), 0x7f_0000_2000),
+        Err(Fault::Translation(0))
+    );
     let plan: Vec<_> = g.plan(InvFeatures::default()).collect();
     assert_eq!(plan.len(), 3);
-    assert!(plan.contains(&Invalidation::Va { iova: 0x7f_0000_2000, leaf: false }));
+    assert!(plan.contains(&Invalidation::Va {
+        iova: 0x7f_0000_2000,
+        leaf: false
+    }));
     assert_eq!(pt.release_retired(&mut g), 3);
     assert!(g.is_empty());
     assert_eq!(mem.live_blocks(), root_only);
@@ -290,8 +356,14 @@ fn tables_retired_then_freed() {
 
 #[test]
 fn invalidation_plans_and_linux_comparison() {
-    let none = InvFeatures { ril: false, max_tlbi_ops: None };
-    let ril = InvFeatures { ril: true, max_tlbi_ops: None };
+    let none = InvFeatures {
+        ril: false,
+        max_tlbi_ops: None,
+    };
+    let ril = InvFeatures {
+        ril: true,
+        max_tlbi_ops: None,
+    };
     let base = 0x10_0000_0000u64;
     // (what, setup size and mapping, unmap size, ours no-RIL, ours RIL)
     for (pages, ours_no, ours_ril) in [(1u64, 1, 1), (16, 16, 1), (33, 33, 2), (511, 511, 2)] {
@@ -299,13 +371,33 @@ fn invalidation_plans_and_linux_comparison() {
         pt.map(base + K4, 0, 511 * K4, RW).unwrap();
         let mut g = Gather::new();
         pt.unmap(base + K4, pages * K4, &mut g).unwrap();
-        assert_eq!(g.cost(none), TlbiCost { tlbi: ours_no, sync: 1 }, "{pages}");
-        assert_eq!(g.cost(ril), TlbiCost { tlbi: ours_ril, sync: 1 }, "{pages} ril");
+        assert_eq!(
+            g.cost(none),
+            TlbiCost {
+                tlbi: ours_no,
+                sync: 1
+            },
+            "{pages}"
+        );
+        assert_eq!(
+            g.cost(ril),
+            TlbiCost {
+                tlbi: ours_ril,
+                sync: 1
+            },
+            "{pages} ril"
+        );
         let mut c = LinuxModel::new(false, Granule::G4K);
         for p in 0..pages {
             c.add_page(base + K4 + p * K4, K4);
         }
-        assert_eq!(c.finish(), TlbiCost { tlbi: pages, sync: 1 });
+        assert_eq!(
+            c.finish(),
+            TlbiCost {
+                tlbi: pages,
+                sync: 1
+            }
+        );
     }
     // Threshold: 512 single pages (not a whole table) -> one ASID invalidation.
     let (_m, mut pt) = new_pt(Granule::G4K, 48);
@@ -363,8 +455,22 @@ fn invalidation_plans_and_linux_comparison() {
     pt.map(base + 4 * M2, 0, M2, RW).unwrap(); // keeps the L2 table alive
     let mut g = Gather::new();
     pt.unmap(base, M2, &mut g).unwrap();
-    assert_eq!(g.plan(none).collect::<Vec<_>>(), vec![Invalidation::Va { iova: base, leaf: true }]);
-    assert!(matches!(g.plan(ril).next(), Some(Invalidation::Range { ttl: 2, scale: 9, num: 1, .. })));
+    assert_eq!(
+        g.plan(none).collect::<Vec<_>>(),
+        vec![Invalidation::Va {
+            iova: base,
+            leaf: true
+        }]
+    );
+    assert!(matches!(
+        g.plan(ril).next(),
+        Some(Invalidation::Range {
+            ttl: 2,
+            scale: 9,
+            num: 1,
+            ..
+        })
+    ));
     // Gather overflow degrades to a whole-ASID invalidation.
     let (_m, mut pt) = new_pt(Granule::G4K, 48);
     pt.map(base, 0, 64 * K4, RW).unwrap();

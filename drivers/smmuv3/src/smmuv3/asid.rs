@@ -3,8 +3,9 @@
 //!
 //! The SMMU supports 8- or 16-bit ASIDs (SMMU_IDR0.ASID16, IHI 0070 6.3.1; Linux reads it at
 //! arm-smmu-v3.c:4287). ASID 0 is never handed out, like the C driver: its ASID xarray is
-//! `DEFINE_XARRAY_ALLOC1` (arm-smmu-v3.c:77) and allocations use `XA_LIMIT(1, (1 << asid_bits)
-//! - 1)` (arm-smmu-v3.c:2396-2397 for DMA domains, arm-smmu-v3-sva.c:409-410 for SVA). The C
+//! `DEFINE_XARRAY_ALLOC1` (arm-smmu-v3.c:77) and allocations use
+//! `XA_LIMIT(1, (1 << asid_bits) - 1)` (arm-smmu-v3.c:2396-2397 for DMA domains,
+//! arm-smmu-v3-sva.c:409-410 for SVA). The C
 //! code gives no reason; the ones that apply here: SVA/BTM shares the ASID space with the
 //! CPU, whose arm64 allocator keeps ASID 0 for `init_mm`/the reserved TTBR0
 //! (arch/arm64/mm/context.c), and 0 is what a cleared CD holds, so "ASID 0" can mean "none"

@@ -7,6 +7,8 @@ pub mod dma;
 #[warn(missing_docs)]
 pub mod bitfield;
 #[warn(missing_docs)]
+pub mod asid;
+#[warn(missing_docs)]
 pub mod cd;
 #[warn(missing_docs)]
 pub mod cdtab;
@@ -21,6 +23,8 @@ pub mod event;
 #[cfg(test)]
 mod golden_tests;
 #[warn(missing_docs)]
+pub mod pgtable;
+#[warn(missing_docs)]
 pub mod queue;
 #[warn(missing_docs)]
 pub mod regs;
@@ -32,7 +36,3 @@ pub mod store;
 pub mod strtab;
 #[warn(missing_docs)]
 pub mod writer;
-#[warn(missing_docs)]
-pub mod asid;
-#[warn(missing_docs)]
-pub mod pgtable;

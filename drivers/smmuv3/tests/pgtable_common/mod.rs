@@ -114,7 +114,10 @@ fn start_level(granule: u64, t0sz: u32) -> Option<u32> {
 /// Whether a block descriptor (bits[1:0] = 0b01) is allowed at `level` for this granule with
 /// a 48-bit OA (D8.3.1: 4K L1/L2, 16K L2, 64K L2).
 fn block_ok(granule: u64, level: u32) -> bool {
-    matches!((granule, level), (4096, 1) | (4096, 2) | (16384, 2) | (65536, 2))
+    matches!(
+        (granule, level),
+        (4096, 1) | (4096, 2) | (16384, 2) | (65536, 2)
+    )
 }
 
 /// Walks `va`.
@@ -149,7 +152,11 @@ pub fn walk(mem: &PhysMem, cfg: &WalkCfg, va: u64) -> Result<Walked, Fault> {
             return Err(Fault::Translation(level));
         }
         let out_mask = ((1u64 << 48) - 1) & !((1u64 << lsb) - 1);
-        return Ok(Walked { pa: (desc & out_mask) | (va & ((1u64 << lsb) - 1)), level, desc });
+        return Ok(Walked {
+            pa: (desc & out_mask) | (va & ((1u64 << lsb) - 1)),
+            level,
+            desc,
+        });
     }
 }
 

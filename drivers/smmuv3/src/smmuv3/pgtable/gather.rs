@@ -85,7 +85,13 @@ impl Gather {
     /// An empty gather.
     pub const fn new() -> Self {
         Self {
-            items: [Item { start: 0, size: 0, step_shift: 0, ttl: 0, leaf: false }; GATHER_ITEMS],
+            items: [Item {
+                start: 0,
+                size: 0,
+                step_shift: 0,
+                ttl: 0,
+                leaf: false,
+            }; GATHER_ITEMS],
             len: 0,
             all: false,
             granule: None,
@@ -131,7 +137,13 @@ impl Gather {
         if self.all {
             return;
         }
-        let new = Item { start, size, step_shift, ttl, leaf };
+        let new = Item {
+            start,
+            size,
+            step_shift,
+            ttl,
+            leaf,
+        };
         // Merge with the previous range when contiguous with the same step. Differing leaf or
         // TTL merge to the weaker form (non-leaf, no hint): still correct, and never more
         // commands than two ranges would need.
@@ -186,7 +198,11 @@ impl Gather {
         } else if self.len == 0 {
             Mode::Done
         } else if features.ril {
-            let too_big = self.items.iter().take(self.len).any(|it| (it.size >> tg) >> 32 != 0);
+            let too_big = self
+                .items
+                .iter()
+                .take(self.len)
+                .any(|it| (it.size >> tg) >> 32 != 0);
             if too_big {
                 Mode::Asid
             } else {
@@ -204,7 +220,15 @@ impl Gather {
                 Mode::Va
             }
         };
-        let mut plan = Plan { g: self, tg, mode, item: 0, cursor: 0, end: 0, pages: 0 };
+        let mut plan = Plan {
+            g: self,
+            tg,
+            mode,
+            item: 0,
+            cursor: 0,
+            end: 0,
+            pages: 0,
+        };
         plan.load_item();
         plan
     }
@@ -212,7 +236,10 @@ impl Gather {
     /// Commands and syncs [`Gather::plan`] issues.
     pub fn cost(&self, features: InvFeatures) -> TlbiCost {
         let tlbi = self.plan(features).count() as u64;
-        TlbiCost { tlbi, sync: u64::from(tlbi != 0) }
+        TlbiCost {
+            tlbi,
+            sync: u64::from(tlbi != 0),
+        }
     }
 }
 
@@ -260,9 +287,12 @@ impl Invalidation {
     pub fn size(&self) -> Option<u64> {
         match self {
             Self::Va { .. } => None,
-            Self::Range { granule, scale, num, .. } => {
-                Some(u64::from(*num) << (u32::from(*scale) + granule.shift()))
-            }
+            Self::Range {
+                granule,
+                scale,
+                num,
+                ..
+            } => Some(u64::from(*num) << (u32::from(*scale) + granule.shift())),
             Self::Asid => None,
         }
     }
@@ -299,7 +329,11 @@ pub struct Plan<'a> {
 
 impl Plan<'_> {
     fn cur(&self) -> Option<Item> {
-        self.g.items.get(self.item).copied().filter(|_| self.item < self.g.len)
+        self.g
+            .items
+            .get(self.item)
+            .copied()
+            .filter(|_| self.item < self.g.len)
     }
 
     fn load_item(&mut self) {
@@ -339,7 +373,10 @@ impl Iterator for Plan<'_> {
                     }
                     let iova = self.cursor;
                     self.cursor = self.cursor.saturating_add(1u64 << it.step_shift);
-                    return Some(Invalidation::Va { iova, leaf: it.leaf });
+                    return Some(Invalidation::Va {
+                        iova,
+                        leaf: it.leaf,
+                    });
                 }
                 Mode::Range => {
                     let it = self.cur()?;

@@ -124,11 +124,7 @@ impl Granule {
     /// Whether a leaf may be placed at `level` with a 48-bit OA (Arm ARM D8.3.1 tables
     /// D8-14..16): level 3 pages always; 4K blocks at levels 1-2; 16K and 64K at level 2.
     pub const fn leaf_allowed(self, level: u32) -> bool {
-        match (self, level) {
-            (_, 3) => true,
-            (Self::G4K, 1) | (_, 2) => true,
-            _ => false,
-        }
+        matches!((self, level), (_, 3) | (_, 2) | (Self::G4K, 1))
     }
 
     /// CD.TG0 / TCR_EL1.TG0 encoding (Arm ARM D19: 0b00 4KB, 0b01 64KB, 0b10 16KB).
@@ -344,7 +340,14 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let root = alloc
             .alloc_zeroed(root_size, root_size)
             .map_err(|_| PgtableError::NoMemory)?;
-        Ok(Self { alloc, store, root, cfg, start_level, root_entries })
+        Ok(Self {
+            alloc,
+            store,
+            root,
+            cfg,
+            start_level,
+            root_entries,
+        })
     }
 
     /// The configuration this table was built with.
@@ -382,7 +385,11 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             t0sz: (64 - self.cfg.ias) as u8,
             tg0: self.cfg.granule.tg0(),
             ips,
-            sh0: if self.cfg.coherent_walk { SH_INNER as u8 } else { SH_OUTER as u8 },
+            sh0: if self.cfg.coherent_walk {
+                SH_INNER as u8
+            } else {
+                SH_OUTER as u8
+            },
             rgn0: if self.cfg.coherent_walk { 0b01 } else { 0b00 },
             mair: MAIR,
             start_level: self.start_level as u8,
@@ -434,14 +441,21 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
 
     /// Leaf descriptor for `pa` at `level` with attribute bits `attrs`.
     fn leaf_desc(&self, pa: u64, level: u32, attrs: u64) -> u64 {
-        let ty = if level == 3 { TYPE_TABLE_OR_PAGE } else { TYPE_BLOCK };
+        let ty = if level == 3 {
+            TYPE_TABLE_OR_PAGE
+        } else {
+            TYPE_BLOCK
+        };
         (attrs & leaf_attr_mask()) | (pa & oa_mask(self.cfg.granule.level_shift(level))) | ty
     }
 
     /// Allocates a zeroed non-root table, fills it with `fill(index)` and registers it.
     fn new_table(&mut self, fill: impl Fn(u64) -> u64) -> Result<u64, PgtableError> {
         let g = self.cfg.granule.size() as usize;
-        let mem = self.alloc.alloc_zeroed(g, g).map_err(|_| PgtableError::NoMemory)?;
+        let mem = self
+            .alloc
+            .alloc_zeroed(g, g)
+            .map_err(|_| PgtableError::NoMemory)?;
         let pa = mem.dma_addr();
         for i in 0..(g as u64 / 8) {
             let d = fill(i);
@@ -472,7 +486,13 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// Errors: `EINVAL` for misalignment (to the granule), zero size or a `prot` without
     /// `READ`/`WRITE`; `ERANGE` outside IAS/OAS; `EEXIST` if any part is mapped; `ENOMEM`.
     /// On error no translation was added (see the module documentation).
-    pub fn map(&mut self, iova: u64, paddr: u64, size: u64, prot: Prot) -> Result<(), PgtableError> {
+    pub fn map(
+        &mut self,
+        iova: u64,
+        paddr: u64,
+        size: u64,
+        prot: Prot,
+    ) -> Result<(), PgtableError> {
         let end = self.check_iova(iova, size)?;
         if paddr & (self.cfg.granule.size() - 1) != 0 {
             return Err(PgtableError::InvalidArgument);
@@ -484,7 +504,11 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         if pend > 1u64 << self.cfg.oas {
             return Err(PgtableError::OutOfRange);
         }
-        let req = MapReq { iova, paddr, attrs: prot_to_attrs(prot) };
+        let req = MapReq {
+            iova,
+            paddr,
+            attrs: prot_to_attrs(prot),
+        };
         let root = self.root.dma_addr();
         for pass in [MapPass::Check, MapPass::Prepare, MapPass::Commit] {
             self.map_level(root, self.start_level, iova, end, &req, pass)?;
@@ -555,7 +579,12 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// `gather`.
     ///
     /// Errors: `EINVAL` for misalignment or zero size, `ERANGE` beyond the IAS, `ENOMEM`.
-    pub fn unmap(&mut self, iova: u64, size: u64, gather: &mut Gather) -> Result<u64, PgtableError> {
+    pub fn unmap(
+        &mut self,
+        iova: u64,
+        size: u64,
+        gather: &mut Gather,
+    ) -> Result<u64, PgtableError> {
         let end = self.check_iova(iova, size)?;
         gather.set_granule(self.cfg.granule);
         let mut split = [None, None];
@@ -600,13 +629,22 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                     let sub_size = 1u64 << g.level_shift(sub);
                     let base = desc & oa_mask(lshift);
                     let next = self.new_table(|i| {
-                        let ty = if sub == 3 { TYPE_TABLE_OR_PAGE } else { TYPE_BLOCK };
+                        let ty = if sub == 3 {
+                            TYPE_TABLE_OR_PAGE
+                        } else {
+                            TYPE_BLOCK
+                        };
                         (desc & leaf_attr_mask()) | ((base + i * sub_size) & OA.mask()) | ty
                     })?;
                     self.store.dma_wmb();
                     self.write(table, level, addr, next | TYPE_TABLE_OR_PAGE)?;
                     if first.is_none() {
-                        *first = Some(Split { start: entry_start, size: lsize, shift: lshift, level });
+                        *first = Some(Split {
+                            start: entry_start,
+                            size: lsize,
+                            shift: lshift,
+                            level,
+                        });
                     }
                     table = next;
                 }
@@ -643,14 +681,19 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                 // After split_at, a leaf inside the range is covered whole.
                 Kind::Leaf if whole => {
                     self.write(table, level, va, 0)?;
-                    let ttl = if ctx.in_split(entry_start) { 0 } else { level as u8 };
+                    let ttl = if ctx.in_split(entry_start) {
+                        0
+                    } else {
+                        level as u8
+                    };
                     gather.add(entry_start, lsize, lshift, ttl, true);
                     unmapped += lsize;
                     cleared = true;
                 }
                 Kind::Leaf => return Err(PgtableError::Corrupted),
                 Kind::Table(next) => {
-                    let (u, sub_cleared) = self.clear_level(next, level + 1, va, chunk_end, ctx, gather)?;
+                    let (u, sub_cleared) =
+                        self.clear_level(next, level + 1, va, chunk_end, ctx, gather)?;
                     unmapped += u;
                     if whole || (sub_cleared && self.is_empty(next, level + 1)?) {
                         self.write(table, level, va, 0)?;
@@ -698,9 +741,15 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let mut next = gather.retired.take();
         let mut freed = 0;
         while let Some(pa) = next {
-            let Some(mem) = self.store.remove(pa) else { break };
+            let Some(mem) = self.store.remove(pa) else {
+                break;
+            };
             let link = mem.read_u64(0);
-            next = if link & 0b10 != 0 { Some(link & OA.mask()) } else { None };
+            next = if link & 0b10 != 0 {
+                Some(link & OA.mask())
+            } else {
+                None
+            };
             drop(mem);
             freed += 1;
         }
@@ -728,7 +777,11 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                 Kind::Leaf => {
                     let lshift = g.level_shift(level);
                     let off = iova & ((1u64 << lshift) - 1);
-                    return Some(Leaf { paddr: (desc & oa_mask(lshift)) | off, level, desc });
+                    return Some(Leaf {
+                        paddr: (desc & oa_mask(lshift)) | off,
+                        level,
+                        desc,
+                    });
                 }
                 Kind::Table(next) => {
                     if level >= 3 {
@@ -771,7 +824,10 @@ impl ClearCtx {
     /// Whether `va` lies in a block split by this unmap (its old entry may be cached at the
     /// block's level, so no TTL hint may be given for it).
     fn in_split(&self, va: u64) -> bool {
-        self.split.iter().flatten().any(|s| va >= s.start && va - s.start < s.size)
+        self.split
+            .iter()
+            .flatten()
+            .any(|s| va >= s.start && va - s.start < s.size)
     }
 }
 
