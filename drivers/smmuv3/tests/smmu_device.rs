@@ -674,3 +674,42 @@ fn detach_and_reattach_hitlessly() {
         .new_master(&[0x1_0000], 8, MasterOptions::default())
         .is_err());
 }
+
+#[test]
+fn qemu_10_smmu_without_substreams() {
+    // docs/qtest.md (QEMU 10.0.2 virt): SMMU_IDR0 = 0x0d44101b, IDR1 SIDSIZE 16, SSIDSIZE 0.
+    // CMDQS/EVENTQS 19 are QEMU's SMMU_CMDQS/SMMU_EVENTQS (assumed here, not verified).
+    let idr1 = 16 | 19 << 16 | 19 << 21;
+    let m = mem();
+    let fake = FakeSmmu::new(m.clone(), 0x0d44_101b, idr1, 0, QEMU_LIKE_IDR5);
+    let mut s = smmu(&m, &fake, SmmuConfig::default());
+    let f = *s.features();
+    assert!(f.s1 && f.s2 && f.two_level_strtab && f.coherent && !f.two_level_cd);
+    assert!(!f.stalls && !f.hyp && !f.ats && !f.msi);
+    assert_eq!(
+        (f.sid_bits, f.ssid_bits, f.asid_bits, f.vmid_bits),
+        (16, 0, 16, 16)
+    );
+    s.enable().unwrap();
+    assert_eq!(
+        fake.opcodes(),
+        [
+            op::CFGI_STE_RANGE,
+            op::CMD_SYNC,
+            op::TLBI_NSNH_ALL,
+            op::CMD_SYNC
+        ]
+    );
+    // A PASID-capable master gets S1CDMax 0: one CD, no S1STALLD (stalls unsupported).
+    let mut master = s.new_master(&[8], 20, MasterOptions::default()).unwrap();
+    assert_eq!(master.ssid_bits(), 0);
+    s.attach_cd_table(&mut master, s1dss::SSID0).unwrap();
+    let ste = s.read_ste(8);
+    assert_eq!((ste.s1cdmax(), ste.s1fmt(), ste.s1stalld()), (0, 0, false));
+    s.write_cd(&mut master, 0, &Cd::s1(&s1cfg(1, 0x4010_0000)))
+        .unwrap();
+    assert_eq!(
+        s.write_cd(&mut master, 1, &Cd::invalid()).err(),
+        Some(Error::InvalidArgument)
+    );
+}

@@ -63,11 +63,11 @@ impl<D: DmaMemory, S: TableStore<D> + Default> CdTable<D, S> {
         }
         let layout = if bits <= L2_SHIFT {
             let bytes = CD_BYTES << bits;
-            Layout::Linear(alloc.alloc_zeroed(bytes, bytes.clamp(64, 4096))?)
+            Layout::Linear(alloc.alloc_zeroed(bytes, bytes.max(64))?)
         } else {
             let l1_entries = 1u32 << (bits - L2_SHIFT);
             let bytes = l1_entries as usize * 8;
-            let l1 = alloc.alloc_zeroed(bytes, bytes.clamp(64, 4096))?;
+            let l1 = alloc.alloc_zeroed(bytes, bytes.max(64))?;
             Layout::TwoLevel {
                 l1,
                 l1_entries,
@@ -130,7 +130,8 @@ impl<D: DmaMemory, S: TableStore<D>> CdTable<D, S> {
                     return Ok(false);
                 }
                 let bytes = CD_BYTES * L2_ENTRIES as usize;
-                let leaf = alloc.alloc_zeroed(bytes, 4096)?;
+                // Naturally aligned, as the kernel page allocator would give it.
+                let leaf = alloc.alloc_zeroed(bytes, bytes)?;
                 let desc = L1Cd::new(leaf.dma_addr());
                 leaves.insert(idx, leaf).map_err(|_| Error::NoSpace)?;
                 l1.write_u64(idx as usize * 8, desc.0[0]);

@@ -590,6 +590,12 @@ impl<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>> Smmu<M, A, S> {
         r
     }
 
+    /// Issues pre-encoded queue entries (followed by a CMD_SYNC and a wait if `sync`). For
+    /// commands [`Command`] does not model, and for tests that inject malformed commands.
+    pub fn submit_entries(&mut self, entries: &[CmdEntry], sync: bool) -> Result<()> {
+        self.cmdq.submit(&self.mmio, entries, sync)
+    }
+
     /// Waits for every command issued so far (a lone CMD_SYNC).
     pub fn sync(&mut self) -> Result<()> {
         self.cmdq.submit(&self.mmio, &[], true)

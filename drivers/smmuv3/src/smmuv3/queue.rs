@@ -245,6 +245,9 @@ impl<D: DmaMemory> CmdQueue<D> {
         let gerrorn = Gerrorn::read(mmio);
         let cmdq_bit = Gerrorn::CMDQ_ERR.mask() as u32;
         Gerrorn(gerrorn.0 ^ cmdq_bit).write(mmio);
+        // Rewriting the unchanged PROD is harmless and restarts implementations that only look
+        // at the queue when PROD is written (QEMU's model does).
+        self.publish(mmio);
         self.stats.errors += 1;
         CmdError {
             kind,
