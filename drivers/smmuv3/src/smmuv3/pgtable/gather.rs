@@ -30,7 +30,7 @@
 //!   commands or more, a single `Asid` replaces them.
 //! * RIL: each recorded range becomes the same `NUM`/`SCALE` chunks the C loop produces
 //!   (arm-smmu-v3.c:2175-2228), including its non-leaf quirk of never sending a lone
-//!   `NUM = 0, SCALE = 0` range (line 2194). Ranges too large to encode (`SCALE > 31`) fall
+//!   `NUM = 0, SCALE = 0` range (lines 2194-2195). Ranges too large to encode (`SCALE > 31`) fall
 //!   back to `Asid`.
 //! * One sync per gather. The C driver syncs once per `iotlb_sync()` and additionally every
 //!   time the page size changes or the range becomes disjoint (include/linux/iommu.h:934-936)
@@ -436,7 +436,7 @@ impl LinuxModel {
     }
 
     /// TLBI commands of one `__arm_smmu_tlb_inv_range()` (arm-smmu-v3.c:2162-2231); the batch
-    /// submit adds one CMD_SYNC (line 2230, `arm_smmu_cmdq_batch_submit` at 964-969; a full
+    /// submit adds one CMD_SYNC (line 2230, `arm_smmu_cmdq_batch_submit` at 966-971; a full
     /// batch of 64 is issued without sync, line 950-953).
     pub fn range_cmds(&self, iova: u64, size: u64, granule: u64, leaf: bool) -> u64 {
         if size == 0 {
@@ -472,7 +472,7 @@ impl LinuxModel {
         }
     }
 
-    /// `iommu_iotlb_sync()` → `arm_smmu_iotlb_sync()` (arm-smmu-v3.c:3170-3181).
+    /// `iommu_iotlb_sync()` → `arm_smmu_iotlb_sync()` (arm-smmu-v3.c:3171-3181).
     pub fn sync(&mut self) {
         if self.pgsize != 0 {
             let size = self.end - self.start + 1;
@@ -495,7 +495,7 @@ impl LinuxModel {
         self.end = self.end.max(last);
     }
 
-    /// `arm_smmu_tlb_inv_walk()` (arm-smmu-v3.c:2285-2290): a non-leaf range, synced at once.
+    /// `arm_smmu_tlb_inv_walk()` (arm-smmu-v3.c:2286-2290): a non-leaf range, synced at once.
     pub fn flush_walk(&mut self, iova: u64, size: u64, granule: u64) {
         self.inv_range(iova, size, granule, false);
     }

@@ -60,10 +60,10 @@ pub enum PgtableError {
     /// unsupported configuration. `EINVAL`.
     InvalidArgument,
     /// The IOVA range does not fit the input address size, or the physical range does not fit
-    /// the output address size. `ERANGE`, like `arm_lpae_map_pages()` (io-pgtable-arm.c:519),
+    /// the output address size. `ERANGE`, like `arm_lpae_map_pages()` (io-pgtable-arm.c:528),
     /// so that callers can tell "not addressable by this table" from a malformed request.
     OutOfRange,
-    /// Part of the IOVA range is already mapped. `EEXIST` (io-pgtable-arm.c:332, 438).
+    /// Part of the IOVA range is already mapped. `EEXIST` (io-pgtable-arm.c:335, 437).
     Exists,
     /// Table memory, or room in the [`PageTableStore`], could not be obtained. `ENOMEM`.
     NoMemory,
@@ -146,7 +146,7 @@ impl Granule {
     }
 
     /// Page sizes this granule can map, as a bitmap like Linux's `pgsize_bitmap`
-    /// (io-pgtable-arm.c:868-880, 48-bit OA).
+    /// (io-pgtable-arm.c:854-890, 48-bit OA).
     pub const fn pgsize_bitmap(self) -> u64 {
         match self {
             Self::G4K => (1 << 12) | (1 << 21) | (1 << 30),
@@ -201,7 +201,7 @@ pub const MAIR: u64 = (MAIR_ATTR_NC << (8 * MAIR_IDX_NC))
     | (MAIR_ATTR_INC_OWBRWA << (8 * MAIR_IDX_INC_OCACHE));
 
 /// Stage-1 descriptor bits for `prot`, without type and address. Mirrors
-/// `arm_lpae_prot_to_pte()` for ARM_64_LPAE_S1 (io-pgtable-arm.c:451-516): nG, AP[2] for
+/// `arm_lpae_prot_to_pte()` for ARM_64_LPAE_S1 (io-pgtable-arm.c:445-509): nG, AP[2] for
 /// read-only, AP[1] unless privileged, AttrIndx (MMIO > CACHE > non-cacheable), SH inner for
 /// cacheable else outer, UXN|PXN for NOEXEC, AF.
 pub const fn prot_to_attrs(prot: Prot) -> u64 {

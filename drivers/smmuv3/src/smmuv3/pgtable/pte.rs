@@ -3,7 +3,7 @@
 //!
 //! Source: Arm ARM (DDI 0487) D8.3 "Translation table descriptor formats" (table, block and
 //! page descriptors) and D8.4 "Memory attributes"/"Access permissions" for the stage-1 lower
-//! and upper attribute fields. The values match `io-pgtable-arm.c` (Linux 6.12, lines 68-137).
+//! and upper attribute fields. The values match `io-pgtable-arm.c` (Linux 6.12, lines 67-110).
 //!
 //! The shared `bitfield!` macro of this crate describes multi-word structures with typed
 //! accessors; a descriptor is one word whose address field depends on the translation level,
@@ -91,7 +91,7 @@ pub const SH_OUTER: u64 = 0b10;
 /// Inner Shareable.
 pub const SH_INNER: u64 = 0b11;
 
-/// MAIR attribute indices used by [`ATTR_INDX`] (same assignment as io-pgtable-arm.c:132-135).
+/// MAIR attribute indices used by [`ATTR_INDX`] (same assignment as io-pgtable-arm.c:127-130).
 pub const MAIR_IDX_NC: u64 = 0;
 /// Normal inner/outer write-back read/write-allocate.
 pub const MAIR_IDX_CACHE: u64 = 1;
@@ -100,7 +100,7 @@ pub const MAIR_IDX_DEV: u64 = 2;
 /// Normal inner non-cacheable, outer write-back.
 pub const MAIR_IDX_INC_OCACHE: u64 = 3;
 
-/// MAIR attribute bytes (Arm ARM D19 MAIR_EL1.Attr<n>; io-pgtable-arm.c:127-130).
+/// MAIR attribute bytes (Arm ARM D19 MAIR_EL1.Attr<n>; io-pgtable-arm.c:123-126).
 pub const MAIR_ATTR_NC: u64 = 0x44;
 /// Normal, inner and outer write-back, read/write-allocate, non-transient.
 pub const MAIR_ATTR_WBRWA: u64 = 0xff;
