@@ -429,7 +429,9 @@ pub fn tlbi_va_range(
             range.scale = scale as u8;
             range.num = (num as u8).wrapping_sub(1);
             pages -= num << scale;
-            num << (scale + pgshift)
+            // A shift of 64 or more (a range beyond the address space) ends the walk; the
+            // oversized SCALE has already been refused by `emit`'s encoding.
+            num.checked_shl(scale + pgshift).unwrap_or(0)
         } else {
             granule
         };
@@ -441,9 +443,104 @@ pub fn tlbi_va_range(
             range,
         })?;
         addr = match addr.checked_add(step) {
-            Some(a) => a,
-            None => break,
+            Some(a) if step != 0 => a,
+            _ => break,
         };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::too_many_arguments)]
+    fn split(size: u64, granule: u64, leaf: bool, pgshift: u32, ril: bool) -> Vec<Command> {
+        let mut v = Vec::new();
+        tlbi_va_range(1, 0, 0x4000_0000, size, granule, leaf, pgshift, ril, |c| {
+            v.push(c);
+            Ok(())
+        })
+        .unwrap();
+        v
+    }
+
+    fn ranges(v: &[Command]) -> Vec<(u64, TlbiRange)> {
+        v.iter()
+            .map(|c| match c {
+                Command::TlbiNhVa { addr, range, .. } => (*addr, *range),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tlbi_split_without_ril_is_per_granule() {
+        let r = ranges(&split(3 << 12, 1 << 12, true, 12, false));
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[2].0, 0x4000_2000);
+        assert_eq!(r[0].1, TlbiRange::default());
+        // A 2MB block unmapped as one entry: one command.
+        assert_eq!(split(2 << 20, 2 << 20, true, 12, false).len(), 1);
+        assert!(split(0, 4096, true, 12, false).is_empty());
+    }
+
+    #[test]
+    fn tlbi_split_with_ril_follows_the_binary_decomposition() {
+        // 33 pages = 1 + 32: (NUM 0, SCALE 0) then (NUM 0, SCALE 5), TG 4KB, TTL 3.
+        let r = ranges(&split(33 << 12, 1 << 12, true, 12, true));
+        let t = |num, scale| TlbiRange {
+            num,
+            scale,
+            tg: 1,
+            ttl: 3,
+        };
+        assert_eq!(r, [(0x4000_0000, t(0, 0)), (0x4000_1000, t(0, 5))]);
+        // 31 pages: one command, NUM 30.
+        let r = ranges(&split(31 << 12, 1 << 12, true, 12, true));
+        assert_eq!(r, [(0x4000_0000, t(30, 0))]);
+        // Non-leaf single page: rounded to two pages (SCALE 1, NUM 0), TTL 0 (level unknown),
+        // so NUM = SCALE = TTL = 0 never occurs (as in Linux).
+        let r = ranges(&split(1 << 12, 1 << 12, false, 12, true));
+        assert_eq!(
+            r,
+            [(
+                0x4000_0000,
+                TlbiRange {
+                    num: 0,
+                    scale: 1,
+                    tg: 1,
+                    ttl: 0
+                }
+            )]
+        );
+        // 64KB granule, 512MB block: TG 3, TTL 2, 8192 pages = SCALE 13.
+        let r = ranges(&split(512 << 20, 512 << 20, true, 16, true));
+        assert_eq!(
+            r,
+            [(
+                0x4000_0000,
+                TlbiRange {
+                    num: 0,
+                    scale: 13,
+                    tg: 3,
+                    ttl: 2
+                }
+            )]
+        );
+        // A partial page still invalidates that page.
+        assert_eq!(split(100, 1 << 12, true, 12, true).len(), 1);
+    }
+
+    #[test]
+    fn tlbi_split_refuses_bad_parameters_without_panicking() {
+        let ok = |_c: Command| Ok(());
+        assert!(tlbi_va_range(1, 0, 0, 4096, 4096, true, 13, true, ok).is_err());
+        assert!(tlbi_va_range(1, 0, 0, 4096, 3000, true, 12, true, ok).is_err());
+        assert!(tlbi_va_range(1, 0, u64::MAX - 10, 4096, 4096, true, 12, true, ok).is_err());
+        // The whole address space: SCALE would exceed 31, so encoding fails instead of looping.
+        let enc = |c: Command| c.encode().map(|_| ());
+        let r = tlbi_va_range(1, 0, 0, u64::MAX, 4096, true, 12, true, enc);
+        assert_eq!(r, Err(Error::InvalidArgument));
+    }
 }

@@ -446,3 +446,39 @@ impl<D: DmaMemory> EventQueue<D> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_index_and_wrap() {
+        let r = Ring::new(3);
+        assert_eq!(r.entries(), 8);
+        assert_eq!(r.advance(7, 1), 0b1000, "index wraps to 0, wrap bit set");
+        assert_eq!(r.advance(0b1111, 1), 0, "second lap clears the wrap bit");
+        assert_eq!(r.advance(6, 4), 0b1010);
+        assert!(r.is_empty(3, 3) && !r.is_full(3, 3));
+        assert!(r.is_full(0b1011, 0b0011) && !r.is_empty(0b1011, 0b0011));
+        assert_eq!(r.used(0b1001, 0b0110), 3);
+        assert_eq!(r.space(0b1001, 0b0110), 5);
+        assert_eq!(r.used(5, 2), 3);
+        // Flags above the wrap bit (CONS.ERR, PROD.OVFLG) are ignored.
+        assert_eq!(r.pos(0x8000_0000 | 0x0700_0000 | 0b1010), 0b1010);
+        assert!(r.is_empty(0x8000_0005, 5));
+        // Oversized shifts are capped, never overflow.
+        assert_eq!(Ring::new(40).shift(), 19);
+    }
+
+    #[test]
+    fn batch_is_bounded() {
+        let mut b = CmdBatch::default();
+        for _ in 0..BATCH_ENTRIES {
+            assert!(b.push(CmdEntry::default()));
+        }
+        assert!(!b.push(CmdEntry::default()));
+        assert_eq!(b.len(), BATCH_ENTRIES);
+        b.clear();
+        assert!(b.is_empty() && b.as_slice().is_empty());
+    }
+}

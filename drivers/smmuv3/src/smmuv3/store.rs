@@ -64,3 +64,19 @@ impl<T, const N: usize> TableStore<T> for FixedStore<T, N> {
         self.len
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_store_fills_and_refuses() {
+        let mut s: FixedStore<u32, 2> = FixedStore::default();
+        assert!(s.is_empty());
+        assert_eq!(s.insert(7, 70), Ok(()));
+        assert_eq!(s.insert(3, 30), Ok(()));
+        assert_eq!(s.insert(9, 90), Err(90));
+        assert_eq!((s.get(7), s.get(3), s.get(9)), (Some(&70), Some(&30), None));
+        assert_eq!(s.len(), 2);
+    }
+}
