@@ -13,7 +13,8 @@ pub type Pasid = u32;
 const NIL: Pasid = u32::MAX;
 
 /// Names a set. It carries a generation, so an ID kept after its set was torn down never
-/// names a later set that reuses the index ([`Error::SetNotFound`] instead).
+/// names a later set that reuses the index ([`Error::SetNotFound`] instead). The generation is
+/// 32 bits: it would only repeat after 2^32 set creations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SetId {
     index: u32,
