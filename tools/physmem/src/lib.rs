@@ -127,11 +127,11 @@ impl DmaMemory for Block {
         self.size
     }
     fn read_u64(&self, offset: usize) -> u64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.size, "bad offset {offset:#x}");
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.size, "bad offset {offset:#x}");
         self.mem.read_u64(self.pa + offset as u64)
     }
     fn write_u64(&self, offset: usize, value: u64) {
-        assert!(offset % 8 == 0 && offset + 8 <= self.size, "bad offset {offset:#x}");
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.size, "bad offset {offset:#x}");
         self.mem.write_u64(self.pa + offset as u64, value)
     }
 }
