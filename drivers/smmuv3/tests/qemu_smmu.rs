@@ -94,7 +94,7 @@ fn driver_controls_edu_dma_through_qemu_smmu() {
     let mut master = smmu
         .new_master(&[sid], 0, MasterOptions::default())
         .unwrap();
-    smmu.attach_cd_table(&mut master, s1dss::SSID0).unwrap();
+    smmu.ensure_cd_table(&mut master).unwrap();
     let cfg = S1Config {
         asid: 1,
         ttbr: pt.tables[0].dma_addr(),
@@ -109,6 +109,8 @@ fn driver_controls_edu_dma_through_qemu_smmu() {
         stall: false,
     };
     smmu.write_cd(&mut master, 0, &Cd::s1(&cfg)).unwrap();
+    // CD 0 is in place before the STE (bypass -> S1) points at the table.
+    smmu.attach_cd_table(&mut master, s1dss::SSID0).unwrap();
     edu.dma_from_edu(0, iova + 0x80, 8).unwrap();
     let mut got = [0u8; 8];
     target.read_bytes(4096 + 0x80, &mut got).unwrap();

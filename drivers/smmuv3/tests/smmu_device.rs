@@ -713,3 +713,25 @@ fn qemu_10_smmu_without_substreams() {
         Some(Error::InvalidArgument)
     );
 }
+
+#[test]
+fn cd0_before_attach_and_disable_on_drop() {
+    let m = mem();
+    let fake = FakeSmmu::qemu_like(m.clone());
+    {
+        let mut s = smmu(&m, &fake, SmmuConfig::default());
+        s.enable().unwrap();
+        let mut master = s.new_master(&[0x20], 4, MasterOptions::default()).unwrap();
+        s.ensure_cd_table(&mut master).unwrap();
+        s.write_cd(&mut master, 0, &Cd::s1(&s1cfg(4, 0x7000)))
+            .unwrap();
+        assert_eq!(s.read_ste(0x20), Ste::abort(), "STE untouched until attach");
+        s.attach_cd_table(&mut master, s1dss::SSID0).unwrap();
+        let ste = s.read_ste(0x20);
+        let cd0 = m.read_u64(ste.cd_table_addr());
+        assert_eq!((cd0 >> 31) & 1, 1, "CD 0 valid when the STE goes live");
+        s.detach(&master).unwrap();
+        assert_eq!(fake.reg(CR0), 0xd);
+    }
+    assert_eq!(fake.reg(CR0), 0, "dropping the Smmu disables it");
+}

@@ -341,6 +341,10 @@ fn write_ack<M: Mmio>(mmio: &M, poll: Poll, reg: usize, ack: usize, value: u32) 
 pub const MAX_TLBI_OPS: u64 = 512;
 
 /// An SMMUv3 instance.
+///
+/// Dropping it disables the SMMU (CR0 = 0) before the queues and tables are freed, so the
+/// hardware never walks memory that has been given back; masters' CD tables must likewise be
+/// detached before they are dropped.
 pub struct Smmu<M: Mmio, A: DmaAllocator, S = FixedStore<<A as DmaAllocator>::Memory, 64>>
 where
     S: TableStore<A::Memory>,
@@ -416,14 +420,23 @@ impl<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory> + Default> Smmu<M, A, S>
         Ok(m)
     }
 
-    /// Attaches `master` to stage-1 translation through its CD table (allocated on first use):
-    /// every StreamID gets an S1 STE; traffic without PASID uses CD 0 (`s1dss::SSID0`),
-    /// bypasses (`s1dss::BYPASS`) or is terminated (`s1dss::TERMINATE`).
-    pub fn attach_cd_table(&mut self, master: &mut Master<A::Memory, S>, dss: u8) -> Result<()> {
+    /// Allocates `master`'s CD table if it has none yet, without touching any STE, so that CDs
+    /// (CD 0 in particular) can be written before the STEs point at the table.
+    pub fn ensure_cd_table(&mut self, master: &mut Master<A::Memory, S>) -> Result<()> {
         if master.cd_table.is_none() {
             let cd2l = self.features.two_level_cd && !self.cfg.force_linear_cd;
             master.cd_table = Some(CdTable::new(&self.alloc, master.ssid_bits, cd2l)?);
         }
+        Ok(())
+    }
+
+    /// Attaches `master` to stage-1 translation through its CD table (allocated on first use):
+    /// every StreamID gets an S1 STE; traffic without PASID uses CD 0 (`s1dss::SSID0`),
+    /// bypasses (`s1dss::BYPASS`) or is terminated (`s1dss::TERMINATE`). With `SSID0`, write
+    /// CD 0 first ([`Smmu::ensure_cd_table`], [`Smmu::write_cd`]) or PASID-less traffic
+    /// reports C_BAD_CD until it exists.
+    pub fn attach_cd_table(&mut self, master: &mut Master<A::Memory, S>, dss: u8) -> Result<()> {
+        self.ensure_cd_table(master)?;
         let cd_ref = match &master.cd_table {
             Some(t) => t.cd_ref(),
             None => return Err(Error::Busy),
@@ -778,6 +791,15 @@ impl<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>> Smmu<M, A, S> {
             return Err(Error::Fatal(active));
         }
         Ok(active)
+    }
+}
+
+impl<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>> Drop for Smmu<M, A, S> {
+    fn drop(&mut self) {
+        if self.enabled != 0 {
+            // Nothing to report to: a timeout here leaves the SMMU as the hardware decides.
+            let _ = self.disable();
+        }
     }
 }
 
