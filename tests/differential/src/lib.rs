@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Differential check of `tools/smmu-model` against QEMU 10.0's SMMUv3.
+//!
+//! One scenario suite ([`scenarios`]) is written against the small [`Platform`] trait: an SMMU
+//! register page ([`Mmio`]), a DMA allocator, a DMA master (QEMU's edu device, StreamID 8) that
+//! copies between memory at an IOVA and its 4 KiB buffer, and raw memory access. Every
+//! scenario drives the SMMU through the portable driver core (`smmuv3::device::Smmu`) and
+//! records a [`Trace`] of observations: raw 32-byte event records (drained straight from the
+//! event queue, not decoded by the driver), SMMU_GERROR/GERRORN/CMDQ_CONS values, command
+//! results and memory bytes. The same scenario run on [`QemuPlatform`] and on [`ModelPlatform`]
+//! (`Features::qemu()`) must give identical traces, observation for observation.
+//!
+//! [`planted`] holds wrappers that plant a bug in the model platform (a field decoded or
+//! encoded at the wrong bit offset) to show that the suite catches such bugs.
+
+use physmem::PhysMem;
+use smmu_model::{Access, Features, SmmuModel, TxnAttrs};
+use smmuv3::dma::{AllocError, DmaAllocator, DmaMemory, Mmio};
+use smmuv3::pgtable::PageTableStore;
+use std::collections::HashMap;
+use std::fmt;
+
+pub mod planted;
+pub mod scenarios;
+
+/// StreamID of the DMA master on both platforms (edu at 00:01.0 on QEMU's `virt`).
+pub const EDU_SID: u32 = 8;
+/// Size of the DMA master's buffer.
+pub const DEV_BUF: usize = 4096;
+/// Base of the memory handed out by both allocators (QEMU `virt` RAM + 2 MiB, see qtest docs),
+/// so that physical addresses agree too when the scenario allocates in the same order.
+pub const RAM_BASE: u64 = 0x4020_0000;
+/// Size of that memory.
+pub const RAM_SIZE: u64 = 254 << 20;
+
+/// What a scenario needs from a platform.
+pub trait Platform {
+    /// The SMMU register page.
+    type Mmio: Mmio + Clone;
+    /// Memory for tables, queues and DMA buffers.
+    type Alloc: DmaAllocator + Clone;
+    /// Short name for reports.
+    fn name(&self) -> &'static str;
+    /// The SMMU register page (page 1 at 0x10000).
+    fn mmio(&self) -> Self::Mmio;
+    /// The allocator.
+    fn alloc(&self) -> Self::Alloc;
+    /// The DMA master copies `len` bytes from bus address `iova` into its buffer at `off`.
+    fn dma_to_dev(&mut self, iova: u64, off: usize, len: usize);
+    /// The DMA master copies `len` bytes from its buffer at `off` to bus address `iova`.
+    fn dma_from_dev(&mut self, off: usize, iova: u64, len: usize);
+    /// Reads physical memory.
+    fn read_mem(&self, pa: u64, buf: &mut [u8]);
+    /// Anything the platform wants to report after a run (e.g. a swallowed qtest error).
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// One observation.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Obs {
+    /// A step label, so that diffs say where they happened.
+    Step(String),
+    /// Raw event records drained from the event queue.
+    Events(Vec<[u8; 32]>),
+    /// SMMU_GERROR, SMMU_GERRORN, SMMU_CMDQ_CONS.
+    Regs {
+        gerror: u32,
+        gerrorn: u32,
+        cmdq_cons: u32,
+    },
+    /// A driver call's result, formatted.
+    Result(String),
+    /// Memory contents.
+    Mem(Vec<u8>),
+}
+
+impl fmt::Debug for Obs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Obs::Step(s) => write!(f, "step {s}"),
+            Obs::Events(evs) => {
+                write!(f, "{} events [", evs.len())?;
+                for e in evs {
+                    let w: Vec<String> = e
+                        .chunks(8)
+                        .map(|c| format!("{:016x}", u64::from_le_bytes(c.try_into().unwrap())))
+                        .collect();
+                    write!(f, " ({})", w.join(" "))?;
+                }
+                write!(f, " ]")
+            }
+            Obs::Regs {
+                gerror,
+                gerrorn,
+                cmdq_cons,
+            } => write!(
+                f,
+                "GERROR {gerror:#x} GERRORN {gerrorn:#x} CMDQ_CONS {cmdq_cons:#x}"
+            ),
+            Obs::Result(r) => write!(f, "result {r}"),
+            Obs::Mem(b) => {
+                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                write!(f, "mem {hex}")
+            }
+        }
+    }
+}
+
+/// The observations of one scenario run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trace(pub Vec<Obs>);
+
+impl Trace {
+    /// The first difference between two traces, described, or `None` if they are equal.
+    pub fn diff(&self, other: &Trace) -> Option<String> {
+        let mut step = String::from("(start)");
+        for (i, (a, b)) in self.0.iter().zip(&other.0).enumerate() {
+            if let Obs::Step(s) = a {
+                step.clone_from(s);
+            }
+            if a != b {
+                return Some(format!(
+                    "observation {i} (in step {step}) differs:\n  left:  {a:?}\n  right: {b:?}"
+                ));
+            }
+        }
+        if self.0.len() != other.0.len() {
+            return Some(format!(
+                "lengths differ: {} vs {} observations",
+                self.0.len(),
+                other.0.len()
+            ));
+        }
+        None
+    }
+
+    /// Number of event records in the trace.
+    pub fn event_count(&self) -> usize {
+        self.0
+            .iter()
+            .map(|o| match o {
+                Obs::Events(e) => e.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// A `HashMap`-backed page-table store for the driver's stage-1 tables.
+pub struct MapStore<M>(pub HashMap<u64, M>);
+
+impl<M> Default for MapStore<M> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<M: DmaMemory> PageTableStore<M> for MapStore<M> {
+    fn insert(&mut self, mem: M) -> Result<(), AllocError> {
+        self.0.insert(mem.dma_addr(), mem);
+        Ok(())
+    }
+    fn get(&self, dma_addr: u64) -> Option<&M> {
+        self.0.get(&dma_addr)
+    }
+    fn remove(&mut self, dma_addr: u64) -> Option<M> {
+        self.0.remove(&dma_addr)
+    }
+    fn dma_wmb(&self) {}
+}
+
+// ---------------------------------------------------------------------------------------------
+// QEMU
+
+/// QEMU 10.0 `virt,iommu=smmuv3` over qtest, edu as the DMA master.
+pub struct QemuPlatform {
+    m: qtest::Machine,
+    edu: qtest::Edu,
+}
+
+impl QemuPlatform {
+    /// Starts a QEMU, or `None` (after printing SKIP) when the binary is missing.
+    pub fn start() -> Option<Self> {
+        qtest::qemu_binary()?;
+        let cfg = qtest::QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"]);
+        let m = qtest::Machine::start(&cfg).expect("start QEMU");
+        let edu = m.edu().expect("edu");
+        assert_eq!(edu.stream_id(), EDU_SID);
+        Some(Self { m, edu })
+    }
+}
+
+impl Platform for QemuPlatform {
+    type Mmio = qtest::SmmuMmio;
+    type Alloc = qtest::GuestRam;
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+    fn mmio(&self) -> Self::Mmio {
+        self.m.smmu()
+    }
+    fn alloc(&self) -> Self::Alloc {
+        self.m.ram().clone()
+    }
+    fn dma_to_dev(&mut self, iova: u64, off: usize, len: usize) {
+        self.edu
+            .dma_to_edu(iova, off as u64, len as u64)
+            .expect("edu DMA");
+    }
+    fn dma_from_dev(&mut self, off: usize, iova: u64, len: usize) {
+        self.edu
+            .dma_from_edu(off as u64, iova, len as u64)
+            .expect("edu DMA");
+    }
+    fn read_mem(&self, pa: u64, buf: &mut [u8]) {
+        self.m.qtest().read(pa, buf).expect("qtest read");
+    }
+    fn check(&self) -> Result<(), String> {
+        self.m.qtest().check().map_err(|e| e.to_string())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+/// `tools/smmu-model` with `Features::qemu()`, and a DMA master that moves data the way QEMU's
+/// edu does through QEMU's memory API: the transfer is split where a translation ends (the
+/// 4 KiB piece containing the address, the smallest granule), and an address the SMMU does
+/// not translate is accessed as unassigned memory in 4-byte pieces, each translated (and so
+/// faulting, and recorded) again. Reads from such pieces return zeros, writes are dropped.
+pub struct ModelPlatform {
+    /// The SMMU model.
+    pub smmu: SmmuModel,
+    /// Its memory.
+    pub mem: PhysMem,
+    buf: Vec<u8>,
+}
+
+/// Size of an access to unassigned memory in QEMU's memory core (one fault per piece).
+pub const UNASSIGNED_PIECE: u64 = 4;
+
+impl ModelPlatform {
+    /// A model with QEMU's features.
+    pub fn new() -> Self {
+        Self::with_features(Features::qemu())
+    }
+
+    /// A model with other features.
+    pub fn with_features(f: Features) -> Self {
+        let mem = PhysMem::new(RAM_BASE, RAM_SIZE);
+        Self {
+            smmu: SmmuModel::new(mem.clone(), f),
+            mem,
+            buf: vec![0; DEV_BUF],
+        }
+    }
+
+    fn transfer(&mut self, iova: u64, off: usize, len: usize, write: bool) {
+        let mut done = 0usize;
+        while done < len {
+            let a = iova + done as u64;
+            let access = if write { Access::Write } else { Access::Read };
+            match self
+                .smmu
+                .translate(EDU_SID, None, a, access, TxnAttrs::default())
+            {
+                Ok(t) => {
+                    let n = ((4096 - a % 4096) as usize).min(len - done);
+                    let b = &mut self.buf[off + done..off + done + n];
+                    if write {
+                        self.mem.write(t.pa, b);
+                    } else {
+                        self.mem.read(t.pa, b);
+                    }
+                    done += n;
+                }
+                Err(_) => {
+                    let n = ((UNASSIGNED_PIECE - a % UNASSIGNED_PIECE) as usize).min(len - done);
+                    if !write {
+                        self.buf[off + done..off + done + n].fill(0);
+                    }
+                    done += n;
+                }
+            }
+        }
+    }
+}
+
+impl Default for ModelPlatform {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Platform for ModelPlatform {
+    type Mmio = SmmuModel;
+    type Alloc = PhysMem;
+    fn name(&self) -> &'static str {
+        "model"
+    }
+    fn mmio(&self) -> Self::Mmio {
+        self.smmu.clone()
+    }
+    fn alloc(&self) -> Self::Alloc {
+        self.mem.clone()
+    }
+    fn dma_to_dev(&mut self, iova: u64, off: usize, len: usize) {
+        self.transfer(iova, off, len, false)
+    }
+    fn dma_from_dev(&mut self, off: usize, iova: u64, len: usize) {
+        self.transfer(iova, off, len, true)
+    }
+    fn read_mem(&self, pa: u64, buf: &mut [u8]) {
+        self.mem.read(pa, buf)
+    }
+}

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Bugs planted into the model platform by wrappers, to show the differential suite catches
+//! model bugs of the "field at the wrong offset" kind. The model itself is untouched.
+//!
+//! * [`TlbiAsidOffset`]: the model decodes the ASID of TLBI_NH_ASID / TLBI_NH_VA from bits
+//!   [63:49] of word 0 instead of [63:48] (IHI0070 4.4.1/4.4.2), one bit off. Emulated by
+//!   rewriting each such command in the queue, as the buggy decoder would read it, just before
+//!   the CMDQ_PROD write reaches the model.
+//! * [`EventAddrOffset`]: the model encodes InputAddr of an event record in bytes 24..31 (where
+//!   the IPA belongs) instead of 16..23 (IHI0070 7.3.12). Emulated by swapping those words in
+//!   every event record read from memory.
+
+use super::{ModelPlatform, Platform, EDU_SID};
+use physmem::PhysMem;
+use smmu_model::SmmuModel;
+use smmuv3::dma::Mmio;
+use std::sync::{Arc, Mutex};
+
+const CMDQ_BASE: usize = 0x90;
+const CMDQ_PROD: usize = 0x98;
+const OP_TLBI_NH_ASID: u64 = 0x11;
+const OP_TLBI_NH_VA: u64 = 0x12;
+
+/// The model's register page with a mis-decoded TLBI ASID field.
+#[derive(Clone)]
+pub struct AsidBugMmio {
+    inner: SmmuModel,
+    mem: PhysMem,
+    prod: Arc<Mutex<u32>>,
+    /// TLBI commands rewritten so far.
+    pub rewritten: Arc<Mutex<u64>>,
+}
+
+impl AsidBugMmio {
+    fn rewrite(&self, new_prod: u32) {
+        let base = self.inner.read64(CMDQ_BASE);
+        let log2 = (base & 0x1f) as u32;
+        let addr = base & 0x000f_ffff_ffff_ffe0;
+        let mask = (2u32 << log2) - 1;
+        let mut p = self.prod.lock().unwrap();
+        let mut i = *p & mask;
+        let end = new_prod & mask;
+        while i != end {
+            let at = addr + u64::from(i & ((1 << log2) - 1)) * 16;
+            let w0 = self.mem.read_u64(at);
+            if matches!(w0 & 0xff, OP_TLBI_NH_ASID | OP_TLBI_NH_VA) {
+                let wrong_asid = (w0 >> 49) & 0x7fff;
+                self.mem
+                    .write_u64(at, (w0 & 0x0000_ffff_ffff_ffff) | wrong_asid << 48);
+                *self.rewritten.lock().unwrap() += 1;
+            }
+            i = (i + 1) & mask;
+        }
+        *p = new_prod;
+    }
+}
+
+impl Mmio for AsidBugMmio {
+    fn read32(&self, offset: usize) -> u32 {
+        self.inner.read32(offset)
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        if offset == CMDQ_PROD {
+            self.rewrite(value);
+        }
+        if offset == CMDQ_PROD + 4 {
+            // CMDQ_CONS written by the driver at init: the queue starts there.
+            *self.prod.lock().unwrap() = value;
+        }
+        self.inner.write32(offset, value)
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        self.inner.read64(offset)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        self.inner.write64(offset, value)
+    }
+}
+
+/// The model platform with [`AsidBugMmio`].
+pub struct TlbiAsidOffset {
+    inner: ModelPlatform,
+    mmio: AsidBugMmio,
+}
+
+impl TlbiAsidOffset {
+    /// Wraps a fresh QEMU-like model.
+    pub fn new() -> Self {
+        let inner = ModelPlatform::new();
+        let mmio = AsidBugMmio {
+            inner: inner.smmu.clone(),
+            mem: inner.mem.clone(),
+            prod: Arc::default(),
+            rewritten: Arc::default(),
+        };
+        Self { inner, mmio }
+    }
+}
+
+impl Default for TlbiAsidOffset {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Platform for TlbiAsidOffset {
+    type Mmio = AsidBugMmio;
+    type Alloc = PhysMem;
+    fn name(&self) -> &'static str {
+        "model+tlbi-asid-offset-bug"
+    }
+    fn mmio(&self) -> Self::Mmio {
+        self.mmio.clone()
+    }
+    fn alloc(&self) -> Self::Alloc {
+        self.inner.alloc()
+    }
+    fn dma_to_dev(&mut self, iova: u64, off: usize, len: usize) {
+        self.inner.dma_to_dev(iova, off, len)
+    }
+    fn dma_from_dev(&mut self, off: usize, iova: u64, len: usize) {
+        self.inner.dma_from_dev(off, iova, len)
+    }
+    fn read_mem(&self, pa: u64, buf: &mut [u8]) {
+        self.inner.read_mem(pa, buf)
+    }
+}
+
+/// The model platform whose event records carry InputAddr in the wrong word.
+#[derive(Default)]
+pub struct EventAddrOffset {
+    inner: ModelPlatform,
+}
+
+impl Platform for EventAddrOffset {
+    type Mmio = SmmuModel;
+    type Alloc = PhysMem;
+    fn name(&self) -> &'static str {
+        "model+event-addr-offset-bug"
+    }
+    fn mmio(&self) -> Self::Mmio {
+        self.inner.mmio()
+    }
+    fn alloc(&self) -> Self::Alloc {
+        self.inner.alloc()
+    }
+    fn dma_to_dev(&mut self, iova: u64, off: usize, len: usize) {
+        self.inner.dma_to_dev(iova, off, len)
+    }
+    fn dma_from_dev(&mut self, off: usize, iova: u64, len: usize) {
+        self.inner.dma_from_dev(off, iova, len)
+    }
+    fn read_mem(&self, pa: u64, buf: &mut [u8]) {
+        self.inner.read_mem(pa, buf);
+        // Only the raw event drain reads whole 32-byte records; check it is one of ours.
+        if buf.len() == 32 && u32::from_le_bytes(buf[4..8].try_into().unwrap()) == EDU_SID {
+            let (a, b) = buf[16..32].split_at_mut(8);
+            a.swap_with_slice(b);
+        }
+    }
+}

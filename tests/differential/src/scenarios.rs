@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The scenario suite, written once against [`Platform`].
+//!
+//! Everything here is within what QEMU 10.0's SMMUv3 supports (no SubstreamIDs): bypass,
+//! abort, invalid STEs (C_BAD_STE, C_BAD_STREAMID), stage-1 translation with 4 KiB and 64 KiB
+//! granules (pages and blocks), translation and permission faults, C_BAD_CD, STE changes with
+//! and without CFGI_STE, TLB invalidation by VA and by ASID (and what stays stale without it),
+//! an illegal command and its recovery, linear and 2-level stream tables.
+
+use super::{MapStore, Obs, Platform, Trace, DEV_BUF, EDU_SID};
+use smmuv3::cd::{Cd, S1Config};
+use smmuv3::cmd::{CmdEntry, Command};
+use smmuv3::device::{Master, Smmu, SmmuConfig};
+use smmuv3::dma::{DmaAllocator, DmaMemory, Mmio};
+use smmuv3::pgtable::{Config, Gather, Granule, PageTable, Prot};
+use smmuv3::ste::{s1dss, MasterOptions, Ste};
+use smmuv3::store::FixedStore;
+
+/// Scenario names, in the order [`run`] accepts them.
+pub const NAMES: &[&str] = &[
+    "bypass",
+    "abort",
+    "bad_streamid_then_l2",
+    "bad_ste_invalid",
+    "bad_ste_s1cdmax",
+    "linear_strtab",
+    "s1_4k",
+    "s1_64k",
+    "bad_cd",
+    "ste_change_cfgi",
+    "tlbi",
+    "illegal_command",
+];
+
+type Mem<P> = <<P as Platform>::Alloc as DmaAllocator>::Memory;
+type Pt<P> = PageTable<<P as Platform>::Alloc, MapStore<Mem<P>>>;
+type Mst<P> = Master<Mem<P>, FixedStore<Mem<P>, 64>>;
+type Drv<P> = Smmu<<P as Platform>::Mmio, <P as Platform>::Alloc>;
+
+/// A scenario in progress: the platform, the driver and the trace.
+pub struct Ctx<P: Platform> {
+    /// The platform.
+    pub p: P,
+    /// The driver core, probed and enabled.
+    pub smmu: Drv<P>,
+    /// What was observed so far.
+    pub trace: Trace,
+}
+
+const EVENTQ_BASE: usize = 0xa0;
+const EVENTQ_PROD: usize = 0x100a8;
+const EVENTQ_CONS: usize = 0x100ac;
+const GERROR: usize = 0x60;
+const GERRORN: usize = 0x64;
+const CMDQ_CONS: usize = 0x9c;
+
+impl<P: Platform> Ctx<P> {
+    fn new(p: P, cfg: SmmuConfig) -> Self {
+        let mut smmu = Smmu::probe(p.mmio(), p.alloc(), cfg).expect("probe");
+        smmu.enable().expect("enable");
+        Self {
+            p,
+            smmu,
+            trace: Trace::default(),
+        }
+    }
+
+    fn step(&mut self, s: &str) {
+        self.trace.0.push(Obs::Step(s.into()));
+    }
+
+    /// Drains the event queue raw (IHI0070 6.3.25-27: EVENTQ_BASE addr [51:5], log2size
+    /// [4:0]; PROD/CONS wrap bit at log2size) and records the records.
+    pub fn events(&mut self) {
+        let mmio = self.p.mmio();
+        let base = mmio.read64(EVENTQ_BASE);
+        let log2 = (base & 0x1f) as u32;
+        let addr = base & 0x000f_ffff_ffff_ffe0;
+        let mask = (2u32 << log2) - 1;
+        let prod = mmio.read32(EVENTQ_PROD) & mask;
+        let cons_reg = mmio.read32(EVENTQ_CONS);
+        let mut cons = cons_reg & mask;
+        let mut recs = Vec::new();
+        while cons != prod && recs.len() < 1 << log2 {
+            let idx = cons & ((1 << log2) - 1);
+            let mut r = [0u8; 32];
+            self.p.read_mem(addr + u64::from(idx) * 32, &mut r);
+            recs.push(r);
+            cons = (cons + 1) & mask;
+        }
+        mmio.write32(EVENTQ_CONS, cons | (cons_reg & 0x8000_0000));
+        self.trace.0.push(Obs::Events(recs));
+    }
+
+    /// Records GERROR, GERRORN and CMDQ_CONS.
+    pub fn regs(&mut self) {
+        let m = self.p.mmio();
+        self.trace.0.push(Obs::Regs {
+            gerror: m.read32(GERROR),
+            gerrorn: m.read32(GERRORN),
+            cmdq_cons: m.read32(CMDQ_CONS),
+        });
+    }
+
+    fn result<T: std::fmt::Debug, E: std::fmt::Debug>(&mut self, r: &Result<T, E>) {
+        self.trace.0.push(Obs::Result(format!("{r:?}")));
+    }
+
+    /// Records `len` bytes of `mem` from `off` (8-byte multiples).
+    fn mem(&mut self, mem: &Mem<P>, off: usize, len: usize) {
+        let mut v = Vec::with_capacity(len);
+        for i in (0..len).step_by(8) {
+            v.extend_from_slice(&mem.read_u64(off + i).to_le_bytes());
+        }
+        self.trace.0.push(Obs::Mem(v));
+    }
+
+    fn buffer(&self, size: usize, align: usize, seed: u8) -> Mem<P> {
+        let b = self.p.alloc().alloc_zeroed(size, align).expect("alloc");
+        // Patterned at the start and in the last page (large blocks stay cheap over qtest).
+        let tail = size.saturating_sub(4096).max(8192.min(size));
+        for i in (0..8192.min(size))
+            .step_by(8)
+            .chain((tail..size).step_by(8))
+        {
+            let mut w = [0u8; 8];
+            for (j, x) in w.iter_mut().enumerate() {
+                *x = seed.wrapping_add(((i + j) as u8).wrapping_mul(7));
+            }
+            b.write_u64(i, u64::from_le_bytes(w));
+        }
+        b
+    }
+
+    /// Moves what the device holds at `off..off+len` out to `dst` in bypass, then records it
+    /// (what an earlier read DMA really fetched). Leaves the STE in bypass.
+    fn reveal(&mut self, off: usize, dst: &Mem<P>, len: usize) {
+        self.smmu.set_bypass(EDU_SID).expect("bypass");
+        self.p.dma_from_dev(off, dst.dma_addr(), len);
+        self.mem(dst, 0, len);
+    }
+
+    fn finish(self) -> Trace {
+        if let Err(e) = self.p.check() {
+            panic!("{} platform error: {e}", self.p.name());
+        }
+        self.trace
+    }
+}
+
+fn s1_setup<P: Platform>(
+    c: &mut Ctx<P>,
+    granule: Granule,
+    ias: u32,
+    asid: u16,
+) -> (Pt<P>, Mst<P>, S1Config) {
+    let pt = PageTable::new(
+        Config {
+            granule,
+            ias,
+            oas: 44,
+            coherent_walk: true,
+        },
+        c.p.alloc(),
+        MapStore::default(),
+    )
+    .expect("page table");
+    let s = pt.s1_context();
+    let cfg = S1Config {
+        asid,
+        ttbr: s.ttb0,
+        tsz: s.t0sz,
+        tg: s.tg0,
+        irgn: s.rgn0,
+        orgn: s.rgn0,
+        sh: s.sh0,
+        ips: s.ips,
+        mair: s.mair,
+        hw_dirty: false,
+        stall: false,
+    };
+    let mut m = c
+        .smmu
+        .new_master(&[EDU_SID], 0, MasterOptions::default())
+        .expect("master");
+    c.smmu.ensure_cd_table(&mut m).expect("cd table");
+    c.smmu.write_cd(&mut m, 0, &Cd::s1(&cfg)).expect("cd 0");
+    c.smmu
+        .attach_cd_table(&mut m, s1dss::SSID0)
+        .expect("attach");
+    (pt, m, cfg)
+}
+
+const RW: Prot = Prot(Prot::READ.0 | Prot::WRITE.0 | Prot::CACHE.0);
+
+fn bypass<P: Platform>(c: &mut Ctx<P>) {
+    let src = c.buffer(4096, 4096, 0x11);
+    let dst = c.buffer(4096, 4096, 0);
+    c.step("bypass copy");
+    c.smmu.set_bypass(EDU_SID).unwrap();
+    c.p.dma_to_dev(src.dma_addr() + 0x100, 0, 64);
+    c.p.dma_from_dev(0, dst.dma_addr() + 0x800, 64);
+    c.events();
+    c.mem(&dst, 0x7f8, 80);
+}
+
+fn abort<P: Platform>(c: &mut Ctx<P>) {
+    let src = c.buffer(4096, 4096, 0x22);
+    let dst = c.buffer(4096, 4096, 0x33);
+    c.step("abort STE: write dropped, read sees nothing, no event");
+    c.smmu.set_bypass(EDU_SID).unwrap();
+    c.p.dma_to_dev(src.dma_addr(), 0, 32);
+    c.smmu.set_abort(EDU_SID).unwrap();
+    c.p.dma_from_dev(0, dst.dma_addr(), 32);
+    c.p.dma_to_dev(src.dma_addr() + 64, 32, 16);
+    c.events();
+    c.mem(&dst, 0, 32);
+    c.step("reveal device buffer");
+    let out = c.buffer(4096, 4096, 0);
+    c.reveal(0, &out, 64);
+    c.events();
+}
+
+fn bad_streamid_then_l2<P: Platform>(c: &mut Ctx<P>) {
+    let src = c.buffer(4096, 4096, 0x44);
+    c.step("no level-2 table for the StreamID: C_BAD_STREAMID");
+    c.p.dma_to_dev(src.dma_addr(), 0, 8);
+    c.events();
+    c.step("write STE: level-2 table linked, bypass works");
+    c.smmu.set_bypass(EDU_SID).unwrap();
+    c.p.dma_to_dev(src.dma_addr() + 8, 8, 8);
+    c.events();
+    let out = c.buffer(4096, 4096, 0);
+    c.reveal(0, &out, 16);
+}
+
+fn bad_ste_invalid<P: Platform>(c: &mut Ctx<P>) {
+    let src = c.buffer(4096, 4096, 0x55);
+    let dst = c.buffer(4096, 4096, 0x66);
+    c.smmu.set_bypass(EDU_SID).unwrap();
+    c.p.dma_to_dev(src.dma_addr(), 0, 64);
+    c.step("STE V=0: C_BAD_STE for read and write");
+    c.smmu.write_ste(EDU_SID, &Ste([0; 8])).unwrap();
+    c.p.dma_from_dev(0, dst.dma_addr(), 8);
+    c.p.dma_to_dev(src.dma_addr() + 0x40, 0, 16);
+    c.events();
+    c.mem(&dst, 0, 16);
+    c.regs();
+}
+
+fn bad_ste_s1cdmax<P: Platform>(c: &mut Ctx<P>) {
+    let src = c.buffer(4096, 4096, 0x57);
+    let (_pt, m, _) = s1_setup(c, Granule::G4K, 39, 1);
+    c.step("S1 STE with S1CDMax=1 on an SMMU without SubstreamIDs");
+    let cd_ref = m.cd_table().unwrap().cd_ref();
+    let mut ste = Ste::s1_cdtable(
+        &c.smmu.features().ste_features(),
+        &MasterOptions::default(),
+        &cd_ref,
+        s1dss::SSID0,
+    );
+    ste = ste.set_s1cdmax(1);
+    let slot = c.smmu.stream_table().slot(EDU_SID).unwrap();
+    slot.mem.write_u64(slot.offset, ste.0[0]);
+    c.smmu.inv_ste(EDU_SID).unwrap();
+    c.p.dma_to_dev(src.dma_addr(), 0, 8);
+    c.events();
+}
+
+fn linear_strtab<P: Platform>(c: &mut Ctx<P>) {
+    let src = c.buffer(4096, 4096, 0x77);
+    let dst = c.buffer(4096, 4096, 0);
+    c.step("linear table before any STE write");
+    c.p.dma_to_dev(src.dma_addr(), 0, 8);
+    c.events();
+    c.step("bypass");
+    c.smmu.set_bypass(EDU_SID).unwrap();
+    c.p.dma_to_dev(src.dma_addr(), 0, 32);
+    c.p.dma_from_dev(0, dst.dma_addr(), 32);
+    c.mem(&dst, 0, 32);
+    c.step("invalid STE");
+    c.smmu.write_ste(EDU_SID, &Ste([0; 8])).unwrap();
+    c.p.dma_to_dev(src.dma_addr(), 0, 8);
+    c.events();
+}
+
+fn s1_common<P: Platform>(c: &mut Ctx<P>, granule: Granule, ias: u32) {
+    let g = granule.size() as usize;
+    let src = c.buffer(2 * g, g, 0x88);
+    let dst = c.buffer(2 * g, g, 0);
+    let ro = c.buffer(g, g, 0x99);
+    let (mut pt, _m, _) = s1_setup(c, granule, ias, 5);
+    let base = 0x10_0000 * (g as u64 / 4096);
+    pt.map(base, src.dma_addr(), 2 * g as u64, RW).unwrap();
+    pt.map(base + 0x100 * g as u64, dst.dma_addr(), 2 * g as u64, RW)
+        .unwrap();
+    pt.map(base + 0x200 * g as u64, ro.dma_addr(), g as u64, Prot::READ)
+        .unwrap();
+    c.step("translated copy across a page boundary");
+    c.p.dma_to_dev(base + g as u64 - 32, 0, 64);
+    c.p.dma_from_dev(0, base + 0x100 * g as u64 + g as u64 - 16, 64);
+    c.events();
+    c.mem(&dst, g - 16, 64);
+    c.step("unmapped IOVA: F_TRANSLATION on read and write");
+    c.p.dma_to_dev(base + 0x50 * g as u64 + 0x18, 0x100, 8);
+    c.p.dma_from_dev(0, base + 0x60 * g as u64 + 0x20, 8);
+    c.events();
+    c.step("read-only page: reads work, writes F_PERMISSION");
+    c.p.dma_to_dev(base + 0x200 * g as u64 + 0x40, 0x200, 16);
+    c.p.dma_from_dev(0, base + 0x200 * g as u64 + 0x80, 8);
+    c.events();
+    c.mem(&ro, 0x80, 8);
+    c.step("beyond the IAS: F_TRANSLATION");
+    c.p.dma_from_dev(0, 1u64 << ias, 8);
+    c.events();
+    c.step("block mapping");
+    if granule == Granule::G4K {
+        s1_block(c, &mut pt);
+    }
+    c.step("device buffer");
+    let out = c.buffer(4096, 4096, 0);
+    c.reveal(0, &out, 0x400);
+}
+
+fn s1_block<P: Platform>(c: &mut Ctx<P>, pt: &mut Pt<P>) {
+    let g = 4096u64;
+    let bsz = g * (g / 8);
+    let blk = c.buffer(bsz as usize, bsz as usize, 0xa5);
+    let biova = bsz * 3;
+    pt.map(biova, blk.dma_addr(), bsz, RW).unwrap();
+    assert_eq!(pt.lookup(biova).unwrap().level, 2);
+    c.p.dma_to_dev(biova + bsz - 0x1000, 0x300, 32);
+    c.p.dma_from_dev(0x300, biova + 0x5000, 32);
+    c.events();
+    c.mem(&blk, 0x5000, 32);
+}
+
+fn s1_4k<P: Platform>(c: &mut Ctx<P>) {
+    s1_common(c, Granule::G4K, 39)
+}
+
+fn s1_64k<P: Platform>(c: &mut Ctx<P>) {
+    s1_common(c, Granule::G64K, 42)
+}
+
+fn bad_cd<P: Platform>(c: &mut Ctx<P>) {
+    let src = c.buffer(4096, 4096, 0xb1);
+    c.step("S1 STE with CD 0 invalid: C_BAD_CD");
+    let mut m = c
+        .smmu
+        .new_master(&[EDU_SID], 0, MasterOptions::default())
+        .unwrap();
+    c.smmu
+        .attach_cd_table(&mut m, s1dss::SSID0)
+        .expect("attach");
+    c.p.dma_to_dev(src.dma_addr(), 0, 8);
+    c.events();
+    c.step("CD 0 with EPD0 (quiesced): F_TRANSLATION without record (R=0)");
+    let cfg = S1Config {
+        asid: 3,
+        ips: 4,
+        mair: 0xff,
+        ..Default::default()
+    };
+    c.smmu
+        .write_cd(&mut m, 0, &Cd::quiesced(&cfg, false))
+        .unwrap();
+    c.p.dma_to_dev(0x1000, 0, 8);
+    c.events();
+}
+
+fn ste_change_cfgi<P: Platform>(c: &mut Ctx<P>) {
+    let src = c.buffer(4096, 4096, 0xc3);
+    let dst = c.buffer(4096, 4096, 0);
+    c.smmu.set_bypass(EDU_SID).unwrap();
+    c.p.dma_to_dev(src.dma_addr(), 0, 32);
+    c.step("STE changed to abort in memory, no CFGI: cached bypass still used");
+    let slot = c.smmu.stream_table().slot(EDU_SID).unwrap();
+    let w0 = Ste::abort().0[0];
+    slot.mem.write_u64(slot.offset, w0);
+    c.p.dma_from_dev(0, dst.dma_addr(), 32);
+    c.events();
+    c.mem(&dst, 0, 32);
+    c.step("CFGI_STE: abort takes effect");
+    c.smmu.inv_ste(EDU_SID).unwrap();
+    c.p.dma_from_dev(0, dst.dma_addr() + 0x100, 32);
+    c.events();
+    c.mem(&dst, 0x100, 32);
+    c.step("STE made invalid in memory, CFGI_STE: C_BAD_STE");
+    let slot = c.smmu.stream_table().slot(EDU_SID).unwrap();
+    slot.mem.write_u64(slot.offset, 0);
+    c.smmu.inv_ste(EDU_SID).unwrap();
+    c.p.dma_from_dev(0, dst.dma_addr() + 0x200, 8);
+    c.events();
+    c.mem(&dst, 0x200, 8);
+}
+
+fn tlbi<P: Platform>(c: &mut Ctx<P>) {
+    let a = c.buffer(4096, 4096, 0);
+    let b = c.buffer(4096, 4096, 0);
+    let other = c.buffer(4096, 4096, 0);
+    let src = c.buffer(4096, 4096, 0xd7);
+    let (mut pt, _m, _) = s1_setup(c, Granule::G4K, 39, 9);
+    let iova = 0x4000_0000u64;
+    pt.map(iova, a.dma_addr(), 4096, RW).unwrap();
+    // A neighbour keeps the level-3 table alive across the unmap below.
+    pt.map(iova + 0x1000, other.dma_addr(), 4096, RW).unwrap();
+    pt.map(0x8000_0000, src.dma_addr(), 4096, RW).unwrap();
+    c.p.dma_to_dev(0x8000_0000, 0, 64);
+    c.step("first write: goes to A, entry cached");
+    c.p.dma_from_dev(0, iova, 16);
+    c.events();
+    c.mem(&a, 0, 16);
+    c.step("remapped to B without TLBI: stale entry still writes A");
+    let mut g = Gather::new();
+    assert_eq!(pt.unmap(iova, 4096, &mut g).unwrap(), 4096);
+    pt.map(iova, b.dma_addr(), 4096, RW).unwrap();
+    c.p.dma_from_dev(16, iova + 16, 16);
+    c.events();
+    c.mem(&a, 0, 32);
+    c.mem(&b, 0, 32);
+    c.step("TLBI for another ASID: still stale");
+    c.smmu.inv_asid(10).unwrap();
+    c.p.dma_from_dev(32, iova + 32, 16);
+    c.mem(&a, 32, 16);
+    c.mem(&b, 32, 16);
+    c.step("TLBI_NH_VA: B now");
+    c.smmu.inv_range(9, iova, 4096, 4096, true, 12).unwrap();
+    c.p.dma_from_dev(48, iova + 48, 16);
+    c.events();
+    c.mem(&a, 48, 16);
+    c.mem(&b, 48, 16);
+    c.step("unmapped without TLBI: stale B; TLBI_NH_ASID: F_TRANSLATION");
+    let mut g = Gather::new();
+    pt.unmap(iova, 4096, &mut g).unwrap();
+    c.p.dma_from_dev(0, iova + 0x100, 8);
+    c.events();
+    c.mem(&b, 0x100, 8);
+    c.smmu.inv_asid(9).unwrap();
+    c.p.dma_from_dev(0, iova + 0x108, 8);
+    c.events();
+    c.mem(&b, 0x108, 8);
+}
+
+fn illegal_command<P: Platform>(c: &mut Ctx<P>) {
+    c.step("illegal opcode between two good commands, no sync yet");
+    c.regs();
+    let bad = CmdEntry::default().set_op(0x7f);
+    let ok = Command::TlbiNsnhAll.encode().unwrap();
+    let r = c.smmu.submit_entries(&[ok, bad, ok], false);
+    c.result(&r);
+    c.regs();
+    c.step("sync: error reported, command skipped, queue restarted");
+    let r = c.smmu.sync();
+    c.result(&r);
+    c.regs();
+    c.step("queue works again");
+    let r = c.smmu.inv_asid(3);
+    c.result(&r);
+    c.regs();
+    c.step("CFGI_CD with SSec=1 is illegal too");
+    let mut e = Command::CfgiCd {
+        sid: EDU_SID,
+        ssid: 0,
+        leaf: true,
+    }
+    .encode()
+    .unwrap();
+    e.0[0] |= 1 << 10;
+    let r = c.smmu.submit_entries(&[e], true);
+    c.result(&r);
+    c.regs();
+    c.events();
+    let _ = DEV_BUF;
+}
+
+/// Runs scenario `name` on `p` with the default driver configuration (2-level stream table
+/// where the SMMU offers one), or a linear table for `linear_strtab`.
+pub fn run<P: Platform>(name: &str, p: P) -> Trace {
+    let cfg = SmmuConfig {
+        force_linear_strtab: name == "linear_strtab",
+        ..SmmuConfig::default()
+    };
+    let mut c = Ctx::new(p, cfg);
+    c.step(&format!("scenario {name}"));
+    match name {
+        "bypass" => bypass(&mut c),
+        "abort" => abort(&mut c),
+        "bad_streamid_then_l2" => bad_streamid_then_l2(&mut c),
+        "bad_ste_invalid" => bad_ste_invalid(&mut c),
+        "bad_ste_s1cdmax" => bad_ste_s1cdmax(&mut c),
+        "linear_strtab" => linear_strtab(&mut c),
+        "s1_4k" => s1_4k(&mut c),
+        "s1_64k" => s1_64k(&mut c),
+        "bad_cd" => bad_cd(&mut c),
+        "ste_change_cfgi" => ste_change_cfgi(&mut c),
+        "tlbi" => tlbi(&mut c),
+        "illegal_command" => illegal_command(&mut c),
+        other => panic!("unknown scenario {other}"),
+    }
+    c.step("end");
+    c.regs();
+    c.events();
+    c.finish()
+}
