@@ -73,7 +73,8 @@ fn idr_field_masks() {
     assert_eq!(Idr1::PRIQS.mask(), 0xf800); // GENMASK(15, 11)
     assert_eq!(Idr1::SSIDSIZE.mask(), 0x7c0); // GENMASK(10, 6)
     assert_eq!(Idr1::SIDSIZE.mask(), 0x3f); // GENMASK(5, 0)
-                                            // arm-smmu-v3.h IDR3_RIL (1 << 10).
+
+    // arm-smmu-v3.h IDR3_RIL (1 << 10).
     assert_eq!(Idr3::RIL.mask(), 0x400);
     // arm-smmu-v3.h IDR5_*.
     assert_eq!(Idr5::STALL_MAX.mask(), 0xffff_0000); // GENMASK(31, 16)
@@ -82,7 +83,8 @@ fn idr_field_masks() {
     assert_eq!(Idr5::GRAN4K.mask(), 1 << 4);
     assert_eq!(Idr5::VAX.mask(), 0xc00); // GENMASK(11, 10)
     assert_eq!(Idr5::OAS.mask(), 0x7); // GENMASK(2, 0)
-                                       // arm-smmu-v3.h IIDR_*.
+
+    // arm-smmu-v3.h IIDR_*.
     assert_eq!(Iidr::PRODUCTID.mask(), 0xfff0_0000);
     assert_eq!(Iidr::IMPLEMENTER.mask(), 0xfff);
 }
@@ -170,7 +172,8 @@ fn ste_field_masks() {
     assert_eq!(Ste::S1FMT.mask(), 0x30); // GENMASK_ULL(5, 4)
     assert_eq!(Ste::S1CONTEXTPTR.mask(), 0x000f_ffff_ffff_ffc0); // GENMASK_ULL(51, 6)
     assert_eq!(Ste::S1CDMAX.mask(), 0xf800_0000_0000_0000); // GENMASK_ULL(63, 59)
-                                                            // arm-smmu-v3.h STRTAB_STE_1_*.
+
+    // arm-smmu-v3.h STRTAB_STE_1_*.
     assert_eq!(Ste::S1DSS.mask(), 0x3);
     assert_eq!(Ste::S1CIR.mask(), 0xc);
     assert_eq!(Ste::S1COR.mask(), 0x30);
@@ -179,7 +182,8 @@ fn ste_field_masks() {
     assert_eq!(Ste::EATS.mask(), 0x3000_0000); // GENMASK_ULL(29, 28)
     assert_eq!(Ste::STRW.mask(), 0xc000_0000); // GENMASK_ULL(31, 30)
     assert_eq!(Ste::SHCFG.mask(), 0x3000_0000_0000); // GENMASK_ULL(45, 44)
-                                                     // IHI0070 5.2 STE word 1 bits [99:96] MemAttr, [100] MTCFG, [104:101] ALLOCCFG.
+
+    // IHI0070 5.2 STE word 1 bits [99:96] MemAttr, [100] MTCFG, [104:101] ALLOCCFG.
     assert_eq!(Ste::MEMATTR.mask(), 0xf_0000_0000);
     assert_eq!(Ste::MTCFG.mask(), 0x10_0000_0000);
     assert_eq!(Ste::ALLOCCFG.mask(), 0x1e0_0000_0000);
@@ -541,7 +545,8 @@ fn event_ids() {
     assert_eq!(EventRecord::CLASS.mask(), 0x300_0000_0000);
     assert_eq!(EventRecord::TTRNW.mask(), 1 << 44); // EVTQ_1_TT_READ
     assert_eq!(EventRecord::IPA.mask(), 0x000f_ffff_ffff_f000); // EVTQ_3_IPA
-                                                                // IHI0070 7.3.4: FetchAddr[55:3] at record bits [247:195].
+
+    // IHI0070 7.3.4: FetchAddr[55:3] at record bits [247:195].
     assert_eq!(EventRecord::FETCH_ADDR.mask(), 0x00ff_ffff_ffff_fff8);
 }
 
@@ -631,4 +636,61 @@ fn field_helpers() {
     assert!(f.fits(0xf) && !f.fits(0x10));
     // Out-of-range values are truncated by setters (never a panic).
     assert_eq!(Ste::default().set_config(0xff).config(), 0x7);
+}
+
+#[test]
+fn domain_invalidation_golden_encodings() {
+    use super::domain::tlbi_command;
+    use super::pgtable::{Granule, Invalidation};
+    let e = |i| enc(tlbi_command(0x2a, i));
+    // arm_smmu_cmdq_build_cmd() CMDQ_OP_TLBI_NH_VA (arm-smmu-v3.c:274-284) with the fields of
+    // arm-smmu-v3.h:395-403 (NUM [16:12], SCALE [24:20], ASID [63:48]; LEAF bit 0, TTL [9:8],
+    // TG [11:10], VA [63:12]). Without RIL __arm_smmu_tlb_inv_range() leaves NUM, SCALE, TG
+    // and TTL zero (arm-smmu-v3.c:2175 is skipped): ASID 0x2a << 48 | 0x12; addr | LEAF.
+    assert_eq!(
+        e(Invalidation::Va {
+            iova: 0x7f_1234_5000,
+            leaf: true
+        }),
+        [0x002a_0000_0000_0012, 0x7f_1234_5001]
+    );
+    // Non-leaf, no range: word 1 is the address alone.
+    assert_eq!(
+        e(Invalidation::Va {
+            iova: 0x4000_0000,
+            leaf: false
+        }),
+        [0x002a_0000_0000_0012, 0x4000_0000]
+    );
+    // RIL, 64K granule (tg = 16: TG = (16 - 10) / 2 = 3, arm-smmu-v3.c:2182), non-leaf
+    // (TTL 0), 6 pages = NUM field 2 (num - 1, line 2215) at SCALE 1 (line 2211):
+    // word 0 = 0x2a << 48 | 1 << 20 | 2 << 12 | 0x12; word 1 = addr | 3 << 10.
+    assert_eq!(
+        e(Invalidation::Range {
+            iova: 0x1_0000_0000,
+            granule: Granule::G64K,
+            scale: 1,
+            num: 3,
+            ttl: 0,
+            leaf: false
+        }),
+        [0x002a_0000_0010_2012, 0x1_0000_0c00]
+    );
+    // RIL, 16K granule (TG 2), leaf 32M blocks: TTL = 4 - ((25 - 3) / (14 - 3)) = 2
+    // (line 2193); one block of 2^11 pages: SCALE 11, NUM field 0.
+    // word 0 = 0x2a << 48 | 11 << 20 | 0x12; word 1 = addr | 2 << 10 | 2 << 8 | LEAF.
+    assert_eq!(
+        e(Invalidation::Range {
+            iova: 0x200_0000,
+            granule: Granule::G16K,
+            scale: 11,
+            num: 1,
+            ttl: 2,
+            leaf: true
+        }),
+        [0x002a_0000_00b0_0012, 0x200_0a01]
+    );
+    // CMDQ_OP_TLBI_NH_ASID (arm-smmu-v3.c:295-299; opcode 0x11, arm-smmu-v3.h:514): ASID
+    // [63:48], VMID 0.
+    assert_eq!(e(Invalidation::Asid), [0x002a_0000_0000_0011, 0]);
 }

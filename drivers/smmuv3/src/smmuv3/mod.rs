@@ -17,6 +17,8 @@ pub mod cmd;
 #[warn(missing_docs)]
 pub mod device;
 #[warn(missing_docs)]
+pub mod domain;
+#[warn(missing_docs)]
 pub mod error;
 #[warn(missing_docs)]
 pub mod event;
