@@ -1,2 +1,3 @@
 /* Project overlay: helpers for the abstractions in rust/kernel/. */
+#include "ida.c"
 #include "xarray.c"

@@ -17,4 +17,9 @@ rsync -a --delete --exclude target --exclude .git --exclude '*.o' --exclude '*.k
     --filter 'P modules.order' --filter 'P Module.symvers' \
     "$LAB_ROOT"/ "$mdir"/
 kmake M="$mdir" KRUSTFLAGS="-Dwarnings" "${extra[@]}" -j"$JOBS" modules
-find "$mdir" -name '*.ko' -newer "$mdir/Kbuild" -o -name '*.ko' | sort -u
+# Objects of modules whose source is gone from the repo must not reach the guest.
+find "$mdir" -name '*.ko' | while IFS= read -r ko; do
+    src=${ko%.ko}
+    [ -f "$src.rs" ] || [ -f "$src.c" ] || { rm -f "$src".*; rm -f "$ko"; }
+done
+find "$mdir" -name '*.ko' | sort

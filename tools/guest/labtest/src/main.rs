@@ -98,6 +98,10 @@ fn module_results(r: &mut Runner, kmsg: &mut kmsg::Kmsg) {
         let mut ended = false;
         while !ended && Instant::now() < deadline {
             for line in kmsg.drain() {
+                // Benchmark figures are passed through for the log reader.
+                if let Some(at) = line.find("labtest-bench: ") {
+                    println!("BENCH {}", &line[at + "labtest-bench: ".len()..]);
+                }
                 match parse_labtest(&line) {
                     Some(Some(o)) => r.report(&o),
                     Some(None) => ended = true,
