@@ -28,9 +28,13 @@ done
 mdir=$LAB_CACHE/modules-$FLAVOUR
 find "$mdir" -name '*.ko' -exec cp {} "$root/lib/labtest/" \;
 find "$KBUILD/samples" -name 'mtty.ko' -exec cp {} "$root/lib/labtest/" \; 2>/dev/null || true
-cp "$here/guest/modules.list" "$here/guest/demo.sh" "$root/lib/labtest/"
-for m in $(grep -v '^#' "$here/guest/modules.list"); do
+cp "$here/guest/demo.sh" "$root/lib/labtest/"
+# modules.list: "<module> [flavour ...]"; a module with flavours listed runs only on those.
+while read -r m flavours; do
+    case "$m" in ''|'#'*) continue ;; esac
+    [ -z "$flavours" ] || [[ " $flavours " == *" $FLAVOUR "* ]] || continue
     [ -f "$root/lib/labtest/$m.ko" ] || { echo "guest.sh: test module $m.ko was not built" >&2; exit 1; }
-done
+    echo "$m"
+done < "$here/guest/modules.list" > "$root/lib/labtest/modules.list"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$LAB_CACHE/initramfs-$FLAVOUR.cpio.gz"
 echo "$LAB_CACHE/initramfs-$FLAVOUR.cpio.gz"

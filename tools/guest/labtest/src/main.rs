@@ -122,9 +122,38 @@ fn module_results(r: &mut Runner, kmsg: &mut kmsg::Kmsg) {
     }
 }
 
+const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+
+/// On a kernel with kmemleak (the debug flavour): forget what boot leaked, so that the final
+/// check only sees leaks of what the tests did.
+fn kmemleak_clear() -> bool {
+    std::fs::write(KMEMLEAK, "clear").is_ok()
+}
+
+/// Scans for leaks (objects must be 5 s old before kmemleak reports them) and fails the run if
+/// any object allocated since [`kmemleak_clear`] is unreferenced.
+fn kmemleak_check(r: &mut Runner) {
+    std::thread::sleep(Duration::from_secs(6));
+    for _ in 0..2 {
+        if let Err(e) = std::fs::write(KMEMLEAK, "scan") {
+            r.fail("kmemleak:clean", format!("cannot trigger a scan: {e}"));
+            return;
+        }
+    }
+    let report = std::fs::read_to_string(KMEMLEAK).unwrap_or_default();
+    let leaks = report.matches("unreferenced object").count();
+    if leaks == 0 {
+        r.report(&Outcome { name: "kmemleak:clean".into(), passed: true, detail: String::new() });
+    } else {
+        print!("{report}");
+        r.fail("kmemleak:clean", format!("{leaks} unreferenced objects (report above)"));
+    }
+}
+
 fn main() {
     let filter = std::env::args().nth(1).filter(|f| !f.is_empty());
     let mut r = Runner { filter, passed: 0, failed: 0 };
+    let kmemleak = kmemleak_clear();
     match kmsg::Kmsg::open() {
         Ok(mut kmsg) => {
             let boot = kmsg.drain();
@@ -142,6 +171,9 @@ fn main() {
             Err(e) => Outcome { name: t.name.into(), passed: false, detail: e },
         };
         r.report(&o);
+    }
+    if kmemleak {
+        kmemleak_check(&mut r);
     }
     println!("{} passed, {} failed", r.passed, r.failed);
     std::process::exit(i32::from(r.failed > 0));
