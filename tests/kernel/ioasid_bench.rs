@@ -4,6 +4,7 @@
 //! - alloc+free pairs with N PASIDs live (sets and quotas on) vs `ida_alloc_range`/`ida_free`
 //!   with N IDs live (what 6.12's `iommu_alloc_global_pasid()` does);
 //! - `find` of a live PASID vs a bare `xa_load` on an XArray holding N entries.
+//!
 //! Figures are printed after `labtest-bench:`; the guest runner copies them to its output.
 use kernel::{
     alloc::flags::GFP_KERNEL,

@@ -48,7 +48,7 @@ fn xarray_cases(suite: &mut Suite) {
         drop(xa.lock().erase(6));
         let got = case.check("alloc", alloc_in(&xa, 5..=100, 60))?;
         labtest_ensure!(case, got == 6, "freed index 6 not reused (got {got})");
-        labtest_ensure!(case, xa.lock().load(6).map(|v| *v) == Some(60), "load(6) wrong");
+        labtest_ensure!(case, xa.lock().load(6).copied() == Some(60), "load(6) wrong");
         Ok(())
     });
     suite.run("xarray_alloc1_skips_zero", |case| {
