@@ -8,11 +8,15 @@ pub struct UserTest {
 }
 
 /// Every user-space test, in order.
-pub const ALL: &[UserTest] = &[UserTest { name: "guest:edu_present", run: edu_present }];
+pub const ALL: &[UserTest] = &[UserTest {
+    name: "guest:edu_present",
+    run: edu_present,
+}];
 
 /// The lab machine must expose QEMU's edu device (1234:11e8) on PCI: later tests depend on it.
 fn edu_present() -> Result<(), String> {
-    let dir = std::fs::read_dir("/sys/bus/pci/devices").map_err(|e| format!("no PCI sysfs: {e}"))?;
+    let dir =
+        std::fs::read_dir("/sys/bus/pci/devices").map_err(|e| format!("no PCI sysfs: {e}"))?;
     for d in dir.flatten() {
         let read = |f: &str| std::fs::read_to_string(d.path().join(f)).unwrap_or_default();
         if read("vendor").trim() == "0x1234" && read("device").trim() == "0x11e8" {
