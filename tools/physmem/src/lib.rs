@@ -37,8 +37,14 @@ pub struct PhysMem {
 impl PhysMem {
     /// A memory whose allocator hands out addresses in `[base, base + size)`.
     pub fn new(base: u64, size: u64) -> Self {
-        let inner = Inner { next: base, limit: base + size, ..Default::default() };
-        Self { inner: Arc::new(Mutex::new(inner)) }
+        let inner = Inner {
+            next: base,
+            limit: base + size,
+            ..Default::default()
+        };
+        Self {
+            inner: Arc::new(Mutex::new(inner)),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -50,7 +56,10 @@ impl PhysMem {
         let inner = self.lock();
         for (i, b) in buf.iter_mut().enumerate() {
             let a = pa + i as u64;
-            *b = inner.pages.get(&(a / PAGE)).map_or(0, |p| p[(a % PAGE) as usize]);
+            *b = inner
+                .pages
+                .get(&(a / PAGE))
+                .map_or(0, |p| p[(a % PAGE) as usize]);
         }
     }
 
@@ -59,8 +68,10 @@ impl PhysMem {
         let mut inner = self.lock();
         for (i, b) in buf.iter().enumerate() {
             let a = pa + i as u64;
-            inner.pages.entry(a / PAGE).or_insert_with(|| Box::new([0; PAGE as usize]))
-                [(a % PAGE) as usize] = *b;
+            inner
+                .pages
+                .entry(a / PAGE)
+                .or_insert_with(|| Box::new([0; PAGE as usize]))[(a % PAGE) as usize] = *b;
         }
     }
 
@@ -127,11 +138,17 @@ impl DmaMemory for Block {
         self.size
     }
     fn read_u64(&self, offset: usize) -> u64 {
-        assert!(offset.is_multiple_of(8) && offset + 8 <= self.size, "bad offset {offset:#x}");
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= self.size,
+            "bad offset {offset:#x}"
+        );
         self.mem.read_u64(self.pa + offset as u64)
     }
     fn write_u64(&self, offset: usize, value: u64) {
-        assert!(offset.is_multiple_of(8) && offset + 8 <= self.size, "bad offset {offset:#x}");
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= self.size,
+            "bad offset {offset:#x}"
+        );
         self.mem.write_u64(self.pa + offset as u64, value)
     }
 }
@@ -172,7 +189,11 @@ impl DmaAllocator for PhysMem {
             pa
         };
         self.write(pa, &vec![0; size]);
-        Ok(Block { mem: self.clone(), pa, size })
+        Ok(Block {
+            mem: self.clone(),
+            pa,
+            size,
+        })
     }
 }
 
