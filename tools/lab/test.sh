@@ -3,7 +3,8 @@
 #   1. lab set-up (idempotent), 2. host `cargo test` for the whole workspace (includes the
 #   qtest-driven QEMU tests), 3. kernel build + guest tests on the release kernel,
 #   4. the same on the debug kernel (KASAN, lockdep, kmemleak, fault injection) unless
-#   LAB_SKIP_DEBUG=1.
+#   LAB_SKIP_DEBUG=1. Lints (rustfmt, clippy on the host workspace, CLIPPY=1 on the kernel
+#   modules) fail the run too.
 # Ends with one "N passed, N failed" line over everything; exits non-zero on any failure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,12 +26,22 @@ host_failed=$(grep -E '^test result:' "$host_log" | sed -E 's/.* ([0-9]+) failed
 : "${host_passed:=0}" "${host_failed:=0}"
 [ "$host_status" = 0 ] || [ "$host_failed" -gt 0 ] || host_failed=1 # a build failure counts
 
+stamp "lints: rustfmt, clippy (host workspace)"
+lint_status=0
+(cd "$LAB_ROOT" && cargo fmt --all --check) || { echo "[test] FAILED: rustfmt"; lint_status=1; }
+(cd "$LAB_ROOT" && cargo clippy -q --workspace --all-targets -- -D warnings) ||
+    { echo "[test] FAILED: clippy"; lint_status=1; }
+
 guest_passed=0 guest_failed=0 guest_status=0
 flavours=(release)
 [ "${LAB_SKIP_DEBUG:-0}" = 1 ] || flavours+=(debug)
 for f in "${flavours[@]}"; do
     stamp "kernel build ($f)"
     "$here/kernel.sh" "$f"
+    if [ "$f" = release ]; then
+        stamp "lints: CLIPPY=1 on the project's kernel modules"
+        CLIPPY=1 "$here/modules.sh" "$f" >/dev/null || { echo "[test] FAILED: kernel clippy"; lint_status=1; }
+    fi
     stamp "guest tests ($f)"
     set +e
     "$here/run.sh" test --flavour "$f"
@@ -45,4 +56,4 @@ done
 
 stamp "done: host $host_passed passed, $host_failed failed; guest ($(IFS=+; echo "${flavours[*]}")) $guest_passed passed, $guest_failed failed"
 echo "$((host_passed + guest_passed)) passed, $((host_failed + guest_failed)) failed"
-[ "$host_status" = 0 ] && [ "$guest_status" = 0 ]
+[ "$host_status" = 0 ] && [ "$guest_status" = 0 ] && [ "$lint_status" = 0 ]
