@@ -6,10 +6,10 @@
 mod common;
 
 use auxdomain::smmuv3::dma::{DmaAllocator, DmaMemory};
-use auxdomain::smmuv3::pgtable::{Granule, Prot};
+use auxdomain::smmuv3::pgtable::Prot;
 use auxdomain::{
-    AuxDevice, AuxDomain, Error, MsiSource, MsiWindow, NoSnoopControl, PasidCap, RidMode,
-    Unsupported, MAX_ATTACH, SW_MSI_BASE, SW_MSI_SIZE,
+    AuxDevice, Error, MsiSource, MsiWindow, NoSnoopControl, PasidCap, RidMode, Unsupported,
+    MAX_ATTACH, SW_MSI_BASE, SW_MSI_SIZE,
 };
 use common::*;
 use smmu_model::{Coherency, DmaError, Features, TranslateError};
@@ -233,7 +233,6 @@ fn attach_error_paths() {
         .unwrap_err();
     assert_eq!((e, e.errno()), (Error::NoSpace, 28));
     // Window geometry is validated.
-    let pt = r.pt(Granule::G4K);
     for w in [
         MsiWindow {
             base: 0x1234,
@@ -252,17 +251,12 @@ fn attach_error_paths() {
             size: 0x1000,
         },
     ] {
-        let e = AuxDomain::new(pt_clone(&r), &mut r.asids, w).err().unwrap();
+        let e = r.domain_in(w).err().unwrap();
         assert_eq!(e, Error::InvalidArgument, "{w:?}");
     }
-    drop(pt);
     // Without PASIDs enabled there is no AuxDevice to attach to: the type system enforces
     // PasidDisabled's precondition; its errno is still documented.
     assert_eq!(Error::PasidDisabled.errno(), 95);
-}
-
-fn pt_clone(r: &Rig) -> Pt {
-    r.pt(Granule::G4K)
 }
 
 #[test]
@@ -390,7 +384,7 @@ fn msi_window_is_reserved() {
         base: 0xfee0_0000,
         size: 0x10_0000,
     };
-    let mut d2 = AuxDomain::new(r.pt(Granule::G4K), &mut r.asids, w).unwrap();
+    let mut d2 = r.domain_in(w).unwrap();
     d2.map(SW_MSI_BASE, p.dma_addr(), 4096, RW).unwrap();
     assert_eq!(
         d2.map(0xfee0_0000, p.dma_addr(), 4096, RW).unwrap_err(),
@@ -591,7 +585,7 @@ fn msi_tables_fill_up_with_enospc() {
         base: SW_MSI_BASE,
         size: 0x1000,
     };
-    let mut small = AuxDomain::new(r.pt(Granule::G4K), &mut r.asids, w).unwrap();
+    let mut small = r.domain_in(w).unwrap();
     let (mut dev2, _) = r.device(0x91);
     small
         .attach_rid(&mut r.smmu, &mut dev2, &mut r.snoop)

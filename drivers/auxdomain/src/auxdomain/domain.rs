@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Auxiliary domains: stage-1 paging domains attached at (device, PASID) pairs, with a
 //! reserved MSI window and doorbell bindings, and a one-way cache-coherency switch.
+//!
+//! The page table, the ASID, the CD and the unmap sequence (TLBIs from `Gather::plan`, one
+//! CMD_SYNC, then `release_retired`; escalation to TLBI_NH_ASID on a rejected TLBI) belong to
+//! the driver core's [`S1Domain`]: an [`AuxDomain`] owns one and adds what is specific to
+//! PASID/auxiliary use (attachments, ATC invalidation of ATS masters, MSI doorbells, the MSI
+//! window, the no-snoop policy).
 
 use super::device::{AuxDevice, RidMode};
 use super::error::{Error, Result};
-use super::pgtable::{atc_inv_all, invalidate, AtcTarget, IoPgtable};
 use super::smmuv3::asid::AsidAllocator;
-use super::smmuv3::cd::{Cd, S1Config};
+use super::smmuv3::cd::Cd;
 use super::smmuv3::cmd::Command;
 use super::smmuv3::device::{Smmu, MAX_MASTER_SIDS};
 use super::smmuv3::dma::{DmaAllocator, DmaMemory, Mmio};
-use super::smmuv3::pgtable::{Gather, Prot};
+use super::smmuv3::domain::{tlbi_command, S1Domain};
+use super::smmuv3::pgtable::{Config, InvFeatures, Invalidation, PageTable, PageTableStore, Prot};
 use super::smmuv3::queue::CmdBatch;
 use super::smmuv3::store::TableStore;
 
@@ -166,75 +172,90 @@ pub struct Teardown {
 ///
 /// Not bound to the device it was allocated for: [`AuxDomain::attach`] installs its CD at a
 /// PASID of any PASID-enabled device, as many times as [`MAX_ATTACH`] allows. The ASID is the
-/// domain's identity ([`RidMode::Domain`]).
-pub struct AuxDomain<P: IoPgtable> {
-    pt: P,
-    asid: u16,
-    cfg: S1Config,
+/// domain's identity ([`RidMode::Domain`]). Page table, ASID, CD and invalidation are those of
+/// the [`S1Domain`] it owns.
+pub struct AuxDomain<A: DmaAllocator, S: PageTableStore<A::Memory>> {
+    s1: S1Domain<A, S>,
     window: MsiWindow,
     enforced: bool,
     mapped_bytes: u64,
     attach: [Option<Attachment>; MAX_ATTACH],
     bindings: [Option<Binding>; MAX_DOORBELLS],
     vectors: [Option<Vector>; MAX_VECTORS],
-    gather: Gather,
+    /// A flush completed its TLB invalidation but not the ATC invalidation that follows it:
+    /// the next flush issues it again.
+    atc_pending: bool,
 }
 
 /// Prot of a doorbell mapping (Linux `iommu_dma_get_msi_page`: write, no-exec, MMIO).
 const DOORBELL_PROT: Prot = Prot(Prot::WRITE.0 | Prot::NOEXEC.0 | Prot::MMIO.0);
 
-impl<P: IoPgtable> AuxDomain<P> {
-    /// A domain over the (empty) page table `pt`, with an ASID from `asids` and the MSI
-    /// window `window` (granule-aligned, non-empty, inside the input address space).
-    pub fn new(pt: P, asids: &mut AsidAllocator, window: MsiWindow) -> Result<Self> {
-        let g = pt.granule().size();
+/// ATC_INV of everything an ATS master caches for (`sid`, `ssid`) (Size = 52: the whole
+/// address space; `None`: the requester-ID context).
+fn atc_inv_all(sid: u32, ssid: Option<u32>) -> Command {
+    Command::AtcInv {
+        sid,
+        ssid,
+        addr: 0,
+        size: 52,
+        global: false,
+    }
+}
+
+impl<A: DmaAllocator, S: PageTableStore<A::Memory>> AuxDomain<A, S> {
+    /// A domain with an empty page table of configuration `cfg` (see
+    /// `smmuv3::domain::page_table_config`), an ASID from `asids`, the invalidation features
+    /// `inv` of its SMMU (`smmuv3::domain::inv_features`) and the MSI window `window`
+    /// (granule-aligned, non-empty, inside the input address space; checked before anything
+    /// is allocated). Built on [`S1Domain::new`].
+    pub fn new(
+        cfg: Config,
+        alloc: A,
+        store: S,
+        asids: &mut AsidAllocator,
+        inv: InvFeatures,
+        window: MsiWindow,
+    ) -> Result<Self> {
+        let g = cfg.granule.size();
         let end = window.base.checked_add(window.size);
-        let ias_ok = end.is_some_and(|e| pt.ias() >= 64 || e <= 1u64 << pt.ias());
+        let ias_ok = end.is_some_and(|e| cfg.ias >= 64 || e <= 1u64 << cfg.ias);
         if window.size == 0 || (window.base | window.size) & (g - 1) != 0 || !ias_ok {
             return Err(Error::InvalidArgument);
         }
-        let asid = asids.alloc()?;
-        let s = pt.s1_context();
-        let cfg = S1Config {
-            asid,
-            ttbr: s.ttb0,
-            tsz: s.t0sz,
-            tg: s.tg0,
-            irgn: s.rgn0,
-            orgn: s.rgn0,
-            sh: s.sh0,
-            ips: s.ips,
-            mair: s.mair,
-            hw_dirty: false,
-            stall: false,
-        };
         Ok(Self {
-            pt,
-            asid,
-            cfg,
+            s1: S1Domain::new(cfg, alloc, store, asids, inv)?,
             window,
             enforced: false,
             mapped_bytes: 0,
             attach: [None; MAX_ATTACH],
             bindings: [None; MAX_DOORBELLS],
             vectors: [None; MAX_VECTORS],
-            gather: Gather::new(),
+            atc_pending: false,
         })
     }
 
     /// The ASID (also the domain's identity).
     pub fn asid(&self) -> u16 {
-        self.asid
+        self.s1.asid()
     }
 
-    /// The page table.
-    pub fn page_table(&self) -> &P {
-        &self.pt
+    /// The page table (read only).
+    pub fn page_table(&self) -> &PageTable<A, S> {
+        self.s1.page_table()
+    }
+
+    /// The underlying stage-1 domain (read only: its invalidation counters, pending flush).
+    pub fn s1(&self) -> &S1Domain<A, S> {
+        &self.s1
     }
 
     /// The CD this domain installs.
     pub fn cd(&self) -> Cd {
-        Cd::s1(&self.cfg)
+        self.s1.cd()
+    }
+
+    fn page_size(&self) -> u64 {
+        self.s1.page_table().config().granule.size()
     }
 
     /// Reserved regions: the MSI window.
@@ -283,8 +304,8 @@ impl<P: IoPgtable> AuxDomain<P> {
             .position(|a| a.is_some_and(|a| a.dev == dev && a.pasid == pasid))
     }
 
-    fn record<D: DmaMemory, S: TableStore<D>>(
-        dev: &AuxDevice<D, S>,
+    fn record<D: DmaMemory, SS: TableStore<D>>(
+        dev: &AuxDevice<D, SS>,
         pasid: Option<u32>,
     ) -> Attachment {
         let mut a = Attachment {
@@ -308,28 +329,16 @@ impl<P: IoPgtable> AuxDomain<P> {
         }
     }
 
-    fn atc_targets(&self) -> impl Iterator<Item = AtcTarget> + '_ {
-        self.attach
-            .iter()
-            .flatten()
-            .filter(|a| a.ats)
-            .flat_map(|a| {
-                a.sids()
-                    .iter()
-                    .map(move |&sid| AtcTarget { sid, ssid: a.pasid })
-            })
-    }
-
     /// Attaches the domain at `pasid` of `dev`: writes the domain's CD at SSID = `pasid`
     /// (hitless writer: CFGI_CD + CMD_SYNC per step). Errors: `EOPNOTSUPP` without PASIDs,
     /// `EINVAL` for PASID 0 / out of range, `EEXIST` if already attached there, `EBUSY` if
     /// another domain holds the PASID, `EINVAL` if coherency is enforced and the device cannot
     /// guarantee it, `ENOSPC` if the domain has [`MAX_ATTACH`] attachments. When enforced, the
     /// platform strips No_snoop for the stream before the CD goes live.
-    pub fn attach<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>>(
+    pub fn attach<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
-        dev: &mut AuxDevice<A::Memory, S>,
+        smmu: &mut Smmu<M, SA, SS>,
+        dev: &mut AuxDevice<SA::Memory, SS>,
         pasid: u32,
         coh: &mut impl SnoopControl,
     ) -> Result<()> {
@@ -345,10 +354,10 @@ impl<P: IoPgtable> AuxDomain<P> {
         Ok(())
     }
 
-    fn attach_cd<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>>(
+    fn attach_cd<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
-        dev: &mut AuxDevice<A::Memory, S>,
+        smmu: &mut Smmu<M, SA, SS>,
+        dev: &mut AuxDevice<SA::Memory, SS>,
         pasid: Option<u32>,
         coh: &mut impl SnoopControl,
     ) -> Result<()> {
@@ -380,10 +389,10 @@ impl<P: IoPgtable> AuxDomain<P> {
     /// TLBI_NH_ASID and, for an ATS device, ATC_INV of the PASID, under one CMD_SYNC. `ENOENT`
     /// if not attached there. MSI sources of the PASID stay active until deactivated (or the
     /// domain is destroyed); they no longer translate.
-    pub fn detach<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>>(
+    pub fn detach<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
-        dev: &mut AuxDevice<A::Memory, S>,
+        smmu: &mut Smmu<M, SA, SS>,
+        dev: &mut AuxDevice<SA::Memory, SS>,
         pasid: u32,
         coh: &mut impl SnoopControl,
     ) -> Result<()> {
@@ -393,10 +402,10 @@ impl<P: IoPgtable> AuxDomain<P> {
         Ok(())
     }
 
-    fn detach_cd<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>>(
+    fn detach_cd<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
-        dev: &mut AuxDevice<A::Memory, S>,
+        smmu: &mut Smmu<M, SA, SS>,
+        dev: &mut AuxDevice<SA::Memory, SS>,
         slot: usize,
         coh: &mut impl SnoopControl,
     ) -> Result<()> {
@@ -408,16 +417,10 @@ impl<P: IoPgtable> AuxDomain<P> {
             .ok_or(Error::NotAttached)?;
         smmu.clear_cd(&mut dev.master, a.pasid.unwrap_or(0))?;
         let mut batch = CmdBatch::default();
-        smmu.batch_add(
-            &mut batch,
-            &Command::TlbiNhAsid {
-                asid: self.asid,
-                vmid: 0,
-            },
-        )?;
+        smmu.batch_add(&mut batch, &tlbi_command(self.asid(), Invalidation::Asid))?;
         if a.ats {
             for &sid in a.sids() {
-                smmu.batch_add(&mut batch, &atc_inv_all(AtcTarget { sid, ssid: a.pasid }))?;
+                smmu.batch_add(&mut batch, &atc_inv_all(sid, a.pasid))?;
             }
         }
         smmu.batch_submit(&mut batch)?;
@@ -433,33 +436,34 @@ impl<P: IoPgtable> AuxDomain<P> {
     /// Makes this domain the requester-ID domain of `dev`: CD 0 first, then STE.S1DSS =
     /// SSID0 (untagged traffic and PCIe MSIs translate here; PASID 0 tagged traffic is
     /// terminated with F_STREAM_DISABLED). `EBUSY` if the device already has one.
-    pub fn attach_rid<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory> + Default>(
+    pub fn attach_rid<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory> + Default>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
-        dev: &mut AuxDevice<A::Memory, S>,
+        smmu: &mut Smmu<M, SA, SS>,
+        dev: &mut AuxDevice<SA::Memory, SS>,
         coh: &mut impl SnoopControl,
     ) -> Result<()> {
         if matches!(dev.rid, RidMode::Domain(_)) {
             return Err(Error::StillAttached);
         }
         self.attach_cd(smmu, dev, None, coh)?;
-        if let Err(e) = smmu.attach_cd_table(&mut dev.master, RidMode::Domain(self.asid).s1dss()) {
+        if let Err(e) = smmu.attach_cd_table(&mut dev.master, RidMode::Domain(self.asid()).s1dss())
+        {
             // Undo: CD 0 is unused while S1DSS is not SSID0.
             if let Some(slot) = self.find(dev.id, None) {
                 let _ = self.detach_cd(smmu, dev, slot, coh);
             }
             return Err(e.into());
         }
-        dev.rid = RidMode::Domain(self.asid);
+        dev.rid = RidMode::Domain(self.asid());
         Ok(())
     }
 
     /// Removes this requester-ID domain from `dev`: STE.S1DSS = `mode` first, then CD 0 is
     /// cleared and the ASID invalidated. `ENOENT` if it is not `dev`'s requester-ID domain.
-    pub fn detach_rid<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory> + Default>(
+    pub fn detach_rid<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory> + Default>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
-        dev: &mut AuxDevice<A::Memory, S>,
+        smmu: &mut Smmu<M, SA, SS>,
+        dev: &mut AuxDevice<SA::Memory, SS>,
         mode: RidMode,
         coh: &mut impl SnoopControl,
     ) -> Result<()> {
@@ -512,66 +516,78 @@ impl<P: IoPgtable> AuxDomain<P> {
         } else {
             prot
         };
-        self.pt.map(iova, paddr, size, prot)?;
+        self.s1.map(iova, paddr, size, prot)?;
         self.mapped_bytes = self.mapped_bytes.saturating_add(size);
         Ok(())
     }
 
-    /// Unmaps user memory and invalidates (TLBI per the gather policy, ATC_INV for ATS
-    /// attachments, one CMD_SYNC), then frees unlinked tables. Returns the bytes unmapped.
-    /// `EADDRINUSE` for the MSI window, `EBUSY` over a user-placed doorbell.
-    pub fn unmap<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>>(
+    /// Unmaps user memory and invalidates ([`S1Domain`]: TLBIs per the gather policy, one
+    /// CMD_SYNC, then unlinked tables are freed; then ATC_INV for ATS attachments and a second
+    /// CMD_SYNC). Returns the bytes unmapped. `EADDRINUSE` for the MSI window, `EBUSY` over a
+    /// user-placed doorbell.
+    pub fn unmap<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
+        smmu: &mut Smmu<M, SA, SS>,
         iova: u64,
         size: u64,
     ) -> Result<u64> {
         if self.window.overlaps(iova, size) {
             return Err(Error::ReservedIova);
         }
-        let page = self.pt.granule().size();
+        let page = self.page_size();
         if self.overlaps_user_doorbell(iova, size, page) {
             return Err(Error::DoorbellInUse);
         }
-        let n = self.pt.unmap(iova, size, &mut self.gather)?;
+        let n = self.s1.unmap_deferred(iova, size)?;
         self.mapped_bytes = self.mapped_bytes.saturating_sub(n);
         self.flush(smmu)?;
         Ok(n)
     }
 
-    fn flush<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>>(
+    /// [`S1Domain::flush`] (TLBIs, CMD_SYNC, retired tables freed), then ATC_INV of every ATS
+    /// attachment under a second CMD_SYNC. The ATC is invalidated only once the TLB
+    /// invalidation has completed, as in Linux (`arm_smmu_tlb_inv_range_domain()`): an ATS
+    /// translation request served from a stale TLB entry in between would refill the ATC.
+    fn flush<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
+        smmu: &mut Smmu<M, SA, SS>,
     ) -> Result<()> {
-        let mut atc = [None; MAX_ATTACH * MAX_MASTER_SIDS];
-        for (d, t) in atc.iter_mut().zip(self.atc_targets()) {
-            *d = Some(t);
+        self.atc_pending |= self.s1.flush_pending();
+        self.s1.flush(smmu)?;
+        if !self.atc_pending {
+            return Ok(());
         }
-        invalidate(
-            smmu,
-            &mut self.pt,
-            self.asid,
-            &mut self.gather,
-            atc.iter().flatten().copied(),
-        )
+        let mut batch = CmdBatch::default();
+        let mut n = 0usize;
+        for a in self.attach.iter().flatten().filter(|a| a.ats) {
+            for &sid in a.sids() {
+                smmu.batch_add(&mut batch, &atc_inv_all(sid, a.pasid))?;
+                n += 1;
+            }
+        }
+        if n != 0 {
+            smmu.batch_submit(&mut batch)?;
+        }
+        self.atc_pending = false;
+        Ok(())
     }
 
     /// Output address of `iova` in this domain.
     pub fn iova_to_phys(&self, iova: u64) -> Option<u64> {
-        self.pt.iova_to_phys(iova)
+        self.s1.page_table().iova_to_phys(iova)
     }
 
     // ---------------------------------------------------------------------------------
     // MSI doorbells
 
-    fn check_route<D: DmaMemory, S: TableStore<D>>(
+    fn check_route<D: DmaMemory, SS: TableStore<D>>(
         &self,
-        dev: &AuxDevice<D, S>,
+        dev: &AuxDevice<D, SS>,
         src: MsiSource,
     ) -> Result<()> {
         let ok = match src {
             MsiSource::Rid { .. } => {
-                dev.rid == RidMode::Domain(self.asid) && self.find(dev.id, None).is_some()
+                dev.rid == RidMode::Domain(self.asid()) && self.find(dev.id, None).is_some()
             }
             MsiSource::Queue { pasid, .. } => self.find(dev.id, Some(pasid)).is_some(),
         };
@@ -591,7 +607,7 @@ impl<P: IoPgtable> AuxDomain<P> {
     /// Finds or creates the binding for `doorbell`'s page: at `user_iova`'s page if given,
     /// else in a free window slot. Takes one reference.
     fn get_binding(&mut self, doorbell: u64, user_iova: Option<u64>) -> Result<usize> {
-        let page = self.pt.granule().size();
+        let page = self.page_size();
         let pa_page = doorbell & !(page - 1);
         let existing = match user_iova {
             None => self
@@ -625,7 +641,7 @@ impl<P: IoPgtable> AuxDomain<P> {
             Some(iova) => {
                 let iova_page = iova & !(page - 1);
                 if !self.window.contains_page(iova_page, page)
-                    && self.pt.iova_to_phys(iova_page).is_some()
+                    && self.iova_to_phys(iova_page).is_some()
                 {
                     return Err(Error::MsiIovaMapped);
                 }
@@ -633,7 +649,7 @@ impl<P: IoPgtable> AuxDomain<P> {
             }
             None => (self.free_window_page(page)?, false),
         };
-        self.pt.map(iova_page, pa_page, page, DOORBELL_PROT)?;
+        self.s1.map(iova_page, pa_page, page, DOORBELL_PROT)?;
         if let Some(s) = self.bindings.get_mut(slot) {
             *s = Some(Binding {
                 pa_page,
@@ -654,12 +670,12 @@ impl<P: IoPgtable> AuxDomain<P> {
     }
 
     /// Drops one reference of binding `i`; the last one unmaps the doorbell and invalidates.
-    fn put_binding<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>>(
+    fn put_binding<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
+        smmu: &mut Smmu<M, SA, SS>,
         i: usize,
     ) -> Result<()> {
-        let page = self.pt.granule().size();
+        let page = self.page_size();
         let Some(Some(b)) = self.bindings.get_mut(i) else {
             return Err(Error::NotAttached);
         };
@@ -668,16 +684,16 @@ impl<P: IoPgtable> AuxDomain<P> {
             return Ok(());
         }
         let iova = b.iova_page;
-        self.pt.unmap(iova, page, &mut self.gather)?;
+        self.s1.unmap_deferred(iova, page)?;
         if let Some(s) = self.bindings.get_mut(i) {
             *s = None;
         }
         self.flush(smmu)
     }
 
-    fn activate<D: DmaMemory, S: TableStore<D>>(
+    fn activate<D: DmaMemory, SS: TableStore<D>>(
         &mut self,
-        dev: &AuxDevice<D, S>,
+        dev: &AuxDevice<D, SS>,
         src: MsiSource,
         doorbell: u64,
         user_iova: Option<u64>,
@@ -691,7 +707,7 @@ impl<P: IoPgtable> AuxDomain<P> {
             .iter()
             .position(Option::is_none)
             .ok_or(Error::NoSpace)?;
-        let page = self.pt.granule().size();
+        let page = self.page_size();
         if let Some(iova) = user_iova {
             // The message lands at the same offset in the page as the doorbell.
             if (iova ^ doorbell) & (page - 1) != 0 {
@@ -711,7 +727,7 @@ impl<P: IoPgtable> AuxDomain<P> {
     }
 
     fn msg_addr(&self, b: usize, doorbell: u64) -> u64 {
-        let page = self.pt.granule().size();
+        let page = self.page_size();
         let iova = self
             .bindings
             .get(b)
@@ -725,9 +741,9 @@ impl<P: IoPgtable> AuxDomain<P> {
     /// and returns the message address the device must be programmed with. `EINVAL` if `src`
     /// does not translate through this domain (PCIe MSIs: the requester-ID domain; queue
     /// messages: the domain at that PASID), `EEXIST` if already active, `ENOSPC` if full.
-    pub fn msi_activate<D: DmaMemory, S: TableStore<D>>(
+    pub fn msi_activate<D: DmaMemory, SS: TableStore<D>>(
         &mut self,
-        dev: &AuxDevice<D, S>,
+        dev: &AuxDevice<D, SS>,
         src: MsiSource,
         doorbell: u64,
     ) -> Result<u64> {
@@ -739,9 +755,9 @@ impl<P: IoPgtable> AuxDomain<P> {
     /// (`EINVAL`); inside the window the page must be free or already bound to the same
     /// doorbell (`EBUSY`); outside it must not overlap a mapping (`EEXIST`), and it is then
     /// protected from user unmaps (`EBUSY`) until released.
-    pub fn msi_activate_at<D: DmaMemory, S: TableStore<D>>(
+    pub fn msi_activate_at<D: DmaMemory, SS: TableStore<D>>(
         &mut self,
-        dev: &AuxDevice<D, S>,
+        dev: &AuxDevice<D, SS>,
         src: MsiSource,
         doorbell: u64,
         iova: u64,
@@ -751,9 +767,9 @@ impl<P: IoPgtable> AuxDomain<P> {
 
     /// `msi_domain_deactivate`: drops the source's doorbell reference (the last one unmaps
     /// the doorbell). `ENOENT` if not active.
-    pub fn msi_deactivate<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>>(
+    pub fn msi_deactivate<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
+        smmu: &mut Smmu<M, SA, SS>,
         dev: u32,
         src: MsiSource,
     ) -> Result<()> {
@@ -775,9 +791,9 @@ impl<P: IoPgtable> AuxDomain<P> {
     /// then the old one is put (so a shared page never drops to zero in between). Returns
     /// the new message address. Sources with a user-specified IOVA keep it only if the new
     /// doorbell shares the page; otherwise they move into the window.
-    pub fn msi_set_affinity<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>>(
+    pub fn msi_set_affinity<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         &mut self,
-        smmu: &mut Smmu<M, A, S>,
+        smmu: &mut Smmu<M, SA, SS>,
         dev: u32,
         src: MsiSource,
         doorbell: u64,
@@ -789,7 +805,7 @@ impl<P: IoPgtable> AuxDomain<P> {
             .copied()
             .flatten()
             .ok_or(Error::NotAttached)?;
-        let page = self.pt.granule().size();
+        let page = self.page_size();
         let keep_user = self
             .bindings
             .get(old.binding)
@@ -818,7 +834,7 @@ impl<P: IoPgtable> AuxDomain<P> {
 
     /// References held on the doorbell page containing `doorbell` (all its bindings).
     pub fn doorbell_refs(&self, doorbell: u64) -> u32 {
-        let page = self.pt.granule().size();
+        let page = self.page_size();
         self.bindings
             .iter()
             .flatten()
@@ -844,14 +860,14 @@ impl<P: IoPgtable> AuxDomain<P> {
 
     /// Frees the domain: refused with `EBUSY` (domain handed back) while attached anywhere.
     /// Every doorbell binding still present is unmapped even if its sources were never
-    /// deactivated, the whole ASID is invalidated (TLBI_NH_ASID + CMD_SYNC, so a later domain
-    /// reusing the ASID cannot hit stale entries) and the ASID returns to `asids`. The page
-    /// table is dropped with the domain.
+    /// deactivated, then [`S1Domain::destroy`] invalidates the whole ASID (TLBI_NH_ASID +
+    /// CMD_SYNC, so a later domain reusing the ASID cannot hit stale entries, the doorbells
+    /// included) and returns the ASID to `asids`. The page table is dropped with the domain.
     // The domain is handed back on failure so the caller can retry: the large `Err` is it.
     #[allow(clippy::result_large_err)]
-    pub fn destroy<M: Mmio, A: DmaAllocator, S: TableStore<A::Memory>>(
+    pub fn destroy<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         mut self,
-        smmu: &mut Smmu<M, A, S>,
+        smmu: &mut Smmu<M, SA, SS>,
         asids: &mut AsidAllocator,
     ) -> core::result::Result<Teardown, (Error, Self)> {
         if self.attachments() != 0 {
@@ -861,10 +877,10 @@ impl<P: IoPgtable> AuxDomain<P> {
             doorbells: 0,
             vectors: self.active_vectors(),
         };
-        let page = self.pt.granule().size();
+        let page = self.page_size();
         for i in 0..MAX_DOORBELLS {
             if let Some(b) = self.bindings.get(i).copied().flatten() {
-                if let Err(e) = self.pt.unmap(b.iova_page, page, &mut self.gather) {
+                if let Err(e) = self.s1.unmap_deferred(b.iova_page, page) {
                     return Err((e.into(), self));
                 }
                 if let Some(s) = self.bindings.get_mut(i) {
@@ -874,13 +890,12 @@ impl<P: IoPgtable> AuxDomain<P> {
             }
         }
         self.vectors = [None; MAX_VECTORS];
-        self.gather.add_whole_asid();
-        if let Err(e) = self.flush(smmu) {
-            return Err((e, self));
+        match self.s1.destroy(smmu, asids) {
+            Ok(_) => Ok(t),
+            Err((s1, e)) => {
+                self.s1 = s1;
+                Err((e.into(), self))
+            }
         }
-        if let Err(e) = asids.free(self.asid) {
-            return Err((e.into(), self));
-        }
-        Ok(t)
     }
 }

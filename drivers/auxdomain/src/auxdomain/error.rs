@@ -2,6 +2,7 @@
 //! Errors of the auxiliary-domain layer, each with the errno the kernel glue returns.
 
 use super::smmuv3::asid::AsidError;
+use super::smmuv3::domain::DomainError;
 use super::smmuv3::error::Error as SmmuError;
 use super::smmuv3::pgtable::PgtableError;
 
@@ -128,15 +129,15 @@ impl From<SmmuError> for Error {
     }
 }
 
-impl From<PgtableError> for Error {
-    fn from(e: PgtableError) -> Self {
-        Self::Pgtable(e)
-    }
-}
-
-impl From<AsidError> for Error {
-    fn from(e: AsidError) -> Self {
-        Self::Asid(e)
+/// Errors of the [`super::smmuv3::domain::S1Domain`] an aux domain is built on keep their
+/// variant (and errno).
+impl From<DomainError> for Error {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Pgtable(e) => Self::Pgtable(e),
+            DomainError::Asid(e) => Self::Asid(e),
+            DomainError::Smmu(e) => Self::Smmu(e),
+        }
     }
 }
 

@@ -11,8 +11,6 @@ pub mod device;
 pub mod domain;
 #[warn(missing_docs)]
 pub mod error;
-#[warn(missing_docs)]
-pub mod pgtable;
 
 pub use device::{AuxDevice, DeviceInfo, PasidCap, RidMode};
 pub use domain::{
@@ -20,4 +18,3 @@ pub use domain::{
     SnoopControl, Teardown, MAX_ATTACH, MAX_DOORBELLS, MAX_VECTORS, SW_MSI_BASE, SW_MSI_SIZE,
 };
 pub use error::{Error, Result, Unsupported};
-pub use pgtable::{AtcTarget, IoPgtable};

@@ -6,7 +6,8 @@
 use auxdomain::smmuv3::asid::{AsidAllocator, AsidBits};
 use auxdomain::smmuv3::device::{Smmu, SmmuConfig};
 use auxdomain::smmuv3::dma::{AllocError, DmaAllocator, DmaMemory};
-use auxdomain::smmuv3::pgtable::{Config, Granule, PageTable, PageTableStore, Prot};
+use auxdomain::smmuv3::domain::inv_features;
+use auxdomain::smmuv3::pgtable::{Config, Granule, PageTableStore, Prot};
 use auxdomain::{AuxDevice, AuxDomain, DeviceInfo, MsiWindow, PasidCap, SnoopControl};
 use ioasid::{
     Backend, Config as IoConfig, IdStore, Ioasid, IoasidCore, Lock, NoAllocator, Notifiers, Owner,
@@ -18,8 +19,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 pub type Drv = Smmu<SmmuModel, PhysMem>;
-pub type Pt = PageTable<PhysMem, MapStore>;
-pub type Dom = AuxDomain<Pt>;
+pub type Dom = AuxDomain<PhysMem, MapStore>;
 pub type Dev = AuxDevice<Block, auxdomain::smmuv3::store::FixedStore<Block, 64>>;
 
 pub const RW: Prot = Prot(Prot::READ.0 | Prot::WRITE.0);
@@ -105,23 +105,27 @@ impl Rig {
         (d, Device::new(self.model.clone(), sid))
     }
 
-    pub fn pt(&self, granule: Granule) -> Pt {
-        PageTable::new(
-            Config {
-                granule,
-                ias: 48,
-                oas: 48,
-                coherent_walk: true,
-            },
+    /// A 4K-granule domain with the MSI window `window`.
+    pub fn domain_in(&mut self, window: MsiWindow) -> Result<Dom, auxdomain::Error> {
+        let cfg = Config {
+            granule: Granule::G4K,
+            ias: 48,
+            oas: 48,
+            coherent_walk: true,
+        };
+        let inv = inv_features(self.smmu.features());
+        AuxDomain::new(
+            cfg,
             self.mem.clone(),
             MapStore::default(),
+            &mut self.asids,
+            inv,
+            window,
         )
-        .unwrap()
     }
 
     pub fn domain(&mut self) -> Dom {
-        let pt = self.pt(Granule::G4K);
-        AuxDomain::new(pt, &mut self.asids, MsiWindow::default()).unwrap()
+        self.domain_in(MsiWindow::default()).unwrap()
     }
 
     pub fn page(&self) -> Block {
