@@ -52,7 +52,7 @@ fi
 
 # --- build -----------------------------------------------------------------------------------
 log "building Image and modules (linux $KVERSION, $($KRUSTC --version | cut -d' ' -f1-2))"
-kmake -j"$JOBS" Image modules 2>&1 | { grep -Ev '^  [A-Z]' || true; }
+kmake KRUSTFLAGS=-Dwarnings -j"$JOBS" Image modules 2>&1 | { grep -Ev '^  [A-Z]' || true; }
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "kernel.sh: kernel build failed" >&2; exit 1; }
 log "building project modules (Kbuild)"
 "$here/modules.sh"
