@@ -1,2 +1,7 @@
 /* Project overlay: helpers for the abstractions in rust/kernel/. */
 #include "xarray.c"
+#include "device.c"
+#include "dma.c"
+#include "io.c"
+#include "pci.c"
+#include "iommu.c"
