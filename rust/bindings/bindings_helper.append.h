@@ -18,3 +18,6 @@ const xa_mark_t RUST_CONST_HELPER_XA_PRESENT = XA_PRESENT;
 #include <linux/fs.h>
 #include <linux/mdev.h>
 #include <linux/vfio.h>
+#include <linux/debugfs.h>
+#include <linux/mman.h>
+#include <linux/seq_file.h>

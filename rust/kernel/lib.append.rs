@@ -33,3 +33,8 @@ pub mod vfio;
 /// Project overlay: mediated devices (needs `CONFIG_VFIO_MDEV=y`).
 #[cfg(CONFIG_VFIO_MDEV = "y")]
 pub mod mdev;
+/// Project overlay: sysfs device attributes.
+pub mod sysfs;
+/// Project overlay: debugfs directories and files.
+#[cfg(CONFIG_DEBUG_FS)]
+pub mod debugfs;

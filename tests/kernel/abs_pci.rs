@@ -3,11 +3,16 @@
 //! printing abstractions on QEMU's edu device (1234:11e8): binds a Rust PCI driver to edu, reads
 //! the ID register through the BAR, checks bounds-checked accessors reject bad offsets, does edu
 //! DMA through a coherent buffer and a streaming page mapping, takes edu's MSI, then unbinds and
-//! checks that device-bound resources were revoked.
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+//! checks that device-bound resources were revoked. Also: a threaded IRQ handler and a sysfs
+//! attribute implemented in Rust on the edu device.
+use core::{
+    fmt::Write,
+    sync::atomic::{AtomicPtr, AtomicU32, Ordering},
+};
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    c_str,
+    bindings, c_str,
+    device::Device,
     delay::msleep,
     dev_info,
     devres::Devres,
@@ -19,7 +24,9 @@ use kernel::{
     page::Page,
     pci,
     prelude::*,
+    str::{CStr, CString},
     sync::Arc,
+    sysfs,
 };
 
 module! {
@@ -81,9 +88,107 @@ impl irq::Handler for EduIrq {
     }
 }
 
+/// Threaded handler: the hard part only wakes the thread, which acks in process context.
+struct EduThreaded {
+    bar: Arc<Devres<pci::Bar>>,
+    hard: AtomicU32,
+    thread: AtomicU32,
+}
+
+impl irq::ThreadedHandler for EduThreaded {
+    fn handle(&self) -> irq::ThreadedIrqReturn {
+        self.hard.fetch_add(1, Ordering::Relaxed);
+        irq::ThreadedIrqReturn::WakeThread
+    }
+
+    fn handle_threaded(&self) -> irq::IrqReturn {
+        let Some(bar) = self.bar.try_access() else {
+            return irq::IrqReturn::None;
+        };
+        let status = bar.read32(EDU_IRQ_STATUS).unwrap_or(0);
+        let _ = bar.write32(status, EDU_IRQ_ACK);
+        drop(bar);
+        self.thread.fetch_add(1, Ordering::Release);
+        irq::IrqReturn::Handled
+    }
+}
+
 struct EduDriver {
     _bar: Arc<Devres<pci::Bar>>,
-    _irq: Option<Pin<KBox<irq::Registration<EduIrq>>>>,
+    _irq: Option<Pin<KBox<irq::Registration<EduThreaded>>>>,
+    _attr: Option<sysfs::File>,
+}
+
+/// A sysfs attribute on the edu device: shows its IDs and a stored value, accepts a number.
+struct EduAttr;
+static ATTR_VALUE: AtomicU32 = AtomicU32::new(7);
+
+impl sysfs::AttributeOps for EduAttr {
+    fn show(dev: &Device, out: &mut sysfs::Buffer<'_>) -> Result {
+        let p = pci::Device::from_device(dev).ok_or(EINVAL)?;
+        writeln!(out, "{:04x}:{:04x} {}", p.vendor_id(), p.device_id(), ATTR_VALUE.load(Ordering::Relaxed))
+            .map_err(|_| EINVAL)
+    }
+
+    fn store(_dev: &Device, input: &[u8]) -> Result {
+        let s = core::str::from_utf8(input).map_err(|_| EINVAL)?.trim();
+        let v = s.parse::<u32>().map_err(|_| EINVAL)?;
+        ATTR_VALUE.store(v, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+kernel::device_attribute!(EDU_ATTR, EduAttr, "abs_edu", 0o644);
+
+fn sysfs_write(path: &CStr, data: &[u8]) -> Result {
+    // SAFETY: NUL-terminated path; O_WRONLY.
+    let f = kernel::error::from_err_ptr(unsafe { bindings::filp_open(path.as_char_ptr(), 1, 0) })?;
+    let mut pos: bindings::loff_t = 0;
+    // SAFETY: `f` is an open file; `data` is a kernel buffer of its length.
+    let r = unsafe { bindings::kernel_write(f, data.as_ptr().cast(), data.len(), &mut pos) };
+    // SAFETY: closes the file opened above.
+    unsafe { bindings::filp_close(f, core::ptr::null_mut()) };
+    if r < 0 {
+        Err(kernel::error::Error::from_errno(r as i32))
+    } else {
+        Ok(())
+    }
+}
+
+fn sysfs_read(path: &CStr, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: NUL-terminated path; O_RDONLY.
+    let f = kernel::error::from_err_ptr(unsafe { bindings::filp_open(path.as_char_ptr(), 0, 0) })?;
+    let mut pos: bindings::loff_t = 0;
+    // SAFETY: `f` is open; `buf` is writable for its length.
+    let r = unsafe { bindings::kernel_read(f, buf.as_mut_ptr().cast(), buf.len(), &mut pos) };
+    // SAFETY: closes the file opened above.
+    unsafe { bindings::filp_close(f, core::ptr::null_mut()) };
+    if r < 0 {
+        Err(kernel::error::Error::from_errno(r as i32))
+    } else {
+        Ok(r as usize)
+    }
+}
+
+fn sysfs_case(suite: &mut Suite, dev: &pci::Device<pci::Core>) -> Option<sysfs::File> {
+    let mut kept = None;
+    suite.run("sysfs_attribute_show_store_remove", |case| {
+        let path = case.check("path", CString::try_from_fmt(kernel::fmt!("/sys/bus/pci/devices/{}/abs_edu", dev.as_ref().name())))?;
+        let file = case.check("create_file", sysfs::create_file(dev.as_ref(), &EDU_ATTR))?;
+        let mut buf = [0u8; 64];
+        let n = case.check("read", sysfs_read(&path, &mut buf))?;
+        labtest_ensure!(case, &buf[..n] == b"1234:11e8 7\n", "show gave {:?}", &buf[..n]);
+        case.check("write", sysfs_write(&path, b"42\n"))?;
+        let n = case.check("read", sysfs_read(&path, &mut buf))?;
+        labtest_ensure!(case, &buf[..n] == b"1234:11e8 42\n", "after store {:?}", &buf[..n]);
+        labtest_ensure!(case, sysfs_write(&path, b"nope").is_err(), "bad input accepted");
+        drop(file);
+        labtest_ensure!(case, sysfs_read(&path, &mut buf).is_err(), "attribute still there after drop");
+        // Keep one on the device: it must be removable at unbind (driver data drop).
+        kept = Some(case.check("create_file", sysfs::create_file(dev.as_ref(), &EDU_ATTR))?);
+        Ok(())
+    });
+    kept
 }
 
 impl Drop for EduDriver {
@@ -224,7 +329,7 @@ fn probe_cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, info: u32, bar: 
     });
 }
 
-fn irq_case(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Arc<Devres<pci::Bar>>) -> Option<Pin<KBox<irq::Registration<EduIrq>>>> {
+fn irq_case(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Arc<Devres<pci::Bar>>) -> Option<Pin<KBox<irq::Registration<EduThreaded>>>> {
     let mut kept = None;
     suite.run("msi_irq_raise_and_ack", |case| {
         let n = case.check("alloc_irq_vectors", dev.alloc_irq_vectors(1, 1, pci::IrqTypes::MSI))?;
@@ -249,6 +354,27 @@ fn irq_case(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Arc<Devres<pc
             labtest_ensure!(case, st == 0x100 * round, "irq status {st:#x}");
         }
         dev_info!(dev, "abs_pci: took {} MSIs on irq {}\n", reg.handler().count.load(Ordering::Relaxed), reg.irq());
+        let h = EduIrq { bar: bar.clone(), count: AtomicU32::new(0), last_status: AtomicU32::new(0) };
+        let init = case.check("request_irq", dev.request_irq(0, c_str!("abs_pci2"), h))?;
+        let again = KBox::pin_init(init, GFP_KERNEL);
+        labtest_ensure!(case, again.is_err(), "second non-shared request of the same vector succeeded");
+        drop(reg);
+        Ok(())
+    });
+    suite.run("threaded_irq_handler_runs", |case| {
+        let h = EduThreaded { bar: bar.clone(), hard: AtomicU32::new(0), thread: AtomicU32::new(0) };
+        let init = case.check("request_threaded_irq", dev.request_threaded_irq(0, irq::Flags::ONESHOT, c_str!("abs_pci_t"), h))?;
+        let reg = case.check("request_threaded_irq", KBox::pin_init(init, GFP_KERNEL))?;
+        case.check("raise", bar.access().and_then(|b| b.write32(0x4242, EDU_IRQ_RAISE)))?;
+        let mut seen = false;
+        for _ in 0..200 {
+            if reg.handler().thread.load(Ordering::Acquire) >= 1 {
+                seen = true;
+                break;
+            }
+            msleep(5);
+        }
+        labtest_ensure!(case, seen, "thread handler did not run (hard part ran {} times)", reg.handler().hard.load(Ordering::Relaxed));
         kept = Some(reg);
         Ok(())
     });
@@ -266,9 +392,11 @@ impl pci::Driver for EduDriver {
         dev.dma_set_mask(28)?;
         let bar = Arc::new(dev.iomap_region(0, 0, c_str!("abs_pci"))?, GFP_KERNEL)?;
         let mut irq = None;
+        let mut attr = None;
         with_suite(|s| {
             probe_cases(s, dev, *info, &bar);
             irq = irq_case(s, dev, &bar);
+            attr = sysfs_case(s, dev);
         });
         // Keep a second BAR mapping past unbind to check it gets revoked. BAR0 is requested
         // already, so a second request must fail: check that too.
@@ -283,7 +411,7 @@ impl pci::Driver for EduDriver {
         let kept = KBox::new(Arc::clone(&bar), GFP_KERNEL)?;
         let raw = KBox::into_raw(kept);
         KEPT_ARC.store(raw, Ordering::Release);
-        Ok(KBox::pin(EduDriver { _bar: bar, _irq: irq }, GFP_KERNEL)?)
+        Ok(KBox::pin(EduDriver { _bar: bar, _irq: irq, _attr: attr }, GFP_KERNEL)?)
     }
 
     fn remove(_this: Pin<&Self>, dev: &pci::Device<pci::Core>) {

@@ -60,8 +60,52 @@ impl vfio::DeviceOps for MdevState {
         match cmd {
             uapi::DEVICE_GET_INFO => uapi::DeviceInfo { flags: uapi::DEVICE_FLAGS_PCI, num_regions: 9, num_irqs: 5 }
                 .reply_to_user(arg),
+            uapi::DEVICE_GET_REGION_INFO => {
+                let req = uapi::RegionInfoRequest::from_user(arg, 9)?;
+                let mut caps = uapi::CapChain::new();
+                if req.index == 0 {
+                    caps.add(uapi::CAP_SPARSE_MMAP, 1, &uapi::sparse_mmap_payload(&[(0, 0x1000)])?)?;
+                }
+                let size = if req.index == 0 { 0x1000 } else { 0 };
+                uapi::RegionInfo { flags: uapi::REGION_READ, size, offset: u64::from(req.index) << 40, caps: Some(&caps) }
+                    .reply_to_user(&req, arg)
+            }
+            uapi::DEVICE_GET_IRQ_INFO => {
+                let req = uapi::IrqInfoRequest::from_user(arg, 5)?;
+                let count = if req.index == 1 { 1 } else { 0 };
+                req.reply_to_user(arg, uapi::IRQ_INFO_EVENTFD, count)
+            }
+            uapi::DEVICE_SET_IRQS => {
+                let set = uapi::IrqSet::from_user(arg, 5, |i| if i == 1 { 1 } else { 0 })?;
+                if let uapi::IrqSetData::Eventfd(fds) = &set.data {
+                    for &fd in fds.iter() {
+                        if fd >= 0 {
+                            // Validate the fd; a real device would keep it to signal the IRQ.
+                            kernel::eventfd::EventFd::from_fd(fd)?;
+                        }
+                    }
+                }
+                Ok(0)
+            }
+            uapi::DEVICE_RESET => Ok(0),
             _ => Err(ENOTTY),
         }
+    }
+
+    fn read(_dev: &vfio::Device<Self>, mut buf: kernel::uaccess::UserSliceWriter, offset: u64) -> Result<usize> {
+        // A fake 256-byte config space: vendor/device of QEMU's edu, then a counting pattern.
+        let off = usize::try_from(offset).map_err(|_| EINVAL)?;
+        if off >= 256 {
+            return Ok(0);
+        }
+        let n = buf.len().min(256 - off);
+        let mut tmp = [0u8; 256];
+        for (i, b) in tmp.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        tmp[..4].copy_from_slice(&[0x34, 0x12, 0xe8, 0x11]);
+        buf.write_slice(&tmp[off..off + n])?;
+        Ok(n)
     }
 
     fn dma_unmap(_dev: &vfio::Device<Self>, _iova: u64, _length: u64) {}
@@ -71,6 +115,9 @@ struct MdevData {
     _reg: vfio::Registration<MdevState>,
     _dev: ARef<vfio::Device<MdevState>>,
 }
+
+/// The VFIO device of the first mdev, for the callback cases (dropped before the mdev goes).
+static FIRST_VFIO: AtomicPtr<ARef<vfio::Device<MdevState>>> = AtomicPtr::new(core::ptr::null_mut());
 
 struct MdevDriver;
 
@@ -94,6 +141,9 @@ impl mdev::Driver for MdevDriver {
         kernel::dev_info!(mdev, "abs_vfio: mdev of type {} -> VFIO device\n", dev.type_index);
         let reg = vfio::Registration::new(&dev)?;
         AVAILABLE.fetch_sub(1, Ordering::Relaxed);
+        if FIRST_VFIO.load(Ordering::Acquire).is_null() && MDEV_PROBES.load(Ordering::Relaxed) == 1 {
+            FIRST_VFIO.store(KBox::into_raw(KBox::new(dev.clone(), GFP_KERNEL)?), Ordering::Release);
+        }
         Ok(KBox::pin(MdevData { _reg: reg, _dev: dev }, GFP_KERNEL)?)
     }
 
@@ -339,6 +389,12 @@ fn mdev_cases(suite: &mut Suite, parent: &CStr) {
         unsafe { bindings::filp_close(f, core::ptr::null_mut()) };
         Ok(())
     });
+    let vdev = FIRST_VFIO.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if !vdev.is_null() {
+        // SAFETY: from `KBox::into_raw` in probe, taken back once.
+        let vdev = unsafe { KBox::from_raw(vdev) };
+        vfio_callback_cases(suite, &vdev);
+    }
     suite.run("mdev_remove_releases_vfio_device", |case| {
         let p = case.check("path", CString::try_from_fmt(kernel::fmt!("/sys/bus/mdev/devices/{}/remove", UUID)))?;
         case.check("remove", sysfs_write(&p, b"1"))?;
@@ -350,6 +406,129 @@ fn mdev_cases(suite: &mut Suite, parent: &CStr) {
         let p = case.check("path", type_path(parent, "small", "create"))?;
         case.check("create", sysfs_write(&p, UUID.as_bytes()))?;
         labtest_ensure!(case, MDEV_PROBES.load(Ordering::Relaxed) == 2, "probes {}", MDEV_PROBES.load(Ordering::Relaxed));
+        Ok(())
+    });
+}
+
+// ---- VFIO callbacks through the real C ops table, with user memory ---------------------------
+
+/// Anonymous user memory in the current (insmod) process, unmapped on drop.
+struct UserPage(usize);
+
+impl UserPage {
+    fn new() -> Result<Self> {
+        // SAFETY: maps anonymous memory into the current process, which has an mm (insmod).
+        let a = unsafe {
+            bindings::vm_mmap(
+                core::ptr::null_mut(),
+                0,
+                4096,
+                (bindings::PROT_READ | bindings::PROT_WRITE) as _,
+                (bindings::MAP_PRIVATE | bindings::MAP_ANONYMOUS) as _,
+                0,
+            )
+        };
+        if a as isize >= -4095 && (a as isize) < 0 {
+            return Err(kernel::error::Error::from_errno(a as i32));
+        }
+        Ok(Self(a as usize))
+    }
+
+    fn put(&self, off: usize, data: &[u8]) -> Result {
+        kernel::uaccess::UserSlice::new(self.0 + off, data.len()).writer().write_slice(data)
+    }
+
+    fn get(&self, off: usize, out: &mut [u8]) -> Result {
+        kernel::uaccess::UserSlice::new(self.0 + off, out.len()).reader().read_slice(out)
+    }
+}
+
+impl Drop for UserPage {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `new`.
+        unsafe { bindings::vm_munmap(self.0 as _, 4096) };
+    }
+}
+
+fn call_ioctl(dev: &vfio::Device<MdevState>, cmd: u32, arg: usize) -> isize {
+    // SAFETY: the device is registered; `ops` is our promoted ops table.
+    unsafe {
+        let ops = (*dev.as_raw()).ops;
+        ((*ops).ioctl.unwrap())(dev.as_raw(), cmd, arg)
+    }
+}
+
+fn call_read(dev: &vfio::Device<MdevState>, ubuf: usize, count: usize, pos: &mut i64) -> isize {
+    // SAFETY: as above; `pos` is valid for the call.
+    unsafe {
+        let ops = (*dev.as_raw()).ops;
+        ((*ops).read.unwrap())(dev.as_raw(), ubuf as *mut _, count, pos)
+    }
+}
+
+fn vfio_callback_cases(suite: &mut Suite, dev: &vfio::Device<MdevState>) {
+    suite.run("vfio_ioctl_get_info_through_ops", |case| {
+        let u = case.check("vm_mmap", UserPage::new())?;
+        case.check("put", u.put(0, &[0xaa; 32]))?;
+        case.check("put", u.put(0, &bytes(&[16, 0, 0, 0])))?;
+        let r = call_ioctl(dev, uapi::DEVICE_GET_INFO, u.0);
+        labtest_ensure!(case, r == 0, "GET_INFO returned {r}");
+        let mut out = [0u8; 24];
+        case.check("get", u.get(0, &mut out))?;
+        labtest_ensure!(case, u32_at(&out, 4) == uapi::DEVICE_FLAGS_PCI && u32_at(&out, 8) == 9 && u32_at(&out, 12) == 5, "info {:?}", &out[..16]);
+        labtest_ensure!(case, out[16..] == [0xaa; 8], "wrote past argsz: {:?}", &out[16..]);
+        Ok(())
+    });
+    suite.run("vfio_ioctl_malformed_arguments_rejected", |case| {
+        let u = case.check("vm_mmap", UserPage::new())?;
+        case.check("put", u.put(0, &bytes(&[8, 0, 0, 0])))?;
+        let r = call_ioctl(dev, uapi::DEVICE_GET_INFO, u.0);
+        labtest_ensure!(case, r == -(bindings::EINVAL as isize), "argsz 8: {r}");
+        case.check("put", u.put(0, &bytes(&[32, 0, 9, 0, 0, 0, 0, 0])))?;
+        let r = call_ioctl(dev, uapi::DEVICE_GET_REGION_INFO, u.0);
+        labtest_ensure!(case, r == -(bindings::EINVAL as isize), "region index 9 of 9: {r}");
+        case.check("put", u.put(0, &bytes(&[20, SET_DATA_BOOL | SET_DATA_NONE | SET_ACTION_TRIGGER, 1, 0, 1])))?;
+        let r = call_ioctl(dev, uapi::DEVICE_SET_IRQS, u.0);
+        labtest_ensure!(case, r == -(bindings::EINVAL as isize), "SET_IRQS two data types: {r}");
+        case.check("put", u.put(0, &bytes(&[24, SET_DATA_EVENTFD | SET_ACTION_TRIGGER, 1, 0, 1, 0])))?;
+        let r = call_ioctl(dev, uapi::DEVICE_SET_IRQS, u.0);
+        labtest_ensure!(case, r < 0, "SET_IRQS with a non-eventfd fd: {r}");
+        let r = call_ioctl(dev, uapi::DEVICE_GET_INFO, 0x10);
+        labtest_ensure!(case, r == -(bindings::EFAULT as isize), "unmapped user pointer: {r}");
+        let r = call_ioctl(dev, 0x3b00, u.0);
+        labtest_ensure!(case, r == -(bindings::ENOTTY as isize), "unknown ioctl: {r}");
+        Ok(())
+    });
+    suite.run("vfio_ioctl_region_info_caps_to_user", |case| {
+        let u = case.check("vm_mmap", UserPage::new())?;
+        case.check("put", u.put(0, &bytes(&[32, 0, 0, 0, 0, 0, 0, 0])))?;
+        let r = call_ioctl(dev, uapi::DEVICE_GET_REGION_INFO, u.0);
+        labtest_ensure!(case, r == 0, "GET_REGION_INFO returned {r}");
+        let mut out = [0u8; 64];
+        case.check("get", u.get(0, &mut out))?;
+        let needed = u32_at(&out, 0);
+        labtest_ensure!(case, needed == 32 + 8 + 8 + 16 && u32_at(&out, 12) == 0, "argsz {needed} cap_offset {}", u32_at(&out, 12));
+        case.check("put", u.put(0, &bytes(&[needed, 0, 0, 0, 0, 0, 0, 0])))?;
+        let r = call_ioctl(dev, uapi::DEVICE_GET_REGION_INFO, u.0);
+        labtest_ensure!(case, r == 0, "second GET_REGION_INFO returned {r}");
+        case.check("get", u.get(0, &mut out))?;
+        labtest_ensure!(case, u32_at(&out, 12) == 32 && u32_at(&out, 32) == u32::from(uapi::CAP_SPARSE_MMAP) | (1 << 16), "cap header {:?}", &out[32..40]);
+        labtest_ensure!(case, u32_at(&out, 40) == 1, "nr_areas {}", u32_at(&out, 40));
+        Ok(())
+    });
+    suite.run("vfio_read_through_ops_advances_pos", |case| {
+        let u = case.check("vm_mmap", UserPage::new())?;
+        let mut pos = 0i64;
+        let r = call_read(dev, u.0, 8, &mut pos);
+        labtest_ensure!(case, r == 8 && pos == 8, "read returned {r}, pos {pos}");
+        let mut out = [0u8; 8];
+        case.check("get", u.get(0, &mut out))?;
+        labtest_ensure!(case, out == [0x34, 0x12, 0xe8, 0x11, 4, 5, 6, 7], "bytes {out:?}");
+        let mut pos = 250i64;
+        let r = call_read(dev, u.0, 16, &mut pos);
+        labtest_ensure!(case, r == 6 && pos == 256, "read at the end returned {r}, pos {pos}");
+        let r = call_read(dev, 0x10, 8, &mut 0i64);
+        labtest_ensure!(case, r == -(bindings::EFAULT as isize), "read into an unmapped buffer: {r}");
         Ok(())
     });
 }
