@@ -187,14 +187,12 @@ unsafe impl<T: Driver> Sync for DriverRegistration<T> {}
 impl<T: Driver> DriverRegistration<T> {
     /// Registers driver `T` (`mdev_register_driver`) for `module`.
     pub fn new(module: &'static crate::ThisModule) -> impl PinInit<Self, Error> {
-        crate::try_pin_init!(Self {
-            drv <- Opaque::ffi_init(|_| ()),
-            _p: PhantomData,
-        })
-        .pin_chain(move |this| {
-            let d = this.drv.get();
-            // SAFETY: `d` is pinned memory we own; all-zero is a valid `mdev_driver`.
-            unsafe {
+        // SAFETY: on success every field is initialised (`_p` is a ZST); on failure nothing was
+        // registered and nothing needs dropping (a failed registration must not run `drop`).
+        unsafe {
+            crate::init::pin_init_from_closure(move |slot: *mut Self| {
+                let d = Opaque::raw_get(core::ptr::addr_of!((*slot).drv));
+                // All-zero is a valid `mdev_driver`.
                 d.write(core::mem::zeroed());
                 (*d).device_api = T::DEVICE_API.as_char_ptr();
                 (*d).max_instances = T::MAX_INSTANCES;
@@ -208,10 +206,10 @@ impl<T: Driver> DriverRegistration<T> {
                 }
                 (*d).driver.name = T::NAME.as_char_ptr();
                 (*d).driver.owner = module.as_ptr();
-            }
-            // SAFETY: initialised and pinned until `drop`.
-            to_result(unsafe { bindings::mdev_register_driver(d) })
-        })
+                // Initialised and pinned until `drop`.
+                to_result(bindings::mdev_register_driver(d))
+            })
+        }
     }
 
     /// Registers the driver in a new [`Arc`] (what [`Parent::new`] needs).
@@ -326,27 +324,33 @@ impl<T: Driver> Parent<T> {
             }
             Ok(())
         })();
-        crate::try_pin_init!(Self {
-            parent <- Opaque::ffi_init(|_| ()),
-            types: { prep?; boxes },
-            type_ptrs: ptrs,
-            driver,
-        })
-        .pin_chain(move |this| {
-            let p = this.parent.get();
-            // SAFETY: `p` is pinned memory we own (zeroed first); the types and their array
-            // live in `this` until after unregistration (type invariant).
-            unsafe {
+        // SAFETY: on success every field is initialised; on failure the fields written so far
+        // are dropped here and nothing is registered (a failed registration must not run
+        // `drop`, which would unregister).
+        unsafe {
+            crate::init::pin_init_from_closure(move |slot: *mut Self| {
+                prep?;
+                let p = Opaque::raw_get(core::ptr::addr_of!((*slot).parent));
                 p.write(core::mem::zeroed());
-                to_result(bindings::mdev_register_parent(
+                addr_of_mut!((*slot).types).write(boxes);
+                addr_of_mut!((*slot).type_ptrs).write(ptrs);
+                addr_of_mut!((*slot).driver).write(driver);
+                // The types and their array live in the slot until after unregistration.
+                let ret = to_result(bindings::mdev_register_parent(
                     p,
                     dev.as_raw(),
-                    this.driver.as_raw(),
-                    this.type_ptrs.as_ptr().cast_mut(),
-                    this.type_ptrs.len() as c_uint,
-                ))
-            }
-        })
+                    (*slot).driver.as_raw(),
+                    (*slot).type_ptrs.as_ptr().cast_mut(),
+                    (*slot).type_ptrs.len() as c_uint,
+                ));
+                if ret.is_err() {
+                    core::ptr::drop_in_place(addr_of_mut!((*slot).types));
+                    core::ptr::drop_in_place(addr_of_mut!((*slot).type_ptrs));
+                    core::ptr::drop_in_place(addr_of_mut!((*slot).driver));
+                }
+                ret
+            })
+        }
     }
 
     /// Number of types.

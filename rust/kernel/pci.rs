@@ -636,25 +636,22 @@ unsafe impl<T: Driver> Sync for Registration<T> {}
 impl<T: Driver> Registration<T> {
     /// Registers driver `T` under `name` for `module`.
     pub fn new(name: &'static CStr, module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        crate::try_pin_init!(Self {
-            drv <- Opaque::ffi_init(|_| ()),
-            _p: PhantomData,
-        })
-        .pin_chain(move |this| {
-            let drv = this.drv.get();
-            // SAFETY: `drv` is pinned memory we own; all-zero is a valid `pci_driver`.
-            unsafe {
+        // SAFETY: on success every field is initialised (`_p` is a ZST); on failure nothing was
+        // registered and no field needs dropping, so the slot may be freed as is (a failed
+        // registration must not run `drop`, which would unregister).
+        unsafe {
+            crate::init::pin_init_from_closure(move |slot: *mut Self| {
+                let drv = Opaque::raw_get(core::ptr::addr_of!((*slot).drv));
+                // All-zero is a valid `pci_driver`.
                 drv.write(core::mem::zeroed());
                 (*drv).name = name.as_char_ptr();
                 (*drv).id_table = T::ID_TABLE.raw;
                 (*drv).probe = Some(probe_callback::<T>);
                 (*drv).remove = Some(remove_callback::<T>);
-            }
-            // SAFETY: the driver struct is initialised and pinned until `drop` unregisters it.
-            to_result(unsafe {
-                bindings::__pci_register_driver(drv, module.as_ptr(), name.as_char_ptr())
+                // The driver struct is pinned until `drop` unregisters it.
+                to_result(bindings::__pci_register_driver(drv, module.as_ptr(), name.as_char_ptr()))
             })
-        })
+        }
     }
 }
 

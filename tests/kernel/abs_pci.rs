@@ -431,6 +431,13 @@ impl kernel::Module for AbsPci {
         SUITE.store(&mut suite, Ordering::Release);
         let reg = KBox::pin_init(pci::Registration::<EduDriver>::new(c_str!("abs_pci"), module), GFP_KERNEL);
         SUITE.store(core::ptr::null_mut(), Ordering::Release);
+        suite.run("duplicate_driver_registration_fails_cleanly", |case| {
+            // Same driver name: the driver core refuses it; the failed registration must not
+            // be unregistered (that would crash or WARN).
+            let dup = KBox::pin_init(pci::Registration::<EduDriver>::new(c_str!("abs_pci"), module), GFP_KERNEL);
+            labtest_ensure!(case, dup.is_err(), "second driver with the same name registered");
+            Ok(())
+        });
         suite.run("driver_registered_and_probed", |case| {
             labtest_ensure!(case, reg.is_ok(), "registration: {:?}", reg.as_ref().err());
             labtest_ensure!(case, PROBES.load(Ordering::Relaxed) == 1, "probes {}", PROBES.load(Ordering::Relaxed));

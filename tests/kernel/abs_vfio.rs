@@ -15,6 +15,7 @@ use kernel::{
     labtest_ensure, mdev, pci,
     prelude::*,
     str::{CStr, CString},
+    sysfs,
     sync::Arc,
     types::ARef,
     vfio::{self, uapi},
@@ -112,9 +113,22 @@ impl vfio::DeviceOps for MdevState {
 }
 
 struct MdevData {
+    _attr: sysfs::File,
     _reg: vfio::Registration<MdevState>,
     _dev: ARef<vfio::Device<MdevState>>,
 }
+
+/// An extra sysfs attribute on each mdev device: its type and name.
+struct MdevAttr;
+
+impl sysfs::AttributeOps for MdevAttr {
+    fn show(dev: &kernel::device::Device, out: &mut sysfs::Buffer<'_>) -> Result {
+        use core::fmt::Write;
+        writeln!(out, "abs {}", dev.name()).map_err(|_| EINVAL)
+    }
+}
+
+kernel::device_attribute!(MDEV_ATTR, MdevAttr, "abs_info", 0o444);
 
 /// The VFIO device of the first mdev, for the callback cases (dropped before the mdev goes).
 static FIRST_VFIO: AtomicPtr<ARef<vfio::Device<MdevState>>> = AtomicPtr::new(core::ptr::null_mut());
@@ -144,7 +158,8 @@ impl mdev::Driver for MdevDriver {
         if FIRST_VFIO.load(Ordering::Acquire).is_null() && MDEV_PROBES.load(Ordering::Relaxed) == 1 {
             FIRST_VFIO.store(KBox::into_raw(KBox::new(dev.clone(), GFP_KERNEL)?), Ordering::Release);
         }
-        Ok(KBox::pin(MdevData { _reg: reg, _dev: dev }, GFP_KERNEL)?)
+        let attr = sysfs::create_file(mdev.as_ref(), &MDEV_ATTR)?;
+        Ok(KBox::pin(MdevData { _attr: attr, _reg: reg, _dev: dev }, GFP_KERNEL)?)
     }
 
     fn remove(_mdev: &mdev::Device, data: Self::Data) {
@@ -381,6 +396,13 @@ fn mdev_cases(suite: &mut Suite, parent: &CStr) {
         labtest_ensure!(case, &avail[..] == b"1\n", "available_instances {:?}", &avail[..]);
         let dup = sysfs_write(&case.check("path", type_path(parent, "large", "create"))?, UUID.as_bytes());
         labtest_ensure!(case, dup.is_err(), "duplicate UUID accepted");
+        let info = case.check("path", CString::try_from_fmt(kernel::fmt!("/sys/bus/mdev/devices/{}/abs_info", UUID)))?;
+        let d = case.check("read abs_info", sysfs_read(&info))?;
+        let mut want = KVec::new();
+        case.check("fmt", want.extend_from_slice(b"abs ", GFP_KERNEL).map_err(Into::into))?;
+        case.check("fmt", want.extend_from_slice(UUID.as_bytes(), GFP_KERNEL).map_err(Into::into))?;
+        case.check("fmt", want.push(b'\n', GFP_KERNEL).map_err(Into::into))?;
+        labtest_ensure!(case, d[..] == want[..], "mdev attribute {:?}", &d[..]);
         let vfio = case.check("path", CString::try_from_fmt(kernel::fmt!("/sys/bus/mdev/devices/{}/vfio-dev", UUID)))?;
         // SAFETY: NUL-terminated path.
         let f = unsafe { bindings::filp_open(vfio.as_char_ptr(), bindings::O_DIRECTORY as i32, 0) };
@@ -548,6 +570,8 @@ impl kernel::Module for AbsVfio {
         let drv = mdev::DriverRegistration::<MdevDriver>::new_arc(module);
         suite.run("mdev_driver_registered", |case| {
             labtest_ensure!(case, drv.is_ok(), "mdev_register_driver: {:?}", drv.as_ref().err());
+            let dup = mdev::DriverRegistration::<MdevDriver>::new_arc(module);
+            labtest_ensure!(case, dup.is_err(), "a second mdev driver with the same name registered");
             Ok(())
         });
         if let Ok(drv) = drv {
