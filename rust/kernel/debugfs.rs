@@ -38,7 +38,7 @@ impl fmt::Write for SeqFile {
         unsafe {
             bindings::seq_printf(
                 self.0.get(),
-                b"%pA\0".as_ptr().cast(),
+                crate::c_str!("%pA").as_char_ptr(),
                 (&args as *const fmt::Arguments<'_>).cast::<core::ffi::c_void>(),
             )
         };
@@ -146,11 +146,17 @@ impl<T: Show> Drop for File<'_, T> {
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn open_cb<T: Show>(inode: *mut bindings::inode, file: *mut bindings::file) -> crate::ffi::c_int {
     // SAFETY: debugfs passes a valid inode whose `i_private` is our data pointer.
     unsafe { bindings::single_open(file, Some(show_cb::<T>), (*inode).i_private) }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn show_cb<T: Show>(m: *mut bindings::seq_file, _v: *mut core::ffi::c_void) -> crate::ffi::c_int {
     // SAFETY: `private` is the `T` of a live `File<T>` (debugfs removal waits for readers).
     let data = unsafe { &*(*m).private.cast::<T>() };

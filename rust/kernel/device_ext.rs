@@ -56,7 +56,7 @@ impl Device {
             bindings::_dev_printk(
                 level.as_kern().as_ptr().cast(),
                 self.as_raw(),
-                b"%pA\0".as_ptr().cast(),
+                crate::c_str!("%pA").as_char_ptr(),
                 (&args as *const fmt::Arguments<'_>).cast::<core::ffi::c_void>(),
             )
         };

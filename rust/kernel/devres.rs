@@ -66,6 +66,9 @@ impl<T: Send + 'static> Devres<T> {
         Ok(Self(inner))
     }
 
+    /// # Safety
+    ///
+    /// Called only by the C side, with the arguments its callback contract guarantees.
     unsafe extern "C" fn callback(ptr: *mut c_void) {
         // SAFETY: `ptr` is the `Arc` reference handed to `devm_add_action` in `new`, given back
         // exactly once (type invariant).

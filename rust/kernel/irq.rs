@@ -253,12 +253,18 @@ impl<T: Send + Sync + 'static> Drop for Registration<T> {
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn hard_trampoline<T: Handler>(_irq: i32, dev_id: *mut c_void) -> bindings::irqreturn_t {
     // SAFETY: `dev_id` is the cookie of a `Registration<T>`, valid while the IRQ is requested.
     let h = unsafe { &*dev_id.cast::<T>() };
     to_c(h.handle())
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn threaded_hard_trampoline<T: ThreadedHandler>(
     _irq: i32,
     dev_id: *mut c_void,
@@ -272,6 +278,9 @@ unsafe extern "C" fn threaded_hard_trampoline<T: ThreadedHandler>(
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn thread_trampoline<T: ThreadedHandler>(
     _irq: i32,
     dev_id: *mut c_void,

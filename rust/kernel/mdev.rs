@@ -230,6 +230,9 @@ impl<T: Driver> PinnedDrop for DriverRegistration<T> {
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn probe_cb<T: Driver>(mdev: *mut bindings::mdev_device) -> c_int {
     from_result(|| {
         // SAFETY: the mdev core probes a valid, registered mdev.
@@ -241,6 +244,9 @@ unsafe extern "C" fn probe_cb<T: Driver>(mdev: *mut bindings::mdev_device) -> c_
     })
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn remove_cb<T: Driver>(mdev: *mut bindings::mdev_device) {
     // SAFETY: as in `probe_cb`; remove only follows a successful probe.
     let d = unsafe { Device::from_raw(mdev) };
@@ -249,11 +255,17 @@ unsafe extern "C" fn remove_cb<T: Driver>(mdev: *mut bindings::mdev_device) {
     T::remove(d, data);
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn get_available_cb<T: Driver>(ty: *mut bindings::mdev_type) -> c_uint {
     // SAFETY: the core passes a registered type.
     T::get_available(unsafe { Type::from_raw(ty) })
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn show_description_cb<T: Driver>(ty: *mut bindings::mdev_type, buf: *mut c_char) -> isize {
     // SAFETY: sysfs show buffers are PAGE_SIZE bytes.
     let slice = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), crate::page::PAGE_SIZE) };
@@ -311,9 +323,9 @@ impl<T: Driver> Parent<T> {
                 return Err(EINVAL);
             }
             for t in types {
-                // SAFETY: all-zero is a valid, unregistered `mdev_type`.
                 let b = KBox::new(Opaque::<bindings::mdev_type>::uninit(), GFP_KERNEL)?;
-                // SAFETY: `b` is ours; set the two fields the driver owns.
+                // SAFETY: `b` is ours; all-zero is a valid, unregistered `mdev_type`; then set
+                // the two fields the driver owns.
                 unsafe {
                     b.get().write(core::mem::zeroed());
                     (*b.get()).sysfs_name = t.sysfs_name.as_char_ptr();

@@ -269,23 +269,35 @@ impl core::ops::BitOr for IrqTypes {
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn disable_device_action(p: *mut c_void) {
     // SAFETY: `p` is the `pci_dev` that `enable_device` enabled; the device is still valid
     // during its devres release.
     unsafe { bindings::pci_disable_device(p.cast()) };
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn clear_master_action(p: *mut c_void) {
     // SAFETY: as above.
     unsafe { bindings::pci_clear_master(p.cast()) };
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn free_irq_vectors_action(p: *mut c_void) {
     // SAFETY: as above; the vectors were allocated by `alloc_irq_vectors`. IRQs requested on
     // them were freed earlier (devres runs in reverse order, driver data drops before).
     unsafe { bindings::pci_free_irq_vectors(p.cast()) };
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn disable_pasid_action(p: *mut c_void) {
     // SAFETY: as above; PASID was enabled by `enable_pasid`.
     unsafe { bindings::pci_disable_pasid(p.cast()) };
@@ -663,6 +675,9 @@ impl<T: Driver> PinnedDrop for Registration<T> {
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn probe_callback<T: Driver>(
     pdev: *mut bindings::pci_dev,
     id: *const bindings::pci_device_id,
@@ -671,7 +686,7 @@ unsafe extern "C" fn probe_callback<T: Driver>(
         // SAFETY: the PCI core calls `probe` with a valid, locked device being bound.
         let dev = unsafe { Device::<Core>::from_raw(pdev) };
         // SAFETY: `id` points to a matching entry (ours, or a dynamic ID copied from ours).
-        let index = unsafe { (*id).driver_data } as usize;
+        let index = unsafe { (*id).driver_data };
         let info = T::ID_TABLE.info.get(index).ok_or(EINVAL)?;
         let data = T::probe(dev, info)?;
         let ptr = data.into_foreign();
@@ -681,6 +696,9 @@ unsafe extern "C" fn probe_callback<T: Driver>(
     })
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn remove_callback<T: Driver>(pdev: *mut bindings::pci_dev) {
     // SAFETY: the PCI core calls `remove` with a valid, locked, bound device.
     let dev = unsafe { Device::<Core>::from_raw(pdev) };

@@ -124,6 +124,9 @@ macro_rules! device_attribute {
     };
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn show_cb<A: AttributeOps>(
     dev: *mut bindings::device,
     _attr: *mut bindings::device_attribute,
@@ -137,6 +140,9 @@ unsafe extern "C" fn show_cb<A: AttributeOps>(
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn store_cb<A: AttributeOps>(
     dev: *mut bindings::device,
     _attr: *mut bindings::device_attribute,

@@ -38,19 +38,19 @@ impl VmArea {
     /// First user address.
     pub fn start(&self) -> usize {
         // SAFETY: valid for the duration of the `mmap` callback.
-        unsafe { (*self.0.get()).__bindgen_anon_1.__bindgen_anon_1.vm_start as usize }
+        unsafe { (*self.0.get()).__bindgen_anon_1.__bindgen_anon_1.vm_start }
     }
 
     /// End user address (exclusive).
     pub fn end(&self) -> usize {
         // SAFETY: as above.
-        unsafe { (*self.0.get()).__bindgen_anon_1.__bindgen_anon_1.vm_end as usize }
+        unsafe { (*self.0.get()).__bindgen_anon_1.__bindgen_anon_1.vm_end }
     }
 
     /// Offset into the file, in pages.
     pub fn pgoff(&self) -> usize {
         // SAFETY: as above.
-        unsafe { (*self.0.get()).vm_pgoff as usize }
+        unsafe { (*self.0.get()).vm_pgoff }
     }
 
     /// The raw pointer, for C mm APIs.
@@ -322,6 +322,9 @@ impl<T: DeviceOps> Drop for Registration<T> {
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn release_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device) {
     let this = vdev.cast::<Device<T>>();
     // SAFETY: last reference gone; the core frees the allocation after this returns. The data
@@ -333,17 +336,26 @@ unsafe extern "C" fn release_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device) 
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn open_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device) -> c_int {
     // SAFETY: callbacks only run on registered devices, whose data is initialised.
     let d = unsafe { Device::<T>::from_raw(vdev) };
     from_result(|| T::open_device(d).map(|()| 0))
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn close_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device) {
     // SAFETY: as in `open_cb`.
     T::close_device(unsafe { Device::<T>::from_raw(vdev) })
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn read_cb<T: DeviceOps>(
     vdev: *mut bindings::vfio_device,
     buf: *mut c_char,
@@ -363,6 +375,9 @@ unsafe extern "C" fn read_cb<T: DeviceOps>(
     })
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn write_cb<T: DeviceOps>(
     vdev: *mut bindings::vfio_device,
     buf: *const c_char,
@@ -382,23 +397,35 @@ unsafe extern "C" fn write_cb<T: DeviceOps>(
     })
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn ioctl_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device, cmd: c_uint, arg: c_ulong) -> c_long {
     // SAFETY: as in `open_cb`.
     let d = unsafe { Device::<T>::from_raw(vdev) };
-    from_result(|| T::ioctl(d, cmd, arg as usize).map(|v| v as c_long))
+    from_result(|| T::ioctl(d, cmd, arg).map(|v| v as c_long))
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn mmap_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device, vma: *mut bindings::vm_area_struct) -> c_int {
     // SAFETY: as in `open_cb`; `vma` is valid for the call and `VmArea` is transparent.
     let (d, v) = unsafe { (Device::<T>::from_raw(vdev), &*vma.cast::<VmArea>()) };
     from_result(|| T::mmap(d, v).map(|()| 0))
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn request_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device, count: c_uint) {
     // SAFETY: as in `open_cb`.
     T::request(unsafe { Device::<T>::from_raw(vdev) }, count)
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn dma_unmap_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device, iova: u64, length: u64) {
     // SAFETY: as in `open_cb`.
     T::dma_unmap(unsafe { Device::<T>::from_raw(vdev) }, iova, length)
