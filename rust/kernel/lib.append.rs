@@ -6,3 +6,39 @@ pub mod xarray;
 pub mod ioasid;
 /// Project overlay: the IDA (benchmark peer of the PASID allocator).
 pub mod ida;
+/// Project overlay: RCU read-side critical sections.
+pub mod rcu;
+/// Project overlay: revocable data.
+pub mod revocable;
+/// Project overlay: device-managed resources.
+pub mod devres;
+/// Project overlay: device printing and helpers.
+pub mod device_ext;
+/// Project overlay: bounds-checked MMIO.
+pub mod io;
+/// Project overlay: interrupt handlers.
+pub mod irq;
+/// Project overlay: PCI drivers and devices.
+#[cfg(CONFIG_PCI)]
+pub mod pci;
+/// Project overlay: DMA coherent and streaming mappings.
+pub mod dma;
+/// Project overlay: sleeping delays.
+pub mod delay;
+/// Project overlay: IOMMU consumer API.
+#[cfg(CONFIG_IOMMU_API)]
+pub mod iommu;
+/// Project overlay: eventfd contexts.
+#[cfg(CONFIG_EVENTFD)]
+pub mod eventfd;
+/// Project overlay: VFIO devices (emulated IOMMU) and the device uAPI.
+#[cfg(CONFIG_VFIO)]
+pub mod vfio;
+/// Project overlay: mediated devices (needs `CONFIG_VFIO_MDEV=y`).
+#[cfg(CONFIG_VFIO_MDEV = "y")]
+pub mod mdev;
+/// Project overlay: sysfs device attributes.
+pub mod sysfs;
+/// Project overlay: debugfs directories and files.
+#[cfg(CONFIG_DEBUG_FS)]
+pub mod debugfs;

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! debugfs directories and files implemented in Rust.
+//!
+//! C header: [`include/linux/debugfs.h`](srctree/include/linux/debugfs.h)
+//!
+//! [`Dir`] is a directory removed (recursively) on drop. [`Dir::show_file`] adds a read-only
+//! file whose content a [`Show`] implementation writes through a `seq_file` (the C
+//! `DEFINE_SHOW_ATTRIBUTE` pattern), with the file's data kept alive by an [`Arc`].
+//! debugfs removal waits for running file operations, so no callback runs after the owning
+//! [`Dir`]/[`File`] is dropped.
+
+use crate::{
+    bindings,
+    error::{code::*, Result},
+    str::CStr,
+    sync::Arc,
+};
+use core::{fmt, marker::PhantomData};
+
+/// Writes the content of a debugfs file.
+pub trait Show: Send + Sync + 'static {
+    /// Writes the content into `m`.
+    fn show(&self, m: &mut SeqFile) -> Result;
+}
+
+/// A `seq_file` being filled by [`Show::show`].
+#[repr(transparent)]
+pub struct SeqFile(crate::types::Opaque<bindings::seq_file>);
+
+impl fmt::Write for SeqFile {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.write_fmt(format_args!("{s}"))
+    }
+
+    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> fmt::Result {
+        // SAFETY: valid `seq_file` for the duration of `show`; `%pA` formats `args`.
+        unsafe {
+            bindings::seq_printf(
+                self.0.get(),
+                crate::c_str!("%pA").as_char_ptr(),
+                (&args as *const fmt::Arguments<'_>).cast::<core::ffi::c_void>(),
+            )
+        };
+        Ok(())
+    }
+}
+
+/// A debugfs directory; removed with its content on drop.
+///
+/// # Invariants
+///
+/// `dentry` is a directory created by `debugfs_create_dir` (or an error pointer, when debugfs
+/// is disabled, which the debugfs API accepts everywhere), removed once, in `drop`.
+pub struct Dir {
+    dentry: *mut bindings::dentry,
+}
+
+// SAFETY: debugfs calls may be made from any thread.
+unsafe impl Send for Dir {}
+// SAFETY: `&Dir` only creates files, which debugfs serialises.
+unsafe impl Sync for Dir {}
+
+impl Dir {
+    /// Creates a directory at the debugfs root (`parent == None`) or in `parent`.
+    pub fn new(name: &CStr, parent: Option<&Dir>) -> Result<Self> {
+        let p = parent.map_or(core::ptr::null_mut(), |d| d.dentry);
+        // SAFETY: valid name; `p` is null or a live directory.
+        let dentry = unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), p) };
+        if crate::error::from_err_ptr(dentry).is_err() {
+            return Err(ENOENT);
+        }
+        Ok(Self { dentry })
+    }
+
+    /// Adds a read-only file `name` whose content `data.show()` writes. The file keeps a
+    /// reference on `data`; it is removed when the returned [`File`] or this directory is
+    /// dropped.
+    pub fn show_file<'a, T: Show>(&'a self, name: &CStr, data: Arc<T>) -> Result<File<'a, T>> {
+        let raw = data.clone().into_raw();
+        // SAFETY: valid name and directory; `raw` stays valid until the `File` drops it after
+        // removing the file; `FOPS` is a promoted static.
+        let dentry = unsafe {
+            bindings::debugfs_create_file(
+                name.as_char_ptr(),
+                0o444,
+                self.dentry,
+                raw.cast_mut().cast(),
+                &File::<'_, T>::FOPS,
+            )
+        };
+        if crate::error::from_err_ptr(dentry).is_err() {
+            // SAFETY: the file does not exist, so the reference is still ours.
+            drop(unsafe { Arc::from_raw(raw) });
+            return Err(ENOENT);
+        }
+        Ok(File { dentry, data: raw, _dir: PhantomData })
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // SAFETY: created by us (type invariant); waits for running file operations.
+        unsafe { bindings::debugfs_remove(self.dentry) };
+    }
+}
+
+/// A debugfs file with data `T`; removed on drop (before the data reference is dropped). It
+/// borrows its directory, which therefore cannot be removed first.
+///
+/// # Invariants
+///
+/// `data` is an `Arc<T>` reference owned by this file; `dentry` refers to it as `i_private`
+/// and lives in a directory that outlives the file.
+pub struct File<'a, T: Show> {
+    dentry: *mut bindings::dentry,
+    data: *const T,
+    _dir: PhantomData<&'a Dir>,
+}
+
+// SAFETY: `T: Send + Sync`; debugfs calls may be made from any thread.
+unsafe impl<T: Show> Send for File<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: Show> Sync for File<'_, T> {}
+
+impl<T: Show> File<'_, T> {
+    const FOPS: bindings::file_operations = {
+        // SAFETY: all-zero is a valid `file_operations`.
+        let mut f: bindings::file_operations = unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+        f.open = Some(open_cb::<T>);
+        f.read = Some(bindings::seq_read);
+        f.llseek = Some(bindings::seq_lseek);
+        f.release = Some(bindings::single_release);
+        f
+    };
+}
+
+impl<T: Show> Drop for File<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: the file is ours; `debugfs_remove` waits for running operations, after which
+        // nothing uses `data` any more and the reference can be dropped.
+        unsafe {
+            bindings::debugfs_remove(self.dentry);
+            drop(Arc::from_raw(self.data));
+        }
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn open_cb<T: Show>(inode: *mut bindings::inode, file: *mut bindings::file) -> crate::ffi::c_int {
+    // SAFETY: debugfs passes a valid inode whose `i_private` is our data pointer.
+    unsafe { bindings::single_open(file, Some(show_cb::<T>), (*inode).i_private) }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn show_cb<T: Show>(m: *mut bindings::seq_file, _v: *mut core::ffi::c_void) -> crate::ffi::c_int {
+    // SAFETY: `private` is the `T` of a live `File<T>` (debugfs removal waits for readers).
+    let data = unsafe { &*(*m).private.cast::<T>() };
+    // SAFETY: `m` is valid for the call; `SeqFile` is transparent.
+    let seq = unsafe { &mut *m.cast::<SeqFile>() };
+    match data.show(seq) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}

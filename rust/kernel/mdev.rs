@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Mediated devices: parent registration with types, the mdev driver, and mdev devices.
+//!
+//! C header: [`include/linux/mdev.h`](srctree/include/linux/mdev.h)
+//!
+//! - [`DriverRegistration<T>`]: an `mdev_driver` ([`Driver`] callbacks: probe, remove,
+//!   get_available, show_description), shared through an [`Arc`] by the parents that use it,
+//!   so it cannot be unregistered while a parent refers to it.
+//! - [`Parent<T>`]: `mdev_register_parent` for a device with a list of [`TypeDesc`]s; the
+//!   `mdev_type`s and their pointer array live in the registration and are freed only after
+//!   `mdev_unregister_parent` (which removes all mdevs of the parent first).
+//! - [`Device`]: an `mdev_device`: its UUID, type, parent device and driver data.
+
+use crate::{
+    alloc::{flags::GFP_KERNEL, KBox, KVec},
+    bindings, device,
+    error::{code::*, from_result, to_result, Error, Result},
+    init::{InPlaceInit, PinInit},
+    str::CStr,
+    sync::Arc,
+    types::{ForeignOwnable, Opaque},
+};
+use crate::ffi::{c_char, c_int, c_uint};
+use core::{
+    fmt,
+    marker::PhantomData,
+    ptr::addr_of_mut,
+};
+
+/// A mediated device (`struct mdev_device`).
+///
+/// # Invariants
+///
+/// Wraps a valid `mdev_device` for the lifetime of the reference (the mdev core calls the
+/// driver with registered devices; the embedded `struct device` keeps it alive).
+#[repr(transparent)]
+pub struct Device(Opaque<bindings::mdev_device>);
+
+impl Device {
+    /// # Safety
+    ///
+    /// `p` must be a valid `mdev_device` for `'a`.
+    unsafe fn from_raw<'a>(p: *mut bindings::mdev_device) -> &'a Device {
+        // SAFETY: transparent wrapper; validity is the caller's.
+        unsafe { &*p.cast() }
+    }
+
+    fn as_raw(&self) -> *mut bindings::mdev_device {
+        self.0.get()
+    }
+
+    /// The mdev's UUID (the name it was created with), as the `guid_t` the mdev core parses it
+    /// into: the first three fields little-endian (what `%pUl` prints back as the name).
+    pub fn uuid(&self) -> [u8; 16] {
+        // SAFETY: valid mdev (type invariant); the UUID is set at creation and never changes.
+        unsafe { (*self.as_raw()).uuid.b }
+    }
+
+    /// The type the mdev was created from.
+    pub fn mdev_type(&self) -> &Type {
+        // SAFETY: `type` is set at creation; types live until the parent is unregistered,
+        // which removes the mdev first.
+        unsafe { Type::from_raw((*self.as_raw()).type_) }
+    }
+
+    /// The parent device (the device the mdev hangs off).
+    pub fn parent_device(&self) -> &device::Device {
+        self.mdev_type().parent_device()
+    }
+}
+
+impl AsRef<device::Device> for Device {
+    fn as_ref(&self) -> &device::Device {
+        // SAFETY: the embedded device of a valid mdev.
+        unsafe { device::Device::as_ref(addr_of_mut!((*self.as_raw()).dev)) }
+    }
+}
+
+/// An mdev type of a parent (`struct mdev_type`).
+///
+/// # Invariants
+///
+/// Wraps a registered `mdev_type` whose `parent` is set.
+#[repr(transparent)]
+pub struct Type(Opaque<bindings::mdev_type>);
+
+impl Type {
+    /// # Safety
+    ///
+    /// `p` must be a registered `mdev_type`, valid for `'a`.
+    unsafe fn from_raw<'a>(p: *mut bindings::mdev_type) -> &'a Type {
+        // SAFETY: transparent wrapper.
+        unsafe { &*p.cast() }
+    }
+
+    /// The type's sysfs name (without the driver prefix).
+    pub fn sysfs_name(&self) -> &CStr {
+        // SAFETY: set from a `&'static CStr` by `Parent::new`.
+        unsafe { CStr::from_char_ptr((*self.0.get()).sysfs_name) }
+    }
+
+    /// The index of this type in the parent's type list.
+    pub fn index(&self) -> usize {
+        // SAFETY: registered type: `parent` and its `types` array are valid.
+        unsafe {
+            let parent = (*self.0.get()).parent;
+            let types = (*parent).types;
+            let n = (*parent).nr_types as usize;
+            (0..n).find(|&i| *types.add(i) == self.0.get()).unwrap_or(0)
+        }
+    }
+
+    /// The parent device.
+    pub fn parent_device(&self) -> &device::Device {
+        // SAFETY: registered type: `parent->dev` is referenced while the parent is registered.
+        unsafe { device::Device::as_ref((*(*self.0.get()).parent).dev) }
+    }
+}
+
+/// A page-sized sysfs output buffer for [`Driver::show_description`].
+pub struct SysfsBuf<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl fmt::Write for SysfsBuf<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len().saturating_sub(self.pos + 1);
+        let n = s.len().min(room);
+        self.buf[self.pos..self.pos + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.pos += n;
+        if n < s.len() {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// An mdev driver.
+pub trait Driver: Send + Sync + 'static {
+    /// Per-mdev data, returned by `probe` and given back to `remove`.
+    type Data: ForeignOwnable + Send + Sync;
+    /// The driver name.
+    const NAME: &'static CStr;
+    /// The device API shown in sysfs (e.g. `c_str!("vfio-pci")`).
+    const DEVICE_API: &'static CStr;
+    /// If non-zero, the mdev core counts available instances itself (shared by all types).
+    const MAX_INSTANCES: u32 = 0;
+    /// Whether [`Driver::get_available`] is implemented (else `MAX_INSTANCES` is used).
+    const HAS_GET_AVAILABLE: bool = false;
+    /// Whether [`Driver::show_description`] is implemented.
+    const HAS_DESCRIPTION: bool = false;
+
+    /// An mdev was created: set it up (typically allocate and register a VFIO device).
+    fn probe(mdev: &Device) -> Result<Self::Data>;
+    /// The mdev is being removed.
+    fn remove(_mdev: &Device, _data: Self::Data) {}
+    /// How many more mdevs of `ty` can be created.
+    fn get_available(_ty: &Type) -> u32 {
+        0
+    }
+    /// Writes the type's description.
+    fn show_description(_ty: &Type, _out: &mut SysfsBuf<'_>) -> Result {
+        Ok(())
+    }
+}
+
+/// A registered mdev driver.
+///
+/// # Invariants
+///
+/// `drv` is registered from initialisation until drop.
+#[macros::pin_data(PinnedDrop)]
+pub struct DriverRegistration<T: Driver> {
+    #[pin]
+    drv: Opaque<bindings::mdev_driver>,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: only the mdev core (with its own locking) and `drop` touch the driver.
+unsafe impl<T: Driver> Send for DriverRegistration<T> {}
+// SAFETY: `&DriverRegistration` exposes nothing mutable.
+unsafe impl<T: Driver> Sync for DriverRegistration<T> {}
+
+impl<T: Driver> DriverRegistration<T> {
+    /// Registers driver `T` (`mdev_register_driver`) for `module`.
+    pub fn new(module: &'static crate::ThisModule) -> impl PinInit<Self, Error> {
+        // SAFETY: on success every field is initialised (`_p` is a ZST); on failure nothing was
+        // registered and nothing needs dropping (a failed registration must not run `drop`).
+        unsafe {
+            crate::init::pin_init_from_closure(move |slot: *mut Self| {
+                let d = Opaque::raw_get(core::ptr::addr_of!((*slot).drv));
+                // All-zero is a valid `mdev_driver`.
+                d.write(core::mem::zeroed());
+                (*d).device_api = T::DEVICE_API.as_char_ptr();
+                (*d).max_instances = T::MAX_INSTANCES;
+                (*d).probe = Some(probe_cb::<T>);
+                (*d).remove = Some(remove_cb::<T>);
+                if T::HAS_GET_AVAILABLE {
+                    (*d).get_available = Some(get_available_cb::<T>);
+                }
+                if T::HAS_DESCRIPTION {
+                    (*d).show_description = Some(show_description_cb::<T>);
+                }
+                (*d).driver.name = T::NAME.as_char_ptr();
+                (*d).driver.owner = module.as_ptr();
+                // Initialised and pinned until `drop`.
+                to_result(bindings::mdev_register_driver(d))
+            })
+        }
+    }
+
+    /// Registers the driver in a new [`Arc`] (what [`Parent::new`] needs).
+    pub fn new_arc(module: &'static crate::ThisModule) -> Result<Arc<Self>> {
+        Arc::pin_init(Self::new(module), GFP_KERNEL)
+    }
+
+    fn as_raw(&self) -> *mut bindings::mdev_driver {
+        self.drv.get()
+    }
+}
+
+#[macros::pinned_drop]
+impl<T: Driver> PinnedDrop for DriverRegistration<T> {
+    fn drop(self: core::pin::Pin<&mut Self>) {
+        // SAFETY: registered (type invariant).
+        unsafe { bindings::mdev_unregister_driver(self.drv.get()) };
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn probe_cb<T: Driver>(mdev: *mut bindings::mdev_device) -> c_int {
+    from_result(|| {
+        // SAFETY: the mdev core probes a valid, registered mdev.
+        let d = unsafe { Device::from_raw(mdev) };
+        let data = T::probe(d)?;
+        // SAFETY: valid device; taken back in `remove_cb`.
+        unsafe { bindings::dev_set_drvdata(addr_of_mut!((*mdev).dev), data.into_foreign().cast_mut()) };
+        Ok(0)
+    })
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn remove_cb<T: Driver>(mdev: *mut bindings::mdev_device) {
+    // SAFETY: as in `probe_cb`; remove only follows a successful probe.
+    let d = unsafe { Device::from_raw(mdev) };
+    // SAFETY: the pointer stored by `probe_cb`, converted back exactly once.
+    let data = unsafe { T::Data::from_foreign(bindings::dev_get_drvdata(addr_of_mut!((*mdev).dev))) };
+    T::remove(d, data);
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn get_available_cb<T: Driver>(ty: *mut bindings::mdev_type) -> c_uint {
+    // SAFETY: the core passes a registered type.
+    T::get_available(unsafe { Type::from_raw(ty) })
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn show_description_cb<T: Driver>(ty: *mut bindings::mdev_type, buf: *mut c_char) -> isize {
+    // SAFETY: sysfs show buffers are PAGE_SIZE bytes.
+    let slice = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), crate::page::PAGE_SIZE) };
+    let mut out = SysfsBuf { buf: slice, pos: 0 };
+    // SAFETY: the core passes a registered type.
+    match T::show_description(unsafe { Type::from_raw(ty) }, &mut out) {
+        Ok(()) => out.pos as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// Describes one mdev type of a parent.
+#[derive(Clone, Copy)]
+pub struct TypeDesc {
+    /// Name in sysfs (`<driver>-<sysfs_name>` under `mdev_supported_types`).
+    pub sysfs_name: &'static CStr,
+    /// Human-readable name (the type's `name` attribute).
+    pub pretty_name: &'static CStr,
+}
+
+/// An mdev parent registration (`mdev_register_parent`); unregistered on drop, which removes
+/// every mdev of the parent first.
+///
+/// # Invariants
+///
+/// `parent` is registered with `types`/`type_ptrs` and `driver` from initialisation until drop;
+/// `types` and `type_ptrs` are not touched until after `mdev_unregister_parent`.
+#[macros::pin_data(PinnedDrop)]
+pub struct Parent<T: Driver> {
+    #[pin]
+    parent: Opaque<bindings::mdev_parent>,
+    types: KVec<KBox<Opaque<bindings::mdev_type>>>,
+    type_ptrs: KVec<*mut bindings::mdev_type>,
+    driver: Arc<DriverRegistration<T>>,
+}
+
+// SAFETY: the mdev core synchronises parent state; the raw pointers point into `types`.
+unsafe impl<T: Driver> Send for Parent<T> {}
+// SAFETY: `&Parent` exposes nothing mutable.
+unsafe impl<T: Driver> Sync for Parent<T> {}
+
+impl<T: Driver> Parent<T> {
+    /// Registers `dev` as an mdev parent with `types`, served by `driver`. `dev` must be bound
+    /// to the caller's driver and outlive the registration (drop it in `remove`).
+    pub fn new<'a>(
+        dev: &'a device::Device,
+        driver: &Arc<DriverRegistration<T>>,
+        types: &'a [TypeDesc],
+    ) -> impl PinInit<Self, Error> + 'a {
+        let driver = driver.clone();
+        let mut boxes = KVec::new();
+        let mut ptrs = KVec::new();
+        let prep: Result = (|| {
+            if types.is_empty() {
+                return Err(EINVAL);
+            }
+            for t in types {
+                let b = KBox::new(Opaque::<bindings::mdev_type>::uninit(), GFP_KERNEL)?;
+                // SAFETY: `b` is ours; all-zero is a valid, unregistered `mdev_type`; then set
+                // the two fields the driver owns.
+                unsafe {
+                    b.get().write(core::mem::zeroed());
+                    (*b.get()).sysfs_name = t.sysfs_name.as_char_ptr();
+                    (*b.get()).pretty_name = t.pretty_name.as_char_ptr();
+                }
+                ptrs.push(b.get(), GFP_KERNEL)?;
+                boxes.push(b, GFP_KERNEL)?;
+            }
+            Ok(())
+        })();
+        // SAFETY: on success every field is initialised; on failure the fields written so far
+        // are dropped here and nothing is registered (a failed registration must not run
+        // `drop`, which would unregister).
+        unsafe {
+            crate::init::pin_init_from_closure(move |slot: *mut Self| {
+                prep?;
+                let p = Opaque::raw_get(core::ptr::addr_of!((*slot).parent));
+                p.write(core::mem::zeroed());
+                addr_of_mut!((*slot).types).write(boxes);
+                addr_of_mut!((*slot).type_ptrs).write(ptrs);
+                addr_of_mut!((*slot).driver).write(driver);
+                // The types and their array live in the slot until after unregistration.
+                let ret = to_result(bindings::mdev_register_parent(
+                    p,
+                    dev.as_raw(),
+                    (*slot).driver.as_raw(),
+                    (*slot).type_ptrs.as_ptr().cast_mut(),
+                    (*slot).type_ptrs.len() as c_uint,
+                ));
+                if ret.is_err() {
+                    core::ptr::drop_in_place(addr_of_mut!((*slot).types));
+                    core::ptr::drop_in_place(addr_of_mut!((*slot).type_ptrs));
+                    core::ptr::drop_in_place(addr_of_mut!((*slot).driver));
+                }
+                ret
+            })
+        }
+    }
+
+    /// Number of types.
+    pub fn type_count(&self) -> usize {
+        self.types.len()
+    }
+}
+
+#[macros::pinned_drop]
+impl<T: Driver> PinnedDrop for Parent<T> {
+    fn drop(self: core::pin::Pin<&mut Self>) {
+        // SAFETY: registered (type invariant); the types are freed after this returns.
+        unsafe { bindings::mdev_unregister_parent(self.parent.get()) };
+    }
+}

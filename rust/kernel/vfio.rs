@@ -1,0 +1,873 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VFIO devices for emulated-IOMMU (mediated) drivers, and the VFIO device uAPI.
+//!
+//! C header: [`include/linux/vfio.h`](srctree/include/linux/vfio.h),
+//! [`include/uapi/linux/vfio.h`](srctree/include/uapi/linux/vfio.h)
+//!
+//! - [`Device<T>`]: a `struct vfio_device` with the driver's data `T` embedded after it in the
+//!   same allocation (`_vfio_alloc_device`), initialised in place with pin-init. Reference
+//!   counted ([`ARef`]); `T` is dropped from the `release` callback when the last reference
+//!   goes.
+//! - [`Registration<T>`]: `vfio_register_emulated_iommu_dev`; unregistered on drop (which waits
+//!   for users to close the device).
+//! - [`DeviceOps`]: the callbacks (open/close, read/write, ioctl, mmap, request, dma_unmap); the
+//!   iommufd callbacks are the `vfio_iommufd_emulated_*` helpers.
+//! - [`Device::pin_pages`] / [`PinnedPages`] and [`Device::dma_rw`]: mediated DMA into the
+//!   user's I/O address space.
+//! - [`uapi`]: typed, validated `VFIO_DEVICE_*` ioctl arguments.
+
+use crate::{
+    bindings, device,
+    error::{code::*, from_err_ptr, from_result, to_result, Error, Result},
+    init::PinInit,
+    types::{ARef, AlwaysRefCounted, Opaque},
+    uaccess::{UserSlice, UserSliceReader, UserSliceWriter},
+};
+use crate::ffi::{c_char, c_int, c_long, c_uint, c_ulong};
+use core::{
+    ops::Deref,
+    ptr::{addr_of_mut, NonNull},
+};
+
+/// A virtual memory area being mmapped (`struct vm_area_struct`), valid for the `mmap` call.
+#[repr(transparent)]
+pub struct VmArea(Opaque<bindings::vm_area_struct>);
+
+impl VmArea {
+    /// First user address.
+    pub fn start(&self) -> usize {
+        // SAFETY: valid for the duration of the `mmap` callback.
+        unsafe { (*self.0.get()).__bindgen_anon_1.__bindgen_anon_1.vm_start }
+    }
+
+    /// End user address (exclusive).
+    pub fn end(&self) -> usize {
+        // SAFETY: as above.
+        unsafe { (*self.0.get()).__bindgen_anon_1.__bindgen_anon_1.vm_end }
+    }
+
+    /// Offset into the file, in pages.
+    pub fn pgoff(&self) -> usize {
+        // SAFETY: as above.
+        unsafe { (*self.0.get()).vm_pgoff }
+    }
+
+    /// The raw pointer, for C mm APIs.
+    pub fn as_raw(&self) -> *mut bindings::vm_area_struct {
+        self.0.get()
+    }
+}
+
+/// Callbacks of a VFIO device with an emulated IOMMU.
+///
+/// A driver that calls [`Device::pin_pages`] must unpin everything in the range given to
+/// [`DeviceOps::dma_unmap`] before returning from it.
+pub trait DeviceOps: Sized + Send + Sync + 'static {
+    /// Name of the ops (`vfio_device_ops.name`).
+    const NAME: &'static crate::str::CStr;
+
+    /// First open of the device by a user.
+    fn open_device(_dev: &Device<Self>) -> Result {
+        Ok(())
+    }
+    /// Last close.
+    fn close_device(_dev: &Device<Self>) {}
+    /// `read(2)` at `offset`; returns the number of bytes written into `buf`.
+    fn read(_dev: &Device<Self>, _buf: UserSliceWriter, _offset: u64) -> Result<usize> {
+        Err(EINVAL)
+    }
+    /// `write(2)` at `offset`; returns the number of bytes consumed from `buf`.
+    fn write(_dev: &Device<Self>, _buf: UserSliceReader, _offset: u64) -> Result<usize> {
+        Err(EINVAL)
+    }
+    /// Device ioctls (`VFIO_DEVICE_*`); see [`uapi`].
+    fn ioctl(_dev: &Device<Self>, _cmd: u32, _arg: usize) -> Result<isize> {
+        Err(ENOTTY)
+    }
+    /// `mmap(2)` of a region.
+    fn mmap(_dev: &Device<Self>, _vma: &VmArea) -> Result {
+        Err(EINVAL)
+    }
+    /// The core asks the driver to release the device (e.g. unregistration is waiting).
+    fn request(_dev: &Device<Self>, _count: u32) {}
+    /// The user unmapped `iova..iova+length`: unpin pages pinned in it.
+    fn dma_unmap(dev: &Device<Self>, iova: u64, length: u64);
+}
+
+/// A VFIO device with driver data `T`.
+///
+/// # Invariants
+///
+/// Lives in an allocation made by `_vfio_alloc_device` with `ops == Self::OPS`; `vdev` is
+/// initialised by it; `data` is initialised iff `data_ready` is true; the allocation is freed by
+/// the VFIO core after `release`, which drops `data`. Reference counted through the embedded
+/// `struct device`.
+#[repr(C)]
+pub struct Device<T: DeviceOps> {
+    vdev: Opaque<bindings::vfio_device>,
+    data_ready: bool,
+    data: T,
+}
+
+impl<T: DeviceOps> Device<T> {
+    const OPS: bindings::vfio_device_ops = {
+        // SAFETY: all-zero is a valid `vfio_device_ops` (all callbacks `None`).
+        let mut ops: bindings::vfio_device_ops = unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+        ops.name = T::NAME.as_char_ptr().cast_mut();
+        ops.release = Some(release_cb::<T>);
+        ops.bind_iommufd = Some(bindings::vfio_iommufd_emulated_bind);
+        ops.unbind_iommufd = Some(bindings::vfio_iommufd_emulated_unbind);
+        ops.attach_ioas = Some(bindings::vfio_iommufd_emulated_attach_ioas);
+        ops.detach_ioas = Some(bindings::vfio_iommufd_emulated_detach_ioas);
+        ops.open_device = Some(open_cb::<T>);
+        ops.close_device = Some(close_cb::<T>);
+        ops.read = Some(read_cb::<T>);
+        ops.write = Some(write_cb::<T>);
+        ops.ioctl = Some(ioctl_cb::<T>);
+        ops.mmap = Some(mmap_cb::<T>);
+        ops.request = Some(request_cb::<T>);
+        ops.dma_unmap = Some(dma_unmap_cb::<T>);
+        ops
+    };
+
+    /// Allocates a VFIO device whose parent is `parent` and initialises its data in place.
+    pub fn new(parent: &device::Device, init: impl PinInit<T, Error>) -> Result<ARef<Self>> {
+        crate::build_assert!(core::mem::align_of::<Self>() <= 8, "vfio devices are kvzalloc'ed");
+        // SAFETY: `parent` is valid; `OPS` is promoted to a 'static constant.
+        let p = from_err_ptr(unsafe {
+            bindings::_vfio_alloc_device(core::mem::size_of::<Self>(), parent.as_raw(), &Self::OPS)
+        })?;
+        let this = p.cast::<Self>();
+        // SAFETY: the allocation is `size_of::<Self>()` zeroed bytes with `vdev` at offset 0
+        // (`repr(C)`); `data` is not initialised yet (`data_ready` is false from kvzalloc) and
+        // does not move (the allocation is never moved).
+        match unsafe { init.__pinned_init(addr_of_mut!((*this).data)) } {
+            Ok(()) => {
+                // SAFETY: `this` is valid; nothing else sees it yet.
+                unsafe { addr_of_mut!((*this).data_ready).write(true) };
+                // SAFETY: we own the initial reference of the new device.
+                Ok(unsafe { ARef::from_raw(NonNull::new_unchecked(this)) })
+            }
+            Err(e) => {
+                // SAFETY: drop the only reference; `release` skips the uninitialised data.
+                unsafe { bindings::put_device(addr_of_mut!((*p).device)) };
+                Err(e)
+            }
+        }
+    }
+
+    /// The raw `vfio_device`.
+    pub fn as_raw(&self) -> *mut bindings::vfio_device {
+        self.vdev.get()
+    }
+
+    /// # Safety
+    ///
+    /// `vdev` must be the `vfio_device` of a live `Device<T>` with initialised data.
+    unsafe fn from_raw<'a>(vdev: *mut bindings::vfio_device) -> &'a Self {
+        // SAFETY: `vdev` is at offset 0 of `Device<T>` (`repr(C)`).
+        unsafe { &*vdev.cast::<Self>() }
+    }
+
+    /// The parent device (the `dev` given to [`Device::new`]).
+    pub fn parent(&self) -> &device::Device {
+        // SAFETY: `vdev.dev` is set at allocation and the VFIO core keeps it referenced.
+        unsafe { device::Device::as_ref((*self.as_raw()).dev) }
+    }
+
+    /// The VFIO device's own `struct device`.
+    pub fn device(&self) -> &device::Device {
+        // SAFETY: embedded in a live `vfio_device`.
+        unsafe { device::Device::as_ref(addr_of_mut!((*self.as_raw()).device)) }
+    }
+
+    /// Pins `npage` pages of the user's I/O address space from `iova` (`vfio_pin_pages`). The
+    /// device must be open; the pages are unpinned when the result is dropped.
+    pub fn pin_pages(&self, iova: u64, npage: usize, prot: crate::iommu::Prot) -> Result<PinnedPages<'_, T>> {
+        if npage == 0 || npage > 512 || iova % crate::page::PAGE_SIZE as u64 != 0 {
+            return Err(EINVAL);
+        }
+        let mut pages = crate::alloc::KVec::with_capacity(npage, crate::alloc::flags::GFP_KERNEL)?;
+        // SAFETY: `pages` has room for `npage` pointers; the core validates the rest.
+        let n = unsafe {
+            bindings::vfio_pin_pages(self.as_raw(), iova, npage as c_int, prot.bits(), pages.as_mut_ptr())
+        };
+        if n < 0 {
+            return Err(Error::from_errno(n));
+        }
+        if n as usize != npage {
+            // SAFETY: `n` pages were pinned at `iova`.
+            unsafe { bindings::vfio_unpin_pages(self.as_raw(), iova, n) };
+            return Err(EFAULT);
+        }
+        // SAFETY: the core filled `npage` entries.
+        unsafe { pages.set_len(npage) };
+        // INVARIANT: pinned above.
+        Ok(PinnedPages { dev: self, iova, pages })
+    }
+
+    /// Reads (`write == false`) or writes `buf` at `iova` of the user's I/O address space
+    /// (`vfio_dma_rw`).
+    pub fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result {
+        // SAFETY: `buf` is valid for writes of its length.
+        to_result(unsafe {
+            bindings::vfio_dma_rw(self.as_raw(), iova, buf.as_mut_ptr().cast(), buf.len(), false)
+        })
+    }
+
+    /// Writes `buf` at `iova` of the user's I/O address space (`vfio_dma_rw`).
+    pub fn dma_write(&self, iova: u64, buf: &[u8]) -> Result {
+        // SAFETY: `buf` is valid for reads; `vfio_dma_rw` does not write it when `write`.
+        to_result(unsafe {
+            bindings::vfio_dma_rw(self.as_raw(), iova, buf.as_ptr().cast_mut().cast(), buf.len(), true)
+        })
+    }
+}
+
+impl<T: DeviceOps> Deref for Device<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.data
+    }
+}
+
+// SAFETY: the embedded `struct device` is the reference count.
+unsafe impl<T: DeviceOps> AlwaysRefCounted for Device<T> {
+    fn inc_ref(&self) {
+        // SAFETY: a shared reference proves the count is non-zero.
+        unsafe { bindings::get_device(addr_of_mut!((*self.as_raw()).device)) };
+    }
+
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: the caller gives up one reference (`vfio_put_device`).
+        unsafe { bindings::put_device(addr_of_mut!((*obj.as_ref().as_raw()).device)) };
+    }
+}
+
+// SAFETY: `T: Send + Sync`; the C part is synchronised by the VFIO core.
+unsafe impl<T: DeviceOps> Send for Device<T> {}
+// SAFETY: as above.
+unsafe impl<T: DeviceOps> Sync for Device<T> {}
+
+/// Pages pinned with [`Device::pin_pages`]; unpinned on drop.
+///
+/// # Invariants
+///
+/// `pages.len()` pages at `iova` are pinned on `dev` and unpinned exactly once, in `drop`.
+pub struct PinnedPages<'a, T: DeviceOps> {
+    dev: &'a Device<T>,
+    iova: u64,
+    pages: crate::alloc::KVec<*mut bindings::page>,
+}
+
+impl<T: DeviceOps> PinnedPages<'_, T> {
+    /// Number of pinned pages.
+    pub fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Whether no page is pinned (never: `pin_pages` rejects 0).
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+
+    /// The first IOVA.
+    pub fn iova(&self) -> u64 {
+        self.iova
+    }
+
+    /// Physical address of page `i`.
+    pub fn phys(&self, i: usize) -> Option<u64> {
+        // SAFETY: pinned pages are valid (type invariant).
+        self.pages.get(i).map(|&p| unsafe { bindings::page_to_phys(p) })
+    }
+}
+
+impl<T: DeviceOps> Drop for PinnedPages<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: pinned (type invariant), unpinned once.
+        unsafe { bindings::vfio_unpin_pages(self.dev.as_raw(), self.iova, self.pages.len() as c_int) };
+    }
+}
+
+/// A registered emulated-IOMMU VFIO device; unregistered on drop.
+///
+/// # Invariants
+///
+/// `dev` is registered with `vfio_register_emulated_iommu_dev` until drop.
+pub struct Registration<T: DeviceOps> {
+    dev: ARef<Device<T>>,
+}
+
+impl<T: DeviceOps> Registration<T> {
+    /// Registers `dev` (`vfio_register_emulated_iommu_dev`): a device node appears.
+    pub fn new(dev: &ARef<Device<T>>) -> Result<Self> {
+        // SAFETY: valid, initialised device.
+        to_result(unsafe { bindings::vfio_register_emulated_iommu_dev(dev.as_raw()) })?;
+        // INVARIANT: registered above.
+        Ok(Self { dev: dev.clone() })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &ARef<Device<T>> {
+        &self.dev
+    }
+}
+
+impl<T: DeviceOps> Drop for Registration<T> {
+    fn drop(&mut self) {
+        // SAFETY: registered (type invariant). Waits until users closed the device.
+        unsafe { bindings::vfio_unregister_group_dev(self.dev.as_raw()) };
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn release_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device) {
+    let this = vdev.cast::<Device<T>>();
+    // SAFETY: last reference gone; the core frees the allocation after this returns. The data
+    // is dropped only if it was initialised (type invariant).
+    unsafe {
+        if *addr_of_mut!((*this).data_ready) {
+            core::ptr::drop_in_place(addr_of_mut!((*this).data));
+        }
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn open_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device) -> c_int {
+    // SAFETY: callbacks only run on registered devices, whose data is initialised.
+    let d = unsafe { Device::<T>::from_raw(vdev) };
+    from_result(|| T::open_device(d).map(|()| 0))
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn close_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device) {
+    // SAFETY: as in `open_cb`.
+    T::close_device(unsafe { Device::<T>::from_raw(vdev) })
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn read_cb<T: DeviceOps>(
+    vdev: *mut bindings::vfio_device,
+    buf: *mut c_char,
+    count: usize,
+    ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: as in `open_cb`.
+    let d = unsafe { Device::<T>::from_raw(vdev) };
+    from_result(|| {
+        // SAFETY: `ppos` is valid for the call.
+        let pos = unsafe { *ppos };
+        let n = T::read(d, UserSlice::new(buf as usize, count).writer(), pos as u64)?;
+        let n = n.min(count);
+        // SAFETY: as above.
+        unsafe { *ppos = pos + n as bindings::loff_t };
+        Ok(n as isize)
+    })
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn write_cb<T: DeviceOps>(
+    vdev: *mut bindings::vfio_device,
+    buf: *const c_char,
+    count: usize,
+    ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: as in `open_cb`.
+    let d = unsafe { Device::<T>::from_raw(vdev) };
+    from_result(|| {
+        // SAFETY: `ppos` is valid for the call.
+        let pos = unsafe { *ppos };
+        let n = T::write(d, UserSlice::new(buf as usize, count).reader(), pos as u64)?;
+        let n = n.min(count);
+        // SAFETY: as above.
+        unsafe { *ppos = pos + n as bindings::loff_t };
+        Ok(n as isize)
+    })
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn ioctl_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device, cmd: c_uint, arg: c_ulong) -> c_long {
+    // SAFETY: as in `open_cb`.
+    let d = unsafe { Device::<T>::from_raw(vdev) };
+    from_result(|| T::ioctl(d, cmd, arg).map(|v| v as c_long))
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn mmap_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device, vma: *mut bindings::vm_area_struct) -> c_int {
+    // SAFETY: as in `open_cb`; `vma` is valid for the call and `VmArea` is transparent.
+    let (d, v) = unsafe { (Device::<T>::from_raw(vdev), &*vma.cast::<VmArea>()) };
+    from_result(|| T::mmap(d, v).map(|()| 0))
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn request_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device, count: c_uint) {
+    // SAFETY: as in `open_cb`.
+    T::request(unsafe { Device::<T>::from_raw(vdev) }, count)
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn dma_unmap_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device, iova: u64, length: u64) {
+    // SAFETY: as in `open_cb`.
+    T::dma_unmap(unsafe { Device::<T>::from_raw(vdev) }, iova, length)
+}
+
+/// Typed, validated VFIO device ioctl arguments (`include/uapi/linux/vfio.h`).
+///
+/// Every request is parsed from the user's bytes after checking `argsz` against the structure's
+/// minimum size; replies are written back truncated to the user's `argsz`, as the VFIO ABI
+/// requires. The `parse_*`/`encode` functions work on byte slices so they can be tested without
+/// user memory; the `*_from_user`/`to_user` wrappers use [`UserSlice`] only.
+pub mod uapi {
+    use super::*;
+    use crate::alloc::{flags::GFP_KERNEL, KVec};
+
+    const VFIO_BASE: u32 = 100;
+    const fn vfio_io(nr: u32) -> u32 {
+        crate::ioctl::_IO(b';' as u32, VFIO_BASE + nr)
+    }
+    /// `VFIO_DEVICE_GET_INFO`
+    pub const DEVICE_GET_INFO: u32 = vfio_io(7);
+    /// `VFIO_DEVICE_GET_REGION_INFO`
+    pub const DEVICE_GET_REGION_INFO: u32 = vfio_io(8);
+    /// `VFIO_DEVICE_GET_IRQ_INFO`
+    pub const DEVICE_GET_IRQ_INFO: u32 = vfio_io(9);
+    /// `VFIO_DEVICE_SET_IRQS`
+    pub const DEVICE_SET_IRQS: u32 = vfio_io(10);
+    /// `VFIO_DEVICE_RESET`
+    pub const DEVICE_RESET: u32 = vfio_io(11);
+
+    /// `VFIO_DEVICE_FLAGS_RESET`
+    pub const DEVICE_FLAGS_RESET: u32 = 1 << 0;
+    /// `VFIO_DEVICE_FLAGS_PCI`
+    pub const DEVICE_FLAGS_PCI: u32 = 1 << 1;
+    /// `VFIO_REGION_INFO_FLAG_READ`
+    pub const REGION_READ: u32 = 1 << 0;
+    /// `VFIO_REGION_INFO_FLAG_WRITE`
+    pub const REGION_WRITE: u32 = 1 << 1;
+    /// `VFIO_REGION_INFO_FLAG_MMAP`
+    pub const REGION_MMAP: u32 = 1 << 2;
+    /// `VFIO_REGION_INFO_FLAG_CAPS`
+    pub const REGION_CAPS: u32 = 1 << 3;
+    /// `VFIO_IRQ_INFO_EVENTFD`
+    pub const IRQ_INFO_EVENTFD: u32 = 1 << 0;
+    /// `VFIO_IRQ_INFO_MASKABLE`
+    pub const IRQ_INFO_MASKABLE: u32 = 1 << 1;
+    /// `VFIO_IRQ_INFO_AUTOMASKED`
+    pub const IRQ_INFO_AUTOMASKED: u32 = 1 << 2;
+    /// `VFIO_IRQ_INFO_NORESIZE`
+    pub const IRQ_INFO_NORESIZE: u32 = 1 << 3;
+    const SET_DATA_NONE: u32 = 1 << 0;
+    const SET_DATA_BOOL: u32 = 1 << 1;
+    const SET_DATA_EVENTFD: u32 = 1 << 2;
+    const SET_ACTION_MASK: u32 = 1 << 3;
+    const SET_ACTION_UNMASK: u32 = 1 << 4;
+    const SET_ACTION_TRIGGER: u32 = 1 << 5;
+    const SET_DATA_MASK: u32 = SET_DATA_NONE | SET_DATA_BOOL | SET_DATA_EVENTFD;
+    const SET_ACTION_MASK_ALL: u32 = SET_ACTION_MASK | SET_ACTION_UNMASK | SET_ACTION_TRIGGER;
+
+    /// `sizeof(struct vfio_device_info)` and its `minsz` (up to `num_irqs`).
+    pub const DEVICE_INFO_SIZE: usize = 24;
+    const DEVICE_INFO_MINSZ: usize = 16;
+    /// `sizeof(struct vfio_region_info)` (= its `minsz`).
+    pub const REGION_INFO_SIZE: usize = 32;
+    /// `sizeof(struct vfio_irq_info)` (= its `minsz`).
+    pub const IRQ_INFO_SIZE: usize = 16;
+    /// `minsz` of `struct vfio_irq_set` (up to `count`).
+    pub const IRQ_SET_MINSZ: usize = 20;
+    /// `VFIO_REGION_INFO_CAP_SPARSE_MMAP`
+    pub const CAP_SPARSE_MMAP: u16 = 1;
+    /// `VFIO_REGION_INFO_CAP_TYPE`
+    pub const CAP_TYPE: u16 = 2;
+
+    crate::static_assert!(DEVICE_INFO_SIZE == core::mem::size_of::<bindings::vfio_device_info>());
+    crate::static_assert!(REGION_INFO_SIZE == core::mem::size_of::<bindings::vfio_region_info>());
+    crate::static_assert!(IRQ_INFO_SIZE == core::mem::size_of::<bindings::vfio_irq_info>());
+    crate::static_assert!(IRQ_SET_MINSZ == core::mem::size_of::<bindings::vfio_irq_set>());
+
+    fn u32_at(b: &[u8], off: usize) -> Result<u32> {
+        let s = b.get(off..off + 4).ok_or(EINVAL)?;
+        Ok(u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+    }
+
+    fn put_u32(b: &mut [u8], off: usize, v: u32) {
+        if let Some(s) = b.get_mut(off..off + 4) {
+            s.copy_from_slice(&v.to_ne_bytes());
+        }
+    }
+
+    fn put_u64(b: &mut [u8], off: usize, v: u64) {
+        if let Some(s) = b.get_mut(off..off + 8) {
+            s.copy_from_slice(&v.to_ne_bytes());
+        }
+    }
+
+    /// Checks the leading `argsz` against `minsz`; returns it.
+    pub fn check_argsz(bytes: &[u8], minsz: usize) -> Result<u32> {
+        if bytes.len() < minsz {
+            return Err(EINVAL);
+        }
+        let argsz = u32_at(bytes, 0)?;
+        if (argsz as usize) < minsz {
+            return Err(EINVAL);
+        }
+        Ok(argsz)
+    }
+
+    /// Reads the first `minsz` bytes of an ioctl argument from user memory.
+    pub fn read_user(arg: usize, minsz: usize) -> Result<KVec<u8>> {
+        let mut v = KVec::new();
+        v.extend_with(minsz, 0, GFP_KERNEL)?;
+        UserSlice::new(arg, minsz).reader().read_slice(&mut v)?;
+        Ok(v)
+    }
+
+    /// Writes a reply, truncated to the user's `argsz`.
+    pub fn write_user(arg: usize, argsz: u32, reply: &[u8]) -> Result {
+        let n = reply.len().min(argsz as usize);
+        UserSlice::new(arg, n).writer().write_slice(&reply[..n])
+    }
+
+    /// `VFIO_DEVICE_GET_INFO` reply.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct DeviceInfo {
+        /// `VFIO_DEVICE_FLAGS_*`
+        pub flags: u32,
+        /// Number of regions.
+        pub num_regions: u32,
+        /// Number of IRQ indices.
+        pub num_irqs: u32,
+    }
+
+    impl DeviceInfo {
+        /// Validates the request bytes; returns the user's `argsz`.
+        pub fn parse(req: &[u8]) -> Result<u32> {
+            check_argsz(req, DEVICE_INFO_MINSZ)
+        }
+
+        /// Encodes the reply (no capabilities).
+        pub fn encode(&self, argsz: u32) -> [u8; DEVICE_INFO_SIZE] {
+            let mut b = [0u8; DEVICE_INFO_SIZE];
+            put_u32(&mut b, 0, argsz.max(DEVICE_INFO_SIZE as u32));
+            put_u32(&mut b, 4, self.flags);
+            put_u32(&mut b, 8, self.num_regions);
+            put_u32(&mut b, 12, self.num_irqs);
+            b
+        }
+
+        /// Handles `VFIO_DEVICE_GET_INFO` with user argument `arg`.
+        pub fn reply_to_user(&self, arg: usize) -> Result<isize> {
+            let req = read_user(arg, DEVICE_INFO_MINSZ)?;
+            let argsz = Self::parse(&req)?;
+            write_user(arg, argsz, &self.encode(argsz))?;
+            Ok(0)
+        }
+    }
+
+    /// A region-info capability chain under construction.
+    pub struct CapChain {
+        bytes: KVec<u8>,
+        last_next: Option<usize>,
+    }
+
+    impl CapChain {
+        /// An empty chain.
+        pub fn new() -> Self {
+            Self { bytes: KVec::new(), last_next: None }
+        }
+
+        /// Appends a capability (`struct vfio_info_cap_header` + `payload`, 8-byte aligned).
+        pub fn add(&mut self, id: u16, version: u16, payload: &[u8]) -> Result {
+            let start = self.bytes.len();
+            let len = (8 + payload.len()).checked_add(7).ok_or(EINVAL)? & !7;
+            self.bytes.extend_with(len, 0, GFP_KERNEL)?;
+            let b = &mut self.bytes[start..];
+            b[0..2].copy_from_slice(&id.to_ne_bytes());
+            b[2..4].copy_from_slice(&version.to_ne_bytes());
+            b[8..8 + payload.len()].copy_from_slice(payload);
+            // Link the previous header to this one; offsets count from the info struct start.
+            if let Some(prev) = self.last_next {
+                let off = (REGION_INFO_SIZE + start) as u32;
+                self.bytes[prev..prev + 4].copy_from_slice(&off.to_ne_bytes());
+            }
+            self.last_next = Some(start + 4);
+            Ok(())
+        }
+
+        /// Whether the chain is empty.
+        pub fn is_empty(&self) -> bool {
+            self.bytes.is_empty()
+        }
+
+        /// The encoded chain (to follow a `vfio_region_info`).
+        pub fn as_bytes(&self) -> &[u8] {
+            &self.bytes
+        }
+    }
+
+    impl Default for CapChain {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// Builds the payload of a `VFIO_REGION_INFO_CAP_SPARSE_MMAP` capability.
+    pub fn sparse_mmap_payload(areas: &[(u64, u64)]) -> Result<KVec<u8>> {
+        let mut v = KVec::new();
+        v.extend_with(8 + 16 * areas.len(), 0, GFP_KERNEL)?;
+        put_u32(&mut v, 0, areas.len() as u32);
+        for (i, (off, size)) in areas.iter().enumerate() {
+            put_u64(&mut v, 8 + 16 * i, *off);
+            put_u64(&mut v, 16 + 16 * i, *size);
+        }
+        Ok(v)
+    }
+
+    /// `VFIO_DEVICE_GET_REGION_INFO` request.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RegionInfoRequest {
+        /// The user's `argsz`.
+        pub argsz: u32,
+        /// Region index, checked against the device's region count.
+        pub index: u32,
+    }
+
+    impl RegionInfoRequest {
+        /// Parses and validates the request against `num_regions`.
+        pub fn parse(req: &[u8], num_regions: u32) -> Result<Self> {
+            let argsz = check_argsz(req, REGION_INFO_SIZE)?;
+            let index = u32_at(req, 8)?;
+            if index >= num_regions {
+                return Err(EINVAL);
+            }
+            Ok(Self { argsz, index })
+        }
+
+        /// Reads and validates the request from user memory.
+        pub fn from_user(arg: usize, num_regions: u32) -> Result<Self> {
+            Self::parse(&read_user(arg, REGION_INFO_SIZE)?, num_regions)
+        }
+    }
+
+    /// `VFIO_DEVICE_GET_REGION_INFO` reply.
+    pub struct RegionInfo<'a> {
+        /// `VFIO_REGION_INFO_FLAG_*` (`CAPS` is added when there are capabilities).
+        pub flags: u32,
+        /// Region size.
+        pub size: u64,
+        /// Offset of the region in the device file.
+        pub offset: u64,
+        /// Capabilities.
+        pub caps: Option<&'a CapChain>,
+    }
+
+    impl RegionInfo<'_> {
+        /// Encodes the reply for `req`. If the capabilities do not fit in the user's `argsz`,
+        /// only the fixed part is returned with `argsz` set to the size needed and
+        /// `cap_offset` 0 (the VFIO convention).
+        pub fn encode(&self, req: &RegionInfoRequest) -> Result<KVec<u8>> {
+            let caps = self.caps.map(|c| c.as_bytes()).unwrap_or(&[]);
+            let needed = REGION_INFO_SIZE + caps.len();
+            let fits = (req.argsz as usize) >= needed;
+            let mut b = KVec::new();
+            b.extend_with(if fits { needed } else { REGION_INFO_SIZE }, 0, GFP_KERNEL)?;
+            let mut flags = self.flags;
+            if !caps.is_empty() {
+                flags |= REGION_CAPS;
+            }
+            put_u32(&mut b, 0, needed.max(req.argsz as usize) as u32);
+            put_u32(&mut b, 4, flags);
+            put_u32(&mut b, 8, req.index);
+            put_u32(&mut b, 12, if fits && !caps.is_empty() { REGION_INFO_SIZE as u32 } else { 0 });
+            put_u64(&mut b, 16, self.size);
+            put_u64(&mut b, 24, self.offset);
+            if fits {
+                b[REGION_INFO_SIZE..].copy_from_slice(caps);
+            }
+            Ok(b)
+        }
+
+        /// Writes the reply for `req` to user memory at `arg`.
+        pub fn reply_to_user(&self, req: &RegionInfoRequest, arg: usize) -> Result<isize> {
+            let b = self.encode(req)?;
+            write_user(arg, req.argsz.max(REGION_INFO_SIZE as u32), &b)?;
+            Ok(0)
+        }
+    }
+
+    /// `VFIO_DEVICE_GET_IRQ_INFO` request.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct IrqInfoRequest {
+        /// The user's `argsz`.
+        pub argsz: u32,
+        /// IRQ index, checked against the device's IRQ index count.
+        pub index: u32,
+    }
+
+    impl IrqInfoRequest {
+        /// Parses and validates the request against `num_irqs`.
+        pub fn parse(req: &[u8], num_irqs: u32) -> Result<Self> {
+            let argsz = check_argsz(req, IRQ_INFO_SIZE)?;
+            let index = u32_at(req, 8)?;
+            if index >= num_irqs {
+                return Err(EINVAL);
+            }
+            Ok(Self { argsz, index })
+        }
+
+        /// Reads and validates the request from user memory.
+        pub fn from_user(arg: usize, num_irqs: u32) -> Result<Self> {
+            Self::parse(&read_user(arg, IRQ_INFO_SIZE)?, num_irqs)
+        }
+
+        /// Encodes the reply.
+        pub fn encode(&self, flags: u32, count: u32) -> [u8; IRQ_INFO_SIZE] {
+            let mut b = [0u8; IRQ_INFO_SIZE];
+            put_u32(&mut b, 0, self.argsz);
+            put_u32(&mut b, 4, flags);
+            put_u32(&mut b, 8, self.index);
+            put_u32(&mut b, 12, count);
+            b
+        }
+
+        /// Writes the reply to user memory at `arg`.
+        pub fn reply_to_user(&self, arg: usize, flags: u32, count: u32) -> Result<isize> {
+            write_user(arg, self.argsz, &self.encode(flags, count))?;
+            Ok(0)
+        }
+    }
+
+    /// The action of a `VFIO_DEVICE_SET_IRQS`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum IrqAction {
+        /// `VFIO_IRQ_SET_ACTION_MASK`
+        Mask,
+        /// `VFIO_IRQ_SET_ACTION_UNMASK`
+        Unmask,
+        /// `VFIO_IRQ_SET_ACTION_TRIGGER`
+        Trigger,
+    }
+
+    /// The data of a `VFIO_DEVICE_SET_IRQS`.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum IrqSetData {
+        /// `VFIO_IRQ_SET_DATA_NONE`
+        None,
+        /// `VFIO_IRQ_SET_DATA_BOOL`: one byte per vector.
+        Bool(KVec<bool>),
+        /// `VFIO_IRQ_SET_DATA_EVENTFD`: one fd per vector; -1 tears the trigger down.
+        Eventfd(KVec<i32>),
+    }
+
+    /// A validated `VFIO_DEVICE_SET_IRQS`.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct IrqSet {
+        /// IRQ index.
+        pub index: u32,
+        /// First vector.
+        pub start: u32,
+        /// Number of vectors (0 with `DATA_NONE` + `TRIGGER` means "disable all").
+        pub count: u32,
+        /// Action.
+        pub action: IrqAction,
+        /// Data.
+        pub data: IrqSetData,
+    }
+
+    impl IrqSet {
+        /// Validates the fixed header (as `vfio_set_irqs_validate_and_prepare` does) for a
+        /// device with `num_irqs` indices whose index `i` has `irq_count(i)` vectors; returns
+        /// `(argsz, data size)`.
+        pub fn check_header(hdr: &[u8], num_irqs: u32, irq_count: impl Fn(u32) -> u32) -> Result<(u32, usize)> {
+            let argsz = check_argsz(hdr, IRQ_SET_MINSZ)?;
+            let flags = u32_at(hdr, 4)?;
+            let index = u32_at(hdr, 8)?;
+            let start = u32_at(hdr, 12)?;
+            let count = u32_at(hdr, 16)?;
+            if flags & !(SET_DATA_MASK | SET_ACTION_MASK_ALL) != 0
+                || (flags & SET_DATA_MASK).count_ones() != 1
+                || (flags & SET_ACTION_MASK_ALL).count_ones() != 1
+                || index >= num_irqs
+            {
+                return Err(EINVAL);
+            }
+            let max = irq_count(index);
+            if start >= max && !(start == 0 && count == 0) || start.checked_add(count).ok_or(EINVAL)? > max {
+                return Err(EINVAL);
+            }
+            let elem = match flags & SET_DATA_MASK {
+                SET_DATA_BOOL => 1,
+                SET_DATA_EVENTFD => 4,
+                _ => 0,
+            };
+            let size = elem * count as usize;
+            if elem != 0 && (count == 0 || (argsz as usize) < IRQ_SET_MINSZ + size) {
+                return Err(EINVAL);
+            }
+            Ok((argsz, size))
+        }
+
+        /// Parses a whole request (header followed by its data).
+        pub fn parse(bytes: &[u8], num_irqs: u32, irq_count: impl Fn(u32) -> u32) -> Result<Self> {
+            let (_, size) = Self::check_header(bytes, num_irqs, irq_count)?;
+            let flags = u32_at(bytes, 4)?;
+            let data = bytes.get(IRQ_SET_MINSZ..IRQ_SET_MINSZ + size).ok_or(EINVAL)?;
+            let action = match flags & SET_ACTION_MASK_ALL {
+                SET_ACTION_MASK => IrqAction::Mask,
+                SET_ACTION_UNMASK => IrqAction::Unmask,
+                _ => IrqAction::Trigger,
+            };
+            let data = match flags & SET_DATA_MASK {
+                SET_DATA_BOOL => {
+                    let mut v = KVec::with_capacity(size, GFP_KERNEL)?;
+                    for &b in data {
+                        v.push(b != 0, GFP_KERNEL)?;
+                    }
+                    IrqSetData::Bool(v)
+                }
+                SET_DATA_EVENTFD => {
+                    let mut v = KVec::with_capacity(size / 4, GFP_KERNEL)?;
+                    for c in data.chunks_exact(4) {
+                        v.push(i32::from_ne_bytes([c[0], c[1], c[2], c[3]]), GFP_KERNEL)?;
+                    }
+                    IrqSetData::Eventfd(v)
+                }
+                _ => IrqSetData::None,
+            };
+            Ok(Self {
+                index: u32_at(bytes, 8)?,
+                start: u32_at(bytes, 12)?,
+                count: u32_at(bytes, 16)?,
+                action,
+                data,
+            })
+        }
+
+        /// Reads and validates a request from user memory.
+        pub fn from_user(arg: usize, num_irqs: u32, irq_count: impl Fn(u32) -> u32 + Copy) -> Result<Self> {
+            let hdr = read_user(arg, IRQ_SET_MINSZ)?;
+            let (_, size) = Self::check_header(&hdr, num_irqs, irq_count)?;
+            let all = read_user(arg, IRQ_SET_MINSZ + size)?;
+            Self::parse(&all, num_irqs, irq_count)
+        }
+    }
+}
