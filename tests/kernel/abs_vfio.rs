@@ -605,7 +605,7 @@ fn vfio_callback_cases(suite: &mut Suite, dev: &vfio::Device<MdevState>) {
 /// Calls a file's `unlocked_ioctl` with a user-memory argument.
 fn file_ioctl(f: *mut bindings::file, cmd: u32, arg: usize) -> isize {
     // SAFETY: `f` is an open file of a driver with `unlocked_ioctl` (iommufd, vfio cdev).
-    unsafe { ((*(*f).f_op).unlocked_ioctl.unwrap())(f, cmd, arg as _) as isize }
+    unsafe { ((*(*f).f_op).unlocked_ioctl.unwrap())(f, cmd, arg as _) }
 }
 
 fn open_file(path: &CStr) -> Result<*mut bindings::file> {
