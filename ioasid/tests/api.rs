@@ -440,6 +440,12 @@ fn no_subscribers_releases_silently() {
 /// Private data whose drop records whether the state lock was held.
 struct Probe(Rc<RefCell<Vec<(u64, u32)>>>, u64);
 
+impl Word for Probe {
+    fn word(&self) -> usize {
+        self.1 as usize
+    }
+}
+
 impl Drop for Probe {
     fn drop(&mut self) {
         let held = STATE_HELD.with(|h| h.get());

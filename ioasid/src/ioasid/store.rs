@@ -54,6 +54,27 @@ pub trait IdStore<T> {
     fn next(&self, from: u32) -> Option<(u32, &T)>;
 }
 
+/// Lockless (RCU) read access to the entries of a store, for lookups that do not take the
+/// allocator's state lock ([`Ioasid::find_word`](super::Ioasid::find_word)).
+///
+/// A reader is a handle obtained from the store ([`Platform::pasid_reader`](super::Platform::pasid_reader))
+/// that stays usable as long as the store exists, also after the store value was moved (it
+/// points at the store's shared innards: the kernel's XArray, a host test's shared map).
+///
+/// # Safety
+///
+/// [`read`](RcuReader::read) calls `f` exactly once, with a pointer to the entry stored at `id`
+/// at some instant during the call, or with `None` if there was none. The pointee stays
+/// readable until `f` returns even if the entry is removed concurrently: its memory is neither
+/// freed nor reused for another entry before then (the kernel defers both past an RCU grace
+/// period). The entry may be changed concurrently by the store's owner (through
+/// [`IdStore::get_mut`] under the state lock), so `f` may only read fields that are atomics or
+/// never written after the entry was stored.
+pub unsafe trait RcuReader<T> {
+    /// Calls `f` with the entry at `id` (see the trait documentation).
+    fn read<R>(&self, id: u32, f: impl FnOnce(Option<core::ptr::NonNull<T>>) -> R) -> R;
+}
+
 /// Iterates over the entries of `store` in ascending ID order.
 pub(super) fn for_each<T, S: IdStore<T> + ?Sized, E>(
     store: &S,
