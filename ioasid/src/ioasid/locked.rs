@@ -25,7 +25,11 @@ pub trait Platform: Backend + Sized {
     type PasidReader: RcuReader<PasidEntry<Self::Data>>;
 
     /// A reader of `store` (called once, by [`Ioasid::new`]).
-    fn pasid_reader(store: &Self::PasidStore) -> Self::PasidReader;
+    ///
+    /// # Safety
+    ///
+    /// The caller uses the reader only while `store` exists (it may be moved meanwhile).
+    unsafe fn pasid_reader(store: &Self::PasidStore) -> Self::PasidReader;
 }
 
 /// A stored subscription (opaque; public only so that platforms can name its store).
@@ -91,7 +95,9 @@ pub struct Ioasid<P: Platform> {
 impl<P: Platform> Ioasid<P> {
     /// The allocator over a locked [`IoasidCore`] and locked (empty) [`Notifiers`].
     pub fn new(state: P::StateLock, notifiers: P::NotifierLock) -> Self {
-        let reader = state.with(|c| P::pasid_reader(c.pasid_store()));
+        // SAFETY: the reader is a field next to `state`, which owns the store for good (the
+        // core never replaces it), and is dropped with it.
+        let reader = state.with(|c| unsafe { P::pasid_reader(c.pasid_store()) });
         Ioasid {
             state,
             notifiers,
@@ -177,11 +183,11 @@ impl<P: Platform> Ioasid<P> {
     /// returns the word of a PASID that was released before the call started, nor of
     /// another set's PASID.
     pub fn find_word(&self, set: SetId, pasid: Pasid) -> Result<usize, Error> {
-        self.reader.read(pasid, |e| match e {
-            None => Err(Error::PasidNotFound),
-            // SAFETY: `read` keeps the entry readable while the closure runs.
-            Some(e) => unsafe { PasidEntry::find_word_raw(e, set) },
-        })
+        self.reader
+            // SAFETY: `read` keeps the entry readable while the closure runs, and only returns
+            // the result if the entry stayed the one at `pasid` meanwhile.
+            .read(pasid, |e| unsafe { PasidEntry::find_word_raw(e, set) })
+            .unwrap_or(Err(Error::PasidNotFound))
     }
 
     /// Runs `f` on the private data of `pasid` under the state lock ([`IoasidCore::find`]).

@@ -2,7 +2,7 @@
 //! The allocator state ([`IoasidCore`]): `&mut self` operations, to be run under the state lock.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use super::config::Space;
 use super::{Config, Error, IdStore, PasidAllocator, Rejected, StoreError};
@@ -130,11 +130,13 @@ pub(super) const VIS_ACTIVE: u8 = 2;
 /// The stored record of one PASID (opaque; public only so that platforms can name
 /// `IdStore<PasidEntry<D>>`).
 ///
-/// Lockless readers ([`RcuReader`](super::RcuReader)) read only `set` (never written once the
-/// entry is stored), `visible` and `word` (atomics); every other field is state-lock only.
+/// Lockless readers ([`RcuReader`](super::RcuReader)) read only the atomics `owner`, `visible`
+/// and `word`; every other field is state-lock only.
 #[derive(Debug)]
 pub struct PasidEntry<D> {
     set: SetId,
+    /// `set.to_raw()`, for lockless readers; never changes while the entry is stored.
+    owner: AtomicU64,
     /// `state` for lockless readers (`VIS_*`); written under the state lock with `state`.
     visible: AtomicU8,
     /// [`Backend::data_word`] of `data`, for lockless readers; written under the state lock.
@@ -483,6 +485,7 @@ impl<B: Backend> IoasidCore<B> {
         let word = B::data_word(&data);
         let entry = || PasidEntry {
             set,
+            owner: AtomicU64::new(set.to_raw()),
             visible: AtomicU8::new(VIS_ACTIVE),
             word: AtomicUsize::new(word),
             state: PasidState::Active,
@@ -999,19 +1002,18 @@ impl<D> PasidEntry<D> {
         set: SetId,
     ) -> Result<usize, Error> {
         let e = e.as_ptr();
-        // SAFETY: `e` is readable (caller); only the atomics and `set`, which is never
-        // written once the entry is stored, are read, through raw pointers so that no
-        // reference to the whole entry (which the lock holder may be changing) is made.
+        // SAFETY: `e` is readable (caller); only its atomics are read, through raw pointers so
+        // that no reference to the whole entry (which the lock holder may be changing) is made.
         let (visible, owner, word) = unsafe {
             (
                 &*core::ptr::addr_of!((*e).visible),
-                core::ptr::addr_of!((*e).set).read(),
+                &*core::ptr::addr_of!((*e).owner),
                 &*core::ptr::addr_of!((*e).word),
             )
         };
         match visible.load(Ordering::Acquire) {
             VIS_RELEASING => Err(Error::PasidNotFound),
-            _ if owner != set => Err(Error::NotOwner),
+            _ if owner.load(Ordering::Relaxed) != set.to_raw() => Err(Error::NotOwner),
             VIS_ACTIVE => Ok(word.load(Ordering::Acquire)),
             _ => Err(Error::PasidNotFound),
         }

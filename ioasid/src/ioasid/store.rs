@@ -57,22 +57,25 @@ pub trait IdStore<T> {
 /// Lockless (RCU) read access to the entries of a store, for lookups that do not take the
 /// allocator's state lock ([`Ioasid::find_word`](super::Ioasid::find_word)).
 ///
-/// A reader is a handle obtained from the store ([`Platform::pasid_reader`](super::Platform::pasid_reader))
-/// that stays usable as long as the store exists, also after the store value was moved (it
-/// points at the store's shared innards: the kernel's XArray, a host test's shared map).
+/// A reader is a handle obtained from the store
+/// ([`Platform::pasid_reader`](super::Platform::pasid_reader)) that stays usable as long as the
+/// store exists, also after the store value was moved (it points at the store's shared
+/// innards: the kernel's XArray, a host test's shared map).
 ///
 /// # Safety
 ///
-/// [`read`](RcuReader::read) calls `f` exactly once, with a pointer to the entry stored at `id`
-/// at some instant during the call, or with `None` if there was none. The pointee stays
-/// readable until `f` returns even if the entry is removed concurrently: its memory is neither
-/// freed nor reused for another entry before then (the kernel defers both past an RCU grace
-/// period). The entry may be changed concurrently by the store's owner (through
-/// [`IdStore::get_mut`] under the state lock), so `f` may only read fields that are atomics or
-/// never written after the entry was stored.
+/// [`read`](RcuReader::read) calls `f` at most once, with a pointer to the entry stored at
+/// `id`, and returns `Some` of its result only if that memory held the entry at `id` from
+/// before `f` started until after it returned (so `f` saw a snapshot of that entry);
+/// otherwise (no entry, or the entry was removed or its memory reused meanwhile) it returns
+/// `None`. The pointee stays readable until `f` returns: its memory is not freed before then
+/// (the kernel defers that past an RCU grace period), though it may be reused for another
+/// entry concurrently. The entry may also be changed concurrently by the store's owner
+/// (through [`IdStore::get_mut`] under the state lock), so `f` may only read atomic fields and
+/// must not trust what it read beyond returning it.
 pub unsafe trait RcuReader<T> {
     /// Calls `f` with the entry at `id` (see the trait documentation).
-    fn read<R>(&self, id: u32, f: impl FnOnce(Option<core::ptr::NonNull<T>>) -> R) -> R;
+    fn read<R>(&self, id: u32, f: impl FnOnce(core::ptr::NonNull<T>) -> R) -> Option<R>;
 }
 
 /// Iterates over the entries of `store` in ascending ID order.

@@ -206,12 +206,12 @@ impl<T> IdStore<T> for SharedStore<T> {
 /// The lockless reader of a `SharedStore`.
 pub struct SharedReader<T>(SharedMap<T>);
 
-// SAFETY: the entry pointer passed to `f` stays valid while the inner mutex is held, and
-// `remove` (the only way an entry is freed) takes that mutex.
+// SAFETY: the entry passed to `f` stays the entry at `id` while the inner mutex is held, since
+// `remove` (the only way an entry is freed or replaced) takes that mutex.
 unsafe impl<T> RcuReader<T> for SharedReader<T> {
-    fn read<R>(&self, id: u32, f: impl FnOnce(Option<NonNull<T>>) -> R) -> R {
+    fn read<R>(&self, id: u32, f: impl FnOnce(NonNull<T>) -> R) -> Option<R> {
         let map = self.0.lock().unwrap();
-        f(map.get(&id).map(|s| s.0))
+        map.get(&id).map(|s| f(s.0))
     }
 }
 
@@ -365,7 +365,7 @@ impl<D: Word + 'static> Platform for St<D> {
     type StateLock = RefLock<IoasidCore<St<D>>>;
     type NotifierLock = RefLock<Notifiers<St<D>>>;
     type PasidReader = SharedReader<PasidEntry<D>>;
-    fn pasid_reader(store: &SharedStore<PasidEntry<D>>) -> Self::PasidReader {
+    unsafe fn pasid_reader(store: &SharedStore<PasidEntry<D>>) -> Self::PasidReader {
         store.reader()
     }
 }
@@ -431,7 +431,7 @@ impl Platform for Mt {
     type StateLock = MutexLock<IoasidCore<Mt>>;
     type NotifierLock = MutexLock<Notifiers<Mt>>;
     type PasidReader = SharedReader<PasidEntry<u64>>;
-    fn pasid_reader(store: &SharedStore<PasidEntry<u64>>) -> Self::PasidReader {
+    unsafe fn pasid_reader(store: &SharedStore<PasidEntry<u64>>) -> Self::PasidReader {
         store.reader()
     }
 }
