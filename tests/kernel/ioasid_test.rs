@@ -157,8 +157,8 @@ fn basic_cases(suite: &mut Suite) {
         // and KASAN watch this in the debug flavour).
         let io = instance(case, 12)?;
         let s = set(case, &io, 2000)?;
-        let mut v = KVec::new();
         for round in 0..3usize {
+            let mut v = KVec::new();
             for i in 0..1000usize {
                 let p = case.check("alloc", s.alloc(1..=4095, round * 10_000 + i))?;
                 case.check("push", v.push(p, GFP_KERNEL).map_err(Into::into))?;
@@ -169,7 +169,6 @@ fn basic_cases(suite: &mut Suite) {
             for &p in v.iter() {
                 case.check("free", s.free(p))?;
             }
-            v.clear();
         }
         labtest_ensure!(case, io.with_core(|c| c.live()) == 0, "live after frees");
         Ok(())
