@@ -269,6 +269,13 @@ pub struct XArrayMap<T: 'static> {
     xa: core::pin::Pin<crate::alloc::KBox<XArray<crate::alloc::KBox<Slot<T>>>>>,
     free: *mut Slot<T>,
     nr_free: usize,
+    /// The slots of the two most recently stored or looked-up (`get_mut`) indices (null: no
+    /// entry), so that the owner's repeated accesses to the same entries (alloc then fill in,
+    /// the list neighbour, the set of every operation) skip the `xa_load` walk. A cached slot
+    /// is valid until its index is removed, which clears it.
+    cache: [(u32, *mut Slot<T>); 2],
+    /// The cache entry to replace next.
+    victim: usize,
 }
 
 // SAFETY: the map owns its `T`s; the raw pointers are to slots it owns.
@@ -284,7 +291,23 @@ impl<T: 'static> XArrayMap<T> {
             xa: crate::alloc::KBox::pin_init(XArray::new(kind), gfp)?,
             free: core::ptr::null_mut(),
             nr_free: 0,
+            cache: [(0, core::ptr::null_mut()); 2],
+            victim: 0,
         })
+    }
+
+    fn cached(&self, index: u32) -> *mut Slot<T> {
+        for &(i, s) in &self.cache {
+            if i == index && !s.is_null() {
+                return s;
+            }
+        }
+        core::ptr::null_mut()
+    }
+
+    fn remember(&mut self, index: u32, s: *mut Slot<T>) {
+        self.cache[self.victim] = (index, s);
+        self.victim ^= 1;
     }
 
     fn raw(&self) -> *mut bindings::xarray {
@@ -370,6 +393,7 @@ impl<T: 'static> XArrayMap<T> {
         }
         // SAFETY: `s` holds a value and is stored at `id`.
         unsafe { Self::publish(s, id) };
+        self.remember(id, s);
         Ok(id)
     }
 
@@ -397,6 +421,7 @@ impl<T: 'static> XArrayMap<T> {
         }
         // SAFETY: `s` holds a value and is stored at `index`.
         unsafe { Self::publish(s, index) };
+        self.remember(index, s);
         Ok(())
     }
 
@@ -409,7 +434,10 @@ impl<T: 'static> XArrayMap<T> {
 
     /// The value at `index`.
     pub fn get(&self, index: u32) -> Option<&T> {
-        let s = self.load_raw(index);
+        let mut s = self.cached(index);
+        if s.is_null() {
+            s = self.load_raw(index);
+        }
         if s.is_null() {
             return None;
         }
@@ -420,9 +448,13 @@ impl<T: 'static> XArrayMap<T> {
 
     /// The value at `index`, mutably.
     pub fn get_mut(&mut self, index: u32) -> Option<&mut T> {
-        let s = self.load_raw(index);
+        let mut s = self.cached(index);
         if s.is_null() {
-            return None;
+            s = self.load_raw(index);
+            if s.is_null() {
+                return None;
+            }
+            self.remember(index, s);
         }
         // SAFETY: as in `get`; `&mut self` excludes every other borrow of any entry.
         Some(unsafe { &mut *slot_value(s) })
@@ -441,6 +473,11 @@ impl<T: 'static> XArrayMap<T> {
         .cast::<Slot<T>>();
         if s.is_null() {
             return None;
+        }
+        for c in &mut self.cache {
+            if c.0 == index {
+                c.1 = core::ptr::null_mut();
+            }
         }
         // SAFETY: a stored slot is valid. Odd `seq`: readers that validate from now on reject
         // the slot; the fence orders the later reuse's writes after the increment.
@@ -543,6 +580,7 @@ impl<T> XArrayMapReader<T> {
             // SAFETY: a slot seen in the array stays allocated until a grace period after it is
             // given up (type invariant of `XArrayMap`), and we hold `rcu_read_lock`.
             let (seq, slot_id) = unsafe { (&(*s).seq, &(*s).id) };
+            // Acquire: the slot's contents read below are at least as new as this `seq`.
             let start = seq.load(Ordering::Acquire);
             if start & 1 != 0 || slot_id.load(Ordering::Relaxed) != id {
                 return None;

@@ -1011,10 +1011,12 @@ impl<D> PasidEntry<D> {
                 &*core::ptr::addr_of!((*e).word),
             )
         };
-        match visible.load(Ordering::Acquire) {
+        // Relaxed: each field is a snapshot on its own; the store's reader orders the reads
+        // against the entry's (re)initialisation (seqlock-style validation).
+        match visible.load(Ordering::Relaxed) {
             VIS_RELEASING => Err(Error::PasidNotFound),
             _ if owner.load(Ordering::Relaxed) != set.to_raw() => Err(Error::NotOwner),
-            VIS_ACTIVE => Ok(word.load(Ordering::Acquire)),
+            VIS_ACTIVE => Ok(word.load(Ordering::Relaxed)),
             _ => Err(Error::PasidNotFound),
         }
     }
