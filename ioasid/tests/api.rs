@@ -437,8 +437,71 @@ fn no_subscribers_releases_silently() {
     assert_eq!(a.alloc(s, 1, 15, 1), Ok(p));
 }
 
+#[test]
+fn lockless_find_word_has_find_semantics() {
+    let a = new_st::<u64>(&small(4)).unwrap();
+    let s = a.create_set(VM, 4).unwrap();
+    let t = a.create_set(MDEV, 4).unwrap();
+    let p = a.alloc(s, 1, 15, 0xabc).unwrap();
+    assert_eq!(a.find_word(s, p), Ok(0xabc));
+    assert_eq!(a.find_word(t, p), Err(Error::NotOwner));
+    assert_eq!(a.find_word(s, p + 1), Err(Error::PasidNotFound));
+    assert_eq!(a.find_word(s, u32::MAX), Err(Error::PasidNotFound));
+    a.set_data(s, p, 0xdef).unwrap();
+    assert_eq!(a.find_word(s, p), Ok(0xdef));
+    // Freed while referenced: not findable by its set, still not another set's.
+    a.get(s, p).unwrap();
+    a.free(s, p).unwrap();
+    assert_eq!(a.find_word(s, p), Err(Error::PasidNotFound));
+    assert_eq!(a.find_word(t, p), Err(Error::NotOwner));
+    assert_eq!(a.pasid_info(p).map(|i| i.state), Some(PasidState::Freed));
+    // The last put releases it at once (no subscribers) and the PASID is reusable.
+    a.put(s, p).unwrap();
+    assert_eq!(a.pasid_info(p), None);
+    assert_eq!(a.find_word(s, p), Err(Error::PasidNotFound));
+    assert_eq!(a.alloc(t, 1, 15, 7), Ok(p));
+    assert_eq!(a.find_word(t, p), Ok(7));
+    assert_eq!(a.find_word(s, p), Err(Error::NotOwner));
+    assert_eq!(a.set_info(s).unwrap().usage, 0);
+    assert_eq!(a.set_info(t).unwrap().usage, 1);
+}
+
+#[test]
+fn unnotified_fast_paths_match_the_two_phase_release() {
+    // The same script with and without a subscriber ends in the same state.
+    let run = |subscribe: bool| {
+        let a = new_st::<u64>(&small(5)).unwrap();
+        if subscribe {
+            let _ = a.subscribe(Box::new(|_, _, _: &u64| {}), None);
+        }
+        let s = a.create_set(VM, 8).unwrap();
+        let ps: Vec<Pasid> = (0..6).map(|i| a.alloc(s, 1, 31, i).unwrap()).collect();
+        // Head, middle and tail of the set's list, one referenced.
+        a.get(s, ps[2]).unwrap();
+        for &p in [ps[5], ps[2], ps[0], ps[3]].iter() {
+            a.free(s, p).unwrap();
+            assert_eq!(a.free(s, p), Err(Error::PasidNotFound));
+        }
+        let mid = (a.set_info(s).unwrap(), a.pasid_info(ps[2]));
+        a.put(s, ps[2]).unwrap();
+        let again: Vec<Pasid> = (0..3).map(|i| a.alloc(s, 1, 31, 10 + i).unwrap()).collect();
+        let t = a.destroy_set(s).unwrap();
+        (mid, again, t, a.with_core(|c| (c.live(), c.nr_sets())))
+    };
+    let fast = run(false);
+    assert_eq!(fast, run(true));
+    assert_eq!(fast.0 .0.usage, 3);
+    assert_eq!(fast.3, (0, 0));
+}
+
 /// Private data whose drop records whether the state lock was held.
 struct Probe(Rc<RefCell<Vec<(u64, u32)>>>, u64);
+
+impl Word for Probe {
+    fn word(&self) -> usize {
+        self.1 as usize
+    }
+}
 
 impl Drop for Probe {
     fn drop(&mut self) {

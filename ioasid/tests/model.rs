@@ -410,7 +410,9 @@ fn checking_recorder(
                 .borrow_mut()
                 .push(format!("{pasid} not releasing in notifier: {other:?}")),
         }
-        if a.find(set, pasid) != Err(Error::PasidNotFound) {
+        if a.find(set, pasid) != Err(Error::PasidNotFound)
+            || a.find_word(set, pasid) != Err(Error::PasidNotFound)
+        {
             violations
                 .borrow_mut()
                 .push(format!("{pasid} findable in notifier"));
@@ -497,6 +499,9 @@ fn run(ops: Vec<Op>, cov: &mut BTreeSet<String>) -> Result<(), TestCaseError> {
                 let (got, want) = (a.find(id, p), m.find(id, p));
                 outcome = format!("{:?}", got.as_ref().map(|_| ()));
                 prop_assert_eq!(got, want, "{}", ctx);
+                // The lockless lookup agrees with the locked one.
+                let word = a.find_word(id, p);
+                prop_assert_eq!(word, want.map(|d| d as usize), "{}: find_word", ctx);
             }
             Op::Register => {
                 let al = TestAllocator::new();
@@ -620,6 +625,19 @@ fn run(ops: Vec<Op>, cov: &mut BTreeSet<String>) -> Result<(), TestCaseError> {
                 (e.set, st, e.refs, e.custom)
             });
             prop_assert_eq!(got, want, "{}: PASID {}", ctx, p);
+            // Lockless lookups by every set match the model.
+            let ids: Vec<SetId> = m.sets.iter().map(|ms| ms.id).collect();
+            for id in ids {
+                let want = m.find(id, p).map(|d| d as usize);
+                prop_assert_eq!(
+                    a.find_word(id, p),
+                    want,
+                    "{}: find_word({}, {})",
+                    ctx,
+                    id,
+                    p
+                );
+            }
         }
         let live_sets = m.sets.iter().filter(|s| s.state != MSetState::Gone).count() as u32;
         prop_assert_eq!(

@@ -133,8 +133,16 @@ fn worker(sh: Arc<Shared>, seed: u64) {
                     Ok(_) => {
                         // Referenced: cannot be released, so not reused by another set.
                         let other = sh.sets[(si + 1) % SHARED_SETS];
-                        if a.find(other, p) != Err(Error::NotOwner) {
+                        if a.find(other, p) != Err(Error::NotOwner)
+                            || a.find_word(other, p) != Err(Error::NotOwner)
+                        {
                             sh.fail(format!("{p} visible to another set"));
+                        }
+                        match a.find_word(set, p) {
+                            Ok(w) if w as u64 >> 32 == p as u64 || w == 0 => {}
+                            Ok(w) => sh.fail(format!("{p} has word {w:#x}")),
+                            Err(Error::PasidNotFound) => {} // freed meanwhile
+                            Err(e) => sh.fail(format!("find_word {p}: {e:?}")),
                         }
                         match a.find(set, p) {
                             // 0: reused and not yet given its data by the allocating thread.
@@ -377,4 +385,142 @@ fn stress_default_allocator() {
 #[test]
 fn stress_custom_allocator() {
     stress(true);
+}
+
+/// No subscribers, so `free` and `put` take the one-critical-section path that erases the
+/// PASID at once, while reader threads hammer the lockless `find_word`: a PASID is never
+/// handed out twice, an owned PASID always finds its own data, and a lockless lookup never
+/// returns the data of another PASID or another set.
+#[test]
+fn stress_unnotified_with_lockless_readers() {
+    const WRITERS: usize = 3;
+    const READERS: usize = 2;
+    let a = Arc::new(new_mt(&Config::new(BITS).with_reserved(&RESERVED)).unwrap());
+    let sets: Arc<Vec<SetId>> = Arc::new(
+        (0..WRITERS)
+            .map(|i| {
+                a.create_set(Owner::new(OwnerKind::Mdev, i as u64), 40)
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let owner: Arc<Vec<AtomicU64>> =
+        Arc::new((0..1usize << BITS).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors: Arc<Mutex<Vec<String>>> = Default::default();
+    let lookups = Arc::new(AtomicUsize::new(0));
+    // Data: PASID in the high half, writer index + 1 in the low half.
+    let readers: Vec<_> = (0..READERS)
+        .map(|i| {
+            let (a, sets, stop, errors, lookups) = (
+                a.clone(),
+                sets.clone(),
+                stop.clone(),
+                errors.clone(),
+                lookups.clone(),
+            );
+            thread::spawn(move || {
+                let mut r = Rng(0x1234_5678 + i as u64);
+                while !stop.load(SeqCst) {
+                    let p = r.below(1 << BITS) as Pasid;
+                    let si = r.below(WRITERS);
+                    match a.find_word(sets[si], p) {
+                        // 0: allocated, its data not set yet.
+                        Ok(w) if w == 0 || w as u64 == (p as u64) << 32 | (si as u64 + 1) => {}
+                        Ok(w) => errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("{p} of set {si}: word {w:#x}")),
+                        Err(Error::PasidNotFound | Error::NotOwner) => {}
+                        Err(e) => errors.lock().unwrap().push(format!("find_word {p}: {e:?}")),
+                    }
+                    lookups.fetch_add(1, SeqCst);
+                }
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let (a, sets, owner, errors) = (a.clone(), sets.clone(), owner.clone(), errors.clone());
+            thread::spawn(move || {
+                let mut r = Rng(0xdead_beef + i as u64);
+                let set = sets[i];
+                let tag = |p: Pasid| (p as u64) << 32 | (i as u64 + 1);
+                let mut mine: Vec<Pasid> = vec![];
+                for _ in 0..OPS / 2 {
+                    if mine.is_empty() || (r.below(2) == 0 && mine.len() < 40) {
+                        let p = match a.alloc(set, 0, (1 << BITS) - 1, 0) {
+                            Ok(p) => p,
+                            Err(Error::NoSpace) => continue,
+                            Err(e) => {
+                                errors.lock().unwrap().push(format!("alloc: {e:?}"));
+                                continue;
+                            }
+                        };
+                        if owner[p as usize].swap(i as u64 + 1, SeqCst) != 0 {
+                            errors.lock().unwrap().push(format!("{p} handed out twice"));
+                        }
+                        a.set_data(set, p, tag(p)).unwrap();
+                        mine.push(p);
+                    } else {
+                        let p = mine.swap_remove(r.below(mine.len()));
+                        if a.find_word(set, p) != Ok(tag(p) as usize) {
+                            errors
+                                .lock()
+                                .unwrap()
+                                .push(format!("own {p}: {:?}", a.find_word(set, p)));
+                        }
+                        // Sometimes free while referenced, the last put releasing it.
+                        let held = r.below(3) == 0 && a.get(set, p).is_ok();
+                        owner[p as usize].store(0, SeqCst);
+                        a.free(set, p).unwrap();
+                        // Only this thread allocates for `set`; another writer may have got
+                        // `p` already (`NotOwner`).
+                        if !held
+                            && !matches!(
+                                a.find_word(set, p),
+                                Err(Error::PasidNotFound | Error::NotOwner)
+                            )
+                        {
+                            errors
+                                .lock()
+                                .unwrap()
+                                .push(format!("{p} findable after free"));
+                        }
+                        if held {
+                            // Referenced: not released, so nobody else can have it.
+                            if a.find_word(set, p) != Err(Error::PasidNotFound) {
+                                errors.lock().unwrap().push(format!("freed {p} findable"));
+                            }
+                            a.put(set, p).unwrap();
+                        }
+                    }
+                }
+                for p in mine {
+                    owner[p as usize].store(0, SeqCst);
+                    a.free(set, p).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in writers {
+        h.join().unwrap();
+    }
+    stop.store(true, SeqCst);
+    for h in readers {
+        h.join().unwrap();
+    }
+    let errors = errors.lock().unwrap().clone();
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(10)]
+    );
+    assert!(lookups.load(SeqCst) > 1000, "readers barely ran");
+    for &s in sets.iter() {
+        assert_eq!(a.set_info(s).unwrap().usage, 0);
+        a.destroy_set(s).unwrap();
+    }
+    assert_eq!(a.with_core(|c| (c.live(), c.nr_sets())), (0, 0));
 }

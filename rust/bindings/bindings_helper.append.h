@@ -1,5 +1,6 @@
 /* Project overlay: headers and constants for the abstractions in rust/kernel/. */
 #include <linux/idr.h>
+#include <linux/rcupdate.h>
 #include <linux/xarray.h>
 
 const gfp_t RUST_CONST_HELPER_XA_FLAGS_ALLOC = XA_FLAGS_ALLOC;

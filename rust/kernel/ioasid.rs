@@ -6,7 +6,8 @@
 //! from the very same files, see `docs/portable-code.md`). This module plugs in the kernel's
 //! pieces and owns the one instance every driver shares:
 //!
-//! - storage: [`XArrayMap`] (allocating XArrays of boxed entries, `GFP_KERNEL`);
+//! - storage: [`XArrayMap`] (allocating XArrays of entries in recycled, type-stable slots,
+//!   `GFP_KERNEL`), with lockless readers for `find` ([`XArrayMapReader`]);
 //! - locks: two [`Mutex`]es (the state lock and the notifier lock; notifiers may sleep);
 //! - private data: an opaque `usize` cookie per PASID (what C callers keep in `void *`);
 //! - notifiers and custom allocators: `Arc<dyn ...>` handles.
@@ -42,7 +43,7 @@ use crate::{
     new_mutex,
     prelude::*,
     sync::{Arc, Mutex},
-    xarray::{AllocKind, XArrayMap},
+    xarray::{AllocKind, XArrayMap, XArrayMapReader},
 };
 use core::{
     ops::RangeInclusive,
@@ -66,6 +67,20 @@ fn store_error(e: Error) -> portable::StoreError {
         portable::StoreError::Full
     } else {
         portable::StoreError::NoMemory
+    }
+}
+
+/// [`portable::RcuReader`] over an [`XArrayMapReader`].
+pub struct XaReader<T: 'static>(XArrayMapReader<T>);
+
+// SAFETY: `XArrayMapReader::read` validates the slot it read (its seq and index), keeps it
+// readable under `rcu_read_lock` (slots are type-stable and freed only after a grace period),
+// and returns `Some` only for a slot that held the entry at `id` throughout. The map is alive
+// for the call: readers come from `Kernel::pasid_reader`, whose caller keeps the store alive.
+unsafe impl<T: 'static> portable::RcuReader<T> for XaReader<T> {
+    fn read<R>(&self, id: u32, f: impl FnOnce(core::ptr::NonNull<T>) -> R) -> Option<R> {
+        // SAFETY: the store is alive (see the `unsafe impl` comment).
+        unsafe { self.0.read(id, f) }
     }
 }
 
@@ -135,6 +150,9 @@ impl portable::Backend for Kernel {
     type PasidStore = XaStore<portable::PasidEntry<usize>>;
     type SetStore = XaStore<portable::SetEntry>;
     type Allocator = CustomAllocator;
+    fn data_word(data: &usize) -> usize {
+        *data
+    }
 }
 
 impl portable::Platform for Kernel {
@@ -142,6 +160,10 @@ impl portable::Platform for Kernel {
     type NotifierStore = XaStore<portable::Subscription<Notifier>>;
     type StateLock = MutexLock<portable::IoasidCore<Kernel>>;
     type NotifierLock = MutexLock<portable::Notifiers<Kernel>>;
+    type PasidReader = XaReader<portable::PasidEntry<usize>>;
+    unsafe fn pasid_reader(store: &Self::PasidStore) -> Self::PasidReader {
+        XaReader(store.0.reader())
+    }
 }
 
 /// A PASID allocator instance with the kernel's types.
@@ -245,9 +267,10 @@ impl<'a> PasidSet<'a> {
         self.ioasid.put(self.id, pasid).map_err(|e| to_error(e, "ioasid: put"))
     }
 
-    /// The private data of `pasid` (only for PASIDs of this set).
+    /// The private data of `pasid` (only for PASIDs of this set): a lockless lookup
+    /// ([`Ioasid::find_word`](portable::Ioasid::find_word), `xa_load` under `rcu_read_lock`).
     pub fn find(&self, pasid: Pasid) -> Result<usize> {
-        self.ioasid.find(self.id, pasid).map_err(|e| to_error(e, "ioasid: find"))
+        self.ioasid.find_word(self.id, pasid).map_err(|e| to_error(e, "ioasid: find"))
     }
 
     /// Replaces the private data of `pasid`; returns the old data.

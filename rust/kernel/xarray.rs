@@ -33,7 +33,13 @@ use crate::{
     pin_init,
     types::{ForeignOwnable, Opaque},
 };
-use core::{marker::PhantomData, ops::RangeInclusive};
+use core::{
+    marker::PhantomData,
+    mem::MaybeUninit,
+    ops::RangeInclusive,
+    ptr::NonNull,
+    sync::atomic::{AtomicU32, Ordering},
+};
 use macros::{pin_data, pinned_drop};
 
 /// Which indices an allocating XArray hands out first.
@@ -217,69 +223,271 @@ impl<T: ForeignOwnable> Drop for Guard<'_, T> {
     }
 }
 
-/// An XArray of boxed values that is only used under an outer lock (or by one owner).
+/// The memory an [`XArrayMap`] entry lives in.
+///
+/// Slots are *type-stable*: once a slot was handed to the array it is only ever reused for
+/// another entry of the same map, or freed after an RCU grace period, so a lockless reader
+/// that found it with `xa_load` can always read it. `seq` and `id` tell the reader whether the
+/// slot still holds the entry it looked up.
+#[repr(C)]
+struct Slot<T> {
+    /// Even while the slot holds the entry at `id`, odd while it is free or being set up.
+    seq: AtomicU32,
+    /// The index of the entry the slot holds (valid while `seq` is even).
+    id: AtomicU32,
+    /// Next free slot (owner only, while free).
+    next_free: *mut Slot<T>,
+    /// For the RCU-deferred free of slots beyond the free list's capacity.
+    rcu: Opaque<bindings::callback_head>,
+    value: MaybeUninit<T>,
+}
+
+/// Free slots an [`XArrayMap`] keeps for reuse; beyond this, removed slots are freed (after a
+/// grace period).
+const MAX_FREE_SLOTS: usize = 256;
+
+/// An XArray of boxed values that is only used under an outer lock (or by one owner), with
+/// optional lockless readers.
 ///
 /// Unlike [`XArray`], whose entries can be erased by anyone holding `&XArray`, every change here
 /// needs `&mut self`. That is what lets [`get`](XArrayMap::get) hand out a plain `&T` that lives
 /// as long as the shared borrow of the map, and [`get_mut`](XArrayMap::get_mut) a `&mut T`: the
 /// shape of a map that portable code (for example the PASID allocator's `IdStore`) expects.
 ///
+/// Entries live in slots that are recycled through a free list (no allocation per entry in
+/// steady state) and are only freed after an RCU grace period, which is what makes
+/// [`XArrayMapReader`] sound.
+///
 /// # Invariants
 ///
-/// The inner array is never reachable except through this type, and every entry in it was made
-/// by `KBox::<T>::into_foreign`, which is `KBox::into_raw`: entries are valid `*mut T`.
+/// The inner array is never reachable except through this type (and readers), and every entry
+/// in it is a `*mut Slot<T>` from `KBox::into_raw` whose `value` is initialised. Slots on the
+/// free list (`free`, `nr_free` of them) hold no value. A slot is freed only by `Drop` (no
+/// reader can be running: readers are used under a borrow of the map's owner) or with
+/// `kvfree_call_rcu`.
 pub struct XArrayMap<T: 'static> {
-    xa: core::pin::Pin<crate::alloc::KBox<XArray<crate::alloc::KBox<T>>>>,
+    xa: core::pin::Pin<crate::alloc::KBox<XArray<crate::alloc::KBox<Slot<T>>>>>,
+    free: *mut Slot<T>,
+    nr_free: usize,
+    /// The slots of the two most recently stored or looked-up (`get_mut`) indices (null: no
+    /// entry), so that the owner's repeated accesses to the same entries (alloc then fill in,
+    /// the list neighbour, the set of every operation) skip the `xa_load` walk. A cached slot
+    /// is valid until its index is removed, which clears it.
+    cache: [(u32, *mut Slot<T>); 2],
+    /// The cache entry to replace next.
+    victim: usize,
 }
+
+// SAFETY: the map owns its `T`s; the raw pointers are to slots it owns.
+unsafe impl<T: Send> Send for XArrayMap<T> {}
+// SAFETY: `&self` methods only read entries (`get`, `next`), as a `&T` would allow; the map is
+// used under an outer lock (type documentation) and `XArray` has the same requirement.
+unsafe impl<T: Send> Sync for XArrayMap<T> {}
 
 impl<T: 'static> XArrayMap<T> {
     /// An empty map.
     pub fn new(kind: AllocKind, gfp: Flags) -> Result<Self> {
-        Ok(Self { xa: crate::alloc::KBox::pin_init(XArray::new(kind), gfp)? })
+        Ok(Self {
+            xa: crate::alloc::KBox::pin_init(XArray::new(kind), gfp)?,
+            free: core::ptr::null_mut(),
+            nr_free: 0,
+            cache: [(0, core::ptr::null_mut()); 2],
+            victim: 0,
+        })
     }
 
-    /// Boxes `value` and stores it at the lowest free index in `range` (`EBUSY` if none,
-    /// `ENOMEM`). `gfp` is used for the box and the array's nodes.
+    fn cached(&self, index: u32) -> *mut Slot<T> {
+        for &(i, s) in &self.cache {
+            if i == index && !s.is_null() {
+                return s;
+            }
+        }
+        core::ptr::null_mut()
+    }
+
+    fn remember(&mut self, index: u32, s: *mut Slot<T>) {
+        self.cache[self.victim] = (index, s);
+        self.victim ^= 1;
+    }
+
+    fn raw(&self) -> *mut bindings::xarray {
+        self.xa.xa.get()
+    }
+
+    /// A free slot: from the free list, else freshly allocated. Its `seq` is odd.
+    fn take_slot(&mut self, gfp: Flags) -> Result<*mut Slot<T>> {
+        if !self.free.is_null() {
+            let s = self.free;
+            // SAFETY: slots on the free list are valid and owned by the map (invariant).
+            self.free = unsafe { (*s).next_free };
+            self.nr_free -= 1;
+            return Ok(s);
+        }
+        let slot = crate::alloc::KBox::new(
+            Slot {
+                seq: AtomicU32::new(1),
+                id: AtomicU32::new(0),
+                next_free: core::ptr::null_mut(),
+                rcu: Opaque::uninit(),
+                value: MaybeUninit::uninit(),
+            },
+            gfp,
+        )?;
+        Ok(crate::alloc::KBox::into_raw(slot))
+    }
+
+    /// Gives back a slot that holds no value and is not in the array (readers may still look
+    /// at it if it was).
+    fn put_slot(&mut self, s: *mut Slot<T>) {
+        if self.nr_free < MAX_FREE_SLOTS {
+            // SAFETY: `s` is a valid slot owned by the map.
+            unsafe { (*s).next_free = self.free };
+            self.free = s;
+            self.nr_free += 1;
+        } else {
+            // SAFETY: `s` came from `KBox::into_raw` (kmalloc) and is no longer used by the map;
+            // lockless readers may still hold it, hence the free after a grace period.
+            unsafe { bindings::kvfree_call_rcu((*s).rcu.get(), s.cast()) };
+        }
+    }
+
+    /// Publishes a slot just stored at `id`: readers accept it from now on.
+    ///
+    /// # Safety
+    ///
+    /// `s` is a slot of the map, with a value, stored at `id`.
+    unsafe fn publish(s: *mut Slot<T>, id: u32) {
+        // SAFETY: `s` is valid (caller).
+        unsafe {
+            (*s).id.store(id, Ordering::Relaxed);
+            (*s).seq.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Stores `value` at the lowest free index in `range` (`EBUSY` if none, `ENOMEM`). `gfp` is
+    /// used for the slot (when none is free) and the array's nodes.
     pub fn alloc(&mut self, range: RangeInclusive<u32>, value: T, gfp: Flags) -> Result<u32> {
-        let entry = crate::alloc::KBox::new(value, gfp)?;
-        self.xa.lock().alloc(range, entry, gfp)
+        if range.is_empty() {
+            return Err(crate::error::code::EINVAL);
+        }
+        let s = self.take_slot(gfp)?;
+        // SAFETY: a free slot holds no value.
+        unsafe { slot_value(s).write(value) };
+        let limit = bindings::xa_limit { min: *range.start(), max: *range.end() };
+        let mut id = 0u32;
+        let xa = self.raw();
+        // SAFETY: the array is initialised; `__xa_alloc` is called with its lock held; `s` is an
+        // aligned pointer (not an internal XArray value). It may drop and retake the lock to
+        // allocate nodes.
+        let ret = unsafe {
+            bindings::xa_lock(xa);
+            let ret = bindings::__xa_alloc(xa, &mut id, s.cast(), limit, gfp.as_raw());
+            bindings::xa_unlock(xa);
+            ret
+        };
+        if let Err(e) = to_result(ret) {
+            // SAFETY: the value was written above and the slot was not stored.
+            drop(unsafe { slot_value(s).read() });
+            self.put_slot(s);
+            return Err(e);
+        }
+        // SAFETY: `s` holds a value and is stored at `id`.
+        unsafe { Self::publish(s, id) };
+        self.remember(id, s);
+        Ok(id)
     }
 
-    /// Boxes `value` and stores it at `index`, which must be free (`EBUSY` otherwise).
+    /// Stores `value` at `index`, which must be free (`EBUSY` otherwise).
     pub fn insert(&mut self, index: u32, value: T, gfp: Flags) -> Result {
         if !self.load_raw(index).is_null() {
             return Err(crate::error::code::EBUSY);
         }
-        let entry = crate::alloc::KBox::new(value, gfp)?;
-        self.xa.lock().store(index, entry, gfp).map(|_| ())
+        let s = self.take_slot(gfp)?;
+        // SAFETY: a free slot holds no value.
+        unsafe { slot_value(s).write(value) };
+        let xa = self.raw();
+        // SAFETY: as in `alloc`, for `__xa_insert`.
+        let ret = unsafe {
+            bindings::xa_lock(xa);
+            let ret = bindings::__xa_insert(xa, index as _, s.cast(), gfp.as_raw());
+            bindings::xa_unlock(xa);
+            ret
+        };
+        if let Err(e) = to_result(ret) {
+            // SAFETY: as in `alloc`.
+            drop(unsafe { slot_value(s).read() });
+            self.put_slot(s);
+            return Err(e);
+        }
+        // SAFETY: `s` holds a value and is stored at `index`.
+        unsafe { Self::publish(s, index) };
+        self.remember(index, s);
+        Ok(())
     }
 
-    /// The raw entry at `index`, read without the array's spinlock: `xa_load` is RCU-safe,
-    /// and no entry can be erased while `&self` is held since that takes `&mut self`.
-    fn load_raw(&self, index: u32) -> *mut T {
+    /// The slot at `index` (null if none), read without the array's spinlock: `xa_load` is
+    /// RCU-safe, and no entry can be erased while `&self` is held since that takes `&mut self`.
+    fn load_raw(&self, index: u32) -> *mut Slot<T> {
         // SAFETY: the array is initialised (invariant of `XArray`).
-        unsafe { bindings::xa_load(self.xa.xa.get(), index as _) }.cast::<T>()
+        unsafe { bindings::xa_load(self.raw(), index as _) }.cast::<Slot<T>>()
     }
 
     /// The value at `index`.
     pub fn get(&self, index: u32) -> Option<&T> {
-        let p = self.load_raw(index);
-        // SAFETY: non-null entries are valid `*mut T` (type invariant); removing one needs
+        let mut s = self.cached(index);
+        if s.is_null() {
+            s = self.load_raw(index);
+        }
+        if s.is_null() {
+            return None;
+        }
+        // SAFETY: stored slots hold an initialised value (type invariant); removing it needs
         // `&mut self`, so it outlives the returned shared borrow of `self`.
-        unsafe { p.as_ref() }
+        Some(unsafe { &*slot_value(s) })
     }
 
     /// The value at `index`, mutably.
     pub fn get_mut(&mut self, index: u32) -> Option<&mut T> {
-        let p = self.load_raw(index);
+        let mut s = self.cached(index);
+        if s.is_null() {
+            s = self.load_raw(index);
+            if s.is_null() {
+                return None;
+            }
+            self.remember(index, s);
+        }
         // SAFETY: as in `get`; `&mut self` excludes every other borrow of any entry.
-        unsafe { p.as_mut() }
+        Some(unsafe { &mut *slot_value(s) })
     }
 
-    /// Removes the value at `index`.
+    /// Removes the value at `index`. Its slot goes back to the free list.
     pub fn remove(&mut self, index: u32) -> Option<T> {
-        let entry = self.xa.lock().erase(index)?;
-        Some(crate::alloc::KBox::into_inner(entry))
+        let xa = self.raw();
+        // SAFETY: the array is initialised; `__xa_erase` is called with its lock held.
+        let s = unsafe {
+            bindings::xa_lock(xa);
+            let p = bindings::__xa_erase(xa, index as _);
+            bindings::xa_unlock(xa);
+            p
+        }
+        .cast::<Slot<T>>();
+        if s.is_null() {
+            return None;
+        }
+        for c in &mut self.cache {
+            if c.0 == index {
+                c.1 = core::ptr::null_mut();
+            }
+        }
+        // SAFETY: a stored slot is valid. Odd `seq`: readers that validate from now on reject
+        // the slot; the fence orders the later reuse's writes after the increment.
+        unsafe { (*s).seq.fetch_add(1, Ordering::Relaxed) };
+        core::sync::atomic::fence(Ordering::Release);
+        // SAFETY: the slot held an initialised value, moved out here (the bytes stay for
+        // readers until the slot is reused).
+        let value = unsafe { slot_value(s).read() };
+        self.put_slot(s);
+        Some(value)
     }
 
     /// The lowest present index `>= from` and its value.
@@ -287,11 +495,106 @@ impl<T: 'static> XArrayMap<T> {
         let mut index: usize = from as usize;
         // SAFETY: the array is initialised; `index` is a valid in/out pointer; `xa_find` is
         // RCU-safe and entries cannot be erased while `&self` is held.
-        let p = unsafe {
-            bindings::xa_find(self.xa.xa.get(), &mut index, u32::MAX as _, bindings::XA_PRESENT)
-        };
-        let index = index as u32;
+        let s = unsafe {
+            bindings::xa_find(self.raw(), &mut index, u32::MAX as _, bindings::XA_PRESENT)
+        }
+        .cast::<Slot<T>>();
+        if s.is_null() {
+            return None;
+        }
         // SAFETY: as in `get`.
-        unsafe { p.cast::<T>().as_ref() }.map(|v| (index, v))
+        Some((index as u32, unsafe { &*slot_value(s) }))
     }
+
+    /// A lockless reader of the map's entries.
+    pub fn reader(&self) -> XArrayMapReader<T> {
+        XArrayMapReader { xa: self.raw(), _slots: PhantomData }
+    }
+}
+
+impl<T: 'static> Drop for XArrayMap<T> {
+    fn drop(&mut self) {
+        // No reader runs any more (they are used under a borrow of the map's owner), so slots
+        // can be freed at once.
+        while let Some((index, _)) = self.next(0) {
+            let xa = self.raw();
+            // SAFETY: as in `remove`.
+            let s = unsafe {
+                bindings::xa_lock(xa);
+                let p = bindings::__xa_erase(xa, index as _);
+                bindings::xa_unlock(xa);
+                p
+            }
+            .cast::<Slot<T>>();
+            // SAFETY: a stored slot holds a value; it is dropped, then the slot freed.
+            unsafe {
+                slot_value(s).drop_in_place();
+                drop(crate::alloc::KBox::from_raw(s));
+            }
+        }
+        while !self.free.is_null() {
+            let s = self.free;
+            // SAFETY: free slots are valid, hold no value, and came from `KBox::into_raw`.
+            unsafe {
+                self.free = (*s).next_free;
+                drop(crate::alloc::KBox::from_raw(s));
+            }
+        }
+    }
+}
+
+/// Lockless (RCU) read access to an [`XArrayMap`]'s entries.
+///
+/// # Invariants
+///
+/// `xa` is the array of an [`XArrayMap<T>`]; [`read`](XArrayMapReader::read)'s caller keeps
+/// that map alive.
+pub struct XArrayMapReader<T> {
+    xa: *mut bindings::xarray,
+    _slots: PhantomData<*const T>,
+}
+
+// SAFETY: a reader only reads atomics of slots, under `rcu_read_lock`, from any thread.
+unsafe impl<T: Send + Sync> Send for XArrayMapReader<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for XArrayMapReader<T> {}
+
+impl<T> XArrayMapReader<T> {
+    /// Under `rcu_read_lock`: `xa_load(id)`, then `f` on the entry, whose result is returned
+    /// only if the slot held the entry at `id` throughout (its `seq` and `id` validate it, as a
+    /// seqlock would); `None` if there was no entry or it was removed or replaced meanwhile.
+    ///
+    /// `f` gets a pointer to memory that may be changed concurrently (by the map's owner, or by
+    /// the reuse of the slot for another entry): it must only read atomics and not trust them
+    /// beyond returning them.
+    ///
+    /// # Safety
+    ///
+    /// The map this reader came from is alive for the call.
+    pub unsafe fn read<R>(&self, id: u32, f: impl FnOnce(NonNull<T>) -> R) -> Option<R> {
+        let rcu = crate::rcu::read_lock();
+        // SAFETY: the array is alive (caller) and initialised.
+        let s = unsafe { bindings::xa_load(self.xa, id as _) }.cast::<Slot<T>>();
+        let r = (!s.is_null()).then(|| {
+            // SAFETY: a slot seen in the array stays allocated until a grace period after it is
+            // given up (type invariant of `XArrayMap`), and we hold `rcu_read_lock`.
+            let (seq, slot_id) = unsafe { (&(*s).seq, &(*s).id) };
+            // Acquire: the slot's contents read below are at least as new as this `seq`.
+            let start = seq.load(Ordering::Acquire);
+            if start & 1 != 0 || slot_id.load(Ordering::Relaxed) != id {
+                return None;
+            }
+            // SAFETY: non-null: computed from a valid slot pointer.
+            let r = f(unsafe { NonNull::new_unchecked(slot_value(s)) });
+            core::sync::atomic::fence(Ordering::Acquire);
+            (seq.load(Ordering::Relaxed) == start).then_some(r)
+        });
+        drop(rcu);
+        r.flatten()
+    }
+}
+
+/// The value inside slot `s` (only the address is computed: `s` may be dangling).
+fn slot_value<T>(s: *mut Slot<T>) -> *mut T {
+    s.cast::<u8>().wrapping_add(core::mem::offset_of!(Slot<T>, value)).cast::<T>()
 }

@@ -127,6 +127,53 @@ fn basic_cases(suite: &mut Suite) {
         let _ = io.unsubscribe(sub);
         Ok(())
     });
+    suite.run("lockless_find_matches_locked_find", |case| {
+        let io = instance(case, 8)?;
+        let a = set(case, &io, 64)?;
+        let b = set(case, &io, 64)?;
+        let (ai, bi) = (a.id(), b.id());
+        let p = case.check("alloc", a.alloc(1..=255, 0x1234))?;
+        for (s, q) in [(ai, p), (bi, p), (ai, p + 1), (ai, 0), (ai, 255)] {
+            let (w, f) = (io.find_word(s, q), io.find(s, q));
+            labtest_ensure!(case, w == f, "find_word({s}, {q}) {w:?} but find {f:?}");
+        }
+        labtest_ensure!(case, a.find(p) == Ok(0x1234), "lockless find: {:?}", a.find(p));
+        labtest_ensure!(case, b.find(p) == Err(EACCES), "other set: {:?}", b.find(p));
+        case.check("set_data", a.set_data(p, 0x5678))?;
+        labtest_ensure!(case, a.find(p) == Ok(0x5678), "after set_data: {:?}", a.find(p));
+        labtest_ensure!(case, a.get(p) == Ok(1), "get");
+        case.check("free", a.free(p))?;
+        labtest_ensure!(case, a.find(p) == Err(ENOENT), "freed, referenced: {:?}", a.find(p));
+        labtest_ensure!(case, b.find(p) == Err(EACCES), "freed, other set: {:?}", b.find(p));
+        case.check("put", a.put(p))?;
+        labtest_ensure!(case, a.find(p) == Err(ENOENT), "released: {:?}", a.find(p));
+        // The slot is reused at once by another set's PASID: the old lookup key must not match.
+        let q = case.check("alloc", b.alloc(1..=255, 0x9abc))?;
+        labtest_ensure!(case, q == p, "expected {p} again, got {q}");
+        labtest_ensure!(case, a.find(p) == Err(EACCES) && b.find(q) == Ok(0x9abc), "after reuse");
+        Ok(())
+    });
+    suite.run("slots_recycled_and_rcu_freed", |case| {
+        // More frees than the free list keeps: the rest go through kvfree_call_rcu (kmemleak
+        // and KASAN watch this in the debug flavour).
+        let io = instance(case, 12)?;
+        let s = set(case, &io, 2000)?;
+        for round in 0..3usize {
+            let mut v = KVec::new();
+            for i in 0..1000usize {
+                let p = case.check("alloc", s.alloc(1..=4095, round * 10_000 + i))?;
+                case.check("push", v.push(p, GFP_KERNEL).map_err(Into::into))?;
+            }
+            for (i, &p) in v.iter().enumerate() {
+                labtest_ensure!(case, s.find(p) == Ok(round * 10_000 + i), "find {p}");
+            }
+            for &p in v.iter() {
+                case.check("free", s.free(p))?;
+            }
+        }
+        labtest_ensure!(case, io.with_core(|c| c.live()) == 0, "live after frees");
+        Ok(())
+    });
     suite.run("system_allocator_is_one_instance", |case| {
         let a = case.check("system", ioasid::system())?;
         let b = case.check("system", ioasid::system())?;
@@ -180,8 +227,20 @@ fn concurrency_case(suite: &mut Suite) {
                     match st.io.alloc(st.set, 1, 4095, tag) {
                         // Our data must still be ours: nobody else may hold this PASID.
                         Ok(p) => {
-                            if st.io.find(st.set, p) != Ok(tag) || st.io.free(st.set, p).is_err() {
+                            if st.io.find(st.set, p) != Ok(tag)
+                                || st.io.find_word(st.set, p) != Ok(tag)
+                                || st.io.free(st.set, p).is_err()
+                            {
                                 st.errors.fetch_add(1, Ordering::SeqCst);
+                            }
+                            // A lockless lookup of someone else's PASID never returns our tag
+                            // or a tag of another PASID (tags carry the worker, not the PASID,
+                            // so just check it is not ours).
+                            let other = 1 + (p + 1) % 4095;
+                            if let Ok(t) = st.io.find_word(st.set, other) {
+                                if t == tag {
+                                    st.errors.fetch_add(1, Ordering::SeqCst);
+                                }
                             }
                         }
                         Err(_) => {

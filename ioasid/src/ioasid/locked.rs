@@ -5,8 +5,8 @@ use core::fmt;
 
 use super::store::for_each;
 use super::{
-    Backend, Error, FreeNotifier, IdStore, IoasidCore, Lock, Owner, Pasid, PasidInfo, Rejected,
-    Release, ReleaseChain, SetId, SetInfo, StoreError, Teardown,
+    Backend, Error, FreeNotifier, IdStore, IoasidCore, Lock, Owner, Pasid, PasidEntry, PasidInfo,
+    RcuReader, Rejected, Release, ReleaseChain, SetId, SetInfo, StoreError, Teardown,
 };
 
 /// The types a platform plugs into [`Ioasid`], on top of those of [`Backend`].
@@ -21,6 +21,15 @@ pub trait Platform: Backend + Sized {
     type StateLock: Lock<Target = IoasidCore<Self>>;
     /// The notifier lock: held while notifiers run (a mutex if they may sleep).
     type NotifierLock: Lock<Target = Notifiers<Self>>;
+    /// Lockless read access to the PASID store ([`Ioasid::find_word`]).
+    type PasidReader: RcuReader<PasidEntry<Self::Data>>;
+
+    /// A reader of `store` (called once, by [`Ioasid::new`]).
+    ///
+    /// # Safety
+    ///
+    /// The caller uses the reader only while `store` exists (it may be moved meanwhile).
+    unsafe fn pasid_reader(store: &Self::PasidStore) -> Self::PasidReader;
 }
 
 /// A stored subscription (opaque; public only so that platforms can name its store).
@@ -79,12 +88,21 @@ impl<P: Platform> Notifiers<P> {
 pub struct Ioasid<P: Platform> {
     state: P::StateLock,
     notifiers: P::NotifierLock,
+    /// Reads the PASID store inside `state` without the lock; valid as long as `state` is.
+    reader: P::PasidReader,
 }
 
 impl<P: Platform> Ioasid<P> {
     /// The allocator over a locked [`IoasidCore`] and locked (empty) [`Notifiers`].
     pub fn new(state: P::StateLock, notifiers: P::NotifierLock) -> Self {
-        Ioasid { state, notifiers }
+        // SAFETY: the reader is a field next to `state`, which owns the store for good (the
+        // core never replaces it), and is dropped with it.
+        let reader = state.with(|c| unsafe { P::pasid_reader(c.pasid_store()) });
+        Ioasid {
+            state,
+            notifiers,
+            reader,
+        }
     }
 
     /// Read-only access to the state, under the state lock (for queries not wrapped here).
@@ -137,7 +155,7 @@ impl<P: Platform> Ioasid<P> {
     /// Frees `pasid` of `set` ([`IoasidCore::free`]); if that released it, the free
     /// notifications are delivered before returning.
     pub fn free(&self, set: SetId, pasid: Pasid) -> Result<(), Error> {
-        self.release_op(|c| c.free(set, pasid))
+        self.release_op(|c| c.free_unnotified(set, pasid), |c| c.free(set, pasid))
     }
 
     /// See [`IoasidCore::get`].
@@ -148,7 +166,7 @@ impl<P: Platform> Ioasid<P> {
     /// Drops a reference ([`IoasidCore::put`]); if that released the PASID, the free
     /// notifications are delivered before returning.
     pub fn put(&self, set: SetId, pasid: Pasid) -> Result<(), Error> {
-        self.release_op(|c| c.put(set, pasid))
+        self.release_op(|c| c.put_unnotified(set, pasid), |c| c.put(set, pasid))
     }
 
     /// A copy of the private data of `pasid` ([`IoasidCore::find`]).
@@ -157,6 +175,19 @@ impl<P: Platform> Ioasid<P> {
         P::Data: Clone,
     {
         self.state.with(|c| c.find(set, pasid).cloned())
+    }
+
+    /// The [`data_word`](Backend::data_word) of the private data of `pasid`, looked up without
+    /// the state lock (one lockless store read, e.g. `xa_load` under `rcu_read_lock`): the
+    /// same checks and errors as [`find`](Ioasid::find), a snapshot just the same. It never
+    /// returns the word of a PASID that was released before the call started, nor of
+    /// another set's PASID.
+    pub fn find_word(&self, set: SetId, pasid: Pasid) -> Result<usize, Error> {
+        self.reader
+            // SAFETY: `read` keeps the entry readable while the closure runs, and only returns
+            // the result if the entry stayed the one at `pasid` meanwhile.
+            .read(pasid, |e| unsafe { PasidEntry::find_word_raw(e, set) })
+            .unwrap_or(Err(Error::PasidNotFound))
     }
 
     /// Runs `f` on the private data of `pasid` under the state lock ([`IoasidCore::find`]).
@@ -240,11 +271,17 @@ impl<P: Platform> Ioasid<P> {
         self.state.with(|c| c.dump(w))
     }
 
+    /// Runs `fast` (no subscribers: releases are completed at once, one critical section, the
+    /// notifier lock untouched) or `op` (releases are notified) under the state lock.
     fn release_op(
         &self,
+        fast: impl FnOnce(&mut IoasidCore<P>) -> Result<Option<P::Data>, Error>,
         op: impl FnOnce(&mut IoasidCore<P>) -> Result<ReleaseChain, Error>,
     ) -> Result<(), Error> {
         let (chain, first, dropped) = self.state.with(|c| {
+            if c.subscribers() == 0 {
+                return Ok((ReleaseChain::new(), None, fast(c)?));
+            }
             let mut chain = op(c)?;
             let (first, dropped) = advance(c, &mut chain, None);
             Ok::<_, Error>((chain, first, dropped))

@@ -41,4 +41,4 @@ pub use state::{
     Backend, IoasidCore, Owner, OwnerKind, Pasid, PasidEntry, PasidInfo, PasidState, Release,
     ReleaseChain, SetEntry, SetId, SetInfo, Teardown,
 };
-pub use store::{IdStore, StoreError};
+pub use store::{IdStore, RcuReader, StoreError};

@@ -2,6 +2,7 @@
 //! The allocator state ([`IoasidCore`]): `&mut self` operations, to be run under the state lock.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use super::config::Space;
 use super::{Config, Error, IdStore, PasidAllocator, Rejected, StoreError};
@@ -119,11 +120,27 @@ impl PasidState {
     }
 }
 
+/// [`PasidEntry::visible`]: releasing (not findable, not even by its set).
+pub(super) const VIS_RELEASING: u8 = 0;
+/// [`PasidEntry::visible`]: freed while referenced.
+pub(super) const VIS_FREED: u8 = 1;
+/// [`PasidEntry::visible`]: active, findable by its set.
+pub(super) const VIS_ACTIVE: u8 = 2;
+
 /// The stored record of one PASID (opaque; public only so that platforms can name
 /// `IdStore<PasidEntry<D>>`).
+///
+/// Lockless readers ([`RcuReader`](super::RcuReader)) read only the atomics `owner`, `visible`
+/// and `word`; every other field is state-lock only.
 #[derive(Debug)]
 pub struct PasidEntry<D> {
     set: SetId,
+    /// `set.to_raw()`, for lockless readers; never changes while the entry is stored.
+    owner: AtomicU64,
+    /// `state` for lockless readers (`VIS_*`); written under the state lock with `state`.
+    visible: AtomicU8,
+    /// [`Backend::data_word`] of `data`, for lockless readers; written under the state lock.
+    word: AtomicUsize,
     state: PasidState,
     /// References taken with `get` (the allocation reference is `state == Active`).
     refs: u32,
@@ -262,6 +279,15 @@ pub trait Backend {
     type SetStore: IdStore<SetEntry>;
     /// Handle to a custom allocator ([`NoAllocator`](super::NoAllocator) if there is none).
     type Allocator: PasidAllocator;
+
+    /// The word that lockless lookups ([`Ioasid::find_word`](super::Ioasid::find_word)) return
+    /// for `data`: the data itself for word-sized data (the kernel's `usize` cookie), or any
+    /// word that identifies it. The default (0 for all data) suits platforms that do not use
+    /// lockless lookups.
+    fn data_word(data: &Self::Data) -> usize {
+        let _ = data;
+        0
+    }
 }
 
 /// The PASID allocator state. Every method takes `&self`/`&mut self`: the caller serialises
@@ -456,8 +482,12 @@ impl<B: Backend> IoasidCore<B> {
         }
         let head = s.head;
         // The data goes in once the entry is stored, so a failed store cannot lose it.
+        let word = B::data_word(&data);
         let entry = || PasidEntry {
             set,
+            owner: AtomicU64::new(set.to_raw()),
+            visible: AtomicU8::new(VIS_ACTIVE),
+            word: AtomicUsize::new(word),
             state: PasidState::Active,
             refs: 0,
             custom,
@@ -579,7 +609,10 @@ impl<B: Backend> IoasidCore<B> {
             Err(err) => return Err(Rejected::new(err, data)),
         };
         match (&e.state, &mut e.data) {
-            (PasidState::Active, Some(d)) => Ok(core::mem::replace(d, data)),
+            (PasidState::Active, Some(d)) => {
+                e.word.store(B::data_word(&data), Ordering::Release);
+                Ok(core::mem::replace(d, data))
+            }
             _ => Err(Rejected::new(Error::PasidNotFound, data)),
         }
     }
@@ -634,7 +667,7 @@ impl<B: Backend> IoasidCore<B> {
         if e.refs == 0 {
             Self::start_release(e, pasid, &mut chain);
         } else {
-            e.state = PasidState::Freed;
+            e.set_state(PasidState::Freed);
         }
         self.unlink(set, prev, next);
         Ok(chain)
@@ -663,11 +696,86 @@ impl<B: Backend> IoasidCore<B> {
     }
 
     fn start_release(e: &mut PasidEntry<B::Data>, pasid: Pasid, chain: &mut ReleaseChain) {
-        e.state = PasidState::Releasing;
+        e.set_state(PasidState::Releasing);
         e.prev = NIL;
         e.next = chain.head;
         chain.head = pasid;
         chain.len = chain.len.saturating_add(1);
+    }
+
+    /// [`free`](IoasidCore::free) for a caller with nobody to notify
+    /// ([`subscribers`](IoasidCore::subscribers) is 0): if that releases the PASID, the release
+    /// is completed at once, as [`next_release`](IoasidCore::next_release) and
+    /// [`complete_release`](IoasidCore::complete_release) would, and the private data is
+    /// returned (`None`: the PASID is still referenced and was only marked freed). About half
+    /// the store operations of the three-step path: one lookup of the entry, its list
+    /// neighbour and its set each, and the erase.
+    ///
+    /// Errors: as [`free`](IoasidCore::free).
+    pub fn free_unnotified(&mut self, set: SetId, pasid: Pasid) -> Result<Option<B::Data>, Error> {
+        let e = self.entry_mut(set, pasid)?;
+        if e.state != PasidState::Active {
+            return Err(Error::PasidNotFound);
+        }
+        let (prev, next) = (e.prev, e.next);
+        e.prev = NIL;
+        e.next = NIL;
+        if e.refs != 0 {
+            e.set_state(PasidState::Freed);
+            self.unlink(set, prev, next);
+            return Ok(None);
+        }
+        // Not findable from here on, also by lockless readers still holding the entry.
+        e.set_state(PasidState::Releasing);
+        let custom = e.custom;
+        if prev != NIL {
+            if let Some(p) = self.pasids.get_mut(prev) {
+                p.next = next;
+            }
+        }
+        if next != NIL {
+            if let Some(n) = self.pasids.get_mut(next) {
+                n.prev = prev;
+            }
+        }
+        let data = self.pasids.remove(pasid).and_then(|e| e.data);
+        self.live = self.live.saturating_sub(1);
+        if custom {
+            self.custom_live = self.custom_live.saturating_sub(1);
+            if let Some(a) = &self.allocator {
+                a.free(pasid);
+            }
+        }
+        let mut drained = false;
+        if let Some(s) = self.sets.get_mut(set.index) {
+            if s.generation == set.generation {
+                if prev == NIL {
+                    s.head = next;
+                }
+                s.active = s.active.saturating_sub(1);
+                s.usage = s.usage.saturating_sub(1);
+                drained = s.dying && s.usage == 0;
+            }
+        }
+        if drained && self.sets.remove(set.index).is_some() {
+            self.nr_sets = self.nr_sets.saturating_sub(1);
+        }
+        Ok(data)
+    }
+
+    /// [`put`](IoasidCore::put) for a caller with nobody to notify: if that releases the PASID,
+    /// the release is completed at once and the private data returned.
+    ///
+    /// Errors: as [`put`](IoasidCore::put).
+    pub fn put_unnotified(&mut self, set: SetId, pasid: Pasid) -> Result<Option<B::Data>, Error> {
+        let mut chain = self.put(set, pasid)?;
+        Ok(self.release_unnotified(&mut chain))
+    }
+
+    /// Completes the release of the (at most one) PASID of `chain` without notifications.
+    fn release_unnotified(&mut self, chain: &mut ReleaseChain) -> Option<B::Data> {
+        let r = self.next_release(chain)?;
+        Some(self.complete_release(r))
     }
 
     /// Tears down `set`: frees every active PASID of the set as [`free`](IoasidCore::free)
@@ -699,7 +807,7 @@ impl<B: Backend> IoasidCore<B> {
                 if e.refs == 0 {
                     Self::start_release(e, cur, &mut chain);
                 } else {
-                    e.state = PasidState::Freed;
+                    e.set_state(PasidState::Freed);
                     report.deferred += 1;
                 }
             }
@@ -872,6 +980,47 @@ impl SetEntry {
 }
 
 impl<D> PasidEntry<D> {
+    fn set_state(&mut self, state: PasidState) {
+        self.state = state;
+        let v = match state {
+            PasidState::Active => VIS_ACTIVE,
+            PasidState::Freed => VIS_FREED,
+            PasidState::Releasing => VIS_RELEASING,
+        };
+        self.visible.store(v, Ordering::Release);
+    }
+
+    /// The lockless lookup of [`IoasidCore::find`] on a stored entry, with the same errors:
+    /// the data word if the entry is active and owned by `set`.
+    ///
+    /// # Safety
+    ///
+    /// `e` points to a stored entry (possibly removed meanwhile) that stays readable for the
+    /// call, as [`RcuReader::read`](super::RcuReader::read) guarantees.
+    pub(super) unsafe fn find_word_raw(
+        e: core::ptr::NonNull<Self>,
+        set: SetId,
+    ) -> Result<usize, Error> {
+        let e = e.as_ptr();
+        // SAFETY: `e` is readable (caller); only its atomics are read, through raw pointers so
+        // that no reference to the whole entry (which the lock holder may be changing) is made.
+        let (visible, owner, word) = unsafe {
+            (
+                &*core::ptr::addr_of!((*e).visible),
+                &*core::ptr::addr_of!((*e).owner),
+                &*core::ptr::addr_of!((*e).word),
+            )
+        };
+        // Relaxed: each field is a snapshot on its own; the store's reader orders the reads
+        // against the entry's (re)initialisation (seqlock-style validation).
+        match visible.load(Ordering::Relaxed) {
+            VIS_RELEASING => Err(Error::PasidNotFound),
+            _ if owner.load(Ordering::Relaxed) != set.to_raw() => Err(Error::NotOwner),
+            VIS_ACTIVE => Ok(word.load(Ordering::Relaxed)),
+            _ => Err(Error::PasidNotFound),
+        }
+    }
+
     pub(super) fn info(&self) -> PasidInfo {
         PasidInfo {
             set: self.set,
