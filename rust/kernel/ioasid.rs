@@ -204,8 +204,12 @@ pub fn system() -> Result<&'static Ioasid> {
     let fresh = KBox::into_raw(fresh);
     match SYSTEM.compare_exchange(core::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
     {
-        // SAFETY: `fresh` was just leaked from a `KBox` and is now the shared instance.
-        Ok(_) => Ok(unsafe { &*fresh }),
+        Ok(_) => {
+            // SAFETY: `fresh` was just leaked from a `KBox` and is now the shared instance.
+            let io = unsafe { &*fresh };
+            publish_debugfs(io);
+            Ok(io)
+        }
         Err(winner) => {
             // SAFETY: `fresh` came from `KBox::into_raw` and was never shared.
             drop(unsafe { KBox::from_raw(fresh) });
@@ -213,6 +217,45 @@ pub fn system() -> Result<&'static Ioasid> {
             Ok(unsafe { &*winner })
         }
     }
+}
+
+/// The debugfs view of the system allocator: `ioasid/pasids` (see the portable core's `dump`
+/// for the format).
+#[cfg(CONFIG_DEBUG_FS)]
+struct SystemView(&'static Ioasid);
+
+#[cfg(CONFIG_DEBUG_FS)]
+impl crate::debugfs::Show for SystemView {
+    fn show(&self, m: &mut crate::debugfs::SeqFile) -> Result {
+        self.0.dump(m).map_err(|_| crate::error::code::EINVAL)
+    }
+}
+
+/// The `ioasid` debugfs directory; like the system instance it is never removed. Kept in a
+/// static so the pointer stays reachable (kmemleak).
+#[cfg(CONFIG_DEBUG_FS)]
+static DEBUGFS_DIR: AtomicPtr<crate::debugfs::Dir> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Creates `/sys/kernel/debug/ioasid/pasids` for the system instance. A failure only costs the
+/// view, so it is logged, not returned.
+fn publish_debugfs(io: &'static Ioasid) {
+    #[cfg(CONFIG_DEBUG_FS)]
+    {
+        let publish = || -> Result {
+            let dir = KBox::new(crate::debugfs::Dir::new(crate::c_str!("ioasid"), None)?, GFP_KERNEL)?;
+            let dir: &'static crate::debugfs::Dir = KBox::leak(dir);
+            DEBUGFS_DIR.store(core::ptr::from_ref(dir).cast_mut(), Ordering::Release);
+            let view = Arc::new(SystemView(io), GFP_KERNEL)?;
+            // The file lives as long as the directory, i.e. forever.
+            core::mem::forget(dir.show_file(crate::c_str!("pasids"), view)?);
+            Ok(())
+        };
+        if let Err(e) = publish() {
+            pr_warn!("ioasid: no debugfs view of the PASID space: {:?}\n", e);
+        }
+    }
+    #[cfg(not(CONFIG_DEBUG_FS))]
+    let _ = io;
 }
 
 /// A set of PASIDs with a quota, owned by a driver object (an mdev parent, a VM).
