@@ -10,8 +10,8 @@ use auxdomain::smmuv3::domain::inv_features;
 use auxdomain::smmuv3::pgtable::{Config, Granule, PageTableStore, Prot};
 use auxdomain::{AuxDevice, AuxDomain, DeviceInfo, MsiWindow, PasidCap, SnoopControl};
 use ioasid::{
-    Backend, Config as IoConfig, IdStore, Ioasid, IoasidCore, Lock, NoAllocator, Notifiers, Owner,
-    OwnerKind, Pasid, PasidEntry, Platform, SetEntry, SetId, StoreError, Subscription,
+    Backend, Config as IoConfig, IdStore, IoasidCore, NoAllocator, Owner, OwnerKind, PasidEntry,
+    SetEntry, SetId, StoreError,
 };
 use physmem::{Block, PhysMem};
 use smmu_model::{Device, DmaRequest, Features, SmmuModel};
@@ -196,17 +196,7 @@ impl<T> IdStore<T> for BTreeStore<T> {
     }
 }
 
-pub struct RefLock<T>(pub RefCell<T>);
-
-impl<T> Lock for RefLock<T> {
-    type Target = T;
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut self.0.borrow_mut())
-    }
-}
-
 pub struct St;
-pub type Notifier = Box<dyn Fn(SetId, Pasid, &())>;
 
 impl Backend for St {
     type Data = ();
@@ -215,16 +205,10 @@ impl Backend for St {
     type Allocator = NoAllocator;
 }
 
-impl Platform for St {
-    type Notifier = Notifier;
-    type NotifierStore = BTreeStore<Subscription<Notifier>>;
-    type StateLock = RefLock<IoasidCore<St>>;
-    type NotifierLock = RefLock<Notifiers<St>>;
-}
-
-/// A PASID space of `bits` bits and one set for the mediated-device parent.
+/// A PASID space of `bits` bits and one set for the mediated-device parent. Single-threaded
+/// tests drive the allocator's core directly (no locks, no notifiers).
 pub struct Pasids {
-    pub ioasid: Ioasid<St>,
+    core: RefCell<IoasidCore<St>>,
     pub set: SetId,
 }
 
@@ -235,22 +219,29 @@ impl Pasids {
             reserved: &[],
             max_sets: 4,
         };
-        let core = IoasidCore::new(&cfg, BTreeStore::default(), BTreeStore::default()).unwrap();
-        let ioasid = Ioasid::new(
-            RefLock(RefCell::new(core)),
-            RefLock(RefCell::new(Notifiers::new(BTreeStore::default()))),
-        );
-        let set = ioasid
+        let mut core = IoasidCore::new(&cfg, BTreeStore::default(), BTreeStore::default()).unwrap();
+        let set = core
             .create_set(Owner::new(OwnerKind::Mdev, 1), quota)
             .unwrap();
-        Self { ioasid, set }
+        Self {
+            core: RefCell::new(core),
+            set,
+        }
     }
 
     pub fn alloc(&self, min: u32, max: u32) -> u32 {
-        self.ioasid.alloc(self.set, min, max, ()).unwrap()
+        self.core
+            .borrow_mut()
+            .alloc(self.set, min, max, ())
+            .map_err(|r| r.error)
+            .unwrap()
     }
 
     pub fn free(&self, pasid: u32) {
-        self.ioasid.free(self.set, pasid).unwrap()
+        let mut core = self.core.borrow_mut();
+        let mut chain = core.free(self.set, pasid).unwrap();
+        while let Some(release) = core.next_release(&mut chain) {
+            core.complete_release(release);
+        }
     }
 }
