@@ -232,8 +232,10 @@ impl crate::debugfs::Show for SystemView {
 }
 
 /// The `ioasid` debugfs directory; like the system instance it is never removed. Kept in a
-/// static so the pointer stays reachable (kmemleak).
+/// static so the pointer stays reachable for kmemleak; `#[used]` because nothing reads it, and
+/// the compiler would otherwise drop the static and the store with it.
 #[cfg(CONFIG_DEBUG_FS)]
+#[used]
 static DEBUGFS_DIR: AtomicPtr<crate::debugfs::Dir> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Creates `/sys/kernel/debug/ioasid/pasids` for the system instance. A failure only costs the
