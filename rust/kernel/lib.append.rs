@@ -2,6 +2,8 @@
 pub mod labtest;
 /// Project overlay: the XArray (not in 6.12's kernel crate).
 pub mod xarray;
+/// Project overlay: the system-wide PASID allocator (portable core from `ioasid/`).
+pub mod ioasid;
 /// Project overlay: RCU read-side critical sections.
 pub mod rcu;
 /// Project overlay: revocable data.

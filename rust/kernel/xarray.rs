@@ -29,7 +29,7 @@ use crate::{
     alloc::Flags,
     bindings,
     error::{to_result, Error, Result},
-    init::PinInit,
+    init::{InPlaceInit, PinInit},
     pin_init,
     types::{ForeignOwnable, Opaque},
 };
@@ -79,6 +79,13 @@ impl<T: ForeignOwnable> XArray<T> {
         })
     }
 
+    /// Whether `index` holds an entry: one lock-free `xa_load` (the entry is not touched).
+    pub fn contains(&self, index: u32) -> bool {
+        // SAFETY: the array is initialised; `xa_load` takes the RCU read lock itself, and the
+        // returned pointer is only compared with null.
+        !unsafe { bindings::xa_load(self.xa.get(), index as _) }.is_null()
+    }
+
     /// Takes the array's lock. Do not hold it across anything that sleeps.
     pub fn lock(&self) -> Guard<'_, T> {
         // SAFETY: `self.xa` is initialised (type invariant).
@@ -120,10 +127,25 @@ impl<'a, T: ForeignOwnable> Guard<'a, T> {
         self.xa.xa.get()
     }
 
+    /// The raw entry at `index` (null if none).
+    fn load_raw(&self, index: u32) -> *mut core::ffi::c_void {
+        // SAFETY: the array is initialised; `xa_load` takes the RCU read lock itself.
+        unsafe { bindings::xa_load(self.raw(), index as _) }
+    }
+
+    /// The first present index `>= start` and its raw entry.
+    fn find_raw(&self, start: u32) -> Option<(u32, *mut core::ffi::c_void)> {
+        let mut index: usize = start as usize;
+        // SAFETY: the array is initialised; `index` is a valid in/out pointer.
+        let p = unsafe {
+            bindings::xa_find(self.raw(), &mut index, u32::MAX as _, bindings::XA_PRESENT)
+        };
+        (!p.is_null()).then_some((index as u32, p))
+    }
+
     /// Borrows the entry at `index`, if any.
     pub fn load(&self, index: u32) -> Option<T::Borrowed<'_>> {
-        // SAFETY: the array is initialised; `xa_load` takes the RCU read lock itself.
-        let p = unsafe { bindings::xa_load(self.raw(), index as _) };
+        let p = self.load_raw(index);
         if p.is_null() {
             return None;
         }
@@ -134,16 +156,9 @@ impl<'a, T: ForeignOwnable> Guard<'a, T> {
 
     /// Returns the first present index `>= start` and a borrow of its entry.
     pub fn find_from(&self, start: u32) -> Option<(u32, T::Borrowed<'_>)> {
-        let mut index: usize = start as usize;
-        // SAFETY: the array is initialised; `index` is a valid in/out pointer.
-        let p = unsafe {
-            bindings::xa_find(self.raw(), &mut index, u32::MAX as _, bindings::XA_PRESENT)
-        };
-        if p.is_null() {
-            return None;
-        }
+        let (index, p) = self.find_raw(start)?;
         // SAFETY: as in `load`.
-        Some((index as u32, unsafe { T::borrow(p) }))
+        Some((index, unsafe { T::borrow(p) }))
     }
 
     /// Allocates the lowest free index in `range` and stores `value` there.
@@ -199,5 +214,84 @@ impl<T: ForeignOwnable> Drop for Guard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: the lock is held (type invariant).
         unsafe { bindings::xa_unlock(self.raw()) };
+    }
+}
+
+/// An XArray of boxed values that is only used under an outer lock (or by one owner).
+///
+/// Unlike [`XArray`], whose entries can be erased by anyone holding `&XArray`, every change here
+/// needs `&mut self`. That is what lets [`get`](XArrayMap::get) hand out a plain `&T` that lives
+/// as long as the shared borrow of the map, and [`get_mut`](XArrayMap::get_mut) a `&mut T`: the
+/// shape of a map that portable code (for example the PASID allocator's `IdStore`) expects.
+///
+/// # Invariants
+///
+/// The inner array is never reachable except through this type, and every entry in it was made
+/// by `KBox::<T>::into_foreign`, which is `KBox::into_raw`: entries are valid `*mut T`.
+pub struct XArrayMap<T: 'static> {
+    xa: core::pin::Pin<crate::alloc::KBox<XArray<crate::alloc::KBox<T>>>>,
+}
+
+impl<T: 'static> XArrayMap<T> {
+    /// An empty map.
+    pub fn new(kind: AllocKind, gfp: Flags) -> Result<Self> {
+        Ok(Self { xa: crate::alloc::KBox::pin_init(XArray::new(kind), gfp)? })
+    }
+
+    /// Boxes `value` and stores it at the lowest free index in `range` (`EBUSY` if none,
+    /// `ENOMEM`). `gfp` is used for the box and the array's nodes.
+    pub fn alloc(&mut self, range: RangeInclusive<u32>, value: T, gfp: Flags) -> Result<u32> {
+        let entry = crate::alloc::KBox::new(value, gfp)?;
+        self.xa.lock().alloc(range, entry, gfp)
+    }
+
+    /// Boxes `value` and stores it at `index`, which must be free (`EBUSY` otherwise).
+    pub fn insert(&mut self, index: u32, value: T, gfp: Flags) -> Result {
+        if !self.load_raw(index).is_null() {
+            return Err(crate::error::code::EBUSY);
+        }
+        let entry = crate::alloc::KBox::new(value, gfp)?;
+        self.xa.lock().store(index, entry, gfp).map(|_| ())
+    }
+
+    /// The raw entry at `index`, read without the array's spinlock: `xa_load` is RCU-safe,
+    /// and no entry can be erased while `&self` is held since that takes `&mut self`.
+    fn load_raw(&self, index: u32) -> *mut T {
+        // SAFETY: the array is initialised (invariant of `XArray`).
+        unsafe { bindings::xa_load(self.xa.xa.get(), index as _) }.cast::<T>()
+    }
+
+    /// The value at `index`.
+    pub fn get(&self, index: u32) -> Option<&T> {
+        let p = self.load_raw(index);
+        // SAFETY: non-null entries are valid `*mut T` (type invariant); removing one needs
+        // `&mut self`, so it outlives the returned shared borrow of `self`.
+        unsafe { p.as_ref() }
+    }
+
+    /// The value at `index`, mutably.
+    pub fn get_mut(&mut self, index: u32) -> Option<&mut T> {
+        let p = self.load_raw(index);
+        // SAFETY: as in `get`; `&mut self` excludes every other borrow of any entry.
+        unsafe { p.as_mut() }
+    }
+
+    /// Removes the value at `index`.
+    pub fn remove(&mut self, index: u32) -> Option<T> {
+        let entry = self.xa.lock().erase(index)?;
+        Some(crate::alloc::KBox::into_inner(entry))
+    }
+
+    /// The lowest present index `>= from` and its value.
+    pub fn next(&self, from: u32) -> Option<(u32, &T)> {
+        let mut index: usize = from as usize;
+        // SAFETY: the array is initialised; `index` is a valid in/out pointer; `xa_find` is
+        // RCU-safe and entries cannot be erased while `&self` is held.
+        let p = unsafe {
+            bindings::xa_find(self.xa.xa.get(), &mut index, u32::MAX as _, bindings::XA_PRESENT)
+        };
+        let index = index as u32;
+        // SAFETY: as in `get`.
+        unsafe { p.cast::<T>().as_ref() }.map(|v| (index, v))
     }
 }
