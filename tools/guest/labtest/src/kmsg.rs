@@ -54,10 +54,7 @@ pub fn parse_record(rec: &[u8]) -> String {
 mod tests {
     #[test]
     fn record_text_is_after_the_header() {
-        assert_eq!(
-            super::parse_record(b"6,1234,5678,-;hello world\n SUBSYSTEM=x\n"),
-            "hello world"
-        );
+        assert_eq!(super::parse_record(b"6,1234,5678,-;hello world\n SUBSYSTEM=x\n"), "hello world");
         assert_eq!(super::parse_record(b"no header"), "no header");
     }
 }

@@ -50,11 +50,7 @@ impl Runner {
     }
 
     fn fail(&mut self, name: &str, detail: String) {
-        self.report(&Outcome {
-            name: name.to_string(),
-            passed: false,
-            detail,
-        });
+        self.report(&Outcome { name: name.to_string(), passed: false, detail });
     }
 }
 
@@ -64,10 +60,7 @@ fn boot_results(r: &mut Runner, log: &[String]) {
         ktap.feed(line);
         if let Some(rest) = line.strip_prefix("arm-lpae io-pgtable: selftest: completed with ") {
             // "<pass> PASS <fail> FAIL"
-            let fails = rest
-                .split_whitespace()
-                .nth(2)
-                .and_then(|n| n.parse::<u32>().ok());
+            let fails = rest.split_whitespace().nth(2).and_then(|n| n.parse::<u32>().ok());
             r.report(&Outcome {
                 name: "selftest:io-pgtable-arm".into(),
                 passed: fails == Some(0),
@@ -84,11 +77,7 @@ fn module_results(r: &mut Runner, kmsg: &mut kmsg::Kmsg) {
     let Ok(list) = std::fs::read_to_string(MODULE_LIST) else {
         return;
     };
-    for module in list
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
+    for module in list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let name = format!("module:{module}");
         kmsg.drain();
         let path = format!("{MODULE_DIR}/{module}.ko");
@@ -96,13 +85,7 @@ fn module_results(r: &mut Runner, kmsg: &mut kmsg::Kmsg) {
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
-                r.fail(
-                    &name,
-                    format!(
-                        "insmod failed: {}",
-                        String::from_utf8_lossy(&o.stderr).trim()
-                    ),
-                );
+                r.fail(&name, format!("insmod failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
                 continue;
             }
             Err(e) => {
@@ -137,11 +120,7 @@ fn module_results(r: &mut Runner, kmsg: &mut kmsg::Kmsg) {
 
 fn main() {
     let filter = std::env::args().nth(1).filter(|f| !f.is_empty());
-    let mut r = Runner {
-        filter,
-        passed: 0,
-        failed: 0,
-    };
+    let mut r = Runner { filter, passed: 0, failed: 0 };
     match kmsg::Kmsg::open() {
         Ok(mut kmsg) => {
             let boot = kmsg.drain();
@@ -155,16 +134,8 @@ fn main() {
             continue;
         }
         let o = match (t.run)() {
-            Ok(()) => Outcome {
-                name: t.name.into(),
-                passed: true,
-                detail: String::new(),
-            },
-            Err(e) => Outcome {
-                name: t.name.into(),
-                passed: false,
-                detail: e,
-            },
+            Ok(()) => Outcome { name: t.name.into(), passed: true, detail: String::new() },
+            Err(e) => Outcome { name: t.name.into(), passed: false, detail: e },
         };
         r.report(&o);
     }

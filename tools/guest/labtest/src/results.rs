@@ -34,11 +34,7 @@ pub fn parse_labtest(line: &str) -> Option<Option<Outcome>> {
         return None;
     };
     let (case, detail) = case.split_once(": ").unwrap_or((case, ""));
-    Some(Some(Outcome {
-        name: format!("{suite}:{case}"),
-        passed,
-        detail: detail.to_string(),
-    }))
+    Some(Some(Outcome { name: format!("{suite}:{case}"), passed, detail: detail.to_string() }))
 }
 
 /// Collects KUnit test-case results (KTAP, nested one level under a suite) from log lines.
@@ -58,9 +54,7 @@ impl Ktap {
             }
             return;
         }
-        let Some(suite) = self.suite.clone() else {
-            return;
-        };
+        let Some(suite) = self.suite.clone() else { return };
         if !indented {
             // A top-level `ok N suite` closes the suite.
             if t.starts_with("ok ") || t.starts_with("not ok ") {
@@ -76,9 +70,7 @@ impl Ktap {
             return;
         };
         // `N name [# SKIP reason]`
-        let Some((_, name)) = rest.split_once(' ') else {
-            return;
-        };
+        let Some((_, name)) = rest.split_once(' ') else { return };
         let (name, directive) = name.split_once(" # ").unwrap_or((name, ""));
         if directive.starts_with("SKIP") {
             return;
@@ -97,26 +89,14 @@ mod tests {
 
     #[test]
     fn labtest_lines() {
-        let ok = parse_labtest("labtest: xarray: ok alloc_limit")
-            .unwrap()
-            .unwrap();
+        let ok = parse_labtest("labtest: xarray: ok alloc_limit").unwrap().unwrap();
         assert_eq!((ok.name.as_str(), ok.passed), ("xarray:alloc_limit", true));
-        let bad = parse_labtest("labtest: xarray: not ok erase: got 3")
-            .unwrap()
-            .unwrap();
+        let bad = parse_labtest("labtest: xarray: not ok erase: got 3").unwrap().unwrap();
         assert_eq!((bad.passed, bad.detail.as_str()), (false, "got 3"));
-        assert_eq!(
-            parse_labtest("rust_kernel: labtest: xarray: end"),
-            Some(None)
-        );
-        let prefixed = parse_labtest("rust_kernel: labtest: s: ok c")
-            .unwrap()
-            .unwrap();
+        assert_eq!(parse_labtest("rust_kernel: labtest: xarray: end"), Some(None));
+        let prefixed = parse_labtest("rust_kernel: labtest: s: ok c").unwrap().unwrap();
         assert_eq!(prefixed.name, "s:c");
-        assert_eq!(
-            parse_labtest("labtest: s: summary 1 passed, 0 failed"),
-            None
-        );
+        assert_eq!(parse_labtest("labtest: s: summary 1 passed, 0 failed"), None);
         assert_eq!(parse_labtest("something else"), None);
     }
 
@@ -137,22 +117,12 @@ mod tests {
         ];
         let mut k = Ktap::default();
         log.iter().for_each(|l| k.feed(l));
-        let got: Vec<_> = k
-            .outcomes
-            .iter()
-            .map(|o| (o.name.as_str(), o.passed))
-            .collect();
+        let got: Vec<_> = k.outcomes.iter().map(|o| (o.name.as_str(), o.passed)).collect();
         assert_eq!(
             got,
             [
-                (
-                    "kunit:arm-smmu-v3-kunit-test:arm_smmu_v3_write_ste_test_bypass_to_abort",
-                    true
-                ),
-                (
-                    "kunit:arm-smmu-v3-kunit-test:arm_smmu_v3_write_cd_test_s1_clear",
-                    false
-                ),
+                ("kunit:arm-smmu-v3-kunit-test:arm_smmu_v3_write_ste_test_bypass_to_abort", true),
+                ("kunit:arm-smmu-v3-kunit-test:arm_smmu_v3_write_cd_test_s1_clear", false),
             ]
         );
     }
