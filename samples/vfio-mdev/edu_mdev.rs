@@ -27,12 +27,13 @@ use kernel::{
     alloc::flags::GFP_KERNEL,
     c_str,
     delay::msleep,
+    dev_err, dev_info,
     device::Device,
     devres::Devres,
     dma::Direction,
     eventfd::EventFd,
-    iommu::{self, Prot},
     ioasid::{OwnerKind, PasidSet},
+    iommu::{self, Prot},
     mdev, new_condvar, new_mutex, new_work, pci,
     prelude::*,
     str::CStr,
@@ -68,12 +69,18 @@ struct EduType {
 
 const TYPES: [EduType; 2] = [
     EduType {
-        desc: mdev::TypeDesc { sysfs_name: c_str!("small"), pretty_name: c_str!("edu-small") },
+        desc: mdev::TypeDesc {
+            sysfs_name: c_str!("small"),
+            pretty_name: c_str!("edu-small"),
+        },
         slots: 1,
         description: "virtual DMA copy engine, 1/8 of the edu engine",
     },
     EduType {
-        desc: mdev::TypeDesc { sysfs_name: c_str!("large"), pretty_name: c_str!("edu-large") },
+        desc: mdev::TypeDesc {
+            sysfs_name: c_str!("large"),
+            pretty_name: c_str!("edu-large"),
+        },
         slots: 2,
         description: "virtual DMA copy engine, 2/8 of the edu engine",
     },
@@ -90,7 +97,10 @@ enum Mapped<'a> {
     /// Mediated mode: the parent's own DMA mapping of the pinned page.
     Dma(vfio::PinnedPageDma<'a>),
     /// PASID mode: the page is mapped at its IOVA in the mdev's PASID domain.
-    Pasid { iova: u64, domain: Arc<iommu::Domain> },
+    Pasid {
+        iova: u64,
+        domain: Arc<iommu::Domain>,
+    },
 }
 
 impl Mapped<'_> {
@@ -119,8 +129,13 @@ trait Backend: Send + Sync {
     /// The mdev with `pasid` goes away.
     fn detach(&self, pasid: u32);
     /// Makes pinned page `page` (at `iova` of the mdev) reachable by the engine.
-    fn map<'a>(&self, pasid: u32, page: &'a vfio::PinnedPages<'_, MdevVfio>, iova: u64, dir: Direction)
-        -> Result<Mapped<'a>>;
+    fn map<'a>(
+        &self,
+        pasid: u32,
+        page: &'a vfio::PinnedPages<'_, MdevVfio>,
+        iova: u64,
+        dir: Direction,
+    ) -> Result<Mapped<'a>>;
 }
 
 /// No PASID on the platform: the parent pins the mdev's pages and maps them with its own (RID)
@@ -137,8 +152,13 @@ impl Backend for Mediated {
         Ok(())
     }
     fn detach(&self, _pasid: u32) {}
-    fn map<'a>(&self, _pasid: u32, page: &'a vfio::PinnedPages<'_, MdevVfio>, _iova: u64, dir: Direction)
-        -> Result<Mapped<'a>> {
+    fn map<'a>(
+        &self,
+        _pasid: u32,
+        page: &'a vfio::PinnedPages<'_, MdevVfio>,
+        _iova: u64,
+        dir: Direction,
+    ) -> Result<Mapped<'a>> {
         Ok(Mapped::Dma(page.dma_map(0, &self.dev, dir)?))
     }
 }
@@ -147,14 +167,21 @@ impl Backend for Mediated {
 /// there at the user's IOVA and the engine issues PASID-tagged DMA to the IOVA. (edu under QEMU
 /// has no PASID capability and QEMU's SMMUv3 no SSIDs: this backend is never selected in the
 /// lab.)
+#[pin_data]
 struct PasidAux {
     dev: ARef<Device>,
+    #[pin]
     domains: Mutex<[Option<(u32, iommu::PasidAttachment)>; MAX_MDEVS]>,
 }
 
 impl PasidAux {
     fn domain(&self, pasid: u32) -> Option<Arc<iommu::Domain>> {
-        self.domains.lock().iter().flatten().find(|(p, _)| *p == pasid).map(|(_, a)| a.domain().clone())
+        self.domains
+            .lock()
+            .iter()
+            .flatten()
+            .find(|(p, _)| *p == pasid)
+            .map(|(_, a)| a.domain().clone())
     }
 }
 
@@ -172,15 +199,33 @@ impl Backend for PasidAux {
     }
     fn detach(&self, pasid: u32) {
         let mut d = self.domains.lock();
-        if let Some(s) = d.iter_mut().find(|s| s.as_ref().is_some_and(|(p, _)| *p == pasid)) {
+        if let Some(s) = d
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|(p, _)| *p == pasid))
+        {
             *s = None;
         }
     }
-    fn map<'a>(&self, pasid: u32, page: &'a vfio::PinnedPages<'_, MdevVfio>, iova: u64, dir: Direction)
-        -> Result<Mapped<'a>> {
+    fn map<'a>(
+        &self,
+        pasid: u32,
+        page: &'a vfio::PinnedPages<'_, MdevVfio>,
+        iova: u64,
+        dir: Direction,
+    ) -> Result<Mapped<'a>> {
         let domain = self.domain(pasid).ok_or(ENODEV)?;
-        let prot = if dir == Direction::FromDevice { Prot::READ | Prot::WRITE } else { Prot::READ };
-        domain.map(iova, page.phys(0).ok_or(EINVAL)?, kernel::page::PAGE_SIZE, prot, GFP_KERNEL)?;
+        let prot = if dir == Direction::FromDevice {
+            Prot::READ | Prot::WRITE
+        } else {
+            Prot::READ
+        };
+        domain.map(
+            iova,
+            page.phys(0).ok_or(EINVAL)?,
+            kernel::page::PAGE_SIZE,
+            prot,
+            GFP_KERNEL,
+        )?;
         Ok(Mapped::Pasid { iova, domain })
     }
 }
@@ -298,8 +343,16 @@ impl ParentShared {
         // PASID mode needs both the device's PASID capability and an IOMMU that does PASIDs.
         let dev_pasids = pdev.max_pasids().unwrap_or(0);
         let iommu_pasids = iommu::max_pasids(dev);
-        let backend: Arc<dyn Backend> = if dev_pasids > 0 && iommu_pasids > 0 && pdev.enable_pasid(0).is_ok() {
-            dev_info!(pdev, "edu_mdev: PASID mode (device {} PASIDs, IOMMU {})\n", dev_pasids, iommu_pasids);
+        let backend: Arc<dyn Backend> = if dev_pasids > 0
+            && iommu_pasids > 0
+            && pdev.enable_pasid(0).is_ok()
+        {
+            dev_info!(
+                pdev,
+                "edu_mdev: PASID mode (device {} PASIDs, IOMMU {})\n",
+                dev_pasids,
+                iommu_pasids
+            );
             Arc::pin_init(
                 pin_init!(PasidAux { dev: dev.into(), domains <- new_mutex!([const { None }; MAX_MDEVS]) }),
                 GFP_KERNEL,
@@ -343,7 +396,12 @@ impl ParentShared {
     /// The PASID of the mdev whose device is `dev`.
     fn pasid_of(&self, dev: &Device) -> Option<u32> {
         let key = dev.as_raw_ptr() as usize;
-        self.mdevs.lock().iter().flatten().find(|s| s.dev == key).map(|s| s.pasid)
+        self.mdevs
+            .lock()
+            .iter()
+            .flatten()
+            .find(|s| s.dev == key)
+            .map(|s| s.pasid)
     }
 
     // -- the engine --
@@ -388,7 +446,9 @@ impl ParentShared {
                 self.engine_cv.notify_all();
                 return;
             };
-            let Some(mut job) = e.queue[i].take() else { continue };
+            let Some(mut job) = e.queue[i].take() else {
+                continue;
+            };
             e.running = Some(job.vdev.id);
             drop(e);
 
@@ -425,22 +485,48 @@ impl ParentShared {
         const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
         let src = job.src + job.done;
         let dst = job.dst + job.done;
-        let n = (job.len - job.done).min(PAGE - src % PAGE).min(PAGE - dst % PAGE).min(edu::BUF_SIZE as u64);
+        let n = (job.len - job.done)
+            .min(PAGE - src % PAGE)
+            .min(PAGE - dst % PAGE)
+            .min(edu::BUF_SIZE as u64);
         let vdev = &job.vdev;
-        let src_pin = vdev.pin_pages(src & !(PAGE - 1), 1, Prot::READ).map_err(|_| CopyError::Unmapped)?;
-        let dst_pin =
-            vdev.pin_pages(dst & !(PAGE - 1), 1, Prot::READ | Prot::WRITE).map_err(|_| CopyError::Unmapped)?;
+        let src_pin = vdev
+            .pin_pages(src & !(PAGE - 1), 1, Prot::READ)
+            .map_err(|_| CopyError::Unmapped)?;
+        let dst_pin = vdev
+            .pin_pages(dst & !(PAGE - 1), 1, Prot::READ | Prot::WRITE)
+            .map_err(|_| CopyError::Unmapped)?;
         let backend = &self.backend;
-        let s = backend.map(vdev.pasid, &src_pin, src & !(PAGE - 1), Direction::ToDevice).map_err(|_| CopyError::Device)?;
-        let d = backend.map(vdev.pasid, &dst_pin, dst & !(PAGE - 1), Direction::FromDevice).map_err(|_| CopyError::Device)?;
+        let s = backend
+            .map(vdev.pasid, &src_pin, src & !(PAGE - 1), Direction::ToDevice)
+            .map_err(|_| CopyError::Device)?;
+        let d = backend
+            .map(
+                vdev.pasid,
+                &dst_pin,
+                dst & !(PAGE - 1),
+                Direction::FromDevice,
+            )
+            .map_err(|_| CopyError::Device)?;
         self.edu_dma(s.addr() + src % PAGE, edu::BUF, n, edu::CMD_START)?;
-        self.edu_dma(edu::BUF, d.addr() + dst % PAGE, n, edu::CMD_START | edu::CMD_TO_RAM)?;
+        self.edu_dma(
+            edu::BUF,
+            d.addr() + dst % PAGE,
+            n,
+            edu::CMD_START | edu::CMD_TO_RAM,
+        )?;
         // Unmapped, then unpinned, when `d`, `s`, `dst_pin`, `src_pin` drop (in that order).
         Ok(n)
     }
 
     /// Runs one edu DMA and waits for it (polling; edu takes 100 ms of virtual time per DMA).
-    fn edu_dma(&self, src: u64, dst: u64, count: u64, cmd: u64) -> core::result::Result<(), CopyError> {
+    fn edu_dma(
+        &self,
+        src: u64,
+        dst: u64,
+        count: u64,
+        cmd: u64,
+    ) -> core::result::Result<(), CopyError> {
         let io = |f: &dyn Fn(&pci::Bar) -> Result| -> core::result::Result<(), CopyError> {
             let bar = self.bar.try_access().ok_or(CopyError::Device)?;
             f(&bar).map_err(|_| CopyError::Device)
@@ -461,7 +547,7 @@ impl ParentShared {
             }
             msleep(2);
         }
-        dev_err!(self.pdev, "edu DMA did not complete\n");
+        dev_err!(&*self.pdev, "edu DMA did not complete\n");
         Err(CopyError::Device)
     }
 
@@ -474,9 +560,13 @@ impl ParentShared {
             for q in e.queue.iter_mut() {
                 let hit = q.as_ref().is_some_and(|j| {
                     j.vdev.id == id
-                        && range.is_none_or(|(iova, len)| {
-                            overlaps(j.src, j.len, iova, len) || overlaps(j.dst, j.len, iova, len)
-                        })
+                        && match range {
+                            None => true,
+                            Some((iova, len)) => {
+                                overlaps(j.src, j.len, iova, len)
+                                    || overlaps(j.dst, j.len, iova, len)
+                            }
+                        }
                 });
                 if hit {
                     if let Some(slot) = out.iter_mut().find(|o| o.is_none()) {
@@ -560,7 +650,10 @@ struct ConfigSpace {
 
 impl ConfigSpace {
     fn new() -> Self {
-        let mut c = ConfigSpace { val: [0; CFG_SIZE], wmask: [0; CFG_SIZE] };
+        let mut c = ConfigSpace {
+            val: [0; CFG_SIZE],
+            wmask: [0; CFG_SIZE],
+        };
         let mut put = |off: usize, bytes: &[u8], wmask: &[u8]| {
             c.val[off..off + bytes.len()].copy_from_slice(bytes);
             c.wmask[off..off + wmask.len()].copy_from_slice(wmask);
@@ -647,7 +740,12 @@ impl MdevVfio {
     }
 
     /// Checks a copy command before it is queued.
-    fn validate(dev: &vfio::Device<Self>, src: u64, dst: u64, len: u64) -> core::result::Result<(), CopyError> {
+    fn validate(
+        dev: &vfio::Device<Self>,
+        src: u64,
+        dst: u64,
+        len: u64,
+    ) -> core::result::Result<(), CopyError> {
         if len == 0 || len > regs::COPY_MAX {
             return Err(CopyError::BadLength);
         }
@@ -663,10 +761,14 @@ impl MdevVfio {
         // Everything must be mapped now (readable source, writable destination): pin once to
         // check, so a bad command fails before any byte moves.
         const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
-        for (start, end, prot) in [(src, src_end, Prot::READ), (dst, dst_end, Prot::READ | Prot::WRITE)] {
+        for (start, end, prot) in [
+            (src, src_end, Prot::READ),
+            (dst, dst_end, Prot::READ | Prot::WRITE),
+        ] {
             let first = start & !(PAGE - 1);
             let npages = ((end - 1) / PAGE - first / PAGE + 1) as usize;
-            dev.pin_pages(first, npages, prot).map_err(|_| CopyError::Unmapped)?;
+            dev.pin_pages(first, npages, prot)
+                .map_err(|_| CopyError::Unmapped)?;
         }
         Ok(())
     }
@@ -677,14 +779,19 @@ impl MdevVfio {
         let busy = st.regs.status & regs::STATUS_BUSY != 0;
         match off {
             regs::SRC_LO if !busy => st.regs.src = (st.regs.src & !0xffff_ffff) | u64::from(val),
-            regs::SRC_HI if !busy => st.regs.src = (st.regs.src & 0xffff_ffff) | (u64::from(val) << 32),
+            regs::SRC_HI if !busy => {
+                st.regs.src = (st.regs.src & 0xffff_ffff) | (u64::from(val) << 32)
+            }
             regs::DST_LO if !busy => st.regs.dst = (st.regs.dst & !0xffff_ffff) | u64::from(val),
-            regs::DST_HI if !busy => st.regs.dst = (st.regs.dst & 0xffff_ffff) | (u64::from(val) << 32),
+            regs::DST_HI if !busy => {
+                st.regs.dst = (st.regs.dst & 0xffff_ffff) | (u64::from(val) << 32)
+            }
             regs::LEN if !busy => st.regs.len = val,
             regs::CMD => {
                 if val & !(regs::CMD_START | regs::CMD_IRQ) != 0 || val & regs::CMD_START == 0 {
                     if !busy {
-                        st.regs.status = regs::STATUS_DONE | ((CopyError::BadCommand as u32) << regs::ERROR_SHIFT);
+                        st.regs.status = regs::STATUS_DONE
+                            | ((CopyError::BadCommand as u32) << regs::ERROR_SHIFT);
                     }
                     return;
                 }
@@ -706,7 +813,16 @@ impl MdevVfio {
                 st.regs.status = regs::STATUS_BUSY;
                 let gen = st.regs.gen;
                 drop(st);
-                let job = Job { vdev: ARef::from(dev), src, dst, len, done: 0, irq, gen, seq: 0 };
+                let job = Job {
+                    vdev: ARef::from(dev),
+                    src,
+                    dst,
+                    len,
+                    done: 0,
+                    irq,
+                    gen,
+                    seq: 0,
+                };
                 if let Err(job) = dev.parent.submit(job) {
                     dev.complete(&job, Some(CopyError::Aborted));
                 }
@@ -744,23 +860,39 @@ impl MdevVfio {
         drop(dev.parent.abort(dev.id, None));
         let mut st = dev.st.lock();
         let gen = st.regs.gen;
-        st.regs = Regs { gen, ..Regs::default() };
+        st.regs = Regs {
+            gen,
+            ..Regs::default()
+        };
     }
 
     /// Splits a device-file offset into (region index, offset in the region).
     fn region(offset: u64) -> (u32, u64) {
-        ((offset >> REGION_SHIFT) as u32, offset & ((1 << REGION_SHIFT) - 1))
+        (
+            (offset >> REGION_SHIFT) as u32,
+            offset & ((1 << REGION_SHIFT) - 1),
+        )
     }
 
     fn set_irqs(dev: &vfio::Device<Self>, arg: usize) -> Result<isize> {
-        let count = |i: u32| if i == MSI_INDEX || i == REQ_INDEX { 1 } else { 0 };
+        let count = |i: u32| {
+            if i == MSI_INDEX || i == REQ_INDEX {
+                1
+            } else {
+                0
+            }
+        };
         let set = uapi::IrqSet::from_user(arg, NUM_IRQS, count)?;
         if set.index != MSI_INDEX && set.index != REQ_INDEX {
             // Only "disable" (count 0) of the absent interrupts gets here.
             return Ok(0);
         }
         let mut st = dev.st.lock();
-        let slot = if set.index == MSI_INDEX { &mut st.msi } else { &mut st.req };
+        let slot = if set.index == MSI_INDEX {
+            &mut st.msi
+        } else {
+            &mut st.req
+        };
         match (set.action, &set.data) {
             (uapi::IrqAction::Trigger, uapi::IrqSetData::Eventfd(fds)) => {
                 *slot = match fds.first() {
@@ -794,7 +926,10 @@ impl vfio::DeviceOps for MdevVfio {
         let mut st = dev.st.lock();
         st.cfg = ConfigSpace::new();
         let gen = st.regs.gen + 1;
-        st.regs = Regs { gen, ..Regs::default() };
+        st.regs = Regs {
+            gen,
+            ..Regs::default()
+        };
         Ok(())
     }
 
@@ -875,8 +1010,13 @@ impl vfio::DeviceOps for MdevVfio {
                     CONFIG_INDEX => (rw, CFG_SIZE as u64),
                     _ => (0, 0),
                 };
-                uapi::RegionInfo { flags, size, offset: u64::from(req.index) << REGION_SHIFT, caps: None }
-                    .reply_to_user(&req, arg)
+                uapi::RegionInfo {
+                    flags,
+                    size,
+                    offset: u64::from(req.index) << REGION_SHIFT,
+                    caps: None,
+                }
+                .reply_to_user(&req, arg)
             }
             uapi::DEVICE_GET_IRQ_INFO => {
                 let req = uapi::IrqInfoRequest::from_user(arg, NUM_IRQS)?;
@@ -901,12 +1041,18 @@ impl vfio::DeviceOps for MdevVfio {
         match &st.req {
             Some(req) => {
                 if count == 0 {
-                    dev_info!(dev.device(), "edu_mdev: asking the user to release the device\n");
+                    dev_info!(
+                        dev.device(),
+                        "edu_mdev: asking the user to release the device\n"
+                    );
                 }
                 req.signal();
             }
             None if count == 0 => {
-                dev_info!(dev.device(), "edu_mdev: device in use and no request eventfd: waiting for close\n");
+                dev_info!(
+                    dev.device(),
+                    "edu_mdev: device in use and no request eventfd: waiting for close\n"
+                );
             }
             None => {}
         }
@@ -916,7 +1062,12 @@ impl vfio::DeviceOps for MdevVfio {
         // Copies touching the range fail with "unmapped"; a piece on the hardware finishes
         // first (its pages are unpinned when it does). Pieces pin only their own pages, so after
         // this nothing is pinned in the range.
-        for job in dev.parent.abort(dev.id, Some((iova, length))).into_iter().flatten() {
+        for job in dev
+            .parent
+            .abort(dev.id, Some((iova, length)))
+            .into_iter()
+            .flatten()
+        {
             dev.complete(&job, Some(CopyError::Unmapped));
         }
     }
@@ -974,27 +1125,37 @@ impl mdev::Driver for MdevDriver {
         }
         let id = mdevs.iter().position(|s| s.is_none()).ok_or(ENOSPC)?;
         let pasid = parent.pasids.alloc(PASID_RANGE, id)?;
+        let vdev_parent = parent.clone();
         let r = (|| {
+            // On failure, `detach` of a PASID that was never attached is harmless.
             parent.backend.attach(pasid)?;
             let vdev = vfio::Device::new(
                 mdev.as_ref(),
                 try_pin_init!(MdevVfio {
-                    parent: parent.clone(),
+                    parent: vdev_parent,
                     id,
                     pasid,
                     st <- new_mutex!(DevState { cfg: ConfigSpace::new(), regs: Regs::default(), msi: None, req: None }),
                 }),
             )?;
-            let reg = vfio::Registration::new(&vdev);
-            let reg = reg.inspect_err(|_| parent.backend.detach(pasid))?;
-            Ok::<_, Error>(reg)
+            vfio::Registration::new(&vdev)
         })();
         let reg = r.inspect_err(|_| {
+            parent.backend.detach(pasid);
             let _ = parent.pasids.free(pasid);
         })?;
-        mdevs[id] = Some(Slot { dev: mdev.as_ref().as_raw_ptr() as usize, pasid, slots: ty.slots });
+        mdevs[id] = Some(Slot {
+            dev: mdev.as_ref().as_raw_ptr() as usize,
+            pasid,
+            slots: ty.slots,
+        });
         drop(mdevs);
-        let attrs = (|| Ok::<_, Error>([sysfs::create_file(mdev.as_ref(), &PASID_ATTR)?, sysfs::create_file(mdev.as_ref(), &MODE_ATTR)?]))();
+        let attrs = (|| {
+            Ok::<_, Error>([
+                sysfs::create_file(mdev.as_ref(), &PASID_ATTR)?,
+                sysfs::create_file(mdev.as_ref(), &MODE_ATTR)?,
+            ])
+        })();
         let attrs = match attrs {
             Ok(a) => a,
             Err(e) => {
@@ -1003,8 +1164,23 @@ impl mdev::Driver for MdevDriver {
                 return Err(e);
             }
         };
-        dev_info!(mdev, "edu_mdev: {} mdev, PASID {}, mode {}\n", ty.desc.pretty_name, pasid, parent.backend.mode());
-        Ok(KBox::new(MdevData { parent, id, pasid, _attrs: attrs, _reg: reg }, GFP_KERNEL)?)
+        dev_info!(
+            mdev,
+            "edu_mdev: {} mdev, PASID {}, mode {}\n",
+            ty.desc.pretty_name,
+            pasid,
+            parent.backend.mode()
+        );
+        Ok(KBox::new(
+            MdevData {
+                parent,
+                id,
+                pasid,
+                _attrs: attrs,
+                _reg: reg,
+            },
+            GFP_KERNEL,
+        )?)
     }
 
     fn remove(mdev: &mdev::Device, data: Self::Data) {
@@ -1017,7 +1193,8 @@ impl mdev::Driver for MdevDriver {
     }
 
     fn get_available(ty: &mdev::Type) -> u32 {
-        let (Some(parent), Some(t)) = (registry_find(ty.parent_device()), TYPES.get(ty.index())) else {
+        let (Some(parent), Some(t)) = (registry_find(ty.parent_device()), TYPES.get(ty.index()))
+        else {
             return 0;
         };
         let free = ParentShared::free_slots(&parent.mdevs.lock());
@@ -1062,7 +1239,13 @@ fn registry() -> Option<&'static Registry> {
 
 fn registry_find(parent: &Device) -> Option<Arc<ParentShared>> {
     let key = parent.as_raw_ptr();
-    registry()?.parents.lock().iter().flatten().find(|p| AsRef::<Device>::as_ref(&*p.pdev).as_raw_ptr() == key).cloned()
+    registry()?
+        .parents
+        .lock()
+        .iter()
+        .flatten()
+        .find(|p| AsRef::<Device>::as_ref(&*p.pdev).as_raw_ptr() == key)
+        .cloned()
 }
 
 /// The PCI driver's data for one edu.
@@ -1086,11 +1269,22 @@ impl pci::Driver for EduParent {
             let free = parents.iter_mut().find(|p| p.is_none()).ok_or(ENOSPC)?;
             *free = Some(shared.clone());
         }
-        let parent = KBox::pin_init(mdev::Parent::new(pdev.as_ref(), &reg.drv, &TYPE_DESCS), GFP_KERNEL);
-        let this = EduParent { parent: None, shared };
-        let parent = parent?; // on error, `this` drops: unregistered and stopped
-        dev_info!(pdev, "edu_mdev: mdev parent with types edu-small, edu-large ({} slots)\n", SLOTS);
-        Ok(KBox::pin(EduParent { parent: Some(parent), ..this }, GFP_KERNEL)?)
+        let parent = KBox::pin_init(
+            mdev::Parent::new(pdev.as_ref(), &reg.drv, &TYPE_DESCS),
+            GFP_KERNEL,
+        );
+        let mut this = EduParent {
+            parent: None,
+            shared,
+        };
+        // On error `this` drops: taken out of the registry, engine stopped.
+        this.parent = Some(parent?);
+        dev_info!(
+            pdev,
+            "edu_mdev: mdev parent with types edu-small, edu-large ({} slots)\n",
+            SLOTS
+        );
+        Ok(KBox::pin(this, GFP_KERNEL)?)
     }
 }
 
@@ -1111,18 +1305,30 @@ impl Drop for EduParent {
 
 struct EduMdevModule {
     pci: Option<Pin<KBox<pci::Registration<EduParent>>>>,
-    registry: Pin<KBox<Registry>>,
+    /// Owned here, reached through [`REGISTRY`] (kept alive until the drivers are gone).
+    _registry: Pin<KBox<Registry>>,
 }
 
 impl kernel::Module for EduMdevModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let drv = mdev::DriverRegistration::<MdevDriver>::new_arc(module)?;
-        let registry =
-            KBox::pin_init(pin_init!(Registry { drv, parents <- new_mutex!([const { None }; 4]) }), GFP_KERNEL)?;
-        REGISTRY.store(core::ptr::from_ref::<Registry>(&registry).cast_mut(), Ordering::Release);
-        let pci = KBox::pin_init(pci::Registration::<EduParent>::new(c_str!("edu"), module), GFP_KERNEL);
+        let registry = KBox::pin_init(
+            pin_init!(Registry { drv, parents <- new_mutex!([const { None }; 4]) }),
+            GFP_KERNEL,
+        )?;
+        REGISTRY.store(
+            core::ptr::from_ref::<Registry>(&registry).cast_mut(),
+            Ordering::Release,
+        );
+        let pci = KBox::pin_init(
+            pci::Registration::<EduParent>::new(c_str!("edu"), module),
+            GFP_KERNEL,
+        );
         match pci {
-            Ok(pci) => Ok(Self { pci: Some(pci), registry }),
+            Ok(pci) => Ok(Self {
+                pci: Some(pci),
+                _registry: registry,
+            }),
             Err(e) => {
                 REGISTRY.store(core::ptr::null_mut(), Ordering::Release);
                 Err(e)
@@ -1136,6 +1342,6 @@ impl Drop for EduMdevModule {
         // Unbinds every edu (removing their mdevs) before the registry goes.
         drop(self.pci.take());
         REGISTRY.store(core::ptr::null_mut(), Ordering::Release);
-        let _ = &self.registry;
+        // `_registry` drops after this: the mdev driver is unregistered last.
     }
 }
