@@ -450,7 +450,7 @@ mod mdev {
         let secret_iova = 0x80_0000;
         let mut secret = Buffer::new(4096)?;
         secret.bytes().fill(0x5e);
-        sb.container.map(&secret, secret_iova)?;
+        sb.space.map(&secret, secret_iova)?;
         let r = sa.dev.copy(secret_iova, DST_IOVA, 4096)?;
         ensure(r == Err(CopyError::Unmapped as u32), || {
             format!("A read B's IOVA: {r:?}")
@@ -502,7 +502,7 @@ mod mdev {
         let s = Session::open(&m.0)?;
         s.dev.start_copy(SRC_IOVA, DST_IOVA, BUF_LEN as u32)?;
         std::thread::sleep(std::time::Duration::from_millis(300));
-        s.container.unmap(DST_IOVA, BUF_LEN as u64)?;
+        s.space.unmap(DST_IOVA, BUF_LEN as u64)?;
         let st = s.dev.wait(30_000)?;
         let r = CopyError::from_status(st);
         ensure(r == Some(Err(CopyError::Unmapped as u32)), || {

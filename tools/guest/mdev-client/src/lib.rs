@@ -504,12 +504,132 @@ impl Device {
     }
 }
 
-/// One mdev opened end to end: its container, device and two mapped buffers (source at
-/// `SRC_IOVA`, destination at `DST_IOVA`).
+/// An I/O address space the device's DMA goes through: a type1 container or an iommufd IOAS.
+pub trait IoSpace: Send {
+    /// Maps `size` bytes of user memory at `vaddr` to `iova` (read/write).
+    fn map_raw(&self, vaddr: u64, iova: u64, size: u64) -> Result<(), String>;
+    fn unmap(&self, iova: u64, size: u64) -> Result<(), String>;
+    fn map(&self, buf: &Buffer, iova: u64) -> Result<(), String> {
+        self.map_raw(buf.ptr as u64, iova, buf.len as u64)
+    }
+}
+
+impl IoSpace for Container {
+    fn map_raw(&self, vaddr: u64, iova: u64, size: u64) -> Result<(), String> {
+        Container::map_raw(self, vaddr, iova, size, 3)
+    }
+    fn unmap(&self, iova: u64, size: u64) -> Result<(), String> {
+        Container::unmap(self, iova, size)
+    }
+}
+
+const fn iommufd_io(nr: u64) -> u64 {
+    (0x3b << 8) | nr
+}
+pub const VFIO_DEVICE_BIND_IOMMUFD: u64 = vfio_io(18);
+pub const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = vfio_io(19);
+pub const IOMMU_IOAS_ALLOC: u64 = iommufd_io(0x81);
+pub const IOMMU_IOAS_MAP: u64 = iommufd_io(0x85);
+pub const IOMMU_IOAS_UNMAP: u64 = iommufd_io(0x86);
+
+/// The iommufd path: `/dev/iommu`, an IOAS, and the mdev's VFIO cdev bound to it.
+pub struct Iommufd {
+    pub iommufd: File,
+    pub ioas: u32,
+}
+
+#[repr(C)]
+struct IoasMap {
+    size: u32,
+    flags: u32,
+    ioas_id: u32,
+    reserved: u32,
+    user_va: u64,
+    length: u64,
+    iova: u64,
+}
+
+#[repr(C)]
+struct IoasUnmap {
+    size: u32,
+    ioas_id: u32,
+    iova: u64,
+    length: u64,
+}
+
+impl Iommufd {
+    /// Opens `/dev/iommu`, allocates an IOAS, opens the cdev of mdev `uuid`, binds and attaches it.
+    pub fn open(uuid: &str) -> Result<(Self, Device), String> {
+        let rw = |p: &str| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(|e| format!("{p}: {e}"))
+        };
+        let iommufd = rw("/dev/iommu")?;
+        let mut alloc = [12u32, 0, 0];
+        ioctl_ptr(iommufd.as_raw_fd(), IOMMU_IOAS_ALLOC, &mut alloc)?;
+        let ioas = alloc[2];
+        let dir = mdev_path(uuid).join("vfio-dev");
+        let cdev = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("vfio"))
+            .ok_or("no vfio cdev")?;
+        let file = rw(&format!("/dev/vfio/devices/{cdev}"))?;
+        let mut bind = [16u32, 0, iommufd.as_raw_fd() as u32, 0];
+        ioctl_ptr(file.as_raw_fd(), VFIO_DEVICE_BIND_IOMMUFD, &mut bind)?;
+        let mut attach = [12u32, 0, ioas];
+        ioctl_ptr(file.as_raw_fd(), VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut attach)?;
+        let mut d = Device {
+            file,
+            bar0: 0,
+            config: 0,
+            eventfd: None,
+        };
+        d.bar0 = d.region_info(BAR0_INDEX)?.offset;
+        d.config = d.region_info(CONFIG_INDEX)?.offset;
+        Ok((Self { iommufd, ioas }, d))
+    }
+}
+
+impl IoSpace for Iommufd {
+    fn map_raw(&self, vaddr: u64, iova: u64, size: u64) -> Result<(), String> {
+        // FIXED_IOVA | WRITEABLE | READABLE
+        let mut m = IoasMap {
+            size: 40,
+            flags: 7,
+            ioas_id: self.ioas,
+            reserved: 0,
+            user_va: vaddr,
+            length: size,
+            iova,
+        };
+        ioctl_ptr(self.iommufd.as_raw_fd(), IOMMU_IOAS_MAP, &mut m).map(drop)
+    }
+    fn unmap(&self, iova: u64, size: u64) -> Result<(), String> {
+        let mut m = IoasUnmap {
+            size: 24,
+            ioas_id: self.ioas,
+            iova,
+            length: size,
+        };
+        ioctl_ptr(self.iommufd.as_raw_fd(), IOMMU_IOAS_UNMAP, &mut m).map(drop)
+    }
+}
+
+// SAFETY: `Buffer` owns its mapping; moving it to another thread moves that ownership.
+unsafe impl Send for Buffer {}
+
+/// One mdev opened end to end: its device, its I/O address space and two mapped buffers
+/// (source at `SRC_IOVA`, destination at `DST_IOVA`).
 pub struct Session {
     pub uuid: String,
-    pub container: Container,
+    /// Declared before `space`: the device closes before its address space goes.
     pub dev: Device,
+    pub space: Box<dyn IoSpace>,
     pub src: Buffer,
     pub dst: Buffer,
 }
@@ -519,19 +639,30 @@ pub const DST_IOVA: u64 = 0x20_0000;
 pub const BUF_LEN: usize = 64 * 1024;
 
 impl Session {
-    /// Opens mdev `uuid`, maps the buffers and connects the completion eventfd.
+    /// Opens mdev `uuid` through a type1 container, maps the buffers and connects the
+    /// completion eventfd.
     pub fn open(uuid: &str) -> Result<Self, String> {
         let container = Container::open(uuid)?;
-        let mut dev = container.device(uuid)?;
+        let dev = container.device(uuid)?;
+        Self::setup(uuid, dev, Box::new(container))
+    }
+
+    /// The same through the iommufd/cdev path.
+    pub fn open_iommufd(uuid: &str) -> Result<Self, String> {
+        let (space, dev) = Iommufd::open(uuid)?;
+        Self::setup(uuid, dev, Box::new(space))
+    }
+
+    fn setup(uuid: &str, mut dev: Device, space: Box<dyn IoSpace>) -> Result<Self, String> {
         let src = Buffer::new(BUF_LEN)?;
         let dst = Buffer::new(BUF_LEN)?;
-        container.map(&src, SRC_IOVA)?;
-        container.map(&dst, DST_IOVA)?;
+        space.map(&src, SRC_IOVA)?;
+        space.map(&dst, DST_IOVA)?;
         dev.enable_msi()?;
         Ok(Self {
             uuid: uuid.to_string(),
-            container,
             dev,
+            space,
             src,
             dst,
         })
