@@ -26,6 +26,10 @@ pub const ALL: &[UserTest] = &[
         run: mdev::config_space_and_info,
     },
     UserTest {
+        name: "mdev:iommufd_cdev_copy",
+        run: mdev::iommufd_cdev_copy,
+    },
+    UserTest {
         name: "mdev:capacity_exhausted",
         run: mdev::capacity_exhausted,
     },
@@ -181,6 +185,23 @@ mod mdev {
         ensure(available(&p, "edu-small")? == 8, || {
             "edu-small not back to 8".into()
         })
+    }
+
+    pub fn iommufd_cdev_copy() -> Result<(), String> {
+        let p = parent()?;
+        let m = Mdev::new(&p, "edu-small", 3)?;
+        let mut s = Session::open_iommufd(&m.0)?;
+        s.copy_checked(7, 0, 0, 4096)?;
+        s.copy_checked(8, 4, 5000, 3000)?;
+        // Unmapping the source while a copy runs: it fails as unmapped, nothing stays pinned.
+        s.dev.start_copy(SRC_IOVA, DST_IOVA, BUF_LEN as u32)?;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        s.space.unmap(SRC_IOVA, BUF_LEN as u64)?;
+        let st = s.dev.wait(30_000)?;
+        ensure(
+            CopyError::from_status(st) == Some(Err(CopyError::Unmapped as u32)),
+            || format!("STATUS {st:#x} after unmapping the source"),
+        )
     }
 
     pub fn config_space_and_info() -> Result<(), String> {
