@@ -21,24 +21,23 @@
 
 use core::{
     fmt::Write,
-    sync::atomic::{AtomicPtr, Ordering},
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering},
 };
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    c_str,
-    delay::msleep,
-    dev_err, dev_info,
+    c_str, dev_err, dev_info,
     device::Device,
     devres::Devres,
     dma::Direction,
     eventfd::EventFd,
     ioasid::{OwnerKind, PasidSet},
     iommu::{self, Prot},
-    mdev, new_condvar, new_mutex, new_work, pci,
+    irq, mdev, new_condvar, new_mutex, new_work, pci,
     prelude::*,
     str::CStr,
     sync::{Arc, CondVar, Mutex},
     sysfs,
+    time::msecs_to_jiffies,
     types::ARef,
     uaccess::{UserSliceReader, UserSliceWriter},
     vfio::{self, uapi},
@@ -242,6 +241,10 @@ mod edu {
     pub(crate) const DMA_CMD: usize = 0x98;
     pub(crate) const CMD_START: u64 = 0x1;
     pub(crate) const CMD_TO_RAM: u64 = 0x2;
+    /// Raise interrupt 0x100 when the DMA is done.
+    pub(crate) const CMD_IRQ: u64 = 0x4;
+    pub(crate) const IRQ_STATUS: usize = 0x24;
+    pub(crate) const IRQ_ACK: usize = 0x64;
     /// edu's DMA buffer in its own address space.
     pub(crate) const BUF: u64 = 0x40000;
     pub(crate) const BUF_SIZE: usize = 4096;
@@ -300,6 +303,13 @@ struct ParentShared {
     engine_cv: CondVar,
     #[pin]
     work: Work<ParentShared>,
+    /// Set by edu's completion interrupt ([`EduIrq`]); the worker sleeps on `irq_cv`.
+    irq_fired: AtomicBool,
+    irq_count: AtomicU32,
+    #[pin]
+    irq_lock: Mutex<()>,
+    #[pin]
+    irq_cv: CondVar,
 }
 
 impl_has_work! {
@@ -383,6 +393,10 @@ impl ParentShared {
                 }, "edu_mdev::engine"),
                 engine_cv <- new_condvar!("edu_mdev::engine_cv"),
                 work <- new_work!("edu_mdev::work"),
+                irq_fired: AtomicBool::new(false),
+                irq_count: AtomicU32::new(0),
+                irq_lock <- new_mutex!((), "edu_mdev::irq_lock"),
+                irq_cv <- new_condvar!("edu_mdev::irq_cv"),
             }),
             GFP_KERNEL,
         )
@@ -531,13 +545,16 @@ impl ParentShared {
             let bar = self.bar.try_access().ok_or(CopyError::Device)?;
             f(&bar).map_err(|_| CopyError::Device)
         };
+        self.irq_fired.store(false, Ordering::Release);
         io(&|b| {
             b.write64(src, edu::DMA_SRC)?;
             b.write64(dst, edu::DMA_DST)?;
             b.write64(count, edu::DMA_COUNT)?;
-            b.write64(cmd, edu::DMA_CMD)
+            b.write64(cmd | edu::CMD_IRQ, edu::DMA_CMD)
         })?;
-        for _ in 0..1000 {
+        // Sleep until edu's completion MSI (see `EduIrq`); the timeout keeps this working, by
+        // polling, if the interrupt is lost or there is none.
+        for _ in 0..200 {
             let busy = {
                 let bar = self.bar.try_access().ok_or(CopyError::Device)?;
                 bar.read64(edu::DMA_CMD).map_err(|_| CopyError::Device)? & edu::CMD_START != 0
@@ -545,7 +562,12 @@ impl ParentShared {
             if !busy {
                 return Ok(());
             }
-            msleep(2);
+            let mut g = self.irq_lock.lock();
+            if !self.irq_fired.swap(false, Ordering::AcqRel) {
+                let _ = self
+                    .irq_cv
+                    .wait_interruptible_timeout(&mut g, msecs_to_jiffies(20));
+            }
         }
         dev_err!(&*self.pdev, "edu DMA did not complete\n");
         Err(CopyError::Device)
@@ -1253,6 +1275,29 @@ struct EduParent {
     /// `Some` until drop; dropping it removes all mdevs of the parent.
     parent: Option<Pin<KBox<mdev::Parent<MdevDriver>>>>,
     shared: Arc<ParentShared>,
+    /// edu's MSI, if it could be set up (freed after the engine stopped).
+    irq: Option<Pin<KBox<irq::Registration<EduIrq>>>>,
+}
+
+/// edu's interrupt: acknowledges it and wakes the engine worker.
+struct EduIrq(Arc<ParentShared>);
+
+impl irq::Handler for EduIrq {
+    fn handle(&self) -> irq::IrqReturn {
+        let p = &self.0;
+        let Some(bar) = p.bar.try_access() else {
+            return irq::IrqReturn::None;
+        };
+        let status = bar.read32(edu::IRQ_STATUS).unwrap_or(0);
+        if status == 0 {
+            return irq::IrqReturn::None;
+        }
+        let _ = bar.write32(status, edu::IRQ_ACK);
+        p.irq_count.fetch_add(1, Ordering::Relaxed);
+        p.irq_fired.store(true, Ordering::Release);
+        p.irq_cv.notify_all();
+        irq::IrqReturn::Handled
+    }
 }
 
 kernel::pci_device_table!(EDU_IDS, (), [(pci::DeviceId::from_id(0x1234, 0x11e8), ())]);
@@ -1273,9 +1318,26 @@ impl pci::Driver for EduParent {
             mdev::Parent::new(pdev.as_ref(), &reg.drv, &TYPE_DESCS),
             GFP_KERNEL,
         );
+        // edu's MSI completes the engine's DMAs; without it the engine polls.
+        let irq = pdev
+            .alloc_irq_vectors(1, 1, pci::IrqTypes::MSI)
+            .and_then(|_| pdev.request_irq(0, c_str!("edu_mdev"), EduIrq(shared.clone())))
+            .and_then(|init| KBox::pin_init(init, GFP_KERNEL));
+        let irq = match irq {
+            Ok(irq) => Some(irq),
+            Err(e) => {
+                dev_info!(
+                    pdev,
+                    "edu_mdev: no MSI ({:?}), polling edu's DMA status\n",
+                    e
+                );
+                None
+            }
+        };
         let mut this = EduParent {
             parent: None,
             shared,
+            irq,
         };
         // On error `this` drops: taken out of the registry, engine stopped.
         this.parent = Some(parent?);
@@ -1300,6 +1362,12 @@ impl Drop for EduParent {
             }
         }
         self.shared.shutdown();
+        drop(self.irq.take());
+        dev_info!(
+            &*self.shared.pdev,
+            "edu_mdev: parent removed ({} edu completion interrupts)\n",
+            self.shared.irq_count.load(Ordering::Relaxed)
+        );
     }
 }
 
