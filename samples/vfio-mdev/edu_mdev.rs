@@ -285,6 +285,9 @@ struct Engine {
     /// The work item is queued or running.
     worker_active: bool,
     stopping: bool,
+    /// Per mdev: aborts in progress. The worker does not start pieces of a fenced mdev, so an
+    /// abort waiting for a piece is not overtaken by the next one.
+    fence: [u32; MAX_MDEVS],
 }
 
 /// Everything of a parent that its mdevs and the engine worker share.
@@ -390,6 +393,7 @@ impl ParentShared {
                     running: None,
                     worker_active: false,
                     stopping: false,
+                    fence: [0; MAX_MDEVS],
                 }, "edu_mdev::engine"),
                 engine_cv <- new_condvar!("edu_mdev::engine_cv"),
                 work <- new_work!("edu_mdev::work"),
@@ -452,7 +456,9 @@ impl ParentShared {
                 .queue
                 .iter()
                 .enumerate()
-                .filter_map(|(i, j)| j.as_ref().map(|j| (i, j.seq)))
+                .filter_map(|(i, j)| j.as_ref().map(|j| (i, j)))
+                .filter(|(_, j)| e.fence[j.vdev.id] == 0)
+                .map(|(i, j)| (i, j.seq))
                 .min_by_key(|&(_, seq)| seq)
                 .map(|(i, _)| i);
             let Some(i) = next.filter(|_| !e.stopping) else {
@@ -476,9 +482,16 @@ impl ParentShared {
                     if job.done < job.len {
                         job.seq = e.next_seq;
                         e.next_seq += 1;
-                        // The slot it came from is free again.
-                        e.queue[i] = Some(job);
-                        None
+                        // Back to the end of the queue, in any free entry (a submission may
+                        // have taken the one it came from). There is one: at most one job per
+                        // mdev and this one is not queued.
+                        match e.queue.iter_mut().find(|q| q.is_none()) {
+                            Some(free) => {
+                                *free = Some(job);
+                                None
+                            }
+                            None => Some((job, Some(CopyError::Device))),
+                        }
                     } else {
                         Some((job, None))
                     }
@@ -575,9 +588,10 @@ impl ParentShared {
 
     /// Takes the queued jobs of mdev `id` that touch `range` (all of them for `None`) off the
     /// queue, waits until no piece of mdev `id` is on the hardware, and returns the jobs.
-    fn abort(&self, id: usize, range: Option<(u64, u64)>) -> [Option<Job>; MAX_MDEVS] {
+    fn abort(self: &Arc<Self>, id: usize, range: Option<(u64, u64)>) -> [Option<Job>; MAX_MDEVS] {
         let mut out: [Option<Job>; MAX_MDEVS] = [const { None }; MAX_MDEVS];
         let mut e = self.engine.lock();
+        e.fence[id] += 1;
         loop {
             for q in e.queue.iter_mut() {
                 let hit = q.as_ref().is_some_and(|j| {
@@ -597,10 +611,19 @@ impl ParentShared {
                 }
             }
             if e.running != Some(id) {
-                return out;
+                break;
             }
             self.engine_cv.wait(&mut e);
         }
+        e.fence[id] -= 1;
+        // The worker may have stopped with only fenced jobs left.
+        let kick = !e.worker_active && !e.stopping && e.queue.iter().any(Option::is_some);
+        e.worker_active |= kick;
+        drop(e);
+        if kick {
+            let _ = workqueue::system_long().enqueue(self.clone());
+        }
+        out
     }
 
     /// Stops the engine: no new jobs, waits for the worker to finish and flushes it.
@@ -1090,6 +1113,12 @@ impl vfio::DeviceOps for MdevVfio {
             .into_iter()
             .flatten()
         {
+            dev_info!(
+                dev.device(),
+                "edu_mdev: copy aborted: IOVA {:#x}+{:#x} unmapped under it\n",
+                iova,
+                length
+            );
             dev.complete(&job, Some(CopyError::Unmapped));
         }
     }

@@ -282,7 +282,7 @@ mod mdev {
         let p = parent()?;
         for bad in [
             "not-a-uuid",
-            "",
+            "\n",
             "5a3e0c1d-7b2f-4e8a-9c6d",
             "5a3e0c1d-7b2f-4e8a-9c6d-00000000000g",
         ] {
@@ -521,13 +521,19 @@ mod mdev {
         let p = parent()?;
         let m = Mdev::new(&p, "edu-small", 80)?;
         let s = Session::open(&m.0)?;
+        let t = std::time::Instant::now();
         s.dev.start_copy(SRC_IOVA, DST_IOVA, BUF_LEN as u32)?;
         std::thread::sleep(std::time::Duration::from_millis(300));
+        let before = s.dev.read32(regs::STATUS)?;
         s.space.unmap(DST_IOVA, BUF_LEN as u64)?;
+        let unmapped = t.elapsed().as_millis();
         let st = s.dev.wait(30_000)?;
         let r = CopyError::from_status(st);
         ensure(r == Some(Err(CopyError::Unmapped as u32)), || {
-            format!("STATUS {st:#x} after unmapping the destination")
+            format!(
+                "STATUS {st:#x} after unmapping the destination (STATUS {before:#x} before, unmapped at {unmapped} ms, done at {} ms)",
+                t.elapsed().as_millis()
+            )
         })?;
         Ok(())
     }

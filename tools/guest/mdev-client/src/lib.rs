@@ -306,7 +306,14 @@ impl Container {
             iova,
             size,
         };
-        ioctl_ptr(self.container.as_raw_fd(), VFIO_IOMMU_UNMAP_DMA, &mut m).map(drop)
+        ioctl_ptr(self.container.as_raw_fd(), VFIO_IOMMU_UNMAP_DMA, &mut m)?;
+        if m.size != size {
+            return Err(format!(
+                "VFIO_IOMMU_UNMAP_DMA unmapped {:#x} of {size:#x} bytes",
+                m.size
+            ));
+        }
+        Ok(())
     }
 
     /// The device fd of mdev `uuid`.
