@@ -21,3 +21,4 @@ const xa_mark_t RUST_CONST_HELPER_XA_PRESENT = XA_PRESENT;
 #include <linux/debugfs.h>
 #include <linux/mman.h>
 #include <linux/seq_file.h>
+#include <linux/fdtable.h>

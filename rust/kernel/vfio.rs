@@ -182,11 +182,19 @@ impl<T: DeviceOps> Device<T> {
         unsafe { device::Device::as_ref(addr_of_mut!((*self.as_raw()).device)) }
     }
 
-    /// Pins `npage` pages of the user's I/O address space from `iova` (`vfio_pin_pages`). The
-    /// device must be open; the pages are unpinned when the result is dropped.
-    pub fn pin_pages(&self, iova: u64, npage: usize, prot: crate::iommu::Prot) -> Result<PinnedPages<'_, T>> {
+    /// Whether a user has the device open (the emulated IOMMU is usable only then).
+    pub fn is_open(&self) -> bool {
+        // SAFETY: valid device; a racy read, as `vfio_assert_device_open` does.
+        unsafe { core::ptr::read_volatile(addr_of_mut!((*self.as_raw()).open_count)) != 0 }
+    }
+
+    fn pin_raw(&self, iova: u64, npage: usize, prot: crate::iommu::Prot) -> Result<crate::alloc::KVec<*mut bindings::page>> {
         if npage == 0 || npage > 512 || iova % crate::page::PAGE_SIZE as u64 != 0 {
             return Err(EINVAL);
+        }
+        // The C side WARNs (and fails) when the device is not open: refuse quietly instead.
+        if !self.is_open() {
+            return Err(ENODEV);
         }
         let mut pages = crate::alloc::KVec::with_capacity(npage, crate::alloc::flags::GFP_KERNEL)?;
         // SAFETY: `pages` has room for `npage` pointers; the core validates the rest.
@@ -203,13 +211,34 @@ impl<T: DeviceOps> Device<T> {
         }
         // SAFETY: the core filled `npage` entries.
         unsafe { pages.set_len(npage) };
+        Ok(pages)
+    }
+
+    /// Pins `npage` pages of the user's I/O address space from `iova` (`vfio_pin_pages`) for
+    /// the duration of a borrow of the device; unpinned when the result is dropped. `ENODEV`
+    /// if the device is not open.
+    pub fn pin_pages(&self, iova: u64, npage: usize, prot: crate::iommu::Prot) -> Result<PinnedPages<'_, T>> {
+        let pages = self.pin_raw(iova, npage, prot)?;
         // INVARIANT: pinned above.
         Ok(PinnedPages { dev: self, iova, pages })
+    }
+
+    /// Pins pages for as long as the driver keeps the result (e.g. in its device state). The
+    /// driver must drop it from [`DeviceOps::dma_unmap`] for a range that covers it, and in
+    /// [`DeviceOps::close_device`] at the latest (it holds a device reference, so a pin that is
+    /// never dropped leaks the device).
+    pub fn pin_pages_owned(self: &ARef<Self>, iova: u64, npage: usize, prot: crate::iommu::Prot) -> Result<OwnedPinnedPages<T>> {
+        let pages = self.pin_raw(iova, npage, prot)?;
+        // INVARIANT: pinned above.
+        Ok(OwnedPinnedPages { dev: self.clone(), iova, pages })
     }
 
     /// Reads (`write == false`) or writes `buf` at `iova` of the user's I/O address space
     /// (`vfio_dma_rw`).
     pub fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result {
+        if !self.is_open() {
+            return Err(ENODEV);
+        }
         // SAFETY: `buf` is valid for writes of its length.
         to_result(unsafe {
             bindings::vfio_dma_rw(self.as_raw(), iova, buf.as_mut_ptr().cast(), buf.len(), false)
@@ -218,6 +247,9 @@ impl<T: DeviceOps> Device<T> {
 
     /// Writes `buf` at `iova` of the user's I/O address space (`vfio_dma_rw`).
     pub fn dma_write(&self, iova: u64, buf: &[u8]) -> Result {
+        if !self.is_open() {
+            return Err(ENODEV);
+        }
         // SAFETY: `buf` is valid for reads; `vfio_dma_rw` does not write it when `write`.
         to_result(unsafe {
             bindings::vfio_dma_rw(self.as_raw(), iova, buf.as_ptr().cast_mut().cast(), buf.len(), true)
@@ -334,6 +366,59 @@ impl Drop for PinnedPageDma<'_> {
 }
 
 impl<T: DeviceOps> Drop for PinnedPages<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: pinned (type invariant), unpinned once.
+        unsafe { bindings::vfio_unpin_pages(self.dev.as_raw(), self.iova, self.pages.len() as c_int) };
+    }
+}
+
+/// Pages pinned with [`Device::pin_pages_owned`]; unpinned on drop.
+///
+/// # Invariants
+///
+/// `pages.len()` pages at `iova` are pinned on `dev` and unpinned exactly once, in `drop`.
+pub struct OwnedPinnedPages<T: DeviceOps> {
+    dev: ARef<Device<T>>,
+    iova: u64,
+    pages: crate::alloc::KVec<*mut bindings::page>,
+}
+
+// SAFETY: the page pointers are pinned pages (plain references); unpinning works from any
+// thread.
+unsafe impl<T: DeviceOps> Send for OwnedPinnedPages<T> {}
+// SAFETY: `&self` methods only read.
+unsafe impl<T: DeviceOps> Sync for OwnedPinnedPages<T> {}
+
+impl<T: DeviceOps> OwnedPinnedPages<T> {
+    /// The first IOVA.
+    pub fn iova(&self) -> u64 {
+        self.iova
+    }
+
+    /// Number of pinned pages.
+    pub fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Whether no page is pinned (never).
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+
+    /// Whether the pinned range intersects `iova..iova + length`.
+    pub fn overlaps(&self, iova: u64, length: u64) -> bool {
+        let end = self.iova + (self.pages.len() * crate::page::PAGE_SIZE) as u64;
+        iova < end && self.iova < iova.saturating_add(length)
+    }
+
+    /// Physical address of page `i`.
+    pub fn phys(&self, i: usize) -> Option<u64> {
+        // SAFETY: pinned pages are valid (type invariant).
+        self.pages.get(i).map(|&p| unsafe { bindings::page_to_phys(p) })
+    }
+}
+
+impl<T: DeviceOps> Drop for OwnedPinnedPages<T> {
     fn drop(&mut self) {
         // SAFETY: pinned (type invariant), unpinned once.
         unsafe { bindings::vfio_unpin_pages(self.dev.as_raw(), self.iova, self.pages.len() as c_int) };

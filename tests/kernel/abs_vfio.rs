@@ -13,8 +13,10 @@ use kernel::{
     eventfd::EventFd,
     labtest::{Case, Failed, Suite},
     labtest_ensure, mdev, pci,
+    new_mutex,
     prelude::*,
     str::{CStr, CString},
+    sync::Mutex,
     sysfs,
     sync::Arc,
     types::ARef,
@@ -36,6 +38,10 @@ const UUID_BYTES: [u8; 16] = [
 ];
 
 static MDEV_PROBES: AtomicU32 = AtomicU32::new(0);
+static OPENS: AtomicU32 = AtomicU32::new(0);
+static CLOSES: AtomicU32 = AtomicU32::new(0);
+static UNMAPS: AtomicU32 = AtomicU32::new(0);
+const TEST_IOVA: u64 = 0x10_0000;
 static MDEV_REMOVES: AtomicU32 = AtomicU32::new(0);
 static VFIO_RELEASES: AtomicU32 = AtomicU32::new(0);
 static AVAILABLE: AtomicU32 = AtomicU32::new(2);
@@ -44,11 +50,19 @@ static PARENT_OK: AtomicU32 = AtomicU32::new(0);
 
 // ---- the VFIO device of each mdev ------------------------------------------------------------
 
+#[pin_data]
 struct MdevState {
     type_index: usize,
+    /// Long-lived pins, dropped in `dma_unmap` / `close_device`.
+    #[pin]
+    pins: Mutex<KVec<vfio::OwnedPinnedPages<MdevState>>>,
+    _release: ReleaseMarker,
 }
 
-impl Drop for MdevState {
+/// Counts releases of the VFIO device data.
+struct ReleaseMarker;
+
+impl Drop for ReleaseMarker {
     fn drop(&mut self) {
         VFIO_RELEASES.fetch_add(1, Ordering::Relaxed);
     }
@@ -109,7 +123,34 @@ impl vfio::DeviceOps for MdevState {
         Ok(n)
     }
 
-    fn dma_unmap(_dev: &vfio::Device<Self>, _iova: u64, _length: u64) {}
+    fn open_device(_dev: &vfio::Device<Self>) -> Result {
+        OPENS.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn close_device(dev: &vfio::Device<Self>) {
+        CLOSES.fetch_add(1, Ordering::Relaxed);
+        *dev.pins.lock() = KVec::new();
+    }
+
+    fn dma_unmap(dev: &vfio::Device<Self>, iova: u64, length: u64) {
+        // Drop (unpin) every long-lived pin in the range, as the VFIO contract requires.
+        let mut pins = dev.pins.lock();
+        let before = pins.len();
+        let mut kept = KVec::new();
+        for p in core::mem::take(&mut *pins) {
+            if !p.overlaps(iova, length) {
+                // Cannot fail: `kept` is at most as long as the old vector... but allocation
+                // may; on failure the pin is dropped (unpinned), which is safe.
+                let _ = kept.push(p, GFP_KERNEL);
+            }
+        }
+        let dropped = before - kept.len();
+        *pins = kept;
+        if iova == TEST_IOVA && length == 4096 && dropped == 1 {
+            UNMAPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 struct MdevData {
@@ -151,7 +192,10 @@ impl mdev::Driver for MdevDriver {
             PARENT_OK.fetch_add(1, Ordering::Relaxed);
         }
         let ty = mdev.mdev_type().index();
-        let dev = vfio::Device::new(mdev.as_ref(), MdevState { type_index: ty })?;
+        let dev = vfio::Device::new(
+            mdev.as_ref(),
+            try_pin_init!(MdevState { type_index: ty, pins <- new_mutex!(KVec::new()), _release: ReleaseMarker }),
+        )?;
         kernel::dev_info!(mdev, "abs_vfio: mdev of type {} -> VFIO device\n", dev.type_index);
         let reg = vfio::Registration::new(&dev)?;
         AVAILABLE.fetch_sub(1, Ordering::Relaxed);
@@ -416,6 +460,7 @@ fn mdev_cases(suite: &mut Suite, parent: &CStr) {
         // SAFETY: from `KBox::into_raw` in probe, taken back once.
         let vdev = unsafe { KBox::from_raw(vdev) };
         vfio_callback_cases(suite, &vdev);
+        mediated_dma_case(suite, &vdev);
     }
     suite.run("mdev_remove_releases_vfio_device", |case| {
         let p = case.check("path", CString::try_from_fmt(kernel::fmt!("/sys/bus/mdev/devices/{}/remove", UUID)))?;
@@ -552,6 +597,109 @@ fn vfio_callback_cases(suite: &mut Suite, dev: &vfio::Device<MdevState>) {
         let r = call_read(dev, 0x10, 8, &mut 0i64);
         labtest_ensure!(case, r == -(bindings::EFAULT as isize), "read into an unmapped buffer: {r}");
         Ok(())
+    });
+}
+
+// ---- mediated DMA: iommufd IOAS + emulated-IOMMU bind, as a VMM would do it ---------------
+
+/// Calls a file's `unlocked_ioctl` with a user-memory argument.
+fn file_ioctl(f: *mut bindings::file, cmd: u32, arg: usize) -> isize {
+    // SAFETY: `f` is an open file of a driver with `unlocked_ioctl` (iommufd, vfio cdev).
+    unsafe { ((*(*f).f_op).unlocked_ioctl.unwrap())(f, cmd, arg as _) }
+}
+
+fn open_file(path: &CStr) -> Result<*mut bindings::file> {
+    // SAFETY: NUL-terminated path.
+    kernel::error::from_err_ptr(unsafe { bindings::filp_open(path.as_char_ptr(), bindings::O_RDWR as i32, 0) })
+}
+
+const IOMMU_IOAS_ALLOC: u32 = kernel::ioctl::_IO(b';' as u32, 0x81);
+const IOMMU_IOAS_MAP: u32 = kernel::ioctl::_IO(b';' as u32, 0x85);
+const IOMMU_IOAS_UNMAP: u32 = kernel::ioctl::_IO(b';' as u32, 0x86);
+const VFIO_DEVICE_BIND_IOMMUFD: u32 = kernel::ioctl::_IO(b';' as u32, 100 + 18);
+const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u32 = kernel::ioctl::_IO(b';' as u32, 100 + 19);
+
+fn words64(w32: &[u32], w64: &[u64]) -> KVec<u8> {
+    let mut v = bytes(w32);
+    for w in w64 {
+        let _ = v.extend_from_slice(&w.to_ne_bytes(), GFP_KERNEL);
+    }
+    v
+}
+
+fn mediated_dma_case(suite: &mut Suite, dev: &ARef<vfio::Device<MdevState>>) {
+    suite.run("vfio_iommufd_bind_pin_pages_dma_rw_unmap", |case| {
+        let data = case.check("vm_mmap", UserPage::new())?;
+        let args = case.check("vm_mmap", UserPage::new())?;
+        let pattern: [u8; 32] = core::array::from_fn(|i| 0x40 + i as u8);
+        case.check("put", data.put(0, &pattern))?;
+        // iommufd with an IOAS mapping the user page at TEST_IOVA; installed as an fd because
+        // VFIO_DEVICE_BIND_IOMMUFD takes a descriptor.
+        let ictx = case.check("open /dev/iommu", open_file(c_str!("/dev/iommu")))?;
+        // SAFETY: FFI calls; the fd takes over the file reference.
+        let fd = unsafe { bindings::get_unused_fd_flags(bindings::O_CLOEXEC) };
+        labtest_ensure!(case, fd >= 0, "no fd: {fd}");
+        // SAFETY: `fd` is reserved above; `ictx` is an open file whose reference moves into it.
+        unsafe { bindings::fd_install(fd as u32, ictx) };
+        let res = (|| -> Result<(), Failed> {
+            case.check("put", args.put(0, &bytes(&[12, 0, 0])))?;
+            let r = file_ioctl(ictx, IOMMU_IOAS_ALLOC, args.0);
+            labtest_ensure!(case, r == 0, "IOAS_ALLOC {r}");
+            let mut out = [0u8; 12];
+            case.check("get", args.get(0, &mut out))?;
+            let ioas = u32_at(&out, 8);
+            case.check("put", args.put(0, &words64(&[40, 1 | 2 | 4, ioas, 0], &[data.0 as u64, 4096, TEST_IOVA])))?;
+            let r = file_ioctl(ictx, IOMMU_IOAS_MAP, args.0);
+            labtest_ensure!(case, r == 0, "IOAS_MAP {r}");
+            // Not open yet: the emulated IOMMU has no access, pinning must fail.
+            labtest_ensure!(case, dev.pin_pages(TEST_IOVA, 1, kernel::iommu::Prot::READ).is_err(), "pinned while closed");
+            let path = case.check("path", CString::try_from_fmt(kernel::fmt!("/dev/vfio/devices/{}", dev.device().name())))?;
+            let vf = case.check("open vfio cdev", open_file(&path))?;
+            let inner = (|| -> Result<(), Failed> {
+                case.check("put", args.put(0, &bytes(&[16, 0, fd as u32, 0])))?;
+                let r = file_ioctl(vf, VFIO_DEVICE_BIND_IOMMUFD, args.0);
+                labtest_ensure!(case, r == 0, "BIND_IOMMUFD {r}");
+                labtest_ensure!(case, OPENS.load(Ordering::Relaxed) == 1, "open_device ran {} times", OPENS.load(Ordering::Relaxed));
+                case.check("put", args.put(0, &bytes(&[12, 0, ioas])))?;
+                let r = file_ioctl(vf, VFIO_DEVICE_ATTACH_IOMMUFD_PT, args.0);
+                labtest_ensure!(case, r == 0, "ATTACH_IOMMUFD_PT {r}");
+                // Mediated DMA through the user's IOAS.
+                let mut got = [0u8; 32];
+                case.check("dma_read", dev.dma_read(TEST_IOVA, &mut got))?;
+                labtest_ensure!(case, got == pattern, "dma_read {:?}", &got[..8]);
+                case.check("dma_write", dev.dma_write(TEST_IOVA + 0x100, b"mediated"))?;
+                let mut back = [0u8; 8];
+                case.check("get", data.get(0x100, &mut back))?;
+                labtest_ensure!(case, &back == b"mediated", "user page after dma_write {back:?}");
+                labtest_ensure!(case, dev.dma_read(0x90_0000, &mut got).is_err(), "dma_read of an unmapped IOVA");
+                {
+                    let pins = case.check("pin_pages", dev.pin_pages(TEST_IOVA, 1, kernel::iommu::Prot::READ | kernel::iommu::Prot::WRITE))?;
+                    labtest_ensure!(case, pins.len() == 1 && pins.phys(0).is_some(), "pins");
+                }
+                // A long-lived pin kept in the device state: IOAS_UNMAP must make the driver
+                // drop it through dma_unmap.
+                let owned = case.check("pin_pages_owned", dev.pin_pages_owned(TEST_IOVA, 1, kernel::iommu::Prot::READ))?;
+                case.check("keep pin", dev.pins.lock().push(owned, GFP_KERNEL).map_err(Into::into))?;
+                labtest_ensure!(case, dev.pin_pages(TEST_IOVA + 1, 1, kernel::iommu::Prot::READ).is_err(), "misaligned pin");
+                labtest_ensure!(case, dev.pin_pages(0x90_0000, 1, kernel::iommu::Prot::READ).is_err(), "pin of an unmapped IOVA");
+                // Unmapping the IOAS range calls dma_unmap.
+                case.check("put", args.put(0, &words64(&[24, ioas], &[TEST_IOVA, 4096])))?;
+                let r = file_ioctl(ictx, IOMMU_IOAS_UNMAP, args.0);
+                labtest_ensure!(case, r == 0, "IOAS_UNMAP {r}");
+                labtest_ensure!(case, UNMAPS.load(Ordering::Relaxed) == 1, "dma_unmap ran {} times", UNMAPS.load(Ordering::Relaxed));
+                Ok(())
+            })();
+            // SAFETY: opened above; the last reference. A plain `filp_close` would defer the
+            // release to task work (run when insmod returns to user space), but the mdev
+            // removal below waits for the close: release synchronously (close_device, unbind).
+            unsafe { bindings::__fput_sync(vf) };
+            inner?;
+            labtest_ensure!(case, CLOSES.load(Ordering::Relaxed) == 1, "close_device ran {} times", CLOSES.load(Ordering::Relaxed));
+            Ok(())
+        })();
+        // SAFETY: installed above.
+        unsafe { bindings::close_fd(fd as u32) };
+        res
     });
 }
 
