@@ -36,14 +36,19 @@ fn demo(n: u32) -> Result<(), String> {
     );
     let mut ok = true;
     for (i, u) in uuids.iter().enumerate() {
-        let mut s = Session::open(u)?;
+        // Every other mdev through the iommufd/cdev path, the others through a type1 container.
+        let (mut s, path) = if i % 2 == 1 {
+            (Session::open_iommufd(u)?, "iommufd")
+        } else {
+            (Session::open(u)?, "type1 container")
+        };
         let len = 4096 + 1024 * i;
         let t = std::time::Instant::now();
         let r = s.copy_checked(i as u8, 0, 8, len);
         let pasid_reg = s.dev.read32(regs::PASID)?;
         match &r {
             Ok(()) => println!(
-                "mdev {u}: copied {len} bytes IOVA {SRC_IOVA:#x} -> {:#x} in {} ms, bytes match, PASID register {pasid_reg}",
+                "mdev {u}: copied {len} bytes IOVA {SRC_IOVA:#x} -> {:#x} via {path} in {} ms, bytes match, PASID register {pasid_reg}",
                 DST_IOVA + 8,
                 t.elapsed().as_millis()
             ),
