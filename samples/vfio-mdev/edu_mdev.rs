@@ -546,7 +546,10 @@ impl ParentShared {
         Ok(n)
     }
 
-    /// Runs one edu DMA and waits for it (polling; edu takes 100 ms of virtual time per DMA).
+    /// Runs one edu DMA and waits for it: edu's completion interrupt wakes us, its DMA command
+    /// register says when it is done (edu takes 100 ms of virtual time per DMA). If edu never
+    /// finishes (it does not hang in practice), the piece fails with `Device` and its pages are
+    /// unmapped and unpinned although the DMA may still be pending: a limit of this sample.
     fn edu_dma(
         &self,
         src: u64,
