@@ -1172,69 +1172,24 @@ impl mdev::Driver for MdevDriver {
     fn probe(mdev: &mdev::Device) -> Result<Self::Data> {
         let parent = registry_find(mdev.parent_device()).ok_or(ENODEV)?;
         let ty = TYPES.get(mdev.mdev_type().index()).ok_or(EINVAL)?;
-        // Probes of one parent are serialised by this lock; it is held until the slot is ours.
-        let mut mdevs = parent.mdevs.lock();
-        if ParentShared::free_slots(&mdevs) < ty.slots {
-            return Err(ENOSPC);
-        }
-        let id = mdevs.iter().position(|s| s.is_none()).ok_or(ENOSPC)?;
-        let pasid = parent.pasids.alloc(PASID_RANGE, id)?;
-        let vdev_parent = parent.clone();
-        let r = (|| {
-            // On failure, `detach` of a PASID that was never attached is harmless.
-            parent.backend.attach(pasid)?;
-            let vdev = vfio::Device::new(
-                mdev.as_ref(),
-                try_pin_init!(MdevVfio {
-                    parent: vdev_parent,
-                    id,
-                    pasid,
-                    st <- new_mutex!(DevState { cfg: ConfigSpace::new(), regs: Regs::default(), msi: None, req: None }),
-                }),
-            )?;
-            vfio::Registration::new(&vdev)
-        })();
-        let reg = r.inspect_err(|_| {
-            parent.backend.detach(pasid);
-            let _ = parent.pasids.free(pasid);
-        })?;
-        mdevs[id] = Some(Slot {
-            dev: mdev.as_ref().as_raw_ptr() as usize,
-            pasid,
-            slots: ty.slots,
-        });
-        drop(mdevs);
-        let attrs = (|| {
-            Ok::<_, Error>([
-                sysfs::create_file(mdev.as_ref(), &PASID_ATTR)?,
-                sysfs::create_file(mdev.as_ref(), &MODE_ATTR)?,
-            ])
-        })();
-        let attrs = match attrs {
-            Ok(a) => a,
-            Err(e) => {
-                drop(reg);
-                Self::release(&parent, id, pasid);
-                return Err(e);
+        // 1. Engine slots and a PASID (the lock serialises the probes of a parent).
+        let (id, pasid) = {
+            let mut mdevs = parent.mdevs.lock();
+            if ParentShared::free_slots(&mdevs) < ty.slots {
+                return Err(ENOSPC);
             }
-        };
-        dev_info!(
-            mdev,
-            "edu_mdev: {} mdev, PASID {}, mode {}\n",
-            ty.desc.pretty_name,
-            pasid,
-            parent.backend.mode()
-        );
-        Ok(KBox::new(
-            MdevData {
-                parent,
-                id,
+            let id = mdevs.iter().position(|s| s.is_none()).ok_or(ENOSPC)?;
+            let pasid = parent.pasids.alloc(PASID_RANGE, id)?;
+            let dev = mdev.as_ref().as_raw_ptr() as usize;
+            mdevs[id] = Some(Slot {
+                dev,
                 pasid,
-                _attrs: attrs,
-                _reg: reg,
-            },
-            GFP_KERNEL,
-        )?)
+                slots: ty.slots,
+            });
+            (id, pasid)
+        };
+        // 2. The VFIO device and the attributes; on failure both are given back.
+        Self::setup(mdev, &parent, ty, id, pasid).inspect_err(|_| Self::release(&parent, id, pasid))
     }
 
     fn remove(mdev: &mdev::Device, data: Self::Data) {
@@ -1262,6 +1217,50 @@ impl mdev::Driver for MdevDriver {
 }
 
 impl MdevDriver {
+    /// Attaches the PASID (PASID mode), registers the mdev's VFIO device and adds the `pasid`
+    /// and `mode` attributes. What was set up is undone on failure (locals drop in reverse).
+    fn setup(
+        mdev: &mdev::Device,
+        parent: &Arc<ParentShared>,
+        ty: &EduType,
+        id: usize,
+        pasid: u32,
+    ) -> Result<KBox<MdevData>> {
+        parent.backend.attach(pasid)?;
+        let vdev_parent = parent.clone();
+        let vdev = vfio::Device::new(
+            mdev.as_ref(),
+            try_pin_init!(MdevVfio {
+                parent: vdev_parent,
+                id,
+                pasid,
+                st <- new_mutex!(DevState { cfg: ConfigSpace::new(), regs: Regs::default(), msi: None, req: None }),
+            }),
+        )?;
+        let reg = vfio::Registration::new(&vdev)?;
+        let attrs = [
+            sysfs::create_file(mdev.as_ref(), &PASID_ATTR)?,
+            sysfs::create_file(mdev.as_ref(), &MODE_ATTR)?,
+        ];
+        dev_info!(
+            mdev,
+            "edu_mdev: {} mdev, PASID {}, mode {}\n",
+            ty.desc.pretty_name,
+            pasid,
+            parent.backend.mode()
+        );
+        Ok(KBox::new(
+            MdevData {
+                parent: parent.clone(),
+                id,
+                pasid,
+                _attrs: attrs,
+                _reg: reg,
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
     /// Gives the slot and the PASID of a removed (or failed) mdev back.
     fn release(parent: &ParentShared, id: usize, pasid: u32) {
         parent.backend.detach(pasid);
