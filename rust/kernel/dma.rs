@@ -43,7 +43,7 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn raw(self) -> bindings::dma_data_direction {
+    pub(crate) fn raw(self) -> bindings::dma_data_direction {
         match self {
             Direction::Bidirectional => bindings::dma_data_direction_DMA_BIDIRECTIONAL,
             Direction::ToDevice => bindings::dma_data_direction_DMA_TO_DEVICE,

@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 . "$here/kenv.sh" "${1:-${FLAVOUR:-release}}"
 
-guest_bins=(labtest)
+guest_bins=(labtest mdev-client)
 export CARGO_TARGET_DIR=$LAB_CACHE/target-guest
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static'

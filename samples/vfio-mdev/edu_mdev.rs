@@ -1,0 +1,1446 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Sample mediated PCI device: QEMU's `edu` (1234:11e8) shared by several VFIO mdevs, one PASID
+//! per mdev, each mdev a virtual DMA copy engine whose copies the parent mediates.
+//!
+//! Read it top to bottom:
+//!
+//! 1. **Types and capacity**: the engine has [`SLOTS`] slots; `edu-small` takes 1, `edu-large`
+//!    takes 2. `available_instances` is what is left.
+//! 2. **Backend**: [`Backend`] hides how the engine reaches an mdev's memory: [`Mediated`] (the
+//!    parent pins the user's pages and DMA-maps them for itself; what edu under QEMU gets) or
+//!    [`PasidAux`] (an IOMMU domain attached at the mdev's PASID; PASID-capable platforms).
+//! 3. **The parent** ([`ParentShared`]): the PCI device, its BAR, the PASID set, the mdev slots
+//!    and the engine queue with its worker.
+//! 4. **The engine** ([`ParentShared::run_engine`]): one work item serving all mdevs in turn,
+//!    one page-sized piece per turn (RAM -> edu buffer -> RAM).
+//! 5. **The mdev as a VFIO device** ([`MdevVfio`]): emulated config space and BAR0 register file
+//!    (documented in `docs/sample-mdev.md`), region/IRQ info, SET_IRQS, RESET, `dma_unmap`.
+//! 6. **The mdev driver** ([`MdevDriver`]): probe (PASID, VFIO device, sysfs attributes), remove.
+//! 7. **The PCI driver** ([`EduParent`]) and the module.
+
+use core::{
+    fmt::Write,
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering},
+};
+use kernel::{
+    alloc::flags::GFP_KERNEL,
+    c_str, dev_err, dev_info,
+    device::Device,
+    devres::Devres,
+    dma::Direction,
+    eventfd::EventFd,
+    ioasid::{OwnerKind, PasidSet},
+    iommu::{self, Prot},
+    irq, mdev, new_condvar, new_mutex, new_work, pci,
+    prelude::*,
+    str::CStr,
+    sync::{Arc, CondVar, Mutex},
+    sysfs,
+    time::msecs_to_jiffies,
+    types::ARef,
+    uaccess::{UserSliceReader, UserSliceWriter},
+    vfio::{self, uapi},
+    workqueue::{self, impl_has_work, Work, WorkItem},
+};
+
+module! {
+    type: EduMdevModule,
+    name: "edu_mdev",
+    author: "pasid-mdev project",
+    description: "Sample mediated device: edu shared by VFIO mdevs, one PASID each",
+    license: "GPL",
+}
+
+// ---- 1. types and capacity -------------------------------------------------------------------
+
+/// Engine slots per parent; every mdev takes some.
+const SLOTS: u32 = 8;
+/// Most mdevs per parent (all small).
+const MAX_MDEVS: usize = SLOTS as usize;
+
+/// An mdev type: its sysfs names and the slots an instance takes.
+struct EduType {
+    desc: mdev::TypeDesc,
+    slots: u32,
+    description: &'static str,
+}
+
+const TYPES: [EduType; 2] = [
+    EduType {
+        desc: mdev::TypeDesc {
+            sysfs_name: c_str!("small"),
+            pretty_name: c_str!("edu-small"),
+        },
+        slots: 1,
+        description: "virtual DMA copy engine, 1/8 of the edu engine",
+    },
+    EduType {
+        desc: mdev::TypeDesc {
+            sysfs_name: c_str!("large"),
+            pretty_name: c_str!("edu-large"),
+        },
+        slots: 2,
+        description: "virtual DMA copy engine, 2/8 of the edu engine",
+    },
+];
+const TYPE_DESCS: [mdev::TypeDesc; 2] = [TYPES[0].desc, TYPES[1].desc];
+
+/// PASIDs handed to mdevs (0 is the RID's).
+const PASID_RANGE: core::ops::RangeInclusive<u32> = 1..=(1 << 20) - 1;
+
+// ---- 2. the backend: how the engine reaches an mdev's memory ---------------------------------
+
+/// A device address for one page of an mdev's I/O address space, valid while it lives.
+enum Mapped<'a> {
+    /// Mediated mode: the parent's own DMA mapping of the pinned page.
+    Dma(vfio::PinnedPageDma<'a>),
+    /// PASID mode: the page is mapped at its IOVA in the mdev's PASID domain.
+    Pasid {
+        iova: u64,
+        domain: Arc<iommu::Domain>,
+    },
+}
+
+impl Mapped<'_> {
+    fn addr(&self) -> u64 {
+        match self {
+            Mapped::Dma(m) => m.dma_addr(),
+            Mapped::Pasid { iova, .. } => *iova,
+        }
+    }
+}
+
+impl Drop for Mapped<'_> {
+    fn drop(&mut self) {
+        if let Mapped::Pasid { iova, domain } = self {
+            domain.unmap(*iova, kernel::page::PAGE_SIZE);
+        }
+    }
+}
+
+/// How the parent's engine reaches the memory of an mdev.
+trait Backend: Send + Sync {
+    /// `pasid` or `mediated` (the mdev's `mode` attribute).
+    fn mode(&self) -> &'static str;
+    /// An mdev got `pasid`.
+    fn attach(&self, pasid: u32) -> Result;
+    /// The mdev with `pasid` goes away.
+    fn detach(&self, pasid: u32);
+    /// Makes pinned page `page` (at `iova` of the mdev) reachable by the engine.
+    fn map<'a>(
+        &self,
+        pasid: u32,
+        page: &'a vfio::PinnedPages<'_, MdevVfio>,
+        iova: u64,
+        dir: Direction,
+    ) -> Result<Mapped<'a>>;
+}
+
+/// No PASID on the platform: the parent pins the mdev's pages and maps them with its own (RID)
+/// DMA mapping. Isolation comes from the pinning: only IOVAs the mdev's user mapped resolve.
+struct Mediated {
+    dev: ARef<Device>,
+}
+
+impl Backend for Mediated {
+    fn mode(&self) -> &'static str {
+        "mediated"
+    }
+    fn attach(&self, _pasid: u32) -> Result {
+        Ok(())
+    }
+    fn detach(&self, _pasid: u32) {}
+    fn map<'a>(
+        &self,
+        _pasid: u32,
+        page: &'a vfio::PinnedPages<'_, MdevVfio>,
+        _iova: u64,
+        dir: Direction,
+    ) -> Result<Mapped<'a>> {
+        Ok(Mapped::Dma(page.dma_map(0, &self.dev, dir)?))
+    }
+}
+
+/// PASID-capable platform: each mdev's PASID gets its own paging domain; pinned pages are mapped
+/// there at the user's IOVA and the engine issues PASID-tagged DMA to the IOVA. (edu under QEMU
+/// has no PASID capability and QEMU's SMMUv3 no SSIDs: this backend is never selected in the
+/// lab.)
+#[pin_data]
+struct PasidAux {
+    dev: ARef<Device>,
+    #[pin]
+    domains: Mutex<[Option<(u32, iommu::PasidAttachment)>; MAX_MDEVS]>,
+}
+
+impl PasidAux {
+    fn domain(&self, pasid: u32) -> Option<Arc<iommu::Domain>> {
+        self.domains
+            .lock()
+            .iter()
+            .flatten()
+            .find(|(p, _)| *p == pasid)
+            .map(|(_, a)| a.domain().clone())
+    }
+}
+
+impl Backend for PasidAux {
+    fn mode(&self) -> &'static str {
+        "pasid"
+    }
+    fn attach(&self, pasid: u32) -> Result {
+        let domain = iommu::Domain::new_paging(&self.dev)?;
+        let att = domain.attach_device_pasid(&self.dev, pasid)?;
+        let mut d = self.domains.lock();
+        let free = d.iter_mut().find(|s| s.is_none()).ok_or(ENOSPC)?;
+        *free = Some((pasid, att));
+        Ok(())
+    }
+    fn detach(&self, pasid: u32) {
+        let mut d = self.domains.lock();
+        if let Some(s) = d
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|(p, _)| *p == pasid))
+        {
+            *s = None;
+        }
+    }
+    fn map<'a>(
+        &self,
+        pasid: u32,
+        page: &'a vfio::PinnedPages<'_, MdevVfio>,
+        iova: u64,
+        dir: Direction,
+    ) -> Result<Mapped<'a>> {
+        let domain = self.domain(pasid).ok_or(ENODEV)?;
+        let prot = if dir == Direction::FromDevice {
+            Prot::READ | Prot::WRITE
+        } else {
+            Prot::READ
+        };
+        domain.map(
+            iova,
+            page.phys(0).ok_or(EINVAL)?,
+            kernel::page::PAGE_SIZE,
+            prot,
+            GFP_KERNEL,
+        )?;
+        Ok(Mapped::Pasid { iova, domain })
+    }
+}
+
+// ---- 3. the parent ----------------------------------------------------------------------------
+
+/// edu registers (QEMU `hw/misc/edu.c`).
+mod edu {
+    pub(crate) const ID: usize = 0x00;
+    pub(crate) const ID_VALUE: u32 = 0x0100_00ed;
+    pub(crate) const DMA_SRC: usize = 0x80;
+    pub(crate) const DMA_DST: usize = 0x88;
+    pub(crate) const DMA_COUNT: usize = 0x90;
+    pub(crate) const DMA_CMD: usize = 0x98;
+    pub(crate) const CMD_START: u64 = 0x1;
+    pub(crate) const CMD_TO_RAM: u64 = 0x2;
+    /// Raise interrupt 0x100 when the DMA is done.
+    pub(crate) const CMD_IRQ: u64 = 0x4;
+    pub(crate) const IRQ_STATUS: usize = 0x24;
+    pub(crate) const IRQ_ACK: usize = 0x64;
+    /// edu's DMA buffer in its own address space.
+    pub(crate) const BUF: u64 = 0x40000;
+    pub(crate) const BUF_SIZE: usize = 4096;
+    /// edu masks DMA addresses to 28 bits.
+    pub(crate) const DMA_BITS: u32 = 28;
+}
+
+/// One mdev of a parent: what sysfs and capacity accounting need.
+struct Slot {
+    /// The mdev's `struct device` (identity only, for the sysfs attributes).
+    dev: usize,
+    pasid: u32,
+    slots: u32,
+}
+
+/// A copy waiting for (or getting) the engine.
+struct Job {
+    vdev: ARef<vfio::Device<MdevVfio>>,
+    src: u64,
+    dst: u64,
+    len: u64,
+    /// Bytes already copied.
+    done: u64,
+    irq: bool,
+    /// The mdev's register generation at submission (a reset makes older jobs stale).
+    gen: u64,
+    /// Queue order.
+    seq: u64,
+}
+
+/// The engine's state, under [`ParentShared::engine`].
+struct Engine {
+    /// At most one job per mdev, so [`MAX_MDEVS`] entries suffice; ordered by `seq`.
+    queue: [Option<Job>; MAX_MDEVS],
+    next_seq: u64,
+    /// The mdev (slot id) whose piece is on the hardware right now.
+    running: Option<usize>,
+    /// The work item is queued or running.
+    worker_active: bool,
+    stopping: bool,
+    /// Per mdev: aborts in progress. The worker does not start pieces of a fenced mdev, so an
+    /// abort waiting for a piece is not overtaken by the next one.
+    fence: [u32; MAX_MDEVS],
+}
+
+/// Everything of a parent that its mdevs and the engine worker share.
+#[pin_data]
+struct ParentShared {
+    pdev: ARef<pci::Device>,
+    bar: Devres<pci::Bar>,
+    backend: Arc<dyn Backend>,
+    pasids: PasidSet<'static>,
+    #[pin]
+    mdevs: Mutex<[Option<Slot>; MAX_MDEVS]>,
+    #[pin]
+    engine: Mutex<Engine>,
+    /// Signalled when the engine finishes a piece or goes idle.
+    #[pin]
+    engine_cv: CondVar,
+    #[pin]
+    work: Work<ParentShared>,
+    /// Set by edu's completion interrupt ([`EduIrq`]); the worker sleeps on `irq_cv`.
+    irq_fired: AtomicBool,
+    irq_count: AtomicU32,
+    #[pin]
+    irq_lock: Mutex<()>,
+    #[pin]
+    irq_cv: CondVar,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for ParentShared { self.work }
+}
+
+impl WorkItem for ParentShared {
+    type Pointer = Arc<ParentShared>;
+    fn run(this: Arc<ParentShared>) {
+        this.run_engine();
+    }
+}
+
+/// Why a copy failed (the `ERROR` field of the mdev's `STATUS` register).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+enum CopyError {
+    Busy = 1,
+    BadLength = 2,
+    BadAlignment = 3,
+    Unmapped = 4,
+    Overlap = 5,
+    Overflow = 6,
+    Aborted = 7,
+    BadCommand = 8,
+    Device = 9,
+}
+
+impl ParentShared {
+    fn new(pdev: &pci::Device<pci::Core>) -> Result<Arc<Self>> {
+        pdev.enable_device()?;
+        pdev.set_master()?;
+        pdev.dma_set_mask(edu::DMA_BITS)?;
+        let bar = pdev.iomap_region(0, 0x1000, c_str!("edu_mdev"))?;
+        let id = bar.access()?.read32(edu::ID)?;
+        if id != edu::ID_VALUE {
+            dev_err!(pdev, "not an edu device (id {:#x})\n", id);
+            return Err(ENODEV);
+        }
+        let dev: &Device = pdev.as_ref();
+        // PASID mode needs both the device's PASID capability and an IOMMU that does PASIDs.
+        let dev_pasids = pdev.max_pasids().unwrap_or(0);
+        let iommu_pasids = iommu::max_pasids(dev);
+        let backend: Arc<dyn Backend> = if dev_pasids > 0
+            && iommu_pasids > 0
+            && pdev.enable_pasid(0).is_ok()
+        {
+            dev_info!(
+                pdev,
+                "edu_mdev: PASID mode (device {} PASIDs, IOMMU {})\n",
+                dev_pasids,
+                iommu_pasids
+            );
+            Arc::pin_init(
+                pin_init!(PasidAux { dev: dev.into(), domains <- new_mutex!([const { None }; MAX_MDEVS]) }),
+                GFP_KERNEL,
+            )?
+        } else {
+            dev_info!(
+                pdev,
+                "edu_mdev: mediated mode: no PASID support (device PASIDs {}, IOMMU PASIDs {}); the parent pins and maps each mdev's pages\n",
+                dev_pasids,
+                iommu_pasids
+            );
+            Arc::new(Mediated { dev: dev.into() }, GFP_KERNEL)?
+        };
+        let pasids = PasidSet::new(OwnerKind::Mdev, dev.as_raw_ptr() as u64, SLOTS)?;
+        Arc::pin_init(
+            try_pin_init!(ParentShared {
+                pdev: (**pdev).get(),
+                bar,
+                backend,
+                pasids,
+                mdevs <- new_mutex!([const { None }; MAX_MDEVS], "edu_mdev::mdevs"),
+                engine <- new_mutex!(Engine {
+                    queue: [const { None }; MAX_MDEVS],
+                    next_seq: 0,
+                    running: None,
+                    worker_active: false,
+                    stopping: false,
+                    fence: [0; MAX_MDEVS],
+                }, "edu_mdev::engine"),
+                engine_cv <- new_condvar!("edu_mdev::engine_cv"),
+                work <- new_work!("edu_mdev::work"),
+                irq_fired: AtomicBool::new(false),
+                irq_count: AtomicU32::new(0),
+                irq_lock <- new_mutex!((), "edu_mdev::irq_lock"),
+                irq_cv <- new_condvar!("edu_mdev::irq_cv"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Free engine slots.
+    fn free_slots(mdevs: &[Option<Slot>; MAX_MDEVS]) -> u32 {
+        SLOTS - mdevs.iter().flatten().map(|s| s.slots).sum::<u32>()
+    }
+
+    /// The PASID of the mdev whose device is `dev`.
+    fn pasid_of(&self, dev: &Device) -> Option<u32> {
+        let key = dev.as_raw_ptr() as usize;
+        self.mdevs
+            .lock()
+            .iter()
+            .flatten()
+            .find(|s| s.dev == key)
+            .map(|s| s.pasid)
+    }
+
+    // -- the engine --
+
+    /// Queues `job`; starts the worker if it is idle. Returns the job back if the parent is
+    /// going away.
+    fn submit(self: &Arc<Self>, mut job: Job) -> core::result::Result<(), Job> {
+        let mut e = self.engine.lock();
+        if e.stopping {
+            return Err(job);
+        }
+        job.seq = e.next_seq;
+        e.next_seq += 1;
+        let Some(free) = e.queue.iter_mut().find(|s| s.is_none()) else {
+            return Err(job);
+        };
+        *free = Some(job);
+        let kick = !e.worker_active;
+        e.worker_active = true;
+        drop(e);
+        if kick {
+            // Already queued is fine: the running worker sees the new job.
+            let _ = workqueue::system_long().enqueue(self.clone());
+        }
+        Ok(())
+    }
+
+    /// The worker: one piece of the oldest job per turn, the job goes back to the end of the
+    /// queue, so every mdev with a copy gets the engine in turn.
+    fn run_engine(&self) {
+        loop {
+            let mut e = self.engine.lock();
+            let next = e
+                .queue
+                .iter()
+                .enumerate()
+                .filter_map(|(i, j)| j.as_ref().map(|j| (i, j)))
+                .filter(|(_, j)| e.fence[j.vdev.id] == 0)
+                .map(|(i, j)| (i, j.seq))
+                .min_by_key(|&(_, seq)| seq)
+                .map(|(i, _)| i);
+            let Some(i) = next.filter(|_| !e.stopping) else {
+                e.worker_active = false;
+                self.engine_cv.notify_all();
+                return;
+            };
+            let Some(mut job) = e.queue[i].take() else {
+                continue;
+            };
+            e.running = Some(job.vdev.id);
+            drop(e);
+
+            let r = self.copy_piece(&job);
+
+            let mut e = self.engine.lock();
+            e.running = None;
+            let finished = match r {
+                Ok(n) => {
+                    job.done += n;
+                    if job.done < job.len {
+                        job.seq = e.next_seq;
+                        e.next_seq += 1;
+                        // Back to the end of the queue, in any free entry (a submission may
+                        // have taken the one it came from). There is one: at most one job per
+                        // mdev and this one is not queued.
+                        match e.queue.iter_mut().find(|q| q.is_none()) {
+                            Some(free) => {
+                                *free = Some(job);
+                                None
+                            }
+                            None => Some((job, Some(CopyError::Device))),
+                        }
+                    } else {
+                        Some((job, None))
+                    }
+                }
+                Err(err) => Some((job, Some(err))),
+            };
+            self.engine_cv.notify_all();
+            drop(e);
+            if let Some((job, err)) = finished {
+                job.vdev.complete(&job, err);
+            }
+        }
+    }
+
+    /// Copies the next piece of `job`: at most one page on each side and at most edu's buffer.
+    /// The two pages are pinned and mapped only for this piece.
+    fn copy_piece(&self, job: &Job) -> core::result::Result<u64, CopyError> {
+        const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
+        let src = job.src + job.done;
+        let dst = job.dst + job.done;
+        let n = (job.len - job.done)
+            .min(PAGE - src % PAGE)
+            .min(PAGE - dst % PAGE)
+            .min(edu::BUF_SIZE as u64);
+        let vdev = &job.vdev;
+        let src_pin = vdev
+            .pin_pages(src & !(PAGE - 1), 1, Prot::READ)
+            .map_err(|_| CopyError::Unmapped)?;
+        let dst_pin = vdev
+            .pin_pages(dst & !(PAGE - 1), 1, Prot::READ | Prot::WRITE)
+            .map_err(|_| CopyError::Unmapped)?;
+        let backend = &self.backend;
+        let s = backend
+            .map(vdev.pasid, &src_pin, src & !(PAGE - 1), Direction::ToDevice)
+            .map_err(|_| CopyError::Device)?;
+        let d = backend
+            .map(
+                vdev.pasid,
+                &dst_pin,
+                dst & !(PAGE - 1),
+                Direction::FromDevice,
+            )
+            .map_err(|_| CopyError::Device)?;
+        self.edu_dma(s.addr() + src % PAGE, edu::BUF, n, edu::CMD_START)?;
+        self.edu_dma(
+            edu::BUF,
+            d.addr() + dst % PAGE,
+            n,
+            edu::CMD_START | edu::CMD_TO_RAM,
+        )?;
+        // Unmapped, then unpinned, when `d`, `s`, `dst_pin`, `src_pin` drop (in that order).
+        Ok(n)
+    }
+
+    /// Runs one edu DMA and waits for it: edu's completion interrupt wakes us, its DMA command
+    /// register says when it is done (edu takes 100 ms of virtual time per DMA). If edu never
+    /// finishes (it does not hang in practice), the piece fails with `Device` and its pages are
+    /// unmapped and unpinned although the DMA may still be pending: a limit of this sample.
+    fn edu_dma(
+        &self,
+        src: u64,
+        dst: u64,
+        count: u64,
+        cmd: u64,
+    ) -> core::result::Result<(), CopyError> {
+        let io = |f: &dyn Fn(&pci::Bar) -> Result| -> core::result::Result<(), CopyError> {
+            let bar = self.bar.try_access().ok_or(CopyError::Device)?;
+            f(&bar).map_err(|_| CopyError::Device)
+        };
+        self.irq_fired.store(false, Ordering::Release);
+        io(&|b| {
+            b.write64(src, edu::DMA_SRC)?;
+            b.write64(dst, edu::DMA_DST)?;
+            b.write64(count, edu::DMA_COUNT)?;
+            b.write64(cmd | edu::CMD_IRQ, edu::DMA_CMD)
+        })?;
+        // Sleep until edu's completion MSI (see `EduIrq`); the timeout keeps this working, by
+        // polling, if the interrupt is lost or there is none.
+        for _ in 0..200 {
+            let busy = {
+                let bar = self.bar.try_access().ok_or(CopyError::Device)?;
+                bar.read64(edu::DMA_CMD).map_err(|_| CopyError::Device)? & edu::CMD_START != 0
+            };
+            if !busy {
+                return Ok(());
+            }
+            let mut g = self.irq_lock.lock();
+            if !self.irq_fired.swap(false, Ordering::AcqRel) {
+                let _ = self
+                    .irq_cv
+                    .wait_interruptible_timeout(&mut g, msecs_to_jiffies(20));
+            }
+        }
+        dev_err!(&*self.pdev, "edu DMA did not complete\n");
+        Err(CopyError::Device)
+    }
+
+    /// Takes the queued jobs of mdev `id` that touch `range` (all of them for `None`) off the
+    /// queue, waits until no piece of mdev `id` is on the hardware, and returns the jobs.
+    fn abort(self: &Arc<Self>, id: usize, range: Option<(u64, u64)>) -> [Option<Job>; MAX_MDEVS] {
+        let mut out: [Option<Job>; MAX_MDEVS] = [const { None }; MAX_MDEVS];
+        let mut e = self.engine.lock();
+        e.fence[id] += 1;
+        loop {
+            for q in e.queue.iter_mut() {
+                let hit = q.as_ref().is_some_and(|j| {
+                    j.vdev.id == id
+                        && match range {
+                            None => true,
+                            Some((iova, len)) => {
+                                overlaps(j.src, j.len, iova, len)
+                                    || overlaps(j.dst, j.len, iova, len)
+                            }
+                        }
+                });
+                if hit {
+                    if let Some(slot) = out.iter_mut().find(|o| o.is_none()) {
+                        *slot = q.take();
+                    }
+                }
+            }
+            if e.running != Some(id) {
+                break;
+            }
+            self.engine_cv.wait(&mut e);
+        }
+        e.fence[id] -= 1;
+        // The worker may have stopped with only fenced jobs left.
+        let kick = !e.worker_active && !e.stopping && e.queue.iter().any(Option::is_some);
+        e.worker_active |= kick;
+        drop(e);
+        if kick {
+            let _ = workqueue::system_long().enqueue(self.clone());
+        }
+        out
+    }
+
+    /// Stops the engine: no new jobs, waits for the worker to finish and flushes it.
+    fn shutdown(&self) {
+        let mut e = self.engine.lock();
+        e.stopping = true;
+        while e.worker_active {
+            self.engine_cv.wait(&mut e);
+        }
+        drop(e);
+        // The worker may still be returning from `run`: wait until it did, so neither this
+        // object nor the module's code goes away under it.
+        // SAFETY: `work` is an initialised work item of this live, pinned object.
+        unsafe { kernel::bindings::flush_work(Work::raw_get(&self.work)) };
+    }
+}
+
+fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {
+    a < b.saturating_add(blen) && b < a.saturating_add(alen)
+}
+
+// ---- 5. the mdev as a VFIO device -------------------------------------------------------------
+
+/// Register file of the virtual copy engine (BAR0), see `docs/sample-mdev.md`.
+mod regs {
+    pub(crate) const ID: u64 = 0x00;
+    pub(crate) const ID_VALUE: u32 = 0x7e01_0001;
+    pub(crate) const PASID: u64 = 0x04;
+    pub(crate) const SRC_LO: u64 = 0x08;
+    pub(crate) const SRC_HI: u64 = 0x0c;
+    pub(crate) const DST_LO: u64 = 0x10;
+    pub(crate) const DST_HI: u64 = 0x14;
+    pub(crate) const LEN: u64 = 0x18;
+    pub(crate) const CMD: u64 = 0x1c;
+    pub(crate) const STATUS: u64 = 0x20;
+    pub(crate) const RESET: u64 = 0x24;
+    pub(crate) const COMPLETED: u64 = 0x28;
+    pub(crate) const MAX_LEN: u64 = 0x2c;
+    pub(crate) const CMD_START: u32 = 1 << 0;
+    pub(crate) const CMD_IRQ: u32 = 1 << 1;
+    pub(crate) const STATUS_BUSY: u32 = 1 << 0;
+    pub(crate) const STATUS_DONE: u32 = 1 << 1;
+    pub(crate) const ERROR_SHIFT: u32 = 8;
+    pub(crate) const RESET_MAGIC: u32 = 1;
+    /// Largest copy (16 pieces; each piece is two 100 ms edu DMAs).
+    pub(crate) const COPY_MAX: u64 = 64 * 1024;
+    pub(crate) const ALIGN: u64 = 4;
+}
+
+const BAR0_SIZE: u64 = 0x1000;
+const CFG_SIZE: usize = 256;
+const REGION_SHIFT: u32 = 40;
+const BAR0_INDEX: u32 = 0;
+const CONFIG_INDEX: u32 = 7;
+const NUM_REGIONS: u32 = 9;
+const MSI_INDEX: u32 = 1;
+const REQ_INDEX: u32 = 4;
+const NUM_IRQS: u32 = 5;
+/// The emulated device's IDs.
+const VENDOR: u16 = 0x1234;
+const DEVICE: u16 = 0xed01;
+const MSI_CAP: usize = 0x40;
+
+/// Emulated PCI config space: values and, per byte, which bits the user may write.
+struct ConfigSpace {
+    val: [u8; CFG_SIZE],
+    wmask: [u8; CFG_SIZE],
+}
+
+impl ConfigSpace {
+    fn new() -> Self {
+        let mut c = ConfigSpace {
+            val: [0; CFG_SIZE],
+            wmask: [0; CFG_SIZE],
+        };
+        let mut put = |off: usize, bytes: &[u8], wmask: &[u8]| {
+            c.val[off..off + bytes.len()].copy_from_slice(bytes);
+            c.wmask[off..off + wmask.len()].copy_from_slice(wmask);
+        };
+        put(0x00, &VENDOR.to_le_bytes(), &[]);
+        put(0x02, &DEVICE.to_le_bytes(), &[]);
+        // Command: memory space, bus master, INTx disable are writable. Status: cap list.
+        put(0x04, &[0, 0, 0x10, 0], &[0x06, 0x04]);
+        // Revision 1, class 08 80 00 (other system peripheral).
+        put(0x08, &[0x01, 0x00, 0x80, 0x08], &[]);
+        // BAR0: 32-bit non-prefetchable memory, BAR0_SIZE bytes (the mask does the sizing).
+        put(0x10, &[0; 4], &(!(BAR0_SIZE as u32 - 1)).to_le_bytes());
+        put(0x2c, &VENDOR.to_le_bytes(), &[]);
+        put(0x2e, &DEVICE.to_le_bytes(), &[]);
+        put(0x34, &[MSI_CAP as u8], &[]);
+        // MSI capability: 64-bit, one vector; enable, address and data writable.
+        put(MSI_CAP, &[0x05, 0x00, 0x80, 0x00], &[0, 0, 0x01, 0]);
+        put(MSI_CAP + 4, &[0; 4], &[0xfc, 0xff, 0xff, 0xff]);
+        put(MSI_CAP + 8, &[0; 4], &[0xff; 4]);
+        put(MSI_CAP + 12, &[0; 2], &[0xff; 2]);
+        c
+    }
+
+    fn read(&self, off: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self.val[off..off + out.len()]);
+    }
+
+    fn write(&mut self, off: usize, data: &[u8]) {
+        for (i, b) in data.iter().enumerate() {
+            let m = self.wmask[off + i];
+            self.val[off + i] = (self.val[off + i] & !m) | (b & m);
+        }
+    }
+}
+
+/// The copy engine's registers of one mdev.
+#[derive(Default)]
+struct Regs {
+    src: u64,
+    dst: u64,
+    len: u32,
+    status: u32,
+    completed: u32,
+    /// Bumped by reset/close: completions of older jobs are ignored.
+    gen: u64,
+}
+
+/// Mutable state of an mdev's VFIO device.
+struct DevState {
+    cfg: ConfigSpace,
+    regs: Regs,
+    msi: Option<EventFd>,
+    req: Option<EventFd>,
+}
+
+/// The VFIO device of an mdev.
+#[pin_data]
+struct MdevVfio {
+    parent: Arc<ParentShared>,
+    /// Slot index in the parent.
+    id: usize,
+    pasid: u32,
+    #[pin]
+    st: Mutex<DevState>,
+}
+
+impl MdevVfio {
+    /// Called by the engine when `job` finished (`err` None) or failed.
+    fn complete(&self, job: &Job, err: Option<CopyError>) {
+        let mut st = self.st.lock();
+        if st.regs.gen != job.gen {
+            return;
+        }
+        let code = err.map_or(0, |e| e as u32);
+        st.regs.status = regs::STATUS_DONE | (code << regs::ERROR_SHIFT);
+        if err.is_none() {
+            st.regs.completed = st.regs.completed.wrapping_add(1);
+        }
+        if job.irq {
+            if let Some(msi) = &st.msi {
+                msi.signal();
+            }
+        }
+    }
+
+    /// Checks a copy command before it is queued.
+    fn validate(
+        dev: &vfio::Device<Self>,
+        src: u64,
+        dst: u64,
+        len: u64,
+    ) -> core::result::Result<(), CopyError> {
+        if len == 0 || len > regs::COPY_MAX {
+            return Err(CopyError::BadLength);
+        }
+        if src % regs::ALIGN != 0 || dst % regs::ALIGN != 0 || len % regs::ALIGN != 0 {
+            return Err(CopyError::BadAlignment);
+        }
+        let (Some(src_end), Some(dst_end)) = (src.checked_add(len), dst.checked_add(len)) else {
+            return Err(CopyError::Overflow);
+        };
+        if src < dst_end && dst < src_end {
+            return Err(CopyError::Overlap);
+        }
+        // Everything must be mapped now (readable source, writable destination): pin once to
+        // check, so a bad command fails before any byte moves.
+        const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
+        for (start, end, prot) in [
+            (src, src_end, Prot::READ),
+            (dst, dst_end, Prot::READ | Prot::WRITE),
+        ] {
+            let first = start & !(PAGE - 1);
+            let npages = ((end - 1) / PAGE - first / PAGE + 1) as usize;
+            dev.pin_pages(first, npages, prot)
+                .map_err(|_| CopyError::Unmapped)?;
+        }
+        Ok(())
+    }
+
+    /// A write of `val` to BAR0 register `off`.
+    fn write_reg(dev: &vfio::Device<Self>, off: u64, val: u32) {
+        let mut st = dev.st.lock();
+        let busy = st.regs.status & regs::STATUS_BUSY != 0;
+        match off {
+            regs::SRC_LO if !busy => st.regs.src = (st.regs.src & !0xffff_ffff) | u64::from(val),
+            regs::SRC_HI if !busy => {
+                st.regs.src = (st.regs.src & 0xffff_ffff) | (u64::from(val) << 32)
+            }
+            regs::DST_LO if !busy => st.regs.dst = (st.regs.dst & !0xffff_ffff) | u64::from(val),
+            regs::DST_HI if !busy => {
+                st.regs.dst = (st.regs.dst & 0xffff_ffff) | (u64::from(val) << 32)
+            }
+            regs::LEN if !busy => st.regs.len = val,
+            regs::CMD => {
+                if val & !(regs::CMD_START | regs::CMD_IRQ) != 0 || val & regs::CMD_START == 0 {
+                    if !busy {
+                        st.regs.status = regs::STATUS_DONE
+                            | ((CopyError::BadCommand as u32) << regs::ERROR_SHIFT);
+                    }
+                    return;
+                }
+                if busy {
+                    st.regs.status |= (CopyError::Busy as u32) << regs::ERROR_SHIFT;
+                    return;
+                }
+                let irq = val & regs::CMD_IRQ != 0;
+                let (src, dst, len) = (st.regs.src, st.regs.dst, u64::from(st.regs.len));
+                if let Err(e) = Self::validate(dev, src, dst, len) {
+                    st.regs.status = regs::STATUS_DONE | ((e as u32) << regs::ERROR_SHIFT);
+                    if irq {
+                        if let Some(msi) = &st.msi {
+                            msi.signal();
+                        }
+                    }
+                    return;
+                }
+                st.regs.status = regs::STATUS_BUSY;
+                let gen = st.regs.gen;
+                drop(st);
+                let job = Job {
+                    vdev: ARef::from(dev),
+                    src,
+                    dst,
+                    len,
+                    done: 0,
+                    irq,
+                    gen,
+                    seq: 0,
+                };
+                if let Err(job) = dev.parent.submit(job) {
+                    dev.complete(&job, Some(CopyError::Aborted));
+                }
+            }
+            regs::RESET if val == regs::RESET_MAGIC => {
+                drop(st);
+                Self::reset(dev);
+            }
+            // Read-only and unknown registers, and address/length writes while busy: ignored.
+            _ => {}
+        }
+    }
+
+    fn read_reg(&self, off: u64) -> u32 {
+        let st = self.st.lock();
+        match off {
+            regs::ID => regs::ID_VALUE,
+            regs::PASID => self.pasid,
+            regs::SRC_LO => st.regs.src as u32,
+            regs::SRC_HI => (st.regs.src >> 32) as u32,
+            regs::DST_LO => st.regs.dst as u32,
+            regs::DST_HI => (st.regs.dst >> 32) as u32,
+            regs::LEN => st.regs.len,
+            regs::STATUS => st.regs.status,
+            regs::COMPLETED => st.regs.completed,
+            regs::MAX_LEN => regs::COPY_MAX as u32,
+            _ => 0,
+        }
+    }
+
+    /// Device reset: aborts this mdev's copies (waiting for a piece on the hardware), clears the
+    /// registers. Interrupt set-up is kept.
+    fn reset(dev: &vfio::Device<Self>) {
+        dev.st.lock().regs.gen += 1;
+        drop(dev.parent.abort(dev.id, None));
+        let mut st = dev.st.lock();
+        let gen = st.regs.gen;
+        st.regs = Regs {
+            gen,
+            ..Regs::default()
+        };
+    }
+
+    /// Splits a device-file offset into (region index, offset in the region).
+    fn region(offset: u64) -> (u32, u64) {
+        (
+            (offset >> REGION_SHIFT) as u32,
+            offset & ((1 << REGION_SHIFT) - 1),
+        )
+    }
+
+    fn set_irqs(dev: &vfio::Device<Self>, arg: usize) -> Result<isize> {
+        let count = |i: u32| {
+            if i == MSI_INDEX || i == REQ_INDEX {
+                1
+            } else {
+                0
+            }
+        };
+        let set = uapi::IrqSet::from_user(arg, NUM_IRQS, count)?;
+        if set.index != MSI_INDEX && set.index != REQ_INDEX {
+            // Only "disable" (count 0) of the absent interrupts gets here.
+            return Ok(0);
+        }
+        let mut st = dev.st.lock();
+        let slot = if set.index == MSI_INDEX {
+            &mut st.msi
+        } else {
+            &mut st.req
+        };
+        match (set.action, &set.data) {
+            (uapi::IrqAction::Trigger, uapi::IrqSetData::Eventfd(fds)) => {
+                *slot = match fds.first() {
+                    Some(&fd) if fd >= 0 => Some(EventFd::from_fd(fd)?),
+                    _ => None,
+                };
+            }
+            (uapi::IrqAction::Trigger, uapi::IrqSetData::None) if set.count == 0 => *slot = None,
+            // Loopback: fire the interrupt now.
+            (uapi::IrqAction::Trigger, uapi::IrqSetData::None) => {
+                if let Some(e) = slot {
+                    e.signal();
+                }
+            }
+            (uapi::IrqAction::Trigger, uapi::IrqSetData::Bool(b)) => {
+                if let (Some(e), Some(true)) = (slot.as_ref(), b.first()) {
+                    e.signal();
+                }
+            }
+            // Not maskable.
+            _ => return Err(EINVAL),
+        }
+        Ok(0)
+    }
+}
+
+impl vfio::DeviceOps for MdevVfio {
+    const NAME: &'static CStr = c_str!("edu-mdev");
+
+    fn open_device(dev: &vfio::Device<Self>) -> Result {
+        let mut st = dev.st.lock();
+        st.cfg = ConfigSpace::new();
+        let gen = st.regs.gen + 1;
+        st.regs = Regs {
+            gen,
+            ..Regs::default()
+        };
+        Ok(())
+    }
+
+    fn close_device(dev: &vfio::Device<Self>) {
+        // No pinning after close: take all copies off the engine first.
+        dev.st.lock().regs.gen += 1;
+        drop(dev.parent.abort(dev.id, None));
+        let mut st = dev.st.lock();
+        st.msi = None;
+        st.req = None;
+    }
+
+    fn read(dev: &vfio::Device<Self>, mut buf: UserSliceWriter, offset: u64) -> Result<usize> {
+        let (index, off) = Self::region(offset);
+        let len = buf.len();
+        match index {
+            CONFIG_INDEX => {
+                let o = usize::try_from(off).map_err(|_| EINVAL)?;
+                if !matches!(len, 1 | 2 | 4) || o + len > CFG_SIZE {
+                    return Err(EINVAL);
+                }
+                let mut tmp = [0u8; 4];
+                dev.st.lock().cfg.read(o, &mut tmp[..len]);
+                buf.write_slice(&tmp[..len])?;
+                Ok(len)
+            }
+            BAR0_INDEX => {
+                if len != 4 || off % 4 != 0 || off >= BAR0_SIZE {
+                    return Err(EINVAL);
+                }
+                buf.write_slice(&dev.read_reg(off).to_le_bytes())?;
+                Ok(4)
+            }
+            _ => Err(EINVAL),
+        }
+    }
+
+    fn write(dev: &vfio::Device<Self>, mut buf: UserSliceReader, offset: u64) -> Result<usize> {
+        let (index, off) = Self::region(offset);
+        let len = buf.len();
+        match index {
+            CONFIG_INDEX => {
+                let o = usize::try_from(off).map_err(|_| EINVAL)?;
+                if !matches!(len, 1 | 2 | 4) || o + len > CFG_SIZE {
+                    return Err(EINVAL);
+                }
+                let mut tmp = [0u8; 4];
+                buf.read_slice(&mut tmp[..len])?;
+                dev.st.lock().cfg.write(o, &tmp[..len]);
+                Ok(len)
+            }
+            BAR0_INDEX => {
+                if len != 4 || off % 4 != 0 || off >= BAR0_SIZE {
+                    return Err(EINVAL);
+                }
+                let mut tmp = [0u8; 4];
+                buf.read_slice(&mut tmp)?;
+                Self::write_reg(dev, off, u32::from_le_bytes(tmp));
+                Ok(4)
+            }
+            _ => Err(EINVAL),
+        }
+    }
+
+    fn ioctl(dev: &vfio::Device<Self>, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            uapi::DEVICE_GET_INFO => uapi::DeviceInfo {
+                flags: uapi::DEVICE_FLAGS_PCI | uapi::DEVICE_FLAGS_RESET,
+                num_regions: NUM_REGIONS,
+                num_irqs: NUM_IRQS,
+            }
+            .reply_to_user(arg),
+            uapi::DEVICE_GET_REGION_INFO => {
+                let req = uapi::RegionInfoRequest::from_user(arg, NUM_REGIONS)?;
+                let rw = uapi::REGION_READ | uapi::REGION_WRITE;
+                let (flags, size) = match req.index {
+                    BAR0_INDEX => (rw, BAR0_SIZE),
+                    CONFIG_INDEX => (rw, CFG_SIZE as u64),
+                    _ => (0, 0),
+                };
+                uapi::RegionInfo {
+                    flags,
+                    size,
+                    offset: u64::from(req.index) << REGION_SHIFT,
+                    caps: None,
+                }
+                .reply_to_user(&req, arg)
+            }
+            uapi::DEVICE_GET_IRQ_INFO => {
+                let req = uapi::IrqInfoRequest::from_user(arg, NUM_IRQS)?;
+                match req.index {
+                    MSI_INDEX | REQ_INDEX => {
+                        req.reply_to_user(arg, uapi::IRQ_INFO_EVENTFD | uapi::IRQ_INFO_NORESIZE, 1)
+                    }
+                    _ => req.reply_to_user(arg, 0, 0),
+                }
+            }
+            uapi::DEVICE_SET_IRQS => Self::set_irqs(dev, arg),
+            uapi::DEVICE_RESET => {
+                Self::reset(dev);
+                Ok(0)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+
+    fn request(dev: &vfio::Device<Self>, count: u32) {
+        let st = dev.st.lock();
+        match &st.req {
+            Some(req) => {
+                if count == 0 {
+                    dev_info!(
+                        dev.device(),
+                        "edu_mdev: asking the user to release the device\n"
+                    );
+                }
+                req.signal();
+            }
+            None if count == 0 => {
+                dev_info!(
+                    dev.device(),
+                    "edu_mdev: device in use and no request eventfd: waiting for close\n"
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn dma_unmap(dev: &vfio::Device<Self>, iova: u64, length: u64) {
+        // Copies touching the range fail with "unmapped"; a piece on the hardware finishes
+        // first (its pages are unpinned when it does). Pieces pin only their own pages, so after
+        // this nothing is pinned in the range.
+        for job in dev
+            .parent
+            .abort(dev.id, Some((iova, length)))
+            .into_iter()
+            .flatten()
+        {
+            dev_info!(
+                dev.device(),
+                "edu_mdev: copy aborted: IOVA {:#x}+{:#x} unmapped under it\n",
+                iova,
+                length
+            );
+            dev.complete(&job, Some(CopyError::Unmapped));
+        }
+    }
+}
+
+// ---- 6. the mdev driver -----------------------------------------------------------------------
+
+/// Per-mdev driver data; dropped in [`MdevDriver::remove`].
+struct MdevData {
+    parent: Arc<ParentShared>,
+    id: usize,
+    pasid: u32,
+    // Drop order: the attributes first, then the VFIO registration (waits for the user).
+    _attrs: [sysfs::File; 2],
+    _reg: vfio::Registration<MdevVfio>,
+}
+
+/// `pasid`: the mdev's PASID.
+struct PasidAttr;
+impl sysfs::AttributeOps for PasidAttr {
+    fn show(dev: &Device, out: &mut sysfs::Buffer<'_>) -> Result {
+        let parent = registry_find(dev.parent().ok_or(ENODEV)?).ok_or(ENODEV)?;
+        let pasid = parent.pasid_of(dev).ok_or(ENODEV)?;
+        writeln!(out, "{}", pasid).map_err(|_| EINVAL)
+    }
+}
+kernel::device_attribute!(PASID_ATTR, PasidAttr, "pasid", 0o444);
+
+/// `mode`: `pasid` or `mediated`.
+struct ModeAttr;
+impl sysfs::AttributeOps for ModeAttr {
+    fn show(dev: &Device, out: &mut sysfs::Buffer<'_>) -> Result {
+        let parent = registry_find(dev.parent().ok_or(ENODEV)?).ok_or(ENODEV)?;
+        writeln!(out, "{}", parent.backend.mode()).map_err(|_| EINVAL)
+    }
+}
+kernel::device_attribute!(MODE_ATTR, ModeAttr, "mode", 0o444);
+
+struct MdevDriver;
+
+impl mdev::Driver for MdevDriver {
+    type Data = KBox<MdevData>;
+    const NAME: &'static CStr = c_str!("edu_mdev");
+    const DEVICE_API: &'static CStr = c_str!("vfio-pci");
+    const HAS_GET_AVAILABLE: bool = true;
+    const HAS_DESCRIPTION: bool = true;
+
+    fn probe(mdev: &mdev::Device) -> Result<Self::Data> {
+        let parent = registry_find(mdev.parent_device()).ok_or(ENODEV)?;
+        let ty = TYPES.get(mdev.mdev_type().index()).ok_or(EINVAL)?;
+        // 1. Engine slots and a PASID (the lock serialises the probes of a parent).
+        let (id, pasid) = {
+            let mut mdevs = parent.mdevs.lock();
+            if ParentShared::free_slots(&mdevs) < ty.slots {
+                return Err(ENOSPC);
+            }
+            let id = mdevs.iter().position(|s| s.is_none()).ok_or(ENOSPC)?;
+            let pasid = parent.pasids.alloc(PASID_RANGE, id)?;
+            let dev = mdev.as_ref().as_raw_ptr() as usize;
+            mdevs[id] = Some(Slot {
+                dev,
+                pasid,
+                slots: ty.slots,
+            });
+            (id, pasid)
+        };
+        // 2. The VFIO device and the attributes; on failure both are given back.
+        Self::setup(mdev, &parent, ty, id, pasid).inspect_err(|_| Self::release(&parent, id, pasid))
+    }
+
+    fn remove(mdev: &mdev::Device, data: Self::Data) {
+        let (parent, id, pasid) = (data.parent.clone(), data.id, data.pasid);
+        // Removes the attributes, then unregisters the VFIO device (asking an open user to
+        // release it and waiting until it did).
+        drop(data);
+        Self::release(&parent, id, pasid);
+        dev_info!(mdev, "edu_mdev: mdev removed, PASID {} freed\n", pasid);
+    }
+
+    fn get_available(ty: &mdev::Type) -> u32 {
+        let (Some(parent), Some(t)) = (registry_find(ty.parent_device()), TYPES.get(ty.index()))
+        else {
+            return 0;
+        };
+        let free = ParentShared::free_slots(&parent.mdevs.lock());
+        free / t.slots
+    }
+
+    fn show_description(ty: &mdev::Type, out: &mut mdev::SysfsBuf<'_>) -> Result {
+        let t = TYPES.get(ty.index()).ok_or(EINVAL)?;
+        writeln!(out, "{} ({} of {} slots)", t.description, t.slots, SLOTS).map_err(|_| EINVAL)
+    }
+}
+
+impl MdevDriver {
+    /// Attaches the PASID (PASID mode), registers the mdev's VFIO device and adds the `pasid`
+    /// and `mode` attributes. What was set up is undone on failure (locals drop in reverse).
+    fn setup(
+        mdev: &mdev::Device,
+        parent: &Arc<ParentShared>,
+        ty: &EduType,
+        id: usize,
+        pasid: u32,
+    ) -> Result<KBox<MdevData>> {
+        parent.backend.attach(pasid)?;
+        let vdev_parent = parent.clone();
+        let vdev = vfio::Device::new(
+            mdev.as_ref(),
+            try_pin_init!(MdevVfio {
+                parent: vdev_parent,
+                id,
+                pasid,
+                st <- new_mutex!(DevState { cfg: ConfigSpace::new(), regs: Regs::default(), msi: None, req: None }),
+            }),
+        )?;
+        let reg = vfio::Registration::new(&vdev)?;
+        let attrs = [
+            sysfs::create_file(mdev.as_ref(), &PASID_ATTR)?,
+            sysfs::create_file(mdev.as_ref(), &MODE_ATTR)?,
+        ];
+        dev_info!(
+            mdev,
+            "edu_mdev: {} mdev, PASID {}, mode {}\n",
+            ty.desc.pretty_name,
+            pasid,
+            parent.backend.mode()
+        );
+        Ok(KBox::new(
+            MdevData {
+                parent: parent.clone(),
+                id,
+                pasid,
+                _attrs: attrs,
+                _reg: reg,
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// Gives the slot and the PASID of a removed (or failed) mdev back.
+    fn release(parent: &ParentShared, id: usize, pasid: u32) {
+        parent.backend.detach(pasid);
+        let _ = parent.pasids.free(pasid);
+        parent.mdevs.lock()[id] = None;
+    }
+}
+
+// ---- 7. the PCI driver and the module ---------------------------------------------------------
+
+/// Parents of this module (what the mdev callbacks, which get only a device, look up) and the
+/// mdev driver they register with.
+#[pin_data]
+struct Registry {
+    drv: Arc<mdev::DriverRegistration<MdevDriver>>,
+    #[pin]
+    parents: Mutex<[Option<Arc<ParentShared>>; 4]>,
+}
+
+/// Set while the module is loaded (see [`EduMdevModule`]).
+static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(core::ptr::null_mut());
+
+fn registry() -> Option<&'static Registry> {
+    let p = REGISTRY.load(Ordering::Acquire);
+    // SAFETY: non-null only while the module owns the pinned registry; the drivers whose
+    // callbacks call this are unregistered before it is cleared and freed.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+fn registry_find(parent: &Device) -> Option<Arc<ParentShared>> {
+    let key = parent.as_raw_ptr();
+    registry()?
+        .parents
+        .lock()
+        .iter()
+        .flatten()
+        .find(|p| AsRef::<Device>::as_ref(&*p.pdev).as_raw_ptr() == key)
+        .cloned()
+}
+
+/// The PCI driver's data for one edu.
+struct EduParent {
+    /// `Some` until drop; dropping it removes all mdevs of the parent.
+    parent: Option<Pin<KBox<mdev::Parent<MdevDriver>>>>,
+    shared: Arc<ParentShared>,
+    /// edu's MSI, if it could be set up (freed after the engine stopped).
+    irq: Option<Pin<KBox<irq::Registration<EduIrq>>>>,
+}
+
+/// edu's interrupt: acknowledges it and wakes the engine worker.
+struct EduIrq(Arc<ParentShared>);
+
+impl irq::Handler for EduIrq {
+    fn handle(&self) -> irq::IrqReturn {
+        let p = &self.0;
+        let Some(bar) = p.bar.try_access() else {
+            return irq::IrqReturn::None;
+        };
+        let status = bar.read32(edu::IRQ_STATUS).unwrap_or(0);
+        if status == 0 {
+            return irq::IrqReturn::None;
+        }
+        let _ = bar.write32(status, edu::IRQ_ACK);
+        p.irq_count.fetch_add(1, Ordering::Relaxed);
+        p.irq_fired.store(true, Ordering::Release);
+        p.irq_cv.notify_all();
+        irq::IrqReturn::Handled
+    }
+}
+
+kernel::pci_device_table!(EDU_IDS, (), [(pci::DeviceId::from_id(0x1234, 0x11e8), ())]);
+
+impl pci::Driver for EduParent {
+    type IdInfo = ();
+    const ID_TABLE: pci::IdTable<()> = EDU_IDS.table();
+
+    fn probe(pdev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+        let reg = registry().ok_or(ENODEV)?;
+        let shared = ParentShared::new(pdev)?;
+        {
+            let mut parents = reg.parents.lock();
+            let free = parents.iter_mut().find(|p| p.is_none()).ok_or(ENOSPC)?;
+            *free = Some(shared.clone());
+        }
+        let parent = KBox::pin_init(
+            mdev::Parent::new(pdev.as_ref(), &reg.drv, &TYPE_DESCS),
+            GFP_KERNEL,
+        );
+        // edu's MSI completes the engine's DMAs; without it the engine polls.
+        let irq = pdev
+            .alloc_irq_vectors(1, 1, pci::IrqTypes::MSI)
+            .and_then(|_| pdev.request_irq(0, c_str!("edu_mdev"), EduIrq(shared.clone())))
+            .and_then(|init| KBox::pin_init(init, GFP_KERNEL));
+        let irq = match irq {
+            Ok(irq) => Some(irq),
+            Err(e) => {
+                dev_info!(
+                    pdev,
+                    "edu_mdev: no MSI ({:?}), polling edu's DMA status\n",
+                    e
+                );
+                None
+            }
+        };
+        let mut this = EduParent {
+            parent: None,
+            shared,
+            irq,
+        };
+        // On error `this` drops: taken out of the registry, engine stopped.
+        this.parent = Some(parent?);
+        dev_info!(
+            pdev,
+            "edu_mdev: mdev parent with types edu-small, edu-large ({} slots)\n",
+            SLOTS
+        );
+        Ok(KBox::pin(this, GFP_KERNEL)?)
+    }
+}
+
+impl Drop for EduParent {
+    fn drop(&mut self) {
+        // Removes every mdev (each waits for its user), then nothing can reach the engine.
+        drop(self.parent.take());
+        if let Some(reg) = registry() {
+            for p in reg.parents.lock().iter_mut() {
+                if p.as_ref().is_some_and(|p| Arc::ptr_eq(p, &self.shared)) {
+                    *p = None;
+                }
+            }
+        }
+        self.shared.shutdown();
+        drop(self.irq.take());
+        dev_info!(
+            &*self.shared.pdev,
+            "edu_mdev: parent removed ({} edu completion interrupts)\n",
+            self.shared.irq_count.load(Ordering::Relaxed)
+        );
+    }
+}
+
+struct EduMdevModule {
+    pci: Option<Pin<KBox<pci::Registration<EduParent>>>>,
+    /// Owned here, reached through [`REGISTRY`] (kept alive until the drivers are gone).
+    _registry: Pin<KBox<Registry>>,
+}
+
+impl kernel::Module for EduMdevModule {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let drv = mdev::DriverRegistration::<MdevDriver>::new_arc(module)?;
+        let registry = KBox::pin_init(
+            pin_init!(Registry { drv, parents <- new_mutex!([const { None }; 4]) }),
+            GFP_KERNEL,
+        )?;
+        REGISTRY.store(
+            core::ptr::from_ref::<Registry>(&registry).cast_mut(),
+            Ordering::Release,
+        );
+        let pci = KBox::pin_init(
+            pci::Registration::<EduParent>::new(c_str!("edu"), module),
+            GFP_KERNEL,
+        );
+        match pci {
+            Ok(pci) => Ok(Self {
+                pci: Some(pci),
+                _registry: registry,
+            }),
+            Err(e) => {
+                REGISTRY.store(core::ptr::null_mut(), Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for EduMdevModule {
+    fn drop(&mut self) {
+        // Unbinds every edu (removing their mdevs) before the registry goes.
+        drop(self.pci.take());
+        REGISTRY.store(core::ptr::null_mut(), Ordering::Release);
+        // `_registry` drops after this: the mdev driver is unregistered last.
+    }
+}

@@ -1,0 +1,714 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A user-space driver for the `edu_mdev` sample (register file in `docs/sample-mdev.md`):
+//! creates mdevs through sysfs, opens them through the classic VFIO group/container path (type1
+//! IOMMU), maps its own buffers, and runs copies through the virtual engine, waiting on the
+//! completion eventfd.
+//!
+//! No libc crate: the few calls std lacks (ioctl, mmap, eventfd, poll) are declared here.
+
+use std::ffi::c_void;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+extern "C" {
+    fn ioctl(fd: i32, req: u64, ...) -> i32;
+    fn mmap(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32, off: i64)
+        -> *mut c_void;
+    fn munmap(addr: *mut c_void, len: usize) -> i32;
+    fn eventfd(initval: u32, flags: i32) -> i32;
+    fn poll(fds: *mut PollFd, nfds: u64, timeout: i32) -> i32;
+}
+
+#[repr(C)]
+struct PollFd {
+    fd: i32,
+    events: i16,
+    revents: i16,
+}
+
+const fn vfio_io(nr: u64) -> u64 {
+    (0x3b << 8) | (100 + nr)
+}
+pub const VFIO_GET_API_VERSION: u64 = vfio_io(0);
+pub const VFIO_CHECK_EXTENSION: u64 = vfio_io(1);
+pub const VFIO_SET_IOMMU: u64 = vfio_io(2);
+pub const VFIO_GROUP_GET_STATUS: u64 = vfio_io(3);
+pub const VFIO_GROUP_SET_CONTAINER: u64 = vfio_io(4);
+pub const VFIO_GROUP_GET_DEVICE_FD: u64 = vfio_io(6);
+pub const VFIO_DEVICE_GET_INFO: u64 = vfio_io(7);
+pub const VFIO_DEVICE_GET_REGION_INFO: u64 = vfio_io(8);
+pub const VFIO_DEVICE_GET_IRQ_INFO: u64 = vfio_io(9);
+pub const VFIO_DEVICE_SET_IRQS: u64 = vfio_io(10);
+pub const VFIO_DEVICE_RESET: u64 = vfio_io(11);
+pub const VFIO_IOMMU_MAP_DMA: u64 = vfio_io(13);
+pub const VFIO_IOMMU_UNMAP_DMA: u64 = vfio_io(14);
+const VFIO_TYPE1V2_IOMMU: u64 = 3;
+pub const BAR0_INDEX: u32 = 0;
+pub const CONFIG_INDEX: u32 = 7;
+pub const MSI_INDEX: u32 = 1;
+pub const REQ_INDEX: u32 = 4;
+
+/// Register offsets of the virtual copy engine (BAR0).
+pub mod regs {
+    pub const ID: u64 = 0x00;
+    pub const ID_VALUE: u32 = 0x7e01_0001;
+    pub const PASID: u64 = 0x04;
+    pub const SRC_LO: u64 = 0x08;
+    pub const SRC_HI: u64 = 0x0c;
+    pub const DST_LO: u64 = 0x10;
+    pub const DST_HI: u64 = 0x14;
+    pub const LEN: u64 = 0x18;
+    pub const CMD: u64 = 0x1c;
+    pub const STATUS: u64 = 0x20;
+    pub const RESET: u64 = 0x24;
+    pub const COMPLETED: u64 = 0x28;
+    pub const MAX_LEN: u64 = 0x2c;
+    pub const CMD_START: u32 = 1;
+    pub const CMD_IRQ: u32 = 2;
+    pub const STATUS_BUSY: u32 = 1;
+    pub const STATUS_DONE: u32 = 2;
+}
+
+/// `ERROR` codes of the `STATUS` register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyError {
+    Busy = 1,
+    BadLength = 2,
+    BadAlignment = 3,
+    Unmapped = 4,
+    Overlap = 5,
+    Overflow = 6,
+    Aborted = 7,
+    BadCommand = 8,
+    Device = 9,
+}
+
+impl CopyError {
+    pub fn from_status(status: u32) -> Option<Result<(), u32>> {
+        if status & regs::STATUS_DONE == 0 {
+            return None;
+        }
+        let code = (status >> 8) & 0xff;
+        Some(if code == 0 { Ok(()) } else { Err(code) })
+    }
+}
+
+fn errno(what: &str) -> String {
+    format!("{what}: {}", io::Error::last_os_error())
+}
+
+fn ioctl_ptr<T>(fd: RawFd, req: u64, arg: &mut T) -> Result<i32, String> {
+    // SAFETY: `arg` is a live, correctly laid out VFIO argument for `req`.
+    let r = unsafe { ioctl(fd, req, arg as *mut T) };
+    if r < 0 {
+        Err(errno(&format!("ioctl {req:#x}")))
+    } else {
+        Ok(r)
+    }
+}
+
+/// The edu mdev parent (the PCI device bound to the `edu` driver of `edu_mdev.ko`).
+pub fn find_parent() -> Result<PathBuf, String> {
+    let dir = std::fs::read_dir("/sys/class/mdev_bus")
+        .map_err(|e| format!("/sys/class/mdev_bus: {e}"))?;
+    for d in dir.flatten() {
+        let p = d.path();
+        if p.join("mdev_supported_types/edu-small").exists() {
+            return Ok(p);
+        }
+    }
+    Err("no edu mdev parent (is edu_mdev.ko loaded?)".into())
+}
+
+/// Loads `edu_mdev.ko` unless its PCI driver is there.
+pub fn ensure_module() -> Result<(), String> {
+    if Path::new("/sys/bus/pci/drivers/edu").exists() {
+        return Ok(());
+    }
+    let o = std::process::Command::new("insmod")
+        .arg("/lib/labtest/edu_mdev.ko")
+        .output()
+        .map_err(|e| format!("insmod: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "insmod edu_mdev.ko: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+pub fn type_attr(parent: &Path, ty: &str, attr: &str) -> Result<String, String> {
+    let p = parent.join("mdev_supported_types").join(ty).join(attr);
+    std::fs::read_to_string(&p)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{}: {e}", p.display()))
+}
+
+pub fn available(parent: &Path, ty: &str) -> Result<u32, String> {
+    type_attr(parent, ty, "available_instances")?
+        .parse()
+        .map_err(|e| format!("available_instances: {e}"))
+}
+
+/// Writes `uuid` to the type's `create` file.
+pub fn create_mdev(parent: &Path, ty: &str, uuid: &str) -> io::Result<()> {
+    std::fs::write(
+        parent.join("mdev_supported_types").join(ty).join("create"),
+        uuid,
+    )
+}
+
+pub fn mdev_path(uuid: &str) -> PathBuf {
+    Path::new("/sys/bus/mdev/devices").join(uuid)
+}
+
+pub fn remove_mdev(uuid: &str) -> io::Result<()> {
+    std::fs::write(mdev_path(uuid).join("remove"), "1")
+}
+
+pub fn mdev_attr(uuid: &str, attr: &str) -> Result<String, String> {
+    let p = mdev_path(uuid).join(attr);
+    std::fs::read_to_string(&p)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// A test UUID: `n` in the last field.
+pub fn uuid(n: u32) -> String {
+    format!("5a3e0c1d-7b2f-4e8a-9c6d-{n:012x}")
+}
+
+/// Anonymous, page-aligned user memory.
+pub struct Buffer {
+    pub ptr: *mut u8,
+    pub len: usize,
+}
+
+impl Buffer {
+    pub fn new(len: usize) -> Result<Self, String> {
+        // SAFETY: anonymous private mapping, no fd.
+        let p = unsafe { mmap(std::ptr::null_mut(), len, 3, 0x22, -1, 0) };
+        if p as isize == -1 {
+            return Err(errno("mmap"));
+        }
+        Ok(Self { ptr: p.cast(), len })
+    }
+
+    pub fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes mapped read/write, owned by `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `new`.
+        unsafe { munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A VFIO container with a type1 IOMMU and one mdev's group in it.
+pub struct Container {
+    pub container: File,
+    pub group: File,
+}
+
+#[repr(C)]
+struct DmaMap {
+    argsz: u32,
+    flags: u32,
+    vaddr: u64,
+    iova: u64,
+    size: u64,
+}
+
+#[repr(C)]
+struct DmaUnmap {
+    argsz: u32,
+    flags: u32,
+    iova: u64,
+    size: u64,
+}
+
+impl Container {
+    /// Opens the group of mdev `uuid` and puts it into a new type1 container.
+    pub fn open(uuid: &str) -> Result<Self, String> {
+        let link = std::fs::read_link(mdev_path(uuid).join("iommu_group"))
+            .map_err(|e| format!("iommu_group: {e}"))?;
+        let group_no = link
+            .file_name()
+            .and_then(|s| s.to_str())
+            .ok_or("bad iommu_group link")?
+            .to_string();
+        let rw = |p: &str| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(|e| format!("{p}: {e}"))
+        };
+        let container = rw("/dev/vfio/vfio")?;
+        let group = rw(&format!("/dev/vfio/{group_no}"))?;
+        // SAFETY: argument-less ioctls.
+        let v = unsafe { ioctl(container.as_raw_fd(), VFIO_GET_API_VERSION) };
+        if v != 0 {
+            return Err(format!("VFIO API version {v}"));
+        }
+        // SAFETY: as above, integer argument.
+        if unsafe {
+            ioctl(
+                container.as_raw_fd(),
+                VFIO_CHECK_EXTENSION,
+                VFIO_TYPE1V2_IOMMU,
+            )
+        } != 1
+        {
+            return Err("no type1v2 IOMMU".into());
+        }
+        let mut status = [8u32, 0];
+        ioctl_ptr(group.as_raw_fd(), VFIO_GROUP_GET_STATUS, &mut status)?;
+        if status[1] & 1 == 0 {
+            return Err("group not viable".into());
+        }
+        let mut cfd = container.as_raw_fd();
+        ioctl_ptr(group.as_raw_fd(), VFIO_GROUP_SET_CONTAINER, &mut cfd)?;
+        // SAFETY: integer argument.
+        if unsafe { ioctl(container.as_raw_fd(), VFIO_SET_IOMMU, VFIO_TYPE1V2_IOMMU) } < 0 {
+            return Err(errno("VFIO_SET_IOMMU"));
+        }
+        Ok(Self { container, group })
+    }
+
+    /// Maps `buf` at `iova` (read/write).
+    pub fn map(&self, buf: &Buffer, iova: u64) -> Result<(), String> {
+        self.map_raw(buf.ptr as u64, iova, buf.len as u64, 3)
+    }
+
+    pub fn map_raw(&self, vaddr: u64, iova: u64, size: u64, flags: u32) -> Result<(), String> {
+        let mut m = DmaMap {
+            argsz: 32,
+            flags,
+            vaddr,
+            iova,
+            size,
+        };
+        ioctl_ptr(self.container.as_raw_fd(), VFIO_IOMMU_MAP_DMA, &mut m).map(drop)
+    }
+
+    pub fn unmap(&self, iova: u64, size: u64) -> Result<(), String> {
+        let mut m = DmaUnmap {
+            argsz: 24,
+            flags: 0,
+            iova,
+            size,
+        };
+        ioctl_ptr(self.container.as_raw_fd(), VFIO_IOMMU_UNMAP_DMA, &mut m)?;
+        if m.size != size {
+            return Err(format!(
+                "VFIO_IOMMU_UNMAP_DMA unmapped {:#x} of {size:#x} bytes",
+                m.size
+            ));
+        }
+        Ok(())
+    }
+
+    /// The device fd of mdev `uuid`.
+    pub fn device(&self, uuid: &str) -> Result<Device, String> {
+        let name = std::ffi::CString::new(uuid).map_err(|e| e.to_string())?;
+        // SAFETY: NUL-terminated name.
+        let fd = unsafe {
+            ioctl(
+                self.group.as_raw_fd(),
+                VFIO_GROUP_GET_DEVICE_FD,
+                name.as_ptr(),
+            )
+        };
+        if fd < 0 {
+            return Err(errno("VFIO_GROUP_GET_DEVICE_FD"));
+        }
+        // SAFETY: a new fd we own.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let mut d = Device {
+            file,
+            bar0: 0,
+            config: 0,
+            eventfd: None,
+        };
+        d.bar0 = d.region_info(BAR0_INDEX)?.offset;
+        d.config = d.region_info(CONFIG_INDEX)?.offset;
+        Ok(d)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RegionInfo {
+    pub flags: u32,
+    pub size: u64,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct IrqInfo {
+    pub flags: u32,
+    pub count: u32,
+}
+
+/// An open mdev VFIO device.
+pub struct Device {
+    pub file: File,
+    pub bar0: u64,
+    pub config: u64,
+    pub eventfd: Option<File>,
+}
+
+impl Device {
+    /// `VFIO_DEVICE_GET_INFO`: (flags, regions, irqs).
+    pub fn info(&self) -> Result<(u32, u32, u32), String> {
+        let mut b = [16u32, 0, 0, 0, 0, 0];
+        ioctl_ptr(self.file.as_raw_fd(), VFIO_DEVICE_GET_INFO, &mut b)?;
+        Ok((b[1], b[2], b[3]))
+    }
+
+    pub fn region_info(&self, index: u32) -> Result<RegionInfo, String> {
+        let mut b = [0u32; 8];
+        b[0] = 32;
+        b[2] = index;
+        ioctl_ptr(self.file.as_raw_fd(), VFIO_DEVICE_GET_REGION_INFO, &mut b)?;
+        Ok(RegionInfo {
+            flags: b[1],
+            size: u64::from(b[4]) | (u64::from(b[5]) << 32),
+            offset: u64::from(b[6]) | (u64::from(b[7]) << 32),
+        })
+    }
+
+    pub fn irq_info(&self, index: u32) -> Result<IrqInfo, String> {
+        let mut b = [16u32, 0, index, 0];
+        ioctl_ptr(self.file.as_raw_fd(), VFIO_DEVICE_GET_IRQ_INFO, &mut b)?;
+        Ok(IrqInfo {
+            flags: b[1],
+            count: b[3],
+        })
+    }
+
+    /// Connects a new eventfd to IRQ `index` (MSI: completions; REQ: release requests).
+    pub fn set_irq_eventfd(&mut self, index: u32) -> Result<File, String> {
+        // SAFETY: no pointers.
+        let fd = unsafe { eventfd(0, 0x80000) };
+        if fd < 0 {
+            return Err(errno("eventfd"));
+        }
+        // SAFETY: a new fd we own.
+        let efd = unsafe { File::from_raw_fd(fd) };
+        // argsz, flags (DATA_EVENTFD | ACTION_TRIGGER), index, start, count, fd
+        let mut b = [24u32, 4 | 32, index, 0, 1, fd as u32];
+        ioctl_ptr(self.file.as_raw_fd(), VFIO_DEVICE_SET_IRQS, &mut b)?;
+        Ok(efd)
+    }
+
+    /// Sets the MSI eventfd this device waits on.
+    pub fn enable_msi(&mut self) -> Result<(), String> {
+        self.eventfd = Some(self.set_irq_eventfd(MSI_INDEX)?);
+        Ok(())
+    }
+
+    pub fn read32(&self, off: u64) -> Result<u32, String> {
+        let mut b = [0u8; 4];
+        self.file
+            .read_exact_at(&mut b, self.bar0 + off)
+            .map_err(|e| format!("read BAR0 {off:#x}: {e}"))?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    pub fn write32(&self, off: u64, v: u32) -> Result<(), String> {
+        self.file
+            .write_all_at(&v.to_le_bytes(), self.bar0 + off)
+            .map_err(|e| format!("write BAR0 {off:#x}: {e}"))
+    }
+
+    pub fn config_read32(&self, off: u64) -> Result<u32, String> {
+        let mut b = [0u8; 4];
+        self.file
+            .read_exact_at(&mut b, self.config + off)
+            .map_err(|e| format!("config read {off:#x}: {e}"))?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    pub fn config_write32(&self, off: u64, v: u32) -> Result<(), String> {
+        self.file
+            .write_all_at(&v.to_le_bytes(), self.config + off)
+            .map_err(|e| format!("config write {off:#x}: {e}"))
+    }
+
+    pub fn reset(&self) -> Result<(), String> {
+        // SAFETY: argument-less ioctl.
+        if unsafe { ioctl(self.file.as_raw_fd(), VFIO_DEVICE_RESET) } < 0 {
+            return Err(errno("VFIO_DEVICE_RESET"));
+        }
+        Ok(())
+    }
+
+    /// Starts a copy (with a completion interrupt if the MSI eventfd is set).
+    pub fn start_copy(&self, src: u64, dst: u64, len: u32) -> Result<(), String> {
+        self.write32(regs::SRC_LO, src as u32)?;
+        self.write32(regs::SRC_HI, (src >> 32) as u32)?;
+        self.write32(regs::DST_LO, dst as u32)?;
+        self.write32(regs::DST_HI, (dst >> 32) as u32)?;
+        self.write32(regs::LEN, len)?;
+        let irq = if self.eventfd.is_some() {
+            regs::CMD_IRQ
+        } else {
+            0
+        };
+        self.write32(regs::CMD, regs::CMD_START | irq)
+    }
+
+    /// Waits for the completion interrupt (if set up) and then for `DONE`; returns `STATUS`.
+    pub fn wait(&self, timeout_ms: i32) -> Result<u32, String> {
+        if let Some(e) = &self.eventfd {
+            let mut p = PollFd {
+                fd: e.as_raw_fd(),
+                events: 1,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { poll(&mut p, 1, timeout_ms) };
+            if r < 0 {
+                return Err(errno("poll"));
+            }
+            if r == 0 {
+                return Err(format!(
+                    "no completion interrupt within {timeout_ms} ms (STATUS {:#x})",
+                    self.read32(regs::STATUS)?
+                ));
+            }
+            let mut b = [0u8; 8];
+            std::io::Read::read_exact(&mut &*e, &mut b)
+                .map_err(|e| format!("eventfd read: {e}"))?;
+        }
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
+        loop {
+            let s = self.read32(regs::STATUS)?;
+            if s & regs::STATUS_BUSY == 0 {
+                return Ok(s);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("still busy after {timeout_ms} ms"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Runs a copy to completion; `Ok(Err(code))` when the engine reported an error.
+    pub fn copy(&self, src: u64, dst: u64, len: u32) -> Result<Result<(), u32>, String> {
+        self.start_copy(src, dst, len)?;
+        let s = self.wait(30_000)?;
+        CopyError::from_status(s).ok_or_else(|| format!("STATUS {s:#x} without DONE"))
+    }
+}
+
+/// An I/O address space the device's DMA goes through: a type1 container or an iommufd IOAS.
+pub trait IoSpace: Send {
+    /// Maps `size` bytes of user memory at `vaddr` to `iova` (read/write).
+    fn map_raw(&self, vaddr: u64, iova: u64, size: u64) -> Result<(), String>;
+    fn unmap(&self, iova: u64, size: u64) -> Result<(), String>;
+    fn map(&self, buf: &Buffer, iova: u64) -> Result<(), String> {
+        self.map_raw(buf.ptr as u64, iova, buf.len as u64)
+    }
+}
+
+impl IoSpace for Container {
+    fn map_raw(&self, vaddr: u64, iova: u64, size: u64) -> Result<(), String> {
+        Container::map_raw(self, vaddr, iova, size, 3)
+    }
+    fn unmap(&self, iova: u64, size: u64) -> Result<(), String> {
+        Container::unmap(self, iova, size)
+    }
+}
+
+const fn iommufd_io(nr: u64) -> u64 {
+    (0x3b << 8) | nr
+}
+pub const VFIO_DEVICE_BIND_IOMMUFD: u64 = vfio_io(18);
+pub const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = vfio_io(19);
+pub const IOMMU_IOAS_ALLOC: u64 = iommufd_io(0x81);
+pub const IOMMU_IOAS_MAP: u64 = iommufd_io(0x85);
+pub const IOMMU_IOAS_UNMAP: u64 = iommufd_io(0x86);
+
+/// The iommufd path: `/dev/iommu`, an IOAS, and the mdev's VFIO cdev bound to it.
+pub struct Iommufd {
+    pub iommufd: File,
+    pub ioas: u32,
+}
+
+#[repr(C)]
+struct IoasMap {
+    size: u32,
+    flags: u32,
+    ioas_id: u32,
+    reserved: u32,
+    user_va: u64,
+    length: u64,
+    iova: u64,
+}
+
+#[repr(C)]
+struct IoasUnmap {
+    size: u32,
+    ioas_id: u32,
+    iova: u64,
+    length: u64,
+}
+
+impl Iommufd {
+    /// Opens `/dev/iommu`, allocates an IOAS, opens the cdev of mdev `uuid`, binds and attaches it.
+    pub fn open(uuid: &str) -> Result<(Self, Device), String> {
+        let rw = |p: &str| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(|e| format!("{p}: {e}"))
+        };
+        let iommufd = rw("/dev/iommu")?;
+        let mut alloc = [12u32, 0, 0];
+        ioctl_ptr(iommufd.as_raw_fd(), IOMMU_IOAS_ALLOC, &mut alloc)?;
+        let ioas = alloc[2];
+        let dir = mdev_path(uuid).join("vfio-dev");
+        let cdev = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("vfio"))
+            .ok_or("no vfio cdev")?;
+        let file = rw(&format!("/dev/vfio/devices/{cdev}"))?;
+        let mut bind = [16u32, 0, iommufd.as_raw_fd() as u32, 0];
+        ioctl_ptr(file.as_raw_fd(), VFIO_DEVICE_BIND_IOMMUFD, &mut bind)?;
+        let mut attach = [12u32, 0, ioas];
+        ioctl_ptr(file.as_raw_fd(), VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut attach)?;
+        let mut d = Device {
+            file,
+            bar0: 0,
+            config: 0,
+            eventfd: None,
+        };
+        d.bar0 = d.region_info(BAR0_INDEX)?.offset;
+        d.config = d.region_info(CONFIG_INDEX)?.offset;
+        Ok((Self { iommufd, ioas }, d))
+    }
+}
+
+impl IoSpace for Iommufd {
+    fn map_raw(&self, vaddr: u64, iova: u64, size: u64) -> Result<(), String> {
+        // FIXED_IOVA | WRITEABLE | READABLE
+        let mut m = IoasMap {
+            size: 40,
+            flags: 7,
+            ioas_id: self.ioas,
+            reserved: 0,
+            user_va: vaddr,
+            length: size,
+            iova,
+        };
+        ioctl_ptr(self.iommufd.as_raw_fd(), IOMMU_IOAS_MAP, &mut m).map(drop)
+    }
+    fn unmap(&self, iova: u64, size: u64) -> Result<(), String> {
+        let mut m = IoasUnmap {
+            size: 24,
+            ioas_id: self.ioas,
+            iova,
+            length: size,
+        };
+        ioctl_ptr(self.iommufd.as_raw_fd(), IOMMU_IOAS_UNMAP, &mut m).map(drop)
+    }
+}
+
+// SAFETY: `Buffer` owns its mapping; moving it to another thread moves that ownership.
+unsafe impl Send for Buffer {}
+
+/// One mdev opened end to end: its device, its I/O address space and two mapped buffers
+/// (source at `SRC_IOVA`, destination at `DST_IOVA`).
+pub struct Session {
+    pub uuid: String,
+    /// Declared before `space`: the device closes before its address space goes.
+    pub dev: Device,
+    pub space: Box<dyn IoSpace>,
+    pub src: Buffer,
+    pub dst: Buffer,
+}
+
+pub const SRC_IOVA: u64 = 0x10_0000;
+pub const DST_IOVA: u64 = 0x20_0000;
+pub const BUF_LEN: usize = 64 * 1024;
+
+impl Session {
+    /// Opens mdev `uuid` through a type1 container, maps the buffers and connects the
+    /// completion eventfd.
+    pub fn open(uuid: &str) -> Result<Self, String> {
+        let container = Container::open(uuid)?;
+        let dev = container.device(uuid)?;
+        Self::setup(uuid, dev, Box::new(container))
+    }
+
+    /// The same through the iommufd/cdev path.
+    pub fn open_iommufd(uuid: &str) -> Result<Self, String> {
+        let (space, dev) = Iommufd::open(uuid)?;
+        Self::setup(uuid, dev, Box::new(space))
+    }
+
+    fn setup(uuid: &str, mut dev: Device, space: Box<dyn IoSpace>) -> Result<Self, String> {
+        let src = Buffer::new(BUF_LEN)?;
+        let dst = Buffer::new(BUF_LEN)?;
+        space.map(&src, SRC_IOVA)?;
+        space.map(&dst, DST_IOVA)?;
+        dev.enable_msi()?;
+        Ok(Self {
+            uuid: uuid.to_string(),
+            dev,
+            space,
+            src,
+            dst,
+        })
+    }
+
+    /// Fills the source with a pattern seeded by `seed`, clears the destination, copies `len`
+    /// bytes from `src_off` to `dst_off` and checks the bytes.
+    pub fn copy_checked(
+        &mut self,
+        seed: u8,
+        src_off: usize,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<(), String> {
+        for (i, b) in self.src.bytes().iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(31).wrapping_add(seed);
+        }
+        self.dst.bytes().fill(0);
+        match self.dev.copy(
+            SRC_IOVA + src_off as u64,
+            DST_IOVA + dst_off as u64,
+            len as u32,
+        )? {
+            Ok(()) => {}
+            Err(code) => return Err(format!("engine error {code}")),
+        }
+        let want = self.src.bytes()[src_off..src_off + len].to_vec();
+        let got = &self.dst.bytes()[dst_off..dst_off + len];
+        if let Some(i) = (0..len).find(|&i| got[i] != want[i]) {
+            return Err(format!("byte {i} differs: {:#x} != {:#x}", got[i], want[i]));
+        }
+        let dst = self.dst.bytes();
+        if dst[..dst_off]
+            .iter()
+            .chain(&dst[dst_off + len..])
+            .any(|&b| b != 0)
+        {
+            return Err("bytes outside the destination range were written".into());
+        }
+        Ok(())
+    }
+}
