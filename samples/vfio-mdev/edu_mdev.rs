@@ -849,18 +849,25 @@ impl MdevVfio {
                 }
                 let irq = val & regs::CMD_IRQ != 0;
                 let (src, dst, len) = (st.regs.src, st.regs.dst, u64::from(st.regs.len));
+                // Claim the engine, then validate with the state lock dropped: validation pins
+                // pages (`vfio_pin_pages` takes the container's locks) and `dma_unmap`, called
+                // with those locks held, completes copies under the state lock. Holding it here
+                // would invert that order (lockdep caught it on the debug kernel).
+                st.regs.status = regs::STATUS_BUSY;
+                let gen = st.regs.gen;
+                drop(st);
                 if let Err(e) = Self::validate(dev, src, dst, len) {
-                    st.regs.status = regs::STATUS_DONE | ((e as u32) << regs::ERROR_SHIFT);
-                    if irq {
-                        if let Some(msi) = &st.msi {
-                            msi.signal();
+                    let mut st = dev.st.lock();
+                    if st.regs.gen == gen {
+                        st.regs.status = regs::STATUS_DONE | ((e as u32) << regs::ERROR_SHIFT);
+                        if irq {
+                            if let Some(msi) = &st.msi {
+                                msi.signal();
+                            }
                         }
                     }
                     return;
                 }
-                st.regs.status = regs::STATUS_BUSY;
-                let gen = st.regs.gen;
-                drop(st);
                 let job = Job {
                     vdev: ARef::from(dev),
                     src,
