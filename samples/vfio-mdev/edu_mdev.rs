@@ -847,31 +847,23 @@ impl MdevVfio {
                     st.regs.status |= (CopyError::Busy as u32) << regs::ERROR_SHIFT;
                     return;
                 }
-                let irq = val & regs::CMD_IRQ != 0;
-                let (src, dst, len) = (st.regs.src, st.regs.dst, u64::from(st.regs.len));
-                if let Err(e) = Self::validate(dev, src, dst, len) {
-                    st.regs.status = regs::STATUS_DONE | ((e as u32) << regs::ERROR_SHIFT);
-                    if irq {
-                        if let Some(msi) = &st.msi {
-                            msi.signal();
-                        }
-                    }
-                    return;
-                }
+                // Claim the engine registers, then check the command without holding the lock:
+                // pinning takes the IOMMU's locks, under which `dma_unmap` takes ours.
                 st.regs.status = regs::STATUS_BUSY;
-                let gen = st.regs.gen;
-                drop(st);
                 let job = Job {
                     vdev: ARef::from(dev),
-                    src,
-                    dst,
-                    len,
+                    src: st.regs.src,
+                    dst: st.regs.dst,
+                    len: u64::from(st.regs.len),
                     done: 0,
-                    irq,
-                    gen,
+                    irq: val & regs::CMD_IRQ != 0,
+                    gen: st.regs.gen,
                     seq: 0,
                 };
-                if let Err(job) = dev.parent.submit(job) {
+                drop(st);
+                if let Err(e) = Self::validate(dev, job.src, job.dst, job.len) {
+                    dev.complete(&job, Some(e));
+                } else if let Err(job) = dev.parent.submit(job) {
                     dev.complete(&job, Some(CopyError::Aborted));
                 }
             }
