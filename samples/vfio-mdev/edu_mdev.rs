@@ -847,38 +847,23 @@ impl MdevVfio {
                     st.regs.status |= (CopyError::Busy as u32) << regs::ERROR_SHIFT;
                     return;
                 }
-                let irq = val & regs::CMD_IRQ != 0;
-                let (src, dst, len) = (st.regs.src, st.regs.dst, u64::from(st.regs.len));
-                // Claim the engine, then validate with the state lock dropped: validation pins
-                // pages (`vfio_pin_pages` takes the container's locks) and `dma_unmap`, called
-                // with those locks held, completes copies under the state lock. Holding it here
-                // would invert that order (lockdep caught it on the debug kernel).
+                // Claim the engine registers, then check the command without holding the lock:
+                // pinning takes the IOMMU's locks, under which `dma_unmap` takes ours.
                 st.regs.status = regs::STATUS_BUSY;
-                let gen = st.regs.gen;
-                drop(st);
-                if let Err(e) = Self::validate(dev, src, dst, len) {
-                    let mut st = dev.st.lock();
-                    if st.regs.gen == gen {
-                        st.regs.status = regs::STATUS_DONE | ((e as u32) << regs::ERROR_SHIFT);
-                        if irq {
-                            if let Some(msi) = &st.msi {
-                                msi.signal();
-                            }
-                        }
-                    }
-                    return;
-                }
                 let job = Job {
                     vdev: ARef::from(dev),
-                    src,
-                    dst,
-                    len,
+                    src: st.regs.src,
+                    dst: st.regs.dst,
+                    len: u64::from(st.regs.len),
                     done: 0,
-                    irq,
-                    gen,
+                    irq: val & regs::CMD_IRQ != 0,
+                    gen: st.regs.gen,
                     seq: 0,
                 };
-                if let Err(job) = dev.parent.submit(job) {
+                drop(st);
+                if let Err(e) = Self::validate(dev, job.src, job.dst, job.len) {
+                    dev.complete(&job, Some(e));
+                } else if let Err(job) = dev.parent.submit(job) {
                     dev.complete(&job, Some(CopyError::Aborted));
                 }
             }
