@@ -28,9 +28,11 @@
 //! # Ok::<(), kernel::error::Error>(())
 //! ```
 
+// The portable allocator core (`ioasid/src/ioasid/` in the project), compiled from the same
+// files as the host tests; its own module documentation describes it.
 #[path = "portable/ioasid/mod.rs"]
 #[allow(missing_docs, unreachable_pub, unused_imports, dead_code, clippy::all)]
-mod portable;
+pub mod portable;
 
 pub use portable::{
     Config, Error as IoasidError, FreeNotifier, Owner, OwnerKind, Pasid, PasidAllocator,

@@ -1,44 +1,44 @@
-/// Project overlay: test reporting for the lab's guest runner.
+// Project overlay: test reporting for the lab's guest runner.
 pub mod labtest;
-/// Project overlay: the XArray (not in 6.12's kernel crate).
+// Project overlay: the XArray (not in 6.12's kernel crate).
 pub mod xarray;
-/// Project overlay: the system-wide PASID allocator (portable core from `ioasid/`).
+// Project overlay: the system-wide PASID allocator (portable core from `ioasid/`).
 pub mod ioasid;
-/// Project overlay: the IDA (benchmark peer of the PASID allocator).
+// Project overlay: the IDA (benchmark peer of the PASID allocator).
 pub mod ida;
-/// Project overlay: RCU read-side critical sections.
+// Project overlay: RCU read-side critical sections.
 pub mod rcu;
-/// Project overlay: revocable data.
+// Project overlay: revocable data.
 pub mod revocable;
-/// Project overlay: device-managed resources.
+// Project overlay: device-managed resources.
 pub mod devres;
-/// Project overlay: device printing and helpers.
+// Project overlay: device printing and helpers.
 pub mod device_ext;
-/// Project overlay: bounds-checked MMIO.
+// Project overlay: bounds-checked MMIO.
 pub mod io;
-/// Project overlay: interrupt handlers.
+// Project overlay: interrupt handlers.
 pub mod irq;
-/// Project overlay: PCI drivers and devices.
+// Project overlay: PCI drivers and devices.
 #[cfg(CONFIG_PCI)]
 pub mod pci;
-/// Project overlay: DMA coherent and streaming mappings.
+// Project overlay: DMA coherent and streaming mappings.
 pub mod dma;
-/// Project overlay: sleeping delays.
+// Project overlay: sleeping delays.
 pub mod delay;
-/// Project overlay: IOMMU consumer API.
+// Project overlay: IOMMU consumer API.
 #[cfg(CONFIG_IOMMU_API)]
 pub mod iommu;
-/// Project overlay: eventfd contexts.
+// Project overlay: eventfd contexts.
 #[cfg(CONFIG_EVENTFD)]
 pub mod eventfd;
-/// Project overlay: VFIO devices (emulated IOMMU) and the device uAPI.
+// Project overlay: VFIO devices (emulated IOMMU) and the device uAPI.
 #[cfg(CONFIG_VFIO)]
 pub mod vfio;
-/// Project overlay: mediated devices (needs `CONFIG_VFIO_MDEV=y`).
+// Project overlay: mediated devices (needs `CONFIG_VFIO_MDEV=y`).
 #[cfg(CONFIG_VFIO_MDEV = "y")]
 pub mod mdev;
-/// Project overlay: sysfs device attributes.
+// Project overlay: sysfs device attributes.
 pub mod sysfs;
-/// Project overlay: debugfs directories and files.
+// Project overlay: debugfs directories and files.
 #[cfg(CONFIG_DEBUG_FS)]
 pub mod debugfs;

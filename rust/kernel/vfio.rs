@@ -13,7 +13,7 @@
 //!   for users to close the device).
 //! - [`DeviceOps`]: the callbacks (open/close, read/write, ioctl, mmap, request, dma_unmap); the
 //!   iommufd callbacks are the `vfio_iommufd_emulated_*` helpers.
-//! - [`Device::pin_pages`] / [`PinnedPages`] and [`Device::dma_rw`]: mediated DMA into the
+//! - [`Device::pin_pages`] / [`PinnedPages`] and [`Device::dma_read`] / [`Device::dma_write`]: mediated DMA into the
 //!   user's I/O address space.
 //! - [`uapi`]: typed, validated `VFIO_DEVICE_*` ioctl arguments.
 

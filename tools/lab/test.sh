@@ -41,6 +41,8 @@ for f in "${flavours[@]}"; do
     if [ "$f" = release ]; then
         stamp "lints: CLIPPY=1 on the project's kernel modules"
         CLIPPY=1 "$here/modules.sh" "$f" >/dev/null || { echo "[test] FAILED: kernel clippy"; lint_status=1; }
+        stamp "lints: rustdoc of the kernel crate with the overlay"
+        "$here/rustdoc.sh" || { echo "[test] FAILED: rustdoc"; lint_status=1; }
     fi
     stamp "guest tests ($f)"
     set +e
