@@ -6,7 +6,7 @@
 mod common;
 
 use auxdomain::smmuv3::dma::{DmaAllocator, DmaMemory};
-use auxdomain::smmuv3::pgtable::Prot;
+use auxdomain::Prot;
 use auxdomain::{
     AuxDevice, Error, MsiSource, MsiWindow, NoSnoopControl, PasidCap, RidMode, Unsupported,
     MAX_ATTACH, SW_MSI_BASE, SW_MSI_SIZE,
@@ -52,7 +52,7 @@ fn enable_pasid_checks_device_and_smmu() {
     let e = AuxDevice::enable_pasid(&mut q.smmu, &Rig::info(&[8], 20), RidMode::Blocked)
         .err()
         .unwrap();
-    assert_eq!(e, Error::Unsupported(Unsupported::SmmuSsid));
+    assert_eq!(e, Error::Unsupported(Unsupported::IommuPasid));
     assert_eq!(e.errno(), 95);
     // min > max after clamping: EINVAL.
     let info = auxdomain::DeviceInfo {

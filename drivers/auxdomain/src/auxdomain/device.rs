@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! A PCIe function with PASIDs enabled: its master (STEs + CD table) and PASID limits.
 
-use super::error::{Error, Result, Unsupported};
+use super::error::{Error, Result};
+use super::policy::{usable_pasid_range, PasidLimits};
 use super::smmuv3::device::{Master, Smmu};
 use super::smmuv3::dma::{DmaAllocator, DmaMemory, Mmio};
 use super::smmuv3::ste::{s1dss, MasterOptions};
@@ -88,13 +89,14 @@ impl<D: DmaMemory, S: TableStore<D>> AuxDevice<D, S> {
     where
         S: Default,
     {
-        let cap = match info.pasid {
-            Some(c) if c.max_pasid_bits > 0 => c,
-            _ => return Err(Error::Unsupported(Unsupported::DevicePasid)),
+        // Both capabilities first: nothing is programmed for a device that cannot use PASIDs.
+        let limits = |iommu_bits| PasidLimits {
+            device_bits: info.pasid.map(|c| c.max_pasid_bits),
+            iommu_bits,
+            min_pasid: info.min_pasid,
+            max_pasid: info.max_pasid,
         };
-        if smmu.features().ssid_bits == 0 {
-            return Err(Error::Unsupported(Unsupported::SmmuSsid));
-        }
+        usable_pasid_range(&limits(smmu.features().ssid_bits))?;
         if matches!(rid, RidMode::Domain(_)) {
             return Err(Error::InvalidArgument);
         }
@@ -102,16 +104,10 @@ impl<D: DmaMemory, S: TableStore<D>> AuxDevice<D, S> {
             ats: info.ats,
             stall: false,
         };
-        let mut master = smmu.new_master(info.sids, cap.max_pasid_bits.min(20), opts)?;
-        let bits = master.ssid_bits();
-        if bits == 0 {
-            return Err(Error::Unsupported(Unsupported::NoSsidBits));
-        }
-        let min_pasid = info.min_pasid.max(1);
-        let max_pasid = info.max_pasid.min((1u32 << bits) - 1);
-        if min_pasid > max_pasid {
-            return Err(Error::InvalidPasid);
-        }
+        let dev_bits = info.pasid.map_or(0, |c| c.max_pasid_bits.min(20));
+        let mut master = smmu.new_master(info.sids, dev_bits, opts)?;
+        // The master's bits also honour the CD table format (S1CDMax).
+        let (_, min_pasid, max_pasid) = usable_pasid_range(&limits(master.ssid_bits()))?;
         smmu.ensure_cd_table(&mut master)?;
         smmu.attach_cd_table(&mut master, rid.s1dss())?;
         Ok(Self {
@@ -138,7 +134,7 @@ impl<D: DmaMemory, S: TableStore<D>> AuxDevice<D, S> {
         }
         match smmu.detach(&self.master) {
             Ok(()) => Ok(()),
-            Err(e) => Err((Error::Smmu(e), self)),
+            Err(e) => Err((e.into(), self)),
         }
     }
 

@@ -1,145 +1,56 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Errors of the auxiliary-domain layer, each with the errno the kernel glue returns.
+//! Errors of the auxiliary-domain layer over the SMMUv3 driver core: the policy's
+//! [`policy::Error`] with the core's [`DomainError`] (page table, ASID, command queue) as the
+//! backend error.
 
+use super::policy::{self, BackendError};
 use super::smmuv3::asid::AsidError;
 use super::smmuv3::domain::DomainError;
 use super::smmuv3::error::Error as SmmuError;
 use super::smmuv3::pgtable::PgtableError;
 
-/// Why PASID support is refused ([`Error::Unsupported`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unsupported {
-    /// The device has no PCIe PASID capability, or its Max PASID Width is 0.
-    DevicePasid,
-    /// The SMMU has no SubstreamIDs (SMMU_IDR1.SSIDSIZE == 0, e.g. QEMU 10.0).
-    SmmuSsid,
-    /// The master got no SubstreamID bits (S1CDMax = 0) after combining both limits.
-    NoSsidBits,
-}
+pub use super::policy::Unsupported;
 
-/// Errors returned by the auxiliary-domain layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
-    /// PASIDs cannot be used on this device/SMMU pair. `EOPNOTSUPP`. Never reported as success.
-    Unsupported(Unsupported),
-    /// PASIDs were not enabled on the device (see [`super::AuxDevice::enable_pasid`]).
-    /// `EOPNOTSUPP`.
-    PasidDisabled,
-    /// PASID 0 (the requester-ID context), or a PASID outside the device's
-    /// `[min_pasid, max_pasid]` or beyond its SubstreamID bits. `EINVAL`.
-    InvalidPasid,
-    /// Another domain is attached at this PASID of the device. `EBUSY`.
-    PasidInUse,
-    /// This domain is already attached at this (device, PASID), or this MSI source is already
-    /// active. `EEXIST`.
-    AlreadyAttached,
-    /// The domain is not attached at this (device, PASID), or the MSI source is not active.
-    /// `ENOENT`.
-    NotAttached,
-    /// The object is still in use: freeing a domain with attachments, disabling PASIDs with
-    /// domains attached, replacing a requester-ID domain that is attached. `EBUSY`.
-    StillAttached,
-    /// A fixed-size table of the layer is full (attachments, doorbells, vectors, MSI window
-    /// slots). `ENOSPC`.
-    NoSpace,
-    /// The IOVA range overlaps the reserved MSI window (maps and unmaps of user memory there
-    /// are refused; the window is reported by [`super::AuxDomain::reserved_regions`]).
-    /// `EADDRINUSE`, like iommufd for reserved ranges.
-    ReservedIova,
-    /// The unmap would remove a user-specified MSI doorbell mapping. `EBUSY`.
-    DoorbellInUse,
-    /// A user-specified MSI IOVA is bound to a different doorbell page already. `EBUSY`.
-    DoorbellConflict,
-    /// A user-specified MSI IOVA outside the window overlaps an existing mapping. `EEXIST`.
-    MsiIovaMapped,
-    /// The MSI source cannot use this domain: requester-ID (PCIe MSI/MSI-X) messages must be
-    /// mapped in the device's requester-ID domain, PASID-tagged queue messages in the domain
-    /// attached at that PASID. `EINVAL`.
-    MsiRoute,
-    /// A device that cannot have No_snoop stripped is attached to (or would be attached to) a
-    /// domain enforcing cache coherency. `EINVAL`, like iommufd's enforce_cc failure.
-    CoherencyUnsupported,
-    /// `enforce_cache_coherency` after the domain's first mapping (VFIO's rule). `EBUSY`.
-    CoherencyAfterMap,
-    /// Malformed argument (window geometry, alignment, empty SID list). `EINVAL`.
-    InvalidArgument,
-    /// A page-table error (its own errno: `EINVAL`, `ERANGE`, `EEXIST`, `ENOMEM`, `EIO`).
-    Pgtable(PgtableError),
-    /// An SMMU driver-core error (its own errno: `ENOMEM`, `ETIMEDOUT`, `EIO`, ...).
-    Smmu(SmmuError),
-    /// No ASID left (`EBUSY`) or ASID bookkeeping error (`EINVAL`).
-    Asid(AsidError),
-}
+/// Errors returned by the layer; see [`policy::Error`] for the variants and errnos.
+pub type Error = policy::Error<DomainError>;
 
-impl Error {
-    /// The positive errno value the kernel glue returns (negated) for this error.
-    pub const fn errno(&self) -> i32 {
-        match self {
-            Self::Unsupported(_) | Self::PasidDisabled => 95, // EOPNOTSUPP
-            Self::InvalidPasid
-            | Self::MsiRoute
-            | Self::CoherencyUnsupported
-            | Self::InvalidArgument => 22, // EINVAL
-            Self::PasidInUse
-            | Self::StillAttached
-            | Self::DoorbellInUse
-            | Self::DoorbellConflict
-            | Self::CoherencyAfterMap => 16, // EBUSY
-            Self::AlreadyAttached | Self::MsiIovaMapped => 17, // EEXIST
-            Self::NotAttached => 2,                           // ENOENT
-            Self::NoSpace => 28,                              // ENOSPC
-            Self::ReservedIova => 98,                         // EADDRINUSE
-            Self::Pgtable(e) => e.errno(),
-            Self::Smmu(e) => e.errno(),
-            Self::Asid(e) => e.errno(),
-        }
+/// Result alias of the layer.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+impl BackendError for DomainError {
+    fn errno(&self) -> i32 {
+        DomainError::errno(self)
     }
 
-    /// A short description for the kernel log line.
-    pub const fn describe(&self) -> &'static str {
+    fn describe(&self) -> &'static str {
         match self {
-            Self::Unsupported(Unsupported::DevicePasid) => "device has no PASID capability",
-            Self::Unsupported(Unsupported::SmmuSsid) => "SMMU has no SubstreamIDs (SSIDSIZE=0)",
-            Self::Unsupported(Unsupported::NoSsidBits) => "no SubstreamID bits for this master",
-            Self::PasidDisabled => "PASID not enabled on the device",
-            Self::InvalidPasid => "PASID 0 or outside the device's PASID range",
-            Self::PasidInUse => "PASID already has a domain attached",
-            Self::AlreadyAttached => "already attached / already active",
-            Self::NotAttached => "not attached / not active",
-            Self::StillAttached => "still in use",
-            Self::NoSpace => "table full",
-            Self::ReservedIova => "IOVA range overlaps the reserved MSI window",
-            Self::DoorbellInUse => "range holds an MSI doorbell mapping",
-            Self::DoorbellConflict => "MSI IOVA bound to another doorbell",
-            Self::MsiIovaMapped => "MSI IOVA overlaps an existing mapping",
-            Self::MsiRoute => "MSI source does not translate through this domain",
-            Self::CoherencyUnsupported => "device cannot have No_snoop blocked",
-            Self::CoherencyAfterMap => "enforce_cache_coherency after the first mapping",
-            Self::InvalidArgument => "invalid argument",
             Self::Pgtable(_) => "page-table error",
-            Self::Smmu(e) => e.describe(),
             Self::Asid(_) => "ASID allocation failed",
+            Self::Smmu(e) => e.describe(),
         }
+    }
+}
+
+impl From<DomainError> for Error {
+    fn from(e: DomainError) -> Self {
+        Self::Backend(e)
     }
 }
 
 impl From<SmmuError> for Error {
     fn from(e: SmmuError) -> Self {
-        Self::Smmu(e)
+        Self::Backend(e.into())
     }
 }
 
-/// Errors of the [`super::smmuv3::domain::S1Domain`] an aux domain is built on keep their
-/// variant (and errno).
-impl From<DomainError> for Error {
-    fn from(e: DomainError) -> Self {
-        match e {
-            DomainError::Pgtable(e) => Self::Pgtable(e),
-            DomainError::Asid(e) => Self::Asid(e),
-            DomainError::Smmu(e) => Self::Smmu(e),
-        }
+impl From<PgtableError> for Error {
+    fn from(e: PgtableError) -> Self {
+        Self::Backend(e.into())
     }
 }
 
-/// Result alias of the layer.
-pub type Result<T, E = Error> = core::result::Result<T, E>;
+impl From<AsidError> for Error {
+    fn from(e: AsidError) -> Self {
+        Self::Backend(e.into())
+    }
+}

@@ -6,6 +6,9 @@
 use super::smmuv3;
 
 #[warn(missing_docs)]
+pub mod policy;
+
+#[warn(missing_docs)]
 pub mod device;
 #[warn(missing_docs)]
 pub mod domain;
@@ -13,8 +16,9 @@ pub mod domain;
 pub mod error;
 
 pub use device::{AuxDevice, DeviceInfo, PasidCap, RidMode};
-pub use domain::{
-    AuxDomain, DoorbellInfo, MsiSource, MsiWindow, NoSnoopControl, ReservedKind, ReservedRegion,
-    SnoopControl, Teardown, MAX_ATTACH, MAX_DOORBELLS, MAX_VECTORS, SW_MSI_BASE, SW_MSI_SIZE,
-};
+pub use domain::{AuxDomain, NoSnoopControl, SmmuTarget, SnoopControl};
 pub use error::{Error, Result, Unsupported};
+pub use policy::{
+    AuxPolicy, DoorbellInfo, MsiSource, MsiWindow, Prot, ReservedKind, ReservedRegion, Teardown,
+    MAX_ATTACH, MAX_DOORBELLS, MAX_VECTORS, SW_MSI_BASE, SW_MSI_SIZE,
+};

@@ -7,7 +7,8 @@ use auxdomain::smmuv3::asid::{AsidAllocator, AsidBits};
 use auxdomain::smmuv3::device::{Smmu, SmmuConfig};
 use auxdomain::smmuv3::dma::{AllocError, DmaAllocator, DmaMemory};
 use auxdomain::smmuv3::domain::inv_features;
-use auxdomain::smmuv3::pgtable::{Config, Granule, PageTableStore, Prot};
+use auxdomain::smmuv3::pgtable::{Config, Granule, PageTableStore};
+use auxdomain::Prot;
 use auxdomain::{AuxDevice, AuxDomain, DeviceInfo, MsiWindow, PasidCap, SnoopControl};
 use ioasid::{
     Backend, Config as IoConfig, IdStore, IoasidCore, NoAllocator, Owner, OwnerKind, PasidEntry,
