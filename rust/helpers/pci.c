@@ -27,3 +27,8 @@ bool rust_helper_dev_is_pci(const struct device *dev)
 {
 	return dev_is_pci(dev);
 }
+
+u16 rust_helper_pci_dev_id(struct pci_dev *pdev)
+{
+	return pci_dev_id(pdev);
+}

@@ -76,6 +76,7 @@ pub mod code {
     declare_err!(EBADCOOKIE, "Cookie is stale.");
     // Project overlay: errno values 6.12's crate lacks (upstream declares them from 6.13 on).
     declare_err!(EOPNOTSUPP, "Operation not supported on transport endpoint.");
+    declare_err!(EADDRINUSE, "Address already in use.");
     declare_err!(EOVERFLOW, "Value too large for defined data type.");
     declare_err!(ETIMEDOUT, "Connection timed out.");
     declare_err!(EMSGSIZE, "Message too long.");

@@ -28,6 +28,9 @@ pub mod delay;
 // Project overlay: IOMMU consumer API.
 #[cfg(CONFIG_IOMMU_API)]
 pub mod iommu;
+// Project overlay: auxiliary domains (portable policy from `drivers/auxdomain/`) over the IOMMU API.
+#[cfg(all(CONFIG_IOMMU_API, CONFIG_PCI))]
+pub mod auxdomain;
 // Project overlay: eventfd contexts.
 #[cfg(CONFIG_EVENTFD)]
 pub mod eventfd;

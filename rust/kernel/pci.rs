@@ -200,6 +200,12 @@ impl Device {
         }
     }
 
+    /// The requester ID: bus number and devfn (`pci_dev_id`), the device's StreamID on Arm.
+    pub fn requester_id(&self) -> u16 {
+        // SAFETY: valid device.
+        unsafe { bindings::pci_dev_id(self.as_raw()) }
+    }
+
     /// Number of PASIDs the device supports (`pci_max_pasids`); `EOPNOTSUPP`/`EINVAL` from the
     /// PCI core when it has no PASID capability.
     pub fn max_pasids(&self) -> Result<u32> {

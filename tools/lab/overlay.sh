@@ -42,14 +42,14 @@ append rust/kernel/lib.rs kernel/lib.append.rs
 append rust/bindings/bindings_helper.h bindings/bindings_helper.append.h
 append rust/helpers/helpers.c helpers/helpers.append.c
 
-# Portable crates compiled into the kernel crate.
+# Portable code compiled into the kernel crate: rust/kernel/portable/<name> -> <dir in the repo>.
 mkdir -p "$ksrc/rust/kernel/portable"
-for crate in ioasid; do
-    src=$LAB_ROOT/$crate/src/$crate
+for link in ioasid=ioasid/src/ioasid auxpolicy=drivers/auxdomain/src/auxdomain/policy; do
+    name=${link%%=*} src=$LAB_ROOT/${link#*=}
     [ -d "$src" ] || continue
-    if [ "$(readlink "$ksrc/rust/kernel/portable/$crate" 2>/dev/null)" != "$src" ]; then
-        ln -sfn "$src" "$ksrc/rust/kernel/portable/$crate"
-        echo "  overlay: rust/kernel/portable/$crate -> $src"
+    if [ "$(readlink "$ksrc/rust/kernel/portable/$name" 2>/dev/null)" != "$src" ]; then
+        ln -sfn "$src" "$ksrc/rust/kernel/portable/$name"
+        echo "  overlay: rust/kernel/portable/$name -> $src"
     fi
 done
 
