@@ -230,6 +230,13 @@ impl Pasids {
         }
     }
 
+    pub fn try_alloc(&self, min: u32, max: u32) -> Result<u32, ioasid::Error> {
+        self.core
+            .borrow_mut()
+            .alloc(self.set, min, max, ())
+            .map_err(|r| r.error)
+    }
+
     pub fn alloc(&self, min: u32, max: u32) -> u32 {
         self.core
             .borrow_mut()
