@@ -25,13 +25,14 @@ use core::{
 };
 use kernel::{
     alloc::flags::GFP_KERNEL,
+    auxdomain::{self, AuxDevice, AuxDomain, MsiWindow},
     c_str, dev_err, dev_info,
     device::Device,
     devres::Devres,
     dma::Direction,
     eventfd::EventFd,
     ioasid::{OwnerKind, PasidSet},
-    iommu::{self, Prot},
+    iommu::Prot,
     irq, mdev, new_condvar, new_mutex, new_work, pci,
     prelude::*,
     str::CStr,
@@ -44,6 +45,13 @@ use kernel::{
     workqueue::{self, impl_has_work, Work, WorkItem},
 };
 
+// The copy engine's rules (validation, status codes, pieces), portable: the host tests of the
+// PASID mode on the SMMUv3 model build the same file (`engine/tests/pasid_model.rs`).
+#[path = "engine/src/copy_engine/mod.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod copy_engine;
+use copy_engine::{Access, Copy, CopyError};
+
 module! {
     type: EduMdevModule,
     name: "edu_mdev",
@@ -54,6 +62,8 @@ module! {
 
 // ---- 1. types and capacity -------------------------------------------------------------------
 
+/// The page size (pieces, pinning, mappings).
+const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
 /// Engine slots per parent; every mdev takes some.
 const SLOTS: u32 = 8;
 /// Most mdevs per parent (all small).
@@ -95,10 +105,12 @@ const PASID_RANGE: core::ops::RangeInclusive<u32> = 1..=(1 << 20) - 1;
 enum Mapped<'a> {
     /// Mediated mode: the parent's own DMA mapping of the pinned page.
     Dma(vfio::PinnedPageDma<'a>),
-    /// PASID mode: the page is mapped at its IOVA in the mdev's PASID domain.
+    /// PASID mode: the page is mapped at its IOVA in the mdev's auxiliary domain, unmapped (and
+    /// the IOTLB invalidated) on drop.
     Pasid {
         iova: u64,
-        domain: Arc<iommu::Domain>,
+        pasid: u32,
+        aux: &'a PasidAux,
     },
 }
 
@@ -113,8 +125,8 @@ impl Mapped<'_> {
 
 impl Drop for Mapped<'_> {
     fn drop(&mut self) {
-        if let Mapped::Pasid { iova, domain } = self {
-            domain.unmap(*iova, kernel::page::PAGE_SIZE);
+        if let Mapped::Pasid { iova, pasid, aux } = self {
+            aux.unmap(*pasid, *iova);
         }
     }
 }
@@ -129,7 +141,7 @@ trait Backend: Send + Sync {
     fn detach(&self, pasid: u32);
     /// Makes pinned page `page` (at `iova` of the mdev) reachable by the engine.
     fn map<'a>(
-        &self,
+        &'a self,
         pasid: u32,
         page: &'a vfio::PinnedPages<'_, MdevVfio>,
         iova: u64,
@@ -152,7 +164,7 @@ impl Backend for Mediated {
     }
     fn detach(&self, _pasid: u32) {}
     fn map<'a>(
-        &self,
+        &'a self,
         _pasid: u32,
         page: &'a vfio::PinnedPages<'_, MdevVfio>,
         _iova: u64,
@@ -162,25 +174,25 @@ impl Backend for Mediated {
     }
 }
 
-/// PASID-capable platform: each mdev's PASID gets its own paging domain; pinned pages are mapped
-/// there at the user's IOVA and the engine issues PASID-tagged DMA to the IOVA. (edu under QEMU
-/// has no PASID capability and QEMU's SMMUv3 no SSIDs: this backend is never selected in the
-/// lab.)
+/// PASID-capable platform: each mdev's PASID gets its own auxiliary domain
+/// (`kernel::auxdomain`: MSI window, doorbells and the no-snoop policy per domain); pinned pages
+/// are mapped there at the user's IOVA for one piece and the engine issues PASID-tagged DMA to
+/// the IOVA. Never selected under QEMU (edu has no PASID capability, QEMU's SMMUv3 no SSIDs);
+/// the same flow runs on the SMMUv3 model in `engine/tests/pasid_model.rs`.
 #[pin_data]
 struct PasidAux {
-    dev: ARef<Device>,
+    dev: AuxDevice,
     #[pin]
-    domains: Mutex<[Option<(u32, iommu::PasidAttachment)>; MAX_MDEVS]>,
+    domains: Mutex<[Option<(u32, AuxDomain)>; MAX_MDEVS]>,
 }
 
 impl PasidAux {
-    fn domain(&self, pasid: u32) -> Option<Arc<iommu::Domain>> {
-        self.domains
-            .lock()
-            .iter()
-            .flatten()
-            .find(|(p, _)| *p == pasid)
-            .map(|(_, a)| a.domain().clone())
+    fn unmap(&self, pasid: u32, iova: u64) {
+        let mut d = self.domains.lock();
+        if let Some((_, dom)) = d.iter_mut().flatten().find(|(p, _)| *p == pasid) {
+            // Errors are logged by the layer; nothing else can be done from a drop.
+            let _ = dom.unmap(iova, PAGE);
+        }
     }
 }
 
@@ -189,11 +201,15 @@ impl Backend for PasidAux {
         "pasid"
     }
     fn attach(&self, pasid: u32) -> Result {
-        let domain = iommu::Domain::new_paging(&self.dev)?;
-        let att = domain.attach_device_pasid(&self.dev, pasid)?;
+        let mut dom = AuxDomain::new(self.dev.device(), MsiWindow::default())?;
+        // Coherency is enforced before the first mapping when the IOMMU can (VFIO's rule).
+        if self.dev.snoop_control() {
+            dom.enforce_cache_coherency()?;
+        }
+        dom.attach(&self.dev, pasid)?;
         let mut d = self.domains.lock();
         let free = d.iter_mut().find(|s| s.is_none()).ok_or(ENOSPC)?;
-        *free = Some((pasid, att));
+        *free = Some((pasid, dom));
         Ok(())
     }
     fn detach(&self, pasid: u32) {
@@ -202,30 +218,35 @@ impl Backend for PasidAux {
             .iter_mut()
             .find(|s| s.as_ref().is_some_and(|(p, _)| *p == pasid))
         {
+            // Dropping the domain detaches it from the PASID and frees it.
             *s = None;
         }
     }
     fn map<'a>(
-        &self,
+        &'a self,
         pasid: u32,
         page: &'a vfio::PinnedPages<'_, MdevVfio>,
         iova: u64,
         dir: Direction,
     ) -> Result<Mapped<'a>> {
-        let domain = self.domain(pasid).ok_or(ENODEV)?;
-        let prot = if dir == Direction::FromDevice {
-            Prot::READ | Prot::WRITE
+        let prot = if dir == Direction::ToDevice {
+            auxdomain::Prot::READ
         } else {
-            Prot::READ
+            auxdomain::Prot::READ | auxdomain::Prot::WRITE
         };
-        domain.map(
+        let phys = page.phys(0).ok_or(EINVAL)?;
+        let mut d = self.domains.lock();
+        let (_, dom) = d
+            .iter_mut()
+            .flatten()
+            .find(|(p, _)| *p == pasid)
+            .ok_or(ENODEV)?;
+        dom.map(iova, phys, PAGE, prot)?;
+        Ok(Mapped::Pasid {
             iova,
-            page.phys(0).ok_or(EINVAL)?,
-            kernel::page::PAGE_SIZE,
-            prot,
-            GFP_KERNEL,
-        )?;
-        Ok(Mapped::Pasid { iova, domain })
+            pasid,
+            aux: self,
+        })
     }
 }
 
@@ -326,21 +347,6 @@ impl WorkItem for ParentShared {
     }
 }
 
-/// Why a copy failed (the `ERROR` field of the mdev's `STATUS` register).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-enum CopyError {
-    Busy = 1,
-    BadLength = 2,
-    BadAlignment = 3,
-    Unmapped = 4,
-    Overlap = 5,
-    Overflow = 6,
-    Aborted = 7,
-    BadCommand = 8,
-    Device = 9,
-}
-
 impl ParentShared {
     fn new(pdev: &pci::Device<pci::Core>) -> Result<Arc<Self>> {
         pdev.enable_device()?;
@@ -353,32 +359,27 @@ impl ParentShared {
             return Err(ENODEV);
         }
         let dev: &Device = pdev.as_ref();
-        // PASID mode needs both the device's PASID capability and an IOMMU that does PASIDs.
-        let dev_pasids = pdev.max_pasids().unwrap_or(0);
-        let iommu_pasids = iommu::max_pasids(dev);
-        let backend: Arc<dyn Backend> = if dev_pasids > 0
-            && iommu_pasids > 0
-            && pdev.enable_pasid(0).is_ok()
-        {
-            dev_info!(
-                pdev,
-                "edu_mdev: PASID mode (device {} PASIDs, IOMMU {})\n",
-                dev_pasids,
-                iommu_pasids
-            );
-            Arc::pin_init(
-                pin_init!(PasidAux { dev: dev.into(), domains <- new_mutex!([const { None }; MAX_MDEVS]) }),
-                GFP_KERNEL,
-            )?
-        } else {
-            dev_info!(
-                pdev,
-                "edu_mdev: mediated mode: no PASID support (device PASIDs {}, IOMMU PASIDs {}); the parent pins and maps each mdev's pages\n",
-                dev_pasids,
-                iommu_pasids
-            );
-            Arc::new(Mediated { dev: dev.into() }, GFP_KERNEL)?
-        };
+        // PASID mode needs both the device's PASID capability and an IOMMU that does PASIDs;
+        // the aux-domain layer checks both and says which is missing.
+        let backend: Arc<dyn Backend> =
+            match AuxDevice::enable(pdev, *PASID_RANGE.start(), *PASID_RANGE.end()) {
+                Ok(adev) => {
+                    let (min, max) = adev.pasid_range().unwrap_or((0, 0));
+                    dev_info!(pdev, "edu_mdev: PASID mode (PASIDs {}..={})\n", min, max);
+                    Arc::pin_init(
+                        pin_init!(PasidAux { dev: adev, domains <- new_mutex!([const { None }; MAX_MDEVS]) }),
+                        GFP_KERNEL,
+                    )?
+                }
+                Err(e) => {
+                    dev_info!(
+                        pdev,
+                        "edu_mdev: mediated mode: no PASID support (errno {}); the parent pins and maps each mdev's pages\n",
+                        e.to_errno()
+                    );
+                    Arc::new(Mediated { dev: dev.into() }, GFP_KERNEL)?
+                }
+            };
         let pasids = PasidSet::new(OwnerKind::Mdev, dev.as_raw_ptr() as u64, SLOTS)?;
         Arc::pin_init(
             try_pin_init!(ParentShared {
@@ -509,41 +510,55 @@ impl ParentShared {
     /// Copies the next piece of `job`: at most one page on each side and at most edu's buffer.
     /// The two pages are pinned and mapped only for this piece.
     fn copy_piece(&self, job: &Job) -> core::result::Result<u64, CopyError> {
-        const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
-        let src = job.src + job.done;
-        let dst = job.dst + job.done;
-        let n = (job.len - job.done)
-            .min(PAGE - src % PAGE)
-            .min(PAGE - dst % PAGE)
-            .min(edu::BUF_SIZE as u64);
+        let copy = Copy {
+            src: job.src,
+            dst: job.dst,
+            len: job.len,
+        };
+        let p = copy
+            .piece(job.done, PAGE, edu::BUF_SIZE as u64)
+            .ok_or(CopyError::Device)?;
+        let (sp, dp) = (p.src_page(PAGE), p.dst_page(PAGE));
         let vdev = &job.vdev;
-        let src_pin = vdev
-            .pin_pages(src & !(PAGE - 1), 1, Prot::READ)
-            .map_err(|_| CopyError::Unmapped)?;
+        let backend = &*self.backend;
+        // Source and destination in one page: pinned and mapped once, read-write.
         let dst_pin = vdev
-            .pin_pages(dst & !(PAGE - 1), 1, Prot::READ | Prot::WRITE)
+            .pin_pages(dp, 1, Prot::READ | Prot::WRITE)
             .map_err(|_| CopyError::Unmapped)?;
-        let backend = &self.backend;
-        let s = backend
-            .map(vdev.pasid, &src_pin, src & !(PAGE - 1), Direction::ToDevice)
-            .map_err(|_| CopyError::Device)?;
-        let d = backend
-            .map(
-                vdev.pasid,
-                &dst_pin,
-                dst & !(PAGE - 1),
-                Direction::FromDevice,
+        let src_pin = if p.one_page(PAGE) {
+            None
+        } else {
+            Some(
+                vdev.pin_pages(sp, 1, Prot::READ)
+                    .map_err(|_| CopyError::Unmapped)?,
             )
+        };
+        let dir = if src_pin.is_some() {
+            Direction::FromDevice
+        } else {
+            Direction::Bidirectional
+        };
+        let d = backend
+            .map(vdev.pasid, &dst_pin, dp, dir)
             .map_err(|_| CopyError::Device)?;
-        self.edu_dma(s.addr() + src % PAGE, edu::BUF, n, edu::CMD_START)?;
+        let s = match &src_pin {
+            Some(pin) => Some(
+                backend
+                    .map(vdev.pasid, pin, sp, Direction::ToDevice)
+                    .map_err(|_| CopyError::Device)?,
+            ),
+            None => None,
+        };
+        let src_addr = s.as_ref().unwrap_or(&d).addr() + p.src % PAGE;
+        self.edu_dma(src_addr, edu::BUF, p.len, edu::CMD_START)?;
         self.edu_dma(
             edu::BUF,
-            d.addr() + dst % PAGE,
-            n,
+            d.addr() + p.dst % PAGE,
+            p.len,
             edu::CMD_START | edu::CMD_TO_RAM,
         )?;
-        // Unmapped, then unpinned, when `d`, `s`, `dst_pin`, `src_pin` drop (in that order).
-        Ok(n)
+        // Unmapped, then unpinned, when `s`, `d`, `src_pin`, `dst_pin` drop (in that order).
+        Ok(p.len)
     }
 
     /// Runs one edu DMA and waits for it: edu's completion interrupt wakes us, its DMA command
@@ -671,9 +686,6 @@ mod regs {
     pub(crate) const STATUS_DONE: u32 = 1 << 1;
     pub(crate) const ERROR_SHIFT: u32 = 8;
     pub(crate) const RESET_MAGIC: u32 = 1;
-    /// Largest copy (16 pieces; each piece is two 100 ms edu DMAs).
-    pub(crate) const COPY_MAX: u64 = 64 * 1024;
-    pub(crate) const ALIGN: u64 = 4;
 }
 
 const BAR0_SIZE: u64 = 0x1000;
@@ -775,7 +787,7 @@ impl MdevVfio {
         if st.regs.gen != job.gen {
             return;
         }
-        let code = err.map_or(0, |e| e as u32);
+        let code = err.map_or(0, CopyError::code);
         st.regs.status = regs::STATUS_DONE | (code << regs::ERROR_SHIFT);
         if err.is_none() {
             st.regs.completed = st.regs.completed.wrapping_add(1);
@@ -794,27 +806,15 @@ impl MdevVfio {
         dst: u64,
         len: u64,
     ) -> core::result::Result<(), CopyError> {
-        if len == 0 || len > regs::COPY_MAX {
-            return Err(CopyError::BadLength);
-        }
-        if src % regs::ALIGN != 0 || dst % regs::ALIGN != 0 || len % regs::ALIGN != 0 {
-            return Err(CopyError::BadAlignment);
-        }
-        let (Some(src_end), Some(dst_end)) = (src.checked_add(len), dst.checked_add(len)) else {
-            return Err(CopyError::Overflow);
-        };
-        if src < dst_end && dst < src_end {
-            return Err(CopyError::Overlap);
-        }
+        let copy = Copy { src, dst, len };
+        copy.validate()?;
         // Everything must be mapped now (readable source, writable destination): pin once to
         // check, so a bad command fails before any byte moves.
-        const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
-        for (start, end, prot) in [
-            (src, src_end, Prot::READ),
-            (dst, dst_end, Prot::READ | Prot::WRITE),
-        ] {
-            let first = start & !(PAGE - 1);
-            let npages = ((end - 1) / PAGE - first / PAGE + 1) as usize;
+        for (first, npages, access) in copy.page_spans(PAGE) {
+            let prot = match access {
+                Access::Read => Prot::READ,
+                Access::ReadWrite => Prot::READ | Prot::WRITE,
+            };
             dev.pin_pages(first, npages, prot)
                 .map_err(|_| CopyError::Unmapped)?;
         }
@@ -839,12 +839,12 @@ impl MdevVfio {
                 if val & !(regs::CMD_START | regs::CMD_IRQ) != 0 || val & regs::CMD_START == 0 {
                     if !busy {
                         st.regs.status = regs::STATUS_DONE
-                            | ((CopyError::BadCommand as u32) << regs::ERROR_SHIFT);
+                            | (CopyError::BadCommand.code() << regs::ERROR_SHIFT);
                     }
                     return;
                 }
                 if busy {
-                    st.regs.status |= (CopyError::Busy as u32) << regs::ERROR_SHIFT;
+                    st.regs.status |= CopyError::Busy.code() << regs::ERROR_SHIFT;
                     return;
                 }
                 // Claim the engine registers, then check the command without holding the lock:
@@ -888,7 +888,7 @@ impl MdevVfio {
             regs::LEN => st.regs.len,
             regs::STATUS => st.regs.status,
             regs::COMPLETED => st.regs.completed,
-            regs::MAX_LEN => regs::COPY_MAX as u32,
+            regs::MAX_LEN => copy_engine::COPY_MAX as u32,
             _ => 0,
         }
     }

@@ -10,6 +10,7 @@
 
 /// Copies must be aligned to (and a multiple of) this many bytes.
 pub const ALIGN: u64 = 4;
+const _: () = assert!(ALIGN.is_power_of_two());
 /// Largest copy.
 pub const COPY_MAX: u64 = 64 * 1024;
 
@@ -100,7 +101,7 @@ impl Copy {
         if self.len == 0 || self.len > COPY_MAX {
             return Err(CopyError::BadLength);
         }
-        if !(self.src | self.dst | self.len).is_multiple_of(ALIGN) {
+        if (self.src | self.dst | self.len) & (ALIGN - 1) != 0 {
             return Err(CopyError::BadAlignment);
         }
         let (Some(src_end), Some(dst_end)) = (
