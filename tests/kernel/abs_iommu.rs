@@ -3,17 +3,15 @@
 //! paging domain with map/unmap/iova_to_phys and an MSI cookie, RID attach (double attach
 //! refused), an edu DMA translated by our own domain, detach back to the DMA domain, and a PASID
 //! attach that must fail on edu (no PASID) instead of 6.12's silent success.
-use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     c_str,
-    delay::msleep,
     dev_info,
     devres::Devres,
     dma::{page_to_phys, CoherentAllocation},
     error::code::{EBUSY, EEXIST, EOPNOTSUPP},
     iommu::{self, Capability, Domain, Prot, ResvType},
-    labtest::{Case, Failed, Suite},
+    labtest::Suite,
     labtest_ensure,
     page::Page,
     pci,
@@ -28,45 +26,13 @@ module! {
     license: "GPL",
 }
 
-const EDU_DMA_SRC: usize = 0x80;
-const EDU_DMA_DST: usize = 0x88;
-const EDU_DMA_COUNT: usize = 0x90;
-const EDU_DMA_CMD: usize = 0x98;
-const EDU_DMA_BUF: u64 = 0x40000;
-const DMA_START: u64 = 0x1;
-const DMA_TO_RAM: u64 = 0x2;
+#[path = "common/edu.rs"]
+mod edu;
+
 const TEST_IOVA: u64 = 0x10_0000;
 
-static SUITE: AtomicPtr<Suite> = AtomicPtr::new(core::ptr::null_mut());
 
-fn with_suite(f: impl FnOnce(&mut Suite)) {
-    let p = SUITE.load(Ordering::Acquire);
-    if !p.is_null() {
-        // SAFETY: `init` stores a pointer to its live suite only while it is blocked in the
-        // driver registration, whose probe runs on the same thread.
-        f(unsafe { &mut *p });
-    }
-}
 
-fn edu_dma(case: &Case<'_>, bar: &Devres<pci::Bar>, src: u64, dst: u64, len: u64, cmd: u64) -> Result<(), Failed> {
-    case.check(
-        "program DMA",
-        bar.access().and_then(|b| {
-            b.write64(src, EDU_DMA_SRC)?;
-            b.write64(dst, EDU_DMA_DST)?;
-            b.write64(len, EDU_DMA_COUNT)?;
-            b.write64(cmd, EDU_DMA_CMD)
-        }),
-    )?;
-    for _ in 0..300 {
-        let c = case.check("read cmd", bar.access().and_then(|b| b.read64(EDU_DMA_CMD)))?;
-        if c & DMA_START == 0 {
-            return Ok(());
-        }
-        msleep(10);
-    }
-    Err(case.fail(format_args!("edu DMA did not complete in 3 s")))
-}
 
 struct EduIommu;
 
@@ -120,7 +86,7 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
         let src = case.check("alloc", CoherentAllocation::<u8>::alloc(d, 4096, GFP_KERNEL))?;
         let pattern: [u8; 64] = core::array::from_fn(|i| (i as u8) ^ 0x3c);
         case.check("write_bytes", src.write_bytes(0, &pattern))?;
-        edu_dma(case, bar, src.dma_handle(), EDU_DMA_BUF, 64, DMA_START)?;
+        edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF, 64, edu::DMA_START)?;
 
         let dom = case.check("new_paging", Domain::new_paging(d))?;
         let page = case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?;
@@ -131,14 +97,14 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
         let other = case.check("new_paging", Domain::new_paging(d))?;
         let r = other.attach_device(d);
         labtest_ensure!(case, r.as_ref().err() == Some(&EBUSY), "attach over an attached domain: {:?}", r.as_ref().err());
-        edu_dma(case, bar, EDU_DMA_BUF, TEST_IOVA, 64, DMA_START | DMA_TO_RAM)?;
+        edu::dma(case, bar, edu::DMA_BUF, TEST_IOVA, 64, edu::DMA_START | edu::DMA_TO_RAM)?;
         let mut back = [0u8; 64];
         // SAFETY: 64 writable bytes, inside the page.
         case.check("read_raw", unsafe { page.read_raw(back.as_mut_ptr(), 0, 64) })?;
         labtest_ensure!(case, back == pattern, "DMA through our domain gave {:?}", &back[..8]);
         drop(att);
         // Back on the DMA domain: the DMA API works again.
-        edu_dma(case, bar, EDU_DMA_BUF, src.dma_handle() + 1024, 64, DMA_START | DMA_TO_RAM)?;
+        edu::dma(case, bar, edu::DMA_BUF, src.dma_handle() + 1024, 64, edu::DMA_START | edu::DMA_TO_RAM)?;
         let mut back2 = [0u8; 64];
         case.check("read_bytes", src.read_bytes(1024, &mut back2))?;
         labtest_ensure!(case, back2 == pattern, "DMA after detach gave {:?}", &back2[..8]);
@@ -166,7 +132,7 @@ impl pci::Driver for EduIommu {
         dev.set_master()?;
         dev.dma_set_mask(28)?;
         let bar = dev.iomap_region(0, 0, c_str!("abs_iommu"))?;
-        with_suite(|s| cases(s, dev, &bar));
+        edu::with_suite(|s| cases(s, dev, &bar));
         Ok(KBox::pin(EduIommu, GFP_KERNEL)?)
     }
 }
@@ -176,9 +142,7 @@ struct AbsIommu;
 impl kernel::Module for AbsIommu {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let mut suite = Suite::new("abs_iommu");
-        SUITE.store(&mut suite, Ordering::Release);
-        let reg = KBox::pin_init(pci::Registration::<EduIommu>::new(c_str!("abs_iommu"), module), GFP_KERNEL);
-        SUITE.store(core::ptr::null_mut(), Ordering::Release);
+        let reg = edu::with_registration(&mut suite, || KBox::pin_init(pci::Registration::<EduIommu>::new(c_str!("abs_iommu"), module), GFP_KERNEL));
         suite.run("driver_registered", |case| {
             labtest_ensure!(case, reg.is_ok(), "registration: {:?}", reg.as_ref().err());
             Ok(())

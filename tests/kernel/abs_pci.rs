@@ -19,7 +19,7 @@ use kernel::{
     dma::{CoherentAllocation, Direction, PageMapping},
     error::code::{EINVAL, ENXIO},
     irq,
-    labtest::{Case, Failed, Suite},
+    labtest::Suite,
     labtest_ensure,
     page::Page,
     pci,
@@ -37,34 +37,14 @@ module! {
     license: "GPL",
 }
 
-const EDU_ID: usize = 0x00;
-const EDU_LIVENESS: usize = 0x04;
-const EDU_IRQ_STATUS: usize = 0x24;
-const EDU_IRQ_RAISE: usize = 0x60;
-const EDU_IRQ_ACK: usize = 0x64;
-const EDU_DMA_SRC: usize = 0x80;
-const EDU_DMA_DST: usize = 0x88;
-const EDU_DMA_COUNT: usize = 0x90;
-const EDU_DMA_CMD: usize = 0x98;
-const EDU_DMA_BUF: u64 = 0x40000;
-const DMA_START: u64 = 0x1;
-const DMA_TO_RAM: u64 = 0x2;
+#[path = "common/edu.rs"]
+mod edu;
 
-/// The suite of the running `init`: set by `init` around the driver registration, which probes
-/// synchronously on the same thread.
-static SUITE: AtomicPtr<Suite> = AtomicPtr::new(core::ptr::null_mut());
+
 static PROBES: AtomicU32 = AtomicU32::new(0);
 static REMOVES: AtomicU32 = AtomicU32::new(0);
 static DROPS: AtomicU32 = AtomicU32::new(0);
 
-fn with_suite(f: impl FnOnce(&mut Suite)) {
-    let p = SUITE.load(Ordering::Acquire);
-    if !p.is_null() {
-        // SAFETY: `init` stores a pointer to its live, exclusively owned suite only while it is
-        // blocked in the driver registration, whose probe runs on the same thread.
-        f(unsafe { &mut *p });
-    }
-}
 
 struct EduIrq {
     bar: Arc<Devres<pci::Bar>>,
@@ -77,11 +57,11 @@ impl irq::Handler for EduIrq {
         let Some(bar) = self.bar.try_access() else {
             return irq::IrqReturn::None;
         };
-        let status = bar.read32(EDU_IRQ_STATUS).unwrap_or(0);
+        let status = bar.read32(edu::IRQ_STATUS).unwrap_or(0);
         if status == 0 {
             return irq::IrqReturn::None;
         }
-        let _ = bar.write32(status, EDU_IRQ_ACK);
+        let _ = bar.write32(status, edu::IRQ_ACK);
         self.last_status.store(status, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Release);
         irq::IrqReturn::Handled
@@ -105,8 +85,8 @@ impl irq::ThreadedHandler for EduThreaded {
         let Some(bar) = self.bar.try_access() else {
             return irq::IrqReturn::None;
         };
-        let status = bar.read32(EDU_IRQ_STATUS).unwrap_or(0);
-        let _ = bar.write32(status, EDU_IRQ_ACK);
+        let status = bar.read32(edu::IRQ_STATUS).unwrap_or(0);
+        let _ = bar.write32(status, edu::IRQ_ACK);
         drop(bar);
         self.thread.fetch_add(1, Ordering::Release);
         irq::IrqReturn::Handled
@@ -199,29 +179,7 @@ impl Drop for EduDriver {
 
 kernel::pci_device_table!(EDU_IDS, u32, [(pci::DeviceId::from_id(0x1234, 0x11e8), 0x11e8)]);
 
-fn wait_dma(case: &Case<'_>, bar: &Devres<pci::Bar>) -> Result<(), Failed> {
-    for _ in 0..300 {
-        let cmd = case.check("read cmd", bar.access().and_then(|b| b.read64(EDU_DMA_CMD)))?;
-        if cmd & DMA_START == 0 {
-            return Ok(());
-        }
-        msleep(10);
-    }
-    Err(case.fail(format_args!("edu DMA did not complete in 3 s")))
-}
 
-fn edu_dma(case: &Case<'_>, bar: &Devres<pci::Bar>, src: u64, dst: u64, len: u64, cmd: u64) -> Result<(), Failed> {
-    case.check(
-        "program DMA",
-        bar.access().and_then(|b| {
-            b.write64(src, EDU_DMA_SRC)?;
-            b.write64(dst, EDU_DMA_DST)?;
-            b.write64(len, EDU_DMA_COUNT)?;
-            b.write64(cmd, EDU_DMA_CMD)
-        }),
-    )?;
-    wait_dma(case, bar)
-}
 
 fn probe_cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, info: u32, bar: &Arc<Devres<pci::Bar>>) {
     suite.run("probe_matched_id_table_entry", |case| {
@@ -231,7 +189,7 @@ fn probe_cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, info: u32, bar: 
         Ok(())
     });
     suite.run("bar_reads_edu_id", |case| {
-        let id = case.check("read32", bar.access().and_then(|b| b.read32(EDU_ID)))?;
+        let id = case.check("read32", bar.access().and_then(|b| b.read32(edu::ID)))?;
         labtest_ensure!(case, id == 0x010000ed, "edu ID register {id:#x}");
         Ok(())
     });
@@ -239,8 +197,8 @@ fn probe_cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, info: u32, bar: 
         let v = case.check(
             "liveness",
             bar.access().and_then(|b| {
-                b.write32(0x5a5a_0f0f, EDU_LIVENESS)?;
-                b.read32(EDU_LIVENESS)
+                b.write32(0x5a5a_0f0f, edu::LIVENESS)?;
+                b.read32(edu::LIVENESS)
             }),
         )?;
         labtest_ensure!(case, v == !0x5a5a_0f0fu32, "liveness returned {v:#x}");
@@ -298,8 +256,8 @@ fn probe_cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, info: u32, bar: 
         case.check("write_bytes", buf.write_bytes(0, &pattern))?;
         labtest_ensure!(case, buf.write_bytes(4000, &pattern) == Err(EINVAL), "write_bytes overrun");
         let h = buf.dma_handle();
-        edu_dma(case, bar, h, EDU_DMA_BUF, 256, DMA_START)?;
-        edu_dma(case, bar, EDU_DMA_BUF, h + 2048, 256, DMA_START | DMA_TO_RAM)?;
+        edu::dma(case, bar, h, edu::DMA_BUF, 256, edu::DMA_START)?;
+        edu::dma(case, bar, edu::DMA_BUF, h + 2048, 256, edu::DMA_START | edu::DMA_TO_RAM)?;
         let mut back = [0u8; 256];
         case.check("read_bytes", buf.read_bytes(2048, &mut back))?;
         labtest_ensure!(case, back == pattern, "edu round trip differs: {:?}", &back[..8]);
@@ -311,12 +269,12 @@ fn probe_cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, info: u32, bar: 
         for i in 0..64 {
             case.check("write", src.write(i, 0x1000_0000 + i as u32))?;
         }
-        edu_dma(case, bar, src.dma_handle(), EDU_DMA_BUF + 0x800, 256, DMA_START)?;
+        edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF + 0x800, 256, edu::DMA_START)?;
         let page = case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?;
         let bad = PageMapping::new(dev.as_ref(), case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?, 4000, 200, Direction::FromDevice);
         labtest_ensure!(case, bad.is_err(), "mapping past the page end accepted");
         let mut m = case.check("map", PageMapping::new(dev.as_ref(), page, 0, 256, Direction::FromDevice))?;
-        edu_dma(case, bar, EDU_DMA_BUF + 0x800, m.dma_addr(), 256, DMA_START | DMA_TO_RAM)?;
+        edu::dma(case, bar, edu::DMA_BUF + 0x800, m.dma_addr(), 256, edu::DMA_START | edu::DMA_TO_RAM)?;
         let mut back = [0u8; 256];
         // SAFETY: `back` is 256 writable bytes, within the page.
         let r = m.with_cpu(|p, off, len| unsafe { p.read_raw(back.as_mut_ptr(), off, len) });
@@ -340,7 +298,7 @@ fn irq_case(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Arc<Devres<pc
         let reg = case.check("request_irq", KBox::pin_init(init, GFP_KERNEL))?;
         labtest_ensure!(case, reg.is_active(), "registration inactive");
         for round in 1..=3u32 {
-            case.check("raise", bar.access().and_then(|b| b.write32(0x100 * round, EDU_IRQ_RAISE)))?;
+            case.check("raise", bar.access().and_then(|b| b.write32(0x100 * round, edu::IRQ_RAISE)))?;
             let mut seen = false;
             for _ in 0..200 {
                 if reg.handler().count.load(Ordering::Acquire) >= round {
@@ -365,7 +323,7 @@ fn irq_case(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Arc<Devres<pc
         let h = EduThreaded { bar: bar.clone(), hard: AtomicU32::new(0), thread: AtomicU32::new(0) };
         let init = case.check("request_threaded_irq", dev.request_threaded_irq(0, irq::Flags::ONESHOT, c_str!("abs_pci_t"), h))?;
         let reg = case.check("request_threaded_irq", KBox::pin_init(init, GFP_KERNEL))?;
-        case.check("raise", bar.access().and_then(|b| b.write32(0x4242, EDU_IRQ_RAISE)))?;
+        case.check("raise", bar.access().and_then(|b| b.write32(0x4242, edu::IRQ_RAISE)))?;
         let mut seen = false;
         for _ in 0..200 {
             if reg.handler().thread.load(Ordering::Acquire) >= 1 {
@@ -393,7 +351,7 @@ impl pci::Driver for EduDriver {
         let bar = Arc::new(dev.iomap_region(0, 0, c_str!("abs_pci"))?, GFP_KERNEL)?;
         let mut irq = None;
         let mut attr = None;
-        with_suite(|s| {
+        edu::with_suite(|s| {
             probe_cases(s, dev, *info, &bar);
             irq = irq_case(s, dev, &bar);
             attr = sysfs_case(s, dev);
@@ -401,7 +359,7 @@ impl pci::Driver for EduDriver {
         // Keep a second BAR mapping past unbind to check it gets revoked. BAR0 is requested
         // already, so a second request must fail: check that too.
         let second = dev.iomap_region(0, 0, c_str!("abs_pci2"));
-        with_suite(|s| {
+        edu::with_suite(|s| {
             s.run("bar_double_request_fails", |case| {
                 labtest_ensure!(case, second.is_err(), "BAR0 requested twice");
                 Ok(())
@@ -428,9 +386,7 @@ struct AbsPci;
 impl kernel::Module for AbsPci {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let mut suite = Suite::new("abs_pci");
-        SUITE.store(&mut suite, Ordering::Release);
-        let reg = KBox::pin_init(pci::Registration::<EduDriver>::new(c_str!("abs_pci"), module), GFP_KERNEL);
-        SUITE.store(core::ptr::null_mut(), Ordering::Release);
+        let reg = edu::with_registration(&mut suite, || KBox::pin_init(pci::Registration::<EduDriver>::new(c_str!("abs_pci"), module), GFP_KERNEL));
         suite.run("duplicate_driver_registration_fails_cleanly", |case| {
             // Same driver name: the driver core refuses it; the failed registration must not
             // be unregistered (that would crash or WARN).

@@ -6,16 +6,14 @@
 //! keep user input away from io-pgtable WARNs, the requester-ID attachment with an edu DMA
 //! through the domain, doorbell bindings (refcounts, routing, affinity, teardown of forgotten
 //! ones) and the coherency switch.
-use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     auxdomain::{AuxDevice, AuxDomain, MsiSource, MsiWindow, Prot, ReservedKind},
     c_str,
-    delay::msleep,
     devres::Devres,
     dma::{page_to_phys, CoherentAllocation},
     error::code::{EADDRINUSE, EBUSY, EEXIST, EINVAL, ENOENT, EOPNOTSUPP, ERANGE},
-    labtest::{Case, Failed, Suite},
+    labtest::Suite,
     labtest_ensure,
     page::Page,
     pci,
@@ -30,49 +28,17 @@ module! {
     license: "GPL",
 }
 
-const EDU_DMA_SRC: usize = 0x80;
-const EDU_DMA_DST: usize = 0x88;
-const EDU_DMA_COUNT: usize = 0x90;
-const EDU_DMA_CMD: usize = 0x98;
-const EDU_DMA_BUF: u64 = 0x40000;
-const DMA_START: u64 = 0x1;
-const DMA_TO_RAM: u64 = 0x2;
+#[path = "common/edu.rs"]
+mod edu;
+
 const IOVA: u64 = 0x10_0000;
 /// Doorbell addresses (GITS_TRANSLATER of the virt board's ITS, and a second page); only
 /// mapped, never written.
 const DOORBELL_A: u64 = 0x0809_0040;
 const DOORBELL_B: u64 = 0x080a_0040;
 
-static SUITE: AtomicPtr<Suite> = AtomicPtr::new(core::ptr::null_mut());
 
-fn with_suite(f: impl FnOnce(&mut Suite)) {
-    let p = SUITE.load(Ordering::Acquire);
-    if !p.is_null() {
-        // SAFETY: `init` stores a pointer to its live suite only while it is blocked in the
-        // driver registration, whose probe runs on the same thread.
-        f(unsafe { &mut *p });
-    }
-}
 
-fn edu_dma(case: &Case<'_>, bar: &Devres<pci::Bar>, src: u64, dst: u64, len: u64, cmd: u64) -> Result<(), Failed> {
-    case.check(
-        "program DMA",
-        bar.access().and_then(|b| {
-            b.write64(src, EDU_DMA_SRC)?;
-            b.write64(dst, EDU_DMA_DST)?;
-            b.write64(len, EDU_DMA_COUNT)?;
-            b.write64(cmd, EDU_DMA_CMD)
-        }),
-    )?;
-    for _ in 0..300 {
-        let c = case.check("read cmd", bar.access().and_then(|b| b.read64(EDU_DMA_CMD)))?;
-        if c & DMA_START == 0 {
-            return Ok(());
-        }
-        msleep(10);
-    }
-    Err(case.fail(format_args!("edu DMA did not complete in 3 s")))
-}
 
 fn err_of<T>(r: &Result<T>) -> Option<Error> {
     r.as_ref().err().copied()
@@ -140,7 +106,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         let src = case.check("alloc", CoherentAllocation::<u8>::alloc(d, 4096, GFP_KERNEL))?;
         let pattern: [u8; 64] = core::array::from_fn(|i| (i as u8) ^ 0xa5);
         case.check("write_bytes", src.write_bytes(0, &pattern))?;
-        edu_dma(case, bar, src.dma_handle(), EDU_DMA_BUF, 64, DMA_START)?;
+        edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF, 64, edu::DMA_START)?;
 
         let adev = AuxDevice::requester_id_only(pdev);
         let mut dom = case.check("new", AuxDomain::new(d, MsiWindow::default()))?;
@@ -153,7 +119,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         let r = other.attach_rid(&adev);
         labtest_ensure!(case, r == Err(EBUSY), "another domain at the same RID: {r:?}");
         labtest_ensure!(case, other.attachments() == 0, "failed attach recorded");
-        edu_dma(case, bar, EDU_DMA_BUF, IOVA, 64, DMA_START | DMA_TO_RAM)?;
+        edu::dma(case, bar, edu::DMA_BUF, IOVA, 64, edu::DMA_START | edu::DMA_TO_RAM)?;
         let mut back = [0u8; 64];
         // SAFETY: 64 writable bytes, inside the page.
         case.check("read_raw", unsafe { page.read_raw(back.as_mut_ptr(), 0, 64) })?;
@@ -162,7 +128,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         let r = dom.detach_rid(&adev);
         labtest_ensure!(case, r == Err(ENOENT), "second detach: {r:?}");
         // Back on the DMA domain: the DMA API works again.
-        edu_dma(case, bar, EDU_DMA_BUF, src.dma_handle() + 1024, 64, DMA_START | DMA_TO_RAM)?;
+        edu::dma(case, bar, edu::DMA_BUF, src.dma_handle() + 1024, 64, edu::DMA_START | edu::DMA_TO_RAM)?;
         let mut back2 = [0u8; 64];
         case.check("read_bytes", src.read_bytes(1024, &mut back2))?;
         labtest_ensure!(case, back2 == pattern, "DMA after detach gave {:?}", &back2[..8]);
@@ -247,7 +213,7 @@ impl pci::Driver for EduAux {
         dev.set_master()?;
         dev.dma_set_mask(28)?;
         let bar = dev.iomap_region(0, 0, c_str!("auxdomain_test"))?;
-        with_suite(|s| cases(s, dev, &bar));
+        edu::with_suite(|s| cases(s, dev, &bar));
         Ok(KBox::pin(EduAux, GFP_KERNEL)?)
     }
 }
@@ -257,9 +223,7 @@ struct AuxdomainTest;
 impl kernel::Module for AuxdomainTest {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let mut suite = Suite::new("auxdomain");
-        SUITE.store(&mut suite, Ordering::Release);
-        let reg = KBox::pin_init(pci::Registration::<EduAux>::new(c_str!("auxdomain_test"), module), GFP_KERNEL);
-        SUITE.store(core::ptr::null_mut(), Ordering::Release);
+        let reg = edu::with_registration(&mut suite, || KBox::pin_init(pci::Registration::<EduAux>::new(c_str!("auxdomain_test"), module), GFP_KERNEL));
         suite.run("driver_registered", |case| {
             labtest_ensure!(case, reg.is_ok(), "registration: {:?}", reg.as_ref().err());
             Ok(())

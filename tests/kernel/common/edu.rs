@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-2.0
+//! What the guest test modules that drive QEMU's edu share: its registers (QEMU
+//! `hw/misc/edu.c`), a DMA that waits for completion, and the hand-over of the running suite
+//! to the probe. Included by each module with `#[path = "common/edu.rs"] mod edu;` (each
+//! module gets its own copy of the statics).
+#![allow(dead_code)]
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+use kernel::{
+    delay::msleep,
+    devres::Devres,
+    labtest::{Case, Failed, Suite},
+    pci,
+    prelude::*,
+};
+
+pub(crate) const ID: usize = 0x00;
+pub(crate) const LIVENESS: usize = 0x04;
+pub(crate) const IRQ_STATUS: usize = 0x24;
+pub(crate) const IRQ_RAISE: usize = 0x60;
+pub(crate) const IRQ_ACK: usize = 0x64;
+pub(crate) const DMA_SRC: usize = 0x80;
+pub(crate) const DMA_DST: usize = 0x88;
+pub(crate) const DMA_COUNT: usize = 0x90;
+pub(crate) const DMA_CMD: usize = 0x98;
+/// edu's DMA buffer in its own address space.
+pub(crate) const DMA_BUF: u64 = 0x40000;
+pub(crate) const DMA_START: u64 = 0x1;
+pub(crate) const DMA_TO_RAM: u64 = 0x2;
+
+/// Waits (up to 3 s) until edu's DMA command register says the DMA is done.
+pub(crate) fn wait_dma(case: &Case<'_>, bar: &Devres<pci::Bar>) -> Result<(), Failed> {
+    for _ in 0..300 {
+        let cmd = case.check("read cmd", bar.access().and_then(|b| b.read64(DMA_CMD)))?;
+        if cmd & DMA_START == 0 {
+            return Ok(());
+        }
+        msleep(10);
+    }
+    Err(case.fail(format_args!("edu DMA did not complete in 3 s")))
+}
+
+/// Runs one edu DMA of `len` bytes from `src` to `dst` (`cmd`: [`DMA_START`], plus
+/// [`DMA_TO_RAM`] for edu buffer -> RAM) and waits for it.
+pub(crate) fn dma(
+    case: &Case<'_>,
+    bar: &Devres<pci::Bar>,
+    src: u64,
+    dst: u64,
+    len: u64,
+    cmd: u64,
+) -> Result<(), Failed> {
+    case.check(
+        "program DMA",
+        bar.access().and_then(|b| {
+            b.write64(src, DMA_SRC)?;
+            b.write64(dst, DMA_DST)?;
+            b.write64(len, DMA_COUNT)?;
+            b.write64(cmd, DMA_CMD)
+        }),
+    )?;
+    wait_dma(case, bar)
+}
+
+/// The suite of the running `init`: set by `init` around the driver registration, which
+/// probes synchronously on the same thread.
+static SUITE: AtomicPtr<Suite> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers `suite` as the one probes report to while `register` runs.
+pub(crate) fn with_registration<R>(suite: &mut Suite, register: impl FnOnce() -> R) -> R {
+    SUITE.store(suite, Ordering::Release);
+    let r = register();
+    SUITE.store(core::ptr::null_mut(), Ordering::Release);
+    r
+}
+
+/// Runs `f` on the suite of the registration in progress, if any.
+pub(crate) fn with_suite(f: impl FnOnce(&mut Suite)) {
+    let p = SUITE.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: `with_registration` stores a pointer to its caller's live, exclusively
+        // borrowed suite only while `register` runs, and the probe that calls this runs
+        // synchronously inside it, on the same thread.
+        f(unsafe { &mut *p });
+    }
+}
