@@ -6,6 +6,7 @@
 use kernel::{
     alloc::flags::GFP_KERNEL,
     c_str,
+    str::CStr,
     dev_info,
     devres::Devres,
     dma::{page_to_phys, CoherentAllocation},
@@ -34,9 +35,7 @@ const TEST_IOVA: u64 = 0x10_0000;
 
 
 
-struct EduIommu;
 
-kernel::pci_device_table!(EDU_IDS, (), [(pci::DeviceId::from_id(0x1234, 0x11e8), ())]);
 
 fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
     let d: &kernel::device::Device = dev.as_ref();
@@ -123,17 +122,14 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
     });
 }
 
-impl pci::Driver for EduIommu {
-    type IdInfo = ();
-    const ID_TABLE: pci::IdTable<()> = EDU_IDS.table();
+/// The cases, run by `edu::run` from the probe of its edu driver.
+struct Cases;
 
-    fn probe(dev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
-        dev.enable_device()?;
-        dev.set_master()?;
-        dev.dma_set_mask(28)?;
-        let bar = dev.iomap_region(0, 0, c_str!("abs_iommu"))?;
-        edu::with_suite(|s| cases(s, dev, &bar));
-        Ok(KBox::pin(EduIommu, GFP_KERNEL)?)
+impl edu::EduSuite for Cases {
+    const DRIVER: &'static CStr = c_str!("abs_iommu");
+    const SUITE: &'static str = "abs_iommu";
+    fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
+        cases(suite, dev, bar)
     }
 }
 
@@ -141,14 +137,7 @@ struct AbsIommu;
 
 impl kernel::Module for AbsIommu {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let mut suite = Suite::new("abs_iommu");
-        let reg = edu::with_registration(&mut suite, || KBox::pin_init(pci::Registration::<EduIommu>::new(c_str!("abs_iommu"), module), GFP_KERNEL));
-        suite.run("driver_registered", |case| {
-            labtest_ensure!(case, reg.is_ok(), "registration: {:?}", reg.as_ref().err());
-            Ok(())
-        });
-        drop(reg);
-        suite.finish();
+        edu::run::<Cases>(module);
         Ok(AbsIommu)
     }
 }

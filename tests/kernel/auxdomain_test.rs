@@ -10,6 +10,7 @@ use kernel::{
     alloc::flags::GFP_KERNEL,
     auxdomain::{AuxDevice, AuxDomain, MsiSource, MsiWindow, Prot, ReservedKind},
     c_str,
+    str::CStr,
     devres::Devres,
     dma::{page_to_phys, CoherentAllocation},
     error::code::{EADDRINUSE, EBUSY, EEXIST, EINVAL, ENOENT, EOPNOTSUPP, ERANGE},
@@ -44,9 +45,7 @@ fn err_of<T>(r: &Result<T>) -> Option<Error> {
     r.as_ref().err().copied()
 }
 
-struct EduAux;
 
-kernel::pci_device_table!(EDU_IDS, (), [(pci::DeviceId::from_id(0x1234, 0x11e8), ())]);
 
 fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
     let d: &kernel::device::Device = pdev.as_ref();
@@ -204,17 +203,14 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
     });
 }
 
-impl pci::Driver for EduAux {
-    type IdInfo = ();
-    const ID_TABLE: pci::IdTable<()> = EDU_IDS.table();
+/// The cases, run by `edu::run` from the probe of its edu driver.
+struct Cases;
 
-    fn probe(dev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
-        dev.enable_device()?;
-        dev.set_master()?;
-        dev.dma_set_mask(28)?;
-        let bar = dev.iomap_region(0, 0, c_str!("auxdomain_test"))?;
-        edu::with_suite(|s| cases(s, dev, &bar));
-        Ok(KBox::pin(EduAux, GFP_KERNEL)?)
+impl edu::EduSuite for Cases {
+    const DRIVER: &'static CStr = c_str!("auxdomain_test");
+    const SUITE: &'static str = "auxdomain";
+    fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
+        cases(suite, dev, bar)
     }
 }
 
@@ -222,14 +218,7 @@ struct AuxdomainTest;
 
 impl kernel::Module for AuxdomainTest {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let mut suite = Suite::new("auxdomain");
-        let reg = edu::with_registration(&mut suite, || KBox::pin_init(pci::Registration::<EduAux>::new(c_str!("auxdomain_test"), module), GFP_KERNEL));
-        suite.run("driver_registered", |case| {
-            labtest_ensure!(case, reg.is_ok(), "registration: {:?}", reg.as_ref().err());
-            Ok(())
-        });
-        drop(reg);
-        suite.finish();
+        edu::run::<Cases>(module);
         Ok(AuxdomainTest)
     }
 }

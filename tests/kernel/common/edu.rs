@@ -84,3 +84,50 @@ pub(crate) fn with_suite(f: impl FnOnce(&mut Suite)) {
         f(unsafe { &mut *p });
     }
 }
+
+/// A guest suite that runs its cases on edu at probe: what [`run`] needs to know.
+pub(crate) trait EduSuite: Send + Sync + 'static {
+    /// The PCI driver's name.
+    const DRIVER: &'static kernel::str::CStr;
+    /// The suite's name in the guest log.
+    const SUITE: &'static str;
+    /// The cases, run once edu is enabled, bus master, with BAR0 mapped.
+    fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>);
+}
+
+kernel::pci_device_table!(EDU_IDS, (), [(pci::DeviceId::from_id(0x1234, 0x11e8), ())]);
+
+/// The PCI driver that binds edu for an [`EduSuite`] and runs its cases in probe.
+pub(crate) struct EduDriver<T: EduSuite>(core::marker::PhantomData<T>);
+
+impl<T: EduSuite> pci::Driver for EduDriver<T> {
+    type IdInfo = ();
+    const ID_TABLE: pci::IdTable<()> = EDU_IDS.table();
+
+    fn probe(dev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+        dev.enable_device()?;
+        dev.set_master()?;
+        dev.dma_set_mask(28)?;
+        let bar = dev.iomap_region(0, 0, T::DRIVER)?;
+        with_suite(|s| T::cases(s, dev, &bar));
+        Ok(KBox::pin(EduDriver(core::marker::PhantomData), kernel::alloc::flags::GFP_KERNEL)?)
+    }
+}
+
+/// Registers [`EduDriver<T>`] (its probe runs the cases), checks the registration, unregisters
+/// (unbinding edu for the next module) and prints the suite's summary.
+pub(crate) fn run<T: EduSuite>(module: &'static ThisModule) {
+    let mut suite = Suite::new(T::SUITE);
+    let reg = with_registration(&mut suite, || {
+        KBox::pin_init(
+            pci::Registration::<EduDriver<T>>::new(T::DRIVER, module),
+            kernel::alloc::flags::GFP_KERNEL,
+        )
+    });
+    suite.run("driver_registered", |case| {
+        kernel::labtest_ensure!(case, reg.is_ok(), "registration: {:?}", reg.as_ref().err());
+        Ok(())
+    });
+    drop(reg);
+    suite.finish();
+}
