@@ -27,6 +27,7 @@
 
 mod config;
 mod debugfs;
+mod dense;
 mod error;
 mod hooks;
 mod locked;
@@ -34,6 +35,7 @@ mod state;
 mod store;
 
 pub use config::{Config, DEFAULT_MAX_SETS, MAX_PASID_BITS, MAX_RESERVED_RANGES, RID_PASID};
+pub use dense::{BlockMemory, DenseReader, DenseStore, BLOCK, BLOCK_SHIFT, MAX_DENSE_BITS};
 pub use error::{errno, Error, Rejected};
 pub use hooks::{FreeNotifier, Lock, NoAllocator, PasidAllocator};
 pub use locked::{Ioasid, Notifiers, Platform, Subscription, SubscriptionId};
