@@ -7,8 +7,8 @@
 //! pieces and owns the one instance every driver shares:
 //!
 //! - storage: the PASIDs in a [`PasidTable`] (the portable direct-mapped table over
-//!   `kvmalloc`, with lockless readers for `find`), sets and subscriptions in [`XArrayMap`]s
-//!   (allocating XArrays, `GFP_KERNEL`);
+//!   `kvmalloc`) and, for lockless `find`, a [`LookupTable`] (owner and data word per PASID);
+//!   sets and subscriptions in [`XArrayMap`]s (allocating XArrays, `GFP_KERNEL`);
 //! - locks: two [`Mutex`]es (the state lock and the notifier lock; notifiers may sleep);
 //! - private data: an opaque `usize` cookie per PASID (what C callers keep in `void *`);
 //! - notifiers and custom allocators: `Arc<dyn ...>` handles.
@@ -96,6 +96,9 @@ unsafe impl portable::BlockMemory for KernelMemory {
 /// The PASID table: a [`portable::DenseStore`] over `kvmalloc`.
 pub type PasidTable = portable::DenseStore<portable::PasidEntry<usize>, KernelMemory>;
 
+/// The lockless lookup table of `find`: a [`portable::HotTable`] over `kvmalloc`.
+pub type LookupTable = portable::HotTable<KernelMemory>;
+
 impl<T: 'static> portable::IdStore<T> for XaStore<T> {
     fn alloc(&mut self, min: u32, max: u32, value: T) -> Result<u32, portable::StoreError> {
         self.0.alloc(min..=max, value, GFP_KERNEL).map_err(store_error)
@@ -170,12 +173,9 @@ impl portable::Backend for Kernel {
 impl portable::Platform for Kernel {
     type Notifier = Notifier;
     type NotifierStore = XaStore<portable::Subscription<Notifier>>;
-    type StateLock = MutexLock<portable::IoasidCore<Kernel>>;
+    type Lookup = LookupTable;
+    type StateLock = MutexLock<portable::IoasidCore<Kernel, LookupTable>>;
     type NotifierLock = MutexLock<portable::Notifiers<Kernel>>;
-    type PasidReader = portable::DenseReader<portable::PasidEntry<usize>>;
-    unsafe fn pasid_reader(store: &Self::PasidStore) -> Self::PasidReader {
-        store.reader()
-    }
 }
 
 /// A PASID allocator instance with the kernel's types.
@@ -186,7 +186,9 @@ pub type Ioasid = portable::Ioasid<Kernel>;
 pub fn new_instance(config: &Config<'_>) -> Result<Ioasid> {
     let table = PasidTable::new(config.pasid_bits, KernelMemory)
         .map_err(|_| crate::error::code::ENOMEM)?;
-    let core = portable::IoasidCore::new(config, table, XaStore::new()?)
+    let lookup = LookupTable::new(config.pasid_bits, KernelMemory)
+        .map_err(|_| crate::error::code::ENOMEM)?;
+    let core = portable::IoasidCore::with_lookup(config, table, XaStore::new()?, lookup)
         .map_err(|e| to_error(e, "creating the allocator"))?;
     let state = MutexLock(KBox::pin_init(new_mutex!(core, "ioasid::state"), GFP_KERNEL)?);
     let notifiers = portable::Notifiers::new(XaStore::new()?);
@@ -327,7 +329,8 @@ impl<'a> PasidSet<'a> {
     }
 
     /// The private data of `pasid` (only for PASIDs of this set): a lockless lookup
-    /// ([`Ioasid::find_word`](portable::Ioasid::find_word), `xa_load` under `rcu_read_lock`).
+    /// ([`Ioasid::find_word`](portable::Ioasid::find_word) in the [`LookupTable`]).
+    #[inline]
     pub fn find(&self, pasid: Pasid) -> Result<usize> {
         self.ioasid.find_word(self.id, pasid).map_err(|e| to_error(e, "ioasid: find"))
     }

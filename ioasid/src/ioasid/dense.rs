@@ -7,20 +7,18 @@
 //! two-level table, like the IOMMU's own PASID tables:
 //!
 //! * a *top* array with one pointer per block of [`BLOCK`] IDs (4096 pointers for 20 bits);
-//! * *blocks*, allocated zeroed on first use, holding the records inline (`seq` + value) and an
+//! * *blocks*, allocated zeroed on first use, holding the records inline and an
 //!   occupancy bitmap;
 //! * a bitmap of full blocks over the top array.
 //!
-//! So an access is two dependent loads (top, record), the lowest free ID in a range is found
-//! with a few word operations on the bitmaps (what the IDA does with its 1024-bit leaves, minus
-//! the XArray walk above them), and lockless readers ([`DenseReader`]) need no RCU read-side
-//! section: blocks are never freed while the store exists, so a record's memory is type-stable
-//! for as long as a reader may use it. Each record carries a sequence count (odd while it holds
-//! a value) that readers validate like a seqlock.
+//! So an access is two dependent loads (top, record), and the lowest free ID in a range is
+//! found with a few word operations on the bitmaps (what the IDA does with its 1024-bit leaves,
+//! minus the XArray walk above them). The store has no lockless readers: lockless PASID lookups
+//! go through the core's [`Lookup`](super::Lookup) table.
 //!
 //! The price is memory: a block stays allocated once used, until the store is dropped (the
 //! high-water mark of the space is kept). For 20 bits the top array takes 32 KiB, and each
-//! block of 256 IDs `256 * (size_of::<T>() + 8)` bytes.
+//! block of 256 IDs `256 * size_of::<T>()` bytes plus a 40-byte header.
 //!
 //! Memory comes from the platform through [`BlockMemory`] (kernel: `kvmalloc`/`kvfree`).
 
@@ -29,9 +27,9 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{fence, AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
-use super::{IdStore, RcuReader, StoreError};
+use super::{IdStore, StoreError};
 
 /// log2 of [`BLOCK`].
 pub const BLOCK_SHIFT: u32 = 8;
@@ -61,11 +59,8 @@ pub unsafe trait BlockMemory {
     unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout);
 }
 
-/// One record: even `seq` while empty (or being set up), odd while it holds a value.
-struct Slot<T> {
-    seq: AtomicU32,
-    value: UnsafeCell<MaybeUninit<T>>,
-}
+/// One record, initialised iff its `used` bit is set.
+type Slot<T> = UnsafeCell<MaybeUninit<T>>;
 
 /// A block of [`BLOCK`] records. All-zero bytes are a valid empty block.
 #[repr(C)]
@@ -91,9 +86,9 @@ fn slot_ptr<T>(blk: *mut Block<T>, off: u32) -> *mut Slot<T> {
 ///
 /// `top` points to `nblocks` atomic block pointers and `full` to `nblocks.div_ceil(64)` words,
 /// both from `mem`. A non-null block pointer points to a `Block<T>` from `mem`, never freed
-/// before the store is dropped; its `used` bit and the `seq` parity of each record agree (odd:
-/// the record's value is initialised). A block's bit in `full` is set iff its `count` is
-/// [`BLOCK`]. The top array and the blocks are only changed through `&mut self`.
+/// before the store is dropped; a record's value is initialised iff its `used` bit is set. A
+/// block's bit in `full` is set iff its `count` is [`BLOCK`]. The top array and the blocks are
+/// only changed (and only accessed) through the store.
 pub struct DenseStore<T, M: BlockMemory> {
     top: NonNull<AtomicPtr<Block<T>>>,
     full: NonNull<u64>,
@@ -144,15 +139,6 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
         self.capacity
     }
 
-    /// A lockless reader of the store's records (see [`DenseReader`]).
-    pub fn reader(&self) -> DenseReader<T> {
-        DenseReader {
-            top: self.top,
-            nblocks: self.nblocks,
-            _records: PhantomData,
-        }
-    }
-
     fn top_entry(&self, b: usize) -> &AtomicPtr<Block<T>> {
         // SAFETY: callers pass `b < nblocks`; the top array has `nblocks` initialised entries
         // (type invariant) and lives as long as `self`.
@@ -165,18 +151,19 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
         if b >= self.nblocks {
             return None;
         }
-        // Relaxed: block pointers are only written through `&mut self`, ordered by whatever
-        // gave the caller access to `self`.
+        // Relaxed: block pointers are only accessed through the store.
         let blk = self.top_entry(b).load(Ordering::Relaxed);
         (!blk.is_null()).then_some(blk)
     }
 
     /// The record of `id` if it holds a value.
+    #[inline]
     fn occupied(&self, id: u32) -> Option<*mut Slot<T>> {
-        let s = slot_ptr(self.block_of(id)?, id);
-        // SAFETY: `s` is a record of a live block (type invariant).
-        let seq = unsafe { (*s).seq.load(Ordering::Relaxed) };
-        (seq & 1 != 0).then_some(s)
+        let blk = self.block_of(id)?;
+        let off = id & MASK;
+        // SAFETY: a live block (type invariant); `off / 64 < WORDS`.
+        let used = unsafe { (*blk).used[(off / 64) as usize] };
+        (used & (1u64 << (off % 64)) != 0).then(|| slot_ptr(blk, off))
     }
 
     fn full_word(&self, w: usize) -> *mut u64 {
@@ -256,7 +243,7 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
             .ok_or(StoreError::NoMemory)?
             .cast::<Block<T>>()
             .as_ptr();
-        // Release: readers that see the pointer see the zeroed block.
+        // Only the store reads block pointers; Release is not needed but costs nothing here.
         self.top_entry(b).store(blk, Ordering::Release);
         Ok(blk)
     }
@@ -273,14 +260,11 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
         let off = id & MASK;
         let s = slot_ptr(blk, off);
         // SAFETY: `blk` is a live block and `id` was free (callers check), so the record holds
-        // no value and readers reject it (even `seq`); `used`/`count` are owner-only fields and
-        // `&mut self` makes this the only owner access.
+        // no value; `&mut self` makes this the only access.
         let count = unsafe {
-            (*(*s).value.get()).write(value);
+            (*(*s).get()).write(value);
             (*blk).used[(off / 64) as usize] |= 1u64 << (off % 64);
             (*blk).count += 1;
-            // Release: a reader that sees the odd `seq` sees the value.
-            (*s).seq.fetch_add(1, Ordering::Release);
             (*blk).count
         };
         if count as usize == BLOCK {
@@ -327,31 +311,27 @@ impl<T, M: BlockMemory> IdStore<T> for DenseStore<T, M> {
 
     fn get(&self, id: u32) -> Option<&T> {
         let s = self.occupied(id)?;
-        // SAFETY: an odd `seq` means an initialised value (type invariant); removing it needs
-        // `&mut self`, so it outlives the shared borrow of `self`.
-        Some(unsafe { (*(*s).value.get()).assume_init_ref() })
+        // SAFETY: a set `used` bit means an initialised value (type invariant); removing it
+        // needs `&mut self`, so it outlives the shared borrow of `self`.
+        Some(unsafe { (*(*s).get()).assume_init_ref() })
     }
 
     fn get_mut(&mut self, id: u32) -> Option<&mut T> {
         let s = self.occupied(id)?;
         // SAFETY: as in `get`; `&mut self` excludes every other borrow of the store's values.
-        Some(unsafe { (*(*s).value.get()).assume_init_mut() })
+        Some(unsafe { (*(*s).get()).assume_init_mut() })
     }
 
     fn remove(&mut self, id: u32) -> Option<T> {
         let s = self.occupied(id)?;
         let blk = self.block_of(id)?;
         let off = id & MASK;
-        // SAFETY: `s` is an occupied record of the live block `blk`. Even `seq` first: readers
-        // that validate from now on reject the record; the fence orders a later reuse's writes
-        // after the increment. The value is moved out (its bytes stay for readers until the
-        // record is reused); the owner-only fields are updated under `&mut self`.
+        // SAFETY: `s` is an occupied record of the live block `blk`; its value is moved out
+        // and its `used` bit cleared, under `&mut self`.
         let value = unsafe {
-            (*s).seq.fetch_add(1, Ordering::Relaxed);
-            fence(Ordering::Release);
             (*blk).used[(off / 64) as usize] &= !(1u64 << (off % 64));
             (*blk).count -= 1;
-            (*(*s).value.get()).assume_init_read()
+            (*(*s).get()).assume_init_read()
         };
         self.set_full((id >> BLOCK_SHIFT) as usize, false);
         Some(value)
@@ -387,7 +367,6 @@ impl<T, M: BlockMemory> IdStore<T> for DenseStore<T, M> {
 
 impl<T, M: BlockMemory> Drop for DenseStore<T, M> {
     fn drop(&mut self) {
-        // No reader runs any more (readers are used only while the store exists).
         for b in 0..self.nblocks {
             let blk = self.top_entry(b).load(Ordering::Relaxed);
             let Some(blk) = NonNull::new(blk) else {
@@ -395,11 +374,11 @@ impl<T, M: BlockMemory> Drop for DenseStore<T, M> {
             };
             for off in 0..BLOCK as u32 {
                 let s = slot_ptr(blk.as_ptr(), off);
-                // SAFETY: a record of a live block; odd `seq`: an initialised value, dropped
-                // once here.
+                // SAFETY: a record of a live block; a set `used` bit: an initialised value,
+                // dropped once here.
                 unsafe {
-                    if (*s).seq.load(Ordering::Relaxed) & 1 != 0 {
-                        ptr::drop_in_place((*(*s).value.get()).as_mut_ptr());
+                    if (*blk.as_ptr()).used[(off / 64) as usize] & (1u64 << (off % 64)) != 0 {
+                        ptr::drop_in_place((*(*s).get()).as_mut_ptr());
                     }
                 }
             }
@@ -416,60 +395,6 @@ impl<T, M: BlockMemory> Drop for DenseStore<T, M> {
                 self.mem.free(self.full.cast(), l);
             }
         }
-    }
-}
-
-/// Lockless read access to a [`DenseStore`]'s records: two loads to reach the record, then a
-/// seqlock-style validation of its `seq`. No RCU read-side section is needed: blocks are never
-/// freed while the store exists.
-///
-/// # Invariants
-///
-/// `top` is the top array (`nblocks` entries) of a `DenseStore<T, _>`; users of the reader keep
-/// that store alive while they call [`read`](RcuReader::read) (see
-/// [`Platform::pasid_reader`](super::Platform::pasid_reader)).
-pub struct DenseReader<T> {
-    top: NonNull<AtomicPtr<Block<T>>>,
-    nblocks: usize,
-    _records: PhantomData<*const T>,
-}
-
-// SAFETY: a reader only does atomic loads of the store's memory, from any thread; what `f` sees
-// of a `T` is restricted by `RcuReader`'s contract (atomics only).
-unsafe impl<T: Send + Sync> Send for DenseReader<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send + Sync> Sync for DenseReader<T> {}
-
-// SAFETY: the record of `id` is at a fixed address for the store's lifetime (blocks are never
-// freed or moved before the store is dropped). `f` runs only on a record whose `seq` was odd
-// (an initialised value, published with a release increment that the acquire load pairs
-// with), and its result is returned only if `seq` is unchanged afterwards: every remove
-// increments `seq` and fences before any later write to the record, so a changed value (a
-// reuse) is caught by the second load after the acquire fence.
-unsafe impl<T> RcuReader<T> for DenseReader<T> {
-    #[inline]
-    fn read<R>(&self, id: u32, f: impl FnOnce(NonNull<T>) -> R) -> Option<R> {
-        let b = (id >> BLOCK_SHIFT) as usize;
-        if b >= self.nblocks {
-            return None;
-        }
-        // SAFETY: `b < nblocks`; the top array lives as long as the store (invariant).
-        let blk = unsafe { &*self.top.as_ptr().add(b) }.load(Ordering::Acquire);
-        if blk.is_null() {
-            return None;
-        }
-        let s = slot_ptr(blk, id);
-        // SAFETY: `s` is a record of a block that stays allocated while the store exists.
-        let seq = unsafe { &(*s).seq };
-        let start = seq.load(Ordering::Acquire);
-        if start & 1 == 0 {
-            return None;
-        }
-        // SAFETY: as above; `UnsafeCell<MaybeUninit<T>>` has `T`'s address.
-        let value = unsafe { NonNull::new_unchecked((*s).value.get().cast::<T>()) };
-        let r = f(value);
-        fence(Ordering::Acquire);
-        (seq.load(Ordering::Relaxed) == start).then_some(r)
     }
 }
 
@@ -567,35 +492,6 @@ mod tests {
         drop(s);
         assert_eq!(std::rc::Rc::strong_count(&v), 1);
         assert!(DenseStore::<u8, _>::new(10, &heap).is_err());
-    }
-
-    #[test]
-    fn reader_sees_only_present_records() {
-        let heap = Heap::default();
-        let mut s = DenseStore::<u64, _>::new(10, &heap).unwrap();
-        let r = s.reader();
-        let read = |r: &DenseReader<u64>, id| {
-            // SAFETY: the test only reads.
-            r.read(id, |p| unsafe { *p.as_ptr() })
-        };
-        assert_eq!(read(&r, 3), None);
-        s.insert(3, 33).unwrap();
-        assert_eq!(read(&r, 3), Some(33));
-        assert_eq!(read(&r, 4), None);
-        assert_eq!(read(&r, 1 << 20), None);
-        s.remove(3);
-        assert_eq!(read(&r, 3), None);
-        // A record changed while `f` runs is rejected.
-        s.insert(3, 34).unwrap();
-        let store = &mut s as *mut DenseStore<u64, &Heap>;
-        let got = r.read(3, |_| {
-            // SAFETY: single-threaded test: the store is not otherwise borrowed here.
-            let st = unsafe { &mut *store };
-            st.remove(3);
-            st.insert(3, 35).unwrap();
-        });
-        assert_eq!(got, None);
-        assert_eq!(read(&r, 3), Some(35));
     }
 
     #[test]

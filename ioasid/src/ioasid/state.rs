@@ -2,10 +2,9 @@
 //! The allocator state ([`IoasidCore`]): `&mut self` operations, to be run under the state lock.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use super::config::Space;
-use super::{Config, Error, IdStore, PasidAllocator, Rejected, StoreError};
+use super::{Config, Error, IdStore, Lookup, NoLookup, PasidAllocator, Rejected, StoreError};
 
 /// A PASID (PCIe Process Address Space ID, Arm SubstreamID).
 pub type Pasid = u32;
@@ -120,27 +119,12 @@ impl PasidState {
     }
 }
 
-/// [`PasidEntry::visible`]: releasing (not findable, not even by its set).
-pub(super) const VIS_RELEASING: u8 = 0;
-/// [`PasidEntry::visible`]: freed while referenced.
-pub(super) const VIS_FREED: u8 = 1;
-/// [`PasidEntry::visible`]: active, findable by its set.
-pub(super) const VIS_ACTIVE: u8 = 2;
-
 /// The stored record of one PASID (opaque; public only so that platforms can name
-/// `IdStore<PasidEntry<D>>`).
-///
-/// Lockless readers ([`RcuReader`](super::RcuReader)) read only the atomics `owner`, `visible`
-/// and `word`; every other field is state-lock only.
+/// `IdStore<PasidEntry<D>>`). State-lock only: lockless lookups read the core's
+/// [`Lookup`] table instead.
 #[derive(Debug)]
 pub struct PasidEntry<D> {
     set: SetId,
-    /// `set.to_raw()`, for lockless readers; never changes while the entry is stored.
-    owner: AtomicU64,
-    /// `state` for lockless readers (`VIS_*`); written under the state lock with `state`.
-    visible: AtomicU8,
-    /// [`Backend::data_word`] of `data`, for lockless readers; written under the state lock.
-    word: AtomicUsize,
     state: PasidState,
     /// References taken with `get` (the allocation reference is `state == Active`).
     refs: u32,
@@ -302,8 +286,12 @@ pub trait Backend {
 /// notifications (with the lock dropped, if it likes), and completes the release with
 /// [`complete_release`](IoasidCore::complete_release), which erases the PASID (calling the
 /// custom allocator's `free` if it came from there) and hands the private data back.
-pub struct IoasidCore<B: Backend> {
+///
+/// `L` is the lockless lookup table kept in step with the PASIDs ([`Lookup`]; [`NoLookup`]
+/// for none, the default).
+pub struct IoasidCore<B: Backend, L: Lookup = NoLookup> {
     space: Space,
+    lookup: L,
     max_sets: u32,
     pasids: B::PasidStore,
     sets: B::SetStore,
@@ -326,8 +314,9 @@ fn store_error(e: StoreError) -> Error {
     }
 }
 
-impl<B: Backend> IoasidCore<B> {
-    /// Sets up the PASID space described by `config` over two empty stores.
+impl<B: Backend> IoasidCore<B, NoLookup> {
+    /// Sets up the PASID space described by `config` over two empty stores, without a lookup
+    /// table.
     ///
     /// Errors: [`Error::InvalidWidth`], [`Error::InvalidReserved`], [`Error::InvalidSetLimit`];
     /// [`Error::SpaceInUse`] if a store is not empty.
@@ -336,12 +325,32 @@ impl<B: Backend> IoasidCore<B> {
         pasids: B::PasidStore,
         sets: B::SetStore,
     ) -> Result<Self, Error> {
+        Self::with_lookup(config, pasids, sets, NoLookup)
+    }
+}
+
+impl<B: Backend, L: Lookup> IoasidCore<B, L> {
+    /// Sets up the PASID space described by `config` over two empty stores and an empty
+    /// lookup table.
+    ///
+    /// Errors: as [`new`](IoasidCore::new); [`Error::InvalidSetLimit`] also for more than
+    /// [`MAX_KEY_SET_INDEX`](super::MAX_KEY_SET_INDEX) sets.
+    pub fn with_lookup(
+        config: &Config<'_>,
+        pasids: B::PasidStore,
+        sets: B::SetStore,
+        lookup: L,
+    ) -> Result<Self, Error> {
         let space = Space::new(config)?;
+        if config.max_sets > super::MAX_KEY_SET_INDEX {
+            return Err(Error::InvalidSetLimit);
+        }
         if pasids.next(0).is_some() || sets.next(0).is_some() {
             return Err(Error::SpaceInUse);
         }
         Ok(IoasidCore {
             space,
+            lookup,
             max_sets: config.max_sets,
             pasids,
             sets,
@@ -485,9 +494,6 @@ impl<B: Backend> IoasidCore<B> {
         let word = B::data_word(&data);
         let entry = || PasidEntry {
             set,
-            owner: AtomicU64::new(set.to_raw()),
-            visible: AtomicU8::new(VIS_ACTIVE),
-            word: AtomicUsize::new(word),
             state: PasidState::Active,
             refs: 0,
             custom,
@@ -503,6 +509,15 @@ impl<B: Backend> IoasidCore<B> {
             Ok(p) => p,
             Err(e) => return Err(Rejected::new(e, data)),
         };
+        if let Err(e) = self.lookup.publish(pasid, set, word) {
+            // Roll back: the PASID was never visible.
+            drop(self.pasids.remove(pasid));
+            if let (true, Some(a)) = (custom, &self.allocator) {
+                a.free(pasid);
+            }
+            let _ = e;
+            return Err(Rejected::new(Error::NoMemory, data));
+        }
         match self.pasids.get_mut(pasid) {
             Some(e) => e.data = Some(data),
             // Unreachable with a working store.
@@ -608,13 +623,13 @@ impl<B: Backend> IoasidCore<B> {
             Ok(e) => e,
             Err(err) => return Err(Rejected::new(err, data)),
         };
-        match (&e.state, &mut e.data) {
-            (PasidState::Active, Some(d)) => {
-                e.word.store(B::data_word(&data), Ordering::Release);
-                Ok(core::mem::replace(d, data))
-            }
-            _ => Err(Rejected::new(Error::PasidNotFound, data)),
-        }
+        let word = B::data_word(&data);
+        let old = match (&e.state, &mut e.data) {
+            (PasidState::Active, Some(d)) => core::mem::replace(d, data),
+            _ => return Err(Rejected::new(Error::PasidNotFound, data)),
+        };
+        self.lookup.set_word(pasid, word);
+        Ok(old)
     }
 
     /// Takes a reference on an active PASID of `set`; returns the number of `get` references
@@ -644,6 +659,7 @@ impl<B: Backend> IoasidCore<B> {
         let mut chain = ReleaseChain::new();
         if e.refs == 0 && e.state == PasidState::Freed {
             Self::start_release(e, pasid, &mut chain);
+            self.lookup.clear(pasid);
         }
         Ok(chain)
     }
@@ -666,8 +682,10 @@ impl<B: Backend> IoasidCore<B> {
         let mut chain = ReleaseChain::new();
         if e.refs == 0 {
             Self::start_release(e, pasid, &mut chain);
+            self.lookup.clear(pasid);
         } else {
-            e.set_state(PasidState::Freed);
+            e.state = PasidState::Freed;
+            self.lookup.freed(pasid, set);
         }
         self.unlink(set, prev, next);
         Ok(chain)
@@ -695,8 +713,10 @@ impl<B: Backend> IoasidCore<B> {
         }
     }
 
+    /// Moves `e` (of `pasid`) to `Releasing` at the head of `chain`; the caller clears it in
+    /// the lookup table.
     fn start_release(e: &mut PasidEntry<B::Data>, pasid: Pasid, chain: &mut ReleaseChain) {
-        e.set_state(PasidState::Releasing);
+        e.state = PasidState::Releasing;
         e.prev = NIL;
         e.next = chain.head;
         chain.head = pasid;
@@ -721,13 +741,15 @@ impl<B: Backend> IoasidCore<B> {
         e.prev = NIL;
         e.next = NIL;
         if e.refs != 0 {
-            e.set_state(PasidState::Freed);
+            e.state = PasidState::Freed;
+            self.lookup.freed(pasid, set);
             self.unlink(set, prev, next);
             return Ok(None);
         }
-        // Not findable from here on, also by lockless readers still holding the entry.
-        e.set_state(PasidState::Releasing);
+        e.state = PasidState::Releasing;
         let custom = e.custom;
+        // Not findable from here on, also by lockless readers.
+        self.lookup.clear(pasid);
         if prev != NIL {
             if let Some(p) = self.pasids.get_mut(prev) {
                 p.next = next;
@@ -806,8 +828,10 @@ impl<B: Backend> IoasidCore<B> {
                 report.freed += 1;
                 if e.refs == 0 {
                     Self::start_release(e, cur, &mut chain);
+                    self.lookup.clear(cur);
                 } else {
-                    e.set_state(PasidState::Freed);
+                    e.state = PasidState::Freed;
+                    self.lookup.freed(cur, set);
                     report.deferred += 1;
                 }
             }
@@ -954,6 +978,10 @@ impl<B: Backend> IoasidCore<B> {
         &self.space
     }
 
+    pub(super) fn lookup(&self) -> &L {
+        &self.lookup
+    }
+
     pub(super) fn pasid_store(&self) -> &B::PasidStore {
         &self.pasids
     }
@@ -980,47 +1008,6 @@ impl SetEntry {
 }
 
 impl<D> PasidEntry<D> {
-    fn set_state(&mut self, state: PasidState) {
-        self.state = state;
-        let v = match state {
-            PasidState::Active => VIS_ACTIVE,
-            PasidState::Freed => VIS_FREED,
-            PasidState::Releasing => VIS_RELEASING,
-        };
-        self.visible.store(v, Ordering::Release);
-    }
-
-    /// The lockless lookup of [`IoasidCore::find`] on a stored entry, with the same errors:
-    /// the data word if the entry is active and owned by `set`.
-    ///
-    /// # Safety
-    ///
-    /// `e` points to a stored entry (possibly removed meanwhile) that stays readable for the
-    /// call, as [`RcuReader::read`](super::RcuReader::read) guarantees.
-    pub(super) unsafe fn find_word_raw(
-        e: core::ptr::NonNull<Self>,
-        set: SetId,
-    ) -> Result<usize, Error> {
-        let e = e.as_ptr();
-        // SAFETY: `e` is readable (caller); only its atomics are read, through raw pointers so
-        // that no reference to the whole entry (which the lock holder may be changing) is made.
-        let (visible, owner, word) = unsafe {
-            (
-                &*core::ptr::addr_of!((*e).visible),
-                &*core::ptr::addr_of!((*e).owner),
-                &*core::ptr::addr_of!((*e).word),
-            )
-        };
-        // Relaxed: each field is a snapshot on its own; the store's reader orders the reads
-        // against the entry's (re)initialisation (seqlock-style validation).
-        match visible.load(Ordering::Relaxed) {
-            VIS_RELEASING => Err(Error::PasidNotFound),
-            _ if owner.load(Ordering::Relaxed) != set.to_raw() => Err(Error::NotOwner),
-            VIS_ACTIVE => Ok(word.load(Ordering::Relaxed)),
-            _ => Err(Error::PasidNotFound),
-        }
-    }
-
     pub(super) fn info(&self) -> PasidInfo {
         PasidInfo {
             set: self.set,

@@ -14,8 +14,8 @@ use std::alloc::Layout;
 use std::ptr::NonNull;
 
 use ioasid::{
-    Backend, BlockMemory, Config, DenseReader, DenseStore, Error, IdStore, Ioasid, IoasidCore,
-    Lock, Notifiers, Pasid, PasidAllocator, PasidEntry, Platform, SetEntry, SetId, StoreError,
+    Backend, BlockMemory, Config, DenseStore, Error, HotTable, IdStore, Ioasid, IoasidCore, Lock,
+    Notifiers, Pasid, PasidAllocator, PasidEntry, Platform, SetEntry, SetId, StoreError,
     Subscription,
 };
 
@@ -120,6 +120,14 @@ pub type Table<D> = DenseStore<PasidEntry<D>, HeapMemory>;
 /// An empty table for `config`'s width, allocating from `mem`.
 pub fn table<D>(config: &Config<'_>, mem: HeapMemory) -> Table<D> {
     DenseStore::new(config.pasid_bits, mem).expect("host memory")
+}
+
+/// The lockless lookup table of the host platforms.
+pub type Hot = HotTable<HeapMemory>;
+
+/// An empty lookup table for `config`'s width, allocating from `mem`.
+pub fn hot(config: &Config<'_>, mem: HeapMemory) -> Hot {
+    HotTable::new(config.pasid_bits, mem).expect("host memory")
 }
 
 /// Data that lockless lookups report as a word.
@@ -269,12 +277,9 @@ impl<D: Word + 'static> Backend for St<D> {
 impl<D: Word + 'static> Platform for St<D> {
     type Notifier = StNotifier<D>;
     type NotifierStore = BTreeStore<Subscription<StNotifier<D>>>;
-    type StateLock = RefLock<IoasidCore<St<D>>>;
+    type Lookup = Hot;
+    type StateLock = RefLock<IoasidCore<St<D>, Hot>>;
     type NotifierLock = RefLock<Notifiers<St<D>>>;
-    type PasidReader = DenseReader<PasidEntry<D>>;
-    unsafe fn pasid_reader(store: &Table<D>) -> Self::PasidReader {
-        store.reader()
-    }
 }
 
 /// Out-of-memory switches of the three stores of an `St` allocator.
@@ -303,15 +308,14 @@ pub fn new_st_oom<D: Word + 'static>(
     config: &Config<'_>,
     oom: &Oom,
 ) -> Result<Ioasid<St<D>>, Error> {
-    let core = IoasidCore::new(
+    let mem = HeapMemory {
+        oom: oom.pasids.clone(),
+    };
+    let core = IoasidCore::with_lookup(
         config,
-        table(
-            config,
-            HeapMemory {
-                oom: oom.pasids.clone(),
-            },
-        ),
+        table(config, mem.clone()),
         BTreeStore::with_oom(oom.sets.clone()),
+        hot(config, mem),
     )?;
     Ok(Ioasid::new(
         RefLock::new(core, true),
@@ -340,16 +344,19 @@ impl Backend for Mt {
 impl Platform for Mt {
     type Notifier = MtNotifier;
     type NotifierStore = BTreeStore<Subscription<MtNotifier>>;
-    type StateLock = MutexLock<IoasidCore<Mt>>;
+    type Lookup = Hot;
+    type StateLock = MutexLock<IoasidCore<Mt, Hot>>;
     type NotifierLock = MutexLock<Notifiers<Mt>>;
-    type PasidReader = DenseReader<PasidEntry<u64>>;
-    unsafe fn pasid_reader(store: &Table<u64>) -> Self::PasidReader {
-        store.reader()
-    }
 }
 
 pub fn new_mt(config: &Config<'_>) -> Result<Ioasid<Mt>, Error> {
-    let core = IoasidCore::new(config, table(config, HeapMemory::default()), BTreeStore::new())?;
+    let mem = HeapMemory::default();
+    let core = IoasidCore::with_lookup(
+        config,
+        table(config, mem.clone()),
+        BTreeStore::new(),
+        hot(config, mem),
+    )?;
     Ok(Ioasid::new(
         MutexLock(Mutex::new(core)),
         MutexLock(Mutex::new(Notifiers::new(BTreeStore::new()))),
