@@ -130,8 +130,7 @@ pub struct PasidEntry<D> {
     refs: u32,
     /// Handed out by the custom allocator.
     custom: bool,
-    /// `Active`: neighbours in the set's list. `Releasing`: `next` links the release chain.
-    prev: Pasid,
+    /// `Releasing`: the next PASID of the release chain.
     next: Pasid,
     /// `None` only while `Releasing` with the data moved into a [`Release`].
     data: Option<D>,
@@ -146,9 +145,12 @@ pub struct SetEntry {
     quota: u32,
     /// PASIDs of the set in the store, in any state.
     usage: u32,
-    /// PASIDs of the set in the `Active` state (the members of the list at `head`).
+    /// PASIDs of the set in the `Active` state.
     active: u32,
-    head: Pasid,
+    /// Lowest and highest PASID the set ever held (`lo > hi`: none): what
+    /// [`destroy_set`](IoasidCore::destroy_set) scans.
+    lo: Pasid,
+    hi: Pasid,
     /// Torn down; the entry stays until `usage` drops to 0.
     dying: bool,
 }
@@ -421,7 +423,8 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
             quota,
             usage: 0,
             active: 0,
-            head: NIL,
+            lo: NIL,
+            hi: 0,
             dying: false,
         };
         let index = self
@@ -489,7 +492,6 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
         if s.usage >= s.quota {
             return Err(Rejected::new(Error::QuotaExceeded, data));
         }
-        let head = s.head;
         // The data goes in once the entry is stored, so a failed store cannot lose it.
         let word = B::data_word(&data);
         let entry = || PasidEntry {
@@ -497,8 +499,7 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
             state: PasidState::Active,
             refs: 0,
             custom,
-            prev: NIL,
-            next: head,
+            next: NIL,
             data: None,
         };
         let stored = match &self.allocator {
@@ -523,12 +524,8 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
             // Unreachable with a working store.
             None => return Err(Rejected::new(Error::NoMemory, data)),
         }
-        if head != NIL {
-            if let Some(h) = self.pasids.get_mut(head) {
-                h.prev = pasid;
-            }
-        }
-        s.head = pasid;
+        s.lo = s.lo.min(pasid);
+        s.hi = s.hi.max(pasid);
         s.usage = s.usage.saturating_add(1);
         s.active = s.active.saturating_add(1);
         self.live = self.live.saturating_add(1);
@@ -676,9 +673,6 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
         if e.state != PasidState::Active {
             return Err(Error::PasidNotFound);
         }
-        let (prev, next) = (e.prev, e.next);
-        e.prev = NIL;
-        e.next = NIL;
         let mut chain = ReleaseChain::new();
         if e.refs == 0 {
             Self::start_release(e, pasid, &mut chain);
@@ -687,27 +681,14 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
             e.state = PasidState::Freed;
             self.lookup.freed(pasid, set);
         }
-        self.unlink(set, prev, next);
+        self.deactivate(set);
         Ok(chain)
     }
 
-    /// Removes an entry that was between `prev` and `next` from the active list of `set`.
-    fn unlink(&mut self, set: SetId, prev: Pasid, next: Pasid) {
-        if prev != NIL {
-            if let Some(p) = self.pasids.get_mut(prev) {
-                p.next = next;
-            }
-        }
-        if next != NIL {
-            if let Some(n) = self.pasids.get_mut(next) {
-                n.prev = prev;
-            }
-        }
+    /// One active PASID of `set` less.
+    fn deactivate(&mut self, set: SetId) {
         if let Some(s) = self.sets.get_mut(set.index) {
             if s.generation == set.generation {
-                if prev == NIL {
-                    s.head = next;
-                }
                 s.active = s.active.saturating_sub(1);
             }
         }
@@ -717,7 +698,6 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
     /// the lookup table.
     fn start_release(e: &mut PasidEntry<B::Data>, pasid: Pasid, chain: &mut ReleaseChain) {
         e.state = PasidState::Releasing;
-        e.prev = NIL;
         e.next = chain.head;
         chain.head = pasid;
         chain.len = chain.len.saturating_add(1);
@@ -727,9 +707,8 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
     /// ([`subscribers`](IoasidCore::subscribers) is 0): if that releases the PASID, the release
     /// is completed at once, as [`next_release`](IoasidCore::next_release) and
     /// [`complete_release`](IoasidCore::complete_release) would, and the private data is
-    /// returned (`None`: the PASID is still referenced and was only marked freed). About half
-    /// the store operations of the three-step path: one lookup of the entry, its list
-    /// neighbour and its set each, and the erase.
+    /// returned (`None`: the PASID is still referenced and was only marked freed). One lookup
+    /// of the entry and of its set, and the erase.
     ///
     /// Errors: as [`free`](IoasidCore::free).
     pub fn free_unnotified(&mut self, set: SetId, pasid: Pasid) -> Result<Option<B::Data>, Error> {
@@ -737,29 +716,16 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
         if e.state != PasidState::Active {
             return Err(Error::PasidNotFound);
         }
-        let (prev, next) = (e.prev, e.next);
-        e.prev = NIL;
-        e.next = NIL;
         if e.refs != 0 {
             e.state = PasidState::Freed;
             self.lookup.freed(pasid, set);
-            self.unlink(set, prev, next);
+            self.deactivate(set);
             return Ok(None);
         }
         e.state = PasidState::Releasing;
         let custom = e.custom;
         // Not findable from here on, also by lockless readers.
         self.lookup.clear(pasid);
-        if prev != NIL {
-            if let Some(p) = self.pasids.get_mut(prev) {
-                p.next = next;
-            }
-        }
-        if next != NIL {
-            if let Some(n) = self.pasids.get_mut(next) {
-                n.prev = prev;
-            }
-        }
         let data = self.pasids.remove(pasid).and_then(|e| e.data);
         self.live = self.live.saturating_sub(1);
         if custom {
@@ -771,9 +737,6 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
         let mut drained = false;
         if let Some(s) = self.sets.get_mut(set.index) {
             if s.generation == set.generation {
-                if prev == NIL {
-                    s.head = next;
-                }
                 s.active = s.active.saturating_sub(1);
                 s.usage = s.usage.saturating_sub(1);
                 drained = s.dying && s.usage == 0;
@@ -804,27 +767,38 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
     /// would. The set stops accepting operations at once (except `put` on its freed PASIDs and
     /// [`set_info`](IoasidCore::set_info)) and disappears when its last PASID is released.
     ///
+    /// Cost: a scan of the live PASIDs between the lowest and the highest PASID the set ever
+    /// held (sets keep no list of their PASIDs, so that `alloc` and `free` touch nothing but
+    /// the PASID's own record and the set's counters).
+    ///
     /// Errors: [`Error::SetNotFound`] (also for a second teardown).
     pub fn destroy_set(&mut self, set: SetId) -> Result<(Teardown, ReleaseChain), Error> {
-        let (mut cur, active) = {
+        let (lo, hi, mut active) = {
             let s = self.live_set_mut(set)?;
             s.dying = true;
-            let r = (s.head, s.active);
-            s.head = NIL;
+            let r = (s.lo, s.hi, s.active);
             s.active = 0;
             r
         };
         let mut chain = ReleaseChain::new();
         let mut report = Teardown::default();
-        // Bounded by the active count, so a corrupted list cannot loop forever.
-        for _ in 0..active {
-            let Some(e) = self.pasids.get_mut(cur) else {
+        let mut from = lo;
+        while active != 0 && from <= hi {
+            let Some((cur, _)) = self.pasids.next(from) else {
                 break;
             };
-            let next = e.next;
-            e.prev = NIL;
-            e.next = NIL;
-            if e.state == PasidState::Active {
+            if cur > hi {
+                break;
+            }
+            from = match cur.checked_add(1) {
+                Some(f) => f,
+                None => hi.saturating_add(1),
+            };
+            let Some(e) = self.pasids.get_mut(cur) else {
+                continue;
+            };
+            if e.set == set && e.state == PasidState::Active {
+                active -= 1;
                 report.freed += 1;
                 if e.refs == 0 {
                     Self::start_release(e, cur, &mut chain);
@@ -834,10 +808,6 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
                     self.lookup.freed(cur, set);
                     report.deferred += 1;
                 }
-            }
-            cur = next;
-            if cur == NIL {
-                break;
             }
         }
         self.remove_set_if_drained(set);
@@ -1097,21 +1067,32 @@ mod tests {
     }
 
     #[test]
-    fn set_list_links() {
+    fn destroy_scans_only_its_sets_pasids() {
         let mut c = core();
-        let s = c
-            .create_set(Owner::new(super::OwnerKind::Vm, 0), 8)
-            .unwrap();
-        let ps: std::vec::Vec<Pasid> = (0..4).map(|_| c.alloc(s, 1, 15, 0).unwrap()).collect();
-        // Head is the newest; unlink middle, head and tail.
-        for p in [ps[1], ps[3], ps[0]] {
-            let mut chain = c.free(s, p).unwrap();
-            let r = c.next_release(&mut chain).unwrap();
+        let owner = Owner::new(super::OwnerKind::Vm, 0);
+        let (a, b) = (c.create_set(owner, 8).unwrap(), c.create_set(owner, 8).unwrap());
+        // Interleaved: a 1, b 2, a 3, b 4, a 5; then a frees 3 and b takes it.
+        for (set, want) in [(a, 1), (b, 2), (a, 3), (b, 4), (a, 5)] {
+            assert_eq!(c.alloc(set, 1, 15, 0).unwrap(), want);
+        }
+        let mut chain = c.free(a, 3).unwrap();
+        let r = c.next_release(&mut chain).unwrap();
+        c.complete_release(r);
+        assert_eq!(c.alloc(b, 1, 15, 0).unwrap(), 3);
+        let set = c.sets.get(a.index).unwrap();
+        assert_eq!((set.lo, set.hi, set.active), (1, 5, 2));
+        let (report, mut chain) = c.destroy_set(a).unwrap();
+        assert_eq!(report, Teardown { freed: 2, deferred: 0 });
+        let mut released = std::vec::Vec::new();
+        while let Some(r) = c.next_release(&mut chain) {
+            released.push(r.pasid());
             c.complete_release(r);
         }
-        let set = c.sets.get(s.index).unwrap();
-        assert_eq!((set.head, set.active), (ps[2], 1));
-        let e = c.pasids.get(ps[2]).unwrap();
-        assert_eq!((e.prev, e.next), (NIL, NIL));
+        released.sort_unstable();
+        assert_eq!(released, [1, 5]);
+        for p in [2, 3, 4] {
+            assert_eq!(c.pasid_info(p).unwrap().set, b);
+        }
+        assert_eq!(c.set_info(a), Err(Error::SetNotFound));
     }
 }
