@@ -95,6 +95,8 @@ pub struct DenseStore<T, M: BlockMemory> {
     nblocks: usize,
     /// IDs are `0..capacity`.
     capacity: u32,
+    /// Every ID below it is in use (a search for the lowest free ID starts here).
+    hint: u32,
     mem: M,
     _owns: PhantomData<T>,
 }
@@ -129,6 +131,7 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
             full: full.cast(),
             nblocks,
             capacity,
+            hint: 0,
             mem,
             _owns: PhantomData,
         })
@@ -293,11 +296,16 @@ fn first_zero(used: &[u64; WORDS], lo: u32, hi: u32) -> Option<u32> {
 impl<T, M: BlockMemory> IdStore<T> for DenseStore<T, M> {
     fn alloc(&mut self, min: u32, max: u32, value: T) -> Result<u32, StoreError> {
         let max = max.min(self.capacity - 1);
-        let Some(id) = (min <= max).then(|| self.find_free(min, max)).flatten() else {
+        let from = min.max(self.hint);
+        let Some(id) = (from <= max).then(|| self.find_free(from, max)).flatten() else {
             drop(value);
             return Err(StoreError::Full);
         };
         self.put(id, value)?;
+        if from == self.hint {
+            // Everything in `hint..id` was in use, and `id` is now.
+            self.hint = id + 1;
+        }
         Ok(id)
     }
 
@@ -334,6 +342,7 @@ impl<T, M: BlockMemory> IdStore<T> for DenseStore<T, M> {
             (*(*s).get()).assume_init_read()
         };
         self.set_full((id >> BLOCK_SHIFT) as usize, false);
+        self.hint = self.hint.min(id);
         Some(value)
     }
 

@@ -214,26 +214,33 @@ impl<M: BlockMemory> Lookup for HotTable<M> {
         // Orders the odd count before the new incarnation's writes (see the module docs).
         fence(Ordering::Release);
         hot.word.store(word, Ordering::Relaxed);
-        hot.key.store(key, Ordering::Release);
+        // Relaxed: a reader that sees this key before the even count below fails its second
+        // count check (it sees the odd count at least, by the fence above); one that acquires
+        // the even count sees the key and the word.
+        hot.key.store(key, Ordering::Relaxed);
         top.seq.store(seq.wrapping_add(2), Ordering::Release);
         Ok(())
     }
 
+    // Relaxed stores below: each is one atomic that readers use on its own (a state change
+    // decided from the key alone, or a new word of the same incarnation); ordering with the
+    // caller's later synchronisation comes from the state lock's release.
+
     fn set_word(&mut self, pasid: Pasid, word: usize) {
         if let Some(hot) = self.hot(pasid) {
-            hot.word.store(word, Ordering::Release);
+            hot.word.store(word, Ordering::Relaxed);
         }
     }
 
     fn freed(&mut self, pasid: Pasid, set: SetId) {
         if let (Some(hot), Some(k)) = (self.hot(pasid), key(set, FREED)) {
-            hot.key.store(k, Ordering::Release);
+            hot.key.store(k, Ordering::Relaxed);
         }
     }
 
     fn clear(&mut self, pasid: Pasid) {
         if let Some(hot) = self.hot(pasid) {
-            hot.key.store(0, Ordering::Release);
+            hot.key.store(0, Ordering::Relaxed);
         }
     }
 }
@@ -290,8 +297,13 @@ impl LookupReader for HotReader {
         // SAFETY: `b < nblocks`; the table is alive (type invariant).
         let top = unsafe { &*self.top.as_ptr().add(b) };
         for _ in 0..TRIES {
-            let start = top.seq.load(Ordering::Acquire);
-            let blk = top.blk.load(Ordering::Acquire);
+            // Relaxed loads and acquire fences (`dmb ishld` on arm64) rather than acquire loads:
+            // the same ordering, and cheaper where acquire loads cost a full barrier (QEMU TCG).
+            let start = top.seq.load(Ordering::Relaxed);
+            let blk = top.blk.load(Ordering::Relaxed);
+            // Acquire: pairs with the release of the block pointer and of the even count, so
+            // the record is initialised and holds at least that incarnation's key and word.
+            fence(Ordering::Acquire);
             if blk.is_null() {
                 return Some(Err(Error::PasidNotFound));
             }
@@ -301,7 +313,7 @@ impl LookupReader for HotReader {
             }
             // SAFETY: a block stays allocated while the table exists; `pasid & MASK < RECORDS`.
             let hot = unsafe { &*blk.add((pasid & MASK) as usize) };
-            let k = hot.key.load(Ordering::Acquire);
+            let k = hot.key.load(Ordering::Relaxed);
             if k != want {
                 // One atomic snapshot of owner and state: decided without validation.
                 return Some(Err(if k == 0 || k == want ^ ACTIVE ^ FREED {
