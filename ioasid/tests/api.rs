@@ -739,6 +739,37 @@ fn out_of_memory() {
     assert_eq!(a.with_core(|c| c.subscribers()), 0);
 }
 
+/// The lookup table runs out of memory after the PASID was stored: the allocation is rolled
+/// back (not live, not charged, handed back to a custom allocator) and the data comes back.
+#[test]
+fn out_of_memory_in_the_lookup_table() {
+    let oom = Oom::default();
+    let a = new_st_oom::<u64>(&small(10), &oom).unwrap();
+    let s = a.create_set(VM, 600).unwrap();
+    Oom::set(&oom.lookup, true);
+    assert_eq!(a.alloc(s, 1, 1023, 7), Err(Error::NoMemory));
+    assert_eq!(a.with_core(|c| c.live()), 0);
+    assert_eq!(a.set_info(s).unwrap().usage, 0);
+    assert_eq!(a.pasid_info(1), None);
+    assert_eq!(a.find_word(s, 1), Err(Error::PasidNotFound));
+    let alloc = TestAllocator::new();
+    a.register_allocator(alloc.clone()).unwrap();
+    assert_eq!(a.alloc(s, 1, 1023, 7), Err(Error::NoMemory));
+    assert_eq!(alloc.state().freed, [1023]);
+    let _ = a.unregister_allocator().unwrap();
+    Oom::set(&oom.lookup, false);
+    assert_eq!(a.alloc(s, 1, 1023, 7), Ok(1));
+    assert_eq!(a.find_word(s, 1), Ok(7));
+    // The first block of the lookup table exists now: no allocation until PASID 256.
+    Oom::set(&oom.lookup, true);
+    for p in 2..256 {
+        assert_eq!(a.alloc(s, 1, 1023, u64::from(p)), Ok(p));
+    }
+    assert_eq!(a.alloc(s, 1, 1023, 0), Err(Error::NoMemory));
+    assert_eq!(a.find_word(s, 255), Ok(255));
+    assert_eq!(a.find_word(s, 256), Err(Error::PasidNotFound));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Two-phase release on the bare core
 

@@ -534,7 +534,9 @@ fn host_bench() {
     use std::time::Instant;
     for live in [1u32, 1000, 100_000] {
         let a = new_mt(&Config::new(20)).unwrap();
-        let s = a.create_set(Owner::new(OwnerKind::Other, 0), (1 << 20) - 1).unwrap();
+        let s = a
+            .create_set(Owner::new(OwnerKind::Other, 0), (1 << 20) - 1)
+            .unwrap();
         for _ in 0..live {
             a.alloc(s, 1, (1 << 20) - 1, 0).unwrap();
         }

@@ -360,7 +360,8 @@ impl<T, M: BlockMemory> IdStore<T> for DenseStore<T, M> {
                 while let Some(&bits) = used.get(w) {
                     let set = bits & mask;
                     if set != 0 {
-                        let id = ((b as u32) << BLOCK_SHIFT) | (w as u32 * 64 + set.trailing_zeros());
+                        let id =
+                            ((b as u32) << BLOCK_SHIFT) | (w as u32 * 64 + set.trailing_zeros());
                         return self.get(id).map(|v| (id, v));
                     }
                     w += 1;

@@ -251,7 +251,9 @@ impl<M: BlockMemory> Drop for HotTable<M> {
         if let Ok(layout) = Layout::array::<Hot>(RECORDS) {
             for b in 0..self.nblocks {
                 // SAFETY: `b < nblocks`.
-                let blk = unsafe { &*self.top.as_ptr().add(b) }.blk.load(Ordering::Relaxed);
+                let blk = unsafe { &*self.top.as_ptr().add(b) }
+                    .blk
+                    .load(Ordering::Relaxed);
                 if let Some(blk) = NonNull::new(blk) {
                     // SAFETY: blocks come from `alloc_zeroed(layout)` and are unused now.
                     unsafe { self.mem.free(blk.cast(), layout) };

@@ -1070,7 +1070,10 @@ mod tests {
     fn destroy_scans_only_its_sets_pasids() {
         let mut c = core();
         let owner = Owner::new(super::OwnerKind::Vm, 0);
-        let (a, b) = (c.create_set(owner, 8).unwrap(), c.create_set(owner, 8).unwrap());
+        let (a, b) = (
+            c.create_set(owner, 8).unwrap(),
+            c.create_set(owner, 8).unwrap(),
+        );
         // Interleaved: a 1, b 2, a 3, b 4, a 5; then a frees 3 and b takes it.
         for (set, want) in [(a, 1), (b, 2), (a, 3), (b, 4), (a, 5)] {
             assert_eq!(c.alloc(set, 1, 15, 0).unwrap(), want);
@@ -1082,7 +1085,13 @@ mod tests {
         let set = c.sets.get(a.index).unwrap();
         assert_eq!((set.lo, set.hi, set.active), (1, 5, 2));
         let (report, mut chain) = c.destroy_set(a).unwrap();
-        assert_eq!(report, Teardown { freed: 2, deferred: 0 });
+        assert_eq!(
+            report,
+            Teardown {
+                freed: 2,
+                deferred: 0
+            }
+        );
         let mut released = std::vec::Vec::new();
         while let Some(r) = c.next_release(&mut chain) {
             released.push(r.pasid());

@@ -286,6 +286,8 @@ impl<D: Word + 'static> Platform for St<D> {
 #[derive(Clone, Default)]
 pub struct Oom {
     pub pasids: Arc<AtomicBool>,
+    /// The lockless lookup table's memory.
+    pub lookup: Arc<AtomicBool>,
     pub sets: Arc<AtomicBool>,
     pub notifiers: Arc<AtomicBool>,
 }
@@ -297,7 +299,11 @@ impl Oom {
 }
 
 pub fn core_st<D: Word + 'static>(config: &Config<'_>) -> Result<IoasidCore<St<D>>, Error> {
-    IoasidCore::new(config, table(config, HeapMemory::default()), BTreeStore::new())
+    IoasidCore::new(
+        config,
+        table(config, HeapMemory::default()),
+        BTreeStore::new(),
+    )
 }
 
 pub fn new_st<D: Word + 'static>(config: &Config<'_>) -> Result<Ioasid<St<D>>, Error> {
@@ -308,14 +314,21 @@ pub fn new_st_oom<D: Word + 'static>(
     config: &Config<'_>,
     oom: &Oom,
 ) -> Result<Ioasid<St<D>>, Error> {
-    let mem = HeapMemory {
-        oom: oom.pasids.clone(),
-    };
     let core = IoasidCore::with_lookup(
         config,
-        table(config, mem.clone()),
+        table(
+            config,
+            HeapMemory {
+                oom: oom.pasids.clone(),
+            },
+        ),
         BTreeStore::with_oom(oom.sets.clone()),
-        hot(config, mem),
+        hot(
+            config,
+            HeapMemory {
+                oom: oom.lookup.clone(),
+            },
+        ),
     )?;
     Ok(Ioasid::new(
         RefLock::new(core, true),
