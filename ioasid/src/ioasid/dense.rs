@@ -203,7 +203,7 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
                 let found = (b & !63) + free.trailing_zeros() as usize;
                 return (found <= last).then_some(found);
             }
-            b = (b | 63) + 1;
+            b = (b | 63).saturating_add(1);
         }
         None
     }
@@ -227,7 +227,7 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
             if let Some(off) = first_zero(used, lo, hi) {
                 return Some(base | off);
             }
-            b = self.next_nonfull(b + 1, last)?;
+            b = self.next_nonfull(b.saturating_add(1), last)?;
         }
     }
 
@@ -267,7 +267,7 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
         let count = unsafe {
             (*(*s).get()).write(value);
             (*blk).used[(off / 64) as usize] |= 1u64 << (off % 64);
-            (*blk).count += 1;
+            (*blk).count = (*blk).count.wrapping_add(1);
             (*blk).count
         };
         if count as usize == BLOCK {
@@ -304,7 +304,7 @@ impl<T, M: BlockMemory> IdStore<T> for DenseStore<T, M> {
         self.put(id, value)?;
         if from == self.hint {
             // Everything in `hint..id` was in use, and `id` is now.
-            self.hint = id + 1;
+            self.hint = id.saturating_add(1);
         }
         Ok(id)
     }
@@ -338,7 +338,7 @@ impl<T, M: BlockMemory> IdStore<T> for DenseStore<T, M> {
         // and its `used` bit cleared, under `&mut self`.
         let value = unsafe {
             (*blk).used[(off / 64) as usize] &= !(1u64 << (off % 64));
-            (*blk).count -= 1;
+            (*blk).count = (*blk).count.wrapping_sub(1);
             (*(*s).get()).assume_init_read()
         };
         self.set_full((id >> BLOCK_SHIFT) as usize, false);
