@@ -276,16 +276,27 @@ impl<P: Platform> Ioasid<P> {
         fast: impl FnOnce(&mut Core<P>) -> Result<Option<P::Data>, Error>,
         op: impl FnOnce(&mut Core<P>) -> Result<ReleaseChain, Error>,
     ) -> Result<(), Error> {
-        let (chain, first, dropped) = self.state.with(|c| {
+        /// What the critical section leaves to do; the common case (no subscribers) carries
+        /// only the data to drop, so that nothing else is moved around.
+        enum Then<D> {
+            Drop(Option<D>),
+            Drain(ReleaseChain, Option<Release<D>>, Option<D>),
+        }
+        let then = self.state.with(|c| {
             if c.subscribers() == 0 {
-                return Ok((ReleaseChain::new(), None, fast(c)?));
+                return fast(c).map(Then::Drop);
             }
             let mut chain = op(c)?;
             let (first, dropped) = advance(c, &mut chain, None);
-            Ok::<_, Error>((chain, first, dropped))
+            Ok::<_, Error>(Then::Drain(chain, first, dropped))
         })?;
-        drop(dropped);
-        self.drain(chain, first);
+        match then {
+            Then::Drop(dropped) => drop(dropped),
+            Then::Drain(chain, first, dropped) => {
+                drop(dropped);
+                self.drain(chain, first);
+            }
+        }
         Ok(())
     }
 
