@@ -154,6 +154,7 @@ impl Space {
 
     /// Calls `f` on the maximal sub-ranges of `min..=max` that contain no reserved PASID, in
     /// ascending order, until it returns `Some`.
+    #[inline]
     pub(super) fn for_each_free_range<R>(
         &self,
         min: Pasid,

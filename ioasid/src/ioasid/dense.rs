@@ -149,6 +149,7 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
     }
 
     /// The block of `id`, if it exists and `id` is in range.
+    #[inline]
     fn block_of(&self, id: u32) -> Option<*mut Block<T>> {
         let b = (id >> BLOCK_SHIFT) as usize;
         if b >= self.nblocks {
@@ -194,6 +195,7 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
     }
 
     /// The first block `>= from` and `<= last` that is not full (`last < nblocks`).
+    #[inline]
     fn next_nonfull(&self, from: usize, last: usize) -> Option<usize> {
         let mut b = from;
         while b <= last {
@@ -209,6 +211,7 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
     }
 
     /// The lowest free ID in `min..=max` (`max < capacity`).
+    #[inline]
     fn find_free(&self, min: u32, max: u32) -> Option<u32> {
         let (first, last) = ((min >> BLOCK_SHIFT) as usize, (max >> BLOCK_SHIFT) as usize);
         let mut b = self.next_nonfull(first, last)?;
@@ -232,6 +235,7 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
     }
 
     /// The block of `id`, allocated (zeroed) if needed.
+    #[inline]
     fn ensure_block(&mut self, id: u32) -> Result<*mut Block<T>, StoreError> {
         if let Some(blk) = self.block_of(id) {
             return Ok(blk);
@@ -252,6 +256,7 @@ impl<T, M: BlockMemory> DenseStore<T, M> {
     }
 
     /// Stores `value` at the free `id` (in range).
+    #[inline]
     fn put(&mut self, id: u32, value: T) -> Result<(), StoreError> {
         let blk = match self.ensure_block(id) {
             Ok(blk) => blk,
@@ -294,6 +299,7 @@ fn first_zero(used: &[u64; WORDS], lo: u32, hi: u32) -> Option<u32> {
 }
 
 impl<T, M: BlockMemory> IdStore<T> for DenseStore<T, M> {
+    #[inline]
     fn alloc(&mut self, min: u32, max: u32, value: T) -> Result<u32, StoreError> {
         let max = max.min(self.capacity - 1);
         let from = min.max(self.hint);
@@ -317,6 +323,7 @@ impl<T, M: BlockMemory> IdStore<T> for DenseStore<T, M> {
         self.put(id, value)
     }
 
+    #[inline]
     fn get(&self, id: u32) -> Option<&T> {
         let s = self.occupied(id)?;
         // SAFETY: a set `used` bit means an initialised value (type invariant); removing it
@@ -324,12 +331,14 @@ impl<T, M: BlockMemory> IdStore<T> for DenseStore<T, M> {
         Some(unsafe { (*(*s).get()).assume_init_ref() })
     }
 
+    #[inline]
     fn get_mut(&mut self, id: u32) -> Option<&mut T> {
         let s = self.occupied(id)?;
         // SAFETY: as in `get`; `&mut self` excludes every other borrow of the store's values.
         Some(unsafe { (*(*s).get()).assume_init_mut() })
     }
 
+    #[inline]
     fn remove(&mut self, id: u32) -> Option<T> {
         let s = self.occupied(id)?;
         let blk = self.block_of(id)?;

@@ -110,6 +110,7 @@ pub const MAX_KEY_SET_INDEX: u32 = (1 << 30) - 1;
 
 /// The key of a PASID of `set` in `state` (`None` if the index does not fit: no such set can
 /// exist, see [`MAX_KEY_SET_INDEX`]).
+#[inline]
 fn key(set: SetId, state: u64) -> Option<u64> {
     (set.index() <= MAX_KEY_SET_INDEX)
         .then(|| (u64::from(set.generation()) << 32) | (u64::from(set.index()) << 2) | state)
@@ -164,6 +165,7 @@ impl<M: BlockMemory> HotTable<M> {
         })
     }
 
+    #[inline]
     fn top(&self, pasid: Pasid) -> Option<&Top> {
         let b = (pasid >> SHIFT) as usize;
         // SAFETY: `b < nblocks` entries, alive as long as `self`.
@@ -171,6 +173,7 @@ impl<M: BlockMemory> HotTable<M> {
     }
 
     /// The record of `pasid` if its block exists.
+    #[inline]
     fn hot(&self, pasid: Pasid) -> Option<&Hot> {
         let blk = self.top(pasid)?.blk.load(Ordering::Relaxed);
         // SAFETY: a live block of `RECORDS` records; `pasid & MASK < RECORDS`.
@@ -190,6 +193,7 @@ impl<M: BlockMemory> Lookup for HotTable<M> {
         }
     }
 
+    #[inline]
     fn publish(&mut self, pasid: Pasid, set: SetId, word: usize) -> Result<(), StoreError> {
         let key = key(set, ACTIVE).ok_or(StoreError::Occupied)?;
         let Some(top) = self.top(pasid) else {
@@ -226,18 +230,21 @@ impl<M: BlockMemory> Lookup for HotTable<M> {
     // decided from the key alone, or a new word of the same incarnation); ordering with the
     // caller's later synchronisation comes from the state lock's release.
 
+    #[inline]
     fn set_word(&mut self, pasid: Pasid, word: usize) {
         if let Some(hot) = self.hot(pasid) {
             hot.word.store(word, Ordering::Relaxed);
         }
     }
 
+    #[inline]
     fn freed(&mut self, pasid: Pasid, set: SetId) {
         if let (Some(hot), Some(k)) = (self.hot(pasid), key(set, FREED)) {
             hot.key.store(k, Ordering::Relaxed);
         }
     }
 
+    #[inline]
     fn clear(&mut self, pasid: Pasid) {
         if let Some(hot) = self.hot(pasid) {
             hot.key.store(0, Ordering::Relaxed);
