@@ -744,30 +744,35 @@ fn out_of_memory() {
 #[test]
 fn out_of_memory_in_the_lookup_table() {
     let oom = Oom::default();
-    let a = new_st_oom::<u64>(&small(10), &oom).unwrap();
-    let s = a.create_set(VM, 600).unwrap();
+    let a = new_st_oom::<u64>(&small(11), &oom).unwrap();
+    // The set's generation goes into the table: a failure fails the creation.
     Oom::set(&oom.lookup, true);
-    assert_eq!(a.alloc(s, 1, 1023, 7), Err(Error::NoMemory));
+    assert_eq!(a.create_set(VM, 4), Err(Error::NoMemory));
+    assert_eq!(a.with_core(|c| c.nr_sets()), 0);
+    Oom::set(&oom.lookup, false);
+    let s = a.create_set(VM, 1100).unwrap();
+    Oom::set(&oom.lookup, true);
+    assert_eq!(a.alloc(s, 1, 2047, 7), Err(Error::NoMemory));
     assert_eq!(a.with_core(|c| c.live()), 0);
     assert_eq!(a.set_info(s).unwrap().usage, 0);
     assert_eq!(a.pasid_info(1), None);
     assert_eq!(a.find_word(s, 1), Err(Error::PasidNotFound));
     let alloc = TestAllocator::new();
     a.register_allocator(alloc.clone()).unwrap();
-    assert_eq!(a.alloc(s, 1, 1023, 7), Err(Error::NoMemory));
-    assert_eq!(alloc.state().freed, [1023]);
+    assert_eq!(a.alloc(s, 1, 2047, 7), Err(Error::NoMemory));
+    assert_eq!(alloc.state().freed, [2047]);
     let _ = a.unregister_allocator().unwrap();
     Oom::set(&oom.lookup, false);
-    assert_eq!(a.alloc(s, 1, 1023, 7), Ok(1));
+    assert_eq!(a.alloc(s, 1, 2047, 7), Ok(1));
     assert_eq!(a.find_word(s, 1), Ok(7));
-    // The first block of the lookup table exists now: no allocation until PASID 256.
+    // The first block of the lookup table exists now: no allocation until PASID 1024.
     Oom::set(&oom.lookup, true);
-    for p in 2..256 {
-        assert_eq!(a.alloc(s, 1, 1023, u64::from(p)), Ok(p));
+    for p in 2..1024 {
+        assert_eq!(a.alloc(s, 1, 2047, u64::from(p)), Ok(p));
     }
-    assert_eq!(a.alloc(s, 1, 1023, 0), Err(Error::NoMemory));
-    assert_eq!(a.find_word(s, 255), Ok(255));
-    assert_eq!(a.find_word(s, 256), Err(Error::PasidNotFound));
+    assert_eq!(a.alloc(s, 1, 2047, 0), Err(Error::NoMemory));
+    assert_eq!(a.find_word(s, 1023), Ok(1023));
+    assert_eq!(a.find_word(s, 1024), Err(Error::PasidNotFound));
 }
 
 // ---------------------------------------------------------------------------------------------

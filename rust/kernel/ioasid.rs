@@ -186,7 +186,7 @@ pub type Ioasid = portable::Ioasid<Kernel>;
 pub fn new_instance(config: &Config<'_>) -> Result<Ioasid> {
     let table = PasidTable::new(config.pasid_bits, KernelMemory)
         .map_err(|_| crate::error::code::ENOMEM)?;
-    let lookup = LookupTable::new(config.pasid_bits, KernelMemory)
+    let lookup = LookupTable::new(config.pasid_bits, config.max_sets, KernelMemory)
         .map_err(|_| crate::error::code::ENOMEM)?;
     let core = portable::IoasidCore::with_lookup(config, table, XaStore::new()?, lookup)
         .map_err(|e| to_error(e, "creating the allocator"))?;

@@ -434,9 +434,14 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
                 StoreError::NoMemory => Error::NoMemory,
                 StoreError::Full | StoreError::Occupied => Error::NoSetSpace,
             })?;
+        let id = SetId { index, generation };
+        if self.lookup.set_created(id).is_err() {
+            let _ = self.sets.remove(index);
+            return Err(Error::NoMemory);
+        }
         self.next_generation = generation.wrapping_add(1);
         self.nr_sets = self.nr_sets.saturating_add(1);
-        Ok(SetId { index, generation })
+        Ok(id)
     }
 
     /// Changes the quota of `set`. A quota below the current usage is accepted: allocations

@@ -127,7 +127,7 @@ pub type Hot = HotTable<HeapMemory>;
 
 /// An empty lookup table for `config`'s width, allocating from `mem`.
 pub fn hot(config: &Config<'_>, mem: HeapMemory) -> Hot {
-    HotTable::new(config.pasid_bits, mem).expect("host memory")
+    HotTable::new(config.pasid_bits, config.max_sets, mem).expect("host memory")
 }
 
 /// Data that lockless lookups report as a word.
