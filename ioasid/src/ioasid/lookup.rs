@@ -5,9 +5,9 @@
 //!
 //! [`HotTable`] keeps 12 bytes per PASID, in a direct-mapped two-level table like
 //! [`DenseStore`](super::DenseStore)'s: a 32-bit *key* (the owning set's index and the PASID's
-//! state) and the *data word*, in two arrays per block of 1024 PASIDs (the keys of a block share
-//! one 4 KiB page, the words take two), plus one 32-bit *generation* per set index (a second
-//! small table, filled when a set is created). A lookup hit is: the top entry (block pointer
+//! state) and the *data word*, in groups of four keys and four words (48 bytes, so a PASID's key
+//! and word are side by side) in blocks of 1024 PASIDs, plus one 32-bit *generation* per set
+//! index (a second small table, filled when a set is created). A lookup hit is: the top entry (block pointer
 //! and block sequence count, one cache line that lookups of the whole block share), the key
 //! (compared with the caller's set index), the word, the generation of the caller's set index
 //! (compared with the caller's), then the key and the count again. A PASID of another set index
@@ -133,13 +133,27 @@ fn key(index: u32, state: u32) -> Option<u32> {
     (index <= MAX_KEY_SET_INDEX).then_some((index << 2) | state)
 }
 
-/// A block of records: the keys (0: no owner), then the data words. Keys and words are
-/// separate arrays so that the keys of 1024 PASIDs share one page and a lookup touches one
-/// key and one word (12 bytes per PASID).
+/// Four records: their keys (0: no owner), then their data words (48 bytes, 12 per PASID, a
+/// PASID's key and word side by side).
+#[repr(C)]
+struct Group {
+    keys: [AtomicU32; 4],
+    words: [AtomicUsize; 4],
+}
+
+/// A block of `RECORDS` records.
 #[repr(C)]
 struct Block {
-    keys: [AtomicU32; RECORDS],
-    words: [AtomicUsize; RECORDS],
+    groups: [Group; RECORDS / 4],
+}
+
+impl Block {
+    /// The key and the word of record `off` (`None` only for `off >= RECORDS`).
+    #[inline]
+    fn record(&self, off: usize) -> Option<(&AtomicU32, &AtomicUsize)> {
+        let g = self.groups.get(off / 4)?;
+        Some((g.keys.get(off % 4)?, g.words.get(off % 4)?))
+    }
 }
 
 /// A top-level entry: the block (null until the first PASID of the block is published) and
@@ -278,7 +292,7 @@ impl<M: BlockMemory> Lookup for HotTable<M> {
         // SAFETY: a live block.
         let blk = unsafe { &*blk };
         let off = (pasid & MASK) as usize;
-        let (Some(k), Some(w)) = (blk.keys.get(off), blk.words.get(off)) else {
+        let Some((k, w)) = blk.record(off) else {
             return Err(StoreError::Occupied);
         };
         let seq = top.seq.load(Ordering::Relaxed);
@@ -302,7 +316,8 @@ impl<M: BlockMemory> Lookup for HotTable<M> {
     fn set_word(&mut self, pasid: Pasid, word: usize) {
         if let Some(w) = self
             .block(pasid)
-            .and_then(|b| b.words.get((pasid & MASK) as usize))
+            .and_then(|b| b.record((pasid & MASK) as usize))
+            .map(|(_, w)| w)
         {
             w.store(word, Ordering::Relaxed);
         }
@@ -312,7 +327,8 @@ impl<M: BlockMemory> Lookup for HotTable<M> {
     fn freed(&mut self, pasid: Pasid, set: SetId) {
         let k = self
             .block(pasid)
-            .and_then(|b| b.keys.get((pasid & MASK) as usize));
+            .and_then(|b| b.record((pasid & MASK) as usize))
+            .map(|(k, _)| k);
         if let (Some(k), Some(v)) = (k, key(set.index(), FREED)) {
             k.store(v, Ordering::Relaxed);
         }
@@ -322,7 +338,8 @@ impl<M: BlockMemory> Lookup for HotTable<M> {
     fn clear(&mut self, pasid: Pasid) {
         if let Some(k) = self
             .block(pasid)
-            .and_then(|b| b.keys.get((pasid & MASK) as usize))
+            .and_then(|b| b.record((pasid & MASK) as usize))
+            .map(|(k, _)| k)
         {
             k.store(0, Ordering::Relaxed);
         }
@@ -436,7 +453,7 @@ impl LookupReader for HotReader {
             }
             // SAFETY: a block stays allocated while the table exists.
             let blk = unsafe { &*blk };
-            let (Some(key), Some(word)) = (blk.keys.get(off), blk.words.get(off)) else {
+            let Some((key, word)) = blk.record(off) else {
                 return Some(Err(Error::PasidNotFound));
             };
             let k = key.load(Ordering::Relaxed);
