@@ -278,9 +278,9 @@ pub trait Backend {
 
 /// The PASID allocator state. Every method takes `&self`/`&mut self`: the caller serialises
 /// calls (wrap it in a lock, as [`Ioasid`](super::Ioasid) does). Cost: every operation does
-/// O(1) store operations (O(log n) each for an XArray or a B-tree) except
-/// [`destroy_set`](IoasidCore::destroy_set) (linear in the set's active PASIDs) and
-/// [`dump`](IoasidCore::dump).
+/// O(1) store operations (O(1) for a [`DenseStore`](super::DenseStore), O(log n) for an
+/// XArray or a B-tree) except [`destroy_set`](IoasidCore::destroy_set) (a scan of the live
+/// PASIDs within the set's PASID bounds) and [`dump`](IoasidCore::dump).
 ///
 /// Operations that drop the last reference of PASIDs do not erase them: they move them to the
 /// [`PasidState::Releasing`] state and return a [`ReleaseChain`]. The caller takes each
