@@ -116,6 +116,18 @@ fn set_limit() {
         core_st::<u64>(&small(4).with_max_sets(0)).err(),
         Some(Error::InvalidSetLimit)
     );
+    // Set indices must fit in the lookup table's key.
+    let most = ioasid::MAX_KEY_SET_INDEX;
+    assert!(core_st::<u64>(&small(4).with_max_sets(most)).is_ok());
+    assert!(new_st::<u64>(&small(4).with_max_sets(most)).is_ok());
+    assert_eq!(
+        core_st::<u64>(&small(4).with_max_sets(most + 1)).err(),
+        Some(Error::InvalidSetLimit)
+    );
+    assert_eq!(
+        new_st::<u64>(&small(4).with_max_sets(u32::MAX)).err(),
+        Some(Error::InvalidSetLimit)
+    );
     let mut c = core_st::<u64>(&small(4).with_max_sets(1)).unwrap();
     let s = c.create_set(VM, 1).unwrap();
     assert_eq!(s.index(), 1);

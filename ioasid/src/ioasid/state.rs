@@ -320,7 +320,8 @@ impl<B: Backend> IoasidCore<B, NoLookup> {
     /// Sets up the PASID space described by `config` over two empty stores, without a lookup
     /// table.
     ///
-    /// Errors: [`Error::InvalidWidth`], [`Error::InvalidReserved`], [`Error::InvalidSetLimit`];
+    /// Errors: [`Error::InvalidWidth`], [`Error::InvalidReserved`], [`Error::InvalidSetLimit`]
+    /// (0, or more than [`MAX_KEY_SET_INDEX`](super::MAX_KEY_SET_INDEX) sets);
     /// [`Error::SpaceInUse`] if a store is not empty.
     pub fn new(
         config: &Config<'_>,
@@ -335,8 +336,7 @@ impl<B: Backend, L: Lookup> IoasidCore<B, L> {
     /// Sets up the PASID space described by `config` over two empty stores and an empty
     /// lookup table.
     ///
-    /// Errors: as [`new`](IoasidCore::new); [`Error::InvalidSetLimit`] also for more than
-    /// [`MAX_KEY_SET_INDEX`](super::MAX_KEY_SET_INDEX) sets.
+    /// Errors: as [`new`](IoasidCore::new).
     pub fn with_lookup(
         config: &Config<'_>,
         pasids: B::PasidStore,
