@@ -116,6 +116,18 @@ fn set_limit() {
         core_st::<u64>(&small(4).with_max_sets(0)).err(),
         Some(Error::InvalidSetLimit)
     );
+    // Set indices must fit in the lookup table's key.
+    let most = ioasid::MAX_KEY_SET_INDEX;
+    assert!(core_st::<u64>(&small(4).with_max_sets(most)).is_ok());
+    assert!(new_st::<u64>(&small(4).with_max_sets(most)).is_ok());
+    assert_eq!(
+        core_st::<u64>(&small(4).with_max_sets(most + 1)).err(),
+        Some(Error::InvalidSetLimit)
+    );
+    assert_eq!(
+        new_st::<u64>(&small(4).with_max_sets(u32::MAX)).err(),
+        Some(Error::InvalidSetLimit)
+    );
     let mut c = core_st::<u64>(&small(4).with_max_sets(1)).unwrap();
     let s = c.create_set(VM, 1).unwrap();
     assert_eq!(s.index(), 1);
@@ -737,6 +749,42 @@ fn out_of_memory() {
     let rej = a.subscribe(Box::new(|_, _, _: &u64| {}), None).unwrap_err();
     assert_eq!(rej.error, Error::NoMemory);
     assert_eq!(a.with_core(|c| c.subscribers()), 0);
+}
+
+/// The lookup table runs out of memory after the PASID was stored: the allocation is rolled
+/// back (not live, not charged, handed back to a custom allocator) and the data comes back.
+#[test]
+fn out_of_memory_in_the_lookup_table() {
+    let oom = Oom::default();
+    let a = new_st_oom::<u64>(&small(11), &oom).unwrap();
+    // The set's generation goes into the table: a failure fails the creation.
+    Oom::set(&oom.lookup, true);
+    assert_eq!(a.create_set(VM, 4), Err(Error::NoMemory));
+    assert_eq!(a.with_core(|c| c.nr_sets()), 0);
+    Oom::set(&oom.lookup, false);
+    let s = a.create_set(VM, 1100).unwrap();
+    Oom::set(&oom.lookup, true);
+    assert_eq!(a.alloc(s, 1, 2047, 7), Err(Error::NoMemory));
+    assert_eq!(a.with_core(|c| c.live()), 0);
+    assert_eq!(a.set_info(s).unwrap().usage, 0);
+    assert_eq!(a.pasid_info(1), None);
+    assert_eq!(a.find_word(s, 1), Err(Error::PasidNotFound));
+    let alloc = TestAllocator::new();
+    a.register_allocator(alloc.clone()).unwrap();
+    assert_eq!(a.alloc(s, 1, 2047, 7), Err(Error::NoMemory));
+    assert_eq!(alloc.state().freed, [2047]);
+    let _ = a.unregister_allocator().unwrap();
+    Oom::set(&oom.lookup, false);
+    assert_eq!(a.alloc(s, 1, 2047, 7), Ok(1));
+    assert_eq!(a.find_word(s, 1), Ok(7));
+    // The first block of the lookup table exists now: no allocation until PASID 1024.
+    Oom::set(&oom.lookup, true);
+    for p in 2..1024 {
+        assert_eq!(a.alloc(s, 1, 2047, u64::from(p)), Ok(p));
+    }
+    assert_eq!(a.alloc(s, 1, 2047, 0), Err(Error::NoMemory));
+    assert_eq!(a.find_word(s, 1023), Ok(1023));
+    assert_eq!(a.find_word(s, 1024), Err(Error::PasidNotFound));
 }
 
 // ---------------------------------------------------------------------------------------------

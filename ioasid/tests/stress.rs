@@ -524,3 +524,39 @@ fn stress_unnotified_with_lockless_readers() {
     }
     assert_eq!(a.with_core(|c| (c.live(), c.nr_sets())), (0, 0));
 }
+
+/// Host micro-benchmark of the hot paths (prints figures, asserts nothing; run with
+/// `cargo test --release -p ioasid --test stress -- --ignored --nocapture host_bench`). The
+/// guest benchmark (`tests/kernel/ioasid_bench.rs`) is the one that counts.
+#[test]
+#[ignore]
+fn host_bench() {
+    use std::time::Instant;
+    for live in [1u32, 1000, 100_000] {
+        let a = new_mt(&Config::new(20)).unwrap();
+        let s = a
+            .create_set(Owner::new(OwnerKind::Other, 0), (1 << 20) - 1)
+            .unwrap();
+        for _ in 0..live {
+            a.alloc(s, 1, (1 << 20) - 1, 0).unwrap();
+        }
+        let n = 1_000_000u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            let p = a.alloc(s, 1, (1 << 20) - 1, 0).unwrap();
+            a.free(s, p).unwrap();
+        }
+        let af = t.elapsed().as_nanos() / u128::from(n);
+        let mut x = 0x9e37_79b9u32;
+        let t = Instant::now();
+        let mut sum = 0usize;
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            sum = sum.wrapping_add(a.find_word(s, 1 + x % live).unwrap());
+        }
+        let f = t.elapsed().as_nanos() / u128::from(n);
+        println!("host live={live}: alloc+free {af} ns, find {f} ns ({sum})");
+    }
+}

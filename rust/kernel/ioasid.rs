@@ -6,8 +6,9 @@
 //! from the very same files, see `docs/portable-code.md`). This module plugs in the kernel's
 //! pieces and owns the one instance every driver shares:
 //!
-//! - storage: [`XArrayMap`] (allocating XArrays of entries in recycled, type-stable slots,
-//!   `GFP_KERNEL`), with lockless readers for `find` ([`XArrayMapReader`]);
+//! - storage: the PASIDs in a [`PasidTable`] (the portable direct-mapped table over
+//!   `kvmalloc`) and, for lockless `find`, a [`LookupTable`] (owner and data word per PASID);
+//!   sets and subscriptions in [`XArrayMap`]s (allocating XArrays, `GFP_KERNEL`);
 //! - locks: two [`Mutex`]es (the state lock and the notifier lock; notifiers may sleep);
 //! - private data: an opaque `usize` cookie per PASID (what C callers keep in `void *`);
 //! - notifiers and custom allocators: `Arc<dyn ...>` handles.
@@ -40,12 +41,16 @@ pub use portable::{
 };
 
 use crate::{
-    alloc::flags::GFP_KERNEL,
+    alloc::{
+        allocator::KVmalloc,
+        flags::{GFP_KERNEL, __GFP_ZERO},
+        Allocator,
+    },
     error::{Error, Result},
     new_mutex,
     prelude::*,
     sync::{Arc, Mutex},
-    xarray::{AllocKind, XArrayMap, XArrayMapReader},
+    xarray::{AllocKind, XArrayMap},
 };
 use core::{
     ops::RangeInclusive,
@@ -72,19 +77,27 @@ fn store_error(e: Error) -> portable::StoreError {
     }
 }
 
-/// [`portable::RcuReader`] over an [`XArrayMapReader`].
-pub struct XaReader<T: 'static>(XArrayMapReader<T>);
+/// [`portable::BlockMemory`] from `kvmalloc` (zeroed, `GFP_KERNEL`): the PASID table's top
+/// array and blocks.
+pub struct KernelMemory;
 
-// SAFETY: `XArrayMapReader::read` validates the slot it read (its seq and index), keeps it
-// readable under `rcu_read_lock` (slots are type-stable and freed only after a grace period),
-// and returns `Some` only for a slot that held the entry at `id` throughout. The map is alive
-// for the call: readers come from `Kernel::pasid_reader`, whose caller keeps the store alive.
-unsafe impl<T: 'static> portable::RcuReader<T> for XaReader<T> {
-    fn read<R>(&self, id: u32, f: impl FnOnce(core::ptr::NonNull<T>) -> R) -> Option<R> {
-        // SAFETY: the store is alive (see the `unsafe impl` comment).
-        unsafe { self.0.read(id, f) }
+// SAFETY: `KVmalloc::alloc` with `__GFP_ZERO` returns zeroed memory of the layout (or fails),
+// usable from any thread until `KVmalloc::free`.
+unsafe impl portable::BlockMemory for KernelMemory {
+    fn alloc_zeroed(&self, layout: core::alloc::Layout) -> Option<core::ptr::NonNull<u8>> {
+        KVmalloc::alloc(layout, GFP_KERNEL | __GFP_ZERO).ok().map(|p| p.cast())
+    }
+    unsafe fn free(&self, ptr: core::ptr::NonNull<u8>, layout: core::alloc::Layout) {
+        // SAFETY: `ptr` came from `KVmalloc::alloc(layout, ..)` (caller).
+        unsafe { KVmalloc::free(ptr, layout) }
     }
 }
+
+/// The PASID table: a [`portable::DenseStore`] over `kvmalloc`.
+pub type PasidTable = portable::DenseStore<portable::PasidEntry<usize>, KernelMemory>;
+
+/// The lockless lookup table of `find`: a [`portable::HotTable`] over `kvmalloc`.
+pub type LookupTable = portable::HotTable<KernelMemory>;
 
 impl<T: 'static> portable::IdStore<T> for XaStore<T> {
     fn alloc(&mut self, min: u32, max: u32, value: T) -> Result<u32, portable::StoreError> {
@@ -149,7 +162,7 @@ pub enum Kernel {}
 
 impl portable::Backend for Kernel {
     type Data = usize;
-    type PasidStore = XaStore<portable::PasidEntry<usize>>;
+    type PasidStore = PasidTable;
     type SetStore = XaStore<portable::SetEntry>;
     type Allocator = CustomAllocator;
     fn data_word(data: &usize) -> usize {
@@ -160,12 +173,9 @@ impl portable::Backend for Kernel {
 impl portable::Platform for Kernel {
     type Notifier = Notifier;
     type NotifierStore = XaStore<portable::Subscription<Notifier>>;
-    type StateLock = MutexLock<portable::IoasidCore<Kernel>>;
+    type Lookup = LookupTable;
+    type StateLock = MutexLock<portable::IoasidCore<Kernel, LookupTable>>;
     type NotifierLock = MutexLock<portable::Notifiers<Kernel>>;
-    type PasidReader = XaReader<portable::PasidEntry<usize>>;
-    unsafe fn pasid_reader(store: &Self::PasidStore) -> Self::PasidReader {
-        XaReader(store.0.reader())
-    }
 }
 
 /// A PASID allocator instance with the kernel's types.
@@ -174,7 +184,11 @@ pub type Ioasid = portable::Ioasid<Kernel>;
 /// Creates an allocator instance over `config` (tests and benchmarks make private ones; drivers
 /// use [`system`]).
 pub fn new_instance(config: &Config<'_>) -> Result<Ioasid> {
-    let core = portable::IoasidCore::new(config, XaStore::new()?, XaStore::new()?)
+    let table = PasidTable::new(config.pasid_bits, KernelMemory)
+        .map_err(|_| crate::error::code::ENOMEM)?;
+    let lookup = LookupTable::new(config.pasid_bits, config.max_sets, KernelMemory)
+        .map_err(|_| crate::error::code::ENOMEM)?;
+    let core = portable::IoasidCore::with_lookup(config, table, XaStore::new()?, lookup)
         .map_err(|e| to_error(e, "creating the allocator"))?;
     let state = MutexLock(KBox::pin_init(new_mutex!(core, "ioasid::state"), GFP_KERNEL)?);
     let notifiers = portable::Notifiers::new(XaStore::new()?);
@@ -315,7 +329,8 @@ impl<'a> PasidSet<'a> {
     }
 
     /// The private data of `pasid` (only for PASIDs of this set): a lockless lookup
-    /// ([`Ioasid::find_word`](portable::Ioasid::find_word), `xa_load` under `rcu_read_lock`).
+    /// ([`Ioasid::find_word`](portable::Ioasid::find_word) in the [`LookupTable`]).
+    #[inline]
     pub fn find(&self, pasid: Pasid) -> Result<usize> {
         self.ioasid.find_word(self.id, pasid).map_err(|e| to_error(e, "ioasid: find"))
     }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Guest tests of the PASID allocator as compiled into the kernel (`kernel::ioasid`): the same
-//! behaviour the host tests check, on the kernel's XArray storage and mutexes, plus
-//! concurrency from several kernel workers.
+//! behaviour the host tests check, on the kernel's storage (the PASID table and lookup table
+//! over `kvmalloc`, sets in an XArray) and mutexes, plus concurrency from several kernel
+//! workers.
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
@@ -153,9 +154,10 @@ fn basic_cases(suite: &mut Suite) {
         labtest_ensure!(case, a.find(p) == Err(EACCES) && b.find(q) == Ok(0x9abc), "after reuse");
         Ok(())
     });
-    suite.run("slots_recycled_and_rcu_freed", |case| {
-        // More frees than the free list keeps: the rest go through kvfree_call_rcu (kmemleak
-        // and KASAN watch this in the debug flavour).
+    suite.run("blocks_allocated_reused_and_freed", |case| {
+        // 1000 PASIDs span four blocks of the PASID table and of the lookup table; they are
+        // reused over three rounds (with other data each time) and freed with the instance
+        // (kmemleak and KASAN watch this in the debug flavour).
         let io = instance(case, 12)?;
         let s = set(case, &io, 2000)?;
         for round in 0..3usize {

@@ -26,7 +26,8 @@ pub struct Config<'a> {
     /// PASIDs never handed out, besides [`RID_PASID`]. Each range must be non-empty and inside
     /// the space; ranges may overlap. At most [`MAX_RESERVED_RANGES`].
     pub reserved: &'a [RangeInclusive<Pasid>],
-    /// Most sets alive at once (set indices are `1..=max_sets`); at least 1.
+    /// Most sets alive at once (set indices are `1..=max_sets`); 1 to
+    /// [`MAX_KEY_SET_INDEX`](super::MAX_KEY_SET_INDEX).
     pub max_sets: u32,
 }
 
@@ -154,6 +155,7 @@ impl Space {
 
     /// Calls `f` on the maximal sub-ranges of `min..=max` that contain no reserved PASID, in
     /// ascending order, until it returns `Some`.
+    #[inline]
     pub(super) fn for_each_free_range<R>(
         &self,
         min: Pasid,

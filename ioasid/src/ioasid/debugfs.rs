@@ -6,7 +6,7 @@ use core::fmt::{self, Write};
 use super::store::for_each;
 use super::{Backend, IoasidCore};
 
-impl<B: Backend> IoasidCore<B> {
+impl<B: Backend, L: super::Lookup> IoasidCore<B, L> {
     /// Writes the state to `w` (the kernel glue passes a `seq_file` writer):
     ///
     /// ```text

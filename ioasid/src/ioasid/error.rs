@@ -46,7 +46,8 @@ pub enum Error {
     /// A reserved range is empty, reaches past the PASID space, or there are more than
     /// [`MAX_RESERVED_RANGES`](super::MAX_RESERVED_RANGES) of them (`EINVAL`).
     InvalidReserved,
-    /// The configured maximum number of sets is 0 (`EINVAL`).
+    /// The configured maximum number of sets is 0 or more than
+    /// [`MAX_KEY_SET_INDEX`](super::MAX_KEY_SET_INDEX) (`EINVAL`).
     InvalidSetLimit,
     /// An allocation range has `min > max` or reaches past the PASID space (`EINVAL`).
     InvalidRange,
@@ -115,7 +116,7 @@ impl Error {
             Error::InvalidReserved => {
                 "ioasid: reserved PASID range is empty, outside the PASID space, or one too many"
             }
-            Error::InvalidSetLimit => "ioasid: maximum number of sets must be at least 1",
+            Error::InvalidSetLimit => "ioasid: maximum number of sets must be 1 to 2^20 - 1",
             Error::InvalidRange => {
                 "ioasid: PASID range is empty (min > max) or reaches past the PASID space"
             }

@@ -5,8 +5,8 @@ use core::fmt;
 
 use super::store::for_each;
 use super::{
-    Backend, Error, FreeNotifier, IdStore, IoasidCore, Lock, Owner, Pasid, PasidEntry, PasidInfo,
-    RcuReader, Rejected, Release, ReleaseChain, SetId, SetInfo, StoreError, Teardown,
+    Backend, Error, FreeNotifier, IdStore, IoasidCore, Lock, Lookup, LookupReader, Owner, Pasid,
+    PasidInfo, Rejected, Release, ReleaseChain, SetId, SetInfo, StoreError, Teardown,
 };
 
 /// The types a platform plugs into [`Ioasid`], on top of those of [`Backend`].
@@ -16,21 +16,18 @@ pub trait Platform: Backend + Sized {
     type Notifier: FreeNotifier<Self::Data>;
     /// Storage of the subscriptions, indexed by [`SubscriptionId`].
     type NotifierStore: IdStore<Subscription<Self::Notifier>>;
+    /// The lockless lookup table of [`Ioasid::find_word`] ([`HotTable`](super::HotTable), or
+    /// [`NoLookup`](super::NoLookup) to take the state lock instead).
+    type Lookup: Lookup;
     /// The state lock: short critical sections, no sleeping inside except in a custom
     /// allocator hook (so a spinlock unless that hook sleeps).
-    type StateLock: Lock<Target = IoasidCore<Self>>;
+    type StateLock: Lock<Target = IoasidCore<Self, Self::Lookup>>;
     /// The notifier lock: held while notifiers run (a mutex if they may sleep).
     type NotifierLock: Lock<Target = Notifiers<Self>>;
-    /// Lockless read access to the PASID store ([`Ioasid::find_word`]).
-    type PasidReader: RcuReader<PasidEntry<Self::Data>>;
-
-    /// A reader of `store` (called once, by [`Ioasid::new`]).
-    ///
-    /// # Safety
-    ///
-    /// The caller uses the reader only while `store` exists (it may be moved meanwhile).
-    unsafe fn pasid_reader(store: &Self::PasidStore) -> Self::PasidReader;
 }
+
+/// The core type of a platform.
+type Core<P> = IoasidCore<P, <P as Platform>::Lookup>;
 
 /// A stored subscription (opaque; public only so that platforms can name its store).
 pub struct Subscription<N> {
@@ -88,16 +85,16 @@ impl<P: Platform> Notifiers<P> {
 pub struct Ioasid<P: Platform> {
     state: P::StateLock,
     notifiers: P::NotifierLock,
-    /// Reads the PASID store inside `state` without the lock; valid as long as `state` is.
-    reader: P::PasidReader,
+    /// Reads the lookup table inside `state` without the lock; valid as long as `state` is.
+    reader: <P::Lookup as Lookup>::Reader,
 }
 
 impl<P: Platform> Ioasid<P> {
     /// The allocator over a locked [`IoasidCore`] and locked (empty) [`Notifiers`].
     pub fn new(state: P::StateLock, notifiers: P::NotifierLock) -> Self {
-        // SAFETY: the reader is a field next to `state`, which owns the store for good (the
-        // core never replaces it), and is dropped with it.
-        let reader = state.with(|c| unsafe { P::pasid_reader(c.pasid_store()) });
+        // SAFETY: the reader is a field next to `state`, which owns the lookup table for good
+        // (the core never replaces it), and is dropped with it.
+        let reader = state.with(|c| unsafe { c.lookup().reader() });
         Ioasid {
             state,
             notifiers,
@@ -106,7 +103,7 @@ impl<P: Platform> Ioasid<P> {
     }
 
     /// Read-only access to the state, under the state lock (for queries not wrapped here).
-    pub fn with_core<R>(&self, f: impl FnOnce(&IoasidCore<P>) -> R) -> R {
+    pub fn with_core<R>(&self, f: impl FnOnce(&Core<P>) -> R) -> R {
         self.state.with(|c| f(c))
     }
 
@@ -178,16 +175,17 @@ impl<P: Platform> Ioasid<P> {
     }
 
     /// The [`data_word`](Backend::data_word) of the private data of `pasid`, looked up without
-    /// the state lock (one lockless store read, e.g. `xa_load` under `rcu_read_lock`): the
-    /// same checks and errors as [`find`](Ioasid::find), a snapshot just the same. It never
-    /// returns the word of a PASID that was released before the call started, nor of
-    /// another set's PASID.
+    /// the state lock in the platform's [`Lookup`] table: the same checks and errors as
+    /// [`find`](Ioasid::find), the result it would have given at some instant during the call
+    /// (a snapshot just the same). It never returns the word of a PASID that was released
+    /// before the call started, nor of another set's PASID. When the table cannot decide (no
+    /// table, or a block too busy with allocations), it takes the state lock.
+    #[inline]
     pub fn find_word(&self, set: SetId, pasid: Pasid) -> Result<usize, Error> {
-        self.reader
-            // SAFETY: `read` keeps the entry readable while the closure runs, and only returns
-            // the result if the entry stayed the one at `pasid` meanwhile.
-            .read(pasid, |e| unsafe { PasidEntry::find_word_raw(e, set) })
-            .unwrap_or(Err(Error::PasidNotFound))
+        match self.reader.find(set, pasid) {
+            Some(r) => r,
+            None => self.state.with(|c| c.find(set, pasid).map(P::data_word)),
+        }
     }
 
     /// Runs `f` on the private data of `pasid` under the state lock ([`IoasidCore::find`]).
@@ -275,19 +273,30 @@ impl<P: Platform> Ioasid<P> {
     /// notifier lock untouched) or `op` (releases are notified) under the state lock.
     fn release_op(
         &self,
-        fast: impl FnOnce(&mut IoasidCore<P>) -> Result<Option<P::Data>, Error>,
-        op: impl FnOnce(&mut IoasidCore<P>) -> Result<ReleaseChain, Error>,
+        fast: impl FnOnce(&mut Core<P>) -> Result<Option<P::Data>, Error>,
+        op: impl FnOnce(&mut Core<P>) -> Result<ReleaseChain, Error>,
     ) -> Result<(), Error> {
-        let (chain, first, dropped) = self.state.with(|c| {
+        /// What the critical section leaves to do; the common case (no subscribers) carries
+        /// only the data to drop, so that nothing else is moved around.
+        enum Then<D> {
+            Drop(Option<D>),
+            Drain(ReleaseChain, Option<Release<D>>, Option<D>),
+        }
+        let then = self.state.with(|c| {
             if c.subscribers() == 0 {
-                return Ok((ReleaseChain::new(), None, fast(c)?));
+                return fast(c).map(Then::Drop);
             }
             let mut chain = op(c)?;
             let (first, dropped) = advance(c, &mut chain, None);
-            Ok::<_, Error>((chain, first, dropped))
+            Ok::<_, Error>(Then::Drain(chain, first, dropped))
         })?;
-        drop(dropped);
-        self.drain(chain, first);
+        match then {
+            Then::Drop(dropped) => drop(dropped),
+            Then::Drain(chain, first, dropped) => {
+                drop(dropped);
+                self.drain(chain, first);
+            }
+        }
         Ok(())
     }
 
@@ -309,7 +318,7 @@ impl<P: Platform> Ioasid<P> {
 /// Returns the release to notify and the data to drop after unlocking (at most one of each, so
 /// that nothing is dropped under the lock and nothing needs allocating).
 fn advance<P: Platform>(
-    c: &mut IoasidCore<P>,
+    c: &mut Core<P>,
     chain: &mut ReleaseChain,
     done: Option<Release<P::Data>>,
 ) -> (Option<Release<P::Data>>, Option<P::Data>) {

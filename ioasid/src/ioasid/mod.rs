@@ -27,18 +27,22 @@
 
 mod config;
 mod debugfs;
+mod dense;
 mod error;
 mod hooks;
 mod locked;
+mod lookup;
 mod state;
 mod store;
 
 pub use config::{Config, DEFAULT_MAX_SETS, MAX_PASID_BITS, MAX_RESERVED_RANGES, RID_PASID};
+pub use dense::{BlockMemory, DenseStore, BLOCK, BLOCK_SHIFT, MAX_DENSE_BITS};
 pub use error::{errno, Error, Rejected};
 pub use hooks::{FreeNotifier, Lock, NoAllocator, PasidAllocator};
 pub use locked::{Ioasid, Notifiers, Platform, Subscription, SubscriptionId};
+pub use lookup::{HotReader, HotTable, Lookup, LookupReader, NoLookup, MAX_KEY_SET_INDEX};
 pub use state::{
     Backend, IoasidCore, Owner, OwnerKind, Pasid, PasidEntry, PasidInfo, PasidState, Release,
     ReleaseChain, SetEntry, SetId, SetInfo, Teardown,
 };
-pub use store::{IdStore, RcuReader, StoreError};
+pub use store::{IdStore, StoreError};

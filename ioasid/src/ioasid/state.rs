@@ -2,10 +2,9 @@
 //! The allocator state ([`IoasidCore`]): `&mut self` operations, to be run under the state lock.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use super::config::Space;
-use super::{Config, Error, IdStore, PasidAllocator, Rejected, StoreError};
+use super::{Config, Error, IdStore, Lookup, NoLookup, PasidAllocator, Rejected, StoreError};
 
 /// A PASID (PCIe Process Address Space ID, Arm SubstreamID).
 pub type Pasid = u32;
@@ -120,34 +119,18 @@ impl PasidState {
     }
 }
 
-/// [`PasidEntry::visible`]: releasing (not findable, not even by its set).
-pub(super) const VIS_RELEASING: u8 = 0;
-/// [`PasidEntry::visible`]: freed while referenced.
-pub(super) const VIS_FREED: u8 = 1;
-/// [`PasidEntry::visible`]: active, findable by its set.
-pub(super) const VIS_ACTIVE: u8 = 2;
-
 /// The stored record of one PASID (opaque; public only so that platforms can name
-/// `IdStore<PasidEntry<D>>`).
-///
-/// Lockless readers ([`RcuReader`](super::RcuReader)) read only the atomics `owner`, `visible`
-/// and `word`; every other field is state-lock only.
+/// `IdStore<PasidEntry<D>>`). State-lock only: lockless lookups read the core's
+/// [`Lookup`] table instead.
 #[derive(Debug)]
 pub struct PasidEntry<D> {
     set: SetId,
-    /// `set.to_raw()`, for lockless readers; never changes while the entry is stored.
-    owner: AtomicU64,
-    /// `state` for lockless readers (`VIS_*`); written under the state lock with `state`.
-    visible: AtomicU8,
-    /// [`Backend::data_word`] of `data`, for lockless readers; written under the state lock.
-    word: AtomicUsize,
     state: PasidState,
     /// References taken with `get` (the allocation reference is `state == Active`).
     refs: u32,
     /// Handed out by the custom allocator.
     custom: bool,
-    /// `Active`: neighbours in the set's list. `Releasing`: `next` links the release chain.
-    prev: Pasid,
+    /// `Releasing`: the next PASID of the release chain.
     next: Pasid,
     /// `None` only while `Releasing` with the data moved into a [`Release`].
     data: Option<D>,
@@ -162,9 +145,12 @@ pub struct SetEntry {
     quota: u32,
     /// PASIDs of the set in the store, in any state.
     usage: u32,
-    /// PASIDs of the set in the `Active` state (the members of the list at `head`).
+    /// PASIDs of the set in the `Active` state.
     active: u32,
-    head: Pasid,
+    /// Lowest and highest PASID the set ever held (`lo > hi`: none): what
+    /// [`destroy_set`](IoasidCore::destroy_set) scans.
+    lo: Pasid,
+    hi: Pasid,
     /// Torn down; the entry stays until `usage` drops to 0.
     dying: bool,
 }
@@ -292,9 +278,9 @@ pub trait Backend {
 
 /// The PASID allocator state. Every method takes `&self`/`&mut self`: the caller serialises
 /// calls (wrap it in a lock, as [`Ioasid`](super::Ioasid) does). Cost: every operation does
-/// O(1) store operations (O(log n) each for an XArray or a B-tree) except
-/// [`destroy_set`](IoasidCore::destroy_set) (linear in the set's active PASIDs) and
-/// [`dump`](IoasidCore::dump).
+/// O(1) store operations (O(1) for a [`DenseStore`](super::DenseStore), O(log n) for an
+/// XArray or a B-tree) except [`destroy_set`](IoasidCore::destroy_set) (a scan of the live
+/// PASIDs within the set's PASID bounds) and [`dump`](IoasidCore::dump).
 ///
 /// Operations that drop the last reference of PASIDs do not erase them: they move them to the
 /// [`PasidState::Releasing`] state and return a [`ReleaseChain`]. The caller takes each
@@ -302,8 +288,12 @@ pub trait Backend {
 /// notifications (with the lock dropped, if it likes), and completes the release with
 /// [`complete_release`](IoasidCore::complete_release), which erases the PASID (calling the
 /// custom allocator's `free` if it came from there) and hands the private data back.
-pub struct IoasidCore<B: Backend> {
+///
+/// `L` is the lockless lookup table kept in step with the PASIDs ([`Lookup`]; [`NoLookup`]
+/// for none, the default).
+pub struct IoasidCore<B: Backend, L: Lookup = NoLookup> {
     space: Space,
+    lookup: L,
     max_sets: u32,
     pasids: B::PasidStore,
     sets: B::SetStore,
@@ -326,22 +316,43 @@ fn store_error(e: StoreError) -> Error {
     }
 }
 
-impl<B: Backend> IoasidCore<B> {
-    /// Sets up the PASID space described by `config` over two empty stores.
+impl<B: Backend> IoasidCore<B, NoLookup> {
+    /// Sets up the PASID space described by `config` over two empty stores, without a lookup
+    /// table.
     ///
-    /// Errors: [`Error::InvalidWidth`], [`Error::InvalidReserved`], [`Error::InvalidSetLimit`];
+    /// Errors: [`Error::InvalidWidth`], [`Error::InvalidReserved`], [`Error::InvalidSetLimit`]
+    /// (0, or more than [`MAX_KEY_SET_INDEX`](super::MAX_KEY_SET_INDEX) sets);
     /// [`Error::SpaceInUse`] if a store is not empty.
     pub fn new(
         config: &Config<'_>,
         pasids: B::PasidStore,
         sets: B::SetStore,
     ) -> Result<Self, Error> {
+        Self::with_lookup(config, pasids, sets, NoLookup)
+    }
+}
+
+impl<B: Backend, L: Lookup> IoasidCore<B, L> {
+    /// Sets up the PASID space described by `config` over two empty stores and an empty
+    /// lookup table.
+    ///
+    /// Errors: as [`new`](IoasidCore::new).
+    pub fn with_lookup(
+        config: &Config<'_>,
+        pasids: B::PasidStore,
+        sets: B::SetStore,
+        lookup: L,
+    ) -> Result<Self, Error> {
         let space = Space::new(config)?;
+        if config.max_sets > super::MAX_KEY_SET_INDEX {
+            return Err(Error::InvalidSetLimit);
+        }
         if pasids.next(0).is_some() || sets.next(0).is_some() {
             return Err(Error::SpaceInUse);
         }
         Ok(IoasidCore {
             space,
+            lookup,
             max_sets: config.max_sets,
             pasids,
             sets,
@@ -412,7 +423,8 @@ impl<B: Backend> IoasidCore<B> {
             quota,
             usage: 0,
             active: 0,
-            head: NIL,
+            lo: NIL,
+            hi: 0,
             dying: false,
         };
         let index = self
@@ -422,9 +434,14 @@ impl<B: Backend> IoasidCore<B> {
                 StoreError::NoMemory => Error::NoMemory,
                 StoreError::Full | StoreError::Occupied => Error::NoSetSpace,
             })?;
+        let id = SetId { index, generation };
+        if self.lookup.set_created(id).is_err() {
+            let _ = self.sets.remove(index);
+            return Err(Error::NoMemory);
+        }
         self.next_generation = generation.wrapping_add(1);
         self.nr_sets = self.nr_sets.saturating_add(1);
-        Ok(SetId { index, generation })
+        Ok(id)
     }
 
     /// Changes the quota of `set`. A quota below the current usage is accepted: allocations
@@ -480,19 +497,14 @@ impl<B: Backend> IoasidCore<B> {
         if s.usage >= s.quota {
             return Err(Rejected::new(Error::QuotaExceeded, data));
         }
-        let head = s.head;
         // The data goes in once the entry is stored, so a failed store cannot lose it.
         let word = B::data_word(&data);
         let entry = || PasidEntry {
             set,
-            owner: AtomicU64::new(set.to_raw()),
-            visible: AtomicU8::new(VIS_ACTIVE),
-            word: AtomicUsize::new(word),
             state: PasidState::Active,
             refs: 0,
             custom,
-            prev: NIL,
-            next: head,
+            next: NIL,
             data: None,
         };
         let stored = match &self.allocator {
@@ -503,17 +515,22 @@ impl<B: Backend> IoasidCore<B> {
             Ok(p) => p,
             Err(e) => return Err(Rejected::new(e, data)),
         };
+        if let Err(e) = self.lookup.publish(pasid, set, word) {
+            // Roll back: the PASID was never visible.
+            drop(self.pasids.remove(pasid));
+            if let (true, Some(a)) = (custom, &self.allocator) {
+                a.free(pasid);
+            }
+            let _ = e;
+            return Err(Rejected::new(Error::NoMemory, data));
+        }
         match self.pasids.get_mut(pasid) {
             Some(e) => e.data = Some(data),
             // Unreachable with a working store.
             None => return Err(Rejected::new(Error::NoMemory, data)),
         }
-        if head != NIL {
-            if let Some(h) = self.pasids.get_mut(head) {
-                h.prev = pasid;
-            }
-        }
-        s.head = pasid;
+        s.lo = s.lo.min(pasid);
+        s.hi = s.hi.max(pasid);
         s.usage = s.usage.saturating_add(1);
         s.active = s.active.saturating_add(1);
         self.live = self.live.saturating_add(1);
@@ -608,13 +625,13 @@ impl<B: Backend> IoasidCore<B> {
             Ok(e) => e,
             Err(err) => return Err(Rejected::new(err, data)),
         };
-        match (&e.state, &mut e.data) {
-            (PasidState::Active, Some(d)) => {
-                e.word.store(B::data_word(&data), Ordering::Release);
-                Ok(core::mem::replace(d, data))
-            }
-            _ => Err(Rejected::new(Error::PasidNotFound, data)),
-        }
+        let word = B::data_word(&data);
+        let old = match (&e.state, &mut e.data) {
+            (PasidState::Active, Some(d)) => core::mem::replace(d, data),
+            _ => return Err(Rejected::new(Error::PasidNotFound, data)),
+        };
+        self.lookup.set_word(pasid, word);
+        Ok(old)
     }
 
     /// Takes a reference on an active PASID of `set`; returns the number of `get` references
@@ -644,6 +661,7 @@ impl<B: Backend> IoasidCore<B> {
         let mut chain = ReleaseChain::new();
         if e.refs == 0 && e.state == PasidState::Freed {
             Self::start_release(e, pasid, &mut chain);
+            self.lookup.clear(pasid);
         }
         Ok(chain)
     }
@@ -660,44 +678,31 @@ impl<B: Backend> IoasidCore<B> {
         if e.state != PasidState::Active {
             return Err(Error::PasidNotFound);
         }
-        let (prev, next) = (e.prev, e.next);
-        e.prev = NIL;
-        e.next = NIL;
         let mut chain = ReleaseChain::new();
         if e.refs == 0 {
             Self::start_release(e, pasid, &mut chain);
+            self.lookup.clear(pasid);
         } else {
-            e.set_state(PasidState::Freed);
+            e.state = PasidState::Freed;
+            self.lookup.freed(pasid, set);
         }
-        self.unlink(set, prev, next);
+        self.deactivate(set);
         Ok(chain)
     }
 
-    /// Removes an entry that was between `prev` and `next` from the active list of `set`.
-    fn unlink(&mut self, set: SetId, prev: Pasid, next: Pasid) {
-        if prev != NIL {
-            if let Some(p) = self.pasids.get_mut(prev) {
-                p.next = next;
-            }
-        }
-        if next != NIL {
-            if let Some(n) = self.pasids.get_mut(next) {
-                n.prev = prev;
-            }
-        }
+    /// One active PASID of `set` less.
+    fn deactivate(&mut self, set: SetId) {
         if let Some(s) = self.sets.get_mut(set.index) {
             if s.generation == set.generation {
-                if prev == NIL {
-                    s.head = next;
-                }
                 s.active = s.active.saturating_sub(1);
             }
         }
     }
 
+    /// Moves `e` (of `pasid`) to `Releasing` at the head of `chain`; the caller clears it in
+    /// the lookup table.
     fn start_release(e: &mut PasidEntry<B::Data>, pasid: Pasid, chain: &mut ReleaseChain) {
-        e.set_state(PasidState::Releasing);
-        e.prev = NIL;
+        e.state = PasidState::Releasing;
         e.next = chain.head;
         chain.head = pasid;
         chain.len = chain.len.saturating_add(1);
@@ -707,9 +712,8 @@ impl<B: Backend> IoasidCore<B> {
     /// ([`subscribers`](IoasidCore::subscribers) is 0): if that releases the PASID, the release
     /// is completed at once, as [`next_release`](IoasidCore::next_release) and
     /// [`complete_release`](IoasidCore::complete_release) would, and the private data is
-    /// returned (`None`: the PASID is still referenced and was only marked freed). About half
-    /// the store operations of the three-step path: one lookup of the entry, its list
-    /// neighbour and its set each, and the erase.
+    /// returned (`None`: the PASID is still referenced and was only marked freed). One lookup
+    /// of the entry and of its set, and the erase.
     ///
     /// Errors: as [`free`](IoasidCore::free).
     pub fn free_unnotified(&mut self, set: SetId, pasid: Pasid) -> Result<Option<B::Data>, Error> {
@@ -717,27 +721,16 @@ impl<B: Backend> IoasidCore<B> {
         if e.state != PasidState::Active {
             return Err(Error::PasidNotFound);
         }
-        let (prev, next) = (e.prev, e.next);
-        e.prev = NIL;
-        e.next = NIL;
         if e.refs != 0 {
-            e.set_state(PasidState::Freed);
-            self.unlink(set, prev, next);
+            e.state = PasidState::Freed;
+            self.lookup.freed(pasid, set);
+            self.deactivate(set);
             return Ok(None);
         }
-        // Not findable from here on, also by lockless readers still holding the entry.
-        e.set_state(PasidState::Releasing);
+        e.state = PasidState::Releasing;
         let custom = e.custom;
-        if prev != NIL {
-            if let Some(p) = self.pasids.get_mut(prev) {
-                p.next = next;
-            }
-        }
-        if next != NIL {
-            if let Some(n) = self.pasids.get_mut(next) {
-                n.prev = prev;
-            }
-        }
+        // Not findable from here on, also by lockless readers.
+        self.lookup.clear(pasid);
         let data = self.pasids.remove(pasid).and_then(|e| e.data);
         self.live = self.live.saturating_sub(1);
         if custom {
@@ -749,9 +742,6 @@ impl<B: Backend> IoasidCore<B> {
         let mut drained = false;
         if let Some(s) = self.sets.get_mut(set.index) {
             if s.generation == set.generation {
-                if prev == NIL {
-                    s.head = next;
-                }
                 s.active = s.active.saturating_sub(1);
                 s.usage = s.usage.saturating_sub(1);
                 drained = s.dying && s.usage == 0;
@@ -782,38 +772,47 @@ impl<B: Backend> IoasidCore<B> {
     /// would. The set stops accepting operations at once (except `put` on its freed PASIDs and
     /// [`set_info`](IoasidCore::set_info)) and disappears when its last PASID is released.
     ///
+    /// Cost: a scan of the live PASIDs between the lowest and the highest PASID the set ever
+    /// held (sets keep no list of their PASIDs, so that `alloc` and `free` touch nothing but
+    /// the PASID's own record and the set's counters).
+    ///
     /// Errors: [`Error::SetNotFound`] (also for a second teardown).
     pub fn destroy_set(&mut self, set: SetId) -> Result<(Teardown, ReleaseChain), Error> {
-        let (mut cur, active) = {
+        let (lo, hi, mut active) = {
             let s = self.live_set_mut(set)?;
             s.dying = true;
-            let r = (s.head, s.active);
-            s.head = NIL;
+            let r = (s.lo, s.hi, s.active);
             s.active = 0;
             r
         };
         let mut chain = ReleaseChain::new();
         let mut report = Teardown::default();
-        // Bounded by the active count, so a corrupted list cannot loop forever.
-        for _ in 0..active {
-            let Some(e) = self.pasids.get_mut(cur) else {
+        let mut from = lo;
+        while active != 0 && from <= hi {
+            let Some((cur, _)) = self.pasids.next(from) else {
                 break;
             };
-            let next = e.next;
-            e.prev = NIL;
-            e.next = NIL;
-            if e.state == PasidState::Active {
+            if cur > hi {
+                break;
+            }
+            from = match cur.checked_add(1) {
+                Some(f) => f,
+                None => hi.saturating_add(1),
+            };
+            let Some(e) = self.pasids.get_mut(cur) else {
+                continue;
+            };
+            if e.set == set && e.state == PasidState::Active {
+                active -= 1;
                 report.freed += 1;
                 if e.refs == 0 {
                     Self::start_release(e, cur, &mut chain);
+                    self.lookup.clear(cur);
                 } else {
-                    e.set_state(PasidState::Freed);
+                    e.state = PasidState::Freed;
+                    self.lookup.freed(cur, set);
                     report.deferred += 1;
                 }
-            }
-            cur = next;
-            if cur == NIL {
-                break;
             }
         }
         self.remove_set_if_drained(set);
@@ -954,6 +953,10 @@ impl<B: Backend> IoasidCore<B> {
         &self.space
     }
 
+    pub(super) fn lookup(&self) -> &L {
+        &self.lookup
+    }
+
     pub(super) fn pasid_store(&self) -> &B::PasidStore {
         &self.pasids
     }
@@ -980,47 +983,6 @@ impl SetEntry {
 }
 
 impl<D> PasidEntry<D> {
-    fn set_state(&mut self, state: PasidState) {
-        self.state = state;
-        let v = match state {
-            PasidState::Active => VIS_ACTIVE,
-            PasidState::Freed => VIS_FREED,
-            PasidState::Releasing => VIS_RELEASING,
-        };
-        self.visible.store(v, Ordering::Release);
-    }
-
-    /// The lockless lookup of [`IoasidCore::find`] on a stored entry, with the same errors:
-    /// the data word if the entry is active and owned by `set`.
-    ///
-    /// # Safety
-    ///
-    /// `e` points to a stored entry (possibly removed meanwhile) that stays readable for the
-    /// call, as [`RcuReader::read`](super::RcuReader::read) guarantees.
-    pub(super) unsafe fn find_word_raw(
-        e: core::ptr::NonNull<Self>,
-        set: SetId,
-    ) -> Result<usize, Error> {
-        let e = e.as_ptr();
-        // SAFETY: `e` is readable (caller); only its atomics are read, through raw pointers so
-        // that no reference to the whole entry (which the lock holder may be changing) is made.
-        let (visible, owner, word) = unsafe {
-            (
-                &*core::ptr::addr_of!((*e).visible),
-                &*core::ptr::addr_of!((*e).owner),
-                &*core::ptr::addr_of!((*e).word),
-            )
-        };
-        // Relaxed: each field is a snapshot on its own; the store's reader orders the reads
-        // against the entry's (re)initialisation (seqlock-style validation).
-        match visible.load(Ordering::Relaxed) {
-            VIS_RELEASING => Err(Error::PasidNotFound),
-            _ if owner.load(Ordering::Relaxed) != set.to_raw() => Err(Error::NotOwner),
-            VIS_ACTIVE => Ok(word.load(Ordering::Relaxed)),
-            _ => Err(Error::PasidNotFound),
-        }
-    }
-
     pub(super) fn info(&self) -> PasidInfo {
         PasidInfo {
             set: self.set,
@@ -1110,21 +1072,41 @@ mod tests {
     }
 
     #[test]
-    fn set_list_links() {
+    fn destroy_scans_only_its_sets_pasids() {
         let mut c = core();
-        let s = c
-            .create_set(Owner::new(super::OwnerKind::Vm, 0), 8)
-            .unwrap();
-        let ps: std::vec::Vec<Pasid> = (0..4).map(|_| c.alloc(s, 1, 15, 0).unwrap()).collect();
-        // Head is the newest; unlink middle, head and tail.
-        for p in [ps[1], ps[3], ps[0]] {
-            let mut chain = c.free(s, p).unwrap();
-            let r = c.next_release(&mut chain).unwrap();
+        let owner = Owner::new(super::OwnerKind::Vm, 0);
+        let (a, b) = (
+            c.create_set(owner, 8).unwrap(),
+            c.create_set(owner, 8).unwrap(),
+        );
+        // Interleaved: a 1, b 2, a 3, b 4, a 5; then a frees 3 and b takes it.
+        for (set, want) in [(a, 1), (b, 2), (a, 3), (b, 4), (a, 5)] {
+            assert_eq!(c.alloc(set, 1, 15, 0).unwrap(), want);
+        }
+        let mut chain = c.free(a, 3).unwrap();
+        let r = c.next_release(&mut chain).unwrap();
+        c.complete_release(r);
+        assert_eq!(c.alloc(b, 1, 15, 0).unwrap(), 3);
+        let set = c.sets.get(a.index).unwrap();
+        assert_eq!((set.lo, set.hi, set.active), (1, 5, 2));
+        let (report, mut chain) = c.destroy_set(a).unwrap();
+        assert_eq!(
+            report,
+            Teardown {
+                freed: 2,
+                deferred: 0
+            }
+        );
+        let mut released = std::vec::Vec::new();
+        while let Some(r) = c.next_release(&mut chain) {
+            released.push(r.pasid());
             c.complete_release(r);
         }
-        let set = c.sets.get(s.index).unwrap();
-        assert_eq!((set.head, set.active), (ps[2], 1));
-        let e = c.pasids.get(ps[2]).unwrap();
-        assert_eq!((e.prev, e.next), (NIL, NIL));
+        released.sort_unstable();
+        assert_eq!(released, [1, 5]);
+        for p in [2, 3, 4] {
+            assert_eq!(c.pasid_info(p).unwrap().set, b);
+        }
+        assert_eq!(c.set_info(a), Err(Error::SetNotFound));
     }
 }

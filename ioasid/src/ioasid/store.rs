@@ -54,30 +54,6 @@ pub trait IdStore<T> {
     fn next(&self, from: u32) -> Option<(u32, &T)>;
 }
 
-/// Lockless (RCU) read access to the entries of a store, for lookups that do not take the
-/// allocator's state lock ([`Ioasid::find_word`](super::Ioasid::find_word)).
-///
-/// A reader is a handle obtained from the store
-/// ([`Platform::pasid_reader`](super::Platform::pasid_reader)) that stays usable as long as the
-/// store exists, also after the store value was moved (it points at the store's shared
-/// innards: the kernel's XArray, a host test's shared map).
-///
-/// # Safety
-///
-/// [`read`](RcuReader::read) calls `f` at most once, with a pointer to the entry stored at
-/// `id`, and returns `Some` of its result only if that memory held the entry at `id` from
-/// before `f` started until after it returned (so `f` saw a snapshot of that entry);
-/// otherwise (no entry, or the entry was removed or its memory reused meanwhile) it returns
-/// `None`. The pointee stays readable until `f` returns: its memory is not freed before then
-/// (the kernel defers that past an RCU grace period), though it may be reused for another
-/// entry concurrently. The entry may also be changed concurrently by the store's owner
-/// (through [`IdStore::get_mut`] under the state lock), so `f` may only read atomic fields and
-/// must not trust what it read beyond returning it.
-pub unsafe trait RcuReader<T> {
-    /// Calls `f` with the entry at `id` (see the trait documentation).
-    fn read<R>(&self, id: u32, f: impl FnOnce(core::ptr::NonNull<T>) -> R) -> Option<R>;
-}
-
 /// Iterates over the entries of `store` in ascending ID order.
 pub(super) fn for_each<T, S: IdStore<T> + ?Sized, E>(
     store: &S,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Host implementations of the ioasid traits: a BTreeMap store, RefCell and Mutex locks, a
-//! custom allocator, and two platforms (single-threaded and threaded).
+//! Host implementations of the ioasid traits: a BTreeMap store, heap memory for the PASID table
+//! (`DenseStore`, as in the kernel), RefCell and Mutex locks, a custom allocator, and two
+//! platforms (single-threaded and threaded).
 #![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
@@ -9,11 +10,13 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::alloc::Layout;
 use std::ptr::NonNull;
 
 use ioasid::{
-    Backend, Config, Error, IdStore, Ioasid, IoasidCore, Lock, Notifiers, Pasid, PasidAllocator,
-    PasidEntry, Platform, RcuReader, SetEntry, SetId, StoreError, Subscription,
+    Backend, BlockMemory, Config, DenseStore, Error, HotTable, IdStore, Ioasid, IoasidCore, Lock,
+    Notifiers, Pasid, PasidAllocator, PasidEntry, Platform, SetEntry, SetId, StoreError,
+    Subscription,
 };
 
 /// `IdStore` over a `BTreeMap`, with an "out of memory" switch shared with the test.
@@ -88,131 +91,43 @@ impl<T> IdStore<T> for BTreeStore<T> {
     }
 }
 
-/// A boxed entry of a `SharedStore`.
-pub struct Slot<T>(NonNull<T>);
-// SAFETY: a `Slot` owns its `T` like a `Box` does.
-unsafe impl<T: Send> Send for Slot<T> {}
-// SAFETY: shared access is reads of `T` (lockless readers) or goes through `&mut` store methods.
-unsafe impl<T: Send + Sync> Sync for Slot<T> {}
-
-type SharedMap<T> = Arc<Mutex<BTreeMap<u32, Slot<T>>>>;
-
-/// `IdStore` with lockless readers, the host stand-in for the kernel's RCU-read XArray: boxed
-/// entries in a map behind an inner mutex that readers hold while they look at an entry, so
-/// that a concurrent `remove` (which takes it too) cannot free the entry under them (the
-/// "grace period"). The owner's `get`/`get_mut` hand out references without the inner mutex,
-/// as the kernel's do: entries are only removed through `&mut self`.
-pub struct SharedStore<T> {
-    map: SharedMap<T>,
+/// `BlockMemory` from the std heap, with an "out of memory" switch shared with the test: the
+/// host stand-in for the kernel's `kvmalloc` under the PASID table (`DenseStore`).
+#[derive(Clone, Default)]
+pub struct HeapMemory {
     pub oom: Arc<AtomicBool>,
 }
 
-impl<T> SharedStore<T> {
-    pub fn new() -> Self {
-        Self::with_oom(Arc::new(AtomicBool::new(false)))
-    }
-
-    pub fn with_oom(oom: Arc<AtomicBool>) -> Self {
-        SharedStore {
-            map: Arc::new(Mutex::new(BTreeMap::new())),
-            oom,
-        }
-    }
-
-    pub fn reader(&self) -> SharedReader<T> {
-        SharedReader(self.map.clone())
-    }
-
-    fn ptr(&self, id: u32) -> Option<NonNull<T>> {
-        self.map.lock().unwrap().get(&id).map(|s| s.0)
-    }
-
-    fn put(&mut self, id: u32, value: T) {
-        let p = NonNull::from(Box::leak(Box::new(value)));
-        self.map.lock().unwrap().insert(id, Slot(p));
-    }
-}
-
-impl<T> Drop for SharedStore<T> {
-    fn drop(&mut self) {
-        let map = std::mem::take(&mut *self.map.lock().unwrap());
-        for (_, s) in map {
-            // SAFETY: the slot came from `Box::leak` and is no longer in the map.
-            drop(unsafe { Box::from_raw(s.0.as_ptr()) });
-        }
-    }
-}
-
-impl<T> IdStore<T> for SharedStore<T> {
-    fn alloc(&mut self, min: u32, max: u32, value: T) -> Result<u32, StoreError> {
-        assert!(min <= max, "store called with an empty range");
+// SAFETY: `std::alloc::alloc_zeroed` returns zeroed memory of the layout, or null.
+unsafe impl BlockMemory for HeapMemory {
+    fn alloc_zeroed(&self, layout: Layout) -> Option<NonNull<u8>> {
         if self.oom.load(Ordering::SeqCst) {
-            return Err(StoreError::NoMemory);
+            return None;
         }
-        let mut candidate = min as u64;
-        for &k in self.map.lock().unwrap().range(min..=max).map(|(k, _)| k) {
-            if k as u64 != candidate {
-                break;
-            }
-            candidate += 1;
-        }
-        if candidate > max as u64 {
-            return Err(StoreError::Full);
-        }
-        self.put(candidate as u32, value);
-        Ok(candidate as u32)
+        // SAFETY: the store never asks for zero-sized layouts.
+        NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
     }
 
-    fn insert(&mut self, id: u32, value: T) -> Result<(), StoreError> {
-        if self.oom.load(Ordering::SeqCst) {
-            return Err(StoreError::NoMemory);
-        }
-        if self.ptr(id).is_some() {
-            return Err(StoreError::Occupied);
-        }
-        self.put(id, value);
-        Ok(())
-    }
-
-    fn get(&self, id: u32) -> Option<&T> {
-        // SAFETY: removal needs `&mut self`, so the entry outlives the borrow of `self`.
-        self.ptr(id).map(|p| unsafe { &*p.as_ptr() })
-    }
-
-    fn get_mut(&mut self, id: u32) -> Option<&mut T> {
-        // SAFETY: as in `get`; `&mut self` excludes other borrows through the store.
-        self.ptr(id).map(|p| unsafe { &mut *p.as_ptr() })
-    }
-
-    fn remove(&mut self, id: u32) -> Option<T> {
-        let s = self.map.lock().unwrap().remove(&id)?;
-        // SAFETY: no reader holds it any more (they hold the inner mutex while reading).
-        Some(*unsafe { Box::from_raw(s.0.as_ptr()) })
-    }
-
-    fn next(&self, from: u32) -> Option<(u32, &T)> {
-        let (id, p) = self
-            .map
-            .lock()
-            .unwrap()
-            .range(from..)
-            .next()
-            .map(|(k, s)| (*k, s.0))?;
-        // SAFETY: as in `get`.
-        Some((id, unsafe { &*p.as_ptr() }))
+    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc_zeroed(layout)` (caller).
+        unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) }
     }
 }
 
-/// The lockless reader of a `SharedStore`.
-pub struct SharedReader<T>(SharedMap<T>);
+/// The PASID table of the host platforms.
+pub type Table<D> = DenseStore<PasidEntry<D>, HeapMemory>;
 
-// SAFETY: the entry passed to `f` stays the entry at `id` while the inner mutex is held, since
-// `remove` (the only way an entry is freed or replaced) takes that mutex.
-unsafe impl<T> RcuReader<T> for SharedReader<T> {
-    fn read<R>(&self, id: u32, f: impl FnOnce(NonNull<T>) -> R) -> Option<R> {
-        let map = self.0.lock().unwrap();
-        map.get(&id).map(|s| f(s.0))
-    }
+/// An empty table for `config`'s width, allocating from `mem`.
+pub fn table<D>(config: &Config<'_>, mem: HeapMemory) -> Table<D> {
+    DenseStore::new(config.pasid_bits, mem).expect("host memory")
+}
+
+/// The lockless lookup table of the host platforms.
+pub type Hot = HotTable<HeapMemory>;
+
+/// An empty lookup table for `config`'s width, allocating from `mem`.
+pub fn hot(config: &Config<'_>, mem: HeapMemory) -> Hot {
+    HotTable::new(config.pasid_bits, config.max_sets, mem).expect("host memory")
 }
 
 /// Data that lockless lookups report as a word.
@@ -351,7 +266,7 @@ pub type StNotifier<D> = Box<dyn Fn(SetId, Pasid, &D)>;
 
 impl<D: Word + 'static> Backend for St<D> {
     type Data = D;
-    type PasidStore = SharedStore<PasidEntry<D>>;
+    type PasidStore = Table<D>;
     type SetStore = BTreeStore<SetEntry>;
     type Allocator = TestAllocator;
     fn data_word(data: &D) -> usize {
@@ -362,18 +277,17 @@ impl<D: Word + 'static> Backend for St<D> {
 impl<D: Word + 'static> Platform for St<D> {
     type Notifier = StNotifier<D>;
     type NotifierStore = BTreeStore<Subscription<StNotifier<D>>>;
-    type StateLock = RefLock<IoasidCore<St<D>>>;
+    type Lookup = Hot;
+    type StateLock = RefLock<IoasidCore<St<D>, Hot>>;
     type NotifierLock = RefLock<Notifiers<St<D>>>;
-    type PasidReader = SharedReader<PasidEntry<D>>;
-    unsafe fn pasid_reader(store: &SharedStore<PasidEntry<D>>) -> Self::PasidReader {
-        store.reader()
-    }
 }
 
 /// Out-of-memory switches of the three stores of an `St` allocator.
 #[derive(Clone, Default)]
 pub struct Oom {
     pub pasids: Arc<AtomicBool>,
+    /// The lockless lookup table's memory.
+    pub lookup: Arc<AtomicBool>,
     pub sets: Arc<AtomicBool>,
     pub notifiers: Arc<AtomicBool>,
 }
@@ -385,7 +299,11 @@ impl Oom {
 }
 
 pub fn core_st<D: Word + 'static>(config: &Config<'_>) -> Result<IoasidCore<St<D>>, Error> {
-    IoasidCore::new(config, SharedStore::new(), BTreeStore::new())
+    IoasidCore::new(
+        config,
+        table(config, HeapMemory::default()),
+        BTreeStore::new(),
+    )
 }
 
 pub fn new_st<D: Word + 'static>(config: &Config<'_>) -> Result<Ioasid<St<D>>, Error> {
@@ -396,10 +314,21 @@ pub fn new_st_oom<D: Word + 'static>(
     config: &Config<'_>,
     oom: &Oom,
 ) -> Result<Ioasid<St<D>>, Error> {
-    let core = IoasidCore::new(
+    let core = IoasidCore::with_lookup(
         config,
-        SharedStore::with_oom(oom.pasids.clone()),
+        table(
+            config,
+            HeapMemory {
+                oom: oom.pasids.clone(),
+            },
+        ),
         BTreeStore::with_oom(oom.sets.clone()),
+        hot(
+            config,
+            HeapMemory {
+                oom: oom.lookup.clone(),
+            },
+        ),
     )?;
     Ok(Ioasid::new(
         RefLock::new(core, true),
@@ -417,7 +346,7 @@ pub type MtNotifier = Box<dyn Fn(SetId, Pasid, &u64) + Send + Sync>;
 
 impl Backend for Mt {
     type Data = u64;
-    type PasidStore = SharedStore<PasidEntry<u64>>;
+    type PasidStore = Table<u64>;
     type SetStore = BTreeStore<SetEntry>;
     type Allocator = TestAllocator;
     fn data_word(data: &u64) -> usize {
@@ -428,16 +357,19 @@ impl Backend for Mt {
 impl Platform for Mt {
     type Notifier = MtNotifier;
     type NotifierStore = BTreeStore<Subscription<MtNotifier>>;
-    type StateLock = MutexLock<IoasidCore<Mt>>;
+    type Lookup = Hot;
+    type StateLock = MutexLock<IoasidCore<Mt, Hot>>;
     type NotifierLock = MutexLock<Notifiers<Mt>>;
-    type PasidReader = SharedReader<PasidEntry<u64>>;
-    unsafe fn pasid_reader(store: &SharedStore<PasidEntry<u64>>) -> Self::PasidReader {
-        store.reader()
-    }
 }
 
 pub fn new_mt(config: &Config<'_>) -> Result<Ioasid<Mt>, Error> {
-    let core = IoasidCore::new(config, SharedStore::new(), BTreeStore::new())?;
+    let mem = HeapMemory::default();
+    let core = IoasidCore::with_lookup(
+        config,
+        table(config, mem.clone()),
+        BTreeStore::new(),
+        hot(config, mem),
+    )?;
     Ok(Ioasid::new(
         MutexLock(Mutex::new(core)),
         MutexLock(Mutex::new(Notifiers::new(BTreeStore::new()))),
