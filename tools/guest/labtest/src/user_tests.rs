@@ -74,6 +74,26 @@ pub const ALL: &[UserTest] = &[
         run: mdev::remove_while_open,
     },
     UserTest {
+        name: "mdev:bad_ioctls_group",
+        run: mdev::ioctl::bad_ioctls_group,
+    },
+    UserTest {
+        name: "mdev:bad_ioctls_iommufd",
+        run: mdev::ioctl::bad_ioctls_iommufd,
+    },
+    UserTest {
+        name: "mdev:no_dma_after_unmap",
+        run: mdev::no_dma_after_unmap,
+    },
+    UserTest {
+        name: "mdev:concurrent_copies_with_churn",
+        run: mdev::stress::concurrent_copies_with_churn,
+    },
+    UserTest {
+        name: "mdev:capacity_race",
+        run: mdev::stress::capacity_race,
+    },
+    UserTest {
         name: "mdev:parent_unbind_with_mdevs",
         run: mdev::parent_unbind_with_mdevs,
     },
@@ -114,7 +134,10 @@ mod mdev {
     use mdev_client::*;
     use std::path::PathBuf;
 
-    fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    pub mod ioctl;
+    pub mod stress;
+
+    pub(super) fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
         if cond {
             Ok(())
         } else {
@@ -122,16 +145,16 @@ mod mdev {
         }
     }
 
-    fn parent() -> Result<PathBuf, String> {
+    pub(super) fn parent() -> Result<PathBuf, String> {
         ensure_module()?;
         find_parent()
     }
 
     /// Removes the mdev when dropped (tests fail half-way; later tests need a clean parent).
-    struct Mdev(String);
+    pub(super) struct Mdev(pub(super) String);
 
     impl Mdev {
-        fn new(parent: &std::path::Path, ty: &str, n: u32) -> Result<Self, String> {
+        pub(super) fn new(parent: &std::path::Path, ty: &str, n: u32) -> Result<Self, String> {
             let u = uuid(n);
             create_mdev(parent, ty, &u).map_err(|e| format!("create {ty} {u}: {e}"))?;
             Ok(Self(u))
@@ -595,6 +618,58 @@ mod mdev {
                 t.elapsed().as_millis()
             )
         })?;
+        Ok(())
+    }
+
+    /// After `VFIO_IOMMU_UNMAP_DMA` / `IOMMU_IOAS_UNMAP` returns, no DMA of the engine touches
+    /// the unmapped pages: the user's memory (still mapped in the process) is snapshot when
+    /// the unmap returns and must not change while the aborted copy winds down, nor after a
+    /// new copy to the unmapped IOVA (refused as unmapped). Both paths.
+    pub fn no_dma_after_unmap() -> Result<(), String> {
+        let p = parent()?;
+        for (n, iommufd) in [(0x130, false), (0x131, true)] {
+            let path = if iommufd { "iommufd" } else { "type1" };
+            let m = Mdev::new(&p, "edu-small", n)?;
+            let mut s = if iommufd {
+                Session::open_iommufd(&m.0)?
+            } else {
+                Session::open(&m.0)?
+            };
+            s.src.bytes().fill(0xc3);
+            s.dst.bytes().fill(0);
+            s.dev.start_copy(SRC_IOVA, DST_IOVA, BUF_LEN as u32)?;
+            // Let the copy get going (some pieces done, one on edu).
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            s.space.unmap(DST_IOVA, BUF_LEN as u64)?;
+            let snapshot = s.dst.bytes().to_vec();
+            let st = s.dev.wait(30_000)?;
+            ensure(
+                CopyError::from_status(st) == Some(Err(CopyError::Unmapped as u32)),
+                || format!("{path}: STATUS {st:#x} after unmapping the destination"),
+            )?;
+            let copied = snapshot.iter().filter(|&&b| b == 0xc3).count();
+            // Give a stray DMA time to land (edu takes ~0.1 s per DMA).
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            let r = s.dev.copy(SRC_IOVA, DST_IOVA, 4096)?;
+            ensure(r == Err(CopyError::Unmapped as u32), || {
+                format!("{path}: copy to the unmapped IOVA: {r:?}")
+            })?;
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let now = s.dst.bytes();
+            if let Some(i) = (0..now.len()).find(|&i| now[i] != snapshot[i]) {
+                return Err(format!(
+                    "{path}: byte {i} of the unmapped destination changed after the unmap returned ({:#x} -> {:#x}; {copied} bytes had been copied before)",
+                    snapshot[i], now[i]
+                ));
+            }
+            ensure(copied < BUF_LEN, || {
+                format!("{path}: the copy was over before the unmap: nothing tested")
+            })?;
+            println!("  mdev: {path}: {copied} bytes copied before the unmap, none after");
+            // The device still works on mapped memory.
+            s.space.map(&s.dst, DST_IOVA)?;
+            s.copy_checked(0x44, 0, 0, 4096)?;
+        }
         Ok(())
     }
 
