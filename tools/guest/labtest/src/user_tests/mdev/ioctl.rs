@@ -294,14 +294,17 @@ fn device_cases(d: &Device) -> Result<(), String> {
     ensure(bad.is_empty(), || bad.join("; "))
 }
 
-/// The classic path: group and type1 container ioctls with bad arguments, then the device's;
-/// then a copy through the session built from the same container and device.
+/// The classic path: group and type1 container ioctls with bad arguments, then the device's,
+/// all with the session (buffers mapped, MSI eventfd connected) set up first, so that a bad
+/// call that loses state shows in the copy at the end.
 pub fn bad_ioctls_group() -> Result<(), String> {
     let p = parent()?;
     let m = Mdev::new(&p, "edu-small", 0x400)?;
     let c = Container::open(&m.0)?;
     let dev = c.device(&m.0)?;
+    // The fds stay valid: the session owns the container and its group.
     let (cfd, gfd) = (c.container.as_raw_fd(), c.group.as_raw_fd());
+    let mut s = Session::setup(&m.0, dev, Box::new(c))?;
     // GET_DEVICE_FD of a name the group does not have; SET_CONTAINER on a group in one.
     let bogus = std::ffi::CString::new("5a3e0c1d-7b2f-4e8a-9c6d-0000000fffff")
         .map_err(|e| e.to_string())?;
@@ -324,10 +327,9 @@ pub fn bad_ioctls_group() -> Result<(), String> {
         Err(EINVAL) => {}
         r => return Err(format!("SET_CONTAINER twice: {r:?}, want errno {EINVAL}")),
     }
-    // MAP_DMA / UNMAP_DMA (type1). One mapping exists at 0x50_0000 for the overlap cases.
+    // MAP_DMA / UNMAP_DMA (type1). The session mapped SRC_IOVA and DST_IOVA (64 KiB each).
     let buf = Buffer::new(8192)?;
     let va = buf.ptr as u64;
-    c.map(&buf, 0x50_0000)?;
     let lo = |x: u64| x as u32;
     let hi = |x: u64| (x >> 32) as u32;
     // vfio_iommu_type1_dma_map: argsz, flags, vaddr, iova, size
@@ -346,49 +348,50 @@ pub fn bad_ioctls_group() -> Result<(), String> {
     let unmap = |argsz: u32, flags: u32, iova: u64, size: u64| {
         vec![argsz, flags, lo(iova), hi(iova), lo(size), hi(size)]
     };
+    let free = 0x60_0000;
     expect_errnos(
         cfd,
         &mut [
             (
                 "MAP_DMA argsz 16",
                 VFIO_IOMMU_MAP_DMA,
-                map(16, 3, va, 0x60_0000, 4096),
+                map(16, 3, va, free, 4096),
                 EINVAL,
             ),
             (
                 "MAP_DMA unknown flag",
                 VFIO_IOMMU_MAP_DMA,
-                map(32, 3 | 1 << 5, va, 0x60_0000, 4096),
+                map(32, 3 | 1 << 5, va, free, 4096),
                 EINVAL,
             ),
             (
                 "MAP_DMA neither read nor write",
                 VFIO_IOMMU_MAP_DMA,
-                map(32, 0, va, 0x60_0000, 4096),
+                map(32, 0, va, free, 4096),
                 EINVAL,
             ),
             (
                 "MAP_DMA size 0",
                 VFIO_IOMMU_MAP_DMA,
-                map(32, 3, va, 0x60_0000, 0),
+                map(32, 3, va, free, 0),
                 EINVAL,
             ),
             (
                 "MAP_DMA unaligned IOVA",
                 VFIO_IOMMU_MAP_DMA,
-                map(32, 3, va, 0x60_0004, 4096),
+                map(32, 3, va, free + 4, 4096),
                 EINVAL,
             ),
             (
                 "MAP_DMA unaligned vaddr",
                 VFIO_IOMMU_MAP_DMA,
-                map(32, 3, va + 4, 0x60_0000, 4096),
+                map(32, 3, va + 4, free, 4096),
                 EINVAL,
             ),
             (
                 "MAP_DMA unaligned size",
                 VFIO_IOMMU_MAP_DMA,
-                map(32, 3, va, 0x60_0000, 100),
+                map(32, 3, va, free, 100),
                 EINVAL,
             ),
             (
@@ -400,25 +403,25 @@ pub fn bad_ioctls_group() -> Result<(), String> {
             (
                 "MAP_DMA over a mapping",
                 VFIO_IOMMU_MAP_DMA,
-                map(32, 3, va, 0x50_1000, 8192),
+                map(32, 3, va, SRC_IOVA + 4096, 8192),
                 EEXIST,
             ),
             (
                 "UNMAP_DMA argsz 16",
                 VFIO_IOMMU_UNMAP_DMA,
-                unmap(16, 0, 0x50_0000, 8192),
+                unmap(16, 0, SRC_IOVA, 8192),
                 EINVAL,
             ),
             (
                 "UNMAP_DMA unknown flag",
                 VFIO_IOMMU_UNMAP_DMA,
-                unmap(24, 1 << 7, 0x50_0000, 8192),
+                unmap(24, 1 << 7, SRC_IOVA, 8192),
                 EINVAL,
             ),
             (
                 "UNMAP_DMA unaligned",
                 VFIO_IOMMU_UNMAP_DMA,
-                unmap(24, 0, 0x50_0004, 4096),
+                unmap(24, 0, SRC_IOVA + 4, 4096),
                 EINVAL,
             ),
         ],
@@ -439,10 +442,8 @@ pub fn bad_ioctls_group() -> Result<(), String> {
             u64::from(none[4]) | u64::from(none[5]) << 32
         )
     })?;
-    c.unmap(0x50_0000, 8192)?;
     drop(buf);
-    device_cases(&dev)?;
-    let mut s = Session::setup(&m.0, dev, Box::new(c))?;
+    device_cases(&s.dev)?;
     s.copy_checked(0x21, 0, 4, 4096)?;
     ensure(s.dev.read32(regs::COMPLETED)? == 1, || {
         "COMPLETED != 1".into()
