@@ -94,6 +94,14 @@ pub const ALL: &[UserTest] = &[
         run: mdev::stress::capacity_race,
     },
     UserTest {
+        name: "mdev:remove_while_open_without_req",
+        run: mdev::remove_while_open_without_req,
+    },
+    UserTest {
+        name: "mdev:parent_unbind_while_open",
+        run: mdev::parent_unbind_while_open,
+    },
+    UserTest {
         name: "mdev:parent_unbind_with_mdevs",
         run: mdev::parent_unbind_with_mdevs,
     },
@@ -708,6 +716,85 @@ mod mdev {
         ensure(available(&p, "edu-small")? == 8, || {
             "capacity not back".into()
         })
+    }
+
+    /// A user that holds the device without a request eventfd: the removal waits (the VFIO
+    /// core cannot ask), the device keeps working meanwhile, and the removal completes as soon
+    /// as the user closes it.
+    pub fn remove_while_open_without_req() -> Result<(), String> {
+        use std::time::{Duration, Instant};
+        let p = parent()?;
+        let m = Mdev::new(&p, "edu-small", 0x140)?;
+        let mut s = Session::open_iommufd(&m.0)?;
+        let u = m.0.clone();
+        let remover = std::thread::spawn(move || {
+            let r = remove_mdev(&u);
+            (r, Instant::now())
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        ensure(!remover.is_finished(), || {
+            "removal did not wait for the user".into()
+        })?;
+        // (The mdev's /sys/bus/mdev/devices link goes at once; the device waits for the user.)
+        // Still a working device while the removal waits.
+        s.copy_checked(0x66, 0, 0, 1024)?;
+        let closed = Instant::now();
+        drop(s);
+        let (r, done) = remover.join().map_err(|_| "remover panicked".to_string())?;
+        r.map_err(|e| format!("remove: {e}"))?;
+        let after = done.saturating_duration_since(closed);
+        ensure(after < Duration::from_secs(5), || {
+            format!("removal ended {after:?} after the close")
+        })?;
+        ensure(!mdev_path(&m.0).exists(), || "mdev still there".into())?;
+        ensure(available(&p, "edu-small")? == 8, || {
+            "capacity not back".into()
+        })
+    }
+
+    /// Unbinding edu while a client holds an mdev with a copy in flight: the unbind asks the
+    /// client through its request eventfd, the client closes (its copy aborted), the unbind
+    /// completes and removes every mdev; edu binds again to a parent at full capacity.
+    pub fn parent_unbind_while_open() -> Result<(), String> {
+        let p = parent()?;
+        let bdf = p
+            .file_name()
+            .and_then(|s| s.to_str())
+            .ok_or("parent name")?
+            .to_string();
+        let held = Mdev::new(&p, "edu-large", 0x150)?;
+        let idle = Mdev::new(&p, "edu-small", 0x151)?;
+        let mut s = Session::open(&held.0)?;
+        let req = s.dev.set_irq_eventfd(REQ_INDEX)?;
+        s.dev.start_copy(SRC_IOVA, DST_IOVA, BUF_LEN as u32)?;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let b = bdf.clone();
+        let unbind = std::thread::spawn(move || {
+            std::fs::write("/sys/bus/pci/drivers/edu/unbind", &b)
+                .map_err(|e| format!("unbind: {e}"))
+        });
+        let asked = wait_eventfd(&req, 60_000);
+        drop(s);
+        let unbound = unbind
+            .join()
+            .map_err(|_| "unbind thread panicked".to_string())?;
+        asked.map_err(|e| format!("request IRQ: {e}"))?;
+        unbound?;
+        ensure(
+            !mdev_path(&held.0).exists() && !mdev_path(&idle.0).exists(),
+            || "mdevs survived the unbind".into(),
+        )?;
+        drop((held, idle));
+        std::fs::write("/sys/bus/pci/drivers/edu/bind", &bdf).map_err(|e| format!("bind: {e}"))?;
+        let p = find_parent()?;
+        ensure(available(&p, "edu-small")? == 8, || {
+            "fresh parent not at full capacity".into()
+        })?;
+        let m = Mdev::new(&p, "edu-small", 0x152)?;
+        // A statement: the session must close before `m` is removed.
+        Session::open(&m.0)?.copy_checked(0x67, 0, 0, 256)?;
+        drop(m);
+        Ok(())
     }
 
     pub fn parent_unbind_with_mdevs() -> Result<(), String> {
