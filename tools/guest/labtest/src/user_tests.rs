@@ -54,6 +54,10 @@ pub const ALL: &[UserTest] = &[
         run: mdev::isolation,
     },
     UserTest {
+        name: "mdev:isolation_iommufd",
+        run: mdev::isolation_iommufd,
+    },
+    UserTest {
         name: "mdev:concurrent_copies",
         run: mdev::concurrent_copies,
     },
@@ -549,6 +553,45 @@ mod mdev {
             sa.dst.bytes()[0] == 0x11 && sb.dst.bytes()[0] == 0x22,
             || "copies crossed".into(),
         )
+    }
+
+    /// Isolation on the iommufd path: A in its own iommufd/IOAS, B in another IOAS or in a
+    /// type1 container; A cannot make the engine read or write B's buffer at B's IOVA.
+    pub fn isolation_iommufd() -> Result<(), String> {
+        let p = parent()?;
+        for (n, b_iommufd) in [(0x160, true), (0x162, false)] {
+            let b_path = if b_iommufd { "iommufd" } else { "type1" };
+            let a = Mdev::new(&p, "edu-small", n)?;
+            let b = Mdev::new(&p, "edu-small", n + 1)?;
+            let mut sa = Session::open_iommufd(&a.0)?;
+            let sb = if b_iommufd {
+                Session::open_iommufd(&b.0)?
+            } else {
+                Session::open(&b.0)?
+            };
+            let secret_iova = 0x80_0000;
+            let mut secret = Buffer::new(4096)?;
+            secret.bytes().fill(0x5e);
+            sb.space.map(&secret, secret_iova)?;
+            sa.dst.bytes().fill(0);
+            let r = sa.dev.copy(secret_iova, DST_IOVA, 4096)?;
+            ensure(r == Err(CopyError::Unmapped as u32), || {
+                format!("A (iommufd) read B's ({b_path}) IOVA: {r:?}")
+            })?;
+            ensure(sa.dst.bytes().iter().all(|&x| x != 0x5e), || {
+                format!("B's ({b_path}) bytes reached A")
+            })?;
+            let r = sa.dev.copy(SRC_IOVA, secret_iova, 4096)?;
+            ensure(r == Err(CopyError::Unmapped as u32), || {
+                format!("A (iommufd) wrote B's ({b_path}) IOVA: {r:?}")
+            })?;
+            ensure(secret.bytes().iter().all(|&x| x == 0x5e), || {
+                format!("B's ({b_path}) buffer changed")
+            })?;
+            sa.copy_checked(0x12, 0, 0, 4096)?;
+            drop(sb);
+        }
+        Ok(())
     }
 
     pub fn concurrent_copies() -> Result<(), String> {
