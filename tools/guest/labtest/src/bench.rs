@@ -85,7 +85,7 @@ fn create_to_ready() -> Result<(), String> {
         }
         true
     };
-    const N: u32 = 30;
+    const N: u32 = 50;
     let (mut edu_ready, mut mtty_ready, mut edu_write, mut mtty_write) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let r = (|| -> Result<(), String> {
@@ -153,14 +153,24 @@ fn copy_driver_time() -> Result<(), String> {
         // One-page copies (one piece each), then 64 KiB copies (16 pieces each).
         const SMALL: u64 = 20;
         const LARGE: u64 = 3;
-        let t = Instant::now();
-        for i in 0..SMALL {
-            s.copy_checked(i as u8, 0, 0, 4096)?;
+        // The peer is sampled between the copies, so both see the same host load.
+        let mut memcpy = Vec::new();
+        let mut sample_peer = || -> Result<(), String> {
+            let p = read_stats(peer)?;
+            memcpy.push(*p.get("memcpy_ns").ok_or("no memcpy_ns")?);
+            Ok(())
+        };
+        let mut wall = Duration::ZERO;
+        for i in 0..SMALL + LARGE {
+            let t = Instant::now();
+            if i < SMALL {
+                s.copy_checked(i as u8, 0, 0, 4096)?;
+            } else {
+                s.copy_checked(0x80 + i as u8, 0, 0, BUF_LEN)?;
+            }
+            wall += t.elapsed();
+            sample_peer()?;
         }
-        for i in 0..LARGE {
-            s.copy_checked(0x80 + i as u8, 0, 0, BUF_LEN)?;
-        }
-        let wall = t.elapsed();
         let after = read_stats(&stats)?;
         let d = |k: &str| -> Result<u64, String> {
             Ok(after.get(k).ok_or(format!("no {k} in stats"))?
@@ -179,12 +189,7 @@ fn copy_driver_time() -> Result<(), String> {
         let driver = d("driver_ns")?;
         let wait = d("edu_wait_ns")?;
         let pinmap = d("pin_ns")? + d("map_ns")? + d("unmap_unpin_ns")?;
-        let mut memcpy: Vec<u64> = (0..5)
-            .map(|_| {
-                read_stats(peer)
-                    .and_then(|p| p.get("memcpy_ns").copied().ok_or("no memcpy_ns".into()))
-            })
-            .collect::<Result<_, _>>()?;
+        let samples = memcpy.len();
         let memcpy = median(&mut memcpy).max(1);
         let per_page = driver / pieces.max(1);
         bench(format!(
@@ -203,9 +208,10 @@ fn copy_driver_time() -> Result<(), String> {
             d("complete_ns")? / pieces.max(1) / 1000,
         ));
         bench(format!(
-            "mdev_copy_driver_time peers (same boot): CPU memcpy of 4 KiB {memcpy} ns -> driver/memcpy {:.0}x per page; \
+            "mdev_copy_driver_time peers (same boot): CPU memcpy of 4 KiB {memcpy} ns (median of {} samples between the copies) -> driver/memcpy {:.0}x per page; \
              vfio_pin_pages+dma_map+unmap+unpin of the page pair {} us -> driver/pin-map {:.2}x per page; \
              user-visible {} ms per page (edu's two 100 ms DMAs) [{COMMAND}]",
+            samples,
             per_page as f64 / memcpy as f64,
             pinmap / pieces.max(1) / 1000,
             driver as f64 / pinmap.max(1) as f64,
