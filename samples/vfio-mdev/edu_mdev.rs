@@ -18,15 +18,17 @@
 //!    (documented in `docs/sample-mdev.md`), region/IRQ info, SET_IRQS, RESET, `dma_unmap`.
 //! 6. **The mdev driver** ([`MdevDriver`]): probe (PASID, VFIO device, sysfs attributes), remove.
 //! 7. **The PCI driver** ([`EduParent`]) and the module.
+//! 8. **Driver time accounting** ([`CopyStats`]): what each copy costs the driver itself, in
+//!    debugfs (`edu_mdev/<parent>`), with a CPU `memcpy` peer (`edu_mdev/peer_memcpy`).
 
 use core::{
     fmt::Write,
-    sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering},
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering},
 };
 use kernel::{
     alloc::flags::GFP_KERNEL,
     auxdomain::{self, AuxDevice, AuxDomain, MsiWindow},
-    c_str, dev_err, dev_info,
+    c_str, debugfs, dev_err, dev_info,
     device::Device,
     devres::Devres,
     dma::Direction,
@@ -38,7 +40,7 @@ use kernel::{
     str::CStr,
     sync::{Arc, CondVar, Mutex},
     sysfs,
-    time::msecs_to_jiffies,
+    time::{msecs_to_jiffies, Ktime},
     types::ARef,
     uaccess::{UserSliceReader, UserSliceWriter},
     vfio::{self, uapi},
@@ -330,6 +332,8 @@ struct ParentShared {
     /// Set by edu's completion interrupt ([`EduIrq`]); the worker sleeps on `irq_cv`.
     irq_fired: AtomicBool,
     irq_count: AtomicU32,
+    /// Driver time accounting (debugfs `edu_mdev/<parent>`).
+    stats: Arc<CopyStats>,
     #[pin]
     irq_lock: Mutex<()>,
     #[pin]
@@ -400,6 +404,7 @@ impl ParentShared {
                 work <- new_work!("edu_mdev::work"),
                 irq_fired: AtomicBool::new(false),
                 irq_count: AtomicU32::new(0),
+                stats: Arc::new(CopyStats::default(), GFP_KERNEL)?,
                 irq_lock <- new_mutex!((), "edu_mdev::irq_lock"),
                 irq_cv <- new_condvar!("edu_mdev::irq_cv"),
             }),
@@ -452,6 +457,7 @@ impl ParentShared {
     /// queue, so every mdev with a copy gets the engine in turn.
     fn run_engine(&self) {
         loop {
+            let t0 = now_ns();
             let mut e = self.engine.lock();
             let next = e
                 .queue
@@ -472,9 +478,11 @@ impl ParentShared {
             };
             e.running = Some(job.vdev.id);
             drop(e);
+            let t1 = now_ns();
 
             let r = self.copy_piece(&job);
 
+            let t2 = now_ns();
             let mut e = self.engine.lock();
             e.running = None;
             let finished = match r {
@@ -501,8 +509,18 @@ impl ParentShared {
             };
             self.engine_cv.notify_all();
             drop(e);
+            let done = finished.is_some();
             if let Some((job, err)) = finished {
                 job.vdev.complete(&job, err);
+                if err.is_none() {
+                    self.stats.copies.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Queue handling and completion: the time outside `copy_piece`.
+            let st = &self.stats;
+            st.add(&st.complete_ns, t1.saturating_sub(t0) + since(t2));
+            if done {
+                self.stats.ended.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -521,6 +539,8 @@ impl ParentShared {
         let (sp, dp) = (p.src_page(PAGE), p.dst_page(PAGE));
         let vdev = &job.vdev;
         let backend = &*self.backend;
+        let st = &self.stats;
+        let t0 = now_ns();
         // Source and destination in one page: pinned and mapped once, read-write.
         let dst_pin = vdev
             .pin_pages(dp, 1, Prot::READ | Prot::WRITE)
@@ -533,6 +553,8 @@ impl ParentShared {
                     .map_err(|_| CopyError::Unmapped)?,
             )
         };
+        let t1 = now_ns();
+        st.add(&st.pin_ns, t1.saturating_sub(t0));
         let dir = if src_pin.is_some() {
             Direction::FromDevice
         } else {
@@ -549,6 +571,7 @@ impl ParentShared {
             ),
             None => None,
         };
+        st.add(&st.map_ns, since(t1));
         let src_addr = s.as_ref().unwrap_or(&d).addr() + p.src % PAGE;
         self.edu_dma(src_addr, edu::BUF, p.len, edu::CMD_START)?;
         self.edu_dma(
@@ -557,7 +580,15 @@ impl ParentShared {
             p.len,
             edu::CMD_START | edu::CMD_TO_RAM,
         )?;
-        // Unmapped, then unpinned, when `s`, `d`, `src_pin`, `dst_pin` drop (in that order).
+        // Unmapped, then unpinned (on an error above, the same happens as the locals drop).
+        let t2 = now_ns();
+        drop(s);
+        drop(d);
+        drop(src_pin);
+        drop(dst_pin);
+        st.add(&st.unmap_unpin_ns, since(t2));
+        st.pieces.fetch_add(1, Ordering::Relaxed);
+        st.bytes.fetch_add(p.len, Ordering::Relaxed);
         Ok(p.len)
     }
 
@@ -576,6 +607,9 @@ impl ParentShared {
             let bar = self.bar.try_access().ok_or(CopyError::Device)?;
             f(&bar).map_err(|_| CopyError::Device)
         };
+        let st = &self.stats;
+        let t0 = now_ns();
+        let mut waited = 0;
         self.irq_fired.store(false, Ordering::Release);
         io(&|b| {
             b.write64(src, edu::DMA_SRC)?;
@@ -591,14 +625,19 @@ impl ParentShared {
                 bar.read64(edu::DMA_CMD).map_err(|_| CopyError::Device)? & edu::CMD_START != 0
             };
             if !busy {
+                st.add(&st.edu_wait_ns, waited);
+                st.add(&st.program_ns, since(t0).saturating_sub(waited));
                 return Ok(());
             }
+            let w = now_ns();
             let mut g = self.irq_lock.lock();
             if !self.irq_fired.swap(false, Ordering::AcqRel) {
                 let _ = self
                     .irq_cv
                     .wait_interruptible_timeout(&mut g, msecs_to_jiffies(20));
             }
+            drop(g);
+            waited += since(w);
         }
         dev_err!(&*self.pdev, "edu DMA did not complete\n");
         Err(CopyError::Device)
@@ -861,11 +900,15 @@ impl MdevVfio {
                     seq: 0,
                 };
                 drop(st);
+                let t0 = now_ns();
                 if let Err(e) = Self::validate(dev, job.src, job.dst, job.len) {
                     dev.complete(&job, Some(e));
                 } else if let Err(job) = dev.parent.submit(job) {
                     dev.complete(&job, Some(CopyError::Aborted));
                 }
+                let stats = &dev.parent.stats;
+                stats.add(&stats.validate_ns, since(t0));
+                stats.submitted.fetch_add(1, Ordering::Relaxed);
             }
             regs::RESET if val == regs::RESET_MAGIC => {
                 drop(st);
@@ -1268,6 +1311,9 @@ impl MdevDriver {
 #[pin_data]
 struct Registry {
     drv: Arc<mdev::DriverRegistration<MdevDriver>>,
+    /// `edu_mdev/` in debugfs (None if debugfs is unavailable). Outlives every parent's and
+    /// the module's files in it: the module drops them first.
+    debugfs: Option<debugfs::Dir>,
     #[pin]
     parents: Mutex<[Option<Arc<ParentShared>>; 4]>,
 }
@@ -1300,6 +1346,8 @@ struct EduParent {
     shared: Arc<ParentShared>,
     /// edu's MSI, if it could be set up (freed after the engine stopped).
     irq: Option<Pin<KBox<irq::Registration<EduIrq>>>>,
+    /// debugfs `edu_mdev/<parent>`: the driver time accounting.
+    _stats: Option<debugfs::File<'static, CopyStats>>,
 }
 
 /// edu's interrupt: acknowledges it and wakes the engine worker.
@@ -1357,10 +1405,17 @@ impl pci::Driver for EduParent {
                 None
             }
         };
+        let stats = reg.debugfs.as_ref().and_then(|dir| {
+            let name = AsRef::<Device>::as_ref(pdev).name();
+            dir.show_file(name, shared.stats.clone())
+                .inspect_err(|e| dev_err!(pdev, "edu_mdev: no debugfs stats file ({:?})\n", e))
+                .ok()
+        });
         let mut this = EduParent {
             parent: None,
             shared,
             irq,
+            _stats: stats,
         };
         // On error `this` drops: taken out of the registry, engine stopped.
         this.parent = Some(parent?);
@@ -1396,6 +1451,8 @@ impl Drop for EduParent {
 
 struct EduMdevModule {
     pci: Option<Pin<KBox<pci::Registration<EduParent>>>>,
+    /// debugfs `edu_mdev/peer_memcpy` (dropped before the registry that holds its directory).
+    _peer: Option<debugfs::File<'static, PeerMemcpy>>,
     /// Owned here, reached through [`REGISTRY`] (kept alive until the drivers are gone).
     _registry: Pin<KBox<Registry>>,
 }
@@ -1403,8 +1460,11 @@ struct EduMdevModule {
 impl kernel::Module for EduMdevModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let drv = mdev::DriverRegistration::<MdevDriver>::new_arc(module)?;
+        let debugfs = debugfs::Dir::new(c_str!("edu_mdev"), None)
+            .inspect_err(|e| pr_err!("edu_mdev: no debugfs directory ({:?})\n", e))
+            .ok();
         let registry = KBox::pin_init(
-            pin_init!(Registry { drv, parents <- new_mutex!([const { None }; 4]) }),
+            pin_init!(Registry { drv, debugfs, parents <- new_mutex!([const { None }; 4]) }),
             GFP_KERNEL,
         )?;
         REGISTRY.store(
@@ -1416,10 +1476,22 @@ impl kernel::Module for EduMdevModule {
             GFP_KERNEL,
         );
         match pci {
-            Ok(pci) => Ok(Self {
-                pci: Some(pci),
-                _registry: registry,
-            }),
+            Ok(pci) => {
+                // The directory lives in the registry, which `Self` drops after `_peer`.
+                let peer = self::registry()
+                    .and_then(|r| r.debugfs.as_ref())
+                    .and_then(|dir| {
+                        let data = Arc::new(PeerMemcpy, GFP_KERNEL).ok()?;
+                        dir.show_file(c_str!("peer_memcpy"), data)
+                            .inspect_err(|e| pr_err!("edu_mdev: no peer_memcpy file ({:?})\n", e))
+                            .ok()
+                    });
+                Ok(Self {
+                    pci: Some(pci),
+                    _peer: peer,
+                    _registry: registry,
+                })
+            }
             Err(e) => {
                 REGISTRY.store(core::ptr::null_mut(), Ordering::Release);
                 Err(e)
@@ -1434,5 +1506,110 @@ impl Drop for EduMdevModule {
         drop(self.pci.take());
         REGISTRY.store(core::ptr::null_mut(), Ordering::Release);
         // `_registry` drops after this: the mdev driver is unregistered last.
+    }
+}
+
+// ---- 8. driver time accounting ----------------------------------------------------------------
+
+/// Monotonic time in nanoseconds.
+fn now_ns() -> u64 {
+    Ktime::ktime_get().to_ns().try_into().unwrap_or(0)
+}
+
+/// Nanoseconds since `t0` (a [`now_ns`] value).
+fn since(t0: u64) -> u64 {
+    now_ns().saturating_sub(t0)
+}
+
+/// What copies cost the driver itself, in nanoseconds of its own code by phase, read through
+/// debugfs `edu_mdev/<parent>`. The time the engine worker sleeps until edu finishes a DMA
+/// (edu's fixed 100 ms timer) is counted apart, in `edu_wait_ns`, and is not driver time.
+/// Wall-clock time of code that does not sleep: on an otherwise idle machine, its CPU time.
+#[derive(Default)]
+struct CopyStats {
+    /// `CMD` writes with `START` that got past the register checks.
+    submitted: AtomicU64,
+    /// Copies that ended (any status) / ended without error.
+    ended: AtomicU64,
+    copies: AtomicU64,
+    /// Pieces done and their bytes.
+    pieces: AtomicU64,
+    bytes: AtomicU64,
+    /// Checking the command, pinning its pages once to check them, queueing it.
+    validate_ns: AtomicU64,
+    /// Per piece: `vfio_pin_pages` of the two pages; mapping them for edu (`dma_map_page`);
+    /// programming edu and reading its status (the waits excluded); unmapping and unpinning.
+    pin_ns: AtomicU64,
+    map_ns: AtomicU64,
+    program_ns: AtomicU64,
+    unmap_unpin_ns: AtomicU64,
+    /// The worker's queue handling and the completion (status, eventfd).
+    complete_ns: AtomicU64,
+    /// Not driver time: sleeping until edu's DMA completes.
+    edu_wait_ns: AtomicU64,
+}
+
+impl CopyStats {
+    fn add(&self, counter: &AtomicU64, ns: u64) {
+        counter.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+impl debugfs::Show for CopyStats {
+    fn show(&self, m: &mut debugfs::SeqFile) -> Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let phases = [
+            ("validate_ns", &self.validate_ns),
+            ("pin_ns", &self.pin_ns),
+            ("map_ns", &self.map_ns),
+            ("program_ns", &self.program_ns),
+            ("unmap_unpin_ns", &self.unmap_unpin_ns),
+            ("complete_ns", &self.complete_ns),
+        ];
+        let driver = phases
+            .iter()
+            .fold(0u64, |sum, (_, c)| sum.saturating_add(get(c)));
+        let counts = [
+            ("submitted", &self.submitted),
+            ("ended", &self.ended),
+            ("copies", &self.copies),
+            ("pieces", &self.pieces),
+            ("bytes", &self.bytes),
+        ];
+        for (name, c) in Iterator::chain(counts.iter(), phases.iter()) {
+            writeln!(m, "{} {}", name, get(c)).map_err(|_| EINVAL)?;
+        }
+        writeln!(m, "driver_ns {}", driver).map_err(|_| EINVAL)?;
+        writeln!(m, "edu_wait_ns {}", get(&self.edu_wait_ns)).map_err(|_| EINVAL)
+    }
+}
+
+/// The peer of the driver time: reading `edu_mdev/peer_memcpy` times a CPU copy of one page
+/// (the bytes one piece moves), [`PeerMemcpy::ROUNDS`] times, and prints the mean.
+struct PeerMemcpy;
+
+impl PeerMemcpy {
+    const ROUNDS: u64 = 1000;
+    const BYTES: usize = kernel::page::PAGE_SIZE;
+}
+
+impl debugfs::Show for PeerMemcpy {
+    fn show(&self, m: &mut debugfs::SeqFile) -> Result {
+        let src = KVec::from_elem(0x5au8, Self::BYTES, GFP_KERNEL)?;
+        let mut dst = KVec::from_elem(0u8, Self::BYTES, GFP_KERNEL)?;
+        let t0 = now_ns();
+        for i in 0..Self::ROUNDS {
+            dst.copy_from_slice(core::hint::black_box(&src));
+            dst[0] = core::hint::black_box(i as u8);
+        }
+        let ns = since(t0);
+        writeln!(
+            m,
+            "memcpy_bytes {}\nrounds {}\nmemcpy_ns {}",
+            Self::BYTES,
+            Self::ROUNDS,
+            ns / Self::ROUNDS
+        )
+        .map_err(|_| EINVAL)
     }
 }

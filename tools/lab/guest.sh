@@ -29,6 +29,8 @@ mdir=$LAB_CACHE/modules-$FLAVOUR
 find "$mdir" -name '*.ko' -exec cp {} "$root/lib/labtest/" \;
 find "$KBUILD/samples" -name 'mtty.ko' -exec cp {} "$root/lib/labtest/" \; 2>/dev/null || true
 cp "$here/guest/demo.sh" "$root/lib/labtest/"
+# labtest runs its user-space benchmarks on the release flavour only.
+echo "$FLAVOUR" > "$root/lib/labtest/flavour"
 # modules.list: "<module> [flavour ...]"; a module with flavours listed runs only on those.
 while read -r m flavours; do
     case "$m" in ''|'#'*) continue ;; esac

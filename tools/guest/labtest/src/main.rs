@@ -8,10 +8,14 @@
 //! 2. the project's kernel test modules listed in `/lib/labtest/modules.list`: each is loaded,
 //!    its `labtest:` lines are collected until its `end` line, and it is unloaded again; a
 //!    module that fails to load, or ends without an `end` line, is a failed test;
-//! 3. user-space tests registered in [`user_tests`].
+//! 3. user-space tests registered in [`user_tests`];
+//! 4. on the release kernel only (`/lib/labtest/flavour`, written by `guest.sh`), the
+//!    benchmarks in [`bench`], which print `BENCH` lines (like the `release`-only bench modules
+//!    of `modules.list`).
 //!
 //! `labtest [FILTER]` runs only tests whose name contains FILTER (sources are still scanned).
 
+mod bench;
 mod kmsg;
 mod results;
 mod user_tests;
@@ -22,6 +26,8 @@ use std::time::{Duration, Instant};
 
 const MODULE_LIST: &str = "/lib/labtest/modules.list";
 const MODULE_DIR: &str = "/lib/labtest";
+/// The kernel flavour the initramfs was built for (`release` or `debug`).
+const FLAVOUR: &str = "/lib/labtest/flavour";
 
 struct Runner {
     filter: Option<String>,
@@ -31,8 +37,9 @@ struct Runner {
 
 impl Runner {
     fn report(&mut self, o: &Outcome) {
+        // kmemleak:clean judges everything the run did, so a filtered run reports it too.
         if let Some(f) = &self.filter {
-            if !o.name.contains(f.as_str()) {
+            if !o.name.contains(f.as_str()) && o.name != KMEMLEAK_TEST {
                 return;
             }
         }
@@ -140,6 +147,7 @@ fn module_results(r: &mut Runner, kmsg: &mut kmsg::Kmsg) {
 }
 
 const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+const KMEMLEAK_TEST: &str = "kmemleak:clean";
 
 /// On a kernel with kmemleak (the debug flavour): forget what boot leaked, so that the final
 /// check only sees leaks of what the tests did.
@@ -153,7 +161,7 @@ fn kmemleak_check(r: &mut Runner) {
     std::thread::sleep(Duration::from_secs(6));
     for _ in 0..2 {
         if let Err(e) = std::fs::write(KMEMLEAK, "scan") {
-            r.fail("kmemleak:clean", format!("cannot trigger a scan: {e}"));
+            r.fail(KMEMLEAK_TEST, format!("cannot trigger a scan: {e}"));
             return;
         }
     }
@@ -161,14 +169,14 @@ fn kmemleak_check(r: &mut Runner) {
     let leaks = report.matches("unreferenced object").count();
     if leaks == 0 {
         r.report(&Outcome {
-            name: "kmemleak:clean".into(),
+            name: KMEMLEAK_TEST.into(),
             passed: true,
             detail: String::new(),
         });
     } else {
         print!("{report}");
         r.fail(
-            "kmemleak:clean",
+            KMEMLEAK_TEST,
             format!("{leaks} unreferenced objects (report above)"),
         );
     }
@@ -190,7 +198,17 @@ fn main() {
         }
         Err(e) => r.fail("labtest:kmsg", format!("cannot open /dev/kmsg: {e}")),
     }
-    for t in user_tests::ALL {
+    let flavour = std::fs::read_to_string(FLAVOUR).unwrap_or_default();
+    let benches = if flavour.trim() == "release" {
+        bench::ALL
+    } else {
+        println!(
+            "labtest: benchmarks skipped (release kernel only; flavour {:?})",
+            flavour.trim()
+        );
+        &[]
+    };
+    for t in user_tests::ALL.iter().chain(benches) {
         if r.filter.as_deref().is_some_and(|f| !t.name.contains(f)) {
             continue;
         }

@@ -54,6 +54,10 @@ pub const ALL: &[UserTest] = &[
         run: mdev::isolation,
     },
     UserTest {
+        name: "mdev:isolation_iommufd",
+        run: mdev::isolation_iommufd,
+    },
+    UserTest {
         name: "mdev:concurrent_copies",
         run: mdev::concurrent_copies,
     },
@@ -72,6 +76,34 @@ pub const ALL: &[UserTest] = &[
     UserTest {
         name: "mdev:remove_while_open",
         run: mdev::remove_while_open,
+    },
+    UserTest {
+        name: "mdev:bad_ioctls_group",
+        run: mdev::ioctl::bad_ioctls_group,
+    },
+    UserTest {
+        name: "mdev:bad_ioctls_iommufd",
+        run: mdev::ioctl::bad_ioctls_iommufd,
+    },
+    UserTest {
+        name: "mdev:no_dma_after_unmap",
+        run: mdev::no_dma_after_unmap,
+    },
+    UserTest {
+        name: "mdev:concurrent_copies_with_churn",
+        run: mdev::stress::concurrent_copies_with_churn,
+    },
+    UserTest {
+        name: "mdev:capacity_race",
+        run: mdev::stress::capacity_race,
+    },
+    UserTest {
+        name: "mdev:remove_while_open_without_req",
+        run: mdev::remove_while_open_without_req,
+    },
+    UserTest {
+        name: "mdev:parent_unbind_while_open",
+        run: mdev::parent_unbind_while_open,
     },
     UserTest {
         name: "mdev:parent_unbind_with_mdevs",
@@ -114,7 +146,10 @@ mod mdev {
     use mdev_client::*;
     use std::path::PathBuf;
 
-    fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    pub mod ioctl;
+    pub mod stress;
+
+    pub(super) fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
         if cond {
             Ok(())
         } else {
@@ -122,16 +157,16 @@ mod mdev {
         }
     }
 
-    fn parent() -> Result<PathBuf, String> {
+    pub(super) fn parent() -> Result<PathBuf, String> {
         ensure_module()?;
         find_parent()
     }
 
     /// Removes the mdev when dropped (tests fail half-way; later tests need a clean parent).
-    struct Mdev(String);
+    pub(super) struct Mdev(pub(super) String);
 
     impl Mdev {
-        fn new(parent: &std::path::Path, ty: &str, n: u32) -> Result<Self, String> {
+        pub(super) fn new(parent: &std::path::Path, ty: &str, n: u32) -> Result<Self, String> {
             let u = uuid(n);
             create_mdev(parent, ty, &u).map_err(|e| format!("create {ty} {u}: {e}"))?;
             Ok(Self(u))
@@ -520,6 +555,45 @@ mod mdev {
         )
     }
 
+    /// Isolation on the iommufd path: A in its own iommufd/IOAS, B in another IOAS or in a
+    /// type1 container; A cannot make the engine read or write B's buffer at B's IOVA.
+    pub fn isolation_iommufd() -> Result<(), String> {
+        let p = parent()?;
+        for (n, b_iommufd) in [(0x160, true), (0x162, false)] {
+            let b_path = if b_iommufd { "iommufd" } else { "type1" };
+            let a = Mdev::new(&p, "edu-small", n)?;
+            let b = Mdev::new(&p, "edu-small", n + 1)?;
+            let mut sa = Session::open_iommufd(&a.0)?;
+            let sb = if b_iommufd {
+                Session::open_iommufd(&b.0)?
+            } else {
+                Session::open(&b.0)?
+            };
+            let secret_iova = 0x80_0000;
+            let mut secret = Buffer::new(4096)?;
+            secret.bytes().fill(0x5e);
+            sb.space.map(&secret, secret_iova)?;
+            sa.dst.bytes().fill(0);
+            let r = sa.dev.copy(secret_iova, DST_IOVA, 4096)?;
+            ensure(r == Err(CopyError::Unmapped as u32), || {
+                format!("A (iommufd) read B's ({b_path}) IOVA: {r:?}")
+            })?;
+            ensure(sa.dst.bytes().iter().all(|&x| x != 0x5e), || {
+                format!("B's ({b_path}) bytes reached A")
+            })?;
+            let r = sa.dev.copy(SRC_IOVA, secret_iova, 4096)?;
+            ensure(r == Err(CopyError::Unmapped as u32), || {
+                format!("A (iommufd) wrote B's ({b_path}) IOVA: {r:?}")
+            })?;
+            ensure(secret.bytes().iter().all(|&x| x == 0x5e), || {
+                format!("B's ({b_path}) buffer changed")
+            })?;
+            sa.copy_checked(0x12, 0, 0, 4096)?;
+            drop(sb);
+        }
+        Ok(())
+    }
+
     pub fn concurrent_copies() -> Result<(), String> {
         let p = parent()?;
         let ms: Vec<Mdev> = (0..3)
@@ -598,6 +672,58 @@ mod mdev {
         Ok(())
     }
 
+    /// After `VFIO_IOMMU_UNMAP_DMA` / `IOMMU_IOAS_UNMAP` returns, no DMA of the engine touches
+    /// the unmapped pages: the user's memory (still mapped in the process) is snapshot when
+    /// the unmap returns and must not change while the aborted copy winds down, nor after a
+    /// new copy to the unmapped IOVA (refused as unmapped). Both paths.
+    pub fn no_dma_after_unmap() -> Result<(), String> {
+        let p = parent()?;
+        for (n, iommufd) in [(0x130, false), (0x131, true)] {
+            let path = if iommufd { "iommufd" } else { "type1" };
+            let m = Mdev::new(&p, "edu-small", n)?;
+            let mut s = if iommufd {
+                Session::open_iommufd(&m.0)?
+            } else {
+                Session::open(&m.0)?
+            };
+            s.src.bytes().fill(0xc3);
+            s.dst.bytes().fill(0);
+            s.dev.start_copy(SRC_IOVA, DST_IOVA, BUF_LEN as u32)?;
+            // Let the copy get going (some pieces done, one on edu).
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            s.space.unmap(DST_IOVA, BUF_LEN as u64)?;
+            let snapshot = s.dst.bytes().to_vec();
+            let st = s.dev.wait(30_000)?;
+            ensure(
+                CopyError::from_status(st) == Some(Err(CopyError::Unmapped as u32)),
+                || format!("{path}: STATUS {st:#x} after unmapping the destination"),
+            )?;
+            let copied = snapshot.iter().filter(|&&b| b == 0xc3).count();
+            // Give a stray DMA time to land (edu takes ~0.1 s per DMA).
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            let r = s.dev.copy(SRC_IOVA, DST_IOVA, 4096)?;
+            ensure(r == Err(CopyError::Unmapped as u32), || {
+                format!("{path}: copy to the unmapped IOVA: {r:?}")
+            })?;
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let now = s.dst.bytes();
+            if let Some(i) = (0..now.len()).find(|&i| now[i] != snapshot[i]) {
+                return Err(format!(
+                    "{path}: byte {i} of the unmapped destination changed after the unmap returned ({:#x} -> {:#x}; {copied} bytes had been copied before)",
+                    snapshot[i], now[i]
+                ));
+            }
+            ensure(copied < BUF_LEN, || {
+                format!("{path}: the copy was over before the unmap: nothing tested")
+            })?;
+            println!("  mdev: {path}: {copied} bytes copied before the unmap, none after");
+            // The device still works on mapped memory.
+            s.space.map(&s.dst, DST_IOVA)?;
+            s.copy_checked(0x44, 0, 0, 4096)?;
+        }
+        Ok(())
+    }
+
     pub fn reset_aborts() -> Result<(), String> {
         let p = parent()?;
         let m = Mdev::new(&p, "edu-small", 90)?;
@@ -633,6 +759,85 @@ mod mdev {
         ensure(available(&p, "edu-small")? == 8, || {
             "capacity not back".into()
         })
+    }
+
+    /// A user that holds the device without a request eventfd: the removal waits (the VFIO
+    /// core cannot ask), the device keeps working meanwhile, and the removal completes as soon
+    /// as the user closes it.
+    pub fn remove_while_open_without_req() -> Result<(), String> {
+        use std::time::{Duration, Instant};
+        let p = parent()?;
+        let m = Mdev::new(&p, "edu-small", 0x140)?;
+        let mut s = Session::open_iommufd(&m.0)?;
+        let u = m.0.clone();
+        let remover = std::thread::spawn(move || {
+            let r = remove_mdev(&u);
+            (r, Instant::now())
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        ensure(!remover.is_finished(), || {
+            "removal did not wait for the user".into()
+        })?;
+        // (The mdev's /sys/bus/mdev/devices link goes at once; the device waits for the user.)
+        // Still a working device while the removal waits.
+        s.copy_checked(0x66, 0, 0, 1024)?;
+        let closed = Instant::now();
+        drop(s);
+        let (r, done) = remover.join().map_err(|_| "remover panicked".to_string())?;
+        r.map_err(|e| format!("remove: {e}"))?;
+        let after = done.saturating_duration_since(closed);
+        ensure(after < Duration::from_secs(5), || {
+            format!("removal ended {after:?} after the close")
+        })?;
+        ensure(!mdev_path(&m.0).exists(), || "mdev still there".into())?;
+        ensure(available(&p, "edu-small")? == 8, || {
+            "capacity not back".into()
+        })
+    }
+
+    /// Unbinding edu while a client holds an mdev with a copy in flight: the unbind asks the
+    /// client through its request eventfd, the client closes (its copy aborted), the unbind
+    /// completes and removes every mdev; edu binds again to a parent at full capacity.
+    pub fn parent_unbind_while_open() -> Result<(), String> {
+        let p = parent()?;
+        let bdf = p
+            .file_name()
+            .and_then(|s| s.to_str())
+            .ok_or("parent name")?
+            .to_string();
+        let held = Mdev::new(&p, "edu-large", 0x150)?;
+        let idle = Mdev::new(&p, "edu-small", 0x151)?;
+        let mut s = Session::open(&held.0)?;
+        let req = s.dev.set_irq_eventfd(REQ_INDEX)?;
+        s.dev.start_copy(SRC_IOVA, DST_IOVA, BUF_LEN as u32)?;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let b = bdf.clone();
+        let unbind = std::thread::spawn(move || {
+            std::fs::write("/sys/bus/pci/drivers/edu/unbind", &b)
+                .map_err(|e| format!("unbind: {e}"))
+        });
+        let asked = wait_eventfd(&req, 60_000);
+        drop(s);
+        let unbound = unbind
+            .join()
+            .map_err(|_| "unbind thread panicked".to_string())?;
+        asked.map_err(|e| format!("request IRQ: {e}"))?;
+        unbound?;
+        ensure(
+            !mdev_path(&held.0).exists() && !mdev_path(&idle.0).exists(),
+            || "mdevs survived the unbind".into(),
+        )?;
+        drop((held, idle));
+        std::fs::write("/sys/bus/pci/drivers/edu/bind", &bdf).map_err(|e| format!("bind: {e}"))?;
+        let p = find_parent()?;
+        ensure(available(&p, "edu-small")? == 8, || {
+            "fresh parent not at full capacity".into()
+        })?;
+        let m = Mdev::new(&p, "edu-small", 0x152)?;
+        // A statement: the session must close before `m` is removed.
+        Session::open(&m.0)?.copy_checked(0x67, 0, 0, 256)?;
+        drop(m);
+        Ok(())
     }
 
     pub fn parent_unbind_with_mdevs() -> Result<(), String> {

@@ -96,6 +96,68 @@ impl CopyError {
     }
 }
 
+/// The calling thread's `errno` after a failed call.
+pub fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// An ioctl whose argument is `words` (a VFIO/iommufd argument structure as 32-bit words):
+/// `Ok(return value)` or `Err(errno)`. For tests of malformed arguments.
+pub fn ioctl_words(fd: RawFd, req: u64, words: &mut [u32]) -> Result<i32, i32> {
+    // SAFETY: `words` is live and writable; the kernel reads and writes at most the `argsz`/
+    // `size` the words announce, and a test that announces more than `words.len() * 4` bytes
+    // gets EFAULT or an error before any access past it.
+    let r = unsafe { ioctl(fd, req, words.as_mut_ptr()) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r)
+    }
+}
+
+/// An ioctl whose argument is a plain integer or an address the caller does not own (for
+/// EFAULT tests): `Ok(return value)` or `Err(errno)`.
+pub fn ioctl_value(fd: RawFd, req: u64, arg: u64) -> Result<i32, i32> {
+    // SAFETY: the kernel treats `arg` as an integer or a user address it validates itself; no
+    // memory of this process is handed out.
+    let r = unsafe { ioctl(fd, req, arg) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A new eventfd (non-blocking off, close-on-exec).
+pub fn new_eventfd() -> Result<File, String> {
+    // SAFETY: no pointers.
+    let fd = unsafe { eventfd(0, 0x80000) };
+    if fd < 0 {
+        return Err(errno("eventfd"));
+    }
+    // SAFETY: a new fd we own.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Waits until eventfd `e` was signalled (and consumes the count).
+pub fn wait_eventfd(e: &File, timeout_ms: i32) -> Result<(), String> {
+    let mut p = PollFd {
+        fd: e.as_raw_fd(),
+        events: 1,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { poll(&mut p, 1, timeout_ms) };
+    if r < 0 {
+        return Err(errno("poll"));
+    }
+    if r == 0 {
+        return Err(format!("eventfd not signalled within {timeout_ms} ms"));
+    }
+    let mut b = [0u8; 8];
+    std::io::Read::read_exact(&mut &*e, &mut b).map_err(|e| format!("eventfd read: {e}"))
+}
+
 fn errno(what: &str) -> String {
     format!("{what}: {}", io::Error::last_os_error())
 }
@@ -154,10 +216,20 @@ pub fn available(parent: &Path, ty: &str) -> Result<u32, String> {
         .map_err(|e| format!("available_instances: {e}"))
 }
 
+/// Writes `data` to an existing sysfs file (no `O_CREAT`: a missing file is `ENOENT`, not the
+/// `EACCES` of a refused creation).
+fn sysfs_write(path: &Path, data: &str) -> io::Result<()> {
+    use std::io::Write;
+    OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(data.as_bytes())
+}
+
 /// Writes `uuid` to the type's `create` file.
 pub fn create_mdev(parent: &Path, ty: &str, uuid: &str) -> io::Result<()> {
-    std::fs::write(
-        parent.join("mdev_supported_types").join(ty).join("create"),
+    sysfs_write(
+        &parent.join("mdev_supported_types").join(ty).join("create"),
         uuid,
     )
 }
@@ -167,7 +239,7 @@ pub fn mdev_path(uuid: &str) -> PathBuf {
 }
 
 pub fn remove_mdev(uuid: &str) -> io::Result<()> {
-    std::fs::write(mdev_path(uuid).join("remove"), "1")
+    sysfs_write(&mdev_path(uuid).join("remove"), "1")
 }
 
 pub fn mdev_attr(uuid: &str, attr: &str) -> Result<String, String> {
@@ -366,6 +438,19 @@ pub struct Device {
 }
 
 impl Device {
+    /// A device fd that is ready for device ioctls (group fd, or bound and attached cdev).
+    pub fn from_file(file: File) -> Result<Self, String> {
+        let mut d = Device {
+            file,
+            bar0: 0,
+            config: 0,
+            eventfd: None,
+        };
+        d.bar0 = d.region_info(BAR0_INDEX)?.offset;
+        d.config = d.region_info(CONFIG_INDEX)?.offset;
+        Ok(d)
+    }
+
     /// `VFIO_DEVICE_GET_INFO`: (flags, regions, irqs).
     pub fn info(&self) -> Result<(u32, u32, u32), String> {
         let mut b = [16u32, 0, 0, 0, 0, 0];
@@ -396,13 +481,8 @@ impl Device {
 
     /// Connects a new eventfd to IRQ `index` (MSI: completions; REQ: release requests).
     pub fn set_irq_eventfd(&mut self, index: u32) -> Result<File, String> {
-        // SAFETY: no pointers.
-        let fd = unsafe { eventfd(0, 0x80000) };
-        if fd < 0 {
-            return Err(errno("eventfd"));
-        }
-        // SAFETY: a new fd we own.
-        let efd = unsafe { File::from_raw_fd(fd) };
+        let efd = new_eventfd()?;
+        let fd = efd.as_raw_fd();
         // argsz, flags (DATA_EVENTFD | ACTION_TRIGGER), index, start, count, fd
         let mut b = [24u32, 4 | 32, index, 0, 1, fd as u32];
         ioctl_ptr(self.file.as_raw_fd(), VFIO_DEVICE_SET_IRQS, &mut b)?;
@@ -538,6 +618,19 @@ pub const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = vfio_io(19);
 pub const IOMMU_IOAS_ALLOC: u64 = iommufd_io(0x81);
 pub const IOMMU_IOAS_MAP: u64 = iommufd_io(0x85);
 pub const IOMMU_IOAS_UNMAP: u64 = iommufd_io(0x86);
+pub const VFIO_DEVICE_DETACH_IOMMUFD_PT: u64 = vfio_io(20);
+
+/// `/dev/vfio/devices/vfioN`: the VFIO cdev of mdev `uuid`.
+pub fn cdev_path(uuid: &str) -> Result<String, String> {
+    let dir = mdev_path(uuid).join("vfio-dev");
+    let cdev = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("vfio"))
+        .ok_or("no vfio cdev")?;
+    Ok(format!("/dev/vfio/devices/{cdev}"))
+}
 
 /// The iommufd path: `/dev/iommu`, an IOAS, and the mdev's VFIO cdev bound to it.
 pub struct Iommufd {
@@ -578,27 +671,12 @@ impl Iommufd {
         let mut alloc = [12u32, 0, 0];
         ioctl_ptr(iommufd.as_raw_fd(), IOMMU_IOAS_ALLOC, &mut alloc)?;
         let ioas = alloc[2];
-        let dir = mdev_path(uuid).join("vfio-dev");
-        let cdev = std::fs::read_dir(&dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| n.starts_with("vfio"))
-            .ok_or("no vfio cdev")?;
-        let file = rw(&format!("/dev/vfio/devices/{cdev}"))?;
+        let file = rw(&cdev_path(uuid)?)?;
         let mut bind = [16u32, 0, iommufd.as_raw_fd() as u32, 0];
         ioctl_ptr(file.as_raw_fd(), VFIO_DEVICE_BIND_IOMMUFD, &mut bind)?;
         let mut attach = [12u32, 0, ioas];
         ioctl_ptr(file.as_raw_fd(), VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut attach)?;
-        let mut d = Device {
-            file,
-            bar0: 0,
-            config: 0,
-            eventfd: None,
-        };
-        d.bar0 = d.region_info(BAR0_INDEX)?.offset;
-        d.config = d.region_info(CONFIG_INDEX)?.offset;
-        Ok((Self { iommufd, ioas }, d))
+        Ok((Self { iommufd, ioas }, Device::from_file(file)?))
     }
 }
 
@@ -660,7 +738,8 @@ impl Session {
         Self::setup(uuid, dev, Box::new(space))
     }
 
-    fn setup(uuid: &str, mut dev: Device, space: Box<dyn IoSpace>) -> Result<Self, String> {
+    /// A session over a device and address space opened by hand (tests of the set-up ioctls).
+    pub fn setup(uuid: &str, mut dev: Device, space: Box<dyn IoSpace>) -> Result<Self, String> {
         let src = Buffer::new(BUF_LEN)?;
         let dst = Buffer::new(BUF_LEN)?;
         space.map(&src, SRC_IOVA)?;

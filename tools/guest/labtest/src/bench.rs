@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Benchmarks of the `edu_mdev` sample: figures printed as `BENCH` lines, not timed tests (a
+//! bench fails only if it cannot measure). They run on the release kernel only, like the
+//! `ioasid_bench` module: debug-kernel figures would measure KASAN and lockdep.
+//!
+//! - `bench:mdev_create_to_ready`: from the write of a UUID to `create` until the new mdev's
+//!   VFIO cdev node (`/dev/vfio/devices/vfioN`) exists and opens, for `edu_mdev` (edu-small)
+//!   and the in-tree C sample `mtty` (mtty-1) in the same boot, creates interleaved.
+//! - `bench:mdev_copy_driver_time`: the driver's own time per mediated copy, from its debugfs
+//!   accounting (`/sys/kernel/debug/edu_mdev/<parent>`), which leaves out the time the driver
+//!   sleeps until edu completes a DMA (edu's fixed 100 ms timer); beside the same kernel's CPU
+//!   copy of one page (`/sys/kernel/debug/edu_mdev/peer_memcpy`) measured in the same run.
+
+use crate::user_tests::UserTest;
+use mdev_client::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const ALL: &[UserTest] = &[
+    UserTest {
+        name: "bench:mdev_create_to_ready",
+        run: create_to_ready,
+    },
+    UserTest {
+        name: "bench:mdev_copy_driver_time",
+        run: copy_driver_time,
+    },
+];
+
+/// The command that reproduces the figures (printed with them).
+const COMMAND: &str = "tools/lab/run.sh test --filter bench:mdev";
+
+fn bench(line: String) {
+    println!("BENCH {line}");
+}
+
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Writes `uuid` to `create` of `ty` under `parent`, waits until the mdev's cdev opens; returns
+/// (µs until the write returned, µs until ready).
+fn time_create(parent: &Path, ty: &str, uuid: &str) -> Result<(u64, u64), String> {
+    let t = Instant::now();
+    create_mdev(parent, ty, uuid).map_err(|e| format!("create {ty} {uuid}: {e}"))?;
+    let written = t.elapsed();
+    let deadline = t + Duration::from_secs(5);
+    loop {
+        if let Ok(node) = cdev_path(uuid) {
+            if std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&node)
+                .is_ok()
+            {
+                let ready = t.elapsed();
+                return Ok((written.as_micros() as u64, ready.as_micros() as u64));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{ty} {uuid}: cdev not ready after 5 s"));
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn create_to_ready() -> Result<(), String> {
+    ensure_module()?;
+    let edu = find_parent()?;
+    let mtty = Path::new("/sys/class/mdev_bus/mtty");
+    let loaded_mtty = if mtty.exists() {
+        false
+    } else {
+        let o = std::process::Command::new("insmod")
+            .arg("/lib/labtest/mtty.ko")
+            .output()
+            .map_err(|e| format!("insmod mtty: {e}"))?;
+        if !o.status.success() {
+            return Err(format!(
+                "insmod mtty.ko: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+        true
+    };
+    const N: u32 = 50;
+    let (mut edu_ready, mut mtty_ready, mut edu_write, mut mtty_write) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let r = (|| -> Result<(), String> {
+        for i in 0..N {
+            // Interleaved, so both see the same machine state.
+            for (parent, ty, ready, write) in [
+                (edu.as_path(), "edu-small", &mut edu_ready, &mut edu_write),
+                (mtty, "mtty-1", &mut mtty_ready, &mut mtty_write),
+            ] {
+                let u = uuid(0xb000 + i);
+                let res = time_create(parent, ty, &u);
+                let _ = remove_mdev(&u);
+                let (w, r) = res?;
+                write.push(w);
+                ready.push(r);
+            }
+        }
+        Ok(())
+    })();
+    if loaded_mtty {
+        let _ = std::process::Command::new("rmmod").arg("mtty").output();
+    }
+    r?;
+    let (em, mm) = (median(&mut edu_ready), median(&mut mtty_ready));
+    let (emin, mmin) = (edu_ready[0], mtty_ready[0]);
+    let (ew, mw) = (median(&mut edu_write), median(&mut mtty_write));
+    bench(format!(
+        "mdev_create_to_ready: {N} creates each, interleaved, create write -> VFIO cdev opens: \
+         edu_mdev (edu-small) median {em} us min {emin} us (write returns after {ew} us); \
+         mtty (mtty-1) median {mm} us min {mmin} us (write {mw} us); \
+         ratio edu_mdev/mtty median {:.2} min {:.2} [{COMMAND}]",
+        em as f64 / mm.max(1) as f64,
+        emin as f64 / mmin.max(1) as f64
+    ));
+    Ok(())
+}
+
+fn read_stats(path: &Path) -> Result<BTreeMap<String, u64>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            match (it.next(), it.next().and_then(|v| v.parse().ok())) {
+                (Some(k), Some(v)) => Ok((k.to_string(), v)),
+                _ => Err(format!("{}: bad line {l:?}", path.display())),
+            }
+        })
+        .collect()
+}
+
+fn copy_driver_time() -> Result<(), String> {
+    ensure_module()?;
+    let parent = find_parent()?;
+    let name = parent
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("parent name")?;
+    let stats = Path::new("/sys/kernel/debug/edu_mdev").join(name);
+    let peer = Path::new("/sys/kernel/debug/edu_mdev/peer_memcpy");
+    let m = uuid(0xb100);
+    create_mdev(&parent, "edu-small", &m).map_err(|e| format!("create: {e}"))?;
+    let r = (|| -> Result<(), String> {
+        let mut s = Session::open(&m)?;
+        let before = read_stats(&stats)?;
+        // One-page copies (one piece each), then 64 KiB copies (16 pieces each).
+        const SMALL: u64 = 20;
+        const LARGE: u64 = 3;
+        // The peer is sampled between the copies, so both see the same host load.
+        let mut memcpy = Vec::new();
+        let mut sample_peer = || -> Result<(), String> {
+            let p = read_stats(peer)?;
+            memcpy.push(*p.get("memcpy_ns").ok_or("no memcpy_ns")?);
+            Ok(())
+        };
+        let mut wall = Duration::ZERO;
+        for i in 0..SMALL + LARGE {
+            let t = Instant::now();
+            if i < SMALL {
+                s.copy_checked(i as u8, 0, 0, 4096)?;
+            } else {
+                s.copy_checked(0x80 + i as u8, 0, 0, BUF_LEN)?;
+            }
+            wall += t.elapsed();
+            sample_peer()?;
+        }
+        let after = read_stats(&stats)?;
+        let d = |k: &str| -> Result<u64, String> {
+            Ok(after.get(k).ok_or(format!("no {k} in stats"))?
+                - before.get(k).copied().unwrap_or(0))
+        };
+        let copies = d("copies")?;
+        let pieces = d("pieces")?;
+        let bytes = d("bytes")?;
+        let want_bytes = SMALL * 4096 + LARGE * BUF_LEN as u64;
+        if copies != SMALL + LARGE || bytes != want_bytes {
+            return Err(format!(
+                "stats counted {copies} copies / {bytes} bytes, want {} / {want_bytes}",
+                SMALL + LARGE
+            ));
+        }
+        let driver = d("driver_ns")?;
+        let wait = d("edu_wait_ns")?;
+        let pinmap = d("pin_ns")? + d("map_ns")? + d("unmap_unpin_ns")?;
+        let samples = memcpy.len();
+        let memcpy = median(&mut memcpy).max(1);
+        let per_page = driver / pieces.max(1);
+        bench(format!(
+            "mdev_copy_driver_time: {} copies ({SMALL} x 4 KiB, {LARGE} x 64 KiB), {pieces} pages, \
+             driver time {} us per copy, {} us per 4 KiB page (edu DMA waits excluded: {} ms per page); \
+             per page: validate {} us, pin {} us, dma_map {} us, program edu {} us, unmap+unpin {} us, completion {} us [{COMMAND}]",
+            copies,
+            driver / copies / 1000,
+            per_page / 1000,
+            wait / pieces.max(1) / 1_000_000,
+            d("validate_ns")? / pieces.max(1) / 1000,
+            d("pin_ns")? / pieces.max(1) / 1000,
+            d("map_ns")? / pieces.max(1) / 1000,
+            d("program_ns")? / pieces.max(1) / 1000,
+            d("unmap_unpin_ns")? / pieces.max(1) / 1000,
+            d("complete_ns")? / pieces.max(1) / 1000,
+        ));
+        bench(format!(
+            "mdev_copy_driver_time peers (same boot): CPU memcpy of 4 KiB {memcpy} ns (median of {} samples between the copies) -> driver/memcpy {:.0}x per page; \
+             vfio_pin_pages+dma_map+unmap+unpin of the page pair {} us -> driver/pin-map {:.2}x per page; \
+             user-visible {} ms per page (edu's two 100 ms DMAs) [{COMMAND}]",
+            samples,
+            per_page as f64 / memcpy as f64,
+            pinmap / pieces.max(1) / 1000,
+            driver as f64 / pinmap.max(1) as f64,
+            wall.as_millis() as u64 / pieces.max(1),
+        ));
+        Ok(())
+    })();
+    let _ = remove_mdev(&m);
+    r
+}
