@@ -44,7 +44,7 @@
 pub mod policy;
 
 use crate::{
-    alloc::flags::GFP_KERNEL,
+    alloc::{flags::GFP_KERNEL, KBox},
     device::Device,
     error::{code::*, Error, Result},
     iommu::{self, Capability, Domain},
@@ -305,9 +305,12 @@ enum Link {
 /// keys; `policy.granule` is the smallest page size of `domain`.
 pub struct AuxDomain {
     domain: Arc<Domain>,
-    policy: AuxPolicy<()>,
+    /// The policy's tables (a few KiB) and the links are boxed so that an `AuxDomain` stays a
+    /// few words: it is returned by value and kept in drivers' arrays, and copies of kilobytes
+    /// on a 16 KiB kernel stack overflow it (a test module with aux domains in locals did).
+    policy: KBox<AuxPolicy<()>>,
     granule: u64,
-    links: [Option<(u32, Option<u32>, Link)>; MAX_ATTACH],
+    links: KBox<[Option<(u32, Option<u32>, Link)>; MAX_ATTACH]>,
 }
 
 impl AuxDomain {
@@ -322,6 +325,7 @@ impl AuxDomain {
         let ias = 64 - domain.aperture_end().leading_zeros();
         let policy = AuxPolicy::new::<Error>(window, granule, ias)
             .map_err(|e| report(Some(dev), "MSI window does not fit the domain", e))?;
+        let policy = KBox::new(policy, GFP_KERNEL)?;
         domain.get_msi_cookie(window.base).inspect_err(|e| {
             crate::dev_err!(dev, "aux domain: MSI cookie at {:#x}: {:?}\n", window.base, e);
         })?;
@@ -329,7 +333,7 @@ impl AuxDomain {
             domain,
             policy,
             granule,
-            links: [const { None }; MAX_ATTACH],
+            links: KBox::new([const { None }; MAX_ATTACH], GFP_KERNEL)?,
         })
     }
 

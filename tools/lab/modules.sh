@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the project's out-of-tree modules (top-level Kbuild) against the lab kernel, warnings as
-# errors. CLIPPY=1 in the environment runs clippy on them too.
+# errors, and checks their stack frames (framecheck.sh). CLIPPY=1 in the environment runs clippy
+# on them too.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -23,3 +24,7 @@ find "$mdir" -name '*.ko' | while IFS= read -r ko; do
     [ -f "$src.rs" ] || [ -f "$src.c" ] || { rm -f "$src".*; rm -f "$ko"; }
 done
 find "$mdir" -name '*.ko' | sort
+# Rust has no -Wframe-larger-than: check the frames of the project's modules and of the kernel
+# crate with our overlay (a 14 KiB frame in a test module once overflowed the 16 KiB stack).
+mapfile -t kos < <(find "$mdir" -name '*.ko' | sort)
+"$here/framecheck.sh" "${kos[@]}" "$KBUILD/rust/kernel.o" >&2
