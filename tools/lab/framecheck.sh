@@ -37,7 +37,7 @@ frames=$(for obj in "$@"; do
         }
         END { flush() }'
 done | sort -rn)
-echo "$frames" | head -n "$top" | while read -r bytes obj fn; do
+echo "$frames" | sed -n "1,${top}p" | while read -r bytes obj fn; do
     printf 'framecheck: %6d bytes  %s  %s\n' "$bytes" "$obj" "$fn"
 done
 over=$(echo "$frames" | awk -v limit="$limit" '$1 > limit')
