@@ -44,7 +44,7 @@
 pub mod policy;
 
 use crate::{
-    alloc::{flags::GFP_KERNEL, KBox},
+    alloc::{flags::GFP_KERNEL, KBox, KVec},
     device::Device,
     error::{code::*, Error, Result},
     iommu::{self, Capability, Domain},
@@ -301,16 +301,16 @@ enum Link {
 ///
 /// # Invariants
 ///
-/// `links` holds exactly the attachments `policy` records, under the same (device, PASID)
-/// keys; `policy.granule` is the smallest page size of `domain`.
+/// `links` has [`MAX_ATTACH`] entries and holds exactly the attachments `policy` records,
+/// under the same (device, PASID) keys; `policy.granule` is the smallest page size of `domain`.
 pub struct AuxDomain {
     domain: Arc<Domain>,
-    /// The policy's tables (a few KiB) and the links are boxed so that an `AuxDomain` stays a
+    /// The policy's tables (a few KiB) and the links are on the heap so that an `AuxDomain` is a
     /// few words: it is returned by value and kept in drivers' arrays, and copies of kilobytes
     /// on a 16 KiB kernel stack overflow it (a test module with aux domains in locals did).
     policy: KBox<AuxPolicy<()>>,
     granule: u64,
-    links: KBox<[Option<(u32, Option<u32>, Link)>; MAX_ATTACH]>,
+    links: KVec<Option<(u32, Option<u32>, Link)>>,
 }
 
 impl AuxDomain {
@@ -323,9 +323,16 @@ impl AuxDomain {
         })?;
         let granule = 1u64 << domain.pgsize_bitmap().trailing_zeros().min(63);
         let ias = 64 - domain.aperture_end().leading_zeros();
-        let policy = AuxPolicy::new::<Error>(window, granule, ias)
+        // Built in place in its box: on the stack the tables would cost KiBs of frame.
+        let mut policy = KBox::<AuxPolicy<()>>::new_uninit(GFP_KERNEL)?;
+        AuxPolicy::new_in::<Error>(&mut policy, window, granule, ias)
             .map_err(|e| report(Some(dev), "MSI window does not fit the domain", e))?;
-        let policy = KBox::new(policy, GFP_KERNEL)?;
+        // SAFETY: `new_in` returned `Ok`, so it initialised the box.
+        let policy = unsafe { policy.assume_init() };
+        let mut links = KVec::with_capacity(MAX_ATTACH, GFP_KERNEL)?;
+        for _ in 0..MAX_ATTACH {
+            links.push(None, GFP_KERNEL)?;
+        }
         domain.get_msi_cookie(window.base).inspect_err(|e| {
             crate::dev_err!(dev, "aux domain: MSI cookie at {:#x}: {:?}\n", window.base, e);
         })?;
@@ -333,7 +340,7 @@ impl AuxDomain {
             domain,
             policy,
             granule,
-            links: KBox::new([const { None }; MAX_ATTACH], GFP_KERNEL)?,
+            links,
         })
     }
 

@@ -164,3 +164,50 @@ fn window_that_does_not_fit_is_refused() {
         assert_eq!(e, Some(Error::InvalidArgument), "{w:?}");
     }
 }
+
+/// `new_in` builds the policy in memory the caller owns (the kernel glue: a box), whatever that
+/// memory held before, and gives the same empty policy as `new`; a window that does not fit is
+/// refused the same way.
+#[test]
+fn new_in_builds_an_empty_policy_over_garbage() {
+    use std::mem::MaybeUninit;
+    let mut slot = Box::new(MaybeUninit::<AuxPolicy<()>>::uninit());
+    // SAFETY: any bytes may be written into a `MaybeUninit`.
+    unsafe {
+        slot.as_mut_ptr()
+            .cast::<u8>()
+            .write_bytes(0xa5, std::mem::size_of::<AuxPolicy<()>>())
+    };
+    let w = MsiWindow::default();
+    let p = AuxPolicy::<()>::new_in::<Fail>(&mut slot, w, PAGE, 48).unwrap();
+    assert_eq!(
+        (p.attachments(), p.active_vectors(), p.doorbells().count()),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        p.reserved_regions(),
+        AuxPolicy::<()>::new::<Fail>(w, PAGE, 48)
+            .unwrap()
+            .reserved_regions()
+    );
+    // It works like one made by `new`: every attachment slot is usable.
+    let mut b = Toy::default();
+    for dev in 0..auxdomain::policy::MAX_ATTACH as u32 {
+        p.record_attach::<Fail>(rid(dev)).unwrap();
+    }
+    assert_eq!(
+        p.record_attach::<Fail>(rid(99)).unwrap_err(),
+        Error::NoSpace
+    );
+    p.map(&mut b, 0x1000, 0x4000_0000, PAGE, Prot::READ)
+        .unwrap();
+    let mut bad = MaybeUninit::uninit();
+    let far = MsiWindow {
+        base: 1 << 48,
+        size: PAGE,
+    };
+    assert_eq!(
+        AuxPolicy::<()>::new_in::<Fail>(&mut bad, far, PAGE, 48).err(),
+        Some(Error::InvalidArgument)
+    );
+}

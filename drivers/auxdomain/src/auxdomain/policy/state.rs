@@ -7,6 +7,9 @@
 //! the backend as an argument, so the same policy runs over the SMMUv3 driver core (host
 //! model) and over the kernel's IOMMU API.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 use super::error::{BackendError, Error};
 use super::types::{
     DoorbellInfo, MsiSource, MsiWindow, Prot, ReservedKind, ReservedRegion, Teardown,
@@ -89,18 +92,44 @@ impl<T: Copy> AuxPolicy<T> {
     /// page table of `granule`-byte pages and `ias` input bits (`EINVAL` unless the window
     /// [`MsiWindow::fits`]).
     pub fn new<B>(window: MsiWindow, granule: u64, ias: u32) -> Res<Self, B> {
+        let mut slot = MaybeUninit::uninit();
+        Self::new_in::<B>(&mut slot, window, granule, ias)?;
+        // SAFETY: `new_in` returned `Ok`, so it initialised `slot`.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// [`new`](Self::new), built in place in `slot`, which the caller allocated (a kernel
+    /// driver: a box). The tables are a few KiB; built on the stack and moved, they cost a
+    /// frame or two of that size, and kernel stacks are 16 KiB for everything on them.
+    pub fn new_in<'a, B>(
+        slot: &'a mut MaybeUninit<Self>,
+        window: MsiWindow,
+        granule: u64,
+        ias: u32,
+    ) -> Res<&'a mut Self, B> {
         if !window.fits(granule, ias) {
             return Err(Error::InvalidArgument);
         }
-        Ok(Self {
-            window,
-            granule,
-            enforced: false,
-            mapped_bytes: 0,
-            attach: [None; MAX_ATTACH],
-            bindings: [None; MAX_DOORBELLS],
-            vectors: [None; MAX_VECTORS],
-        })
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` points to memory valid for writes of a `Self` (`slot`). Every field is
+        // written exactly once, the tables entry by entry so that none is built on the stack,
+        // before the slot is treated as initialised.
+        unsafe {
+            addr_of_mut!((*p).window).write(window);
+            addr_of_mut!((*p).granule).write(granule);
+            addr_of_mut!((*p).enforced).write(false);
+            addr_of_mut!((*p).mapped_bytes).write(0);
+            for i in 0..MAX_ATTACH {
+                addr_of_mut!((*p).attach[i]).write(None);
+            }
+            for i in 0..MAX_DOORBELLS {
+                addr_of_mut!((*p).bindings[i]).write(None);
+            }
+            for i in 0..MAX_VECTORS {
+                addr_of_mut!((*p).vectors[i]).write(None);
+            }
+            Ok(slot.assume_init_mut())
+        }
     }
 
     /// The MSI window.
