@@ -101,12 +101,12 @@ impl<T: Copy> AuxPolicy<T> {
     /// [`new`](Self::new), built in place in `slot`, which the caller allocated (a kernel
     /// driver: a box). The tables are a few KiB; built on the stack and moved, they cost a
     /// frame or two of that size, and kernel stacks are 16 KiB for everything on them.
-    pub fn new_in<'a, B>(
-        slot: &'a mut MaybeUninit<Self>,
+    pub fn new_in<B>(
+        slot: &mut MaybeUninit<Self>,
         window: MsiWindow,
         granule: u64,
         ias: u32,
-    ) -> Res<&'a mut Self, B> {
+    ) -> Res<&mut Self, B> {
         if !window.fits(granule, ias) {
             return Err(Error::InvalidArgument);
         }
