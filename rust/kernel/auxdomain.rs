@@ -313,6 +313,9 @@ pub struct AuxDomain {
     links: KVec<Option<(u32, Option<u32>, Link)>>,
 }
 
+// The promise above, checked at build time: six words, whatever the policy's table sizes.
+const _: () = assert!(core::mem::size_of::<AuxDomain>() <= 6 * core::mem::size_of::<usize>());
+
 impl AuxDomain {
     /// A new paging domain from the IOMMU of `dev` (the domain is not tied to `dev`), with the
     /// MSI window `window` (granule-aligned, inside the aperture: `EINVAL` otherwise) and the

@@ -5,8 +5,6 @@
 //! attach that must fail on edu (no PASID) instead of 6.12's silent success.
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    c_str,
-    str::CStr,
     dev_info,
     devres::Devres,
     dma::{page_to_phys, CoherentAllocation},
@@ -28,6 +26,7 @@ module! {
 }
 
 #[path = "common/edu.rs"]
+#[macro_use]
 mod edu;
 
 const TEST_IOVA: u64 = 0x10_0000;
@@ -122,22 +121,4 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
     });
 }
 
-/// The cases, run by `edu::run` from the probe of its edu driver.
-struct Cases;
-
-impl edu::EduSuite for Cases {
-    const DRIVER: &'static CStr = c_str!("abs_iommu");
-    const SUITE: &'static str = "abs_iommu";
-    fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
-        cases(suite, dev, bar)
-    }
-}
-
-struct AbsIommu;
-
-impl kernel::Module for AbsIommu {
-    fn init(module: &'static ThisModule) -> Result<Self> {
-        edu::run::<Cases>(module);
-        Ok(AbsIommu)
-    }
-}
+edu_suite_module!(AbsIommu, driver: "abs_iommu", suite: "abs_iommu", cases: cases);

@@ -9,8 +9,6 @@
 use kernel::{
     alloc::flags::GFP_KERNEL,
     auxdomain::{AuxDevice, AuxDomain, MsiSource, MsiWindow, Prot, ReservedKind},
-    c_str,
-    str::CStr,
     devres::Devres,
     dma::{page_to_phys, CoherentAllocation},
     error::code::{EADDRINUSE, EBUSY, EEXIST, EINVAL, ENOENT, EOPNOTSUPP, ERANGE},
@@ -30,6 +28,7 @@ module! {
 }
 
 #[path = "common/edu.rs"]
+#[macro_use]
 mod edu;
 
 const IOVA: u64 = 0x10_0000;
@@ -203,22 +202,4 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
     });
 }
 
-/// The cases, run by `edu::run` from the probe of its edu driver.
-struct Cases;
-
-impl edu::EduSuite for Cases {
-    const DRIVER: &'static CStr = c_str!("auxdomain_test");
-    const SUITE: &'static str = "auxdomain";
-    fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
-        cases(suite, dev, bar)
-    }
-}
-
-struct AuxdomainTest;
-
-impl kernel::Module for AuxdomainTest {
-    fn init(module: &'static ThisModule) -> Result<Self> {
-        edu::run::<Cases>(module);
-        Ok(AuxdomainTest)
-    }
-}
+edu_suite_module!(AuxdomainTest, driver: "auxdomain_test", suite: "auxdomain", cases: cases);

@@ -23,8 +23,8 @@ find "$mdir" -name '*.ko' | while IFS= read -r ko; do
     src=${ko%.ko}
     [ -f "$src.rs" ] || [ -f "$src.c" ] || { rm -f "$src".*; rm -f "$ko"; }
 done
-find "$mdir" -name '*.ko' | sort
+mapfile -t kos < <(find "$mdir" -name '*.ko' | sort)
+printf '%s\n' "${kos[@]}"
 # Rust has no -Wframe-larger-than: check the frames of the project's modules and of the kernel
 # crate with our overlay (a 14 KiB frame in a test module once overflowed the 16 KiB stack).
-mapfile -t kos < <(find "$mdir" -name '*.ko' | sort)
 "$here/framecheck.sh" "${kos[@]}" "$KBUILD/rust/kernel.o" >&2

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! What the guest test modules that drive QEMU's edu share: its registers (QEMU
 //! `hw/misc/edu.c`), a DMA that waits for completion, and the hand-over of the running suite
-//! to the probe. Included by each module with `#[path = "common/edu.rs"] mod edu;` (each
-//! module gets its own copy of the statics).
-#![allow(dead_code)]
+//! to the probe, and `edu_suite_module!` for modules that are just such a suite. Included by
+//! each module with `#[path = "common/edu.rs"] #[macro_use] mod edu;` (each module gets its
+//! own copy of the statics).
+#![allow(dead_code, unused_macros)]
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{
@@ -130,4 +131,32 @@ pub(crate) fn run<T: EduSuite>(module: &'static ThisModule) {
     });
     drop(reg);
     suite.finish();
+}
+
+/// Declares the module type `$module` of a guest suite named `$suite` whose cases are the
+/// function `$cases` (an [`EduSuite::cases`]): its `init` runs them on edu through [`run`],
+/// with a PCI driver named `$driver`.
+macro_rules! edu_suite_module {
+    ($module:ident, driver: $driver:literal, suite: $suite:literal, cases: $cases:path) => {
+        struct $module;
+
+        impl edu::EduSuite for $module {
+            const DRIVER: &'static kernel::str::CStr = kernel::c_str!($driver);
+            const SUITE: &'static str = $suite;
+            fn cases(
+                suite: &mut kernel::labtest::Suite,
+                dev: &kernel::pci::Device<kernel::pci::Core>,
+                bar: &kernel::devres::Devres<kernel::pci::Bar>,
+            ) {
+                $cases(suite, dev, bar)
+            }
+        }
+
+        impl kernel::Module for $module {
+            fn init(module: &'static kernel::ThisModule) -> kernel::error::Result<Self> {
+                edu::run::<$module>(module);
+                Ok($module)
+            }
+        }
+    };
 }
