@@ -139,11 +139,7 @@ fn read_stats(path: &Path) -> Result<BTreeMap<String, u64>, String> {
 fn copy_driver_time() -> Result<(), String> {
     ensure_module()?;
     let parent = find_parent()?;
-    let name = parent
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or("parent name")?;
-    let stats = Path::new("/sys/kernel/debug/edu_mdev").join(name);
+    let stats = Path::new("/sys/kernel/debug/edu_mdev").join(parent_bdf(&parent)?);
     let peer = Path::new("/sys/kernel/debug/edu_mdev/peer_memcpy");
     let m = uuid(0xb100);
     create_mdev(&parent, "edu-small", &m).map_err(|e| format!("create: {e}"))?;

@@ -800,11 +800,7 @@ mod mdev {
     /// completes and removes every mdev; edu binds again to a parent at full capacity.
     pub fn parent_unbind_while_open() -> Result<(), String> {
         let p = parent()?;
-        let bdf = p
-            .file_name()
-            .and_then(|s| s.to_str())
-            .ok_or("parent name")?
-            .to_string();
+        let bdf = parent_bdf(&p)?;
         let held = Mdev::new(&p, "edu-large", 0x150)?;
         let idle = Mdev::new(&p, "edu-small", 0x151)?;
         let mut s = Session::open(&held.0)?;
@@ -812,10 +808,7 @@ mod mdev {
         s.dev.start_copy(SRC_IOVA, DST_IOVA, BUF_LEN as u32)?;
         std::thread::sleep(std::time::Duration::from_millis(300));
         let b = bdf.clone();
-        let unbind = std::thread::spawn(move || {
-            std::fs::write("/sys/bus/pci/drivers/edu/unbind", &b)
-                .map_err(|e| format!("unbind: {e}"))
-        });
+        let unbind = std::thread::spawn(move || edu_driver("unbind", &b));
         let asked = wait_eventfd(&req, 60_000);
         drop(s);
         let unbound = unbind
@@ -828,7 +821,7 @@ mod mdev {
             || "mdevs survived the unbind".into(),
         )?;
         drop((held, idle));
-        std::fs::write("/sys/bus/pci/drivers/edu/bind", &bdf).map_err(|e| format!("bind: {e}"))?;
+        edu_driver("bind", &bdf)?;
         let p = find_parent()?;
         ensure(available(&p, "edu-small")? == 8, || {
             "fresh parent not at full capacity".into()
@@ -842,21 +835,16 @@ mod mdev {
 
     pub fn parent_unbind_with_mdevs() -> Result<(), String> {
         let p = parent()?;
-        let bdf = p
-            .file_name()
-            .and_then(|s| s.to_str())
-            .ok_or("parent name")?
-            .to_string();
+        let bdf = parent_bdf(&p)?;
         let _a = Mdev::new(&p, "edu-small", 110)?;
         let _b = Mdev::new(&p, "edu-large", 111)?;
-        std::fs::write("/sys/bus/pci/drivers/edu/unbind", &bdf)
-            .map_err(|e| format!("unbind: {e}"))?;
+        edu_driver("unbind", &bdf)?;
         ensure(
             !mdev_path(&uuid(110)).exists() && !mdev_path(&uuid(111)).exists(),
             || "mdevs survived unbind".into(),
         )?;
         ensure(find_parent().is_err(), || "parent still registered".into())?;
-        std::fs::write("/sys/bus/pci/drivers/edu/bind", &bdf).map_err(|e| format!("bind: {e}"))?;
+        edu_driver("bind", &bdf)?;
         let p = find_parent()?;
         ensure(available(&p, "edu-small")? == 8, || {
             "fresh parent not at full capacity".into()

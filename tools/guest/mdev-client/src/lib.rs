@@ -185,6 +185,23 @@ pub fn find_parent() -> Result<PathBuf, String> {
     Err("no edu mdev parent (is edu_mdev.ko loaded?)".into())
 }
 
+/// The PCI address (`0000:00:01.0`) of a parent found by [`find_parent`]: its name in sysfs
+/// and in debugfs `edu_mdev/`.
+pub fn parent_bdf(parent: &Path) -> Result<String, String> {
+    parent
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{}: no parent name", parent.display()))
+}
+
+/// Unbinds (`action` "unbind") or binds ("bind") the edu at `bdf` from or to `edu_mdev`'s
+/// PCI driver.
+pub fn edu_driver(action: &str, bdf: &str) -> Result<(), String> {
+    std::fs::write(format!("/sys/bus/pci/drivers/edu/{action}"), bdf)
+        .map_err(|e| format!("{action} {bdf}: {e}"))
+}
+
 /// Loads `edu_mdev.ko` unless its PCI driver is there.
 pub fn ensure_module() -> Result<(), String> {
     if Path::new("/sys/bus/pci/drivers/edu").exists() {
