@@ -4,7 +4,8 @@
 //! 2-level and linear stream tables, DMA in both directions through IOVAs that straddle page
 //! boundaries onto non-contiguous pages, F_TRANSLATION events for unmapped IOVAs in both
 //! directions and after `unmap`, edu's MSI through a mapped and an unmapped doorbell IOVA, and
-//! recovery from command errors. Skipped (SKIP line) without QEMU.
+//! recovery from command errors. Without QEMU they fail (skip with `LAB_NO_QEMU=1`:
+//! `qtest::require_qemu`).
 
 mod qemu_common;
 

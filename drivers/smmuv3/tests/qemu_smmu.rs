@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The driver core against QEMU's real SMMUv3 (over `tools/qtest`), with the edu device as
 //! the DMA master: enable, abort/bypass STEs, stage-1 translation through a CD, translation
-//! fault events, and command-error recovery. Skipped (with a SKIP line) without QEMU.
+//! fault events, and command-error recovery. Without QEMU they fail (skip with
+//! `LAB_NO_QEMU=1`: `qtest::require_qemu`).
 
 use qtest::{Machine, QemuConfig};
 use smmuv3::cd::{Cd, S1Config};
@@ -12,11 +13,9 @@ use smmuv3::error::{CmdErrorKind, Error};
 use smmuv3::event::Event;
 use smmuv3::ste::{s1dss, MasterOptions};
 
+#[track_caller]
 fn machine() -> Option<Machine> {
-    if qtest::qemu_binary().is_none() {
-        println!("SKIP: qemu-system-aarch64 not found");
-        return None;
-    }
+    qtest::require_qemu()?;
     let cfg = QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"]);
     Some(Machine::start(&cfg).expect("start QEMU"))
 }

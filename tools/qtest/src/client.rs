@@ -42,6 +42,57 @@ pub fn qemu_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The environment variable that turns a missing QEMU from a failure into a skip.
+pub const NO_QEMU_ENV: &str = "LAB_NO_QEMU";
+/// Start of the line [`require_qemu`] prints for a skipped test (`tools/lab/test.sh` counts
+/// these lines as skipped tests and takes them out of cargo's passes).
+pub const SKIP_MARKER: &str = "LAB-SKIP";
+
+/// The one place a host test that needs QEMU finds it (through [`qemu_binary`]) or learns it
+/// cannot run. With QEMU: its path. Without: a panic that says what is missing, so the test
+/// fails, unless `LAB_NO_QEMU=1` is set; then it prints `LAB-SKIP <test> (<file:line>): <why>`
+/// once per test on the real stdout (past cargo's capture, which would hide the line of a
+/// passing test) and returns `None`: the caller returns at once and cargo counts a pass,
+/// which `tools/lab/test.sh` turns back into a skip from the marker. Call it at the top of
+/// each test, before any shared set-up, so that every skipped test prints its own marker.
+#[track_caller]
+pub fn require_qemu() -> Option<PathBuf> {
+    if let Some(p) = qemu_binary() {
+        return Some(p);
+    }
+    let at = std::panic::Location::caller();
+    let why = match std::env::var_os("QEMU_SYSTEM_AARCH64") {
+        Some(p) => format!(
+            "QEMU_SYSTEM_AARCH64={} is not a file",
+            PathBuf::from(p).display()
+        ),
+        None => "qemu-system-aarch64 is not on PATH".to_string(),
+    };
+    if std::env::var_os(NO_QEMU_ENV).is_none_or(|v| v != "1") {
+        panic!(
+            "{why}: this test needs QEMU (install it with tools/lab/setup.sh, or set \
+             {NO_QEMU_ENV}=1 to report the QEMU tests as skipped)"
+        );
+    }
+    static SKIPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("(unnamed thread)")
+        .to_string();
+    let mut done = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if !done.contains(&test) {
+        // A leading newline: libtest may have printed "test <name> ... " without one.
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "\n{SKIP_MARKER} {test} ({}:{}): {why}, {NO_QEMU_ENV}=1",
+            at.file(),
+            at.line()
+        );
+        done.push(test);
+    }
+    None
+}
+
 /// How to start QEMU. `Default` gives the project's machine:
 /// `-machine virt,iommu=smmuv3,gic-version=3 -cpu max -m 256M -accel tcg -device edu`.
 #[derive(Debug, Clone)]

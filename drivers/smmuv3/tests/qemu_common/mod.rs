@@ -206,17 +206,17 @@ pub struct Rig {
     pub m: Machine,
 }
 
-/// Starts QEMU and enables the SMMU with `cfg`; `None` (after a SKIP line) without QEMU.
+/// Starts QEMU and enables the SMMU with `cfg`; `None` when QEMU is missing and
+/// `LAB_NO_QEMU=1` says to skip (a failure otherwise: `qtest::require_qemu`).
+#[track_caller]
 pub fn rig(cfg: SmmuConfig, hide_ril: bool) -> Option<Rig> {
     rig_with(cfg, hide_ril, None)
 }
 
 /// [`rig`], with IDR1.SIDSIZE reported as `sid_bits` if given.
+#[track_caller]
 pub fn rig_with(cfg: SmmuConfig, hide_ril: bool, sid_bits: Option<u32>) -> Option<Rig> {
-    if qtest::qemu_binary().is_none() {
-        println!("SKIP: qemu-system-aarch64 not found");
-        return None;
-    }
+    qtest::require_qemu()?;
     let qc = QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"]);
     let m = Machine::start(&qc).expect("start QEMU");
     let edu = m.edu().unwrap();

@@ -1,26 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Shared test set-up: skip (loudly) when QEMU is absent, otherwise start the machine.
+//! Shared test set-up: start the machine, or fail without QEMU (skip with `LAB_NO_QEMU=1`,
+//! see `qtest::require_qemu`).
 
 #![allow(dead_code)]
 
 use qtest::{Machine, QemuConfig, Qtest};
 
-/// `true` if QEMU is installed; otherwise prints the SKIP line and returns `false`.
+/// `true` if QEMU is installed; `false` when it is not and `LAB_NO_QEMU=1` says to skip;
+/// panics otherwise (`qtest::require_qemu`).
+#[track_caller]
 pub fn have_qemu() -> bool {
-    if qtest::qemu_binary().is_none() {
-        println!("SKIP: qemu-system-aarch64 not found");
-        eprintln!("SKIP: qemu-system-aarch64 not found");
-        return false;
-    }
-    true
+    qtest::require_qemu().is_some()
 }
 
-/// Starts a machine with `config`, or `None` (after printing SKIP) without QEMU.
+/// Starts a machine with `config`, or `None` when skipped ([`have_qemu`]).
+#[track_caller]
 pub fn machine(config: QemuConfig) -> Option<Machine> {
     have_qemu().then(|| Machine::start(&config).expect("start QEMU"))
 }
 
-/// Starts a bare qtest client with `config`, or `None` without QEMU.
+/// Starts a bare qtest client with `config`, or `None` when skipped ([`have_qemu`]).
+#[track_caller]
 pub fn client(config: QemuConfig) -> Option<Qtest> {
     have_qemu().then(|| Qtest::spawn(&config).expect("start QEMU"))
 }
