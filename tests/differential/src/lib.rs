@@ -8,7 +8,9 @@
 //! records a [`Trace`] of observations: raw 32-byte event records (drained straight from the
 //! event queue, not decoded by the driver), SMMU_GERROR/GERRORN/CMDQ_CONS values, command
 //! results and memory bytes. The same scenario run on [`QemuPlatform`] and on [`ModelPlatform`]
-//! (`Features::qemu()`) must give identical traces, observation for observation.
+//! (`Features::qemu()`) must give identical traces, observation for observation, and each run
+//! must meet the scenario's own declarations of the events and data it produces (a scenario
+//! gone silent on both sides would otherwise match).
 //!
 //! [`planted`] holds wrappers that plant a bug in the model platform (a field decoded or
 //! encoded at the wrong bit offset) to show that the suite catches such bugs.
@@ -74,6 +76,8 @@ pub enum Obs {
     Result(String),
     /// Memory contents.
     Mem(Vec<u8>),
+    /// A declaration of the scenario that this run did not meet (see [`scenarios`]).
+    Unmet(String),
 }
 
 impl fmt::Debug for Obs {
@@ -104,6 +108,7 @@ impl fmt::Debug for Obs {
                 let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
                 write!(f, "mem {hex}")
             }
+            Obs::Unmet(why) => write!(f, "UNMET {why}"),
         }
     }
 }
@@ -134,6 +139,17 @@ impl Trace {
             ));
         }
         None
+    }
+
+    /// The scenario's declarations this run did not meet.
+    pub fn unmet(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter_map(|o| match o {
+                Obs::Unmet(why) => Some(why.as_str()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Number of event records in the trace.
@@ -181,14 +197,13 @@ pub struct QemuPlatform {
 }
 
 impl QemuPlatform {
-    /// Starts a QEMU, or `None` (after printing SKIP) when the binary is missing.
-    pub fn start() -> Option<Self> {
-        qtest::qemu_binary()?;
+    /// Starts a QEMU (a test calls `qtest::require_qemu` first: without QEMU this panics).
+    pub fn start() -> Self {
         let cfg = qtest::QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"]);
         let m = qtest::Machine::start(&cfg).expect("start QEMU");
         let edu = m.edu().expect("edu");
         assert_eq!(edu.stream_id(), EDU_SID);
-        Some(Self { m, edu })
+        Self { m, edu }
     }
 }
 

@@ -9,6 +9,11 @@
 //! * [`EventAddrOffset`]: the model encodes InputAddr of an event record in bytes 24..31 (where
 //!   the IPA belongs) instead of 16..23 (IHI0070 7.3.12). Emulated by swapping those words in
 //!   every event record read from memory.
+//!
+//! And one planted silence, for either platform: [`Silenced`] hides every event record (its
+//! register page reports the event queue empty). Run on both sides, the traces still agree
+//! (nothing to compare is a match), which is why every scenario declares its events: the
+//! declarations are what catch it.
 
 use super::{ModelPlatform, Platform, EDU_SID};
 use physmem::PhysMem;
@@ -157,5 +162,59 @@ impl Platform for EventAddrOffset {
             let (a, b) = buf[16..32].split_at_mut(8);
             a.swap_with_slice(b);
         }
+    }
+}
+
+const EVENTQ_PROD: usize = 0x100a8;
+const EVENTQ_CONS: usize = 0x100ac;
+
+/// A register page whose event queue always reads empty (PROD reads as CONS).
+#[derive(Clone)]
+pub struct SilentMmio<M>(M);
+
+impl<M: Mmio> Mmio for SilentMmio<M> {
+    fn read32(&self, offset: usize) -> u32 {
+        match offset {
+            EVENTQ_PROD => self.0.read32(EVENTQ_CONS),
+            _ => self.0.read32(offset),
+        }
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        self.0.write32(offset, value)
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        self.0.read64(offset)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        self.0.write64(offset, value)
+    }
+}
+
+/// Platform `P` with every event hidden ([`SilentMmio`]).
+pub struct Silenced<P>(pub P);
+
+impl<P: Platform> Platform for Silenced<P> {
+    type Mmio = SilentMmio<P::Mmio>;
+    type Alloc = P::Alloc;
+    fn name(&self) -> &'static str {
+        "silenced"
+    }
+    fn mmio(&self) -> Self::Mmio {
+        SilentMmio(self.0.mmio())
+    }
+    fn alloc(&self) -> Self::Alloc {
+        self.0.alloc()
+    }
+    fn dma_to_dev(&mut self, iova: u64, off: usize, len: usize) {
+        self.0.dma_to_dev(iova, off, len)
+    }
+    fn dma_from_dev(&mut self, off: usize, iova: u64, len: usize) {
+        self.0.dma_from_dev(off, iova, len)
+    }
+    fn read_mem(&self, pa: u64, buf: &mut [u8]) {
+        self.0.read_mem(pa, buf)
+    }
+    fn check(&self) -> Result<(), String> {
+        self.0.check()
     }
 }

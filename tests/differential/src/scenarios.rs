@@ -6,12 +6,23 @@
 //! granules (pages and blocks), translation and permission faults, C_BAD_CD, STE changes with
 //! and without CFGI_STE, TLB invalidation by VA and by ASID (and what stays stale without it),
 //! an illegal command and its recovery, linear and 2-level stream tables.
+//!
+//! Each scenario declares what it must produce, where it observes it, so that a scenario that
+//! went silent (or stopped moving data) on both platforms cannot "match": every drain of the
+//! event queue names the events it must find ([`Ctx::events`]: event numbers and record
+//! counts, `&[]` for none), the data outcomes say which bytes a buffer must hold
+//! ([`Ctx::mem_is`]: copied from another buffer, its untouched pattern, or zeros), and command
+//! results say whether they must succeed ([`Ctx::result_is`]). An unmet declaration is
+//! recorded in the trace as [`Obs::Unmet`] ([`Trace::unmet`]), and the suite asserts there is
+//! none on either side. A new scenario (e.g. with SubstreamIDs, on a platform that has them)
+//! adds its name to [`NAMES`] and its function to [`run`], and declares its steps the same way.
 
 use super::{MapStore, Obs, Platform, Trace, DEV_BUF, EDU_SID};
 use smmuv3::cd::{Cd, S1Config};
 use smmuv3::cmd::{CmdEntry, Command};
 use smmuv3::device::{Master, Smmu, SmmuConfig};
 use smmuv3::dma::{DmaAllocator, DmaMemory, Mmio};
+use smmuv3::event::id::{C_BAD_CD, C_BAD_STE, C_BAD_STREAMID, F_PERMISSION, F_TRANSLATION};
 use smmuv3::pgtable::{Config, Gather, Granule, PageTable, Prot};
 use smmuv3::ste::{s1dss, MasterOptions, Ste};
 use smmuv3::store::FixedStore;
@@ -45,6 +56,54 @@ pub struct Ctx<P: Platform> {
     pub smmu: Drv<P>,
     /// What was observed so far.
     pub trace: Trace,
+    /// The step in progress, for unmet declarations.
+    step: String,
+}
+
+/// What bytes of a buffer must hold ([`Ctx::mem_is`]), segment by segment.
+pub enum Bytes<'a, M> {
+    /// The same bytes as `buffer` from offset `at` (data that moved).
+    Like(&'a M, usize),
+    /// The buffer's own fill pattern for `seed` ([`Ctx::buffer`]): nothing was written there.
+    Seed(u8),
+    /// Zeros (e.g. what a DMA read from an aborted address gave the device).
+    Zero,
+}
+
+/// Events a step must raise: (event number, records), in any order; `&[]` for none.
+pub type Events<'a> = &'a [(u8, usize)];
+
+/// Name of an event number, for messages.
+fn event_name(id: u8) -> String {
+    match id {
+        C_BAD_STREAMID => "C_BAD_STREAMID".into(),
+        C_BAD_STE => "C_BAD_STE".into(),
+        C_BAD_CD => "C_BAD_CD".into(),
+        F_TRANSLATION => "F_TRANSLATION".into(),
+        F_PERMISSION => "F_PERMISSION".into(),
+        other => format!("{other:#04x}"),
+    }
+}
+
+/// `events` as a sorted list of (number, records), for comparing and printing.
+fn tally(ids: impl IntoIterator<Item = u8>) -> Vec<(u8, usize)> {
+    let mut v: Vec<(u8, usize)> = Vec::new();
+    for id in ids {
+        match v.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, n)) => *n += 1,
+            None => v.push((id, 1)),
+        }
+    }
+    v.sort_unstable();
+    v
+}
+
+fn show(events: &[(u8, usize)]) -> String {
+    let v: Vec<String> = events
+        .iter()
+        .map(|(id, n)| format!("({}, {n})", event_name(*id)))
+        .collect();
+    format!("&[{}]", v.join(", "))
 }
 
 const EVENTQ_BASE: usize = 0xa0;
@@ -62,16 +121,42 @@ impl<P: Platform> Ctx<P> {
             p,
             smmu,
             trace: Trace::default(),
+            step: String::from("(start)"),
         }
     }
 
     fn step(&mut self, s: &str) {
+        self.step = s.into();
         self.trace.0.push(Obs::Step(s.into()));
+    }
+
+    fn unmet(&mut self, what: String) {
+        // No platform name: both sides record the same text for the same miss.
+        let why = format!("step '{}': {what}", self.step);
+        self.trace.0.push(Obs::Unmet(why));
+    }
+
+    /// Drains the event queue, records the records, and checks they are the events `want`
+    /// declares (each event number with its record count; `&[]`: no event at all).
+    pub fn events(&mut self, want: Events<'_>) {
+        self.drain_events();
+        let Some(Obs::Events(recs)) = self.trace.0.last() else {
+            unreachable!("drain_events records an Events observation")
+        };
+        let got = tally(recs.iter().map(|r| r[0]));
+        let want = tally(want.iter().flat_map(|(id, n)| std::iter::repeat_n(*id, *n)));
+        if got != want {
+            self.unmet(format!(
+                "declared events {} but the SMMU raised {}",
+                show(&want),
+                show(&got)
+            ));
+        }
     }
 
     /// Drains the event queue raw (IHI0070 6.3.25-27: EVENTQ_BASE addr [51:5], log2size
     /// [4:0]; PROD/CONS wrap bit at log2size) and records the records.
-    pub fn events(&mut self) {
+    fn drain_events(&mut self) {
         let mmio = self.p.mmio();
         let base = mmio.read64(EVENTQ_BASE);
         let log2 = (base & 0x1f) as u32;
@@ -102,8 +187,55 @@ impl<P: Platform> Ctx<P> {
         });
     }
 
-    fn result<T: std::fmt::Debug, E: std::fmt::Debug>(&mut self, r: &Result<T, E>) {
+    /// Records a driver call's result and checks it succeeded (`ok`) or failed (`!ok`).
+    fn result_is<T: std::fmt::Debug, E: std::fmt::Debug>(&mut self, r: &Result<T, E>, ok: bool) {
         self.trace.0.push(Obs::Result(format!("{r:?}")));
+        if r.is_ok() != ok {
+            let want = if ok { "success" } else { "an error" };
+            self.unmet(format!("declared {want}, got {r:?}"));
+        }
+    }
+
+    /// Records `mem[off..]` over the segments of `want` and checks each segment holds what it
+    /// declares.
+    fn mem_is(&mut self, mem: &Mem<P>, off: usize, want: &[(usize, Bytes<'_, Mem<P>>)]) {
+        let len = want.iter().map(|(n, _)| n).sum();
+        self.mem(mem, off, len);
+        let Some(Obs::Mem(got)) = self.trace.0.last() else {
+            unreachable!("mem records a Mem observation")
+        };
+        let got = got.clone();
+        let mut at = 0;
+        for (n, b) in want {
+            let expect: Vec<u8> = match b {
+                Bytes::Like(other, from) => {
+                    let mut v = Vec::new();
+                    for i in (0..*n).step_by(8) {
+                        v.extend_from_slice(&other.read_u64(from + i).to_le_bytes());
+                    }
+                    v.truncate(*n);
+                    v
+                }
+                Bytes::Seed(seed) => (off + at..off + at + n)
+                    .map(|i| pattern(*seed, i))
+                    .collect(),
+                Bytes::Zero => vec![0; *n],
+            };
+            if got[at..at + n] != expect[..] {
+                let kind = match b {
+                    Bytes::Like(_, from) => format!("the source bytes at {from:#x}"),
+                    Bytes::Seed(seed) => format!("its untouched pattern (seed {seed:#x})"),
+                    Bytes::Zero => "zeros".to_string(),
+                };
+                self.unmet(format!(
+                    "bytes {:#x}..{:#x} declared to hold {kind}, hold {:02x?}",
+                    off + at,
+                    off + at + n,
+                    &got[at..(at + n).min(at + 16)]
+                ));
+            }
+            at += n;
+        }
     }
 
     /// Records `len` bytes of `mem` from `off` (8-byte multiples).
@@ -125,19 +257,21 @@ impl<P: Platform> Ctx<P> {
         {
             let mut w = [0u8; 8];
             for (j, x) in w.iter_mut().enumerate() {
-                *x = seed.wrapping_add(((i + j) as u8).wrapping_mul(7));
+                *x = pattern(seed, i + j);
             }
             b.write_u64(i, u64::from_le_bytes(w));
         }
         b
     }
 
-    /// Moves what the device holds at `off..off+len` out to `dst` in bypass, then records it
-    /// (what an earlier read DMA really fetched). Leaves the STE in bypass.
-    fn reveal(&mut self, off: usize, dst: &Mem<P>, len: usize) {
+    /// Moves what the device holds from `off` out to `dst` in bypass, then records it and
+    /// checks it against `want` (what an earlier read DMA really fetched). Leaves the STE in
+    /// bypass.
+    fn reveal(&mut self, off: usize, dst: &Mem<P>, want: &[(usize, Bytes<'_, Mem<P>>)]) {
+        let len = want.iter().map(|(n, _)| n).sum();
         self.smmu.set_bypass(EDU_SID).expect("bypass");
         self.p.dma_from_dev(off, dst.dma_addr(), len);
-        self.mem(dst, 0, len);
+        self.mem_is(dst, 0, want);
     }
 
     fn finish(self) -> Trace {
@@ -191,6 +325,11 @@ fn s1_setup<P: Platform>(
     (pt, m, cfg)
 }
 
+/// Byte `i` of a buffer filled for `seed` ([`Ctx::buffer`]).
+fn pattern(seed: u8, i: usize) -> u8 {
+    seed.wrapping_add((i as u8).wrapping_mul(7))
+}
+
 const RW: Prot = Prot(Prot::READ.0 | Prot::WRITE.0 | Prot::CACHE.0);
 
 fn bypass<P: Platform>(c: &mut Ctx<P>) {
@@ -200,8 +339,16 @@ fn bypass<P: Platform>(c: &mut Ctx<P>) {
     c.smmu.set_bypass(EDU_SID).unwrap();
     c.p.dma_to_dev(src.dma_addr() + 0x100, 0, 64);
     c.p.dma_from_dev(0, dst.dma_addr() + 0x800, 64);
-    c.events();
-    c.mem(&dst, 0x7f8, 80);
+    c.events(&[]);
+    c.mem_is(
+        &dst,
+        0x7f8,
+        &[
+            (8, Bytes::Seed(0)),
+            (64, Bytes::Like(&src, 0x100)),
+            (8, Bytes::Seed(0)),
+        ],
+    );
 }
 
 fn abort<P: Platform>(c: &mut Ctx<P>) {
@@ -213,25 +360,33 @@ fn abort<P: Platform>(c: &mut Ctx<P>) {
     c.smmu.set_abort(EDU_SID).unwrap();
     c.p.dma_from_dev(0, dst.dma_addr(), 32);
     c.p.dma_to_dev(src.dma_addr() + 64, 32, 16);
-    c.events();
-    c.mem(&dst, 0, 32);
+    c.events(&[]);
+    c.mem_is(&dst, 0, &[(32, Bytes::Seed(0x33))]);
     c.step("reveal device buffer");
     let out = c.buffer(4096, 4096, 0);
-    c.reveal(0, &out, 64);
-    c.events();
+    c.reveal(
+        0,
+        &out,
+        &[
+            (32, Bytes::Like(&src, 0)),
+            (16, Bytes::Zero),
+            (16, Bytes::Zero),
+        ],
+    );
+    c.events(&[]);
 }
 
 fn bad_streamid_then_l2<P: Platform>(c: &mut Ctx<P>) {
     let src = c.buffer(4096, 4096, 0x44);
     c.step("no level-2 table for the StreamID: C_BAD_STREAMID");
     c.p.dma_to_dev(src.dma_addr(), 0, 8);
-    c.events();
+    c.events(&[(C_BAD_STREAMID, 2)]);
     c.step("write STE: level-2 table linked, bypass works");
     c.smmu.set_bypass(EDU_SID).unwrap();
     c.p.dma_to_dev(src.dma_addr() + 8, 8, 8);
-    c.events();
+    c.events(&[]);
     let out = c.buffer(4096, 4096, 0);
-    c.reveal(0, &out, 16);
+    c.reveal(0, &out, &[(8, Bytes::Zero), (8, Bytes::Like(&src, 8))]);
 }
 
 fn bad_ste_invalid<P: Platform>(c: &mut Ctx<P>) {
@@ -243,8 +398,8 @@ fn bad_ste_invalid<P: Platform>(c: &mut Ctx<P>) {
     c.smmu.write_ste(EDU_SID, &Ste([0; 8])).unwrap();
     c.p.dma_from_dev(0, dst.dma_addr(), 8);
     c.p.dma_to_dev(src.dma_addr() + 0x40, 0, 16);
-    c.events();
-    c.mem(&dst, 0, 16);
+    c.events(&[(C_BAD_STE, 6)]);
+    c.mem_is(&dst, 0, &[(16, Bytes::Seed(0x66))]);
     c.regs();
 }
 
@@ -264,7 +419,7 @@ fn bad_ste_s1cdmax<P: Platform>(c: &mut Ctx<P>) {
     slot.mem.write_u64(slot.offset, ste.0[0]);
     c.smmu.inv_ste(EDU_SID).unwrap();
     c.p.dma_to_dev(src.dma_addr(), 0, 8);
-    c.events();
+    c.events(&[(C_BAD_STE, 2)]);
 }
 
 fn linear_strtab<P: Platform>(c: &mut Ctx<P>) {
@@ -272,16 +427,17 @@ fn linear_strtab<P: Platform>(c: &mut Ctx<P>) {
     let dst = c.buffer(4096, 4096, 0);
     c.step("linear table before any STE write");
     c.p.dma_to_dev(src.dma_addr(), 0, 8);
-    c.events();
+    // The driver writes every STE of a linear table as abort at init: aborted, no event.
+    c.events(&[]);
     c.step("bypass");
     c.smmu.set_bypass(EDU_SID).unwrap();
     c.p.dma_to_dev(src.dma_addr(), 0, 32);
     c.p.dma_from_dev(0, dst.dma_addr(), 32);
-    c.mem(&dst, 0, 32);
+    c.mem_is(&dst, 0, &[(32, Bytes::Like(&src, 0))]);
     c.step("invalid STE");
     c.smmu.write_ste(EDU_SID, &Ste([0; 8])).unwrap();
     c.p.dma_to_dev(src.dma_addr(), 0, 8);
-    c.events();
+    c.events(&[(C_BAD_STE, 2)]);
 }
 
 fn s1_common<P: Platform>(c: &mut Ctx<P>, granule: Granule, ias: u32) {
@@ -299,30 +455,44 @@ fn s1_common<P: Platform>(c: &mut Ctx<P>, granule: Granule, ias: u32) {
     c.step("translated copy across a page boundary");
     c.p.dma_to_dev(base + g as u64 - 32, 0, 64);
     c.p.dma_from_dev(0, base + 0x100 * g as u64 + g as u64 - 16, 64);
-    c.events();
-    c.mem(&dst, g - 16, 64);
+    c.events(&[]);
+    c.mem_is(&dst, g - 16, &[(64, Bytes::Like(&src, g - 32))]);
     c.step("unmapped IOVA: F_TRANSLATION on read and write");
     c.p.dma_to_dev(base + 0x50 * g as u64 + 0x18, 0x100, 8);
     c.p.dma_from_dev(0, base + 0x60 * g as u64 + 0x20, 8);
-    c.events();
+    c.events(&[(F_TRANSLATION, 4)]);
     c.step("read-only page: reads work, writes F_PERMISSION");
     c.p.dma_to_dev(base + 0x200 * g as u64 + 0x40, 0x200, 16);
     c.p.dma_from_dev(0, base + 0x200 * g as u64 + 0x80, 8);
-    c.events();
-    c.mem(&ro, 0x80, 8);
+    c.events(&[(F_PERMISSION, 2)]);
+    c.mem_is(&ro, 0x80, &[(8, Bytes::Seed(0x99))]);
     c.step("beyond the IAS: F_TRANSLATION");
     c.p.dma_from_dev(0, 1u64 << ias, 8);
-    c.events();
+    c.events(&[(F_TRANSLATION, 2)]);
     c.step("block mapping");
-    if granule == Granule::G4K {
-        s1_block(c, &mut pt);
-    }
+    let blk = (granule == Granule::G4K).then(|| s1_block(c, &mut pt));
     c.step("device buffer");
     let out = c.buffer(4096, 4096, 0);
-    c.reveal(0, &out, 0x400);
+    // 0..64 from the translated copy, 0x100.. zeros from the unmapped read, 0x200.. the
+    // read-only page, 0x300.. the block (4K only).
+    let mut want = vec![
+        (64, Bytes::Like(&src, g - 32)),
+        (0xc0, Bytes::Zero),
+        (8, Bytes::Zero),
+        (0xf8, Bytes::Zero),
+        (16, Bytes::Like(&ro, 0x40)),
+        (0xf0, Bytes::Zero),
+    ];
+    match &blk {
+        Some((blk, from)) => want.extend([(32, Bytes::Like(blk, *from)), (0xe0, Bytes::Zero)]),
+        None => want.push((0x100, Bytes::Zero)),
+    }
+    c.reveal(0, &out, &want);
 }
 
-fn s1_block<P: Platform>(c: &mut Ctx<P>, pt: &mut Pt<P>) {
+/// Maps a 2 MiB block and copies through it; returns the block's buffer and the offset the
+/// device read from.
+fn s1_block<P: Platform>(c: &mut Ctx<P>, pt: &mut Pt<P>) -> (Mem<P>, usize) {
     let g = 4096u64;
     let bsz = g * (g / 8);
     let blk = c.buffer(bsz as usize, bsz as usize, 0xa5);
@@ -331,8 +501,10 @@ fn s1_block<P: Platform>(c: &mut Ctx<P>, pt: &mut Pt<P>) {
     assert_eq!(pt.lookup(biova).unwrap().level, 2);
     c.p.dma_to_dev(biova + bsz - 0x1000, 0x300, 32);
     c.p.dma_from_dev(0x300, biova + 0x5000, 32);
-    c.events();
-    c.mem(&blk, 0x5000, 32);
+    c.events(&[]);
+    let from = bsz as usize - 0x1000;
+    c.mem_is(&blk, 0x5000, &[(32, Bytes::Like(&blk, from))]);
+    (blk, from)
 }
 
 fn s1_4k<P: Platform>(c: &mut Ctx<P>) {
@@ -354,7 +526,7 @@ fn bad_cd<P: Platform>(c: &mut Ctx<P>) {
         .attach_cd_table(&mut m, s1dss::SSID0)
         .expect("attach");
     c.p.dma_to_dev(src.dma_addr(), 0, 8);
-    c.events();
+    c.events(&[(C_BAD_CD, 2)]);
     c.step("CD 0 with EPD0 (quiesced): F_TRANSLATION without record (R=0)");
     let cfg = S1Config {
         asid: 3,
@@ -366,7 +538,7 @@ fn bad_cd<P: Platform>(c: &mut Ctx<P>) {
         .write_cd(&mut m, 0, &Cd::quiesced(&cfg, false))
         .unwrap();
     c.p.dma_to_dev(0x1000, 0, 8);
-    c.events();
+    c.events(&[]);
 }
 
 fn ste_change_cfgi<P: Platform>(c: &mut Ctx<P>) {
@@ -379,20 +551,20 @@ fn ste_change_cfgi<P: Platform>(c: &mut Ctx<P>) {
     let w0 = Ste::abort().0[0];
     slot.mem.write_u64(slot.offset, w0);
     c.p.dma_from_dev(0, dst.dma_addr(), 32);
-    c.events();
-    c.mem(&dst, 0, 32);
+    c.events(&[]);
+    c.mem_is(&dst, 0, &[(32, Bytes::Like(&src, 0))]);
     c.step("CFGI_STE: abort takes effect");
     c.smmu.inv_ste(EDU_SID).unwrap();
     c.p.dma_from_dev(0, dst.dma_addr() + 0x100, 32);
-    c.events();
-    c.mem(&dst, 0x100, 32);
+    c.events(&[]);
+    c.mem_is(&dst, 0x100, &[(32, Bytes::Seed(0))]);
     c.step("STE made invalid in memory, CFGI_STE: C_BAD_STE");
     let slot = c.smmu.stream_table().slot(EDU_SID).unwrap();
     slot.mem.write_u64(slot.offset, 0);
     c.smmu.inv_ste(EDU_SID).unwrap();
     c.p.dma_from_dev(0, dst.dma_addr() + 0x200, 8);
-    c.events();
-    c.mem(&dst, 0x200, 8);
+    c.events(&[(C_BAD_STE, 2)]);
+    c.mem_is(&dst, 0x200, &[(8, Bytes::Seed(0))]);
 }
 
 fn tlbi<P: Platform>(c: &mut Ctx<P>) {
@@ -409,37 +581,37 @@ fn tlbi<P: Platform>(c: &mut Ctx<P>) {
     c.p.dma_to_dev(0x8000_0000, 0, 64);
     c.step("first write: goes to A, entry cached");
     c.p.dma_from_dev(0, iova, 16);
-    c.events();
-    c.mem(&a, 0, 16);
+    c.events(&[]);
+    c.mem_is(&a, 0, &[(16, Bytes::Like(&src, 0))]);
     c.step("remapped to B without TLBI: stale entry still writes A");
     let mut g = Gather::new();
     assert_eq!(pt.unmap(iova, 4096, &mut g).unwrap(), 4096);
     pt.map(iova, b.dma_addr(), 4096, RW).unwrap();
     c.p.dma_from_dev(16, iova + 16, 16);
-    c.events();
-    c.mem(&a, 0, 32);
-    c.mem(&b, 0, 32);
+    c.events(&[]);
+    c.mem_is(&a, 0, &[(32, Bytes::Like(&src, 0))]);
+    c.mem_is(&b, 0, &[(32, Bytes::Seed(0))]);
     c.step("TLBI for another ASID: still stale");
     c.smmu.inv_asid(10).unwrap();
     c.p.dma_from_dev(32, iova + 32, 16);
-    c.mem(&a, 32, 16);
-    c.mem(&b, 32, 16);
+    c.mem_is(&a, 32, &[(16, Bytes::Like(&src, 32))]);
+    c.mem_is(&b, 32, &[(16, Bytes::Seed(0))]);
     c.step("TLBI_NH_VA: B now");
     c.smmu.inv_range(9, iova, 4096, 4096, true, 12).unwrap();
     c.p.dma_from_dev(48, iova + 48, 16);
-    c.events();
-    c.mem(&a, 48, 16);
-    c.mem(&b, 48, 16);
+    c.events(&[]);
+    c.mem_is(&a, 48, &[(16, Bytes::Seed(0))]);
+    c.mem_is(&b, 48, &[(16, Bytes::Like(&src, 48))]);
     c.step("unmapped without TLBI: stale B; TLBI_NH_ASID: F_TRANSLATION");
     let mut g = Gather::new();
     pt.unmap(iova, 4096, &mut g).unwrap();
     c.p.dma_from_dev(0, iova + 0x100, 8);
-    c.events();
-    c.mem(&b, 0x100, 8);
+    c.events(&[]);
+    c.mem_is(&b, 0x100, &[(8, Bytes::Like(&src, 0))]);
     c.smmu.inv_asid(9).unwrap();
     c.p.dma_from_dev(0, iova + 0x108, 8);
-    c.events();
-    c.mem(&b, 0x108, 8);
+    c.events(&[(F_TRANSLATION, 2)]);
+    c.mem_is(&b, 0x108, &[(8, Bytes::Seed(0))]);
 }
 
 fn illegal_command<P: Platform>(c: &mut Ctx<P>) {
@@ -448,15 +620,15 @@ fn illegal_command<P: Platform>(c: &mut Ctx<P>) {
     let bad = CmdEntry::default().set_op(0x7f);
     let ok = Command::TlbiNsnhAll.encode().unwrap();
     let r = c.smmu.submit_entries(&[ok, bad, ok], false);
-    c.result(&r);
+    c.result_is(&r, true);
     c.regs();
     c.step("sync: error reported, command skipped, queue restarted");
     let r = c.smmu.sync();
-    c.result(&r);
+    c.result_is(&r, false);
     c.regs();
     c.step("queue works again");
     let r = c.smmu.inv_asid(3);
-    c.result(&r);
+    c.result_is(&r, true);
     c.regs();
     c.step("CFGI_CD with SSec=1 is illegal too");
     let mut e = Command::CfgiCd {
@@ -468,9 +640,9 @@ fn illegal_command<P: Platform>(c: &mut Ctx<P>) {
     .unwrap();
     e.0[0] |= 1 << 10;
     let r = c.smmu.submit_entries(&[e], true);
-    c.result(&r);
+    c.result_is(&r, false);
     c.regs();
-    c.events();
+    c.events(&[]);
     let _ = DEV_BUF;
 }
 
@@ -500,6 +672,6 @@ pub fn run<P: Platform>(name: &str, p: P) -> Trace {
     }
     c.step("end");
     c.regs();
-    c.events();
+    c.events(&[]);
     c.finish()
 }

@@ -1,47 +1,57 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The scenario suite on QEMU and on the model must agree observation for observation; bugs
-//! planted into the model must be caught. QEMU traces are computed once per test binary and
-//! shared. Without QEMU every test prints SKIP and returns.
+//! The scenario suite on QEMU and on the model must agree observation for observation, and
+//! each run must meet the scenarios' declarations (events, data, results) on both sides; bugs
+//! planted into the model, and a silence planted into both, must be caught. QEMU traces are
+//! computed once per test binary and shared. Without QEMU every test fails, unless
+//! `LAB_NO_QEMU=1` makes it a reported skip (`qtest::require_qemu`).
 
-use differential::planted::{EventAddrOffset, TlbiAsidOffset};
+use differential::planted::{EventAddrOffset, Silenced, TlbiAsidOffset};
 use differential::scenarios::{run, NAMES};
 use differential::{ModelPlatform, Platform, QemuPlatform, Trace};
 use std::sync::OnceLock;
 
-fn qemu_traces() -> Option<&'static Vec<Trace>> {
-    static T: OnceLock<Option<Vec<Trace>>> = OnceLock::new();
+/// QEMU's traces (each test calls `require_qemu` before, so that each reports its own skip).
+fn qemu_traces() -> &'static Vec<Trace> {
+    static T: OnceLock<Vec<Trace>> = OnceLock::new();
     T.get_or_init(|| {
-        QemuPlatform::start()?;
-        Some(
-            NAMES
-                .iter()
-                .map(|n| run(n, QemuPlatform::start().unwrap()))
-                .collect(),
-        )
+        NAMES
+            .iter()
+            .map(|n| run(n, QemuPlatform::start()))
+            .collect()
     })
-    .as_ref()
 }
 
 /// Scenarios whose trace on `mk()` differs from QEMU's, with the first difference.
-fn mismatches<P: Platform>(mk: impl Fn() -> P) -> Option<Vec<(&'static str, String)>> {
-    let q = qemu_traces()?;
-    Some(
-        NAMES
-            .iter()
-            .zip(q)
-            .filter_map(|(n, qt)| qt.diff(&run(n, mk())).map(|d| (*n, d)))
-            .collect(),
-    )
+fn mismatches<P: Platform>(mk: impl Fn() -> P) -> Vec<(&'static str, String)> {
+    NAMES
+        .iter()
+        .zip(qemu_traces())
+        .filter_map(|(n, qt)| qt.diff(&run(n, mk())).map(|d| (*n, d)))
+        .collect()
+}
+
+/// Every unmet declaration of `traces` (one per scenario, in `NAMES` order), named.
+fn unmet<'a>(side: &str, traces: impl IntoIterator<Item = &'a Trace>) -> Vec<String> {
+    NAMES
+        .iter()
+        .zip(traces)
+        .flat_map(|(n, t)| {
+            t.unmet()
+                .into_iter()
+                .map(move |u| format!("{side} {n}: {u}"))
+        })
+        .collect()
 }
 
 #[test]
 fn model_matches_qemu_event_for_event() {
-    let Some(q) = qemu_traces() else {
-        println!("SKIP: qemu-system-aarch64 not found");
+    if qtest::require_qemu().is_none() {
         return;
-    };
+    }
+    let q = qemu_traces();
     let mut bad = Vec::new();
     let mut events = 0;
+    let mut model = Vec::new();
     for (n, qt) in NAMES.iter().zip(q) {
         let mt = run(n, ModelPlatform::new());
         events += qt.event_count();
@@ -59,9 +69,16 @@ fn model_matches_qemu_event_for_event() {
                 bad.push(*n);
             }
         }
+        model.push(mt);
     }
     println!("{} scenarios, {events} event records compared", NAMES.len());
-    assert!(events > 0);
+    let mut missed = unmet("qemu", q);
+    missed.extend(unmet("model", &model));
+    assert!(
+        missed.is_empty(),
+        "declarations not met:\n{}",
+        missed.join("\n")
+    );
     assert!(bad.is_empty(), "model differs from QEMU in {bad:?}");
 }
 
@@ -77,11 +94,18 @@ fn model_runs_are_deterministic() {
 }
 
 #[test]
+fn model_meets_the_declarations_without_qemu() {
+    let model: Vec<Trace> = NAMES.iter().map(|n| run(n, ModelPlatform::new())).collect();
+    let missed = unmet("model", &model);
+    assert!(missed.is_empty(), "{}", missed.join("\n"));
+}
+
+#[test]
 fn planted_tlbi_asid_offset_bug_is_caught() {
-    let Some(m) = mismatches(TlbiAsidOffset::new) else {
-        println!("SKIP: qemu-system-aarch64 not found");
+    if qtest::require_qemu().is_none() {
         return;
-    };
+    }
+    let m = mismatches(TlbiAsidOffset::new);
     for (n, d) in &m {
         println!("caught in {n}: {d}");
     }
@@ -90,12 +114,42 @@ fn planted_tlbi_asid_offset_bug_is_caught() {
 
 #[test]
 fn planted_event_addr_offset_bug_is_caught() {
-    let Some(m) = mismatches(EventAddrOffset::default) else {
-        println!("SKIP: qemu-system-aarch64 not found");
+    if qtest::require_qemu().is_none() {
         return;
-    };
+    }
+    let m = mismatches(EventAddrOffset::default);
     for (n, d) in &m {
         println!("caught in {n}: {d}");
     }
     assert!(m.iter().any(|(n, _)| *n == "s1_4k"), "{m:?}");
+}
+
+/// Silence planted on both sides: the traces agree with each other (the old check, "events
+/// were seen somewhere over the whole suite", would pass on the rest), but every scenario
+/// that declares events misses its declarations on both sides.
+#[test]
+fn planted_silence_on_both_sides_is_caught() {
+    if qtest::require_qemu().is_none() {
+        return;
+    }
+    let mut caught = Vec::new();
+    for n in NAMES {
+        let q = run(n, Silenced(QemuPlatform::start()));
+        let m = run(n, Silenced(ModelPlatform::new()));
+        assert_eq!(q.diff(&m), None, "{n}: silenced traces should still agree");
+        assert_eq!(q.event_count() + m.event_count(), 0, "{n}");
+        let declares_events =
+            qemu_traces()[NAMES.iter().position(|x| x == n).unwrap()].event_count() > 0;
+        let missed = (q.unmet(), m.unmet());
+        println!("{n}: qemu unmet {:?}; model unmet {:?}", missed.0, missed.1);
+        assert_eq!(
+            declares_events,
+            !missed.0.is_empty() && !missed.1.is_empty(),
+            "{n}: a scenario that declares events must miss them when silenced, on both sides"
+        );
+        if declares_events {
+            caught.push(*n);
+        }
+    }
+    assert!(caught.len() >= 8, "only {caught:?} declare events");
 }
