@@ -31,12 +31,13 @@ find "$KBUILD/samples" -name 'mtty.ko' -exec cp {} "$root/lib/labtest/" \; 2>/de
 cp "$here/guest/demo.sh" "$root/lib/labtest/"
 # labtest runs its user-space benchmarks on the release flavour only.
 echo "$FLAVOUR" > "$root/lib/labtest/flavour"
-# modules.list: "<module> [flavour ...]"; a module with flavours listed runs only on those.
-while read -r m flavours; do
-    case "$m" in ''|'#'*) continue ;; esac
-    [ -z "$flavours" ] || [[ " $flavours " == *" $FLAVOUR "* ]] || continue
+# Expected results per platform (labtest picks the one lab.platform= names).
+mkdir -p "$root/lib/labtest/expected"
+cp "$here"/expected/*.list "$root/lib/labtest/expected/"
+# The guest's modules.list for this flavour (checked against tests/kernel/Kbuild).
+"$here/modlist.sh" "$FLAVOUR" > "$root/lib/labtest/modules.list"
+while read -r m _; do
     [ -f "$root/lib/labtest/$m.ko" ] || { echo "guest.sh: test module $m.ko was not built" >&2; exit 1; }
-    echo "$m"
-done < "$here/guest/modules.list" > "$root/lib/labtest/modules.list"
+done < "$root/lib/labtest/modules.list"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$LAB_CACHE/initramfs-$FLAVOUR.cpio.gz"
 echo "$LAB_CACHE/initramfs-$FLAVOUR.cpio.gz"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Judges a guest console log. usage: judge.sh test|demo LOG QEMU_EXIT_STATUS
 # Exit 0 only if QEMU ended by itself, the kernel reported no oops/BUG/WARN/KASAN/lockdep/
-# kmemleak/panic, and (test mode) labtest closed with "N passed, 0 failed", N > 0.
+# kmemleak/panic, and (test mode) labtest closed with "N passed, 0 failed, N skipped", N > 0
+# (labtest itself fails a full run whose results differ from the expected ones).
 set -uo pipefail
 mode=$1 log=$2 status=$3
 fail=0
 problem() { echo "[judge] FAILED: $*"; fail=1; }
 
+[ -f "$log" ] || { problem "no log at $log"; exit 1; }
 [ "$status" = 124 ] || [ "$status" = 137 ] && problem "guest timed out (hang)"
 [ "$status" = 0 ] || [ "$status" = 124 ] || [ "$status" = 137 ] || problem "qemu exited with $status"
 
@@ -38,13 +40,15 @@ for p in "${patterns[@]}"; do
 done
 
 if [ "$mode" = test ]; then
-    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$log" | tail -1)
     if [ -z "$summary" ]; then
-        problem "no closing 'N passed, N failed' line from labtest (missing result)"
+        problem "no closing 'N passed, N failed, N skipped' line from labtest (missing result)"
     else
         passed=${summary%% passed*}
         failed=$(echo "$summary" | sed -E 's/.* ([0-9]+) failed.*/\1/')
         [ "$failed" = 0 ] || problem "$failed guest test(s) failed: $(grep -E '^FAIL ' "$log" | tr '\n' ';')"
+        skips=$(grep -E '^SKIP ' "$log" | tr '\n' ';')
+        [ -z "$skips" ] || echo "[judge] skipped (with their reasons): $skips"
         [ "$passed" -gt 0 ] || problem "guest ran no test"
         echo "[judge] guest: $summary"
     fi

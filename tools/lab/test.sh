@@ -5,7 +5,10 @@
 #   4. the same on the debug kernel (KASAN, lockdep, kmemleak, fault injection) unless
 #   LAB_SKIP_DEBUG=1. Lints (rustfmt, clippy on the host workspace, CLIPPY=1 on the kernel
 #   modules) fail the run too.
-# Ends with one "N passed, N failed" line over everything; exits non-zero on any failure.
+# Host tests that need QEMU fail without it; with LAB_NO_QEMU=1 they print a "LAB-SKIP" line
+# instead (tools/qtest: require_qemu) and are counted here as skipped, not passed.
+# Ends with one "N passed, N failed, N skipped" line over everything (benchmarks are reported
+# apart, never as passed); exits non-zero on any failure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -21,9 +24,13 @@ set +e
 (cd "$LAB_ROOT" && cargo test --workspace --no-fail-fast 2>&1) | tee "$host_log"
 host_status=${PIPESTATUS[0]}
 set -e
-host_passed=$(grep -E '^test result:' "$host_log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ | bc)
-host_failed=$(grep -E '^test result:' "$host_log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ | bc)
+sum_of() { grep -E '^test result:' "$host_log" | sed -nE "s/.* ([0-9]+) $1.*/\1/p" | paste -sd+ | bc; }
+host_passed=$(sum_of passed) host_failed=$(sum_of failed)
 : "${host_passed:=0}" "${host_failed:=0}"
+# cargo counts a test that returned early for want of QEMU as passed: take the LAB-SKIP markers
+# (one per such test, written by qtest::require_qemu) out of the passes.
+host_skipped=$(grep -c '^LAB-SKIP ' "$host_log" || true)
+host_passed=$((host_passed - host_skipped))
 [ "$host_status" = 0 ] || [ "$host_failed" -gt 0 ] || host_failed=1 # a build failure counts
 
 stamp "lints: rustfmt, clippy (host workspace)"
@@ -32,7 +39,7 @@ lint_status=0
 (cd "$LAB_ROOT" && cargo clippy -q --workspace --all-targets -- -D warnings) ||
     { echo "[test] FAILED: clippy"; lint_status=1; }
 
-guest_passed=0 guest_failed=0 guest_status=0
+guest_passed=0 guest_failed=0 guest_skipped=0 guest_status=0
 flavours=(release)
 [ "${LAB_SKIP_DEBUG:-0}" = 1 ] || flavours+=(debug)
 for f in "${flavours[@]}"; do
@@ -45,17 +52,22 @@ for f in "${flavours[@]}"; do
         "$here/rustdoc.sh" || { echo "[test] FAILED: rustdoc"; lint_status=1; }
     fi
     stamp "guest tests ($f)"
+    log=$LAB_CACHE/last-test-$f.log
+    rm -f "$log" # never judge a previous run's log
     set +e
     "$here/run.sh" test --flavour "$f"
     s=$?
     set -e
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$LAB_CACHE/last-test-$f.log" | tail -1)
-    p=${line%% passed*} q=$(echo "$line" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$log" 2>/dev/null | tail -1)
+    p=$(echo "$line" | sed -nE 's/^([0-9]+) passed.*/\1/p')
+    q=$(echo "$line" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
+    k=$(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
     guest_passed=$((guest_passed + ${p:-0}))
     guest_failed=$((guest_failed + ${q:-0}))
+    guest_skipped=$((guest_skipped + ${k:-0}))
     [ $s = 0 ] || { guest_status=1; [ "${q:-0}" -gt 0 ] || guest_failed=$((guest_failed + 1)); }
 done
 
-stamp "done: host $host_passed passed, $host_failed failed; guest ($(IFS=+; echo "${flavours[*]}")) $guest_passed passed, $guest_failed failed"
-echo "$((host_passed + guest_passed)) passed, $((host_failed + guest_failed)) failed"
+stamp "done: host $host_passed passed, $host_failed failed, $host_skipped skipped; guest ($(IFS=+; echo "${flavours[*]}")) $guest_passed passed, $guest_failed failed, $guest_skipped skipped"
+echo "$((host_passed + guest_passed)) passed, $((host_failed + guest_failed)) failed, $((host_skipped + guest_skipped)) skipped"
 [ "$host_status" = 0 ] && [ "$guest_status" = 0 ] && [ "$lint_status" = 0 ]

@@ -5,17 +5,54 @@
 //!
 //! - `bench:mdev_create_to_ready`: from the write of a UUID to `create` until the new mdev's
 //!   VFIO cdev node (`/dev/vfio/devices/vfioN`) exists and opens, for `edu_mdev` (edu-small)
-//!   and the in-tree C sample `mtty` (mtty-1) in the same boot, creates interleaved.
+//!   and the in-tree C sample `mtty` (mtty-1) in the same boot: a warm-up round of each first
+//!   (not counted), then creates interleaved with the order alternating every round, so that
+//!   neither always runs on the caches the other warmed.
 //! - `bench:mdev_copy_driver_time`: the driver's own time per mediated copy, from its debugfs
 //!   accounting (`/sys/kernel/debug/edu_mdev/<parent>`), which leaves out the time the driver
-//!   sleeps until edu completes a DMA (edu's fixed 100 ms timer); beside the same kernel's CPU
-//!   copy of one page (`/sys/kernel/debug/edu_mdev/peer_memcpy`) measured in the same run.
+//!   sleeps until edu completes a DMA (edu's fixed 100 ms timer). Its peer is the same edu DMA
+//!   of one page done without mediation by the `edu_dma_peer` test module earlier in the same
+//!   boot (map, program edu both ways, unmap; waits excluded the same way), whose figures
+//!   reach us as `labtest-bench: edu_dma_peer:` lines ([`figure`]); the same kernel's CPU copy
+//!   of one page (`/sys/kernel/debug/edu_mdev/peer_memcpy`) is printed beside it.
 
 use crate::user_tests::UserTest;
 use mdev_client::*;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// `labtest-bench:` lines of the bench modules in this boot, for the benchmarks that compare
+/// against them.
+static FIGURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Prints a bench module's figure line and keeps it for [`module_figure`].
+pub fn figure(line: &str) {
+    println!("BENCH {line}");
+    if let Ok(mut f) = FIGURES.lock() {
+        f.push(line.to_string());
+    }
+}
+
+/// `key=<u64>` from the last figure line starting with `prefix`.
+fn module_figure(prefix: &str, key: &str) -> Result<u64, String> {
+    let f = FIGURES.lock().map_err(|_| "figures lock poisoned")?;
+    let line = f
+        .iter()
+        .rev()
+        .find(|l| l.starts_with(prefix))
+        .ok_or(format!(
+            "no '{prefix}' figures in this boot (module not run?)"
+        ))?;
+    parse_key(line, key).ok_or(format!("no {key}= in {line:?}"))
+}
+
+fn parse_key(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
 
 pub const ALL: &[UserTest] = &[
     UserTest {
@@ -27,6 +64,10 @@ pub const ALL: &[UserTest] = &[
         run: copy_driver_time,
     },
 ];
+
+/// The figure lines of the unmediated peer of `bench:mdev_copy_driver_time`
+/// (`tests/kernel/edu_dma_peer.rs`).
+const PEER: &str = "edu_dma_peer:";
 
 /// The command that reproduces the figures (printed with them).
 const COMMAND: &str = "tools/lab/run.sh test --filter bench:mdev";
@@ -86,21 +127,28 @@ fn create_to_ready() -> Result<(), String> {
         true
     };
     const N: u32 = 50;
+    const WARMUP: u32 = 2;
     let (mut edu_ready, mut mtty_ready, mut edu_write, mut mtty_write) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let r = (|| -> Result<(), String> {
-        for i in 0..N {
-            // Interleaved, so both see the same machine state.
-            for (parent, ty, ready, write) in [
+        for i in 0..WARMUP + N {
+            // Interleaved, so both see the same machine state; the order alternates.
+            let mut pair = [
                 (edu.as_path(), "edu-small", &mut edu_ready, &mut edu_write),
                 (mtty, "mtty-1", &mut mtty_ready, &mut mtty_write),
-            ] {
+            ];
+            if i % 2 == 1 {
+                pair.reverse();
+            }
+            for (parent, ty, ready, write) in pair {
                 let u = uuid(0xb000 + i);
                 let res = time_create(parent, ty, &u);
                 let _ = remove_mdev(&u);
                 let (w, r) = res?;
-                write.push(w);
-                ready.push(r);
+                if i >= WARMUP {
+                    write.push(w);
+                    ready.push(r);
+                }
             }
         }
         Ok(())
@@ -113,7 +161,8 @@ fn create_to_ready() -> Result<(), String> {
     let (emin, mmin) = (edu_ready[0], mtty_ready[0]);
     let (ew, mw) = (median(&mut edu_write), median(&mut mtty_write));
     bench(format!(
-        "mdev_create_to_ready: {N} creates each, interleaved, create write -> VFIO cdev opens: \
+        "mdev_create_to_ready: {N} creates each after {WARMUP} warm-up rounds, interleaved in \
+         alternating order, create write -> VFIO cdev opens: \
          edu_mdev (edu-small) median {em} us min {emin} us (write returns after {ew} us); \
          mtty (mtty-1) median {mm} us min {mmin} us (write {mw} us); \
          ratio edu_mdev/mtty median {:.2} min {:.2} [{COMMAND}]",
@@ -203,18 +252,35 @@ fn copy_driver_time() -> Result<(), String> {
             d("unmap_unpin_ns")? / pieces.max(1) / 1000,
             d("complete_ns")? / pieces.max(1) / 1000,
         ));
+        let peer = module_figure(PEER, "per_page_ns")?;
+        let peer_rounds = module_figure(PEER, "rounds")?;
         bench(format!(
-            "mdev_copy_driver_time peers (same boot): CPU memcpy of 4 KiB {memcpy} ns (median of {} samples between the copies) -> driver/memcpy {:.0}x per page; \
-             vfio_pin_pages+dma_map+unmap+unpin of the page pair {} us -> driver/pin-map {:.2}x per page; \
+            "mdev_copy_driver_time peers (same boot): driver {per_page} ns per page vs the unmediated \
+             edu DMA of a page by edu_dma_peer (dma_map src+dst, program edu both ways, unmap; \
+             waits excluded; median of {peer_rounds}) {peer} ns -> driver/peer {:.2}x; \
+             CPU memcpy of 4 KiB {memcpy} ns (median of {} samples between the copies) -> driver/memcpy {:.0}x; \
+             the driver's own vfio_pin_pages+dma_map+unmap+unpin, a part of the driver time and not a peer, {} us per page; \
              user-visible {} ms per page (edu's two 100 ms DMAs) [{COMMAND}]",
+            per_page as f64 / peer.max(1) as f64,
             samples,
             per_page as f64 / memcpy as f64,
             pinmap / pieces.max(1) / 1000,
-            driver as f64 / pinmap.max(1) as f64,
             wall.as_millis() as u64 / pieces.max(1),
         ));
         Ok(())
     })();
     let _ = remove_mdev(&m);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn figure_keys() {
+        let l = "edu_dma_peer: rounds=20 per_page_ns=41000 map_ns=3000";
+        assert_eq!(super::parse_key(l, "per_page_ns"), Some(41000));
+        assert_eq!(super::parse_key(l, "rounds"), Some(20));
+        assert_eq!(super::parse_key(l, "page_ns"), None);
+        assert_eq!(super::parse_key(l, "edu_dma_peer:"), None);
+    }
 }
