@@ -115,8 +115,11 @@ impl<T: EduSuite> pci::Driver for EduDriver<T> {
     }
 }
 
-/// Registers [`EduDriver<T>`] (its probe runs the cases), checks the registration, unregisters
-/// (unbinding edu for the next module) and prints the suite's summary.
+/// Registers [`EduDriver<T>`] (its probe runs the cases), checks the registration and that the
+/// probe did run cases during it, unregisters (unbinding edu for the next module) and prints
+/// the suite's summary. Without the second check a probe that returned early, never ran (edu
+/// bound to another driver) or ran later on another thread (asynchronous probe) would leave
+/// one passing case; the expected-results manifest also counts every case.
 pub(crate) fn run<T: EduSuite>(module: &'static ThisModule) {
     let mut suite = Suite::new(T::SUITE);
     let reg = with_registration(&mut suite, || {
@@ -125,8 +128,18 @@ pub(crate) fn run<T: EduSuite>(module: &'static ThisModule) {
             kernel::alloc::flags::GFP_KERNEL,
         )
     });
+    let in_probe = suite.cases_run();
     suite.run("driver_registered", |case| {
         kernel::labtest_ensure!(case, reg.is_ok(), "registration: {:?}", reg.as_ref().err());
+        Ok(())
+    });
+    suite.run("probe_ran_the_cases", |case| {
+        kernel::labtest_ensure!(
+            case,
+            in_probe > 0,
+            "the probe ran no case during the registration (probe failed early, edu bound to \
+             another driver, or probed asynchronously)"
+        );
         Ok(())
     });
     drop(reg);
