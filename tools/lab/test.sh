@@ -24,13 +24,7 @@ set +e
 (cd "$LAB_ROOT" && cargo test --workspace --no-fail-fast 2>&1) | tee "$host_log"
 host_status=${PIPESTATUS[0]}
 set -e
-sum_of() { grep -E '^test result:' "$host_log" | sed -nE "s/.* ([0-9]+) $1.*/\1/p" | paste -sd+ | bc; }
-host_passed=$(sum_of passed) host_failed=$(sum_of failed)
-: "${host_passed:=0}" "${host_failed:=0}"
-# cargo counts a test that returned early for want of QEMU as passed: take the LAB-SKIP markers
-# (one per such test, written by qtest::require_qemu) out of the passes.
-host_skipped=$(grep -c '^LAB-SKIP ' "$host_log" || true)
-host_passed=$((host_passed - host_skipped))
+read -r host_passed host_failed host_skipped < <("$here/hostcount.sh" "$host_log")
 [ "$host_status" = 0 ] || [ "$host_failed" -gt 0 ] || host_failed=1 # a build failure counts
 
 stamp "lints: rustfmt, clippy (host workspace)"
