@@ -264,7 +264,10 @@ fn concurrency_case(suite: &mut Suite) {
         labtest_ensure!(case, errors == 0, "{errors} errors in {} operations", WORKERS * ROUNDS);
         let info = st.io.set_info(st.set).map_err(|e| case.fail(format_args!("set_info: {e}")))?;
         labtest_ensure!(case, info.usage == 0, "usage {} after all frees", info.usage);
-        let _ = st.io.destroy_set(st.set);
+        // Every PASID was freed by its worker: destroying the set must succeed with nothing
+        // left to free.
+        let t = st.io.destroy_set(st.set).map_err(|e| case.fail(format_args!("destroy_set: {e}")))?;
+        labtest_ensure!(case, t.freed == 0 && t.deferred == 0, "destroy_set freed {} ({} deferred) after all frees", t.freed, t.deferred);
         Ok(())
     });
 }

@@ -564,6 +564,11 @@ impl Device {
     }
 
     /// Waits for the completion interrupt (if set up) and then for `DONE`; returns `STATUS`.
+    ///
+    /// The driver sets `STATUS` before it signals the interrupt, so an interrupt must find
+    /// the engine idle with `DONE` set, and must have been signalled once: anything else is a
+    /// spurious or duplicated interrupt, an error here rather than a wait that happens to end
+    /// well.
     pub fn wait(&self, timeout_ms: i32) -> Result<u32, String> {
         if let Some(e) = &self.eventfd {
             let mut p = PollFd {
@@ -585,6 +590,10 @@ impl Device {
             let mut b = [0u8; 8];
             std::io::Read::read_exact(&mut &*e, &mut b)
                 .map_err(|e| format!("eventfd read: {e}"))?;
+            let count = u64::from_ne_bytes(b);
+            let s = self.read32(regs::STATUS)?;
+            check_interrupt(count, s)?;
+            return Ok(s);
         }
         let deadline =
             std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
@@ -606,6 +615,22 @@ impl Device {
         let s = self.wait(30_000)?;
         CopyError::from_status(s).ok_or_else(|| format!("STATUS {s:#x} without DONE"))
     }
+}
+
+/// Checks what a completion interrupt found: signalled `count` times (the eventfd counter),
+/// `status` read right after.
+fn check_interrupt(count: u64, status: u32) -> Result<(), String> {
+    if count != 1 {
+        return Err(format!(
+            "completion interrupt signalled {count} times for one copy (STATUS {status:#x})"
+        ));
+    }
+    if status & regs::STATUS_BUSY != 0 || status & regs::STATUS_DONE == 0 {
+        return Err(format!(
+            "spurious completion interrupt: STATUS {status:#x} (busy or not done)"
+        ));
+    }
+    Ok(())
 }
 
 /// An I/O address space the device's DMA goes through: a type1 container or an iommufd IOAS.
@@ -806,5 +831,24 @@ impl Session {
             return Err("bytes outside the destination range were written".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_interrupt, regs};
+
+    #[test]
+    fn only_one_interrupt_on_a_finished_copy_is_accepted() {
+        assert!(check_interrupt(1, regs::STATUS_DONE).is_ok());
+        assert!(
+            check_interrupt(1, regs::STATUS_DONE | 4 << 8).is_ok(),
+            "an error ends a copy too"
+        );
+        let busy = check_interrupt(1, regs::STATUS_BUSY).unwrap_err();
+        assert!(busy.contains("spurious"), "{busy}");
+        assert!(check_interrupt(1, 0).is_err(), "neither busy nor done");
+        let twice = check_interrupt(2, regs::STATUS_DONE).unwrap_err();
+        assert!(twice.contains("2 times"), "{twice}");
     }
 }
