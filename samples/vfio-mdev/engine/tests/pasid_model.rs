@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The sample's **PASID mode** on the SMMUv3 model (QEMU's SMMUv3 has no SubstreamIDs, so this
-//! is where it is proven; the model is checked against QEMU by `tests/differential`).
+//! The sample's **PASID mode** on the SMMUv3 model. QEMU's SMMUv3 has no SubstreamIDs, so the
+//! model is the only truth source here: `tests/differential` compares the model with QEMU only
+//! on what both support, which excludes every SSID path this test uses. And [`Parent`] below
+//! re-implements the flow of `edu_mdev`'s PASID backend inside the test: the sample's kernel
+//! backend itself does not run here (it needs PASID hardware).
 //!
 //! A parent with a PASID-capable DMA engine (the model's PCIe device, one queue per mdev) does
 //! what `edu_mdev`'s PASID backend does, with the same portable pieces: a PASID per mdev from
