@@ -2,7 +2,7 @@
 # Boots the lab guest in QEMU (arm64 virt, SMMUv3, GICv3, edu, no network) and judges the run.
 #
 # usage: run.sh test|demo|shell [--flavour release|debug] [--platform edu] [--filter NAME]
-#               [--gdb] [--timeout S]
+#               [--append KERNEL-ARGS] [--gdb] [--timeout S]
 #
 # test:  runs labtest in the guest; fails unless the guest printed a closing
 #        "N passed, 0 failed, N skipped" line with N > 0 (labtest fails a full run whose
@@ -12,18 +12,21 @@
 # demo:  runs the guest demo script with the same log checks.
 # shell: interactive shell on the serial console (Ctrl-A X quits QEMU).
 # --gdb: QEMU waits for gdb on tcp::1234 (see docs/lab.md).
+# --append: extra kernel command-line arguments (e.g. kunit.filter_glob=... to see what a
+#        missing KUnit case does to the verdict).
 # --platform: the machine (default $LAB_PLATFORM or edu: stock QEMU virt + SMMUv3 + edu); each
 #        platform has its devices below and its expected results in tools/lab/expected/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 mode=${1:-}; shift || true
-flavour=release filter="" gdb=0 timeout="" platform=${LAB_PLATFORM:-edu}
+flavour=release filter="" extra="" gdb=0 timeout="" platform=${LAB_PLATFORM:-edu}
 while [ $# -gt 0 ]; do
     case "$1" in
     --flavour) flavour=$2; shift 2 ;;
     --filter) filter=$2; shift 2 ;;
     --platform) platform=$2; shift 2 ;;
+    --append) extra=$2; shift 2 ;;
     --gdb) gdb=1; shift ;;
     --timeout) timeout=$2; shift 2 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
@@ -51,6 +54,7 @@ esac
 # it (labtest fails the run on lost records, tools/guest/labtest/src/kmsg.rs).
 append="console=ttyAMA0 panic=-1 log_buf_len=4M lab.mode=$mode lab.platform=$platform"
 [ -n "$filter" ] && append+=" lab.filter=$filter"
+[ -n "$extra" ] && append+=" $extra"
 qemu=(qemu-system-aarch64 -machine virt,iommu=smmuv3,gic-version=3 -cpu max -smp 2 -m "$mem"
       -nodefaults -no-reboot -kernel "$image" -initrd "$initrd" -append "$append" "${devices[@]}")
 [ $gdb = 1 ] && qemu+=(-s -S)
