@@ -2,6 +2,7 @@
 # Boots the lab guest in QEMU (arm64 virt, SMMUv3, GICv3, edu, no network) and judges the run.
 #
 # usage: run.sh test|demo|shell [--flavour release|debug] [--filter NAME] [--gdb] [--timeout S]
+#               [--platform edu|pasid]
 #
 # test:  runs labtest in the guest; fails unless the guest printed a closing
 #        "N passed, 0 failed" line with N > 0, and the kernel log is free of oops, BUG, WARN,
@@ -9,21 +10,25 @@
 # demo:  runs the guest demo script with the same log checks.
 # shell: interactive shell on the serial console (Ctrl-A X quits QEMU).
 # --gdb: QEMU waits for gdb on tcp::1234 (see docs/lab.md).
+# --platform pasid: the SMMUv3 gets 20-bit SubstreamIDs (arm-smmuv3.ssidsize=20) and an edu-pasid
+#        (docs/pasid-device.md) sits next to edu; the default, edu, is the stock machine.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 mode=${1:-}; shift || true
-flavour=release filter="" gdb=0 timeout=""
+flavour=release filter="" gdb=0 timeout="" platform=edu
 while [ $# -gt 0 ]; do
     case "$1" in
     --flavour) flavour=$2; shift 2 ;;
     --filter) filter=$2; shift 2 ;;
     --gdb) gdb=1; shift ;;
     --timeout) timeout=$2; shift 2 ;;
+    --platform) platform=$2; shift 2 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 case "$mode" in test|demo|shell) ;; *) echo "usage: run.sh test|demo|shell [options]" >&2; exit 2 ;; esac
+case "$platform" in edu|pasid) ;; *) echo "run.sh: --platform is edu or pasid" >&2; exit 2 ;; esac
 . "$here/kenv.sh" "$flavour"
 
 image=$KBUILD/arch/arm64/boot/Image
@@ -33,8 +38,10 @@ mem=1G
 [ "$flavour" = debug ] && mem=2G
 append="console=ttyAMA0 panic=-1 lab.mode=$mode"
 [ -n "$filter" ] && append+=" lab.filter=$filter"
-qemu=(qemu-system-aarch64 -machine virt,iommu=smmuv3,gic-version=3 -cpu max -smp 2 -m "$mem"
+[ -x "$LAB_QEMU" ] || { echo "run.sh: no QEMU at $LAB_QEMU: run tools/lab/setup.sh (or tools/qemu/build.sh)" >&2; exit 1; }
+qemu=("$LAB_QEMU" -machine virt,iommu=smmuv3,gic-version=3 -cpu max -smp 2 -m "$mem"
       -nodefaults -no-reboot -kernel "$image" -initrd "$initrd" -append "$append" -device edu)
+[ "$platform" = pasid ] && qemu+=(-global arm-smmuv3.ssidsize=20 -device edu-pasid)
 [ $gdb = 1 ] && qemu+=(-s -S)
 
 if [ "$mode" = shell ]; then
@@ -42,6 +49,7 @@ if [ "$mode" = shell ]; then
 fi
 
 log=$LAB_CACHE/last-$mode-$flavour.log
+[ "$platform" = pasid ] && log=$LAB_CACHE/last-$mode-$flavour-pasid.log
 : "${timeout:=$([ "$flavour" = debug ] && echo 1500 || echo 600)}"
 echo "[run] $mode on the $flavour kernel (log: $log, timeout ${timeout}s)"
 set +e

@@ -30,16 +30,22 @@ const LOG_CAP: usize = 64 * 1024;
 /// flash at 100% host CPU; with it QEMU idles (measured: 99% vs 1% of a core).
 const IDLE_FIRMWARE: [u8; 8] = [0x7f, 0x20, 0x03, 0xd5, 0xff, 0xff, 0xff, 0x17];
 
-/// Locates `qemu-system-aarch64`: `$QEMU_SYSTEM_AARCH64` if set, else the first match on `PATH`.
+/// Locates the lab's `qemu-system-aarch64` (built with the project's patches by
+/// `tools/qemu/build.sh`): `$LAB_QEMU` if set (the lab scripts set it), else
+/// `$LAB_CACHE/qemu/install/bin/` with `LAB_CACHE` defaulting to `~/.cache/pasid-mdev-lab`, as
+/// in `tools/lab/env.sh`.
 pub fn qemu_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("QEMU_SYSTEM_AARCH64") {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("qemu-system-aarch64"))
-        .find(|p| p.is_file())
+    let p = match std::env::var_os("LAB_QEMU") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let cache = match std::env::var_os("LAB_CACHE") {
+                Some(c) => PathBuf::from(c),
+                None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/pasid-mdev-lab"),
+            };
+            cache.join("qemu/install/bin/qemu-system-aarch64")
+        }
+    };
+    p.is_file().then_some(p)
 }
 
 /// How to start QEMU. `Default` gives the project's machine:
@@ -368,8 +374,11 @@ impl Qtest {
     pub fn spawn(config: &QemuConfig) -> Result<Self> {
         let binary = match &config.binary {
             Some(b) => b.clone(),
-            None => qemu_binary()
-                .ok_or_else(|| Error::NotFound("qemu-system-aarch64 is not on PATH".to_string()))?,
+            None => qemu_binary().ok_or_else(|| {
+                Error::NotFound(
+                    "the lab's qemu-system-aarch64 is missing: run tools/qemu/build.sh".to_string(),
+                )
+            })?,
         };
         let dir = unique_dir();
         std::fs::create_dir_all(&dir)
