@@ -22,7 +22,9 @@ mod machine;
 mod ram;
 
 pub use client::{qemu_binary, QemuConfig, Qtest, DEFAULT_TIMEOUT};
-pub use edu::{Edu, EDU_DEVICE_ID, EDU_DMA_BUF, EDU_DMA_BUF_SIZE, EDU_VENDOR_ID};
+pub use edu::{
+    Edu, EDU_DEVICE_ID, EDU_DMA_BUF, EDU_DMA_BUF_SIZE, EDU_PASID_DEVICE_ID, EDU_VENDOR_ID,
+};
 pub use error::{Error, Result};
 pub use machine::{virt, Bar, Bdf, Machine, PciFunction, SmmuMmio};
 pub use ram::{GuestRam, GuestRamBlock};

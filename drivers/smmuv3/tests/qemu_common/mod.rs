@@ -213,13 +213,33 @@ pub fn rig(cfg: SmmuConfig, hide_ril: bool) -> Option<Rig> {
 
 /// [`rig`], with IDR1.SIDSIZE reported as `sid_bits` if given.
 pub fn rig_with(cfg: SmmuConfig, hide_ril: bool, sid_bits: Option<u32>) -> Option<Rig> {
+    rig_on(cfg, hide_ril, sid_bits, false)
+}
+
+/// SubstreamID bits of the SMMU in [`rig_pasid`] (the most the lab QEMU offers).
+pub const PASID_SSID_BITS: u32 = 20;
+
+/// [`rig`] on the lab QEMU's PASID platform: an SMMU with 20-bit SubstreamIDs and 2-level CD
+/// tables (`arm-smmuv3.ssidsize=20`) and `edu-pasid` with PASID Enable set; `Rig::edu` is it.
+pub fn rig_pasid(cfg: SmmuConfig) -> Option<Rig> {
+    rig_on(cfg, false, None, true)
+}
+
+fn rig_on(cfg: SmmuConfig, hide_ril: bool, sid_bits: Option<u32>, pasid: bool) -> Option<Rig> {
     if qtest::qemu_binary().is_none() {
         println!("SKIP: qemu-system-aarch64 not found");
         return None;
     }
-    let qc = QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"]);
+    let qc = if pasid {
+        QemuConfig::default()
+            .devices(["edu-pasid,dma_mask=0xffffffffffffffff"])
+            .arg("-global")
+            .arg(&format!("arm-smmuv3.ssidsize={PASID_SSID_BITS}"))
+    } else {
+        QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"])
+    };
     let m = Machine::start(&qc).expect("start QEMU");
-    let edu = m.edu().unwrap();
+    let edu = if pasid { m.edu_pasid() } else { m.edu() }.unwrap();
     let sid = edu.stream_id();
     let ram = m.ram().clone();
     let mmio = HwMmio::new(m.smmu());
