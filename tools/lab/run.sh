@@ -36,7 +36,7 @@ image=$KBUILD/arch/arm64/boot/Image
 initrd=$("$here/guest.sh" "$flavour")
 mem=1G
 [ "$flavour" = debug ] && mem=2G
-append="console=ttyAMA0 panic=-1 lab.mode=$mode"
+append="console=ttyAMA0 panic=-1 lab.mode=$mode lab.platform=$platform"
 [ -n "$filter" ] && append+=" lab.filter=$filter"
 [ -x "$LAB_QEMU" ] || { echo "run.sh: no QEMU at $LAB_QEMU: run tools/lab/setup.sh (or tools/qemu/build.sh)" >&2; exit 1; }
 qemu=("$LAB_QEMU" -machine virt,iommu=smmuv3,gic-version=3 -cpu max -smp 2 -m "$mem"
