@@ -58,8 +58,9 @@ if ! echo "$QEMU_ORIG_SHA256  $tarball" | sha256sum -c --status 2>/dev/null; the
     log "fetching $QEMU_ORIG (bookworm-backports source)"
     apt-get "${apt_opts[@]}" update
     uris=$(apt-get "${apt_opts[@]}" source --print-uris qemu)
-    grep -qF "'$(printf %s "$QEMU_ORIG" | sed 's/+/%2b/')' $QEMU_ORIG " <<<"$uris" ||
-        die "bookworm-backports no longer offers $QEMU_ORIG (it offers: $(grep -o "qemu_[^ ]*orig[^ ]*" <<<"$uris" | sort -u | tr '\n' ' ')); update QEMU_VERSION, QEMU_ORIG_SHA256 and rebase tools/qemu/patches"
+    # --print-uris lines: 'URI' file-name size checksum
+    awk -v f="$QEMU_ORIG" '$2 == f { found = 1 } END { exit !found }' <<<"$uris" ||
+        die "bookworm-backports no longer offers $QEMU_ORIG (it offers: $(awk '$2 ~ /orig/ { print $2 }' <<<"$uris" | tr '\n' ' ')); update QEMU_VERSION, QEMU_ORIG_SHA256 and rebase tools/qemu/patches"
     # The .dsc and the Debian tarball have answered 404 before: only the orig tarball is needed,
     # so apt's verdict on the others is not fatal; the checksum below decides.
     (cd "$qdir/dl" && apt-get "${apt_opts[@]}" source --download-only qemu >/dev/null 2>&1) || true
