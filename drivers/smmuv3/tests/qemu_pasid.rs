@@ -35,11 +35,7 @@ fn setup(cfg: SmmuConfig) -> Option<Rig> {
         PASID_SSID_BITS,
         "IDR1.SSIDSIZE"
     );
-    let src = r.buf(4096, 4096);
-    src.write_bytes(0, DATA).unwrap();
-    r.smmu.set_bypass(r.sid).unwrap();
-    r.edu.dma_to_edu(src.dma_addr(), 0, 8).unwrap();
-    r.smmu.set_abort(r.sid).unwrap();
+    r.load_edu(DATA);
     Some(r)
 }
 
@@ -67,6 +63,16 @@ fn has_data(b: &GuestRamBlock) -> bool {
     Rig::read(b, 0, 8) == DATA
 }
 
+/// edu's master with `bits` PASID bits and its CD table (no STE written yet).
+fn master(r: &mut Rig, bits: u32) -> QMaster {
+    let mut m = r
+        .smmu
+        .new_master(&[r.sid], bits, MasterOptions::default())
+        .unwrap();
+    r.smmu.ensure_cd_table(&mut m).unwrap();
+    m
+}
+
 /// `n` domains, each mapping `IOVA` to its own zeroed page.
 fn domains(r: &mut Rig, n: usize) -> Vec<(Dom, GuestRamBlock)> {
     (0..n)
@@ -83,11 +89,7 @@ fn domains(r: &mut Rig, n: usize) -> Vec<(Dom, GuestRamBlock)> {
 fn three_address_spaces(cfg: SmmuConfig, fmt: u8, far: u32) {
     let Some(mut r) = setup(cfg) else { return };
     let doms = domains(&mut r, 3);
-    let mut m = r
-        .smmu
-        .new_master(&[r.sid], PASID_SSID_BITS, MasterOptions::default())
-        .unwrap();
-    r.smmu.ensure_cd_table(&mut m).unwrap();
+    let mut m = master(&mut r, PASID_SSID_BITS);
     for (ssid, (d, _)) in [0, 1, far].into_iter().zip(&doms) {
         r.smmu.write_cd(&mut m, ssid, &d.cd()).unwrap();
     }
@@ -129,11 +131,7 @@ fn qemu_pasid_beyond_s1cdmax_and_faults_name_the_pasid() {
     };
     let doms = domains(&mut r, 1);
     // 4 PASID bits: a 16-CD linear table.
-    let mut m = r
-        .smmu
-        .new_master(&[r.sid], 4, MasterOptions::default())
-        .unwrap();
-    r.smmu.ensure_cd_table(&mut m).unwrap();
+    let mut m = master(&mut r, 4);
     r.smmu.write_cd(&mut m, 15, &doms[0].0.cd()).unwrap();
     r.smmu.attach_cd_table(&mut m, s1dss::TERMINATE).unwrap();
     assert_eq!(r.smmu.read_ste(r.sid).s1cdmax(), 4);
@@ -199,11 +197,7 @@ fn qemu_pasid_stale_cd_until_its_invalidation() {
     };
     let doms = domains(&mut r, 4);
     let pages: Vec<&GuestRamBlock> = doms.iter().map(|(_, p)| p).collect();
-    let mut m = r
-        .smmu
-        .new_master(&[r.sid], PASID_SSID_BITS, MasterOptions::default())
-        .unwrap();
-    r.smmu.ensure_cd_table(&mut m).unwrap();
+    let mut m = master(&mut r, PASID_SSID_BITS);
     r.smmu.write_cd(&mut m, 1, &doms[0].0.cd()).unwrap();
     r.smmu.write_cd(&mut m, 2, &doms[1].0.cd()).unwrap();
     r.smmu.attach_cd_table(&mut m, s1dss::TERMINATE).unwrap();
@@ -249,11 +243,7 @@ fn qemu_pasid_s1dss() {
     let doms = domains(&mut r, 2);
     let pages: Vec<&GuestRamBlock> = doms.iter().map(|(_, p)| p).collect();
     let target = r.buf(4096, 4096);
-    let mut m = r
-        .smmu
-        .new_master(&[r.sid], PASID_SSID_BITS, MasterOptions::default())
-        .unwrap();
-    r.smmu.ensure_cd_table(&mut m).unwrap();
+    let mut m = master(&mut r, PASID_SSID_BITS);
     r.smmu.write_cd(&mut m, 0, &doms[0].0.cd()).unwrap();
     r.smmu.write_cd(&mut m, 1, &doms[1].0.cd()).unwrap();
     let sid = r.sid;

@@ -290,6 +290,18 @@ impl Rig {
         master
     }
 
+    /// Loads `data` into edu's buffer at 0 through a bypass STE, then aborts the stream again
+    /// (before any test translation exists).
+    pub fn load_edu(&mut self, data: &[u8]) {
+        let src = self.buf(4096, 4096);
+        src.write_bytes(0, data).unwrap();
+        self.smmu.set_bypass(self.sid).unwrap();
+        self.edu
+            .dma_to_edu(src.dma_addr(), 0, data.len() as u64)
+            .unwrap();
+        self.smmu.set_abort(self.sid).unwrap();
+    }
+
     /// A page-aligned, zeroed guest RAM buffer of `size` bytes.
     pub fn buf(&self, size: usize, align: usize) -> GuestRamBlock {
         let b = self.ram.alloc(size, align).unwrap();
