@@ -4,8 +4,9 @@
 //! with the PASID written to its register 0xa0; the SMMU translates it through the CD of that
 //! SubstreamID.
 //!
-//! * every PASID goes through its own CD (linear and 2-level CD tables), untagged DMA through
-//!   CD 0 (S1DSS = SSID0);
+//! * every PASID goes through its own CD (linear and 2-level CD tables, 64 KB and 4 KB
+//!   leaves), untagged DMA through CD 0 (S1DSS = SSID0); an invalid CD is C_BAD_CD, an invalid
+//!   L1 descriptor C_BAD_SUBSTREAMID;
 //! * a SubstreamID at or beyond 2^S1CDMax is refused with C_BAD_SUBSTREAMID, a fault names the
 //!   PASID (SSV = 1), a PASID with PASID Enable clear is not sent;
 //! * a changed CD stays stale until CFGI_CD for its SubstreamID (CFGI_CD of another SubstreamID
@@ -21,7 +22,7 @@ use smmuv3::device::SmmuConfig;
 use smmuv3::dma::DmaMemory;
 use smmuv3::event::Event;
 use smmuv3::pgtable::{Granule, Prot};
-use smmuv3::ste::{s1dss, s1fmt, MasterOptions};
+use smmuv3::ste::{s1dss, s1fmt, CdTableRef, MasterOptions, Ste};
 
 const RW: Prot = Prot(Prot::READ.0 | Prot::WRITE.0 | Prot::CACHE.0);
 const DATA: &[u8; 8] = b"pasid!!!";
@@ -85,8 +86,15 @@ fn domains(r: &mut Rig, n: usize) -> Vec<(Dom, GuestRamBlock)> {
         .collect()
 }
 
-/// Untagged DMA through CD 0, PASID 1 and PASID `far` through their own CDs, all at `IOVA`.
-fn three_address_spaces(cfg: SmmuConfig, fmt: u8, far: u32) {
+/// Untagged DMA through CD 0, PASID 1 and PASID `far` through their own CDs, all at `IOVA`;
+/// PASID `unset` (no CD written) gives the event `unset_event(StreamID)`.
+fn three_address_spaces(
+    cfg: SmmuConfig,
+    fmt: u8,
+    far: u32,
+    unset: u32,
+    unset_event: impl Fn(u32) -> Event,
+) {
     let Some(mut r) = setup(cfg) else { return };
     let doms = domains(&mut r, 3);
     let mut m = master(&mut r, PASID_SSID_BITS);
@@ -106,6 +114,8 @@ fn three_address_spaces(cfg: SmmuConfig, fmt: u8, far: u32) {
         doms[i].1.fill(0, 4096, 0).unwrap();
     }
     assert_eq!(r.events(), vec![]);
+    assert_eq!(dma(&r.edu, Some(unset), IOVA), Edu::DMA_RESULT_ERROR);
+    assert_eq!(one_kind(r.events()), unset_event(r.sid));
     r.check();
 }
 
@@ -115,13 +125,66 @@ fn qemu_pasid_dma_uses_its_cd_linear_table() {
         force_linear_cd: true,
         ..SmmuConfig::default()
     };
-    three_address_spaces(cfg, s1fmt::LINEAR, 1000);
+    // CD 999 is in the table but invalid: C_BAD_CD naming the PASID (SSV = 1).
+    let ev = |sid| Event::BadCd {
+        sid,
+        ssid: Some(999),
+    };
+    three_address_spaces(cfg, s1fmt::LINEAR, 1000, 999, ev);
 }
 
 #[test]
 fn qemu_pasid_dma_uses_its_cd_two_level_table() {
     // 0x12345 lies in another leaf (L1 index 0x48) than PASIDs 0 and 1.
-    three_address_spaces(SmmuConfig::default(), s1fmt::L2_64K, 0x1_2345);
+    // 0x8_0000's leaf was never allocated: its L1 descriptor is invalid, C_BAD_SUBSTREAMID.
+    let ev = |sid| Event::BadSubstreamId {
+        sid,
+        ssid: Some(0x8_0000),
+    };
+    three_address_spaces(SmmuConfig::default(), s1fmt::L2_64K, 0x1_2345, 0x8_0000, ev);
+}
+
+/// A 2-level CD table with 4 KB leaves (S1Fmt = 1; the driver core only makes 64 KB ones),
+/// built by hand: S1CDMax 8, L1 entry 1 valid (SubstreamIDs 64..127), the others invalid.
+#[test]
+fn qemu_pasid_two_level_4k_leaves() {
+    let Some(mut r) = setup(SmmuConfig::default()) else {
+        return;
+    };
+    let doms = domains(&mut r, 1);
+    let (l1, leaf) = (r.buf(4096, 4096), r.buf(4096, 4096));
+    let cd = doms[0].0.cd();
+    for (i, w) in cd.0.iter().enumerate() {
+        leaf.write_bytes(64 + i * 8, &w.to_le_bytes()).unwrap();
+    }
+    l1.write_bytes(8, &(leaf.dma_addr() | 1).to_le_bytes())
+        .unwrap();
+    let table = CdTableRef {
+        dma: l1.dma_addr(),
+        s1fmt: s1fmt::L2_4K,
+        s1cdmax: 8,
+    };
+    let feat = r.smmu.features().ste_features();
+    let ste = Ste::s1_cdtable(&feat, &MasterOptions::default(), &table, s1dss::TERMINATE);
+    r.smmu.write_ste(r.sid, &ste).unwrap();
+    let sid = r.sid;
+
+    // SubstreamID 65: L1 index 1, CD 1 of the leaf.
+    assert_eq!(dma(&r.edu, Some(65), IOVA), Edu::DMA_RESULT_OK);
+    assert!(has_data(&doms[0].1));
+    for (pasid, what) in [(5, "invalid L1CD"), (256, "beyond S1CDMax")] {
+        assert_eq!(
+            dma(&r.edu, Some(pasid), IOVA),
+            Edu::DMA_RESULT_ERROR,
+            "{what}"
+        );
+        let ev = Event::BadSubstreamId {
+            sid,
+            ssid: Some(pasid),
+        };
+        assert_eq!(one_kind(r.events()), ev, "{what}");
+    }
+    r.check();
 }
 
 #[test]
