@@ -5,4 +5,6 @@ mkdir -p "$LAB_CACHE"
 BINDGEN_VERSION=0.73.2
 BINDGEN=$LAB_CACHE/bindgen/bin/bindgen
 KRUSTC=/usr/bin/rustc
-export LAB_ROOT LAB_CACHE BINDGEN_VERSION BINDGEN KRUSTC
+# The lab's QEMU (tools/qemu/build.sh); tools/qtest finds it the same way (qtest::qemu_binary).
+LAB_QEMU=${LAB_QEMU:-$LAB_CACHE/qemu/install/bin/qemu-system-aarch64}
+export LAB_ROOT LAB_CACHE BINDGEN_VERSION BINDGEN KRUSTC LAB_QEMU

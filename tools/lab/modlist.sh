@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the guest's modules.list for one kernel flavour ("<module>" or "<module> bench", in
+# Prints the guest's modules.list for one kernel flavour ("<module> [bench] [platform=NAME]", in
 # load order) from tools/lab/guest/modules.list, after checking that list against
 # tests/kernel/Kbuild: every test module built must be listed or excluded with a reason
 # ("exclude <module> <reason>"), every listed module must be built, and the list must exist.
@@ -35,14 +35,17 @@ done
 [ $bad = 0 ] || exit 1
 while read -r m rest; do
     case "$m" in ''|'#'*|exclude) continue ;; esac
-    flavours=() bench=""
+    flavours=() bench="" platform=""
     for w in $rest; do
         case "$w" in
         bench) bench=" bench" ;;
         release|debug) flavours+=("$w") ;;
-        *) die "$m: unknown word '$w' (want release, debug or bench)" ;;
+        platform=?*) [ -f "$here/expected/${w#platform=}.list" ] ||
+                         die "$m: $w names a platform with no tools/lab/expected/${w#platform=}.list"
+                     platform=" $w" ;;
+        *) die "$m: unknown word '$w' (want release, debug, bench or platform=NAME)" ;;
         esac
     done
     [ ${#flavours[@]} = 0 ] || [[ " ${flavours[*]} " == *" $flavour "* ]] || continue
-    echo "$m$bench"
+    echo "$m$bench$platform"
 done < "$list"

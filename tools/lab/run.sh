@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boots the lab guest in QEMU (arm64 virt, SMMUv3, GICv3, edu, no network) and judges the run.
 #
-# usage: run.sh test|demo|shell [--flavour release|debug] [--platform edu] [--filter NAME]
+# usage: run.sh test|demo|shell [--flavour release|debug] [--platform edu|pasid] [--filter NAME]
 #               [--append KERNEL-ARGS] [--gdb] [--timeout S]
 #
 # test:  runs labtest in the guest; fails unless the guest printed a closing
@@ -14,8 +14,11 @@
 # --gdb: QEMU waits for gdb on tcp::1234 (see docs/lab.md).
 # --append: extra kernel command-line arguments (e.g. kunit.filter_glob=... to see what a
 #        missing KUnit case does to the verdict).
-# --platform: the machine (default $LAB_PLATFORM or edu: stock QEMU virt + SMMUv3 + edu); each
-#        platform has its devices below and its expected results in tools/lab/expected/.
+# --platform: the machine (default $LAB_PLATFORM or edu); each platform has its devices below
+#        and its expected results in tools/lab/expected/<platform>.list.
+#        edu:   the lab QEMU's virt + SMMUv3 (no SubstreamIDs) + edu;
+#        pasid: the SMMUv3 gets 20-bit SubstreamIDs (arm-smmuv3.ssidsize=20) and an edu-pasid
+#               (docs/pasid-device.md) sits next to edu.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -38,6 +41,7 @@ case "$mode" in test|demo|shell) ;; *) echo "usage: run.sh test|demo|shell [opti
 # The log of this run: removed first, so that nothing reads a previous run's log when this
 # one fails before booting.
 log=$LAB_CACHE/last-$mode-$flavour.log
+[ "$platform" = edu ] || log=$LAB_CACHE/last-$mode-$flavour-$platform.log
 rm -f "$log"
 image=$KBUILD/arch/arm64/boot/Image
 [ -f "$image" ] || { echo "run.sh: no kernel at $image: run tools/lab/kernel.sh $flavour" >&2; exit 1; }
@@ -46,6 +50,7 @@ mem=1G
 [ "$flavour" = debug ] && mem=2G
 case "$platform" in
 edu) devices=(-device edu) ;;
+pasid) devices=(-global arm-smmuv3.ssidsize=20 -device edu -device edu-pasid) ;;
 *) echo "run.sh: unknown platform '$platform' (add its devices here and tools/lab/expected/$platform.list)" >&2; exit 2 ;;
 esac
 [ -f "$here/expected/$platform.list" ] ||
@@ -55,7 +60,8 @@ esac
 append="console=ttyAMA0 panic=-1 log_buf_len=4M lab.mode=$mode lab.platform=$platform"
 [ -n "$filter" ] && append+=" lab.filter=$filter"
 [ -n "$extra" ] && append+=" $extra"
-qemu=(qemu-system-aarch64 -machine virt,iommu=smmuv3,gic-version=3 -cpu max -smp 2 -m "$mem"
+[ -x "$LAB_QEMU" ] || { echo "run.sh: no QEMU at $LAB_QEMU: run tools/lab/setup.sh (or tools/qemu/build.sh)" >&2; exit 1; }
+qemu=("$LAB_QEMU" -machine virt,iommu=smmuv3,gic-version=3 -cpu max -smp 2 -m "$mem"
       -nodefaults -no-reboot -kernel "$image" -initrd "$initrd" -append "$append" "${devices[@]}")
 [ $gdb = 1 ] && qemu+=(-s -S)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything the lab needs: kernel build toolchain, guest userland pieces, QEMU 10 and a
-# pinned bindgen. Idempotent: a second run on a set-up machine only checks and prints versions.
+# Installs everything the lab needs: kernel build toolchain, guest userland pieces, the lab's QEMU
+# (built from source with tools/qemu/patches, see tools/qemu/README.md) and a pinned bindgen.
+# Idempotent: a second run on a set-up machine only checks and prints versions.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -25,16 +26,19 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 fi
 
 apt_pkgs=(linux-source-6.12 rustc-web rust-web-src rust-web-clippy libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-          libclang-dev clang lld llvm flex bison bc libelf-dev libssl-dev cpio xz-utils kmod rsync)
-missing=()
-for p in "${apt_pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-qemu_ok=0
-if command -v qemu-system-aarch64 >/dev/null &&
-   qemu-system-aarch64 --version | grep -qE 'version (1[0-9]|[2-9][0-9])\.'; then qemu_ok=1; fi
+          libclang-dev clang lld llvm flex bison bc libelf-dev libssl-dev cpio xz-utils kmod rsync
+          ninja-build pkgconf libglib2.0-dev zlib1g-dev libfdt-dev python3-venv patch)
+# QEMU 10's build needs meson >= 1.5 and pycotap: bookworm-backports has both.
+backports_pkgs=(meson python3-pycotap)
+missing=() missing_bpo=()
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for p in "${apt_pkgs[@]}"; do installed "$p" || missing+=("$p"); done
+for p in "${backports_pkgs[@]}"; do installed "$p" || missing_bpo+=("$p"); done
+if installed meson && ! dpkg --compare-versions "$(dpkg-query -W -f='${Version}' meson)" ge 1.5; then
+    missing_bpo+=(meson)
+fi
 
-if [ ${#missing[@]} -gt 0 ] || [ $qemu_ok = 0 ] || [ -n "${need_update:-}" ]; then
+if [ ${#missing[@]} -gt 0 ] || [ ${#missing_bpo[@]} -gt 0 ] || [ -n "${need_update:-}" ]; then
     log "apt-get update"
     apt-get update -qq
 fi
@@ -43,10 +47,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     log "installing: ${missing[*]}"
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if [ $qemu_ok = 0 ]; then
-    log "installing qemu-system-arm from bookworm-backports"
-    apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-arm >/dev/null
+if [ ${#missing_bpo[@]} -gt 0 ]; then
+    log "installing from bookworm-backports: ${missing_bpo[*]}"
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports "${missing_bpo[@]}" >/dev/null
 fi
+
+# --- the lab's QEMU, built into the cache (a no-op when the patches did not change) -----------
+"$LAB_ROOT/tools/qemu/build.sh" >/dev/null
 
 # --- static arm64 busybox, unpacked into the cache (never installed) --------------------------
 if [ ! -x "$LAB_CACHE/busybox/bin/busybox" ]; then
@@ -72,5 +79,5 @@ printf '  %-22s %s\n' \
     bindgen "$("$BINDGEN" --version)" \
     aarch64-gcc "$(aarch64-linux-gnu-gcc --version | head -1)" \
     clang "$(clang --version | head -1)" \
-    qemu "$(qemu-system-aarch64 --version | head -1)" \
+    qemu "$("$LAB_QEMU" --version | head -1) (+ $(ls "$LAB_ROOT"/tools/qemu/patches/*.patch | wc -l) lab patches)" \
     busybox "$(dpkg-deb -f "$LAB_CACHE"/busybox.deb Version 2>/dev/null || echo unpacked)"

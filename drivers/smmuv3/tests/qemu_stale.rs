@@ -28,11 +28,7 @@ const DATA: &[u8; 8] = b"edu data";
 /// translation exists).
 fn setup() -> Option<Rig> {
     let mut r = rig(SmmuConfig::default(), false)?;
-    let src = r.buf(4096, 4096);
-    src.write_bytes(0, DATA).unwrap();
-    r.smmu.set_bypass(r.sid).unwrap();
-    r.edu.dma_to_edu(src.dma_addr(), 0, 8).unwrap();
-    r.smmu.set_abort(r.sid).unwrap();
+    r.load_edu(DATA);
     Some(r)
 }
 

@@ -92,18 +92,25 @@ pub(crate) trait EduSuite: Send + Sync + 'static {
     const DRIVER: &'static kernel::str::CStr;
     /// The suite's name in the guest log.
     const SUITE: &'static str;
+    /// Bind to the lab QEMU's edu-pasid (1234:11e9, docs/pasid-device.md) instead of edu.
+    const PASID_DEVICE: bool = false;
     /// The cases, run once edu is enabled, bus master, with BAR0 mapped.
     fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>);
 }
 
 kernel::pci_device_table!(EDU_IDS, (), [(pci::DeviceId::from_id(0x1234, 0x11e8), ())]);
+kernel::pci_device_table!(EDU_PASID_IDS, (), [(pci::DeviceId::from_id(0x1234, 0x11e9), ())]);
 
 /// The PCI driver that binds edu for an [`EduSuite`] and runs its cases in probe.
 pub(crate) struct EduDriver<T: EduSuite>(core::marker::PhantomData<T>);
 
 impl<T: EduSuite> pci::Driver for EduDriver<T> {
     type IdInfo = ();
-    const ID_TABLE: pci::IdTable<()> = EDU_IDS.table();
+    const ID_TABLE: pci::IdTable<()> = if T::PASID_DEVICE {
+        EDU_PASID_IDS.table()
+    } else {
+        EDU_IDS.table()
+    };
 
     fn probe(dev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
         dev.enable_device()?;
@@ -151,11 +158,16 @@ pub(crate) fn run<T: EduSuite>(module: &'static ThisModule) {
 /// with a PCI driver named `$driver`.
 macro_rules! edu_suite_module {
     ($module:ident, driver: $driver:literal, suite: $suite:literal, cases: $cases:path) => {
+        edu_suite_module!($module, driver: $driver, suite: $suite, cases: $cases, pasid_device: false);
+    };
+    ($module:ident, driver: $driver:literal, suite: $suite:literal, cases: $cases:path,
+     pasid_device: $pasid:literal) => {
         struct $module;
 
         impl edu::EduSuite for $module {
             const DRIVER: &'static kernel::str::CStr = kernel::c_str!($driver);
             const SUITE: &'static str = $suite;
+            const PASID_DEVICE: bool = $pasid;
             fn cases(
                 suite: &mut kernel::labtest::Suite,
                 dev: &kernel::pci::Device<kernel::pci::Core>,

@@ -30,16 +30,22 @@ const LOG_CAP: usize = 64 * 1024;
 /// flash at 100% host CPU; with it QEMU idles (measured: 99% vs 1% of a core).
 const IDLE_FIRMWARE: [u8; 8] = [0x7f, 0x20, 0x03, 0xd5, 0xff, 0xff, 0xff, 0x17];
 
-/// Locates `qemu-system-aarch64`: `$QEMU_SYSTEM_AARCH64` if set, else the first match on `PATH`.
+/// Locates the lab's `qemu-system-aarch64` (built with the project's patches by
+/// `tools/qemu/build.sh`): `$LAB_QEMU` if set (the lab scripts set it), else
+/// `$LAB_CACHE/qemu/install/bin/` with `LAB_CACHE` defaulting to `~/.cache/pasid-mdev-lab`, as
+/// in `tools/lab/env.sh`.
 pub fn qemu_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("QEMU_SYSTEM_AARCH64") {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("qemu-system-aarch64"))
-        .find(|p| p.is_file())
+    let p = match std::env::var_os("LAB_QEMU") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let cache = match std::env::var_os("LAB_CACHE") {
+                Some(c) => PathBuf::from(c),
+                None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/pasid-mdev-lab"),
+            };
+            cache.join("qemu/install/bin/qemu-system-aarch64")
+        }
+    };
+    p.is_file().then_some(p)
 }
 
 /// The environment variable that turns a missing QEMU from a failure into a skip.
@@ -61,16 +67,13 @@ pub fn require_qemu() -> Option<PathBuf> {
         return Some(p);
     }
     let at = std::panic::Location::caller();
-    let why = match std::env::var_os("QEMU_SYSTEM_AARCH64") {
-        Some(p) => format!(
-            "QEMU_SYSTEM_AARCH64={} is not a file",
-            PathBuf::from(p).display()
-        ),
-        None => "qemu-system-aarch64 is not on PATH".to_string(),
+    let why = match std::env::var_os("LAB_QEMU") {
+        Some(p) => format!("LAB_QEMU={} is not a file", PathBuf::from(p).display()),
+        None => "the lab's QEMU is not built (no LAB_QEMU, nothing in the lab cache)".to_string(),
     };
     if std::env::var_os(NO_QEMU_ENV).is_none_or(|v| v != "1") {
         panic!(
-            "{why}: this test needs QEMU (install it with tools/lab/setup.sh, or set \
+            "{why}: this test needs QEMU (build it with tools/lab/setup.sh, or set \
              {NO_QEMU_ENV}=1 to report the QEMU tests as skipped)"
         );
     }
@@ -419,8 +422,11 @@ impl Qtest {
     pub fn spawn(config: &QemuConfig) -> Result<Self> {
         let binary = match &config.binary {
             Some(b) => b.clone(),
-            None => qemu_binary()
-                .ok_or_else(|| Error::NotFound("qemu-system-aarch64 is not on PATH".to_string()))?,
+            None => qemu_binary().ok_or_else(|| {
+                Error::NotFound(
+                    "the lab's qemu-system-aarch64 is missing: run tools/qemu/build.sh".to_string(),
+                )
+            })?,
         };
         let dir = unique_dir();
         std::fs::create_dir_all(&dir)

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 pub const EDU_VENDOR_ID: u16 = 0x1234;
 /// edu's PCI device ID.
 pub const EDU_DEVICE_ID: u16 = 0x11e8;
+/// PCI device ID of `edu-pasid`, the lab QEMU's edu with a PASID capability
+/// (`docs/pasid-device.md`).
+pub const EDU_PASID_DEVICE_ID: u16 = 0x11e9;
 /// Device-side address of edu's DMA buffer.
 pub const EDU_DMA_BUF: u64 = 0x40000;
 /// Size of edu's DMA buffer.
@@ -62,6 +65,18 @@ impl Edu {
     pub const DMA_IRQ: u64 = 0x4;
     /// Interrupt status bit set by a DMA with [`Self::DMA_IRQ`].
     pub const IRQ_DMA: u32 = 0x100;
+    /// edu-pasid: DMA PASID, bits [19:0] the PASID, bit 31 tag the DMA with it.
+    pub const REG_DMA_PASID: u64 = 0xa0;
+    /// [`Self::REG_DMA_PASID`] bit: tag the DMA with the PASID.
+    pub const DMA_PASID_EN: u32 = 1 << 31;
+    /// edu-pasid: result of the last DMA (0 done, 1 failed, 2 PASID asked while disabled).
+    pub const REG_DMA_RESULT: u64 = 0xa4;
+    /// [`Self::REG_DMA_RESULT`]: the DMA completed.
+    pub const DMA_RESULT_OK: u32 = 0;
+    /// [`Self::REG_DMA_RESULT`]: the DMA failed (an IOMMU fault, for instance).
+    pub const DMA_RESULT_ERROR: u32 = 1;
+    /// [`Self::REG_DMA_RESULT`]: a PASID was asked while PASID Enable is clear; nothing sent.
+    pub const DMA_RESULT_NO_PASID: u32 = 2;
 
     pub(crate) fn new(qt: Qtest, ecam: Ecam, bdf: Bdf, bar0: u64) -> Self {
         Self {
@@ -146,6 +161,21 @@ impl Edu {
     /// Disables MSI (interrupts then go to INTx).
     pub fn msi_disable(&self) -> Result<()> {
         self.ecam.msi_disable(self.bdf)
+    }
+
+    /// edu-pasid: tags the following DMAs with `pasid` (`None`: untagged).
+    pub fn set_dma_pasid(&self, pasid: Option<u32>) -> Result<()> {
+        let v = match pasid {
+            Some(p) if p <= 0xf_ffff => p | Self::DMA_PASID_EN,
+            Some(p) => return Err(Error::Harness(format!("PASID {p:#x} is above 20 bits"))),
+            None => 0,
+        };
+        self.write_reg(Self::REG_DMA_PASID, v)
+    }
+
+    /// edu-pasid: the result of the last DMA ([`Self::DMA_RESULT_OK`], ...).
+    pub fn dma_result(&self) -> Result<u32> {
+        self.read_reg(Self::REG_DMA_RESULT)
     }
 
     /// Whether a DMA is in progress (command bit 0).

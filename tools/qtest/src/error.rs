@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Everything that can go wrong talking to QEMU or driving the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// `qemu-system-aarch64` was not found (neither `$QEMU` nor `PATH`).
+    /// `qemu-system-aarch64` was not found (see [`crate::qemu_binary`]).
     NotFound(String),
     /// QEMU could not be started, or did not connect to the qtest socket in time.
     Spawn(String),

@@ -24,7 +24,9 @@ mod ram;
 pub use client::{
     qemu_binary, require_qemu, QemuConfig, Qtest, DEFAULT_TIMEOUT, NO_QEMU_ENV, SKIP_MARKER,
 };
-pub use edu::{Edu, EDU_DEVICE_ID, EDU_DMA_BUF, EDU_DMA_BUF_SIZE, EDU_VENDOR_ID};
+pub use edu::{
+    Edu, EDU_DEVICE_ID, EDU_DMA_BUF, EDU_DMA_BUF_SIZE, EDU_PASID_DEVICE_ID, EDU_VENDOR_ID,
+};
 pub use error::{Error, Result};
 pub use machine::{virt, Bar, Bdf, Machine, PciFunction, SmmuMmio};
 pub use ram::{GuestRam, GuestRamBlock};

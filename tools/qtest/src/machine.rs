@@ -3,7 +3,7 @@
 //! assignment, MSI programming, guest RAM and the SMMUv3 register page.
 
 use super::client::{QemuConfig, Qtest};
-use super::edu::{Edu, EDU_DEVICE_ID, EDU_VENDOR_ID};
+use super::edu::{Edu, EDU_DEVICE_ID, EDU_PASID_DEVICE_ID, EDU_VENDOR_ID};
 use super::error::{Error, Result};
 use super::ram::GuestRam;
 use smmuv3::dma::Mmio;
@@ -485,10 +485,52 @@ impl Machine {
     /// Finds the first edu device, gives BAR0 an address and enables memory decoding and bus
     /// mastering.
     pub fn edu(&self) -> Result<Edu> {
-        let bdf = self.find(EDU_VENDOR_ID, EDU_DEVICE_ID)?;
+        self.edu_with_id(EDU_DEVICE_ID)
+    }
+
+    /// [`Self::edu`] for the lab QEMU's `edu-pasid`; also sets PASID Enable in its PASID
+    /// capability.
+    pub fn edu_pasid(&self) -> Result<Edu> {
+        let edu = self.edu_with_id(EDU_PASID_DEVICE_ID)?;
+        self.set_pasid_enable(edu.bdf(), true)?;
+        Ok(edu)
+    }
+
+    fn edu_with_id(&self, device_id: u16) -> Result<Edu> {
+        let bdf = self.find(EDU_VENDOR_ID, device_id)?;
         let bar = self.assign_bar(bdf, 0)?;
         self.enable_device(bdf, true, true)?;
         Ok(Edu::new(self.qt.clone(), self.ecam.clone(), bdf, bar.addr))
+    }
+
+    /// Offset of extended capability `id` (list from 0x100), if present.
+    pub fn find_ext_capability(&self, bdf: Bdf, id: u16) -> Result<Option<u16>> {
+        let mut off = 0x100u16;
+        // At most (4096 - 256) / 4 headers: a looping list cannot hang the walk.
+        for _ in 0..960 {
+            let hdr = self.ecam.read32(bdf, off)?;
+            if hdr == 0 || hdr == u32::MAX {
+                return Ok(None);
+            }
+            if hdr as u16 == id {
+                return Ok(Some(off));
+            }
+            off = (hdr >> 20) as u16 & !3;
+            if off < 0x100 {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets or clears PASID Enable in the function's PASID capability.
+    pub fn set_pasid_enable(&self, bdf: Bdf, enable: bool) -> Result<()> {
+        const PASID_CAP_ID: u16 = 0x1b;
+        const PASID_CTRL: u16 = 6;
+        let off = self
+            .find_ext_capability(bdf, PASID_CAP_ID)?
+            .ok_or_else(|| Error::Harness(format!("{bdf:?} has no PASID capability")))?;
+        self.ecam.write16(bdf, off + PASID_CTRL, u16::from(enable))
     }
 }
 

@@ -172,7 +172,8 @@ pub enum Event {
     BadSubstreamId {
         /// StreamID.
         sid: u32,
-        /// SubstreamID.
+        /// SubstreamID (always `Some`: the record has no SSV; for a transaction without one,
+        /// the CD index it was given, 0).
         ssid: Option<u32>,
     },
     /// F_CD_FETCH: the CD at `fetch_addr` could not be read.
@@ -285,7 +286,11 @@ impl EventRecord {
             id::F_TRANSL_FORBIDDEN => Event::TranslationForbidden {
                 access: self.access(),
             },
-            id::C_BAD_SUBSTREAMID => Event::BadSubstreamId { sid, ssid },
+            // The record has no SSV (7.3.9): its SubstreamID is always the offending one.
+            id::C_BAD_SUBSTREAMID => Event::BadSubstreamId {
+                sid,
+                ssid: Some(self.ssid()),
+            },
             id::F_CD_FETCH => Event::CdFetch {
                 sid,
                 ssid,

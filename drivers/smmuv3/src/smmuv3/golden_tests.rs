@@ -580,6 +580,15 @@ fn event_golden_decoding() {
         }
         other => panic!("wrong decode {other:?}"),
     }
+    // C_BAD_SUBSTREAMID (0x08), StreamID 9, SubstreamID 0x10: no SSV in this record (7.3.9).
+    let rec = EventRecord([0x0000_0009_0001_0008, 0, 0, 0]);
+    assert_eq!(
+        rec.decode(),
+        Event::BadSubstreamId {
+            sid: 9,
+            ssid: Some(0x10)
+        }
+    );
     // C_BAD_CD (0x0a), StreamID 9, SubstreamID 0x1234 with SSV.
     let rec = EventRecord([0x0000_0009_0123_480a, 0, 0, 0]);
     assert_eq!(

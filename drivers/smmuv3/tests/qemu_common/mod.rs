@@ -216,10 +216,32 @@ pub fn rig(cfg: SmmuConfig, hide_ril: bool) -> Option<Rig> {
 /// [`rig`], with IDR1.SIDSIZE reported as `sid_bits` if given.
 #[track_caller]
 pub fn rig_with(cfg: SmmuConfig, hide_ril: bool, sid_bits: Option<u32>) -> Option<Rig> {
+    rig_on(cfg, hide_ril, sid_bits, false)
+}
+
+/// SubstreamID bits of the SMMU in [`rig_pasid`] (the most the lab QEMU offers).
+pub const PASID_SSID_BITS: u32 = 20;
+
+/// [`rig`] on the lab QEMU's PASID platform: an SMMU with 20-bit SubstreamIDs and 2-level CD
+/// tables (`arm-smmuv3.ssidsize=20`) and `edu-pasid` with PASID Enable set; `Rig::edu` is it.
+#[track_caller]
+pub fn rig_pasid(cfg: SmmuConfig) -> Option<Rig> {
+    rig_on(cfg, false, None, true)
+}
+
+#[track_caller]
+fn rig_on(cfg: SmmuConfig, hide_ril: bool, sid_bits: Option<u32>, pasid: bool) -> Option<Rig> {
     qtest::require_qemu()?;
-    let qc = QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"]);
+    let qc = if pasid {
+        QemuConfig::default()
+            .devices(["edu-pasid,dma_mask=0xffffffffffffffff"])
+            .arg("-global")
+            .arg(&format!("arm-smmuv3.ssidsize={PASID_SSID_BITS}"))
+    } else {
+        QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"])
+    };
     let m = Machine::start(&qc).expect("start QEMU");
-    let edu = m.edu().unwrap();
+    let edu = if pasid { m.edu_pasid() } else { m.edu() }.unwrap();
     let sid = edu.stream_id();
     let ram = m.ram().clone();
     let mmio = HwMmio::new(m.smmu());
@@ -268,6 +290,18 @@ impl Rig {
             .attach_cd_table(&mut master, smmuv3::ste::s1dss::SSID0)
             .unwrap();
         master
+    }
+
+    /// Loads `data` into edu's buffer at 0 through a bypass STE, then aborts the stream again
+    /// (before any test translation exists).
+    pub fn load_edu(&mut self, data: &[u8]) {
+        let src = self.buf(4096, 4096);
+        src.write_bytes(0, data).unwrap();
+        self.smmu.set_bypass(self.sid).unwrap();
+        self.edu
+            .dma_to_edu(src.dma_addr(), 0, data.len() as u64)
+            .unwrap();
+        self.smmu.set_abort(self.sid).unwrap();
     }
 
     /// A page-aligned, zeroed guest RAM buffer of `size` bytes.

@@ -14,6 +14,10 @@ pub const ALL: &[UserTest] = &[
         run: edu_present,
     },
     UserTest {
+        name: "guest:platform_devices",
+        run: platform::platform_devices,
+    },
+    UserTest {
         name: "guest:ioasid_debugfs_view",
         run: ioasid_debugfs_view,
     },
@@ -142,6 +146,8 @@ fn ioasid_debugfs_view() -> Result<(), String> {
 }
 
 /// Tests of the `edu_mdev` sample through sysfs and VFIO, as a user-space driver sees it.
+mod platform;
+
 mod mdev {
     use mdev_client::*;
     use std::path::PathBuf;
