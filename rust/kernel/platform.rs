@@ -237,7 +237,9 @@ unsafe extern "C" fn remove_callback<T: Driver>(pdev: *mut bindings::platform_de
 /// Declares a kernel module (or built-in driver) that registers one platform driver.
 #[macro_export]
 macro_rules! module_platform_driver {
-    (type: $type:ty, name: $name:literal, $($rest:tt)*) => {
+    // `name` is a `tt`: a `literal` fragment would reach `module!` wrapped in an invisible
+    // group, which its string parser refuses.
+    (type: $type:ty, name: $name:tt, $($rest:tt)*) => {
         struct __PlatformDriverModule {
             _reg: ::core::pin::Pin<$crate::alloc::KBox<$crate::platform::Registration<$type>>>,
         }

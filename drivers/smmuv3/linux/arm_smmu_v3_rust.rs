@@ -25,9 +25,10 @@
 //! Allocations made under these locks are `GFP_ATOMIC` (the DMA API maps from atomic context).
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
-    c_str,
+    c_str, dev_err, dev_info,
     device::Device,
     dma_pages::{self, ZeroedPages},
+    fmt,
     iommu::Capability,
     iommu_driver::{self, DomainOps, Geometry, IommuOps},
     irq, new_spinlock, of, platform,
@@ -185,8 +186,7 @@ impl Shared {
                     Event::Permission(_) => "permission fault",
                     _ => "walk external abort",
                 };
-                dev_err!(
-                    self.dev,
+                dev_err!(&*self.dev,
                     "{} by {}: StreamID {:#x} SSID {} IOVA {:#x} ({}{})\n",
                     kind,
                     name,
@@ -197,7 +197,7 @@ impl Shared {
                     if f.stage2 { ", stage 2" } else { "" },
                 );
             }
-            _ => dev_err!(self.dev, "event for {} (StreamID {:?}): {:?}\n", name, sid, e),
+            _ => dev_err!(&*self.dev, "event for {} (StreamID {:?}): {:?}\n", name, sid, e),
         }
     }
 }
@@ -219,7 +219,7 @@ impl irq::ThreadedHandler for EventIrq {
             self.0.report(e);
         }
         if drain.overflow {
-            dev_err!(self.0.dev, "event queue overflow: events were lost\n");
+            dev_err!(&*self.0.dev, "event queue overflow: events were lost\n");
         }
         if drain.events == 0 {
             irq::IrqReturn::None
@@ -238,11 +238,11 @@ impl irq::ThreadedHandler for GerrorIrq {
         match r {
             Ok(0) => irq::IrqReturn::None,
             Ok(active) => {
-                dev_err!(self.0.dev, "global error {:#x} (acknowledged)\n", active);
+                dev_err!(&*self.0.dev, "global error {:#x} (acknowledged)\n", active);
                 irq::IrqReturn::Handled
             }
             Err(e) => {
-                dev_err!(self.0.dev, "fatal global error, SMMU disabled: {:?}\n", e);
+                dev_err!(&*self.0.dev, "fatal global error, SMMU disabled: {:?}\n", e);
                 irq::IrqReturn::Handled
             }
         }
@@ -310,8 +310,7 @@ impl DomainOps for Paging {
             Err(e) => {
                 let err = domain_err(e);
                 if err != ENOMEM {
-                    dev_err!(
-                        self.smmu.dev,
+                    dev_err!(&*self.smmu.dev,
                         "map of {:#x} bytes at IOVA {:#x} -> {:#x} refused: {:?}\n",
                         size,
                         iova,
@@ -336,7 +335,7 @@ impl DomainOps for Paging {
         match dom.unmap(&mut hw.smmu, iova, size) {
             Ok(n) => n as usize,
             Err(e) => {
-                dev_err!(self.smmu.dev, "unmap of {:#x} bytes at IOVA {:#x} failed: {:?}\n", size, iova, e);
+                dev_err!(&*self.smmu.dev, "unmap of {:#x} bytes at IOVA {:#x} failed: {:?}\n", size, iova, e);
                 0
             }
         }
@@ -346,7 +345,7 @@ impl DomainOps for Paging {
         let dom = self.dom.lock();
         if let Some(d) = dom.as_ref() {
             if let Err(e) = self.smmu.hw.lock().smmu.inv_asid(d.asid()) {
-                dev_err!(self.smmu.dev, "TLB invalidation of ASID {} failed: {:?}\n", d.asid(), e);
+                dev_err!(&*self.smmu.dev, "TLB invalidation of ASID {} failed: {:?}\n", d.asid(), e);
             }
         }
     }
@@ -368,7 +367,7 @@ impl Drop for Paging {
         if let Err((d, e)) = d.destroy(&mut hw.smmu, &mut hw.asids) {
             // The TLB may still hold its translations: its tables must not be reused. Keeping
             // them (and the ASID) allocated is the safe failure.
-            dev_err!(self.smmu.dev, "domain teardown failed, ASID {} leaked: {:?}\n", d.asid(), e);
+            dev_err!(&*self.smmu.dev, "domain teardown failed, ASID {} leaked: {:?}\n", d.asid(), e);
             core::mem::forget(d);
         }
     }
