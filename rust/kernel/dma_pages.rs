@@ -72,7 +72,13 @@ impl ZeroedPages {
             return Err(ENOMEM);
         };
         // INVARIANT: allocated above with `order`, `len` fits in it.
-        Ok(Self { page, virt, phys, order, len })
+        Ok(Self {
+            page,
+            virt,
+            phys,
+            order,
+            len,
+        })
     }
 
     /// Physical (= bus, for a master outside any IOMMU) address of the first byte.

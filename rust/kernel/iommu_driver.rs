@@ -38,17 +38,17 @@
 //! - The instance lookup in `probe_device` relies on the registration outliving every device it
 //!   probed: drivers set `suppress_bind_attrs` and never drop a registration with clients.
 
+use crate::ffi::{c_int, c_void};
 use crate::{
     alloc::{flags::GFP_KERNEL, KBox},
-    c_str,
-    bindings, device::Device,
+    bindings, c_str,
+    device::Device,
     error::{code::*, Error, Result},
     init::PinInit,
     iommu::Capability,
     str::CStr,
     types::Opaque,
 };
-use crate::ffi::{c_int, c_void};
 use core::{marker::PhantomData, marker::PhantomPinned, ptr::addr_of_mut};
 
 /// What a new paging domain supports, written into its `struct iommu_domain`.
@@ -71,8 +71,14 @@ pub trait DomainOps: Send + Sync + Sized + 'static {
 
     /// Maps `pgcount` pages of `pgsize` bytes at `iova` to `paddr` with `IOMMU_*` flags `prot`.
     /// Returns the bytes mapped (all or, on error, none).
-    fn map_pages(&self, iova: u64, paddr: u64, pgsize: usize, pgcount: usize, prot: u32)
-        -> Result<usize>;
+    fn map_pages(
+        &self,
+        iova: u64,
+        paddr: u64,
+        pgsize: usize,
+        pgcount: usize,
+        prot: u32,
+    ) -> Result<usize>;
 
     /// Unmaps up to `pgcount` pages of `pgsize` bytes at `iova`; returns the bytes unmapped
     /// (0 for a range with nothing mapped). The translations are gone from the IOTLB when this
@@ -109,13 +115,18 @@ pub trait IommuOps: Sized + 'static {
     type Paging: DomainOps<Master = Self::Master>;
 
     /// Takes `dev`, whose firmware IDs (StreamIDs) for this IOMMU are `ids`, under `iommu`.
-    fn probe_device(iommu: &Self::Instance, dev: &Device, ids: &[u32]) -> Result<KBox<Self::Master>>;
+    fn probe_device(
+        iommu: &Self::Instance,
+        dev: &Device,
+        ids: &[u32],
+    ) -> Result<KBox<Self::Master>>;
 
     /// `dev` goes away; the core has already detached it from its domains.
     fn release_device(dev: &Device, master: KBox<Self::Master>);
 
     /// A new, empty paging domain usable by `dev`.
-    fn domain_alloc_paging(master: &Self::Master, dev: &Device) -> Result<(Self::Paging, Geometry)>;
+    fn domain_alloc_paging(master: &Self::Master, dev: &Device)
+        -> Result<(Self::Paging, Geometry)>;
 
     /// Makes `dev` bypass translation (the static identity domain's `attach_dev`).
     fn attach_identity(_master: &Self::Master, _dev: &Device) -> Result {
@@ -282,7 +293,15 @@ unsafe impl<T: IommuOps> Sync for Registration<T> {}
 
 /// Release function of the devres node that points at a registration (it owns nothing); its
 /// address per `T` is the node's identity for `devres_find`.
-unsafe extern "C" fn registration_node_release<T: IommuOps>(_dev: *mut bindings::device, _res: *mut c_void) {}
+///
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn registration_node_release<T: IommuOps>(
+    _dev: *mut bindings::device,
+    _res: *mut c_void,
+) {
+}
 
 impl<T: IommuOps> Registration<T> {
     /// Registers an IOMMU instance for hardware device `hwdev`, named `name` in sysfs
@@ -379,7 +398,9 @@ impl<T: IommuOps> PinnedDrop for Registration<T> {
 ///
 /// `dev` must be valid. The returned reference is valid while the registration exists (see the
 /// module's limits).
-unsafe fn registration_of<'a, T: IommuOps>(dev: *mut bindings::device) -> Option<(&'a Registration<T>, &'a [u32])> {
+unsafe fn registration_of<'a, T: IommuOps>(
+    dev: *mut bindings::device,
+) -> Option<(&'a Registration<T>, &'a [u32])> {
     // SAFETY: valid device.
     let fwspec = unsafe { bindings::dev_iommu_fwspec_get(dev) };
     if fwspec.is_null() {
@@ -403,7 +424,12 @@ unsafe fn registration_of<'a, T: IommuOps>(dev: *mut bindings::device) -> Option
     }
     // SAFETY: `hw` is referenced; the node, if any, was added by `Registration::<T>::new`.
     let node = unsafe {
-        bindings::devres_find(hw, Some(registration_node_release::<T>), None, core::ptr::null_mut())
+        bindings::devres_find(
+            hw,
+            Some(registration_node_release::<T>),
+            None,
+            core::ptr::null_mut(),
+        )
     };
     // SAFETY: drop the reference `bus_find_device` took.
     unsafe { bindings::put_device(hw) };
@@ -424,7 +450,12 @@ unsafe fn master_of<'a, T: IommuOps>(dev: *mut bindings::device) -> Option<&'a T
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
-unsafe extern "C" fn probe_device_callback<T: IommuOps>(dev: *mut bindings::device) -> *mut bindings::iommu_device {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn probe_device_callback<T: IommuOps>(
+    dev: *mut bindings::device,
+) -> *mut bindings::iommu_device {
     // SAFETY: the core calls `probe_device` with a valid device with a fwspec.
     let Some((reg, ids)) = (unsafe { registration_of::<T>(dev) }) else {
         return ENODEV.to_ptr();
@@ -441,6 +472,9 @@ unsafe extern "C" fn probe_device_callback<T: IommuOps>(dev: *mut bindings::devi
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn release_device_callback<T: IommuOps>(dev: *mut bindings::device) {
     // SAFETY: valid device, probed by us.
     let p = unsafe { bindings::dev_iommu_priv_get(dev) }.cast::<T::Master>();
@@ -455,7 +489,12 @@ unsafe extern "C" fn release_device_callback<T: IommuOps>(dev: *mut bindings::de
     T::release_device(unsafe { Device::as_ref(dev) }, m);
 }
 
-unsafe extern "C" fn device_group_callback(dev: *mut bindings::device) -> *mut bindings::iommu_group {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn device_group_callback(
+    dev: *mut bindings::device,
+) -> *mut bindings::iommu_group {
     // SAFETY: valid device; both functions take a reference on the returned group.
     unsafe {
         if bindings::dev_is_pci(dev) {
@@ -466,7 +505,13 @@ unsafe extern "C" fn device_group_callback(dev: *mut bindings::device) -> *mut b
     }
 }
 
-unsafe extern "C" fn of_xlate_callback(dev: *mut bindings::device, args: *const bindings::of_phandle_args) -> c_int {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn of_xlate_callback(
+    dev: *mut bindings::device,
+    args: *const bindings::of_phandle_args,
+) -> c_int {
     // SAFETY: the core passes valid arguments.
     let (count, first) = unsafe { ((*args).args_count, (*args).args.as_ptr()) };
     if count < 1 {
@@ -476,7 +521,13 @@ unsafe extern "C" fn of_xlate_callback(dev: *mut bindings::device, args: *const 
     unsafe { bindings::iommu_fwspec_add_ids(dev, first, 1) }
 }
 
-unsafe extern "C" fn capable_callback<T: IommuOps>(dev: *mut bindings::device, cap: bindings::iommu_cap) -> bool {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn capable_callback<T: IommuOps>(
+    dev: *mut bindings::device,
+    cap: bindings::iommu_cap,
+) -> bool {
     let c = match cap {
         bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY => Capability::CacheCoherency,
         bindings::iommu_cap_IOMMU_CAP_NOEXEC => Capability::NoExec,
@@ -493,7 +544,13 @@ unsafe extern "C" fn capable_callback<T: IommuOps>(dev: *mut bindings::device, c
     }
 }
 
-unsafe extern "C" fn get_resv_regions_callback<T: IommuOps>(dev: *mut bindings::device, head: *mut bindings::list_head) {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn get_resv_regions_callback<T: IommuOps>(
+    dev: *mut bindings::device,
+    head: *mut bindings::list_head,
+) {
     // SAFETY: valid device.
     let d = unsafe { Device::as_ref(dev) };
     // SAFETY: the core asks about devices it probed through us.
@@ -509,7 +566,12 @@ unsafe extern "C" fn get_resv_regions_callback<T: IommuOps>(dev: *mut bindings::
     }
 }
 
-unsafe extern "C" fn domain_alloc_paging_callback<T: IommuOps>(dev: *mut bindings::device) -> *mut bindings::iommu_domain {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn domain_alloc_paging_callback<T: IommuOps>(
+    dev: *mut bindings::device,
+) -> *mut bindings::iommu_domain {
     // SAFETY: the core allocates paging domains for probed devices.
     let Some(master) = (unsafe { master_of::<T>(dev) }) else {
         return ENODEV.to_ptr();
@@ -526,7 +588,13 @@ unsafe extern "C" fn domain_alloc_paging_callback<T: IommuOps>(dev: *mut binding
     raw.geometry.aperture_start = 0;
     raw.geometry.aperture_end = geo.aperture_end;
     raw.geometry.force_aperture = true;
-    match KBox::new(Domain { raw: Opaque::new(raw), data }, GFP_KERNEL) {
+    match KBox::new(
+        Domain {
+            raw: Opaque::new(raw),
+            data,
+        },
+        GFP_KERNEL,
+    ) {
         // INVARIANT: a boxed `Domain<T::Paging>`, freed in `free_callback`.
         Ok(b) => KBox::into_raw(b).cast(),
         Err(_) => ENOMEM.to_ptr(),
@@ -540,7 +608,13 @@ fn to_errno(r: Result) -> c_int {
     }
 }
 
-unsafe extern "C" fn attach_paging_callback<T: IommuOps>(dom: *mut bindings::iommu_domain, dev: *mut bindings::device) -> c_int {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn attach_paging_callback<T: IommuOps>(
+    dom: *mut bindings::iommu_domain,
+    dev: *mut bindings::device,
+) -> c_int {
     // SAFETY: only devices we probed are attached to our domains.
     let Some(master) = (unsafe { master_of::<T>(dev) }) else {
         return ENODEV.to_errno();
@@ -551,7 +625,13 @@ unsafe extern "C" fn attach_paging_callback<T: IommuOps>(dom: *mut bindings::iom
     to_errno(p.attach_dev(master, unsafe { Device::as_ref(dev) }))
 }
 
-unsafe extern "C" fn attach_identity_callback<T: IommuOps>(_dom: *mut bindings::iommu_domain, dev: *mut bindings::device) -> c_int {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn attach_identity_callback<T: IommuOps>(
+    _dom: *mut bindings::iommu_domain,
+    dev: *mut bindings::device,
+) -> c_int {
     // SAFETY: only devices we probed are attached to our domains.
     let Some(master) = (unsafe { master_of::<T>(dev) }) else {
         return ENODEV.to_errno();
@@ -560,7 +640,13 @@ unsafe extern "C" fn attach_identity_callback<T: IommuOps>(_dom: *mut bindings::
     to_errno(T::attach_identity(master, unsafe { Device::as_ref(dev) }))
 }
 
-unsafe extern "C" fn attach_blocked_callback<T: IommuOps>(_dom: *mut bindings::iommu_domain, dev: *mut bindings::device) -> c_int {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn attach_blocked_callback<T: IommuOps>(
+    _dom: *mut bindings::iommu_domain,
+    dev: *mut bindings::device,
+) -> c_int {
     // SAFETY: only devices we probed are attached to our domains.
     let Some(master) = (unsafe { master_of::<T>(dev) }) else {
         return ENODEV.to_errno();
@@ -569,6 +655,9 @@ unsafe extern "C" fn attach_blocked_callback<T: IommuOps>(_dom: *mut bindings::i
     to_errno(T::attach_blocked(master, unsafe { Device::as_ref(dev) }))
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn map_pages_callback<T: IommuOps>(
     dom: *mut bindings::iommu_domain,
@@ -592,6 +681,9 @@ unsafe extern "C" fn map_pages_callback<T: IommuOps>(
     }
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn unmap_pages_callback<T: IommuOps>(
     dom: *mut bindings::iommu_domain,
     iova: crate::ffi::c_ulong,
@@ -604,26 +696,47 @@ unsafe extern "C" fn unmap_pages_callback<T: IommuOps>(
     p.unmap_pages(iova as u64, pgsize, pgcount)
 }
 
-unsafe extern "C" fn iotlb_sync_callback<T: IommuOps>(dom: *mut bindings::iommu_domain, _g: *mut bindings::iommu_iotlb_gather) {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn iotlb_sync_callback<T: IommuOps>(
+    dom: *mut bindings::iommu_domain,
+    _g: *mut bindings::iommu_iotlb_gather,
+) {
     // SAFETY: one of our paging domains.
     unsafe { Domain::<T::Paging>::from_raw(dom) }.iotlb_sync()
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn flush_iotlb_all_callback<T: IommuOps>(dom: *mut bindings::iommu_domain) {
     // SAFETY: one of our paging domains.
     unsafe { Domain::<T::Paging>::from_raw(dom) }.flush_iotlb_all()
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn enforce_cc_callback<T: IommuOps>(dom: *mut bindings::iommu_domain) -> bool {
     // SAFETY: one of our paging domains.
     unsafe { Domain::<T::Paging>::from_raw(dom) }.enforce_cache_coherency()
 }
 
-unsafe extern "C" fn iova_to_phys_callback<T: IommuOps>(dom: *mut bindings::iommu_domain, iova: bindings::dma_addr_t) -> bindings::phys_addr_t {
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn iova_to_phys_callback<T: IommuOps>(
+    dom: *mut bindings::iommu_domain,
+    iova: bindings::dma_addr_t,
+) -> bindings::phys_addr_t {
     // SAFETY: one of our paging domains.
     unsafe { Domain::<T::Paging>::from_raw(dom) }.iova_to_phys(iova)
 }
 
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn free_callback<T: IommuOps>(dom: *mut bindings::iommu_domain) {
     // SAFETY: allocated as a `KBox<Domain<T::Paging>>` in `domain_alloc_paging_callback` and
     // freed once, here (the core calls `free` once, after every device was detached).

@@ -66,12 +66,19 @@ impl<I: 'static, const N: usize> IdArray<I, N> {
             i += 1;
         }
         // INVARIANT: indices set above, the sentinel is zeroed.
-        Self { ids: raw, sentinel: ZERO_ID, info }
+        Self {
+            ids: raw,
+            sentinel: ZERO_ID,
+            info,
+        }
     }
 
     /// A type-erased view for a driver's `OF_ID_TABLE`.
     pub const fn table(&'static self) -> IdTable<I> {
-        IdTable { raw: &self.ids as *const _ as *const bindings::of_device_id, info: &self.info }
+        IdTable {
+            raw: &self.ids as *const _ as *const bindings::of_device_id,
+            info: &self.info,
+        }
     }
 }
 
@@ -95,7 +102,9 @@ impl<I: 'static> IdTable<I> {
 
     /// The information of the entry whose `data` field is `data` (as stored by [`IdArray`]).
     pub fn info_of(&self, data: *const crate::ffi::c_void) -> Option<&'static I> {
-        (data as usize).checked_sub(1).and_then(|i| self.info.get(i))
+        (data as usize)
+            .checked_sub(1)
+            .and_then(|i| self.info.get(i))
     }
 }
 

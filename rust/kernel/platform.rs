@@ -12,6 +12,7 @@
 //!
 //! Shaped like upstream Rust-for-Linux `rust/kernel/platform.rs` (6.13+), written for 6.12.
 
+use crate::ffi::{c_int, c_void};
 use crate::{
     bindings, device,
     error::{code::*, from_result, to_result, Error, Result},
@@ -22,7 +23,6 @@ use crate::{
     types::{ForeignOwnable, Opaque},
     ThisModule,
 };
-use crate::ffi::{c_int, c_void};
 use core::{marker::PhantomData, ops::Deref, ptr::addr_of_mut};
 
 /// Context marker: a device reference with no particular guarantee beyond its existence.
@@ -83,7 +83,10 @@ impl Device<Core> {
         }
         // SAFETY: a resource of the device, valid while it exists.
         let (start, end) = unsafe { ((*res).start, (*res).end) };
-        let len = end.checked_sub(start).and_then(|l| l.checked_add(1)).ok_or(EINVAL)?;
+        let len = end
+            .checked_sub(start)
+            .and_then(|l| l.checked_add(1))
+            .ok_or(EINVAL)?;
         let len = usize::try_from(len).map_err(|_| EINVAL)?;
         if len < min_len {
             return Err(EINVAL);
@@ -93,16 +96,19 @@ impl Device<Core> {
         if addr.is_null() {
             return Err(ENOMEM);
         }
-        // INVARIANT: mapped just above, unmapped only in `drop`.
         // SAFETY: `ioremap` mapped `len` bytes, unmapped only when the `IoRemap` is dropped.
-        Ok(IoRemap { io: unsafe { IoMem::new(addr as usize, len) } })
+        let io = unsafe { IoMem::new(addr as usize, len) };
+        // INVARIANT: mapped just above, unmapped only in `drop`.
+        Ok(IoRemap { io })
     }
 
     /// The Linux IRQ number of the wired interrupt named `name` (`interrupt-names`), or
     /// `ENXIO` if the device has none by that name.
     pub fn irq_by_name(&self, name: &CStr) -> Result<u32> {
         // SAFETY: valid device, NUL-terminated name.
-        let irq = unsafe { bindings::platform_get_irq_byname_optional(self.as_raw(), name.as_char_ptr()) };
+        let irq = unsafe {
+            bindings::platform_get_irq_byname_optional(self.as_raw(), name.as_char_ptr())
+        };
         if irq < 0 {
             return Err(Error::from_errno(irq));
         }
@@ -148,7 +154,10 @@ pub trait Driver: Send + Sync + 'static {
     const SUPPRESS_BIND_ATTRS: bool = false;
 
     /// Binds the driver to `dev`, which matched an entry whose information is `info`.
-    fn probe(dev: &Device<Core>, info: &Self::IdInfo) -> Result<core::pin::Pin<crate::alloc::KBox<Self>>>;
+    fn probe(
+        dev: &Device<Core>,
+        info: &Self::IdInfo,
+    ) -> Result<core::pin::Pin<crate::alloc::KBox<Self>>>;
 
     /// Called at unbind before the data is dropped.
     fn remove(_this: core::pin::Pin<&Self>, _dev: &Device<Core>) {}

@@ -8,7 +8,7 @@
 //!
 //! The C driver is not tested here: io-pgtable-arm WARNs on an overlapping map by design.
 use kernel::{
-    alloc::flags::{GFP_KERNEL, __GFP_ZERO},
+    alloc::flags::{__GFP_ZERO, GFP_KERNEL},
     devres::Devres,
     dma::{page_to_phys, CoherentAllocation},
     error::code::EEXIST,
@@ -44,10 +44,25 @@ fn head(case: &Case<'_>, page: &Page) -> Result<[u8; LEN], Failed> {
 }
 
 /// Fills edu's DMA buffer with `pattern` through the DMA API (the device's default domain).
-fn load_edu(case: &Case<'_>, dev: &kernel::device::Device, bar: &Devres<pci::Bar>, pattern: &[u8; LEN]) -> Result<(), Failed> {
-    let src = case.check("alloc", CoherentAllocation::<u8>::alloc(dev, 4096, GFP_KERNEL))?;
+fn load_edu(
+    case: &Case<'_>,
+    dev: &kernel::device::Device,
+    bar: &Devres<pci::Bar>,
+    pattern: &[u8; LEN],
+) -> Result<(), Failed> {
+    let src = case.check(
+        "alloc",
+        CoherentAllocation::<u8>::alloc(dev, 4096, GFP_KERNEL),
+    )?;
     case.check("write_bytes", src.write_bytes(0, pattern))?;
-    edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF, LEN as u64, edu::DMA_START)
+    edu::dma(
+        case,
+        bar,
+        src.dma_handle(),
+        edu::DMA_BUF,
+        LEN as u64,
+        edu::DMA_START,
+    )
 }
 
 fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
@@ -57,36 +72,84 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
         let pattern: [u8; LEN] = core::array::from_fn(|i| (i as u8) ^ 0xa5);
         load_edu(case, d, bar, &pattern)?;
         let dom = case.check("new_paging", Domain::new_paging(d))?;
-        let a = case.check("alloc_page", Page::alloc_page(GFP_KERNEL | __GFP_ZERO).map_err(Into::into))?;
-        let b = case.check("alloc_page", Page::alloc_page(GFP_KERNEL | __GFP_ZERO).map_err(Into::into))?;
-        case.check("map A", dom.map(IOVA, page_to_phys(&a), 4096, rw, GFP_KERNEL))?;
+        let a = case.check(
+            "alloc_page",
+            Page::alloc_page(GFP_KERNEL | __GFP_ZERO).map_err(Into::into),
+        )?;
+        let b = case.check(
+            "alloc_page",
+            Page::alloc_page(GFP_KERNEL | __GFP_ZERO).map_err(Into::into),
+        )?;
+        case.check(
+            "map A",
+            dom.map(IOVA, page_to_phys(&a), 4096, rw, GFP_KERNEL),
+        )?;
         let att = case.check("attach_device", dom.attach_device(d))?;
-        edu::dma(case, bar, edu::DMA_BUF, IOVA, LEN as u64, edu::DMA_START | edu::DMA_TO_RAM)?;
+        edu::dma(
+            case,
+            bar,
+            edu::DMA_BUF,
+            IOVA,
+            LEN as u64,
+            edu::DMA_START | edu::DMA_TO_RAM,
+        )?;
         labtest_ensure!(case, head(case, &a)? == pattern, "first DMA missed page A");
         // SAFETY: `LEN` readable bytes from a zeroed array, inside the page.
-        case.check("zero A", unsafe { a.write_raw([0u8; LEN].as_ptr(), 0, LEN) })?;
+        case.check("zero A", unsafe {
+            a.write_raw([0u8; LEN].as_ptr(), 0, LEN)
+        })?;
         let n = dom.unmap(IOVA, 4096);
         labtest_ensure!(case, n == 4096, "unmapped {n}");
-        case.check("map B", dom.map(IOVA, page_to_phys(&b), 4096, rw, GFP_KERNEL))?;
-        edu::dma(case, bar, edu::DMA_BUF, IOVA, LEN as u64, edu::DMA_START | edu::DMA_TO_RAM)?;
+        case.check(
+            "map B",
+            dom.map(IOVA, page_to_phys(&b), 4096, rw, GFP_KERNEL),
+        )?;
+        edu::dma(
+            case,
+            bar,
+            edu::DMA_BUF,
+            IOVA,
+            LEN as u64,
+            edu::DMA_START | edu::DMA_TO_RAM,
+        )?;
         let (ha, hb) = (head(case, &a)?, head(case, &b)?);
-        labtest_ensure!(case, ha == [0u8; LEN], "stale translation: the DMA after the remap reached the old page");
-        labtest_ensure!(case, hb == pattern, "the DMA after the remap missed the new page: {:?}", &hb[..8]);
+        labtest_ensure!(
+            case,
+            ha == [0u8; LEN],
+            "stale translation: the DMA after the remap reached the old page"
+        );
+        labtest_ensure!(
+            case,
+            hb == pattern,
+            "the DMA after the remap missed the new page: {:?}",
+            &hb[..8]
+        );
         drop(att);
         Ok(())
     });
     suite.run("bad_input_gets_errno_not_warn", |case| {
         let dom = case.check("new_paging", Domain::new_paging(d))?;
-        let a = case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?;
+        let a = case.check(
+            "alloc_page",
+            Page::alloc_page(GFP_KERNEL).map_err(Into::into),
+        )?;
         let pa = page_to_phys(&a);
         case.check("map", dom.map(IOVA, pa, 4096, rw, GFP_KERNEL))?;
         let r = dom.map(IOVA, pa, 4096, rw, GFP_KERNEL);
         labtest_ensure!(case, r == Err(EEXIST), "overlapping map: {r:?}");
         let r = dom.map(IOVA - 0x1000, pa, 0x2000, rw, GFP_KERNEL);
         labtest_ensure!(case, r.is_err(), "map straddling a mapping accepted");
-        labtest_ensure!(case, dom.iova_to_phys(IOVA - 0x1000).is_none(), "failed map left a translation");
+        labtest_ensure!(
+            case,
+            dom.iova_to_phys(IOVA - 0x1000).is_none(),
+            "failed map left a translation"
+        );
         let r = dom.map(1 << 48, pa, 4096, rw, GFP_KERNEL);
-        labtest_ensure!(case, r.is_err(), "map beyond the 48-bit input size accepted");
+        labtest_ensure!(
+            case,
+            r.is_err(),
+            "map beyond the 48-bit input size accepted"
+        );
         let n = dom.unmap(IOVA + 0x10_0000, 4096);
         labtest_ensure!(case, n == 0, "unmap of nothing returned {n}");
         labtest_ensure!(case, dom.iova_to_phys(IOVA) == Some(pa), "mapping lost");
@@ -96,15 +159,40 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
         let pattern: [u8; LEN] = core::array::from_fn(|i| (i as u8) ^ 0x5a);
         load_edu(case, d, bar, &pattern)?;
         let dom = case.check("new_paging", Domain::new_paging(d))?;
-        let a = case.check("alloc_page", Page::alloc_page(GFP_KERNEL | __GFP_ZERO).map_err(Into::into))?;
+        let a = case.check(
+            "alloc_page",
+            Page::alloc_page(GFP_KERNEL | __GFP_ZERO).map_err(Into::into),
+        )?;
         case.check("map", dom.map(IOVA, page_to_phys(&a), 4096, rw, GFP_KERNEL))?;
         let att = case.check("attach_device", dom.attach_device(d))?;
         // One page above the mapping: F_TRANSLATION, reported by the driver.
-        edu::dma(case, bar, edu::DMA_BUF, IOVA + 0x1000, LEN as u64, edu::DMA_START | edu::DMA_TO_RAM)?;
-        labtest_ensure!(case, head(case, &a)? == [0u8; LEN], "faulting DMA wrote the neighbouring page");
+        edu::dma(
+            case,
+            bar,
+            edu::DMA_BUF,
+            IOVA + 0x1000,
+            LEN as u64,
+            edu::DMA_START | edu::DMA_TO_RAM,
+        )?;
+        labtest_ensure!(
+            case,
+            head(case, &a)? == [0u8; LEN],
+            "faulting DMA wrote the neighbouring page"
+        );
         // The device still works through the mapping afterwards.
-        edu::dma(case, bar, edu::DMA_BUF, IOVA, LEN as u64, edu::DMA_START | edu::DMA_TO_RAM)?;
-        labtest_ensure!(case, head(case, &a)? == pattern, "DMA after the fault missed");
+        edu::dma(
+            case,
+            bar,
+            edu::DMA_BUF,
+            IOVA,
+            LEN as u64,
+            edu::DMA_START | edu::DMA_TO_RAM,
+        )?;
+        labtest_ensure!(
+            case,
+            head(case, &a)? == pattern,
+            "DMA after the fault missed"
+        );
         drop(att);
         Ok(())
     });

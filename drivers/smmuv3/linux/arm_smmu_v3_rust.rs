@@ -90,7 +90,9 @@ struct Alloc;
 impl DmaAllocator for Alloc {
     type Memory = Block;
     fn alloc_zeroed(&self, size: usize, align: usize) -> Result<Block, AllocError> {
-        ZeroedPages::alloc(size, align, GFP_ATOMIC).map(Block).map_err(|_| AllocError)
+        ZeroedPages::alloc(size, align, GFP_ATOMIC)
+            .map(Block)
+            .map_err(|_| AllocError)
     }
 }
 
@@ -124,7 +126,9 @@ fn pt_index(addr: u64) -> Option<u32> {
 impl PageTableStore<Block> for PtStore {
     fn insert(&mut self, mem: Block) -> Result<(), AllocError> {
         let index = pt_index(mem.dma_addr()).ok_or(AllocError)?;
-        self.0.insert(index, mem, GFP_ATOMIC).map_err(|_| AllocError)
+        self.0
+            .insert(index, mem, GFP_ATOMIC)
+            .map_err(|_| AllocError)
     }
     fn get(&self, dma_addr: u64) -> Option<&Block> {
         self.0.get(pt_index(dma_addr)?)
@@ -186,7 +190,8 @@ impl Shared {
                     Event::Permission(_) => "permission fault",
                     _ => "walk external abort",
                 };
-                dev_err!(&*self.dev,
+                dev_err!(
+                    &*self.dev,
                     "{} by {}: StreamID {:#x} SSID {} IOVA {:#x} ({}{})\n",
                     kind,
                     name,
@@ -197,7 +202,13 @@ impl Shared {
                     if f.stage2 { ", stage 2" } else { "" },
                 );
             }
-            _ => dev_err!(&*self.dev, "event for {} (StreamID {:?}): {:?}\n", name, sid, e),
+            _ => dev_err!(
+                &*self.dev,
+                "event for {} (StreamID {:?}): {:?}\n",
+                name,
+                sid,
+                e
+            ),
         }
     }
 }
@@ -262,7 +273,11 @@ impl Master {
         let mut m = self.core.lock();
         let mut hw = self.smmu.hw.lock();
         for &sid in m.sids() {
-            let r = if bypass { hw.smmu.set_bypass(sid) } else { hw.smmu.set_abort(sid) };
+            let r = if bypass {
+                hw.smmu.set_bypass(sid)
+            } else {
+                hw.smmu.set_abort(sid)
+            };
             r.map_err(core_err)?;
         }
         hw.smmu.clear_cd(&mut m, 0).map_err(core_err)?;
@@ -296,11 +311,20 @@ impl DomainOps for Paging {
         let mut hw = self.smmu.hw.lock();
         hw.smmu.ensure_cd_table(&mut m).map_err(core_err)?;
         hw.smmu.write_cd(&mut m, 0, &cd).map_err(core_err)?;
-        hw.smmu.attach_cd_table(&mut m, s1dss::SSID0).map_err(core_err)?;
+        hw.smmu
+            .attach_cd_table(&mut m, s1dss::SSID0)
+            .map_err(core_err)?;
         Ok(())
     }
 
-    fn map_pages(&self, iova: u64, paddr: u64, pgsize: usize, pgcount: usize, prot: u32) -> Result<usize> {
+    fn map_pages(
+        &self,
+        iova: u64,
+        paddr: u64,
+        pgsize: usize,
+        pgcount: usize,
+        prot: u32,
+    ) -> Result<usize> {
         let size = size_of_pages(pgsize, pgcount)?;
         let mut dom = self.dom.lock();
         let dom = dom.as_mut().ok_or(EBUSY)?;
@@ -310,7 +334,8 @@ impl DomainOps for Paging {
             Err(e) => {
                 let err = domain_err(e);
                 if err != ENOMEM {
-                    dev_err!(&*self.smmu.dev,
+                    dev_err!(
+                        &*self.smmu.dev,
                         "map of {:#x} bytes at IOVA {:#x} -> {:#x} refused: {:?}\n",
                         size,
                         iova,
@@ -335,7 +360,13 @@ impl DomainOps for Paging {
         match dom.unmap(&mut hw.smmu, iova, size) {
             Ok(n) => n as usize,
             Err(e) => {
-                dev_err!(&*self.smmu.dev, "unmap of {:#x} bytes at IOVA {:#x} failed: {:?}\n", size, iova, e);
+                dev_err!(
+                    &*self.smmu.dev,
+                    "unmap of {:#x} bytes at IOVA {:#x} failed: {:?}\n",
+                    size,
+                    iova,
+                    e
+                );
                 0
             }
         }
@@ -345,14 +376,21 @@ impl DomainOps for Paging {
         let dom = self.dom.lock();
         if let Some(d) = dom.as_ref() {
             if let Err(e) = self.smmu.hw.lock().smmu.inv_asid(d.asid()) {
-                dev_err!(&*self.smmu.dev, "TLB invalidation of ASID {} failed: {:?}\n", d.asid(), e);
+                dev_err!(
+                    &*self.smmu.dev,
+                    "TLB invalidation of ASID {} failed: {:?}\n",
+                    d.asid(),
+                    e
+                );
             }
         }
     }
 
     fn iova_to_phys(&self, iova: u64) -> u64 {
         let dom = self.dom.lock();
-        dom.as_ref().and_then(|d| d.page_table().iova_to_phys(iova)).unwrap_or(0)
+        dom.as_ref()
+            .and_then(|d| d.page_table().iova_to_phys(iova))
+            .unwrap_or(0)
     }
 }
 
@@ -367,7 +405,12 @@ impl Drop for Paging {
         if let Err((d, e)) = d.destroy(&mut hw.smmu, &mut hw.asids) {
             // The TLB may still hold its translations: its tables must not be reused. Keeping
             // them (and the ASID) allocated is the safe failure.
-            dev_err!(&*self.smmu.dev, "domain teardown failed, ASID {} leaked: {:?}\n", d.asid(), e);
+            dev_err!(
+                &*self.smmu.dev,
+                "domain teardown failed, ASID {} leaked: {:?}\n",
+                d.asid(),
+                e
+            );
             core::mem::forget(d);
         }
     }
@@ -388,10 +431,18 @@ impl IommuOps for Smmuv3 {
         let core = {
             let mut hw = smmu.hw.lock();
             // PASIDs come with the CD-table work of a later stage: no SSIDs yet.
-            let m = hw.smmu.new_master(ids, 0, MasterOptions::default()).map_err(|e| {
-                dev_err!(dev, "StreamIDs {:?} not usable with this SMMU: {:?}\n", ids, e);
-                core_err(e)
-            })?;
+            let m = hw
+                .smmu
+                .new_master(ids, 0, MasterOptions::default())
+                .map_err(|e| {
+                    dev_err!(
+                        dev,
+                        "StreamIDs {:?} not usable with this SMMU: {:?}\n",
+                        ids,
+                        e
+                    );
+                    core_err(e)
+                })?;
             // Until the core attaches a domain, the streams abort (allocates level-2 tables).
             for &sid in ids {
                 hw.smmu.set_abort(sid).map_err(core_err)?;
@@ -415,12 +466,19 @@ impl IommuOps for Smmuv3 {
 
     fn release_device(dev: &Device, master: KBox<Master>) {
         if let Err(e) = master.set_plain(false) {
-            dev_err!(dev, "could not block the device's streams on release: {:?}\n", e);
+            dev_err!(
+                dev,
+                "could not block the device's streams on release: {:?}\n",
+                e
+            );
         }
         let m = master.core.lock();
         let mut list = master.smmu.masters.lock();
         for &sid in m.sids() {
-            if list.get(sid).is_some_and(|d| core::ptr::eq::<Device>(&**d, dev)) {
+            if list
+                .get(sid)
+                .is_some_and(|d| core::ptr::eq::<Device>(&**d, dev))
+            {
                 drop(list.remove(sid));
             }
         }
@@ -437,7 +495,8 @@ impl IommuOps for Smmuv3 {
         let store = PtStore(XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?);
         let dom = {
             let mut hw = smmu.hw.lock();
-            S1Domain::new(cfg, Alloc, store, &mut hw.asids, domain::inv_features(&f)).map_err(domain_err)?
+            S1Domain::new(cfg, Alloc, store, &mut hw.asids, domain::inv_features(&f))
+                .map_err(domain_err)?
         };
         let paging = Paging {
             smmu: smmu.clone(),
@@ -478,7 +537,11 @@ struct SmmuDriver {
     _gerror: Pin<KBox<irq::Registration<GerrorIrq>>>,
 }
 
-kernel::of_device_table!(SMMU_OF_IDS, (), [(of::DeviceId::new(c_str!("arm,smmu-v3")), ())]);
+kernel::of_device_table!(
+    SMMU_OF_IDS,
+    (),
+    [(of::DeviceId::new(c_str!("arm,smmu-v3")), ())]
+);
 
 impl platform::Driver for SmmuDriver {
     type IdInfo = ();
@@ -489,9 +552,17 @@ impl platform::Driver for SmmuDriver {
     fn probe(pdev: &platform::Device<platform::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
         let dev: &Device = pdev.as_ref();
         let regs = pdev.ioremap_resource(0, MMIO_LEN).inspect_err(|e| {
-            dev_err!(dev, "register space (needs {:#x} bytes) not mappable: {:?}\n", MMIO_LEN, e);
+            dev_err!(
+                dev,
+                "register space (needs {:#x} bytes) not mappable: {:?}\n",
+                MMIO_LEN,
+                e
+            );
         })?;
-        let cfg = SmmuConfig { irqs: true, ..SmmuConfig::default() };
+        let cfg = SmmuConfig {
+            irqs: true,
+            ..SmmuConfig::default()
+        };
         let mut smmu = CoreSmmu::probe(Regs(regs), Alloc, cfg).map_err(|e| {
             dev_err!(dev, "probe failed: {:?}\n", e);
             core_err(e)
@@ -499,7 +570,10 @@ impl platform::Driver for SmmuDriver {
         let f = *smmu.features();
         if !f.coherent {
             // Table memory is plain cached pages (see docs/rust-smmuv3.md).
-            dev_err!(dev, "non-coherent SMMUs (IDR0.COHACC = 0) are not supported yet\n");
+            dev_err!(
+                dev,
+                "non-coherent SMMUs (IDR0.COHACC = 0) are not supported yet\n"
+            );
             return Err(ENODEV);
         }
         smmu.enable().map_err(|e| {
@@ -565,7 +639,14 @@ impl platform::Driver for SmmuDriver {
             iommu_driver::Registration::new(dev, &SMMUV3_OPS, &name, shared),
             GFP_KERNEL,
         )?;
-        Ok(KBox::pin(Self { _iommu: iommu, _evtq: evtq, _gerror: gerror }, GFP_KERNEL)?)
+        Ok(KBox::pin(
+            Self {
+                _iommu: iommu,
+                _evtq: evtq,
+                _gerror: gerror,
+            },
+            GFP_KERNEL,
+        )?)
     }
 }
 
