@@ -51,7 +51,7 @@ use smmuv3::{
     event::Event,
     pgtable::{Granule, PageTableStore, Prot},
     ste::{s1dss, MasterOptions},
-    store::FixedStore,
+    store::TableStore,
 };
 
 /// The software-MSI window reserved in every domain (the C driver's MSI_IOVA_BASE/LENGTH).
@@ -59,8 +59,6 @@ const MSI_IOVA_BASE: u64 = 0x0800_0000;
 const MSI_IOVA_LENGTH: usize = 0x10_0000;
 /// Register space the driver uses: page 0 and page 1 (64 KiB each).
 const MMIO_LEN: usize = 0x2_0000;
-/// Level-2 stream tables the driver can hold (one per 256 StreamIDs in use, i.e. PCI bus).
-const MAX_L2_TABLES: usize = 64;
 /// Input address size of every paging domain (IAS, as the C driver without VAX).
 const IAS: u32 = 48;
 
@@ -141,8 +139,36 @@ impl PageTableStore<Block> for PtStore {
     }
 }
 
-type CoreSmmu = Smmu<Regs, Alloc, FixedStore<Block, MAX_L2_TABLES>>;
-type CoreMaster = smmuv3::device::Master<Block, FixedStore<Block, MAX_L2_TABLES>>;
+/// Level-2 tables (stream table: one per 256 StreamIDs in use; CD tables: one per 1024
+/// SSIDs) by level-1 index, on the heap: a handful per SMMU or device, so a linear scan. Keeps
+/// `Smmu` and every `Master` small (an inline `FixedStore` made 9 KiB stack frames).
+struct L2Store(KVec<(u32, Block)>);
+
+impl Default for L2Store {
+    fn default() -> Self {
+        Self(KVec::new())
+    }
+}
+
+impl TableStore<Block> for L2Store {
+    fn get(&self, key: u32) -> Option<&Block> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, b)| b)
+    }
+    fn insert(&mut self, key: u32, value: Block) -> Result<(), Block> {
+        // Reserve first so that a failure can hand the block back; `push` then cannot fail.
+        if self.0.reserve(1, GFP_ATOMIC).is_err() {
+            return Err(value);
+        }
+        let _ = self.0.push((key, value), GFP_ATOMIC);
+        Ok(())
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+type CoreSmmu = Smmu<Regs, Alloc, L2Store>;
+type CoreMaster = smmuv3::device::Master<Block, L2Store>;
 type CoreDomain = S1Domain<Alloc, PtStore>;
 
 fn core_err(e: smmuv3::error::Error) -> Error {
