@@ -222,7 +222,7 @@ impl Shared {
                     kind,
                     name,
                     f.access.sid,
-                    f.access.ssid.map_or(-1i64, i64::from),
+                    Ssid(f.access.ssid),
                     f.access.addr,
                     if f.access.read { "read" } else { "write" },
                     if f.stage2 { ", stage 2" } else { "" },
@@ -235,6 +235,18 @@ impl Shared {
                 sid,
                 e
             ),
+        }
+    }
+}
+
+/// A SubstreamID for fault reports: the number, or "none" for a transaction without PASID.
+struct Ssid(Option<u32>);
+
+impl core::fmt::Display for Ssid {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(s) => write!(f, "{s:#x}"),
+            None => f.write_str("none"),
         }
     }
 }
