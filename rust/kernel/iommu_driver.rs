@@ -154,7 +154,7 @@ pub trait IommuOps: Sized + 'static {
 /// # Invariants
 ///
 /// `raw` is the first field (`repr(C)`), so a `struct iommu_domain *` the core hands to a
-/// callback of [`Statics::paging_ops`] points at a `Domain<P>`, allocated by
+/// callback of the paging-domain ops in [`Statics`] points at a `Domain<P>`, allocated by
 /// `domain_alloc_paging_callback` as a `KBox` and freed once by `free_callback`.
 #[repr(C)]
 pub struct Domain<P> {

@@ -43,6 +43,26 @@ fn head(case: &Case<'_>, page: &Page) -> Result<[u8; LEN], Failed> {
     Ok(b)
 }
 
+/// A zeroed page.
+fn zeroed_page(case: &Case<'_>) -> Result<Page, Failed> {
+    case.check(
+        "alloc_page",
+        Page::alloc_page(GFP_KERNEL | __GFP_ZERO).map_err(Into::into),
+    )
+}
+
+/// edu writes the first `LEN` bytes of its buffer to `iova`.
+fn dma_to(case: &Case<'_>, bar: &Devres<pci::Bar>, iova: u64) -> Result<(), Failed> {
+    edu::dma(
+        case,
+        bar,
+        edu::DMA_BUF,
+        iova,
+        LEN as u64,
+        edu::DMA_START | edu::DMA_TO_RAM,
+    )
+}
+
 /// Fills edu's DMA buffer with `pattern` through the DMA API (the device's default domain).
 fn load_edu(
     case: &Case<'_>,
@@ -72,27 +92,14 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
         let pattern: [u8; LEN] = core::array::from_fn(|i| (i as u8) ^ 0xa5);
         load_edu(case, d, bar, &pattern)?;
         let dom = case.check("new_paging", Domain::new_paging(d))?;
-        let a = case.check(
-            "alloc_page",
-            Page::alloc_page(GFP_KERNEL | __GFP_ZERO).map_err(Into::into),
-        )?;
-        let b = case.check(
-            "alloc_page",
-            Page::alloc_page(GFP_KERNEL | __GFP_ZERO).map_err(Into::into),
-        )?;
+        let a = zeroed_page(case)?;
+        let b = zeroed_page(case)?;
         case.check(
             "map A",
             dom.map(IOVA, page_to_phys(&a), 4096, rw, GFP_KERNEL),
         )?;
         let att = case.check("attach_device", dom.attach_device(d))?;
-        edu::dma(
-            case,
-            bar,
-            edu::DMA_BUF,
-            IOVA,
-            LEN as u64,
-            edu::DMA_START | edu::DMA_TO_RAM,
-        )?;
+        dma_to(case, bar, IOVA)?;
         labtest_ensure!(case, head(case, &a)? == pattern, "first DMA missed page A");
         // SAFETY: `LEN` readable bytes from a zeroed array, inside the page.
         case.check("zero A", unsafe {
@@ -104,14 +111,7 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
             "map B",
             dom.map(IOVA, page_to_phys(&b), 4096, rw, GFP_KERNEL),
         )?;
-        edu::dma(
-            case,
-            bar,
-            edu::DMA_BUF,
-            IOVA,
-            LEN as u64,
-            edu::DMA_START | edu::DMA_TO_RAM,
-        )?;
+        dma_to(case, bar, IOVA)?;
         let (ha, hb) = (head(case, &a)?, head(case, &b)?);
         labtest_ensure!(
             case,
@@ -129,10 +129,7 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
     });
     suite.run("bad_input_gets_errno_not_warn", |case| {
         let dom = case.check("new_paging", Domain::new_paging(d))?;
-        let a = case.check(
-            "alloc_page",
-            Page::alloc_page(GFP_KERNEL).map_err(Into::into),
-        )?;
+        let a = zeroed_page(case)?;
         let pa = page_to_phys(&a);
         case.check("map", dom.map(IOVA, pa, 4096, rw, GFP_KERNEL))?;
         let r = dom.map(IOVA, pa, 4096, rw, GFP_KERNEL);
@@ -159,35 +156,18 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
         let pattern: [u8; LEN] = core::array::from_fn(|i| (i as u8) ^ 0x5a);
         load_edu(case, d, bar, &pattern)?;
         let dom = case.check("new_paging", Domain::new_paging(d))?;
-        let a = case.check(
-            "alloc_page",
-            Page::alloc_page(GFP_KERNEL | __GFP_ZERO).map_err(Into::into),
-        )?;
+        let a = zeroed_page(case)?;
         case.check("map", dom.map(IOVA, page_to_phys(&a), 4096, rw, GFP_KERNEL))?;
         let att = case.check("attach_device", dom.attach_device(d))?;
         // One page above the mapping: F_TRANSLATION, reported by the driver.
-        edu::dma(
-            case,
-            bar,
-            edu::DMA_BUF,
-            IOVA + 0x1000,
-            LEN as u64,
-            edu::DMA_START | edu::DMA_TO_RAM,
-        )?;
+        dma_to(case, bar, IOVA + 0x1000)?;
         labtest_ensure!(
             case,
             head(case, &a)? == [0u8; LEN],
             "faulting DMA wrote the neighbouring page"
         );
         // The device still works through the mapping afterwards.
-        edu::dma(
-            case,
-            bar,
-            edu::DMA_BUF,
-            IOVA,
-            LEN as u64,
-            edu::DMA_START | edu::DMA_TO_RAM,
-        )?;
+        dma_to(case, bar, IOVA)?;
         labtest_ensure!(
             case,
             head(case, &a)? == pattern,
