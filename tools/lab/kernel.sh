@@ -3,7 +3,7 @@
 # configures from configs/<flavour>.config and builds Image + in-tree modules, then the project's
 # out-of-tree modules (top-level Kbuild). Incremental: a second run rebuilds only what changed.
 #
-# usage: kernel.sh [release|debug|rust-smmu]   (default release; FLAVOUR env works too)
+# usage: kernel.sh [release|debug|rust-smmu|rust-smmu-debug]   (default release; FLAVOUR env too)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -25,8 +25,8 @@ fi
 # --- configuration ---------------------------------------------------------------------------
 mkdir -p "$KBUILD"
 fragments=("$here/configs/base.config")
-[ "$FLAVOUR" = debug ] && fragments+=("$here/configs/debug.config")
-[ "$FLAVOUR" = rust-smmu ] && fragments+=("$here/configs/rust-smmu.config")
+case "$FLAVOUR" in debug|rust-smmu-debug) fragments+=("$here/configs/debug.config") ;; esac
+case "$FLAVOUR" in rust-smmu*) fragments+=("$here/configs/rust-smmu.config") ;; esac
 want=$(cat "${fragments[@]}" | sha256sum | cut -c1-16)
 if [ ! -f "$KBUILD/.config" ] || [ "$(cat "$KBUILD/.lab-config" 2>/dev/null)" != "$want" ]; then
     log "configuring from ${fragments[*]##*/}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boots the lab guest in QEMU (arm64 virt, SMMUv3, GICv3, edu, no network) and judges the run.
 #
-# usage: run.sh test|demo|shell [--flavour release|debug] [--filter NAME] [--gdb] [--timeout S]
+# usage: run.sh test|demo|shell [--flavour release|debug|rust-smmu|rust-smmu-debug] [--filter NAME] [--gdb] [--timeout S]
 #
 # test:  runs labtest in the guest; fails unless the guest printed a closing
 #        "N passed, 0 failed" line with N > 0, and the kernel log is free of oops, BUG, WARN,
@@ -30,7 +30,7 @@ image=$KBUILD/arch/arm64/boot/Image
 [ -f "$image" ] || { echo "run.sh: no kernel at $image: run tools/lab/kernel.sh $flavour" >&2; exit 1; }
 initrd=$("$here/guest.sh" "$flavour")
 mem=1G
-[ "$flavour" = debug ] && mem=2G
+case "$flavour" in *debug) mem=2G ;; esac
 append="console=ttyAMA0 panic=-1 lab.mode=$mode"
 [ -n "$filter" ] && append+=" lab.filter=$filter"
 qemu=(qemu-system-aarch64 -machine virt,iommu=smmuv3,gic-version=3 -cpu max -smp 2 -m "$mem"
@@ -42,7 +42,7 @@ if [ "$mode" = shell ]; then
 fi
 
 log=$LAB_CACHE/last-$mode-$flavour.log
-: "${timeout:=$([ "$flavour" = debug ] && echo 1500 || echo 600)}"
+: "${timeout:=$(case "$flavour" in *debug) echo 1500 ;; *) echo 600 ;; esac)}"
 echo "[run] $mode on the $flavour kernel (log: $log, timeout ${timeout}s)"
 set +e
 timeout --foreground -k 5 "$timeout" "${qemu[@]}" -display none -serial stdio < /dev/null 2>&1 | tee "$log"
