@@ -284,7 +284,11 @@ impl irq::ThreadedHandler for EventIrq {
         }
         let rest = total.saturating_sub(shown.len() as u64);
         if rest != 0 {
-            dev_err!(&*self.0.dev, "{} more events in this burst not shown\n", rest);
+            dev_err!(
+                &*self.0.dev,
+                "{} more events in this burst not shown\n",
+                rest
+            );
         }
         if overflow {
             dev_err!(&*self.0.dev, "event queue overflow: events were lost\n");
