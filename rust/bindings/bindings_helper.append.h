@@ -24,3 +24,9 @@ const xa_mark_t RUST_CONST_HELPER_XA_PRESENT = XA_PRESENT;
 #include <linux/mman.h>
 #include <linux/seq_file.h>
 #include <linux/fdtable.h>
+#include <linux/mod_devicetable.h>
+#include <linux/of.h>
+#include <linux/platform_device.h>
+#include <linux/property.h>
+#include <linux/gfp.h>
+#include <linux/mm.h>

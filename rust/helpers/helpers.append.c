@@ -6,3 +6,4 @@
 #include "io.c"
 #include "pci.c"
 #include "iommu.c"
+#include "iommu_driver.c"

@@ -45,3 +45,14 @@ pub mod sysfs;
 // Project overlay: debugfs directories and files.
 #[cfg(CONFIG_DEBUG_FS)]
 pub mod debugfs;
+// Project overlay: OF (device tree) match tables.
+#[cfg(CONFIG_OF)]
+pub mod of;
+// Project overlay: platform devices and drivers.
+#[cfg(CONFIG_OF)]
+pub mod platform;
+// Project overlay: page blocks for cache-coherent IOMMU tables.
+pub mod dma_pages;
+// Project overlay: provider side of the IOMMU API (IOMMU drivers).
+#[cfg(CONFIG_IOMMU_API)]
+pub mod iommu_driver;

@@ -3,7 +3,7 @@
 # configures from configs/<flavour>.config and builds Image + in-tree modules, then the project's
 # out-of-tree modules (top-level Kbuild). Incremental: a second run rebuilds only what changed.
 #
-# usage: kernel.sh [release|debug]        (default release; FLAVOUR env works too)
+# usage: kernel.sh [release|debug|rust-smmu|rust-smmu-debug]   (default release; FLAVOUR env too)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -25,7 +25,8 @@ fi
 # --- configuration ---------------------------------------------------------------------------
 mkdir -p "$KBUILD"
 fragments=("$here/configs/base.config")
-[ "$FLAVOUR" = debug ] && fragments+=("$here/configs/debug.config")
+case "$FLAVOUR" in debug|rust-smmu-debug) fragments+=("$here/configs/debug.config") ;; esac
+case "$FLAVOUR" in rust-smmu*) fragments+=("$here/configs/rust-smmu.config") ;; esac
 want=$(cat "${fragments[@]}" | sha256sum | cut -c1-16)
 if [ ! -f "$KBUILD/.config" ] || [ "$(cat "$KBUILD/.lab-config" 2>/dev/null)" != "$want" ]; then
     log "configuring from ${fragments[*]##*/}"
@@ -34,7 +35,7 @@ if [ ! -f "$KBUILD/.config" ] || [ "$(cat "$KBUILD/.lab-config" 2>/dev/null)" !=
         "$KBUILD/.config" "${fragments[@]}" >/dev/null
     kmake olddefconfig >/dev/null
     # Every option the fragments ask for must have survived olddefconfig (a dependency missing
-    # silently drops it).
+    # silently drops it). A later fragment overrides an earlier one: the last value counts.
     bad=0
     while IFS= read -r line; do
         case "$line" in CONFIG_*=*) ;; *) continue ;; esac
@@ -45,7 +46,8 @@ if [ ! -f "$KBUILD/.config" ] || [ "$(cat "$KBUILD/.lab-config" 2>/dev/null)" !=
             echo "config: asked for $line, got: $(grep "^$opt=\|# $opt " "$KBUILD/.config" || echo missing)" >&2
             bad=1
         fi
-    done < <(cat "${fragments[@]}")
+    done < <(cat "${fragments[@]}" | awk -F= '/^CONFIG_/ { v[$1] = $0; if (!($1 in o)) o[$1] = n++ }
+                                            END { for (k in o) print v[k] }')
     [ $bad = 0 ] || { echo "kernel.sh: config fragment not satisfied" >&2; exit 1; }
     echo "$want" > "$KBUILD/.lab-config"
 fi

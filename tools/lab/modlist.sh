@@ -4,11 +4,11 @@
 # tests/kernel/Kbuild: every test module built must be listed or excluded with a reason
 # ("exclude <module> <reason>"), every listed module must be built, and the list must exist.
 # A module that is built but in no list would otherwise never run, and nothing would say so.
-# usage: modlist.sh release|debug
+# usage: modlist.sh release|debug|rust-smmu|rust-smmu-debug
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-flavour=${1:?usage: modlist.sh release|debug}
+flavour=${1:?usage: modlist.sh FLAVOUR}
 list=${LAB_MODULES_LIST:-$here/guest/modules.list}
 kbuild_file=$root/tests/kernel/Kbuild
 die() { echo "modlist.sh: $*" >&2; exit 1; }
@@ -39,11 +39,11 @@ while read -r m rest; do
     for w in $rest; do
         case "$w" in
         bench) bench=" bench" ;;
-        release|debug) flavours+=("$w") ;;
+        release|debug|rust-smmu|rust-smmu-debug) flavours+=("$w") ;;
         platform=?*) [ -f "$here/expected/${w#platform=}.list" ] ||
                          die "$m: $w names a platform with no tools/lab/expected/${w#platform=}.list"
                      platform=" $w" ;;
-        *) die "$m: unknown word '$w' (want release, debug, bench or platform=NAME)" ;;
+        *) die "$m: unknown word '$w' (want a flavour, bench or platform=NAME)" ;;
         esac
     done
     [ ${#flavours[@]} = 0 ] || [[ " ${flavours[*]} " == *" $flavour "* ]] || continue

@@ -6,7 +6,10 @@
 #    rust/helpers/helpers.append.c are appended to the pristine lib.rs, bindings_helper.h and
 #    helpers.c;
 #  - portable crates are linked into rust/kernel/portable/ so the kernel crate compiles the very
-#    same files as `cargo test` (see docs/portable-code.md).
+#    same files as `cargo test` (see docs/portable-code.md);
+#  - in-tree (built-in capable) drivers are copied into their kernel directory, with their
+#    portable core linked next to them, and the parent Kconfig/Makefile get a `source`/`obj-`
+#    line (see docs/rust-smmuv3.md).
 # Files an earlier overlay added and that are gone from the repo are removed again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +44,31 @@ append() { # pristine-file overlay-part
 append rust/kernel/lib.rs kernel/lib.append.rs
 append rust/bindings/bindings_helper.h bindings/bindings_helper.append.h
 append rust/helpers/helpers.c helpers/helpers.append.c
+
+# In-tree drivers: <repo dir>=<kernel dir>=<portable core linked as <kernel dir>/<name>>.
+append_lines() { # pristine-file lines...
+    local target=$ksrc/$1 tmp
+    shift
+    [ -f "$target.lab-orig" ] || cp "$target" "$target.lab-orig"
+    tmp=$(mktemp)
+    { cat "$target.lab-orig"; printf '\n# --- project overlay ---\n'; printf '%s\n' "$@"; } > "$tmp"
+    install_if_changed "$tmp" "$target"
+    rm -f "$tmp"
+}
+for drv in drivers/smmuv3/linux=drivers/iommu/arm/rust-smmuv3=smmuv3core=drivers/smmuv3/src/smmuv3; do
+    IFS== read -r src dst core_name core_src <<< "$drv"
+    [ -d "$LAB_ROOT/$src" ] || continue
+    for f in "$LAB_ROOT/$src"/*; do
+        install_if_changed "$f" "$ksrc/$dst/${f##*/}"
+        echo "$dst/${f##*/}" >> "$new_manifest"
+    done
+    if [ "$(readlink "$ksrc/$dst/$core_name" 2>/dev/null)" != "$LAB_ROOT/$core_src" ]; then
+        ln -sfn "$LAB_ROOT/$core_src" "$ksrc/$dst/$core_name"
+        echo "  overlay: $dst/$core_name -> $LAB_ROOT/$core_src"
+    fi
+done
+append_lines drivers/iommu/Kconfig 'source "drivers/iommu/arm/rust-smmuv3/Kconfig"'
+append_lines drivers/iommu/Makefile 'obj-$(CONFIG_ARM_SMMU_V3_RUST) += arm/rust-smmuv3/'
 
 # Portable code compiled into the kernel crate: rust/kernel/portable/<name> -> <dir in the repo>.
 mkdir -p "$ksrc/rust/kernel/portable"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Boots the lab guest in QEMU (arm64 virt, SMMUv3, GICv3, edu, no network) and judges the run.
 #
-# usage: run.sh test|demo|shell [--flavour release|debug] [--platform edu|pasid] [--filter NAME]
-#               [--append KERNEL-ARGS] [--gdb] [--timeout S]
+# usage: run.sh test|demo|shell [--flavour release|debug|rust-smmu|rust-smmu-debug]
+#               [--platform edu|pasid] [--filter NAME] [--append KERNEL-ARGS] [--gdb] [--timeout S]
 #
 # test:  runs labtest in the guest; fails unless the guest printed a closing
 #        "N passed, 0 failed, N skipped" line with N > 0 (labtest fails a full run whose
@@ -47,7 +47,7 @@ image=$KBUILD/arch/arm64/boot/Image
 [ -f "$image" ] || { echo "run.sh: no kernel at $image: run tools/lab/kernel.sh $flavour" >&2; exit 1; }
 initrd=$("$here/guest.sh" "$flavour")
 mem=1G
-[ "$flavour" = debug ] && mem=2G
+case "$flavour" in *debug) mem=2G ;; esac
 case "$platform" in
 edu) devices=(-device edu) ;;
 pasid) devices=(-global arm-smmuv3.ssidsize=20 -device edu -device edu-pasid) ;;
@@ -69,7 +69,7 @@ if [ "$mode" = shell ]; then
     exec "${qemu[@]}" -nographic -serial mon:stdio
 fi
 
-: "${timeout:=$([ "$flavour" = debug ] && echo 1500 || echo 600)}"
+: "${timeout:=$(case "$flavour" in *debug) echo 1500 ;; *) echo 600 ;; esac)}"
 echo "[run] $mode on the $flavour kernel (log: $log, timeout ${timeout}s)"
 set +e
 timeout --foreground -k 5 "$timeout" "${qemu[@]}" -display none -serial stdio < /dev/null 2>&1 | tee "$log"

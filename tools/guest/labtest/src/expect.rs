@@ -46,7 +46,7 @@ pub fn parse(text: &str, flavour: &str) -> Result<Vec<Entry>, String> {
         let flavours: Vec<&str> = w.collect();
         if let Some(f) = flavours
             .iter()
-            .find(|f| !matches!(**f, "release" | "debug"))
+            .find(|f| !matches!(**f, "release" | "debug" | "rust-smmu" | "rust-smmu-debug"))
         {
             return Err(format!("line {}: unknown flavour {f:?}", i + 1));
         }

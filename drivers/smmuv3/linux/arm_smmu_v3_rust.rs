@@ -1,0 +1,720 @@
+// SPDX-License-Identifier: GPL-2.0
+//! ARM SMMUv3 IOMMU driver in Rust, on the project's portable SMMUv3 core.
+//!
+//! The hardware logic (ID registers, queues, stream and CD tables, the hitless STE/CD writer,
+//! stage-1 page tables and their invalidation) is `drivers/smmuv3/src/smmuv3/`, compiled here
+//! from the very files the host tests run against QEMU over qtest. This file is the glue:
+//!
+//! - the portable core's [`Mmio`] over the `ioremap`ped register pages and its
+//!   [`DmaAllocator`]/[`DmaMemory`] over zeroed page blocks ([`kernel::dma_pages`]; the SMMU
+//!   must be cache coherent, see docs/rust-smmuv3.md);
+//! - a platform driver (`arm,smmu-v3`) that probes and enables the SMMU, wires the event-queue
+//!   and global-error interrupts and registers an IOMMU instance;
+//! - the IOMMU API ([`kernel::iommu_driver`]): `probe_device`/`release_device` with the
+//!   StreamIDs of the fwspec, identity and blocked domains, and stage-1 paging domains for the
+//!   DMA API, VFIO and iommufd.
+//!
+//! # Locking
+//!
+//! - `Shared::hw` (spinlock): the `Smmu` (command queue, stream table, CD-table writes) and the
+//!   ASID allocator. Taken from any context but hard IRQ (the interrupt handlers are threaded).
+//! - `Master::core` (spinlock): a device's StreamIDs and CD table; taken before `hw`.
+//! - `Paging::dom` (spinlock): a domain's page table and gather; taken before `hw`.
+//! - `Shared::masters` (spinlock): StreamID -> device, for fault reports; innermost.
+//!
+//! Allocations made under these locks are `GFP_ATOMIC` (the DMA API maps from atomic context).
+use kernel::{
+    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    c_str, dev_err, dev_info,
+    device::Device,
+    dma_pages::{self, ZeroedPages},
+    fmt,
+    iommu::Capability,
+    iommu_driver::{self, DomainOps, Geometry, IommuOps},
+    irq, new_spinlock, of, platform,
+    prelude::*,
+    str::CString,
+    sync::{Arc, SpinLock},
+    types::ARef,
+    xarray::{AllocKind, XArrayMap},
+};
+
+#[path = "smmuv3core/mod.rs"]
+#[allow(dead_code, unused_imports, unreachable_pub, missing_docs, clippy::all)]
+mod smmuv3;
+
+use smmuv3::{
+    asid::{AsidAllocator, AsidBits},
+    device::{Features, Smmu, SmmuConfig},
+    dma::{AllocError, DmaAllocator, DmaMemory, Mmio},
+    domain::{self, S1Domain},
+    event::Event,
+    pgtable::{Granule, PageTableStore, Prot},
+    ste::{s1dss, MasterOptions},
+    store::TableStore,
+};
+
+/// The software-MSI window reserved in every domain (the C driver's MSI_IOVA_BASE/LENGTH).
+const MSI_IOVA_BASE: u64 = 0x0800_0000;
+const MSI_IOVA_LENGTH: usize = 0x10_0000;
+/// Register space the driver uses: page 0 and page 1 (64 KiB each).
+const MMIO_LEN: usize = 0x2_0000;
+/// Input address size of every paging domain (IAS, as the C driver without VAX).
+const IAS: u32 = 48;
+
+/// Zeroed DMA memory: a page block at its physical address.
+struct Block(ZeroedPages);
+
+impl DmaMemory for Block {
+    fn dma_addr(&self) -> u64 {
+        self.0.phys()
+    }
+    fn size(&self) -> usize {
+        self.0.len()
+    }
+    fn read_u64(&self, offset: usize) -> u64 {
+        self.0.read_u64(offset)
+    }
+    fn write_u64(&self, offset: usize, value: u64) {
+        self.0.write_u64(offset, value)
+    }
+}
+
+/// Page-block allocator. Always `GFP_ATOMIC`: the core allocates level-2 stream tables, CD
+/// tables and page tables under the spinlocks above.
+#[derive(Clone, Copy, Default)]
+struct Alloc;
+
+impl DmaAllocator for Alloc {
+    type Memory = Block;
+    fn alloc_zeroed(&self, size: usize, align: usize) -> Result<Block, AllocError> {
+        ZeroedPages::alloc(size, align, GFP_ATOMIC)
+            .map(Block)
+            .map_err(|_| AllocError)
+    }
+}
+
+/// The SMMU's register pages.
+struct Regs(platform::IoRemap);
+
+impl Mmio for Regs {
+    // Offsets come from the core's register declarations, all below MMIO_LEN (checked at
+    // probe); a failed check would read all-ones, like a dead device.
+    fn read32(&self, offset: usize) -> u32 {
+        self.0.read32(offset).unwrap_or(u32::MAX)
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        let _ = self.0.write32(value, offset);
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        self.0.read64(offset).unwrap_or(u64::MAX)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        let _ = self.0.write64(value, offset);
+    }
+}
+
+/// Page-table memory by physical address (index = address >> 12).
+struct PtStore(XArrayMap<Block>);
+
+fn pt_index(addr: u64) -> Option<u32> {
+    u32::try_from(addr >> 12).ok()
+}
+
+impl PageTableStore<Block> for PtStore {
+    fn insert(&mut self, mem: Block) -> Result<(), AllocError> {
+        let index = pt_index(mem.dma_addr()).ok_or(AllocError)?;
+        self.0
+            .insert(index, mem, GFP_ATOMIC)
+            .map_err(|_| AllocError)
+    }
+    fn get(&self, dma_addr: u64) -> Option<&Block> {
+        self.0.get(pt_index(dma_addr)?)
+    }
+    fn remove(&mut self, dma_addr: u64) -> Option<Block> {
+        self.0.remove(pt_index(dma_addr)?)
+    }
+    fn dma_wmb(&self) {
+        dma_pages::dma_wmb()
+    }
+}
+
+/// Level-2 tables (stream table: one per 256 StreamIDs in use; CD tables: one per 1024
+/// SSIDs) by level-1 index, on the heap: a handful per SMMU or device, so a linear scan. Keeps
+/// `Smmu` and every `Master` small (an inline `FixedStore` made 9 KiB stack frames).
+struct L2Store(KVec<(u32, Block)>);
+
+impl Default for L2Store {
+    fn default() -> Self {
+        Self(KVec::new())
+    }
+}
+
+impl TableStore<Block> for L2Store {
+    fn get(&self, key: u32) -> Option<&Block> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, b)| b)
+    }
+    fn insert(&mut self, key: u32, value: Block) -> Result<(), Block> {
+        // Reserve first so that a failure can hand the block back; `push` then cannot fail.
+        if self.0.reserve(1, GFP_ATOMIC).is_err() {
+            return Err(value);
+        }
+        let _ = self.0.push((key, value), GFP_ATOMIC);
+        Ok(())
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+type CoreSmmu = Smmu<Regs, Alloc, L2Store>;
+type CoreMaster = smmuv3::device::Master<Block, L2Store>;
+type CoreDomain = S1Domain<Alloc, PtStore>;
+
+fn core_err(e: smmuv3::error::Error) -> Error {
+    Error::from_errno(-e.errno())
+}
+
+fn domain_err(e: domain::DomainError) -> Error {
+    Error::from_errno(-e.errno())
+}
+
+/// The hardware state under `Shared::hw`.
+struct Hw {
+    smmu: CoreSmmu,
+    asids: KBox<AsidAllocator>,
+}
+
+/// One SMMU, shared by its devices, domains and interrupt handlers.
+#[pin_data]
+struct Shared {
+    #[pin]
+    hw: SpinLock<Hw>,
+    #[pin]
+    masters: SpinLock<XArrayMap<ARef<Device>>>,
+    features: Features,
+    dev: ARef<Device>,
+}
+
+impl Shared {
+    /// Logs an event record, naming the device behind its StreamID.
+    fn report(&self, e: &Event) {
+        let sid = e.stream_id();
+        let who: Option<ARef<Device>> = sid.and_then(|s| self.masters.lock().get(s).cloned());
+        let name = who.as_ref().map(|d| d.name());
+        let name = name.unwrap_or(c_str!("unknown device"));
+        match e {
+            Event::Translation(f)
+            | Event::AddressSize(f)
+            | Event::AccessFlag(f)
+            | Event::Permission(f)
+            | Event::WalkExternalAbort { fault: f, .. } => {
+                let kind = match e {
+                    Event::Translation(_) => "translation fault",
+                    Event::AddressSize(_) => "address size fault",
+                    Event::AccessFlag(_) => "access flag fault",
+                    Event::Permission(_) => "permission fault",
+                    _ => "walk external abort",
+                };
+                dev_err!(
+                    &*self.dev,
+                    "{} by {}: StreamID {:#x} SSID {} IOVA {:#x} ({}{})\n",
+                    kind,
+                    name,
+                    f.access.sid,
+                    Ssid(f.access.ssid),
+                    f.access.addr,
+                    if f.access.read { "read" } else { "write" },
+                    if f.stage2 { ", stage 2" } else { "" },
+                );
+            }
+            _ => dev_err!(
+                &*self.dev,
+                "event for {} (StreamID {:?}): {:?}\n",
+                name,
+                sid,
+                e
+            ),
+        }
+    }
+}
+
+/// A SubstreamID for fault reports: the number, or "none" for a transaction without PASID.
+struct Ssid(Option<u32>);
+
+impl core::fmt::Display for Ssid {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(s) => write!(f, "{s:#x}"),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+/// Event-queue interrupt: drains and reports the events.
+struct EventIrq(Arc<Shared>);
+
+impl irq::ThreadedHandler for EventIrq {
+    fn handle_threaded(&self) -> irq::IrqReturn {
+        // Reported in full: the first few events of a burst (a faulting DMA of edu gives one
+        // event per 4-byte write); the rest are counted. The queue is drained completely
+        // (bounded) so that the next event raises the interrupt again.
+        const REPORT_MAX: usize = 8;
+        const ROUNDS: u32 = 64;
+        let mut shown = KVec::new();
+        let (mut total, mut overflow) = (0u64, false);
+        for _ in 0..ROUNDS {
+            let drain = {
+                let mut hw = self.0.hw.lock();
+                hw.smmu.poll_events(64, |e| {
+                    if shown.len() < REPORT_MAX {
+                        // Reported after the lock is dropped; without memory, only counted.
+                        let _ = shown.push(e, GFP_ATOMIC);
+                    }
+                })
+            };
+            total += u64::from(drain.events);
+            overflow |= drain.overflow;
+            if drain.events == 0 {
+                break;
+            }
+        }
+        for e in &shown {
+            self.0.report(e);
+        }
+        let rest = total.saturating_sub(shown.len() as u64);
+        if rest != 0 {
+            dev_err!(
+                &*self.0.dev,
+                "{} more events in this burst not shown\n",
+                rest
+            );
+        }
+        if overflow {
+            dev_err!(&*self.0.dev, "event queue overflow: events were lost\n");
+        }
+        if total == 0 {
+            irq::IrqReturn::None
+        } else {
+            irq::IrqReturn::Handled
+        }
+    }
+}
+
+/// Global-error interrupt: acknowledges and reports the errors.
+struct GerrorIrq(Arc<Shared>);
+
+impl irq::ThreadedHandler for GerrorIrq {
+    fn handle_threaded(&self) -> irq::IrqReturn {
+        let r = self.0.hw.lock().smmu.handle_gerror();
+        match r {
+            Ok(0) => irq::IrqReturn::None,
+            Ok(active) => {
+                dev_err!(&*self.0.dev, "global error {:#x} (acknowledged)\n", active);
+                irq::IrqReturn::Handled
+            }
+            Err(e) => {
+                dev_err!(&*self.0.dev, "fatal global error, SMMU disabled: {:?}\n", e);
+                irq::IrqReturn::Handled
+            }
+        }
+    }
+}
+
+/// Per-device state (`dev_iommu_priv`).
+struct Master {
+    smmu: Arc<Shared>,
+    core: Pin<KBox<SpinLock<CoreMaster>>>,
+}
+
+impl Master {
+    /// Points every StreamID at the bypass (`identity`) or abort STE and clears CD 0, so the
+    /// CD table names no domain that might be freed next.
+    fn set_plain(&self, bypass: bool) -> Result {
+        let mut m = self.core.lock();
+        let mut hw = self.smmu.hw.lock();
+        for &sid in m.sids() {
+            let r = if bypass {
+                hw.smmu.set_bypass(sid)
+            } else {
+                hw.smmu.set_abort(sid)
+            };
+            r.map_err(core_err)?;
+        }
+        hw.smmu.clear_cd(&mut m, 0).map_err(core_err)?;
+        Ok(())
+    }
+}
+
+/// A stage-1 paging domain.
+struct Paging {
+    smmu: Arc<Shared>,
+    /// `None` only while being destroyed.
+    dom: Pin<KBox<SpinLock<Option<CoreDomain>>>>,
+}
+
+fn size_of_pages(pgsize: usize, pgcount: usize) -> Result<u64> {
+    let size = pgsize.checked_mul(pgcount).ok_or(EINVAL)?;
+    u64::try_from(size).map_err(|_| EINVAL)
+}
+
+#[vtable]
+impl DomainOps for Paging {
+    type Master = Master;
+
+    fn attach_dev(&self, master: &Master, dev: &Device) -> Result {
+        if !Arc::ptr_eq(&master.smmu, &self.smmu) {
+            dev_err!(dev, "attach: the domain belongs to another SMMU\n");
+            return Err(EINVAL);
+        }
+        let cd = self.dom.lock().as_ref().ok_or(EBUSY)?.cd();
+        let mut m = master.core.lock();
+        let mut hw = self.smmu.hw.lock();
+        hw.smmu.ensure_cd_table(&mut m).map_err(core_err)?;
+        hw.smmu.write_cd(&mut m, 0, &cd).map_err(core_err)?;
+        hw.smmu
+            .attach_cd_table(&mut m, s1dss::SSID0)
+            .map_err(core_err)?;
+        Ok(())
+    }
+
+    fn map_pages(
+        &self,
+        iova: u64,
+        paddr: u64,
+        pgsize: usize,
+        pgcount: usize,
+        prot: u32,
+    ) -> Result<usize> {
+        let size = size_of_pages(pgsize, pgcount)?;
+        let mut dom = self.dom.lock();
+        let dom = dom.as_mut().ok_or(EBUSY)?;
+        // IOMMU_READ..IOMMU_PRIV have the portable core's values.
+        match dom.map(iova, paddr, size, Prot(prot & 0x3f)) {
+            Ok(()) => Ok(size as usize),
+            Err(e) => {
+                let err = domain_err(e);
+                if err != ENOMEM {
+                    dev_err!(
+                        &*self.smmu.dev,
+                        "map of {:#x} bytes at IOVA {:#x} -> {:#x} refused: {:?}\n",
+                        size,
+                        iova,
+                        paddr,
+                        e
+                    );
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn unmap_pages(&self, iova: u64, pgsize: usize, pgcount: usize) -> usize {
+        let Ok(size) = size_of_pages(pgsize, pgcount) else {
+            return 0;
+        };
+        let mut dom = self.dom.lock();
+        let Some(dom) = dom.as_mut() else {
+            return 0;
+        };
+        let mut hw = self.smmu.hw.lock();
+        match dom.unmap(&mut hw.smmu, iova, size) {
+            Ok(n) => n as usize,
+            Err(e) => {
+                dev_err!(
+                    &*self.smmu.dev,
+                    "unmap of {:#x} bytes at IOVA {:#x} failed: {:?}\n",
+                    size,
+                    iova,
+                    e
+                );
+                0
+            }
+        }
+    }
+
+    fn flush_iotlb_all(&self) {
+        let dom = self.dom.lock();
+        if let Some(d) = dom.as_ref() {
+            if let Err(e) = self.smmu.hw.lock().smmu.inv_asid(d.asid()) {
+                dev_err!(
+                    &*self.smmu.dev,
+                    "TLB invalidation of ASID {} failed: {:?}\n",
+                    d.asid(),
+                    e
+                );
+            }
+        }
+    }
+
+    fn iova_to_phys(&self, iova: u64) -> u64 {
+        let dom = self.dom.lock();
+        dom.as_ref()
+            .and_then(|d| d.page_table().iova_to_phys(iova))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Paging {
+    fn drop(&mut self) {
+        // The core frees a domain only once no device is attached to it.
+        let Some(d) = self.dom.lock().take() else {
+            return;
+        };
+        let mut guard = self.smmu.hw.lock();
+        let hw = &mut *guard;
+        if let Err((d, e)) = d.destroy(&mut hw.smmu, &mut hw.asids) {
+            // The TLB may still hold its translations: its tables must not be reused. Keeping
+            // them (and the ASID) allocated is the safe failure.
+            dev_err!(
+                &*self.smmu.dev,
+                "domain teardown failed, ASID {} leaked: {:?}\n",
+                d.asid(),
+                e
+            );
+            core::mem::forget(d);
+        }
+    }
+}
+
+/// The IOMMU driver.
+struct Smmuv3;
+
+kernel::iommu_statics!(SMMUV3_OPS, Smmuv3);
+
+#[vtable]
+impl IommuOps for Smmuv3 {
+    type Instance = Arc<Shared>;
+    type Master = Master;
+    type Paging = Paging;
+
+    fn probe_device(smmu: &Arc<Shared>, dev: &Device, ids: &[u32]) -> Result<KBox<Master>> {
+        let core = {
+            let mut hw = smmu.hw.lock();
+            // PASIDs come with the CD-table work of a later stage: no SSIDs yet.
+            let m = hw
+                .smmu
+                .new_master(ids, 0, MasterOptions::default())
+                .map_err(|e| {
+                    dev_err!(
+                        dev,
+                        "StreamIDs {:?} not usable with this SMMU: {:?}\n",
+                        ids,
+                        e
+                    );
+                    core_err(e)
+                })?;
+            // Until the core attaches a domain, the streams abort (allocates level-2 tables).
+            for &sid in ids {
+                hw.smmu.set_abort(sid).map_err(core_err)?;
+            }
+            m
+        };
+        let master = Master {
+            smmu: smmu.clone(),
+            core: KBox::pin_init(new_spinlock!(core, "smmuv3_master"), GFP_KERNEL)?,
+        };
+        let mut list = smmu.masters.lock();
+        for &sid in ids {
+            // A StreamID shared by two devices (PCI aliases) names the first one in reports.
+            if list.get(sid).is_none() {
+                list.insert(sid, dev.into(), GFP_ATOMIC)?;
+            }
+        }
+        drop(list);
+        Ok(KBox::new(master, GFP_KERNEL)?)
+    }
+
+    fn release_device(dev: &Device, master: KBox<Master>) {
+        if let Err(e) = master.set_plain(false) {
+            dev_err!(
+                dev,
+                "could not block the device's streams on release: {:?}\n",
+                e
+            );
+        }
+        let m = master.core.lock();
+        let mut list = master.smmu.masters.lock();
+        for &sid in m.sids() {
+            if list
+                .get(sid)
+                .is_some_and(|d| core::ptr::eq::<Device>(&**d, dev))
+            {
+                drop(list.remove(sid));
+            }
+        }
+    }
+
+    fn domain_alloc_paging(master: &Master, _dev: &Device) -> Result<(Paging, Geometry)> {
+        let smmu = &master.smmu;
+        let f = smmu.features;
+        let granule = [Granule::G4K, Granule::G64K, Granule::G16K]
+            .into_iter()
+            .find(|g| f.pgsize_bitmap & g.size() != 0)
+            .ok_or(ENODEV)?;
+        let cfg = domain::page_table_config(&f, granule).map_err(domain_err)?;
+        let store = PtStore(XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?);
+        let dom = {
+            let mut hw = smmu.hw.lock();
+            S1Domain::new(cfg, Alloc, store, &mut hw.asids, domain::inv_features(&f))
+                .map_err(domain_err)?
+        };
+        let paging = Paging {
+            smmu: smmu.clone(),
+            dom: KBox::pin_init(new_spinlock!(Some(dom), "smmuv3_domain"), GFP_KERNEL)?,
+        };
+        let geo = Geometry {
+            pgsize_bitmap: granule.pgsize_bitmap() & f.pgsize_bitmap,
+            aperture_end: (1u64 << IAS) - 1,
+        };
+        Ok((paging, geo))
+    }
+
+    fn attach_identity(master: &Master, _dev: &Device) -> Result {
+        master.set_plain(true)
+    }
+
+    fn attach_blocked(master: &Master, _dev: &Device) -> Result {
+        master.set_plain(false)
+    }
+
+    fn capable(master: &Master, cap: Capability) -> bool {
+        match cap {
+            Capability::CacheCoherency => master.smmu.features.coherent,
+            Capability::NoExec => true,
+            _ => false,
+        }
+    }
+
+    fn sw_msi_region(_master: &Master) -> Option<(u64, usize)> {
+        Some((MSI_IOVA_BASE, MSI_IOVA_LENGTH))
+    }
+}
+
+/// The bound platform device: its IOMMU registration and interrupts.
+struct SmmuDriver {
+    _iommu: Pin<KBox<iommu_driver::Registration<Smmuv3>>>,
+    _evtq: Pin<KBox<irq::Registration<EventIrq>>>,
+    _gerror: Pin<KBox<irq::Registration<GerrorIrq>>>,
+}
+
+kernel::of_device_table!(
+    SMMU_OF_IDS,
+    (),
+    [(of::DeviceId::new(c_str!("arm,smmu-v3")), ())]
+);
+
+impl platform::Driver for SmmuDriver {
+    type IdInfo = ();
+    const OF_ID_TABLE: of::IdTable<()> = SMMU_OF_IDS.table();
+    // Client devices hold StreamIDs in this instance: no sysfs unbind (as the C driver).
+    const SUPPRESS_BIND_ATTRS: bool = true;
+
+    fn probe(pdev: &platform::Device<platform::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+        let dev: &Device = pdev.as_ref();
+        let regs = pdev.ioremap_resource(0, MMIO_LEN).inspect_err(|e| {
+            dev_err!(
+                dev,
+                "register space (needs {:#x} bytes) not mappable: {:?}\n",
+                MMIO_LEN,
+                e
+            );
+        })?;
+        let cfg = SmmuConfig {
+            irqs: true,
+            ..SmmuConfig::default()
+        };
+        let mut smmu = CoreSmmu::probe(Regs(regs), Alloc, cfg).map_err(|e| {
+            dev_err!(dev, "probe failed: {:?}\n", e);
+            core_err(e)
+        })?;
+        let f = *smmu.features();
+        if !f.coherent {
+            // Table memory is plain cached pages (see docs/rust-smmuv3.md).
+            dev_err!(
+                dev,
+                "non-coherent SMMUs (IDR0.COHACC = 0) are not supported yet\n"
+            );
+            return Err(ENODEV);
+        }
+        smmu.enable().map_err(|e| {
+            dev_err!(dev, "enable failed: {:?}\n", e);
+            core_err(e)
+        })?;
+        dev_info!(
+            dev,
+            "SMMUv3.{} (Rust): {}-bit StreamIDs ({} stream table), {}-bit SSIDs, {}-bit ASIDs, OAS {}, RIL {}, page sizes {:#x}\n",
+            f.arch_minor,
+            f.sid_bits,
+            if f.two_level_strtab { "2-level" } else { "linear" },
+            f.ssid_bits,
+            f.asid_bits,
+            f.oas,
+            f.ril,
+            f.pgsize_bitmap,
+        );
+
+        // 8 KiB bitmap: written straight into the heap block.
+        let asids = KBox::<AsidAllocator>::new_uninit(GFP_KERNEL)?
+            .write(AsidAllocator::new(AsidBits::from_asid16(f.asid_bits == 16)));
+        let masters = XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?;
+        let shared = Arc::pin_init(
+            pin_init!(Shared {
+                hw <- new_spinlock!(Hw { smmu, asids }, "smmuv3_hw"),
+                masters <- new_spinlock!(masters, "smmuv3_masters"),
+                features: f,
+                dev: dev.into(),
+            }),
+            GFP_KERNEL,
+        )?;
+
+        let evtq_irq = pdev.irq_by_name(c_str!("eventq")).inspect_err(|_| {
+            dev_err!(dev, "no \"eventq\" interrupt\n");
+        })?;
+        let gerror_irq = pdev.irq_by_name(c_str!("gerror")).inspect_err(|_| {
+            dev_err!(dev, "no \"gerror\" interrupt\n");
+        })?;
+        let evtq = KBox::pin_init(
+            irq::Registration::new_threaded(
+                dev,
+                evtq_irq,
+                irq::Flags::ONESHOT,
+                c_str!("arm-smmu-v3-rust-evtq"),
+                EventIrq(shared.clone()),
+            ),
+            GFP_KERNEL,
+        )?;
+        let gerror = KBox::pin_init(
+            irq::Registration::new_threaded(
+                dev,
+                gerror_irq,
+                irq::Flags::ONESHOT,
+                c_str!("arm-smmu-v3-rust-gerror"),
+                GerrorIrq(shared.clone()),
+            ),
+            GFP_KERNEL,
+        )?;
+
+        let name = CString::try_from_fmt(fmt!("smmu3.{}", dev.name()))?;
+        let iommu = KBox::pin_init(
+            iommu_driver::Registration::new(dev, &SMMUV3_OPS, &name, shared),
+            GFP_KERNEL,
+        )?;
+        Ok(KBox::pin(
+            Self {
+                _iommu: iommu,
+                _evtq: evtq,
+                _gerror: gerror,
+            },
+            GFP_KERNEL,
+        )?)
+    }
+}
+
+kernel::module_platform_driver! {
+    type: SmmuDriver,
+    name: "arm_smmu_v3_rust",
+    author: "pasid-mdev project",
+    description: "ARM SMMUv3 IOMMU driver in Rust",
+    license: "GPL",
+}

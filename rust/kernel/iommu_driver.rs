@@ -1,0 +1,744 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Provider side of the IOMMU API: IOMMU drivers.
+//!
+//! C header: [`include/linux/iommu.h`](srctree/include/linux/iommu.h)
+//!
+//! An IOMMU driver implements [`IommuOps`] (`struct iommu_ops`) and, for its paging domains,
+//! [`DomainOps`] (`struct iommu_domain_ops`), both `#[vtable]` traits: an optional method that
+//! is not implemented leaves the C callback NULL, so the IOMMU core's defaults apply. The C
+//! tables live in one `static` per driver, [`Statics`], declared with
+//! [`iommu_statics!`](crate::iommu_statics): the core compares `iommu_ops` and static-domain
+//! pointers, so they must have one address.
+//!
+//! - [`Registration`]: a registered `struct iommu_device` (sysfs + `iommu_device_register`)
+//!   carrying the driver's per-instance data [`IommuOps::Instance`]. `probe_device` finds it
+//!   from the device's fwspec (`iommu_fwnode` -> the IOMMU's platform device -> a devres node
+//!   that points at the registration).
+//! - Per-device data [`IommuOps::Master`] is boxed into `dev_iommu_priv` by `probe_device` and
+//!   handed back to [`IommuOps::release_device`].
+//! - StreamIDs / requester IDs come from the fwspec ([`IommuOps::probe_device`]'s `ids`); a
+//!   one-cell `of_xlate` that adds the cell as the ID is provided.
+//! - Device groups: `pci_device_group` for PCI devices, `generic_device_group` otherwise.
+//! - Reserved regions: an optional software-MSI window ([`IommuOps::sw_msi_region`]) plus the
+//!   firmware's reserved regions.
+//! - [`Domain<P>`]: a driver domain type embedding `struct iommu_domain` (first field, `repr(C)`)
+//!   followed by the driver's paging-domain data `P`; allocated by `domain_alloc_paging`, freed
+//!   by the core through `free`.
+//! - Identity and blocked domains are static domains whose `attach_dev` calls
+//!   [`IommuOps::attach_identity`] / [`IommuOps::attach_blocked`].
+//!
+//! Every callback converts the driver's `Result` to an errno for the core; nothing here warns or
+//! panics on bad input.
+//!
+//! # Limits (6.12 overlay)
+//!
+//! - `iommu_ops.owner` is NULL: this supports built-in drivers only (a module would need the
+//!   module pointer in the static table).
+//! - The instance lookup in `probe_device` relies on the registration outliving every device it
+//!   probed: drivers set `suppress_bind_attrs` and never drop a registration with clients.
+
+use crate::ffi::{c_int, c_void};
+use crate::{
+    alloc::{flags::GFP_KERNEL, KBox},
+    bindings, c_str,
+    device::Device,
+    error::{code::*, Error, Result},
+    init::PinInit,
+    iommu::Capability,
+    str::CStr,
+    types::Opaque,
+};
+use core::{marker::PhantomData, marker::PhantomPinned, ptr::addr_of_mut};
+
+/// What a new paging domain supports, written into its `struct iommu_domain`.
+#[derive(Clone, Copy, Debug)]
+pub struct Geometry {
+    /// Page and block sizes the domain maps (`pgsize_bitmap`).
+    pub pgsize_bitmap: u64,
+    /// Last IOVA of the aperture (the aperture starts at 0 and is enforced).
+    pub aperture_end: u64,
+}
+
+/// The driver's operations on one of its paging domains (`struct iommu_domain_ops`).
+#[macros::vtable]
+pub trait DomainOps: Send + Sync + Sized + 'static {
+    /// The driver's per-device data (see [`IommuOps::Master`]).
+    type Master: Send + Sync;
+
+    /// Makes `dev` (its requester ID, no PASID) translate through this domain.
+    fn attach_dev(&self, master: &Self::Master, dev: &Device) -> Result;
+
+    /// Maps `pgcount` pages of `pgsize` bytes at `iova` to `paddr` with `IOMMU_*` flags `prot`.
+    /// Returns the bytes mapped (all or, on error, none).
+    fn map_pages(
+        &self,
+        iova: u64,
+        paddr: u64,
+        pgsize: usize,
+        pgcount: usize,
+        prot: u32,
+    ) -> Result<usize>;
+
+    /// Unmaps up to `pgcount` pages of `pgsize` bytes at `iova`; returns the bytes unmapped
+    /// (0 for a range with nothing mapped). The translations are gone from the IOTLB when this
+    /// returns, unless [`DomainOps::iotlb_sync`] is implemented to finish the job.
+    fn unmap_pages(&self, iova: u64, pgsize: usize, pgcount: usize) -> usize;
+
+    /// Finishes the invalidations of earlier unmaps (`iotlb_sync`).
+    fn iotlb_sync(&self) {
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Invalidates every cached translation of the domain (`flush_iotlb_all`).
+    fn flush_iotlb_all(&self) {
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// The physical address `iova` translates to, 0 if unmapped.
+    fn iova_to_phys(&self, iova: u64) -> u64;
+
+    /// Makes the domain ignore No_snoop (`enforce_cache_coherency`); true if it now does.
+    fn enforce_cache_coherency(&self) -> bool {
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// An IOMMU driver (`struct iommu_ops`).
+#[macros::vtable]
+pub trait IommuOps: Sized + 'static {
+    /// Per-instance data, owned by the [`Registration`].
+    type Instance: Send + Sync;
+    /// Per-device data, from `probe_device` to `release_device`.
+    type Master: Send + Sync;
+    /// The driver's paging domains.
+    type Paging: DomainOps<Master = Self::Master>;
+
+    /// Takes `dev`, whose firmware IDs (StreamIDs) for this IOMMU are `ids`, under `iommu`.
+    fn probe_device(
+        iommu: &Self::Instance,
+        dev: &Device,
+        ids: &[u32],
+    ) -> Result<KBox<Self::Master>>;
+
+    /// `dev` goes away; the core has already detached it from its domains.
+    fn release_device(dev: &Device, master: KBox<Self::Master>);
+
+    /// A new, empty paging domain usable by `dev`.
+    fn domain_alloc_paging(master: &Self::Master, dev: &Device)
+        -> Result<(Self::Paging, Geometry)>;
+
+    /// Makes `dev` bypass translation (the static identity domain's `attach_dev`).
+    fn attach_identity(_master: &Self::Master, _dev: &Device) -> Result {
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Makes `dev`'s DMA fail (the static blocked domain's `attach_dev`).
+    fn attach_blocked(_master: &Self::Master, _dev: &Device) -> Result {
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Whether the IOMMU in front of the device of `master` has `cap`.
+    fn capable(_master: &Self::Master, _cap: Capability) -> bool {
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// The software-MSI window (base, length) to reserve in every domain of `master`'s device.
+    fn sw_msi_region(_master: &Self::Master) -> Option<(u64, usize)> {
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// A driver paging domain: `struct iommu_domain` followed by the driver's data.
+///
+/// # Invariants
+///
+/// `raw` is the first field (`repr(C)`), so a `struct iommu_domain *` the core hands to a
+/// callback of the paging-domain ops in [`Statics`] points at a `Domain<P>`, allocated by
+/// `domain_alloc_paging_callback` as a `KBox` and freed once by `free_callback`.
+#[repr(C)]
+pub struct Domain<P> {
+    raw: Opaque<bindings::iommu_domain>,
+    data: P,
+}
+
+impl<P> Domain<P> {
+    /// # Safety
+    ///
+    /// `ptr` must be a domain allocated by this module's `domain_alloc_paging_callback::<T>`
+    /// with `T::Paging == P`, not yet freed.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::iommu_domain) -> &'a P {
+        // SAFETY: by the type invariant `ptr` points at a live `Domain<P>`.
+        unsafe { &(*ptr.cast::<Domain<P>>()).data }
+    }
+}
+
+/// The C tables of an IOMMU driver: `iommu_ops`, the paging domains' `iommu_domain_ops`, and
+/// the static identity and blocked domains with their ops. Declare it with
+/// [`iommu_statics!`](crate::iommu_statics).
+#[repr(C)]
+pub struct Statics<T: IommuOps> {
+    ops: bindings::iommu_ops,
+    paging_ops: bindings::iommu_domain_ops,
+    identity_ops: bindings::iommu_domain_ops,
+    blocked_ops: bindings::iommu_domain_ops,
+    identity: bindings::iommu_domain,
+    blocked: bindings::iommu_domain,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: immutable tables of function pointers and pointers into themselves.
+unsafe impl<T: IommuOps> Sync for Statics<T> {}
+
+const fn mkdomain(ty: u32, ops: *const bindings::iommu_domain_ops) -> bindings::iommu_domain {
+    // SAFETY: all-zero is a valid `iommu_domain` (NULL pointers, zero sizes).
+    let mut d: bindings::iommu_domain = unsafe { core::mem::zeroed() };
+    d.type_ = ty;
+    d.ops = ops;
+    d
+}
+
+impl<T: IommuOps> Statics<T> {
+    /// Builds the tables of the static `this` (the one being initialised).
+    pub const fn new(this: &'static Statics<T>) -> Self {
+        // SAFETY: all-zero is a valid `iommu_ops` / `iommu_domain_ops` (no callbacks).
+        let mut ops: bindings::iommu_ops = unsafe { core::mem::zeroed() };
+        ops.probe_device = Some(probe_device_callback::<T>);
+        ops.release_device = Some(release_device_callback::<T>);
+        ops.device_group = Some(device_group_callback);
+        ops.of_xlate = Some(of_xlate_callback);
+        ops.domain_alloc_paging = Some(domain_alloc_paging_callback::<T>);
+        if T::HAS_CAPABLE {
+            ops.capable = Some(capable_callback::<T>);
+        }
+        if T::HAS_SW_MSI_REGION {
+            ops.get_resv_regions = Some(get_resv_regions_callback::<T>);
+        }
+        ops.default_domain_ops = &this.paging_ops;
+        if T::HAS_ATTACH_IDENTITY {
+            ops.identity_domain = &this.identity as *const _ as *mut _;
+        }
+        if T::HAS_ATTACH_BLOCKED {
+            ops.blocked_domain = &this.blocked as *const _ as *mut _;
+            // Devices being released are parked in the blocked domain.
+            ops.release_domain = &this.blocked as *const _ as *mut _;
+        }
+
+        // SAFETY: as above.
+        let mut paging_ops: bindings::iommu_domain_ops = unsafe { core::mem::zeroed() };
+        paging_ops.attach_dev = Some(attach_paging_callback::<T>);
+        paging_ops.map_pages = Some(map_pages_callback::<T>);
+        paging_ops.unmap_pages = Some(unmap_pages_callback::<T>);
+        paging_ops.iova_to_phys = Some(iova_to_phys_callback::<T>);
+        paging_ops.free = Some(free_callback::<T>);
+        if <T::Paging as DomainOps>::HAS_IOTLB_SYNC {
+            paging_ops.iotlb_sync = Some(iotlb_sync_callback::<T>);
+        }
+        if <T::Paging as DomainOps>::HAS_FLUSH_IOTLB_ALL {
+            paging_ops.flush_iotlb_all = Some(flush_iotlb_all_callback::<T>);
+        }
+        if <T::Paging as DomainOps>::HAS_ENFORCE_CACHE_COHERENCY {
+            paging_ops.enforce_cache_coherency = Some(enforce_cc_callback::<T>);
+        }
+
+        // SAFETY: as above.
+        let mut identity_ops: bindings::iommu_domain_ops = unsafe { core::mem::zeroed() };
+        identity_ops.attach_dev = Some(attach_identity_callback::<T>);
+        // SAFETY: as above.
+        let mut blocked_ops: bindings::iommu_domain_ops = unsafe { core::mem::zeroed() };
+        blocked_ops.attach_dev = Some(attach_blocked_callback::<T>);
+
+        Self {
+            ops,
+            paging_ops,
+            identity_ops,
+            blocked_ops,
+            identity: mkdomain(bindings::IOMMU_DOMAIN_IDENTITY, &this.identity_ops),
+            blocked: mkdomain(bindings::IOMMU_DOMAIN_BLOCKED, &this.blocked_ops),
+            _p: PhantomData,
+        }
+    }
+}
+
+/// Declares the [`Statics`] of IOMMU driver `$t` as `static $name`.
+#[macro_export]
+macro_rules! iommu_statics {
+    ($name:ident, $t:ty) => {
+        static $name: $crate::iommu_driver::Statics<$t> =
+            $crate::iommu_driver::Statics::<$t>::new(&$name);
+    };
+}
+
+/// A registered IOMMU instance (`struct iommu_device`) with the driver's data.
+///
+/// # Invariants
+///
+/// While the registration exists: `raw` is added to sysfs and registered with the core with
+/// the ops of `statics`; `node` is a devres node of `hwdev` holding a pointer to `self`
+/// (pinned), found by `probe_device_callback::<T>`.
+#[macros::pin_data(PinnedDrop)]
+pub struct Registration<T: IommuOps> {
+    #[pin]
+    raw: Opaque<bindings::iommu_device>,
+    data: T::Instance,
+    hwdev: crate::types::ARef<Device>,
+    #[pin]
+    _pin: PhantomPinned,
+}
+
+// SAFETY: the C part is only used by the core under its locks; `data` is `Send + Sync`.
+unsafe impl<T: IommuOps> Send for Registration<T> {}
+// SAFETY: as above.
+unsafe impl<T: IommuOps> Sync for Registration<T> {}
+
+/// Release function of the devres node that points at a registration (it owns nothing); its
+/// address per `T` is the node's identity for `devres_find`.
+///
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn registration_node_release<T: IommuOps>(
+    _dev: *mut bindings::device,
+    _res: *mut c_void,
+) {
+}
+
+impl<T: IommuOps> Registration<T> {
+    /// Registers an IOMMU instance for hardware device `hwdev`, named `name` in sysfs
+    /// (`/sys/class/iommu/<name>`), with the tables of `statics` and instance data `data`.
+    pub fn new<'a>(
+        hwdev: &'a Device,
+        statics: &'static Statics<T>,
+        name: &'a CStr,
+        data: T::Instance,
+    ) -> impl PinInit<Self, Error> + 'a {
+        // SAFETY: on success all fields are initialised; on failure everything done is undone
+        // and `data` dropped in place.
+        unsafe {
+            crate::init::pin_init_from_closure(move |slot: *mut Self| {
+                addr_of_mut!((*slot).data).write(data);
+                addr_of_mut!((*slot).hwdev).write(hwdev.into());
+                let raw = Opaque::raw_get(core::ptr::addr_of!((*slot).raw));
+                raw.write(core::mem::zeroed());
+                let dev = hwdev.as_raw();
+                let undo_data = |slot: *mut Self| {
+                    core::ptr::drop_in_place(addr_of_mut!((*slot).data));
+                    core::ptr::drop_in_place(addr_of_mut!((*slot).hwdev));
+                };
+                let r = bindings::iommu_device_sysfs_add(
+                    raw,
+                    dev,
+                    core::ptr::null_mut(),
+                    c_str!("%s").as_char_ptr(),
+                    name.as_char_ptr(),
+                );
+                if r != 0 {
+                    undo_data(slot);
+                    return Err(Error::from_errno(r));
+                }
+                let node = bindings::__devres_alloc_node(
+                    Some(registration_node_release::<T>),
+                    core::mem::size_of::<*const Self>(),
+                    bindings::GFP_KERNEL,
+                    bindings::NUMA_NO_NODE,
+                    c_str!("rust-iommu-registration").as_char_ptr(),
+                );
+                if node.is_null() {
+                    bindings::iommu_device_sysfs_remove(raw);
+                    undo_data(slot);
+                    return Err(ENOMEM);
+                }
+                node.cast::<*const Self>().write(slot);
+                bindings::devres_add(dev, node);
+                let r = bindings::iommu_device_register(raw, &statics.ops, dev);
+                if r != 0 {
+                    bindings::devres_destroy(
+                        dev,
+                        Some(registration_node_release::<T>),
+                        None,
+                        core::ptr::null_mut(),
+                    );
+                    bindings::iommu_device_sysfs_remove(raw);
+                    undo_data(slot);
+                    return Err(Error::from_errno(r));
+                }
+                Ok(())
+            })
+        }
+    }
+
+    /// The driver's instance data.
+    pub fn data(&self) -> &T::Instance {
+        &self.data
+    }
+}
+
+#[macros::pinned_drop]
+impl<T: IommuOps> PinnedDrop for Registration<T> {
+    fn drop(self: core::pin::Pin<&mut Self>) {
+        let dev = self.hwdev.as_raw();
+        // SAFETY: registered, added to sysfs and the devres node present (type invariant);
+        // each is undone once, here.
+        unsafe {
+            bindings::devres_destroy(
+                dev,
+                Some(registration_node_release::<T>),
+                None,
+                core::ptr::null_mut(),
+            );
+            bindings::iommu_device_unregister(self.raw.get());
+            bindings::iommu_device_sysfs_remove(self.raw.get());
+        }
+    }
+}
+
+/// The registration of driver `T` serving `dev`, from its fwspec.
+///
+/// # Safety
+///
+/// `dev` must be valid. The returned reference is valid while the registration exists (see the
+/// module's limits).
+unsafe fn registration_of<'a, T: IommuOps>(
+    dev: *mut bindings::device,
+) -> Option<(&'a Registration<T>, &'a [u32])> {
+    // SAFETY: valid device.
+    let fwspec = unsafe { bindings::dev_iommu_fwspec_get(dev) };
+    if fwspec.is_null() {
+        return None;
+    }
+    // SAFETY: a valid fwspec, kept while the device is probed.
+    let (fwnode, n) = unsafe { ((*fwspec).iommu_fwnode, (*fwspec).num_ids as usize) };
+    // SAFETY: `ids` has `num_ids` entries.
+    let ids = unsafe { (*fwspec).ids.as_slice(n) };
+    // SAFETY: FFI; the match function compares `dev_fwnode(d)` with `fwnode`.
+    let hw = unsafe {
+        bindings::bus_find_device(
+            core::ptr::addr_of!(bindings::platform_bus_type),
+            core::ptr::null_mut(),
+            fwnode as *const c_void,
+            Some(bindings::device_match_fwnode),
+        )
+    };
+    if hw.is_null() {
+        return None;
+    }
+    // SAFETY: `hw` is referenced; the node, if any, was added by `Registration::<T>::new`.
+    let node = unsafe {
+        bindings::devres_find(
+            hw,
+            Some(registration_node_release::<T>),
+            None,
+            core::ptr::null_mut(),
+        )
+    };
+    // SAFETY: drop the reference `bus_find_device` took.
+    unsafe { bindings::put_device(hw) };
+    if node.is_null() {
+        return None;
+    }
+    // SAFETY: the node holds a pointer to a live, pinned registration (type invariant).
+    Some((unsafe { &**node.cast::<*const Registration<T>>() }, ids))
+}
+
+/// # Safety
+///
+/// `dev` must be a device that `probe_device_callback::<T>` accepted and not yet released.
+unsafe fn master_of<'a, T: IommuOps>(dev: *mut bindings::device) -> Option<&'a T::Master> {
+    // SAFETY: valid device.
+    let p = unsafe { bindings::dev_iommu_priv_get(dev) }.cast::<T::Master>();
+    // SAFETY: set by `probe_device_callback::<T>` from a `KBox<T::Master>`, cleared on release.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn probe_device_callback<T: IommuOps>(
+    dev: *mut bindings::device,
+) -> *mut bindings::iommu_device {
+    // SAFETY: the core calls `probe_device` with a valid device with a fwspec.
+    let Some((reg, ids)) = (unsafe { registration_of::<T>(dev) }) else {
+        return ENODEV.to_ptr();
+    };
+    // SAFETY: valid device.
+    let d = unsafe { Device::as_ref(dev) };
+    match T::probe_device(&reg.data, d, ids) {
+        Ok(m) => {
+            // SAFETY: valid device; taken back in `release_device_callback`.
+            unsafe { bindings::dev_iommu_priv_set(dev, KBox::into_raw(m).cast()) };
+            reg.raw.get()
+        }
+        Err(e) => e.to_ptr(),
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn release_device_callback<T: IommuOps>(dev: *mut bindings::device) {
+    // SAFETY: valid device, probed by us.
+    let p = unsafe { bindings::dev_iommu_priv_get(dev) }.cast::<T::Master>();
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: valid device.
+    unsafe { bindings::dev_iommu_priv_set(dev, core::ptr::null_mut()) };
+    // SAFETY: `p` came from `KBox::into_raw` in `probe_device_callback` and is taken back once.
+    let m = unsafe { KBox::from_raw(p) };
+    // SAFETY: valid device.
+    T::release_device(unsafe { Device::as_ref(dev) }, m);
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn device_group_callback(
+    dev: *mut bindings::device,
+) -> *mut bindings::iommu_group {
+    // SAFETY: valid device; both functions take a reference on the returned group.
+    unsafe {
+        if bindings::dev_is_pci(dev) {
+            bindings::pci_device_group(dev)
+        } else {
+            bindings::generic_device_group(dev)
+        }
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn of_xlate_callback(
+    dev: *mut bindings::device,
+    args: *const bindings::of_phandle_args,
+) -> c_int {
+    // SAFETY: the core passes valid arguments.
+    let (count, first) = unsafe { ((*args).args_count, (*args).args.as_ptr()) };
+    if count < 1 {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: `first` points at `args_count >= 1` cells.
+    unsafe { bindings::iommu_fwspec_add_ids(dev, first, 1) }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn capable_callback<T: IommuOps>(
+    dev: *mut bindings::device,
+    cap: bindings::iommu_cap,
+) -> bool {
+    let c = match cap {
+        bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY => Capability::CacheCoherency,
+        bindings::iommu_cap_IOMMU_CAP_NOEXEC => Capability::NoExec,
+        bindings::iommu_cap_IOMMU_CAP_PRE_BOOT_PROTECTION => Capability::PreBootProtection,
+        bindings::iommu_cap_IOMMU_CAP_ENFORCE_CACHE_COHERENCY => Capability::EnforceCacheCoherency,
+        bindings::iommu_cap_IOMMU_CAP_DEFERRED_FLUSH => Capability::DeferredFlush,
+        bindings::iommu_cap_IOMMU_CAP_DIRTY_TRACKING => Capability::DirtyTracking,
+        _ => return false,
+    };
+    // SAFETY: the core asks about devices it probed through us.
+    match unsafe { master_of::<T>(dev) } {
+        Some(m) => T::capable(m, c),
+        None => false,
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn get_resv_regions_callback<T: IommuOps>(
+    dev: *mut bindings::device,
+    head: *mut bindings::list_head,
+) {
+    // SAFETY: valid device.
+    let d = unsafe { Device::as_ref(dev) };
+    // SAFETY: the core asks about devices it probed through us.
+    let Some(master) = (unsafe { master_of::<T>(dev) }) else {
+        return;
+    };
+    if let Some((base, len)) = T::sw_msi_region(master) {
+        // SAFETY: valid device and list head.
+        let r = unsafe { bindings::iommu_add_sw_msi_region(dev, head, base, len) };
+        if r != 0 {
+            crate::dev_err!(d, "no memory for the software MSI reserved region\n");
+        }
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn domain_alloc_paging_callback<T: IommuOps>(
+    dev: *mut bindings::device,
+) -> *mut bindings::iommu_domain {
+    // SAFETY: the core allocates paging domains for probed devices.
+    let Some(master) = (unsafe { master_of::<T>(dev) }) else {
+        return ENODEV.to_ptr();
+    };
+    // SAFETY: valid device.
+    let d = unsafe { Device::as_ref(dev) };
+    let (data, geo) = match T::domain_alloc_paging(master, d) {
+        Ok(x) => x,
+        Err(e) => return e.to_ptr(),
+    };
+    // SAFETY: all-zero is a valid `iommu_domain`; the core fills type, ops and owner.
+    let mut raw: bindings::iommu_domain = unsafe { core::mem::zeroed() };
+    raw.pgsize_bitmap = geo.pgsize_bitmap as _;
+    raw.geometry.aperture_start = 0;
+    raw.geometry.aperture_end = geo.aperture_end;
+    raw.geometry.force_aperture = true;
+    match KBox::new(
+        Domain {
+            raw: Opaque::new(raw),
+            data,
+        },
+        GFP_KERNEL,
+    ) {
+        // INVARIANT: a boxed `Domain<T::Paging>`, freed in `free_callback`.
+        Ok(b) => KBox::into_raw(b).cast(),
+        Err(_) => ENOMEM.to_ptr(),
+    }
+}
+
+fn to_errno(r: Result) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn attach_paging_callback<T: IommuOps>(
+    dom: *mut bindings::iommu_domain,
+    dev: *mut bindings::device,
+) -> c_int {
+    // SAFETY: only devices we probed are attached to our domains.
+    let Some(master) = (unsafe { master_of::<T>(dev) }) else {
+        return ENODEV.to_errno();
+    };
+    // SAFETY: `dom` is one of our paging domains (these ops are only on those).
+    let p = unsafe { Domain::<T::Paging>::from_raw(dom) };
+    // SAFETY: valid device.
+    to_errno(p.attach_dev(master, unsafe { Device::as_ref(dev) }))
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn attach_identity_callback<T: IommuOps>(
+    _dom: *mut bindings::iommu_domain,
+    dev: *mut bindings::device,
+) -> c_int {
+    // SAFETY: only devices we probed are attached to our domains.
+    let Some(master) = (unsafe { master_of::<T>(dev) }) else {
+        return ENODEV.to_errno();
+    };
+    // SAFETY: valid device.
+    to_errno(T::attach_identity(master, unsafe { Device::as_ref(dev) }))
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn attach_blocked_callback<T: IommuOps>(
+    _dom: *mut bindings::iommu_domain,
+    dev: *mut bindings::device,
+) -> c_int {
+    // SAFETY: only devices we probed are attached to our domains.
+    let Some(master) = (unsafe { master_of::<T>(dev) }) else {
+        return ENODEV.to_errno();
+    };
+    // SAFETY: valid device.
+    to_errno(T::attach_blocked(master, unsafe { Device::as_ref(dev) }))
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn map_pages_callback<T: IommuOps>(
+    dom: *mut bindings::iommu_domain,
+    iova: crate::ffi::c_ulong,
+    paddr: bindings::phys_addr_t,
+    pgsize: usize,
+    pgcount: usize,
+    prot: c_int,
+    _gfp: bindings::gfp_t,
+    mapped: *mut usize,
+) -> c_int {
+    // SAFETY: one of our paging domains.
+    let p = unsafe { Domain::<T::Paging>::from_raw(dom) };
+    match p.map_pages(iova as u64, paddr, pgsize, pgcount, prot as u32) {
+        Ok(n) => {
+            // SAFETY: the core passes a valid out pointer.
+            unsafe { *mapped = n };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn unmap_pages_callback<T: IommuOps>(
+    dom: *mut bindings::iommu_domain,
+    iova: crate::ffi::c_ulong,
+    pgsize: usize,
+    pgcount: usize,
+    _gather: *mut bindings::iommu_iotlb_gather,
+) -> usize {
+    // SAFETY: one of our paging domains.
+    let p = unsafe { Domain::<T::Paging>::from_raw(dom) };
+    p.unmap_pages(iova as u64, pgsize, pgcount)
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn iotlb_sync_callback<T: IommuOps>(
+    dom: *mut bindings::iommu_domain,
+    _g: *mut bindings::iommu_iotlb_gather,
+) {
+    // SAFETY: one of our paging domains.
+    unsafe { Domain::<T::Paging>::from_raw(dom) }.iotlb_sync()
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn flush_iotlb_all_callback<T: IommuOps>(dom: *mut bindings::iommu_domain) {
+    // SAFETY: one of our paging domains.
+    unsafe { Domain::<T::Paging>::from_raw(dom) }.flush_iotlb_all()
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn enforce_cc_callback<T: IommuOps>(dom: *mut bindings::iommu_domain) -> bool {
+    // SAFETY: one of our paging domains.
+    unsafe { Domain::<T::Paging>::from_raw(dom) }.enforce_cache_coherency()
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn iova_to_phys_callback<T: IommuOps>(
+    dom: *mut bindings::iommu_domain,
+    iova: bindings::dma_addr_t,
+) -> bindings::phys_addr_t {
+    // SAFETY: one of our paging domains.
+    unsafe { Domain::<T::Paging>::from_raw(dom) }.iova_to_phys(iova)
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn free_callback<T: IommuOps>(dom: *mut bindings::iommu_domain) {
+    // SAFETY: allocated as a `KBox<Domain<T::Paging>>` in `domain_alloc_paging_callback` and
+    // freed once, here (the core calls `free` once, after every device was detached).
+    drop(unsafe { KBox::from_raw(dom.cast::<Domain<T::Paging>>()) });
+}

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Platform devices and drivers.
+//!
+//! C header: [`include/linux/platform_device.h`](srctree/include/linux/platform_device.h)
+//!
+//! - [`Driver`]: a platform driver matched through an OF table ([`crate::of::IdTable`]),
+//!   `probe` returning the driver's pinned data, an optional `remove`; registered with
+//!   [`Registration`] or [`module_platform_driver!`](crate::module_platform_driver).
+//! - [`Device`]: a `struct platform_device`; [`Device<Core>`] (inside `probe`/`remove`) maps
+//!   memory resources ([`IoRemap`]) and looks up wired interrupts.
+//!
+//! Shaped like upstream Rust-for-Linux `rust/kernel/platform.rs` (6.13+), written for 6.12.
+
+use crate::ffi::{c_int, c_void};
+use crate::{
+    bindings, device,
+    error::{code::*, from_result, to_result, Error, Result},
+    init::PinInit,
+    io::IoMem,
+    of,
+    str::CStr,
+    types::{ForeignOwnable, Opaque},
+    ThisModule,
+};
+use core::{marker::PhantomData, ops::Deref, ptr::addr_of_mut};
+
+/// Context marker: a device reference with no particular guarantee beyond its existence.
+pub struct Normal;
+/// Context marker: inside `probe`/`remove`; the device is bound (or being bound), locked.
+pub struct Core;
+
+/// Device context markers.
+pub trait DeviceContext: private::Sealed {}
+impl DeviceContext for Normal {}
+impl DeviceContext for Core {}
+mod private {
+    pub trait Sealed {}
+    impl Sealed for super::Normal {}
+    impl Sealed for super::Core {}
+}
+
+/// A platform device (`struct platform_device`).
+///
+/// # Invariants
+///
+/// The wrapped `platform_device` is valid for the lifetime of the reference; for [`Core`] the
+/// driver core is running `probe`/`remove` on it with its device lock held.
+#[repr(transparent)]
+pub struct Device<Ctx: DeviceContext = Normal>(Opaque<bindings::platform_device>, PhantomData<Ctx>);
+
+impl<Ctx: DeviceContext> Device<Ctx> {
+    fn as_raw(&self) -> *mut bindings::platform_device {
+        self.0.get()
+    }
+
+    /// # Safety
+    ///
+    /// `ptr` must be a valid `platform_device` for `'a`, in context `Ctx`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::platform_device) -> &'a Self {
+        // SAFETY: transparent wrapper; validity is the caller's.
+        unsafe { &*ptr.cast() }
+    }
+}
+
+impl<Ctx: DeviceContext> AsRef<device::Device> for Device<Ctx> {
+    fn as_ref(&self) -> &device::Device {
+        // SAFETY: the embedded `struct device` is valid as long as the platform device is.
+        unsafe { device::Device::as_ref(addr_of_mut!((*self.as_raw()).dev)) }
+    }
+}
+
+impl Device<Core> {
+    /// Maps memory resource `index` (`platform_get_resource` + `ioremap`), refusing it if it
+    /// is shorter than `min_len` bytes. The mapping is owned by the returned [`IoRemap`].
+    pub fn ioremap_resource(&self, index: u32, min_len: usize) -> Result<IoRemap> {
+        // SAFETY: valid device (type invariant).
+        let res = unsafe {
+            bindings::platform_get_resource(self.as_raw(), bindings::IORESOURCE_MEM, index)
+        };
+        if res.is_null() {
+            return Err(ENODEV);
+        }
+        // SAFETY: a resource of the device, valid while it exists.
+        let (start, end) = unsafe { ((*res).start, (*res).end) };
+        let len = end
+            .checked_sub(start)
+            .and_then(|l| l.checked_add(1))
+            .ok_or(EINVAL)?;
+        let len = usize::try_from(len).map_err(|_| EINVAL)?;
+        if len < min_len {
+            return Err(EINVAL);
+        }
+        // SAFETY: FFI call mapping a physical range described by the firmware.
+        let addr = unsafe { bindings::ioremap(start, len) };
+        if addr.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `ioremap` mapped `len` bytes, unmapped only when the `IoRemap` is dropped.
+        let io = unsafe { IoMem::new(addr as usize, len) };
+        // INVARIANT: mapped just above, unmapped only in `drop`.
+        Ok(IoRemap { io })
+    }
+
+    /// The Linux IRQ number of the wired interrupt named `name` (`interrupt-names`), or
+    /// `ENXIO` if the device has none by that name.
+    pub fn irq_by_name(&self, name: &CStr) -> Result<u32> {
+        // SAFETY: valid device, NUL-terminated name.
+        let irq = unsafe {
+            bindings::platform_get_irq_byname_optional(self.as_raw(), name.as_char_ptr())
+        };
+        if irq < 0 {
+            return Err(Error::from_errno(irq));
+        }
+        u32::try_from(irq).map_err(|_| EINVAL)
+    }
+}
+
+/// An `ioremap`ped memory resource with bounds-checked accessors ([`IoMem`] through `Deref`).
+///
+/// # Invariants
+///
+/// `io` describes an `ioremap` mapping owned by this value and unmapped exactly once, in
+/// `drop`.
+pub struct IoRemap {
+    io: IoMem,
+}
+
+impl Deref for IoRemap {
+    type Target = IoMem;
+    fn deref(&self) -> &IoMem {
+        &self.io
+    }
+}
+
+impl Drop for IoRemap {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `ioremap` and owned (type invariant).
+        unsafe { bindings::iounmap(self.io.addr() as *mut c_void) };
+    }
+}
+
+/// A platform driver.
+///
+/// `probe` returns the driver's data for the device; it is kept until the device is unbound,
+/// when `remove` (if implemented) runs and the data is dropped.
+pub trait Driver: Send + Sync + 'static {
+    /// Per-ID driver information.
+    type IdInfo: 'static + Sync;
+    /// The OF match table.
+    const OF_ID_TABLE: of::IdTable<Self::IdInfo>;
+    /// Whether sysfs `bind`/`unbind` is disabled (`suppress_bind_attrs`): an IOMMU driver
+    /// that its clients depend on sets it, like the C SMMU drivers.
+    const SUPPRESS_BIND_ATTRS: bool = false;
+
+    /// Binds the driver to `dev`, which matched an entry whose information is `info`.
+    fn probe(
+        dev: &Device<Core>,
+        info: &Self::IdInfo,
+    ) -> Result<core::pin::Pin<crate::alloc::KBox<Self>>>;
+
+    /// Called at unbind before the data is dropped.
+    fn remove(_this: core::pin::Pin<&Self>, _dev: &Device<Core>) {}
+}
+
+/// A registered platform driver; unregistered (unbinding its devices) on drop.
+///
+/// # Invariants
+///
+/// `drv` is registered with the driver core from initialisation until drop.
+#[macros::pin_data(PinnedDrop)]
+pub struct Registration<T: Driver> {
+    #[pin]
+    drv: Opaque<bindings::platform_driver>,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: the registration is only touched by the driver core (which locks) and by `drop`.
+unsafe impl<T: Driver> Send for Registration<T> {}
+// SAFETY: `&Registration` gives no access to anything.
+unsafe impl<T: Driver> Sync for Registration<T> {}
+
+impl<T: Driver> Registration<T> {
+    /// Registers driver `T` under `name` for `module`.
+    pub fn new(name: &'static CStr, module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        // SAFETY: on success every field is initialised (`_p` is a ZST); on failure nothing was
+        // registered and the slot may be freed as is.
+        unsafe {
+            crate::init::pin_init_from_closure(move |slot: *mut Self| {
+                let drv = Opaque::raw_get(core::ptr::addr_of!((*slot).drv));
+                // All-zero is a valid `platform_driver`.
+                drv.write(core::mem::zeroed());
+                (*drv).driver.name = name.as_char_ptr();
+                (*drv).driver.of_match_table = T::OF_ID_TABLE.as_ptr();
+                (*drv).driver.suppress_bind_attrs = T::SUPPRESS_BIND_ATTRS;
+                (*drv).probe = Some(probe_callback::<T>);
+                (*drv).__bindgen_anon_1.remove = Some(remove_callback::<T>);
+                // The driver struct is pinned until `drop` unregisters it.
+                to_result(bindings::__platform_driver_register(drv, module.as_ptr()))
+            })
+        }
+    }
+}
+
+#[macros::pinned_drop]
+impl<T: Driver> PinnedDrop for Registration<T> {
+    fn drop(self: core::pin::Pin<&mut Self>) {
+        // SAFETY: registered (type invariant); unregistering unbinds all devices first.
+        unsafe { bindings::platform_driver_unregister(self.drv.get()) };
+    }
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn probe_callback<T: Driver>(pdev: *mut bindings::platform_device) -> c_int {
+    from_result(|| {
+        // SAFETY: the driver core calls `probe` with a valid, locked device being bound.
+        let dev = unsafe { Device::<Core>::from_raw(pdev) };
+        // SAFETY: valid device.
+        let data = unsafe { bindings::device_get_match_data(addr_of_mut!((*pdev).dev)) };
+        let info = T::OF_ID_TABLE.info_of(data).ok_or(ENODEV)?;
+        let data = T::probe(dev, info)?;
+        let ptr = data.into_foreign();
+        // SAFETY: valid device; the pointer is taken back in `remove_callback`.
+        unsafe { bindings::dev_set_drvdata(addr_of_mut!((*pdev).dev), ptr.cast_mut()) };
+        Ok(0)
+    })
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn remove_callback<T: Driver>(pdev: *mut bindings::platform_device) {
+    // SAFETY: the driver core calls `remove` with a valid, locked, bound device.
+    let dev = unsafe { Device::<Core>::from_raw(pdev) };
+    // SAFETY: valid device.
+    let ptr = unsafe { bindings::dev_get_drvdata(addr_of_mut!((*pdev).dev)) };
+    // SAFETY: `ptr` came from `into_foreign` in `probe_callback` (remove only follows a
+    // successful probe) and is converted back exactly once, here.
+    let data = unsafe { core::pin::Pin::<crate::alloc::KBox<T>>::from_foreign(ptr) };
+    T::remove(data.as_ref(), dev);
+    drop(data);
+}
+
+/// Declares a kernel module (or built-in driver) that registers one platform driver.
+#[macro_export]
+macro_rules! module_platform_driver {
+    // `name` is a `tt`: a `literal` fragment would reach `module!` wrapped in an invisible
+    // group, which its string parser refuses.
+    (type: $type:ty, name: $name:tt, $($rest:tt)*) => {
+        struct __PlatformDriverModule {
+            _reg: ::core::pin::Pin<$crate::alloc::KBox<$crate::platform::Registration<$type>>>,
+        }
+
+        impl $crate::Module for __PlatformDriverModule {
+            fn init(module: &'static $crate::ThisModule) -> $crate::error::Result<Self> {
+                Ok(Self {
+                    _reg: $crate::alloc::KBox::pin_init(
+                        $crate::platform::Registration::<$type>::new($crate::c_str!($name), module),
+                        $crate::alloc::flags::GFP_KERNEL,
+                    )?,
+                })
+            }
+        }
+
+        $crate::prelude::module! {
+            type: __PlatformDriverModule,
+            name: $name,
+            $($rest)*
+        }
+    };
+}
