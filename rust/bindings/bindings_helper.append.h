@@ -24,3 +24,4 @@ const xa_mark_t RUST_CONST_HELPER_XA_PRESENT = XA_PRESENT;
 #include <linux/mman.h>
 #include <linux/seq_file.h>
 #include <linux/fdtable.h>
+#include <linux/task_work.h>
