@@ -8,7 +8,11 @@
 //! file whose content a [`Show`] implementation writes through a `seq_file` (the C
 //! `DEFINE_SHOW_ATTRIBUTE` pattern), with the file's data kept alive by an [`Arc`].
 //! debugfs removal waits for running file operations, so no callback runs after the owning
-//! [`Dir`]/[`File`] is dropped.
+//! [`Dir`]/[`File`] is dropped, except `release`: a file still open then is released when it is
+//! closed, through its file operations. Those are therefore a `static` of the module that
+//! creates the file with the module as their owner ([`ShowFops`], declared with
+//! [`debugfs_show_fops!`](crate::debugfs_show_fops)): an open file holds a reference on the
+//! module, so `rmmod` fails with `EBUSY` until it is closed.
 
 use crate::{
     bindings,
@@ -73,20 +77,25 @@ impl Dir {
         Ok(Self { dentry })
     }
 
-    /// Adds a read-only file `name` whose content `data.show()` writes. The file keeps a
-    /// reference on `data`; it is removed when the returned [`File`] or this directory is
-    /// dropped.
-    pub fn show_file<'a, T: Show>(&'a self, name: &CStr, data: Arc<T>) -> Result<File<'a, T>> {
+    /// Adds a read-only file `name` whose content `data.show()` writes, with the file operations
+    /// `fops` (see [`ShowFops`]). The file keeps a reference on `data`; it is removed when the
+    /// returned [`File`] or this directory is dropped.
+    pub fn show_file<'a, T: Show>(
+        &'a self,
+        name: &CStr,
+        data: Arc<T>,
+        fops: &'static ShowFops<T>,
+    ) -> Result<File<'a, T>> {
         let raw = data.clone().into_raw();
         // SAFETY: valid name and directory; `raw` stays valid until the `File` drops it after
-        // removing the file; `FOPS` is a promoted static.
+        // removing the file; `fops` is a static owned by its module (`ShowFops` invariant).
         let dentry = unsafe {
             bindings::debugfs_create_file(
                 name.as_char_ptr(),
                 0o444,
                 self.dentry,
                 raw.cast_mut().cast(),
-                &File::<'_, T>::FOPS,
+                &fops.fops,
             )
         };
         if crate::error::from_err_ptr(dentry).is_err() {
@@ -123,15 +132,75 @@ unsafe impl<T: Show> Send for File<'_, T> {}
 // SAFETY: as above.
 unsafe impl<T: Show> Sync for File<'_, T> {}
 
-impl<T: Show> File<'_, T> {
-    const FOPS: bindings::file_operations = {
+/// The file operations of [`Show`] files with data `T`, owned by a module.
+///
+/// # Invariants
+///
+/// `fops.owner` is null (code built into the kernel) or the module whose image holds this
+/// value (a `static` of that module, see [`debugfs_show_fops!`](crate::debugfs_show_fops)).
+#[repr(transparent)]
+pub struct ShowFops<T: Show> {
+    fops: bindings::file_operations,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: never written after construction; the C side only reads it.
+unsafe impl<T: Show> Sync for ShowFops<T> {}
+
+impl<T: Show> ShowFops<T> {
+    /// The operations of a `seq_file` show file of `T`, owned by `owner`.
+    ///
+    /// # Safety
+    ///
+    /// `owner` is null for code built into the kernel, else the `struct module` of the module
+    /// whose image the result is stored in, as a `static` (use
+    /// [`debugfs_show_fops!`](crate::debugfs_show_fops)).
+    pub const unsafe fn new(owner: *mut bindings::module) -> Self {
         // SAFETY: all-zero is a valid `file_operations`.
         let mut f: bindings::file_operations = unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+        f.owner = owner;
         f.open = Some(open_cb::<T>);
         f.read = Some(bindings::seq_read);
         f.llseek = Some(bindings::seq_lseek);
         f.release = Some(bindings::single_release);
-        f
+        // INVARIANT: the caller's promise.
+        Self { fops: f, _t: PhantomData }
+    }
+
+    /// The owning module (null when built in).
+    pub fn owner(&self) -> *mut bindings::module {
+        self.fops.owner
+    }
+}
+
+/// Declares `static $name: ShowFops<$t>`, the file operations of [`Show`] files of `$t`, owned
+/// by the module this is expanded in (`THIS_MODULE`).
+///
+/// # Examples
+///
+/// ```ignore
+/// kernel::debugfs_show_fops!(STATS_FOPS, Stats);
+/// let file = dir.show_file(c_str!("stats"), stats, &STATS_FOPS)?;
+/// ```
+#[macro_export]
+macro_rules! debugfs_show_fops {
+    ($vis:vis $name:ident, $t:ty) => {
+        $vis static $name: $crate::debugfs::ShowFops<$t> = {
+            #[cfg(MODULE)]
+            // SAFETY: the module's own `struct module`, which outlives its image (and this
+            // static in it).
+            let owner = unsafe {
+                extern "C" {
+                    static __this_module: $crate::types::Opaque<$crate::bindings::module>;
+                }
+                __this_module.get()
+            };
+            #[cfg(not(MODULE))]
+            let owner = ::core::ptr::null_mut();
+            // SAFETY: `owner` is this module (or null when built in) and the result is a
+            // static of it.
+            unsafe { $crate::debugfs::ShowFops::new(owner) }
+        };
     };
 }
 

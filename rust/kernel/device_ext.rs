@@ -71,13 +71,22 @@ impl Device {
     }
 
     /// The parent device, if any.
-    pub fn parent(&self) -> Option<&Device> {
+    ///
+    /// # Safety
+    ///
+    /// `self` must stay registered (between `device_add` and `device_del`) while the result is
+    /// used, e.g. in a sysfs callback of `self` or a bus callback made on it: the driver core
+    /// holds its reference on the parent only for that time (`device_add` takes it,
+    /// `device_del` drops it), so the parent of an unregistered device may be gone although the
+    /// pointer is still set.
+    pub unsafe fn parent(&self) -> Option<&Device> {
         // SAFETY: `self` is valid, so reading its parent pointer is.
         let p = unsafe { (*self.as_raw()).parent };
         if p.is_null() {
             None
         } else {
-            // SAFETY: a device holds a reference on its parent for as long as it exists.
+            // SAFETY: `self` is registered while the result is used (the caller's promise), so
+            // the driver core holds a reference on its parent for that long.
             Some(unsafe { Device::as_ref(p) })
         }
     }

@@ -265,7 +265,8 @@ fn publish_debugfs(io: &'static Ioasid) {
             DEBUGFS_DIR.store(core::ptr::from_ref(dir).cast_mut(), Ordering::Release);
             let view = Arc::new(SystemView(io), GFP_KERNEL)?;
             // The file lives as long as the directory, i.e. forever.
-            core::mem::forget(dir.show_file(crate::c_str!("pasids"), view)?);
+            crate::debugfs_show_fops!(VIEW_FOPS, SystemView);
+            core::mem::forget(dir.show_file(crate::c_str!("pasids"), view, &VIEW_FOPS)?);
             Ok(())
         };
         if let Err(e) = publish() {

@@ -8,8 +8,12 @@
 //!   get_available, show_description), shared through an [`Arc`] by the parents that use it,
 //!   so it cannot be unregistered while a parent refers to it.
 //! - [`Parent<T>`]: `mdev_register_parent` for a device with a list of [`TypeDesc`]s; the
-//!   `mdev_type`s and their pointer array live in the registration and are freed only after
-//!   `mdev_unregister_parent` (which removes all mdevs of the parent first).
+//!   `mdev_type`s and their pointer array live in the registration. The types are kobjects
+//!   whose release (`mdev_type_release`, which reads the type and the parent) may run after
+//!   `mdev_unregister_parent` returned: an mdev whose own release is pending holds its type,
+//!   and `CONFIG_DEBUG_KOBJECT_RELEASE` delays every release by seconds. So the registration
+//!   gives the types a release of its own (the core's `put_device` plus a count) and dropping
+//!   it waits until every type was released before it frees them (issue 11).
 //! - [`Device`]: an `mdev_device`: its UUID, type, parent device and driver data.
 
 use crate::{
@@ -26,6 +30,7 @@ use core::{
     fmt,
     marker::PhantomData,
     ptr::addr_of_mut,
+    sync::atomic::{AtomicPtr, Ordering},
 };
 
 /// A mediated device (`struct mdev_device`).
@@ -286,19 +291,90 @@ pub struct TypeDesc {
     pub pretty_name: &'static CStr,
 }
 
+/// The type kobjects of a parent whose release has not run yet.
+#[macros::pin_data]
+struct TypeReleases {
+    #[pin]
+    pending: crate::sync::SpinLock<usize>,
+    #[pin]
+    cv: crate::sync::CondVar,
+}
+
+/// An `mdev_type` with a pointer to its parent registration's release count.
+///
+/// # Invariants
+///
+/// `ty` is the first field (`repr(C)`), so the `mdev_type` pointer is the object's pointer;
+/// `releases` points to the count of the [`Parent`] that owns this object, which outlives it.
+#[repr(C)]
+struct TypeObj {
+    ty: Opaque<bindings::mdev_type>,
+    releases: *const TypeReleases,
+}
+
+/// The type kobjects' release: what the core's `mdev_type_release` does, then one release
+/// less for the owning [`Parent`] to wait for.
+///
+/// # Safety
+///
+/// Called only by the kobject core, once, for the `kobj` of an `mdev_type` embedded in a
+/// [`TypeObj`] whose `ktype` [`Parent::new`] replaced.
+unsafe extern "C" fn type_release(kobj: *mut bindings::kobject) {
+    // SAFETY: `kobj` is embedded in an `mdev_type`, the first field of a `TypeObj` (invariant).
+    let obj = unsafe { crate::container_of!(kobj, bindings::mdev_type, kobj) }
+        .cast_mut()
+        .cast::<TypeObj>();
+    // SAFETY: the type was registered, so `parent` and its `dev` are set; this drops the
+    // reference `mdev_type_add` took (as `mdev_type_release` does). The `Parent` owning `obj`
+    // waits for this release before it frees `obj` and its count (invariant).
+    let releases = unsafe {
+        bindings::put_device((*(*(*obj).ty.get()).parent).dev);
+        &*(*obj).releases
+    };
+    let mut pending = releases.pending.lock();
+    *pending -= 1;
+    releases.cv.notify_all();
+    // `obj` may be freed as soon as the lock is dropped (a spinlock: no access after release).
+}
+
+/// The core's `mdev_type_ktype` with [`type_release`] as the release (built once, from the
+/// first registered type, and never freed).
+static TYPE_KTYPE: AtomicPtr<bindings::kobj_type> = AtomicPtr::new(core::ptr::null_mut());
+
+fn type_ktype(core_ktype: *const bindings::kobj_type) -> Result<*mut bindings::kobj_type> {
+    let p = TYPE_KTYPE.load(Ordering::Acquire);
+    if !p.is_null() {
+        return Ok(p);
+    }
+    // SAFETY: the core's ktype of a registered type: a valid, immutable static.
+    let mut k = unsafe { *core_ktype };
+    k.release = Some(type_release);
+    let mine = KBox::into_raw(KBox::new(k, GFP_KERNEL)?);
+    match TYPE_KTYPE.compare_exchange(core::ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(mine),
+        Err(theirs) => {
+            // SAFETY: ours, never published.
+            drop(unsafe { KBox::from_raw(mine) });
+            Ok(theirs)
+        }
+    }
+}
+
 /// An mdev parent registration (`mdev_register_parent`); unregistered on drop, which removes
-/// every mdev of the parent first.
+/// every mdev of the parent first and then waits until every type kobject was released.
 ///
 /// # Invariants
 ///
 /// `parent` is registered with `types`/`type_ptrs` and `driver` from initialisation until drop;
-/// `types` and `type_ptrs` are not touched until after `mdev_unregister_parent`.
+/// `types` and `type_ptrs` are not touched until after `mdev_unregister_parent`; each type's
+/// `ktype` is `TYPE_KTYPE` and `releases` counts the types not released yet.
 #[macros::pin_data(PinnedDrop)]
 pub struct Parent<T: Driver> {
     #[pin]
     parent: Opaque<bindings::mdev_parent>,
-    types: KVec<KBox<Opaque<bindings::mdev_type>>>,
+    types: KVec<KBox<TypeObj>>,
     type_ptrs: KVec<*mut bindings::mdev_type>,
+    releases: Arc<TypeReleases>,
     driver: Arc<DriverRegistration<T>>,
 }
 
@@ -318,34 +394,46 @@ impl<T: Driver> Parent<T> {
         let driver = driver.clone();
         let mut boxes = KVec::new();
         let mut ptrs = KVec::new();
-        let prep: Result = (|| {
+        let releases = Arc::pin_init(
+            crate::pin_init!(TypeReleases {
+                pending <- crate::new_spinlock!(0, "mdev::Parent::releases"),
+                cv <- crate::new_condvar!("mdev::Parent::releases"),
+            }),
+            GFP_KERNEL,
+        );
+        let prep: Result<Arc<TypeReleases>> = (|| {
+            let releases = releases?;
             if types.is_empty() {
                 return Err(EINVAL);
             }
             for t in types {
-                let b = KBox::new(Opaque::<bindings::mdev_type>::uninit(), GFP_KERNEL)?;
+                let b = KBox::new(
+                    TypeObj { ty: Opaque::uninit(), releases: &*releases },
+                    GFP_KERNEL,
+                )?;
                 // SAFETY: `b` is ours; all-zero is a valid, unregistered `mdev_type`; then set
                 // the two fields the driver owns.
                 unsafe {
-                    b.get().write(core::mem::zeroed());
-                    (*b.get()).sysfs_name = t.sysfs_name.as_char_ptr();
-                    (*b.get()).pretty_name = t.pretty_name.as_char_ptr();
+                    b.ty.get().write(core::mem::zeroed());
+                    (*b.ty.get()).sysfs_name = t.sysfs_name.as_char_ptr();
+                    (*b.ty.get()).pretty_name = t.pretty_name.as_char_ptr();
                 }
-                ptrs.push(b.get(), GFP_KERNEL)?;
+                ptrs.push(b.ty.get(), GFP_KERNEL)?;
                 boxes.push(b, GFP_KERNEL)?;
             }
-            Ok(())
+            Ok(releases)
         })();
         // SAFETY: on success every field is initialised; on failure the fields written so far
         // are dropped here and nothing is registered (a failed registration must not run
         // `drop`, which would unregister).
         unsafe {
             crate::init::pin_init_from_closure(move |slot: *mut Self| {
-                prep?;
+                let releases = prep?;
                 let p = Opaque::raw_get(core::ptr::addr_of!((*slot).parent));
                 p.write(core::mem::zeroed());
                 addr_of_mut!((*slot).types).write(boxes);
                 addr_of_mut!((*slot).type_ptrs).write(ptrs);
+                addr_of_mut!((*slot).releases).write(releases);
                 addr_of_mut!((*slot).driver).write(driver);
                 // The types and their array live in the slot until after unregistration.
                 let ret = to_result(bindings::mdev_register_parent(
@@ -355,9 +443,33 @@ impl<T: Driver> Parent<T> {
                     (*slot).type_ptrs.as_ptr().cast_mut(),
                     (*slot).type_ptrs.len() as c_uint,
                 ));
+                // The types get our release (see `TYPE_KTYPE`) before anything can release them:
+                // the core holds them until `mdev_unregister_parent`. (A failed registration
+                // released the types it had added with the core's release; that path keeps the
+                // old limit: with `CONFIG_DEBUG_KOBJECT_RELEASE` their release may come late.)
+                let ret = ret.and_then(|()| {
+                    let ptrs: &KVec<*mut bindings::mdev_type> = &(*slot).type_ptrs;
+                    let releases: &TypeReleases = &(*slot).releases;
+                    match type_ktype((*ptrs[0]).kobj.ktype) {
+                        Ok(kt) => {
+                            *releases.pending.lock() = ptrs.len();
+                            for &t in ptrs.iter() {
+                                // A pointer-sized store racing only with readers of the same
+                                // operations (the copy has the core's sysfs ops and groups).
+                                core::ptr::write_volatile(addr_of_mut!((*t).kobj.ktype), kt);
+                            }
+                            Ok(())
+                        }
+                        Err(e) => {
+                            bindings::mdev_unregister_parent(p);
+                            Err(e)
+                        }
+                    }
+                });
                 if ret.is_err() {
                     core::ptr::drop_in_place(addr_of_mut!((*slot).types));
                     core::ptr::drop_in_place(addr_of_mut!((*slot).type_ptrs));
+                    core::ptr::drop_in_place(addr_of_mut!((*slot).releases));
                     core::ptr::drop_in_place(addr_of_mut!((*slot).driver));
                 }
                 ret
@@ -376,5 +488,12 @@ impl<T: Driver> PinnedDrop for Parent<T> {
     fn drop(self: core::pin::Pin<&mut Self>) {
         // SAFETY: registered (type invariant); the types are freed after this returns.
         unsafe { bindings::mdev_unregister_parent(self.parent.get()) };
+        // The type kobjects are released once no mdev holds them (an mdev's release may be
+        // pending still, and `CONFIG_DEBUG_KOBJECT_RELEASE` delays each release by 1-4 s):
+        // their release reads the types and this parent, so wait for every one of them.
+        let mut pending = self.releases.pending.lock();
+        while *pending > 0 {
+            self.releases.cv.wait(&mut pending);
+        }
     }
 }

@@ -102,10 +102,13 @@ pub trait DeviceOps: Sized + Send + Sync + 'static {
 /// Lives in an allocation made by `_vfio_alloc_device` with `ops == Self::OPS`; `vdev` is
 /// initialised by it; `data` is initialised iff `data_ready` is true; the allocation is freed by
 /// the VFIO core after `release`, which drops `data`. Reference counted through the embedded
-/// `struct device`.
+/// `struct device`. `parent` is null or the parent given to [`Device::new`] with a reference
+/// of ours on it, dropped in `release`: the driver core references a device's parent only
+/// while the device is registered, and the VFIO core not at all.
 #[repr(C)]
 pub struct Device<T: DeviceOps> {
     vdev: Opaque<bindings::vfio_device>,
+    parent: *mut bindings::device,
     data_ready: bool,
     data: T,
 }
@@ -139,6 +142,12 @@ impl<T: DeviceOps> Device<T> {
             bindings::_vfio_alloc_device(core::mem::size_of::<Self>(), parent.as_raw(), &Self::OPS)
         })?;
         let this = p.cast::<Self>();
+        // SAFETY: `this` is the new, zeroed allocation; `parent` is valid and the reference
+        // taken here is dropped by `release_cb` (type invariant), also on the error path below.
+        unsafe {
+            bindings::get_device(parent.as_raw());
+            addr_of_mut!((*this).parent).write(parent.as_raw());
+        }
         // SAFETY: the allocation is `size_of::<Self>()` zeroed bytes with `vdev` at offset 0
         // (`repr(C)`); `data` is not initialised yet (`data_ready` is false from kvzalloc) and
         // does not move (the allocation is never moved).
@@ -170,10 +179,12 @@ impl<T: DeviceOps> Device<T> {
         unsafe { &*vdev.cast::<Self>() }
     }
 
-    /// The parent device (the `dev` given to [`Device::new`]).
+    /// The parent device (the `dev` given to [`Device::new`]), valid as long as this device is
+    /// (it holds a reference on it).
     pub fn parent(&self) -> &device::Device {
-        // SAFETY: `vdev.dev` is set at allocation and the VFIO core keeps it referenced.
-        unsafe { device::Device::as_ref((*self.as_raw()).dev) }
+        // SAFETY: set to the parent at allocation with a reference of ours that is dropped only
+        // in `release`, after the last reference to `self` (type invariant).
+        unsafe { device::Device::as_ref(self.parent) }
     }
 
     /// The VFIO device's own `struct device`.
@@ -425,6 +436,157 @@ impl<T: DeviceOps> Drop for OwnedPinnedPages<T> {
     }
 }
 
+/// The ranges of a device's I/O address space that users are unmapping right now: a driver that
+/// pins pages on a user's request refuses to pin in them.
+///
+/// type1 (`vfio_dma_do_unmap`) calls [`DeviceOps::dma_unmap`] of every device in the container
+/// with its lock dropped, takes the lock again and checks that nothing is pinned in the mapping;
+/// while something is, it calls the devices again, and after 10 such rounds it `BUG()`s. So
+/// returning from `dma_unmap` with nothing pinned is not enough: a pin of the range after the
+/// callback returned but before type1 removed the mapping (a copy the same user starts from
+/// another thread, or one another device of the container was still running) makes it retry,
+/// and a user who keeps doing that crashes the host. iommufd blocks new pins of an area being
+/// unmapped itself (`prevent_access`); the fence is harmless there.
+///
+/// [`UnmapFence::begin`], called from `dma_unmap`, fences the range until the task that is
+/// unmapping returns to user space (a `task_work`), which is after type1 or iommufd removed the
+/// mapping: a later `MAP_DMA` of the same IOVAs by that user is never fenced. If the task
+/// cannot run a `task_work` (a kernel thread, an allocation failure), the range stays fenced
+/// until [`UnmapFence::clear`] (the driver calls it when the device is closed).
+pub struct UnmapFence {
+    inner: crate::sync::Arc<FenceInner>,
+}
+
+struct FenceState {
+    /// `(first IOVA, end, id)` of each fenced range.
+    ranges: crate::alloc::KVec<(u64, u64, u64)>,
+    next_id: u64,
+    /// A range could not be recorded (allocation failure): everything is fenced until `clear`.
+    all: bool,
+}
+
+#[macros::pin_data]
+struct FenceInner {
+    #[pin]
+    state: crate::sync::Mutex<FenceState>,
+}
+
+impl FenceState {
+    fn remove(&mut self, id: u64) {
+        let v = self.ranges.as_mut_slice();
+        if let Some(i) = v.iter().position(|r| r.2 == id) {
+            let last = v.len() - 1;
+            v.swap(i, last);
+            // SAFETY: shrinks by one; the element left behind is `Copy` (nothing to drop).
+            unsafe { self.ranges.set_len(last) };
+        }
+    }
+}
+
+impl FenceInner {
+    fn lift(&self, id: u64) {
+        self.state.lock().remove(id);
+    }
+}
+
+/// The `task_work` that lifts one fenced range.
+///
+/// # Invariants
+///
+/// `head` is the first field (`repr(C)`): the `callback_head` pointer `task_work` hands back is
+/// the pointer to this `KBox`ed object.
+#[repr(C)]
+struct FenceWork {
+    head: bindings::callback_head,
+    fence: crate::sync::Arc<FenceInner>,
+    id: u64,
+}
+
+/// # Safety
+///
+/// Called only by `task_work_run` with the `head` of a `FenceWork` queued by `UnmapFence::begin`.
+unsafe extern "C" fn fence_work_run(head: *mut bindings::callback_head) {
+    // SAFETY: `head` is the first field of a `KBox<FenceWork>` leaked by `begin` (type
+    // invariant); `task_work` runs it once, so the box is taken back exactly once.
+    let work = unsafe { crate::alloc::KBox::from_raw(head.cast::<FenceWork>()) };
+    work.fence.lift(work.id);
+}
+
+impl UnmapFence {
+    /// A fence with no range fenced.
+    pub fn new() -> Result<Self> {
+        use crate::init::InPlaceInit;
+        let inner = crate::sync::Arc::pin_init(
+            crate::pin_init!(FenceInner {
+                state <- crate::new_mutex!(
+                    FenceState { ranges: crate::alloc::KVec::new(), next_id: 0, all: false },
+                    "vfio::UnmapFence"
+                ),
+            }),
+            crate::alloc::flags::GFP_KERNEL,
+        )?;
+        Ok(Self { inner })
+    }
+
+    /// Fences `iova..iova + length` until the calling task returns to user space (see the type
+    /// documentation). Call it from [`DeviceOps::dma_unmap`] before waiting for the pins.
+    pub fn begin(&self, iova: u64, length: u64) {
+        let gfp = crate::alloc::flags::GFP_KERNEL;
+        let mut st = self.inner.state.lock();
+        let id = st.next_id;
+        st.next_id += 1;
+        if st.ranges.push((iova, iova.saturating_add(length), id), gfp).is_err() {
+            st.all = true;
+            return;
+        }
+        drop(st);
+        // SAFETY: `current` is always a valid task.
+        let task = unsafe { bindings::get_current() };
+        // SAFETY: as above; `flags` of the current task is read by the task itself.
+        if unsafe { (*task).flags } & bindings::PF_KTHREAD != 0 {
+            // A kernel thread never returns to user space: fenced until `clear`.
+            return;
+        }
+        let work = FenceWork {
+            // SAFETY: all-zero is a valid, unqueued `callback_head`.
+            head: unsafe { core::mem::zeroed() },
+            fence: self.inner.clone(),
+            id,
+        };
+        let Ok(work) = crate::alloc::KBox::new(work, gfp) else {
+            // Fenced until `clear`.
+            return;
+        };
+        let p = crate::alloc::KBox::into_raw(work);
+        // SAFETY: `p` is a live `FenceWork` we own; `init_task_work` sets only `func`; the
+        // current task is live; on success `task_work` owns `p` until `fence_work_run`.
+        let r = unsafe {
+            (*p).head.func = Some(fence_work_run);
+            bindings::task_work_add(task, addr_of_mut!((*p).head), bindings::task_work_notify_mode_TWA_RESUME)
+        };
+        if r != 0 {
+            // The task is exiting: nothing will run the work, the range stays until `clear`.
+            // SAFETY: not queued, so still ours.
+            drop(unsafe { crate::alloc::KBox::from_raw(p) });
+        }
+    }
+
+    /// Whether `iova..iova + length` intersects a fenced range.
+    pub fn blocks(&self, iova: u64, length: u64) -> bool {
+        let end = iova.saturating_add(length);
+        let st = self.inner.state.lock();
+        st.all || st.ranges.iter().any(|&(a, b, _)| iova < b && a < end)
+    }
+
+    /// Lifts every fence (the device was closed: nothing of the old user is pinned any more).
+    pub fn clear(&self) {
+        let mut st = self.inner.state.lock();
+        // SAFETY: truncation; the elements are `Copy` (nothing to drop).
+        unsafe { st.ranges.set_len(0) };
+        st.all = false;
+    }
+}
+
 /// A registered emulated-IOMMU VFIO device; unregistered on drop.
 ///
 /// # Invariants
@@ -462,10 +624,15 @@ impl<T: DeviceOps> Drop for Registration<T> {
 unsafe extern "C" fn release_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device) {
     let this = vdev.cast::<Device<T>>();
     // SAFETY: last reference gone; the core frees the allocation after this returns. The data
-    // is dropped only if it was initialised (type invariant).
+    // is dropped only if it was initialised, the parent reference only if it was taken (type
+    // invariant).
     unsafe {
         if *addr_of_mut!((*this).data_ready) {
             core::ptr::drop_in_place(addr_of_mut!((*this).data));
+        }
+        let parent = *addr_of_mut!((*this).parent);
+        if !parent.is_null() {
+            bindings::put_device(parent);
         }
     }
 }

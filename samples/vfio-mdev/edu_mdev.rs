@@ -252,6 +252,20 @@ impl Backend for PasidAux {
     }
 }
 
+/// What the parent's DMA engine can do: the backend is chosen from it and the platform.
+struct EngineCaps {
+    /// The engine tags each DMA request with a PASID (a PCIe PASID TLP prefix), so the mdev's
+    /// auxiliary domain translates it. Without it, PASID mode would program the engine with
+    /// the user's IOVAs and its untagged requests would go through the parent's own
+    /// (requester-ID) DMA domain at addresses the user chose: PASID mode needs this.
+    pasid_tagged_dma: bool,
+}
+
+/// edu: one DMA engine whose requests carry only edu's requester ID (no PASID capability).
+const EDU_ENGINE: EngineCaps = EngineCaps {
+    pasid_tagged_dma: false,
+};
+
 // ---- 3. the parent ----------------------------------------------------------------------------
 
 /// edu registers (QEMU `hw/misc/edu.c`).
@@ -363,10 +377,20 @@ impl ParentShared {
             return Err(ENODEV);
         }
         let dev: &Device = pdev.as_ref();
-        // PASID mode needs both the device's PASID capability and an IOMMU that does PASIDs;
-        // the aux-domain layer checks both and says which is missing.
+        // PASID mode needs an engine that tags its DMA with the PASID, the device's PASID
+        // capability and an IOMMU that does PASIDs; the aux-domain layer checks the last two
+        // and says which is missing.
+        let platform = if EDU_ENGINE.pasid_tagged_dma {
+            AuxDevice::enable(pdev, *PASID_RANGE.start(), *PASID_RANGE.end())
+        } else {
+            dev_info!(
+                pdev,
+                "edu_mdev: PASID mode not considered: the engine cannot tag its DMA with a PASID\n"
+            );
+            Err(EOPNOTSUPP)
+        };
         let backend: Arc<dyn Backend> =
-            match AuxDevice::enable(pdev, *PASID_RANGE.start(), *PASID_RANGE.end()) {
+            match platform {
                 Ok(adev) => {
                     let (min, max) = adev.pasid_range().unwrap_or((0, 0));
                     dev_info!(pdev, "edu_mdev: PASID mode (PASIDs {}..={})\n", min, max);
@@ -430,17 +454,22 @@ impl ParentShared {
 
     // -- the engine --
 
-    /// Queues `job`; starts the worker if it is idle. Returns the job back if the parent is
-    /// going away.
-    fn submit(self: &Arc<Self>, mut job: Job) -> core::result::Result<(), Job> {
+    /// Queues `job`; starts the worker if it is idle. Fails with `Aborted` if the parent is
+    /// going away and with `Busy` if the mdev has a copy queued or on the engine already (the
+    /// caller's registers say it has not; a stale job must never take a second queue entry).
+    fn submit(self: &Arc<Self>, mut job: Job) -> core::result::Result<(), CopyError> {
         let mut e = self.engine.lock();
         if e.stopping {
-            return Err(job);
+            return Err(CopyError::Aborted);
+        }
+        let id = job.vdev.id;
+        if e.running == Some(id) || e.queue.iter().flatten().any(|j| j.vdev.id == id) {
+            return Err(CopyError::Busy);
         }
         job.seq = e.next_seq;
         e.next_seq += 1;
         let Some(free) = e.queue.iter_mut().find(|s| s.is_none()) else {
-            return Err(job);
+            return Err(CopyError::Aborted);
         };
         *free = Some(job);
         let kick = !e.worker_active;
@@ -476,11 +505,22 @@ impl ParentShared {
             let Some(mut job) = e.queue[i].take() else {
                 continue;
             };
-            e.running = Some(job.vdev.id);
+            // A range the user is unmapping is not pinned again before the unmap is over (see
+            // `vfio::UnmapFence`). Checked under the engine lock that `dma_unmap`'s abort takes
+            // after fencing: either the fence is seen here or the abort sees `running` and waits.
+            let fenced = job.vdev.fence.blocks(job.src, job.len)
+                || job.vdev.fence.blocks(job.dst, job.len);
+            if !fenced {
+                e.running = Some(job.vdev.id);
+            }
             drop(e);
             let t1 = now_ns();
 
-            let r = self.copy_piece(&job);
+            let r = if fenced {
+                Err(CopyError::Unmapped)
+            } else {
+                self.copy_piece(&job)
+            };
 
             let t2 = now_ns();
             let mut e = self.engine.lock();
@@ -540,6 +580,12 @@ impl ParentShared {
         let vdev = &job.vdev;
         let backend = &*self.backend;
         let st = &self.stats;
+        if job.done == 0 {
+            let t = now_ns();
+            let r = MdevVfio::check_mapped(vdev, &copy);
+            st.add(&st.validate_ns, since(t));
+            r?;
+        }
         let t0 = now_ns();
         // Source and destination in one page: pinned and mapped once, read-write.
         let dst_pin = vdev
@@ -815,6 +861,8 @@ struct MdevVfio {
     /// Slot index in the parent.
     id: usize,
     pasid: u32,
+    /// The ranges being unmapped: the engine does not pin them.
+    fence: vfio::UnmapFence,
     #[pin]
     st: Mutex<DevState>,
 }
@@ -826,29 +874,33 @@ impl MdevVfio {
         if st.regs.gen != job.gen {
             return;
         }
+        Self::finish(&mut st, job.irq, err);
+    }
+
+    /// Ends the current command of a device (state `st`, locked): `STATUS = DONE | ERROR`,
+    /// `COMPLETED` counts it if it succeeded, the MSI eventfd fires if it asked for it.
+    fn finish(st: &mut DevState, irq: bool, err: Option<CopyError>) {
         let code = err.map_or(0, CopyError::code);
         st.regs.status = regs::STATUS_DONE | (code << regs::ERROR_SHIFT);
         if err.is_none() {
             st.regs.completed = st.regs.completed.wrapping_add(1);
         }
-        if job.irq {
+        if irq {
             if let Some(msi) = &st.msi {
                 msi.signal();
             }
         }
     }
 
-    /// Checks a copy command before it is queued.
-    fn validate(
+    /// Checks that every page of `copy` is mapped (readable source, writable destination) by
+    /// pinning each span once, so a copy to partly unmapped memory fails before any byte moves.
+    /// Run by the engine worker before the first piece, like a piece's pins: a `dma_unmap`
+    /// waits for it and the unmap fence covers it (pinning from the `CMD` write, outside both,
+    /// let `VFIO_IOMMU_UNMAP_DMA` find pages still pinned after the callback: issue 11).
+    fn check_mapped(
         dev: &vfio::Device<Self>,
-        src: u64,
-        dst: u64,
-        len: u64,
+        copy: &Copy,
     ) -> core::result::Result<(), CopyError> {
-        let copy = Copy { src, dst, len };
-        copy.validate()?;
-        // Everything must be mapped now (readable source, writable destination): pin once to
-        // check, so a bad command fails before any byte moves.
         for (first, npages, access) in copy.page_spans(PAGE) {
             let prot = match access {
                 Access::Read => Prot::READ,
@@ -886,34 +938,40 @@ impl MdevVfio {
                     st.regs.status |= CopyError::Busy.code() << regs::ERROR_SHIFT;
                     return;
                 }
-                // Claim the engine registers, then check the command without holding the lock:
-                // pinning takes the IOMMU's locks, under which `dma_unmap` takes ours.
-                st.regs.status = regs::STATUS_BUSY;
-                let job = Job {
-                    vdev: ARef::from(dev),
+                let irq = val & regs::CMD_IRQ != 0;
+                let t0 = now_ns();
+                let copy = Copy {
                     src: st.regs.src,
                     dst: st.regs.dst,
                     len: u64::from(st.regs.len),
+                };
+                // The register checks; the pages are checked by the engine (`check_mapped`).
+                if let Err(e) = copy.validate() {
+                    Self::finish(&mut st, irq, Some(e));
+                    return;
+                }
+                // Queued under `st`, the lock a reset holds while it bumps the generation and
+                // aborts the mdev's jobs: the job is either queued before the reset (which then
+                // aborts it) or built after it, from the reset registers and the new generation.
+                st.regs.status = regs::STATUS_BUSY;
+                let job = Job {
+                    vdev: ARef::from(dev),
+                    src: copy.src,
+                    dst: copy.dst,
+                    len: copy.len,
                     done: 0,
-                    irq: val & regs::CMD_IRQ != 0,
+                    irq,
                     gen: st.regs.gen,
                     seq: 0,
                 };
-                drop(st);
-                let t0 = now_ns();
-                if let Err(e) = Self::validate(dev, job.src, job.dst, job.len) {
-                    dev.complete(&job, Some(e));
-                } else if let Err(job) = dev.parent.submit(job) {
-                    dev.complete(&job, Some(CopyError::Aborted));
+                if let Err(e) = dev.parent.submit(job) {
+                    Self::finish(&mut st, irq, Some(e));
                 }
                 let stats = &dev.parent.stats;
                 stats.add(&stats.validate_ns, since(t0));
                 stats.submitted.fetch_add(1, Ordering::Relaxed);
             }
-            regs::RESET if val == regs::RESET_MAGIC => {
-                drop(st);
-                Self::reset(dev);
-            }
+            regs::RESET if val == regs::RESET_MAGIC => Self::reset_locked(dev, &mut st),
             // Read-only and unknown registers, and address/length writes while busy: ignored.
             _ => {}
         }
@@ -939,12 +997,19 @@ impl MdevVfio {
     /// Device reset: aborts this mdev's copies (waiting for a piece on the hardware), clears the
     /// registers. Interrupt set-up is kept.
     fn reset(dev: &vfio::Device<Self>) {
-        dev.st.lock().regs.gen += 1;
+        Self::reset_locked(dev, &mut dev.st.lock());
+    }
+
+    /// The reset with the device state `st` locked all along: no `CMD` can queue a job between
+    /// the generation bump and the abort (a stale job would run after the reset returned and
+    /// take a second queue entry of the parent), and when it returns no DMA of the mdev is in
+    /// flight. Lock order: `st`, then the engine (the worker takes `st` only after it dropped
+    /// the engine lock and cleared `running`, so the abort's wait ends).
+    fn reset_locked(dev: &vfio::Device<Self>, st: &mut DevState) {
+        st.regs.gen += 1;
         drop(dev.parent.abort(dev.id, None));
-        let mut st = dev.st.lock();
-        let gen = st.regs.gen;
         st.regs = Regs {
-            gen,
+            gen: st.regs.gen,
             ..Regs::default()
         };
     }
@@ -1006,6 +1071,7 @@ impl vfio::DeviceOps for MdevVfio {
     const NAME: &'static CStr = c_str!("edu-mdev");
 
     fn open_device(dev: &vfio::Device<Self>) -> Result {
+        dev.fence.clear();
         let mut st = dev.st.lock();
         st.cfg = ConfigSpace::new();
         let gen = st.regs.gen + 1;
@@ -1018,11 +1084,13 @@ impl vfio::DeviceOps for MdevVfio {
 
     fn close_device(dev: &vfio::Device<Self>) {
         // No pinning after close: take all copies off the engine first.
-        dev.st.lock().regs.gen += 1;
-        drop(dev.parent.abort(dev.id, None));
         let mut st = dev.st.lock();
+        Self::reset_locked(dev, &mut st);
         st.msi = None;
         st.req = None;
+        drop(st);
+        // Nothing of this user is pinned any more, and the next user maps afresh.
+        dev.fence.clear();
     }
 
     fn read(dev: &vfio::Device<Self>, mut buf: UserSliceWriter, offset: u64) -> Result<usize> {
@@ -1143,8 +1211,12 @@ impl vfio::DeviceOps for MdevVfio {
 
     fn dma_unmap(dev: &vfio::Device<Self>, iova: u64, length: u64) {
         // Copies touching the range fail with "unmapped"; a piece on the hardware finishes
-        // first (its pages are unpinned when it does). Pieces pin only their own pages, so after
-        // this nothing is pinned in the range.
+        // first (its pages are unpinned when it does). Only the engine worker pins (a piece's
+        // pages, or a copy's pages once before its first piece) and only for the job it marks
+        // running, so after this nothing is pinned in the range; the fence keeps the worker from
+        // pinning it again until the unmapping task is back in user space (type1 would retry
+        // and BUG otherwise: `vfio::UnmapFence`).
+        dev.fence.begin(iova, length);
         for job in dev
             .parent
             .abort(dev.id, Some((iova, length)))
@@ -1174,11 +1246,18 @@ struct MdevData {
     _reg: vfio::Registration<MdevVfio>,
 }
 
+/// The parent of mdev `dev`, from a sysfs callback of the mdev's own attributes.
+fn mdev_parent(dev: &Device) -> Result<&Device> {
+    // SAFETY: called from `show` of an attribute of `dev`, which is removed (waiting for running
+    // `show`s) before the mdev is unregistered: `dev` is registered while the result is used.
+    unsafe { dev.parent() }.ok_or(ENODEV)
+}
+
 /// `pasid`: the mdev's PASID.
 struct PasidAttr;
 impl sysfs::AttributeOps for PasidAttr {
     fn show(dev: &Device, out: &mut sysfs::Buffer<'_>) -> Result {
-        let parent = registry_find(dev.parent().ok_or(ENODEV)?).ok_or(ENODEV)?;
+        let parent = registry_find(mdev_parent(dev)?).ok_or(ENODEV)?;
         let pasid = parent.pasid_of(dev).ok_or(ENODEV)?;
         writeln!(out, "{}", pasid).map_err(|_| EINVAL)
     }
@@ -1189,7 +1268,7 @@ kernel::device_attribute!(PASID_ATTR, PasidAttr, "pasid", 0o444);
 struct ModeAttr;
 impl sysfs::AttributeOps for ModeAttr {
     fn show(dev: &Device, out: &mut sysfs::Buffer<'_>) -> Result {
-        let parent = registry_find(dev.parent().ok_or(ENODEV)?).ok_or(ENODEV)?;
+        let parent = registry_find(mdev_parent(dev)?).ok_or(ENODEV)?;
         writeln!(out, "{}", parent.backend.mode()).map_err(|_| EINVAL)
     }
 }
@@ -1269,6 +1348,7 @@ impl MdevDriver {
                 parent: vdev_parent,
                 id,
                 pasid,
+                fence: vfio::UnmapFence::new()?,
                 st <- new_mutex!(DevState { cfg: ConfigSpace::new(), regs: Regs::default(), msi: None, req: None }),
             }),
         )?;
@@ -1407,7 +1487,7 @@ impl pci::Driver for EduParent {
         };
         let stats = reg.debugfs.as_ref().and_then(|dir| {
             let name = AsRef::<Device>::as_ref(pdev).name();
-            dir.show_file(name, shared.stats.clone())
+            dir.show_file(name, shared.stats.clone(), &STATS_FOPS)
                 .inspect_err(|e| dev_err!(pdev, "edu_mdev: no debugfs stats file ({:?})\n", e))
                 .ok()
         });
@@ -1482,7 +1562,7 @@ impl kernel::Module for EduMdevModule {
                     .and_then(|r| r.debugfs.as_ref())
                     .and_then(|dir| {
                         let data = Arc::new(PeerMemcpy, GFP_KERNEL).ok()?;
-                        dir.show_file(c_str!("peer_memcpy"), data)
+                        dir.show_file(c_str!("peer_memcpy"), data, &PEER_FOPS)
                             .inspect_err(|e| pr_err!("edu_mdev: no peer_memcpy file ({:?})\n", e))
                             .ok()
                     });
@@ -1510,6 +1590,11 @@ impl Drop for EduMdevModule {
 }
 
 // ---- 8. driver time accounting ----------------------------------------------------------------
+
+// The debugfs files' operations, owned by this module: `rmmod` fails with `EBUSY` while
+// one is open, so closing it later never calls into a freed module.
+kernel::debugfs_show_fops!(STATS_FOPS, CopyStats);
+kernel::debugfs_show_fops!(PEER_FOPS, PeerMemcpy);
 
 /// Monotonic time in nanoseconds.
 fn now_ns() -> u64 {

@@ -99,14 +99,21 @@ fn exists(path: &CStr) -> bool {
 
 struct AbsDebugfs;
 
+kernel::debugfs_show_fops!(STATE_FOPS, State);
+
 impl kernel::Module for AbsDebugfs {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
         let mut suite = Suite::new("abs_debugfs");
+        suite.run("debugfs_fops_owned_by_module", |case| {
+            // An open file pins the module that created it (issue 11): the operations name it.
+            labtest_ensure!(case, STATE_FOPS.owner() == module.as_ptr(), "fops owner {:?}, module {:?}", STATE_FOPS.owner(), module.as_ptr());
+            Ok(())
+        });
         suite.run("debugfs_show_file_read_and_removed", |case| {
             let top = case.check("Dir::new", Dir::new(c_str!("abs_debugfs"), None))?;
             let sub = case.check("Dir::new", Dir::new(c_str!("sub"), Some(&top)))?;
             let state = case.check("Arc", Arc::new(State { pasids: AtomicU32::new(3) }, GFP_KERNEL).map_err(Into::into))?;
-            let file = case.check("show_file", sub.show_file(c_str!("state"), state.clone()))?;
+            let file = case.check("show_file", sub.show_file(c_str!("state"), state.clone(), &STATE_FOPS))?;
             let path = c_str!("/sys/kernel/debug/abs_debugfs/sub/state");
             let mut buf = [0u8; 64];
             let n = case.check("read", read_file(path, &mut buf))?;

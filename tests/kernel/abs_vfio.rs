@@ -32,6 +32,9 @@ module! {
 }
 
 const UUID: &str = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001";
+/// The second mdev's: a removed mdev's UUID stays taken until its release, which
+/// CONFIG_DEBUG_KOBJECT_RELEASE delays by seconds.
+const UUID2: &str = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002";
 /// `UUID` as the guid_t the mdev core parses it into (first three fields little-endian).
 const UUID_BYTES: [u8; 16] = [
     0xf2, 0xf4, 0xb8, 0x83, 0x9f, 0x50, 0x2f, 0x38, 0x3c, 0x1e, 0xe6, 0xbf, 0xe0, 0xfa, 0x10, 0x01,
@@ -47,6 +50,15 @@ static VFIO_RELEASES: AtomicU32 = AtomicU32::new(0);
 static AVAILABLE: AtomicU32 = AtomicU32::new(2);
 static UUID_OK: AtomicU32 = AtomicU32::new(0);
 static PARENT_OK: AtomicU32 = AtomicU32::new(0);
+/// Probes in which `vfio::Device::new` took a reference on the mdev (its parent) (issue 11: the
+/// driver core references a parent only while the child is registered).
+static PARENT_REF_TAKEN: AtomicU32 = AtomicU32::new(0);
+
+/// The reference count of `dev`'s kobject (racy read, for a test).
+fn device_refcount(dev: &kernel::device::Device) -> i32 {
+    // SAFETY: `dev` is valid; the counter is an `atomic_t`, read once.
+    unsafe { core::ptr::read_volatile(&(*dev.as_raw_ptr()).kobj.kref.refcount.refs.counter) }
+}
 
 // ---- the VFIO device of each mdev ------------------------------------------------------------
 
@@ -192,10 +204,14 @@ impl mdev::Driver for MdevDriver {
             PARENT_OK.fetch_add(1, Ordering::Relaxed);
         }
         let ty = mdev.mdev_type().index();
+        let refs = device_refcount(mdev.as_ref());
         let dev = vfio::Device::new(
             mdev.as_ref(),
             try_pin_init!(MdevState { type_index: ty, pins <- new_mutex!(KVec::new()), _release: ReleaseMarker }),
         )?;
+        if device_refcount(mdev.as_ref()) == refs + 1 && core::ptr::eq(dev.parent(), mdev.as_ref()) {
+            PARENT_REF_TAKEN.fetch_add(1, Ordering::Relaxed);
+        }
         kernel::dev_info!(mdev, "abs_vfio: mdev of type {} -> VFIO device\n", dev.type_index);
         let reg = vfio::Registration::new(&dev)?;
         AVAILABLE.fetch_sub(1, Ordering::Relaxed);
@@ -435,6 +451,7 @@ fn mdev_cases(suite: &mut Suite, parent: &CStr) {
         labtest_ensure!(case, MDEV_PROBES.load(Ordering::Relaxed) == 1, "probes {}", MDEV_PROBES.load(Ordering::Relaxed));
         labtest_ensure!(case, UUID_OK.load(Ordering::Relaxed) == 1, "mdev UUID differs");
         labtest_ensure!(case, PARENT_OK.load(Ordering::Relaxed) == 1, "mdev parent is not edu");
+        labtest_ensure!(case, PARENT_REF_TAKEN.load(Ordering::Relaxed) == 1, "vfio::Device::new took no reference on its parent");
         let p = case.check("path", type_path(parent, "small", "available_instances"))?;
         let avail = case.check("read", sysfs_read(&p))?;
         labtest_ensure!(case, &avail[..] == b"1\n", "available_instances {:?}", &avail[..]);
@@ -466,12 +483,21 @@ fn mdev_cases(suite: &mut Suite, parent: &CStr) {
         let p = case.check("path", CString::try_from_fmt(kernel::fmt!("/sys/bus/mdev/devices/{}/remove", UUID)))?;
         case.check("remove", sysfs_write(&p, b"1"))?;
         labtest_ensure!(case, MDEV_REMOVES.load(Ordering::Relaxed) == 1, "removes {}", MDEV_REMOVES.load(Ordering::Relaxed));
+        // The release comes with the last reference; CONFIG_DEBUG_KOBJECT_RELEASE delays each
+        // kobject release by up to 4 s, and the VFIO device's comes after its children's
+        // (its cdev's): allow 20 s.
+        for _ in 0..200 {
+            if VFIO_RELEASES.load(Ordering::Relaxed) != 0 {
+                break;
+            }
+            kernel::delay::msleep(100);
+        }
         labtest_ensure!(case, VFIO_RELEASES.load(Ordering::Relaxed) == 1, "VFIO data released {} times", VFIO_RELEASES.load(Ordering::Relaxed));
         Ok(())
     });
     suite.run("mdev_left_behind_removed_with_parent", |case| {
         let p = case.check("path", type_path(parent, "small", "create"))?;
-        case.check("create", sysfs_write(&p, UUID.as_bytes()))?;
+        case.check("create", sysfs_write(&p, UUID2.as_bytes()))?;
         labtest_ensure!(case, MDEV_PROBES.load(Ordering::Relaxed) == 2, "probes {}", MDEV_PROBES.load(Ordering::Relaxed));
         Ok(())
     });

@@ -33,6 +33,7 @@ patterns=(
     'Unable to handle kernel'
     'Internal error:'
     'rcu: INFO: rcu_.* detected stalls'
+    'ODEBUG: '                      # debug objects (timers, work, RCU heads)
 )
 for p in "${patterns[@]}"; do
     hits=$(grep -E -c -- "$p" "$log")

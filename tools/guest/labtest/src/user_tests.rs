@@ -113,6 +113,30 @@ pub const ALL: &[UserTest] = &[
         name: "mdev:parent_unbind_with_mdevs",
         run: mdev::parent_unbind_with_mdevs,
     },
+    UserTest {
+        name: "mdev:race_unmap_pin_type1",
+        run: mdev::race::race_unmap_pin_type1,
+    },
+    UserTest {
+        name: "mdev:race_unmap_pin_iommufd",
+        run: mdev::race::race_unmap_pin_iommufd,
+    },
+    UserTest {
+        name: "mdev:race_reset_cmd",
+        run: mdev::race::race_reset_cmd,
+    },
+    UserTest {
+        name: "mdev:vfio_stress",
+        run: mdev::harness::vfio_stress,
+    },
+    UserTest {
+        name: "mdev:pasid_mode_needs_tagged_dma",
+        run: mdev::race::pasid_mode_needs_tagged_dma,
+    },
+    UserTest {
+        name: "mdev:debugfs_open_across_rmmod",
+        run: mdev::race::debugfs_open_across_rmmod,
+    },
 ];
 
 /// The lab machine must expose QEMU's edu device (1234:11e8) on PCI: later tests depend on it.
@@ -152,7 +176,9 @@ mod mdev {
     use mdev_client::*;
     use std::path::PathBuf;
 
+    pub mod harness;
     pub mod ioctl;
+    pub mod race;
     pub mod stress;
 
     pub(super) fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {

@@ -66,9 +66,11 @@ pub fn concurrent_copies_with_churn() -> Result<(), String> {
     let churn_a = {
         let (p, stop, n) = (p.clone(), stop.clone(), a_iters.clone());
         thread::spawn(move || -> Result<(), String> {
-            let u = uuid(0x220);
             while churn_more(&stop, &n) {
                 let i = n.load(Ordering::Relaxed);
+                // A fresh UUID per cycle: a removed mdev's UUID stays taken until its release,
+                // which CONFIG_DEBUG_KOBJECT_RELEASE delays by seconds (EEXIST otherwise).
+                let u = uuid(0x1000 + i);
                 churn_remove_while_copying(&p, &u, i % 2 == 1).map_err(|e| {
                     let _ = remove_mdev(&u);
                     format!("iteration {i}: {e}")
@@ -81,9 +83,9 @@ pub fn concurrent_copies_with_churn() -> Result<(), String> {
     let churn_b = {
         let (p, stop, n) = (p.clone(), stop.clone(), b_iters.clone());
         thread::spawn(move || -> Result<(), String> {
-            let u = uuid(0x230);
             while churn_more(&stop, &n) {
                 let i = n.load(Ordering::Relaxed);
+                let u = uuid(0x2000 + i);
                 create_mdev(&p, "edu-small", &u).map_err(|e| format!("create {i}: {e}"))?;
                 let r = (|| -> Result<(), String> {
                     let pasid: u32 = mdev_attr(&u, "pasid")?
