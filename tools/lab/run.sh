@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boots the lab guest in QEMU (arm64 virt, SMMUv3, GICv3, edu, no network) and judges the run.
 #
-# usage: run.sh test|demo|shell [--flavour release|debug] [--filter NAME] [--gdb] [--timeout S]
+# usage: run.sh test|demo|shell [--flavour release|debug] [--filter NAME] [--gdb] [--timeout S] [--vm]
 #
 # test:  runs labtest in the guest; fails unless the guest printed a closing
 #        "N passed, 0 failed" line with N > 0, and the kernel log is free of oops, BUG, WARN,
@@ -9,17 +9,20 @@
 # demo:  runs the guest demo script with the same log checks.
 # shell: interactive shell on the serial console (Ctrl-A X quits QEMU).
 # --gdb: QEMU waits for gdb on tcp::1234 (see docs/lab.md).
+# --vm:  the guest can run VMs (docs/vm-guests.md): it boots at EL2 (virtualization=on, KVM) with
+#        the VMM disk (vmm.sh) attached; implied by a filter starting with "vm:".
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 mode=${1:-}; shift || true
-flavour=release filter="" gdb=0 timeout=""
+flavour=release filter="" gdb=0 timeout="" vm=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --flavour) flavour=$2; shift 2 ;;
     --filter) filter=$2; shift 2 ;;
     --gdb) gdb=1; shift ;;
     --timeout) timeout=$2; shift 2 ;;
+    --vm) vm=1; shift ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -36,6 +39,11 @@ append="console=ttyAMA0 panic=-1 lab.mode=$mode"
 qemu=(qemu-system-aarch64 -machine virt,iommu=smmuv3,gic-version=3 -cpu max -smp 2 -m "$mem"
       -nodefaults -no-reboot -kernel "$image" -initrd "$initrd" -append "$append" -device edu)
 [ $gdb = 1 ] && qemu+=(-s -S)
+[[ "$filter" == vm:* ]] && vm=1
+if [ $vm = 1 ]; then
+    qemu[2]+=,virtualization=on
+    qemu+=(-drive "file=$("$here/vmm.sh"),if=none,id=vmm,format=raw,readonly=on" -device virtio-blk-device,drive=vmm)
+fi
 
 if [ "$mode" = shell ]; then
     exec "${qemu[@]}" -nographic -serial mon:stdio

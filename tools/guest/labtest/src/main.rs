@@ -19,6 +19,7 @@ mod bench;
 mod kmsg;
 mod results;
 mod user_tests;
+mod vm;
 
 use results::{parse_labtest, Ktap, Outcome};
 use std::process::Command;
@@ -208,7 +209,13 @@ fn main() {
         );
         &[]
     };
-    for t in user_tests::ALL.iter().chain(benches) {
+    // VMs inside the guest need `run.sh --vm` (EL2, the VMM disk): run only when asked for.
+    let vms = if r.filter.as_deref().is_some_and(|f| f.starts_with("vm:")) {
+        vm::ALL
+    } else {
+        &[]
+    };
+    for t in user_tests::ALL.iter().chain(benches).chain(vms) {
         if r.filter.as_deref().is_some_and(|f| !t.name.contains(f)) {
             continue;
         }
