@@ -152,11 +152,11 @@ impl CopyEngine {
         let mut report = |name: &str, outcome: Result<(), &str>| match outcome {
             Ok(()) => {
                 passed += 1;
-                pr_info!("copy_engine_guest: result {} ok\n", name);
+                pr_info!("result {} ok\n", name);
             }
             Err(why) => {
                 failed += 1;
-                pr_info!("copy_engine_guest: result {} FAIL {}\n", name, why);
+                pr_info!("result {} FAIL {}\n", name, why);
             }
         };
 
@@ -167,7 +167,7 @@ impl CopyEngine {
             fill(&dst, !pasid, 0)?; // anything but the expected bytes
             let outcome = match self.copy(src.dma_handle(), dst.dma_handle(), len) {
                 Ok((0, us)) => {
-                    pr_info!("copy_engine_guest: copy_us {} {}\n", len, us);
+                    pr_info!("copy_us {} {}\n", len, us);
                     if same_bytes(&src, &dst, len as usize)? {
                         Ok(())
                     } else {
@@ -242,7 +242,7 @@ impl pci::Driver for CopyEngine {
             (io.read32(regs::ID)?, io.read32(regs::PASID)?)
         };
         if id != regs::ID_VALUE {
-            dev_err!(pdev, "copy_engine_guest: ID register {:#x}, expected {:#x}\n", id, regs::ID_VALUE);
+            dev_err!(pdev, "ID register {:#x}, expected {:#x}\n", id, regs::ID_VALUE);
             return Err(ENODEV);
         }
         let completion = Arc::pin_init(
@@ -259,10 +259,10 @@ impl pci::Driver for CopyEngine {
             GFP_KERNEL,
         )?;
         let this = KBox::pin(CopyEngine { bar, completion, _msi: msi }, GFP_KERNEL)?;
-        dev_info!(pdev, "copy_engine_guest: copy engine with PASID {}\n", pasid);
+        dev_info!(pdev, "copy engine with PASID {}\n", pasid);
         let (passed, failed) = this.self_test(pdev, pasid)?;
         pr_info!(
-            "copy_engine_guest: done {} passed, {} failed ({} interrupts)\n",
+            "done {} passed, {} failed ({} interrupts)\n",
             passed,
             failed,
             this.completion.count.load(Ordering::Relaxed)

@@ -244,13 +244,21 @@ impl Report {
         let mut failures = Vec::new();
         let mut done = None;
         for line in log {
+            // `pr_info` lines ("copy_engine_guest: ...") and the probe's `dev_info` line
+            // ("copy_engine_guest 0000:00:01.0: copy engine with PASID N").
+            if let Some(at) = line.text.find("copy engine with PASID ") {
+                pasid = line.text[at + "copy engine with PASID ".len()..]
+                    .trim()
+                    .parse()
+                    .ok();
+                continue;
+            }
             let Some(at) = line.text.find("copy_engine_guest: ") else {
                 continue;
             };
             let msg = &line.text[at + "copy_engine_guest: ".len()..];
             let words: Vec<&str> = msg.split_whitespace().collect();
             match words.as_slice() {
-                ["copy", "engine", "with", "PASID", p] => pasid = p.parse().ok(),
                 ["result", _, "ok"] => results += 1,
                 ["result", check, "FAIL", ..] => {
                     results += 1;
