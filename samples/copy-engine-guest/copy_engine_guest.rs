@@ -24,7 +24,7 @@ use kernel::{
     dma::CoherentAllocation,
     irq, new_condvar, new_mutex, pci,
     prelude::*,
-    sync::{Arc, CondVar, Mutex},
+    sync::{Arc, CondVar, CondVarTimeoutResult, Mutex},
     time::{msecs_to_jiffies, Ktime},
 };
 
@@ -73,7 +73,9 @@ struct CopyEngineModule {
 impl kernel::Module for CopyEngineModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let pci = pci::Registration::new(c_str!("copy_engine_guest"), module);
-        Ok(Self { _pci: KBox::pin_init(pci, GFP_KERNEL)? })
+        Ok(Self {
+            _pci: KBox::pin_init(pci, GFP_KERNEL)?,
+        })
     }
 }
 
@@ -132,7 +134,13 @@ impl CopyEngine {
             }
             // The handler sets `done` under the lock, so a wake-up cannot be missed; the
             // timeout only bounds a device that never interrupts.
-            let _ = self.completion.cv.wait_interruptible_timeout(&mut done, msecs_to_jiffies(1000));
+            let woke = self
+                .completion
+                .cv
+                .wait_interruptible_timeout(&mut done, msecs_to_jiffies(1000));
+            if matches!(woke, CondVarTimeoutResult::Signal { .. }) {
+                return Err(EINTR);
+            }
             waited_ms += 1000;
         }
         drop(done);
@@ -242,7 +250,12 @@ impl pci::Driver for CopyEngine {
             (io.read32(regs::ID)?, io.read32(regs::PASID)?)
         };
         if id != regs::ID_VALUE {
-            dev_err!(pdev, "ID register {:#x}, expected {:#x}\n", id, regs::ID_VALUE);
+            dev_err!(
+                pdev,
+                "ID register {:#x}, expected {:#x}\n",
+                id,
+                regs::ID_VALUE
+            );
             return Err(ENODEV);
         }
         let completion = Arc::pin_init(
@@ -255,10 +268,22 @@ impl pci::Driver for CopyEngine {
         )?;
         pdev.alloc_irq_vectors(1, 1, pci::IrqTypes::MSI)?;
         let msi = KBox::pin_init(
-            pdev.request_threaded_irq(0, irq::Flags::NONE, c_str!("copy_engine_guest"), Msi(completion.clone()))?,
+            pdev.request_threaded_irq(
+                0,
+                irq::Flags::NONE,
+                c_str!("copy_engine_guest"),
+                Msi(completion.clone()),
+            )?,
             GFP_KERNEL,
         )?;
-        let this = KBox::pin(CopyEngine { bar, completion, _msi: msi }, GFP_KERNEL)?;
+        let this = KBox::pin(
+            CopyEngine {
+                bar,
+                completion,
+                _msi: msi,
+            },
+            GFP_KERNEL,
+        )?;
         dev_info!(pdev, "copy engine with PASID {}\n", pasid);
         let (passed, failed) = this.self_test(pdev, pasid)?;
         pr_info!(

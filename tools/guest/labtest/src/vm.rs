@@ -17,7 +17,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-/// The `vm:*` tests, run when selected (`--filter vm:`, see `main.rs`).
+/// The `vm:*` tests, run when the VMM disk is attached or they are selected by name.
 pub const ALL: &[UserTest] = &[
     UserTest {
         name: "vm:two_vms_copy_concurrently",
@@ -38,6 +38,11 @@ const DRIVER_CHECKS: usize = 9;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// From `go` until the VM powered off.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Whether the guest was booted with the VMM disk (`run.sh --vm`).
+pub fn vmm_attached() -> bool {
+    Path::new(VMM_DISK).exists()
+}
 
 /// Mounts the VMM disk at `/vmm` (once) with what QEMU needs inside the chroot: `/proc`,
 /// `/sys` (the mdevs), `/dev` (kvm, vfio), a writable `/tmp`, and `/boot` (the VM's kernel
