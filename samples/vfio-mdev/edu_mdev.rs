@@ -1033,7 +1033,7 @@ impl vfio::DeviceOps for MdevVfio {
                 // Reads of any length inside the space: a VMM (QEMU's vfio-pci) reads it whole
                 // at start-up. Writes stay 1/2/4 bytes, the sizes of a guest's accesses.
                 let o = usize::try_from(off).map_err(|_| EINVAL)?;
-                if len == 0 || o.checked_add(len).is_none_or(|end| end > CFG_SIZE) {
+                if len == 0 || o > CFG_SIZE || len > CFG_SIZE - o {
                     return Err(EINVAL);
                 }
                 let mut tmp = [0u8; CFG_SIZE];
