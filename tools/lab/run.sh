@@ -10,8 +10,8 @@
 # shell: interactive shell on the serial console (Ctrl-A X quits QEMU).
 # --gdb: QEMU waits for gdb on tcp::1234 (see docs/lab.md).
 # --vm:  the guest can run VMs (docs/vm-guests.md): it boots at EL2 (virtualization=on, KVM) with
-#        the VMM disk (vmm.sh) attached; implied by test runs on the release kernel and by a
-#        filter starting with "vm:".
+#        the VMM disk (vmm.sh) attached; implied by test and demo runs on the release kernel
+#        and by a filter starting with "vm:".
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -40,9 +40,9 @@ append="console=ttyAMA0 panic=-1 lab.mode=$mode"
 qemu=(qemu-system-aarch64 -machine virt,iommu=smmuv3,gic-version=3 -cpu max -smp 2 -m "$mem"
       -nodefaults -no-reboot -kernel "$image" -initrd "$initrd" -append "$append" -device edu)
 [ $gdb = 1 ] && qemu+=(-s -S)
-# The release test run includes the vm:* tests: EL2 costs nothing measurable (docs/vm-guests.md).
+# Release test and demo runs include the VMs: EL2 costs nothing measurable (docs/lab.md).
 [[ "$filter" == vm:* ]] && vm=1
-[ "$mode" = test ] && [ "$flavour" = release ] && vm=1
+[ "$mode" != shell ] && [ "$flavour" = release ] && vm=1
 if [ $vm = 1 ]; then
     qemu[2]+=,virtualization=on
     qemu+=(-drive "file=$("$here/vmm.sh"),if=none,id=vmm,format=raw,readonly=on" -device virtio-blk-device,drive=vmm)

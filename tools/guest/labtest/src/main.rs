@@ -211,7 +211,9 @@ fn main() {
     };
     // VMs inside the guest need `run.sh --vm` (EL2, the VMM disk): without it they run only
     // when asked for by name (and then fail saying what is missing).
-    let vms = if vm::vmm_attached() || r.filter.as_deref().is_some_and(|f| f.starts_with("vm:")) {
+    let vms = if mdev_client::vm::vmm_attached()
+        || r.filter.as_deref().is_some_and(|f| f.starts_with("vm:"))
+    {
         vm::ALL
     } else {
         println!("labtest: vm:* tests skipped (no VMM disk: run.sh --vm)");
