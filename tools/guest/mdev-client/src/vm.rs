@@ -287,3 +287,71 @@ impl Report {
         Some((self.copies_4k.first()?.1, self.copies_4k.last()?.1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(lines: &[&str]) -> Vec<Line> {
+        lines
+            .iter()
+            .map(|t| Line {
+                at: Instant::now(),
+                text: t.to_string(),
+            })
+            .collect()
+    }
+
+    /// What a VM's console shows when every check passes (as seen in the lab).
+    fn good() -> Vec<String> {
+        let mut v = vec!["copy_engine_guest 0000:00:01.0: copy engine with PASID 3".to_string()];
+        for _ in 0..6 {
+            v.push("copy_engine_guest: copy_us 4096 210717".into());
+            v.push("copy_engine_guest: result copy_4k ok".into());
+        }
+        v.push("copy_engine_guest: copy_us 16384 808368".into());
+        v.push("copy_engine_guest: result copy_16k ok".into());
+        v.push("copy_engine_guest: result isolation_source_outside_ram ok".into());
+        v.push("copy_engine_guest: result isolation_destination_outside_ram ok".into());
+        v.push("copy_engine_guest: done 9 passed, 0 failed (9 interrupts)".into());
+        v
+    }
+
+    fn parse(lines: &[String]) -> Result<Report, String> {
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        Report::parse("vm", &log(&refs))
+    }
+
+    #[test]
+    fn a_full_clean_report_parses() {
+        let r = parse(&good()).unwrap();
+        assert_eq!(r.pasid, 3);
+        assert_eq!(r.copies_4k.len(), 6);
+        assert_eq!(r.mean_us(), 210717);
+    }
+
+    #[test]
+    fn a_failed_check_fails_naming_it() {
+        let mut v = good();
+        v[15] = "copy_engine_guest: result isolation_source_outside_ram FAIL a source outside the VM's memory was not refused".into();
+        v[17] = "copy_engine_guest: done 8 passed, 1 failed (9 interrupts)".into();
+        let e = parse(&v).err().unwrap();
+        assert!(
+            e.contains("isolation_source_outside_ram: a source outside"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_lines_fail() {
+        // No done line (the VM died in the middle).
+        let v = good();
+        assert!(parse(&v[..v.len() - 1]).is_err());
+        // A check missing although the driver says all passed.
+        let mut v = good();
+        v.remove(2);
+        assert!(parse(&v).is_err());
+        // No PASID line.
+        assert!(parse(&good()[1..]).is_err());
+    }
+}
