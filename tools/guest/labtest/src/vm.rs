@@ -19,6 +19,10 @@ pub const ALL: &[UserTest] = &[
         name: "vm:kill_releases_mdev",
         run: kill_releases_mdev,
     },
+    UserTest {
+        name: "vm:remove_while_vm_copies",
+        run: remove_while_vm_copies,
+    },
 ];
 
 /// mdevs created for a test, removed when it ends however it ends.
@@ -178,5 +182,57 @@ fn kill_releases_mdev() -> Result<(), String> {
         user.len(),
         report.mean_us() as f64 / user_mean.max(1) as f64
     );
+    Ok(())
+}
+
+/// Removing an mdev while its VM copies through it: the mdev core asks the VMM to let go (the
+/// REQ eventfd) and QEMU cannot unplug a device from the VM's root bus, so the removal waits as
+/// long as the VM holds the device; meanwhile the VM's copies still complete correctly, and once
+/// the VM is gone the removal completes and frees the capacity.
+fn remove_while_vm_copies() -> Result<(), String> {
+    mc::ensure_module()?;
+    let parent = mc::find_parent()?;
+    let full = mc::available(&parent, "edu-small")?;
+    let mut mdevs = Mdevs(Vec::new());
+    let u = mc::uuid(0x7_0300);
+    mdevs.create(&parent, "edu-small", u.clone())?;
+    let pasid = mc::mdev_attr(&u, "pasid")?;
+    let mut vm = Vm::start("vm-removed", &u)?;
+    vm.boot()?;
+    vm.go()?;
+    vm.wait_for("copy_engine_guest: copy_us", RUN_TIMEOUT)?;
+    let (tx, rx) = channel();
+    let v = u.clone();
+    std::thread::spawn(move || {
+        let r = mc::remove_mdev(&v);
+        let _ = tx.send((r, Instant::now()));
+    });
+    // The VM's last line comes while it still holds the device.
+    let end = vm.wait_for("vm-init: end", RUN_TIMEOUT)?;
+    // All the driver's checks passed although the removal was pending.
+    let report = vm.finish()?;
+    if report.pasid.to_string() != pasid {
+        return Err(format!(
+            "the VM saw PASID {}, sysfs said {pasid}",
+            report.pasid
+        ));
+    }
+    let (r, removed_at) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| "removal still blocked 30 s after the VM ended".to_string())?;
+    r.map_err(|e| format!("remove: {e}"))?;
+    mdevs.0.clear();
+    if removed_at < end {
+        return Err("the removal completed while the VM still held the device".into());
+    }
+    if mc::mdev_path(&u).exists() {
+        return Err("the mdev is still in sysfs after its removal".into());
+    }
+    let now = mc::available(&parent, "edu-small")?;
+    if now != full {
+        return Err(format!(
+            "available_instances {now} after the removal, {full} before"
+        ));
+    }
     Ok(())
 }
