@@ -9,7 +9,7 @@
 #     `apt-cache depends` (tools, data and maintainer-script helpers are not needed to run it);
 #  2. file closure: from the qemu binary, the ELF NEEDED entries (and PT_INTERP), looked up in the
 #     unpacked packages, until no new library turns up; a NEEDED entry no package provides fails.
-#     Only those files go into the image (~10% of what the packages unpack).
+#     Only those files go into the image. readelf is binutils-aarch64-linux-gnu (setup.sh).
 #
 # Rebuilt only when its inputs change: this script or apt's arm64 package indexes (apt-get update).
 # usage: vmm.sh   -> prints the image path ($LAB_CACHE/vmm/vmm.img)
@@ -76,7 +76,7 @@ mkdir -p "$root"/{usr/bin,lib/aarch64-linux-gnu,dev,proc,sys,tmp,run,boot}
 bin=$unpacked/usr/bin/qemu-system-aarch64
 [ -x "$bin" ] || { echo "vmm.sh: no qemu-system-aarch64 in qemu-system-arm:arm64" >&2; exit 1; }
 cp "$bin" "$root/usr/bin/"
-interp=$(readelf -l "$bin" | sed -nE 's/.*Requesting program interpreter: (.*)\]/\1/p')
+interp=$(aarch64-linux-gnu-readelf -l "$bin" | sed -nE 's/.*Requesting program interpreter: (.*)\]/\1/p')
 find_lib() { # soname -> its file in the unpacked packages
     local d
     for d in lib/aarch64-linux-gnu usr/lib/aarch64-linux-gnu; do
@@ -88,7 +88,7 @@ declare -A have=()
 queue=("$bin")
 while [ ${#queue[@]} -gt 0 ]; do
     elf=${queue[0]} queue=("${queue[@]:1}")
-    for so in $(readelf -d "$elf" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p'); do
+    for so in $(aarch64-linux-gnu-readelf -d "$elf" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p'); do
         [ -n "${have[$so]:-}" ] && continue
         f=$(find_lib "$so") || { echo "vmm.sh: $so (NEEDED by ${elf##*/}) is in no fetched package" >&2; exit 1; }
         cp -L "$f" "$root/lib/aarch64-linux-gnu/$so"
