@@ -1098,11 +1098,13 @@ impl vfio::DeviceOps for MdevVfio {
         let len = buf.len();
         match index {
             CONFIG_INDEX => {
+                // Reads of any length inside the space: a VMM (QEMU's vfio-pci) reads it whole
+                // at start-up. Writes stay 1/2/4 bytes, the sizes of a guest's accesses.
                 let o = usize::try_from(off).map_err(|_| EINVAL)?;
-                if !matches!(len, 1 | 2 | 4) || o + len > CFG_SIZE {
+                if len == 0 || o > CFG_SIZE || len > CFG_SIZE - o {
                     return Err(EINVAL);
                 }
-                let mut tmp = [0u8; 4];
+                let mut tmp = [0u8; CFG_SIZE];
                 dev.st.lock().cfg.read(o, &mut tmp[..len]);
                 buf.write_slice(&tmp[..len])?;
                 Ok(len)

@@ -39,5 +39,16 @@ cp "$here"/expected/*.list "$root/lib/labtest/expected/"
 while read -r m _; do
     [ -f "$root/lib/labtest/$m.ko" ] || { echo "guest.sh: test module $m.ko was not built" >&2; exit 1; }
 done < "$root/lib/labtest/modules.list"
+# The VMs of the vm:* tests (docs/vm-guests.md) boot this same kernel with a small initramfs:
+# busybox, vm-init and the copy engine's guest driver.
+vmroot=$LAB_CACHE/vm-initramfs-$FLAVOUR
+rm -rf "$vmroot"
+mkdir -p "$vmroot"/{bin,dev,proc,sys} "$root/lib/vm"
+cp "$LAB_CACHE/busybox/bin/busybox" "$vmroot/bin/"
+cp "$here/guest/vm-init" "$vmroot/init"
+chmod +x "$vmroot/init"
+cp "$mdir/samples/copy-engine-guest/copy_engine_guest.ko" "$vmroot/"
+(cd "$vmroot" && find . | cpio -o -H newc --quiet | gzip -1) > "$root/lib/vm/initrd.gz"
+cp "$KBUILD/arch/arm64/boot/Image" "$root/lib/vm/Image"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$LAB_CACHE/initramfs-$FLAVOUR.cpio.gz"
 echo "$LAB_CACHE/initramfs-$FLAVOUR.cpio.gz"

@@ -3,6 +3,7 @@
 #
 # usage: run.sh test|demo|shell [--flavour release|debug|rust-smmu|rust-smmu-debug]
 #               [--platform edu|pasid] [--filter NAME] [--append KERNEL-ARGS] [--gdb] [--timeout S]
+#               [--vm]
 #
 # test:  runs labtest in the guest; fails unless the guest printed a closing
 #        "N passed, 0 failed, N skipped" line with N > 0 (labtest fails a full run whose
@@ -19,11 +20,14 @@
 #        edu:   the lab QEMU's virt + SMMUv3 (no SubstreamIDs) + edu;
 #        pasid: the SMMUv3 gets 20-bit SubstreamIDs (arm-smmuv3.ssidsize=20) and an edu-pasid
 #               (docs/pasid-device.md) sits next to edu.
+# --vm:  the guest can run VMs (docs/vm-guests.md): it boots at EL2 (virtualization=on, KVM) with
+#        the VMM disk (vmm.sh) attached; implied by test and demo runs on the release kernel
+#        and by a filter starting with "vm:".
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 mode=${1:-}; shift || true
-flavour=release filter="" extra="" gdb=0 timeout="" platform=${LAB_PLATFORM:-edu}
+flavour=release filter="" extra="" gdb=0 timeout="" vm=0 platform=${LAB_PLATFORM:-edu}
 while [ $# -gt 0 ]; do
     case "$1" in
     --flavour) flavour=$2; shift 2 ;;
@@ -32,6 +36,7 @@ while [ $# -gt 0 ]; do
     --append) extra=$2; shift 2 ;;
     --gdb) gdb=1; shift ;;
     --timeout) timeout=$2; shift 2 ;;
+    --vm) vm=1; shift ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -64,6 +69,13 @@ append="console=ttyAMA0 panic=-1 log_buf_len=4M lab.mode=$mode lab.platform=$pla
 qemu=("$LAB_QEMU" -machine virt,iommu=smmuv3,gic-version=3 -cpu max -smp 2 -m "$mem"
       -nodefaults -no-reboot -kernel "$image" -initrd "$initrd" -append "$append" "${devices[@]}")
 [ $gdb = 1 ] && qemu+=(-s -S)
+# Release test and demo runs include the VMs: EL2 costs nothing measurable (docs/lab.md).
+[[ "$filter" == vm:* ]] && vm=1
+[ "$mode" != shell ] && [ "$flavour" = release ] && vm=1
+if [ $vm = 1 ]; then
+    qemu[2]+=,virtualization=on
+    qemu+=(-drive "file=$("$here/vmm.sh"),if=none,id=vmm,format=raw,readonly=on" -device virtio-blk-device,drive=vmm)
+fi
 
 if [ "$mode" = shell ]; then
     exec "${qemu[@]}" -nographic -serial mon:stdio

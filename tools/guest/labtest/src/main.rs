@@ -28,6 +28,7 @@ mod expect;
 mod kmsg;
 mod results;
 mod user_tests;
+mod vm;
 
 use results::{parse_io_pgtable, parse_labtest, Ktap, Outcome, Status};
 use std::process::Command;
@@ -347,8 +348,20 @@ fn main() {
         println!("labtest: benchmarks not run (release kernel only; flavour {flavour:?})");
         &[]
     };
+    // VMs inside the guest need `run.sh --vm` (EL2, the VMM disk): without it they run only
+    // when asked for by name (and then fail saying what is missing). The expected results
+    // list them for the runs that attach the disk (release test runs).
+    let vms = if mdev_client::vm::vmm_attached()
+        || r.filter.as_deref().is_some_and(|f| f.starts_with("vm:"))
+    {
+        vm::ALL
+    } else {
+        println!("labtest: vm:* tests not run (no VMM disk: run.sh --vm)");
+        &[]
+    };
     for (t, is_bench) in user_tests::ALL
         .iter()
+        .chain(vms)
         .map(|t| (t, false))
         .chain(benches.iter().map(|t| (t, true)))
     {

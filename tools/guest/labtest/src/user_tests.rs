@@ -297,6 +297,7 @@ mod mdev {
     }
 
     pub fn config_space_and_info() -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
         let p = parent()?;
         let m = Mdev::new(&p, "edu-large", 2)?;
         let s = Session::open(&m.0)?;
@@ -338,6 +339,19 @@ mod mdev {
         ensure(cap == 0x40 && hdr & 0xff == 0x05, || {
             format!("cap {cap:#x} header {hdr:#x}")
         })?;
+        // The whole space in one read, as a VMM (QEMU's vfio-pci) reads it; not past the end.
+        let mut whole = [0u8; 256];
+        d.file
+            .read_exact_at(&mut whole, d.config)
+            .map_err(|e| format!("read of the whole config space: {e}"))?;
+        ensure(
+            whole[..4] == [0x34, 0x12, 0x01, 0xed] && whole[0x40] == 0x05,
+            || format!("whole config space read: {:02x?}", &whole[..8]),
+        )?;
+        ensure(
+            d.file.read_at(&mut [0u8; 8], d.config + 252).is_err(),
+            || "read past config accepted".into(),
+        )?;
         Ok(())
     }
 

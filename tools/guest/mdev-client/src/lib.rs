@@ -6,6 +6,8 @@
 //!
 //! No libc crate: the few calls std lacks (ioctl, mmap, eventfd, poll) are declared here.
 
+pub mod vm;
+
 use std::ffi::c_void;
 use std::fs::{File, OpenOptions};
 use std::io;

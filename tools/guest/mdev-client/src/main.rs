@@ -2,6 +2,10 @@
 //! `mdev-client demo [N]`: loads `edu_mdev.ko` if needed, creates N mdevs (default 3, small and
 //! large), prints each one's PASID and mode, runs a copy through each one's VFIO device, prints
 //! the result and removes the mdevs again.
+//!
+//! `mdev-client vm`: the same device in a VM (docs/vm-guests.md): creates an mdev, boots a VM
+//! with it (QEMU's vfio-pci, KVM), lets the VM's driver copy, prints what it reported and removes
+//! the mdev. Needs the guest booted with `run.sh --vm`.
 
 use mdev_client::*;
 
@@ -73,11 +77,44 @@ fn demo(n: u32) -> Result<(), String> {
     }
 }
 
+fn vm_demo() -> Result<(), String> {
+    ensure_module()?;
+    let parent = find_parent()?;
+    let u = uuid(0xd100);
+    create_mdev(&parent, "edu-small", &u).map_err(|e| format!("create {u}: {e}"))?;
+    println!(
+        "mdev {u}: PASID {}, mode {}",
+        mdev_attr(&u, "pasid")?,
+        mdev_attr(&u, "mode")?
+    );
+    let r = (|| {
+        let mut vm = vm::Vm::start("vm", &u)?;
+        let boot = vm.boot()?;
+        println!(
+            "VM with mdev {u} (-device vfio-pci,sysfsdev=...) booted to its init in {} ms",
+            boot.as_millis()
+        );
+        vm.go()?;
+        let report = vm.finish()?;
+        println!(
+            "VM's driver: all {} checks passed, PASID register {}, 4 KiB copy {} us (CMD to MSI)",
+            vm::DRIVER_CHECKS,
+            report.pasid,
+            report.mean_us()
+        );
+        Ok::<(), String>(())
+    })();
+    remove_mdev(&u).map_err(|e| format!("remove {u}: {e}"))?;
+    println!("VM gone, mdev {u} removed");
+    r
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let r = match args.get(1).map(String::as_str) {
         Some("demo") => demo(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3)),
-        _ => Err("usage: mdev-client demo [N]".into()),
+        Some("vm") => vm_demo(),
+        _ => Err("usage: mdev-client demo [N] | vm".into()),
     };
     if let Err(e) = r {
         eprintln!("mdev-client: {e}");
