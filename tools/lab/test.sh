@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command: every test, host and guest.
 #   1. lab set-up (idempotent), 2. host `cargo test` for the whole workspace (includes the
-#   qtest-driven QEMU tests), 3. kernel build + guest tests on the release kernel,
-#   4. the same on the debug kernel (KASAN, lockdep, kmemleak, fault injection) unless
+#   qtest-driven QEMU tests), 3. kernel build + guest tests on the release kernel, on the
+#   stock platform (edu) and on the PASID platform (run.sh --platform pasid), 4. the stock
+#   platform on the debug kernel (KASAN, lockdep, kmemleak, fault injection) unless
 #   LAB_SKIP_DEBUG=1. Lints (rustfmt, clippy on the host workspace, CLIPPY=1 on the kernel
 #   modules) fail the run too.
 # Host tests that need QEMU fail without it; with LAB_NO_QEMU=1 they print a "LAB-SKIP" line
@@ -33,7 +34,7 @@ lint_status=0
 (cd "$LAB_ROOT" && cargo clippy -q --workspace --all-targets -- -D warnings) ||
     { echo "[test] FAILED: clippy"; lint_status=1; }
 
-guest_passed=0 guest_failed=0 guest_skipped=0 guest_status=0
+guest_passed=0 guest_failed=0 guest_skipped=0 guest_status=0 runs=()
 flavours=(release)
 [ "${LAB_SKIP_DEBUG:-0}" = 1 ] || flavours+=(debug)
 for f in "${flavours[@]}"; do
@@ -45,23 +46,30 @@ for f in "${flavours[@]}"; do
         stamp "lints: rustdoc of the kernel crate with the overlay"
         "$here/rustdoc.sh" || { echo "[test] FAILED: rustdoc"; lint_status=1; }
     fi
-    stamp "guest tests ($f)"
-    log=$LAB_CACHE/last-test-$f.log
-    rm -f "$log" # never judge a previous run's log
-    set +e
-    "$here/run.sh" test --flavour "$f"
-    s=$?
-    set -e
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$log" 2>/dev/null | tail -1)
-    p=$(echo "$line" | sed -nE 's/^([0-9]+) passed.*/\1/p')
-    q=$(echo "$line" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
-    k=$(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
-    guest_passed=$((guest_passed + ${p:-0}))
-    guest_failed=$((guest_failed + ${q:-0}))
-    guest_skipped=$((guest_skipped + ${k:-0}))
-    [ $s = 0 ] || { guest_status=1; [ "${q:-0}" -gt 0 ] || guest_failed=$((guest_failed + 1)); }
+    # The release kernel also runs on the PASID platform (SMMUv3 with SubstreamIDs + edu-pasid).
+    platforms=(edu)
+    [ "$f" = release ] && platforms+=(pasid)
+    for plat in "${platforms[@]}"; do
+        stamp "guest tests ($f, platform $plat)"
+        log=$LAB_CACHE/last-test-$f.log
+        [ "$plat" = edu ] || log=$LAB_CACHE/last-test-$f-$plat.log
+        rm -f "$log" # never judge a previous run's log
+        set +e
+        "$here/run.sh" test --flavour "$f" --platform "$plat"
+        s=$?
+        set -e
+        line=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$log" 2>/dev/null | tail -1)
+        p=$(echo "$line" | sed -nE 's/^([0-9]+) passed.*/\1/p')
+        q=$(echo "$line" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
+        k=$(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
+        guest_passed=$((guest_passed + ${p:-0}))
+        guest_failed=$((guest_failed + ${q:-0}))
+        guest_skipped=$((guest_skipped + ${k:-0}))
+        [ $s = 0 ] || { guest_status=1; [ "${q:-0}" -gt 0 ] || guest_failed=$((guest_failed + 1)); }
+        runs+=("$f/$plat")
+    done
 done
 
-stamp "done: host $host_passed passed, $host_failed failed, $host_skipped skipped; guest ($(IFS=+; echo "${flavours[*]}")) $guest_passed passed, $guest_failed failed, $guest_skipped skipped"
+stamp "done: host $host_passed passed, $host_failed failed, $host_skipped skipped; guest (${runs[*]}) $guest_passed passed, $guest_failed failed, $guest_skipped skipped"
 echo "$((host_passed + guest_passed)) passed, $((host_failed + guest_failed)) failed, $((host_skipped + guest_skipped)) skipped"
 [ "$host_status" = 0 ] && [ "$guest_status" = 0 ] && [ "$lint_status" = 0 ]
