@@ -91,7 +91,15 @@ pub struct TlbiAsidOffset {
 impl TlbiAsidOffset {
     /// Wraps a fresh QEMU-like model.
     pub fn new() -> Self {
-        let inner = ModelPlatform::new();
+        Self::on(ModelPlatform::new())
+    }
+
+    /// Wraps the model platform of scenario `name` ([`ModelPlatform::for_scenario`]).
+    pub fn for_scenario(name: &str) -> Self {
+        Self::on(ModelPlatform::for_scenario(name))
+    }
+
+    fn on(inner: ModelPlatform) -> Self {
         let mmio = AsidBugMmio {
             inner: inner.smmu.clone(),
             mem: inner.mem.clone(),
@@ -129,12 +137,27 @@ impl Platform for TlbiAsidOffset {
     fn read_mem(&self, pa: u64, buf: &mut [u8]) {
         self.inner.read_mem(pa, buf)
     }
+    fn set_dma_pasid(&mut self, pasid: Option<u32>) {
+        self.inner.set_dma_pasid(pasid)
+    }
+    fn dma_result(&self) -> u32 {
+        self.inner.dma_result()
+    }
 }
 
 /// The model platform whose event records carry InputAddr in the wrong word.
 #[derive(Default)]
 pub struct EventAddrOffset {
     inner: ModelPlatform,
+}
+
+impl EventAddrOffset {
+    /// Wraps the model platform of scenario `name` ([`ModelPlatform::for_scenario`]).
+    pub fn for_scenario(name: &str) -> Self {
+        Self {
+            inner: ModelPlatform::for_scenario(name),
+        }
+    }
 }
 
 impl Platform for EventAddrOffset {
@@ -162,6 +185,12 @@ impl Platform for EventAddrOffset {
             let (a, b) = buf[16..32].split_at_mut(8);
             a.swap_with_slice(b);
         }
+    }
+    fn set_dma_pasid(&mut self, pasid: Option<u32>) {
+        self.inner.set_dma_pasid(pasid)
+    }
+    fn dma_result(&self) -> u32 {
+        self.inner.dma_result()
     }
 }
 
@@ -213,6 +242,12 @@ impl<P: Platform> Platform for Silenced<P> {
     }
     fn read_mem(&self, pa: u64, buf: &mut [u8]) {
         self.0.read_mem(pa, buf)
+    }
+    fn set_dma_pasid(&mut self, pasid: Option<u32>) {
+        self.0.set_dma_pasid(pasid)
+    }
+    fn dma_result(&self) -> u32 {
+        self.0.dma_result()
     }
     fn check(&self) -> Result<(), String> {
         self.0.check()

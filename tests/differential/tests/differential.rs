@@ -16,17 +16,17 @@ fn qemu_traces() -> &'static Vec<Trace> {
     T.get_or_init(|| {
         NAMES
             .iter()
-            .map(|n| run(n, QemuPlatform::start()))
+            .map(|n| run(n, QemuPlatform::for_scenario(n)))
             .collect()
     })
 }
 
 /// Scenarios whose trace on `mk()` differs from QEMU's, with the first difference.
-fn mismatches<P: Platform>(mk: impl Fn() -> P) -> Vec<(&'static str, String)> {
+fn mismatches<P: Platform>(mk: impl Fn(&str) -> P) -> Vec<(&'static str, String)> {
     NAMES
         .iter()
         .zip(qemu_traces())
-        .filter_map(|(n, qt)| qt.diff(&run(n, mk())).map(|d| (*n, d)))
+        .filter_map(|(n, qt)| qt.diff(&run(n, mk(n))).map(|d| (*n, d)))
         .collect()
 }
 
@@ -53,7 +53,7 @@ fn model_matches_qemu_event_for_event() {
     let mut events = 0;
     let mut model = Vec::new();
     for (n, qt) in NAMES.iter().zip(q) {
-        let mt = run(n, ModelPlatform::new());
+        let mt = run(n, ModelPlatform::for_scenario(n));
         events += qt.event_count();
         match qt.diff(&mt) {
             None => println!(
@@ -86,8 +86,8 @@ fn model_matches_qemu_event_for_event() {
 fn model_runs_are_deterministic() {
     for n in NAMES {
         assert_eq!(
-            run(n, ModelPlatform::new()),
-            run(n, ModelPlatform::new()),
+            run(n, ModelPlatform::for_scenario(n)),
+            run(n, ModelPlatform::for_scenario(n)),
             "{n}"
         );
     }
@@ -95,7 +95,10 @@ fn model_runs_are_deterministic() {
 
 #[test]
 fn model_meets_the_declarations_without_qemu() {
-    let model: Vec<Trace> = NAMES.iter().map(|n| run(n, ModelPlatform::new())).collect();
+    let model: Vec<Trace> = NAMES
+        .iter()
+        .map(|n| run(n, ModelPlatform::for_scenario(n)))
+        .collect();
     let missed = unmet("model", &model);
     assert!(missed.is_empty(), "{}", missed.join("\n"));
 }
@@ -105,7 +108,7 @@ fn planted_tlbi_asid_offset_bug_is_caught() {
     if qtest::require_qemu().is_none() {
         return;
     }
-    let m = mismatches(TlbiAsidOffset::new);
+    let m = mismatches(TlbiAsidOffset::for_scenario);
     for (n, d) in &m {
         println!("caught in {n}: {d}");
     }
@@ -117,7 +120,7 @@ fn planted_event_addr_offset_bug_is_caught() {
     if qtest::require_qemu().is_none() {
         return;
     }
-    let m = mismatches(EventAddrOffset::default);
+    let m = mismatches(EventAddrOffset::for_scenario);
     for (n, d) in &m {
         println!("caught in {n}: {d}");
     }
@@ -134,8 +137,8 @@ fn planted_silence_on_both_sides_is_caught() {
     }
     let mut caught = Vec::new();
     for n in NAMES {
-        let q = run(n, Silenced(QemuPlatform::start()));
-        let m = run(n, Silenced(ModelPlatform::new()));
+        let q = run(n, Silenced(QemuPlatform::for_scenario(n)));
+        let m = run(n, Silenced(ModelPlatform::for_scenario(n)));
         assert_eq!(q.diff(&m), None, "{n}: silenced traces should still agree");
         assert_eq!(q.event_count() + m.event_count(), 0, "{n}");
         let declares_events =
