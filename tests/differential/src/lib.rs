@@ -12,8 +12,9 @@
 //! must meet the scenario's own declarations of the events and data it produces (a scenario
 //! gone silent on both sides would otherwise match).
 //!
-//! [`planted`] holds wrappers that plant a bug in the model platform (a field decoded or
-//! encoded at the wrong bit offset) to show that the suite catches such bugs.
+//! [`planted`] holds wrappers that plant a bug in a platform (a field decoded or encoded at the
+//! wrong bit offset, a command field ignored, events silenced) to show that the suite catches
+//! such bugs.
 
 use physmem::PhysMem;
 use smmu_model::{Access, Features, Quirks, SmmuModel, TxnAttrs};
@@ -223,6 +224,11 @@ impl QemuPlatform {
     /// The platform scenario `name` runs on ([`scenarios::needs_pasid`]).
     pub fn for_scenario(name: &str) -> Self {
         Self::start_on(scenarios::needs_pasid(name))
+    }
+
+    /// The qtest connection (raw guest memory access, e.g. for [`planted`] wrappers).
+    pub fn qtest(&self) -> qtest::Qtest {
+        self.m.qtest().clone()
     }
 
     fn start_on(pasid: bool) -> Self {

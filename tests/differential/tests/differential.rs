@@ -5,7 +5,7 @@
 //! computed once per test binary and shared. Without QEMU every test fails, unless
 //! `LAB_NO_QEMU=1` makes it a reported skip (`qtest::require_qemu`).
 
-use differential::planted::{EventAddrOffset, Silenced, TlbiAsidOffset};
+use differential::planted::{model_with, qemu_with, CmdBug, EventAddrOffset, Silenced};
 use differential::scenarios::{run, NAMES};
 use differential::{ModelPlatform, Platform, QemuPlatform, Trace};
 use std::sync::OnceLock;
@@ -108,7 +108,7 @@ fn planted_tlbi_asid_offset_bug_is_caught() {
     if qtest::require_qemu().is_none() {
         return;
     }
-    let m = mismatches(TlbiAsidOffset::for_scenario);
+    let m = mismatches(|n| model_with(n, CmdBug::TlbiAsidOffset));
     for (n, d) in &m {
         println!("caught in {n}: {d}");
     }
@@ -155,4 +155,59 @@ fn planted_silence_on_both_sides_is_caught() {
         }
     }
     assert!(caught.len() >= 8, "only {caught:?} declare events");
+}
+
+/// Runs `name` on the planted platform `p` and on the clean `other`; returns the first
+/// difference and the planted run's unmet declarations, having checked the plant fired.
+fn planted_run<P: Platform, Q: differential::planted::QueueMem, O: Platform>(
+    name: &str,
+    p: differential::planted::Misdecoding<P, Q>,
+    other: O,
+) -> (Option<String>, Vec<String>) {
+    let fired = p.mmio().rewritten.clone();
+    let planted = run(name, p);
+    let clean = run(name, other);
+    let fired = *fired.lock().unwrap();
+    println!("{name}: {fired} commands misdecoded");
+    assert!(fired > 0, "the plant never fired");
+    let missed = planted.unmet().iter().map(|u| u.to_string()).collect();
+    (clean.diff(&planted), missed)
+}
+
+/// A model whose CFGI_CD ignores the SubstreamID (drops every CD of the StreamID): the stale
+/// CD 1 that must survive CFGI_CD(2) does not. Caught by the comparison with QEMU and by the
+/// scenario's own declarations.
+#[test]
+fn planted_model_cfgi_cd_ignoring_the_ssid_is_caught() {
+    if qtest::require_qemu().is_none() {
+        return;
+    }
+    let n = "ssid_cfgi_cd";
+    let p = model_with(n, CmdBug::CfgiCdAllSsids);
+    let (diff, missed) = planted_run(n, p, QemuPlatform::for_scenario(n));
+    println!("diff: {diff:?}\nunmet: {missed:#?}");
+    assert!(diff.is_some(), "the planted model matched QEMU");
+    assert!(
+        missed.iter().any(|u| u.contains("CFGI_CD(2)")),
+        "{missed:?}"
+    );
+}
+
+/// A QEMU whose CFGI_CD reads the SubstreamID as 0 (drops CD 0 instead of the one named):
+/// CD 2 stays stale after CFGI_CD(2). Caught by the comparison with the model and by the
+/// declarations.
+#[test]
+fn planted_qemu_cfgi_cd_ssid_zero_is_caught() {
+    if qtest::require_qemu().is_none() {
+        return;
+    }
+    let n = "ssid_cfgi_cd";
+    let p = qemu_with(n, CmdBug::CfgiCdSsidZero);
+    let (diff, missed) = planted_run(n, p, ModelPlatform::for_scenario(n));
+    println!("diff: {diff:?}\nunmet: {missed:#?}");
+    assert!(diff.is_some(), "the planted QEMU matched the model");
+    assert!(
+        missed.iter().any(|u| u.contains("CFGI_CD(2)")),
+        "{missed:?}"
+    );
 }
