@@ -49,6 +49,7 @@ pub const NAMES: &[&str] = &[
     "ssid_2level_4k_leaves",
     "ssid_s1dss",
     "ssid_cfgi_cd",
+    "ssid_tlbi",
 ];
 
 /// Whether scenario `name` needs the PASID platform (an SMMU with SubstreamIDs and a DMA
@@ -742,7 +743,7 @@ const SSID_IOVA: u64 = 0x1000_0000;
 
 /// A stage-1 domain: its page table, its CD and the page it maps at [`SSID_IOVA`].
 struct Dom<P: Platform> {
-    _pt: Pt<P>,
+    pt: Pt<P>,
     cd: Cd,
     page: Mem<P>,
 }
@@ -756,7 +757,7 @@ fn ssid_domains<P: Platform>(c: &mut Ctx<P>, n: usize) -> Vec<Dom<P>> {
             let (mut pt, cfg) = s1_table(c, Granule::G4K, 39, 1 + i as u16);
             pt.map(SSID_IOVA, page.dma_addr(), 4096, RW).unwrap();
             Dom {
-                _pt: pt,
+                pt,
                 cd: Cd::s1(&cfg),
                 page,
             }
@@ -1026,6 +1027,53 @@ fn ssid_cfgi_cd<P: Platform>(c: &mut Ctx<P>) {
     c.events(&[]);
 }
 
+/// Remaps [`SSID_IOVA`] of domain `d` to the page of domain `to`, without any TLBI.
+fn ssid_remap<P: Platform>(doms: &mut [Dom<P>], d: usize, to: usize) {
+    let pa = doms[to].page.dma_addr();
+    let mut g = Gather::new();
+    assert_eq!(doms[d].pt.unmap(SSID_IOVA, 4096, &mut g).unwrap(), 4096);
+    doms[d].pt.map(SSID_IOVA, pa, 4096, RW).unwrap();
+}
+
+/// TLB entries are the ASID's, not the SubstreamID's: PASIDs 1 and 3 share domain 0 (ASID 1),
+/// PASID 2 has domain 1 (ASID 2). A remap without TLBI stays stale for every PASID of the
+/// ASID (also one that never used the entry), a TLBI of one ASID leaves the other's stale.
+fn ssid_tlbi<P: Platform>(c: &mut Ctx<P>) {
+    let src = ssid_load(c);
+    let mut doms = ssid_domains(c, 4);
+    for d in &mut doms[..2] {
+        // A neighbour keeps the level-3 table alive across the unmaps below.
+        let pa = d.page.dma_addr();
+        d.pt.map(SSID_IOVA + 0x1000, pa, 4096, RW).unwrap();
+    }
+    let mut m = ssid_master(c, 20, &doms, &[(1, 0), (2, 1), (3, 0)]);
+    c.smmu.attach_cd_table(&mut m, s1dss::TERMINATE).unwrap();
+    c.step("PASIDs 1 and 2 cache their translations");
+    ssid_lands(c, &src, &doms, Some(1), 0, Some(0));
+    ssid_lands(c, &src, &doms, Some(2), 1, Some(1));
+    c.events(&[]);
+    c.step("both domains remapped without TLBI: stale for PASIDs 1, 2 and 3");
+    ssid_remap(&mut doms, 0, 2);
+    ssid_remap(&mut doms, 1, 3);
+    ssid_lands(c, &src, &doms, Some(3), 2, Some(0));
+    ssid_lands(c, &src, &doms, Some(1), 3, Some(0));
+    ssid_lands(c, &src, &doms, Some(2), 4, Some(1));
+    c.events(&[]);
+    c.step("TLBI_NH_ASID(2): PASID 2 remapped, PASIDs 1 and 3 still stale");
+    let r = c.smmu.inv_asid(2);
+    c.result_is(&r, true);
+    ssid_lands(c, &src, &doms, Some(2), 5, Some(3));
+    ssid_lands(c, &src, &doms, Some(1), 6, Some(0));
+    ssid_lands(c, &src, &doms, Some(3), 7, Some(0));
+    c.step("TLBI_NH_VA(ASID 1): PASIDs 1 and 3 remapped");
+    let r = c.smmu.inv_range(1, SSID_IOVA, 4096, 4096, true, 12);
+    c.result_is(&r, true);
+    ssid_lands(c, &src, &doms, Some(3), 8, Some(2));
+    ssid_lands(c, &src, &doms, Some(1), 9, Some(2));
+    ssid_lands(c, &src, &doms, Some(2), 10, Some(3));
+    c.events(&[]);
+}
+
 /// Runs scenario `name` on `p` with the default driver configuration (2-level stream table
 /// where the SMMU offers one), or a linear table for `linear_strtab`.
 pub fn run<P: Platform>(name: &str, p: P) -> Trace {
@@ -1054,6 +1102,7 @@ pub fn run<P: Platform>(name: &str, p: P) -> Trace {
         "ssid_2level_4k_leaves" => ssid_2level_4k_leaves(&mut c),
         "ssid_s1dss" => ssid_s1dss(&mut c),
         "ssid_cfgi_cd" => ssid_cfgi_cd(&mut c),
+        "ssid_tlbi" => ssid_tlbi(&mut c),
         other => panic!("unknown scenario {other}"),
     }
     c.step("end");
