@@ -1,11 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The scenario suite, written once against [`Platform`].
 //!
-//! Everything here is within what QEMU 10.0's SMMUv3 supports (no SubstreamIDs): bypass,
-//! abort, invalid STEs (C_BAD_STE, C_BAD_STREAMID), stage-1 translation with 4 KiB and 64 KiB
-//! granules (pages and blocks), translation and permission faults, C_BAD_CD, STE changes with
-//! and without CFGI_STE, TLB invalidation by VA and by ASID (and what stays stale without it),
-//! an illegal command and its recovery, linear and 2-level stream tables.
+//! The first twelve scenarios are within what stock QEMU 10.0's SMMUv3 supports (no
+//! SubstreamIDs): bypass, abort, invalid STEs (C_BAD_STE, C_BAD_STREAMID), stage-1 translation
+//! with 4 KiB and 64 KiB granules (pages and blocks), translation and permission faults,
+//! C_BAD_CD, STE changes with and without CFGI_STE, TLB invalidation by VA and by ASID (and what
+//! stays stale without it), an illegal command and its recovery, linear and 2-level stream
+//! tables.
+//!
+//! The `ssid_*` scenarios ([`needs_pasid`]) run on the PASID platform: the lab QEMU's SMMUv3 with
+//! `arm-smmuv3.ssidsize=20` and `edu-pasid` tagging its DMA with a PASID, and the model with the
+//! same ID registers ([`crate::qemu_pasid_features`]): linear and 2-level CD tables (64 KB
+//! leaves by the driver core, 4 KB leaves by hand), the three S1DSS cases, C_BAD_SUBSTREAMID
+//! (beyond S1CDMax, invalid L1CD, stage 1 bypassed), C_BAD_CD and faults naming the PASID,
+//! per-SSID CFGI_CD (a stale CD survives CFGI_CD of another SubstreamID and goes with its own),
+//! CFGI_CD_ALL and CFGI_STE, and TLB entries shared by the PASIDs of one ASID.
 //!
 //! Each scenario declares what it must produce, where it observes it, so that a scenario that
 //! went silent (or stopped moving data) on both platforms cannot "match": every drain of the
@@ -14,8 +23,10 @@
 //! ([`Ctx::mem_is`]: copied from another buffer, its untouched pattern, or zeros), and command
 //! results say whether they must succeed ([`Ctx::result_is`]). An unmet declaration is
 //! recorded in the trace as [`Obs::Unmet`] ([`Trace::unmet`]), and the suite asserts there is
-//! none on either side. A new scenario (e.g. with SubstreamIDs, on a platform that has them)
-//! adds its name to [`NAMES`] and its function to [`run`], and declares its steps the same way.
+//! none on either side. SSID steps also declare which SubstreamID each event record names
+//! ([`Ctx::events_naming`]) and whether each DMA succeeded (edu-pasid's result register). A new
+//! scenario adds its name to [`NAMES`] and its function to [`run`], and declares its steps the
+//! same way.
 
 use super::{MapStore, Obs, Platform, Trace, DEV_BUF, EDU_SID};
 use smmuv3::cd::{Cd, S1Config};
