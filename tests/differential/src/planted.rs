@@ -61,10 +61,10 @@ impl QueueMem for qtest::Qtest {
 /// reads this command right).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmdBug {
-    /// TLBI_NH_ASID / TLBI_NH_VA: the ASID from bits [63:49] instead of [63:48] (IHI 0070
+    /// TLBI_NH_ASID / TLBI_NH_VA: the ASID from bits \[63:49\] instead of \[63:48\] (IHI 0070
     /// 4.4.1/4.4.2), one bit off.
     TlbiAsidOffset,
-    /// CFGI_CD: the SubstreamID (bits [31:12], 4.3.3) ignored, every CD of the StreamID
+    /// CFGI_CD: the SubstreamID (bits \[31:12\], 4.3.3) ignored, every CD of the StreamID
     /// dropped (as CFGI_CD_ALL): over-invalidation, harmless to a driver, but a CD that must
     /// stay stale does not.
     CfgiCdAllSsids,
