@@ -157,21 +157,27 @@ fn planted_silence_on_both_sides_is_caught() {
     assert!(caught.len() >= 8, "only {caught:?} declare events");
 }
 
-/// Runs `name` on the planted platform `p` and on the clean `other`; returns the first
-/// difference and the planted run's unmet declarations, having checked the plant fired.
-fn planted_run<P: Platform, Q: differential::planted::QueueMem, O: Platform>(
-    name: &str,
+/// Runs `ssid_cfgi_cd` on the planted platform `p` and on the clean `other`, and asserts the
+/// plant fired and was caught twice: the traces differ, and the planted run misses the
+/// declarations of the step `CFGI_CD(2)`.
+fn cfgi_cd_plant_is_caught<P: Platform, Q: differential::planted::QueueMem, O: Platform>(
     p: differential::planted::Misdecoding<P, Q>,
     other: O,
-) -> (Option<String>, Vec<String>) {
+) {
+    let n = "ssid_cfgi_cd";
     let fired = p.mmio().rewritten.clone();
-    let planted = run(name, p);
-    let clean = run(name, other);
+    let planted = run(n, p);
+    let clean = run(n, other);
     let fired = *fired.lock().unwrap();
-    println!("{name}: {fired} commands misdecoded");
+    let diff = clean.diff(&planted);
+    let missed = planted.unmet();
+    println!("{n}: {fired} commands misdecoded\ndiff: {diff:?}\nunmet: {missed:#?}");
     assert!(fired > 0, "the plant never fired");
-    let missed = planted.unmet().iter().map(|u| u.to_string()).collect();
-    (clean.diff(&planted), missed)
+    assert!(diff.is_some(), "the planted platform matched the clean one");
+    assert!(
+        missed.iter().any(|u| u.contains("CFGI_CD(2)")),
+        "{missed:?}"
+    );
 }
 
 /// A model whose CFGI_CD ignores the SubstreamID (drops every CD of the StreamID): the stale
@@ -183,13 +189,9 @@ fn planted_model_cfgi_cd_ignoring_the_ssid_is_caught() {
         return;
     }
     let n = "ssid_cfgi_cd";
-    let p = model_with(n, CmdBug::CfgiCdAllSsids);
-    let (diff, missed) = planted_run(n, p, QemuPlatform::for_scenario(n));
-    println!("diff: {diff:?}\nunmet: {missed:#?}");
-    assert!(diff.is_some(), "the planted model matched QEMU");
-    assert!(
-        missed.iter().any(|u| u.contains("CFGI_CD(2)")),
-        "{missed:?}"
+    cfgi_cd_plant_is_caught(
+        model_with(n, CmdBug::CfgiCdAllSsids),
+        QemuPlatform::for_scenario(n),
     );
 }
 
@@ -202,12 +204,8 @@ fn planted_qemu_cfgi_cd_ssid_zero_is_caught() {
         return;
     }
     let n = "ssid_cfgi_cd";
-    let p = qemu_with(n, CmdBug::CfgiCdSsidZero);
-    let (diff, missed) = planted_run(n, p, ModelPlatform::for_scenario(n));
-    println!("diff: {diff:?}\nunmet: {missed:#?}");
-    assert!(diff.is_some(), "the planted QEMU matched the model");
-    assert!(
-        missed.iter().any(|u| u.contains("CFGI_CD(2)")),
-        "{missed:?}"
+    cfgi_cd_plant_is_caught(
+        qemu_with(n, CmdBug::CfgiCdSsidZero),
+        ModelPlatform::for_scenario(n),
     );
 }
