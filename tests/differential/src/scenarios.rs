@@ -891,7 +891,7 @@ fn ssid_2level_cd<P: Platform>(c: &mut Ctx<P>) {
 
 /// A 2-level CD table with 4 KB leaves (S1Fmt = 1; the driver core only makes 64 KB ones),
 /// built by hand: S1CDMax 8, L1 entry 1 valid (SubstreamIDs 64..127), the others invalid;
-/// S1DSS terminate.
+/// S1DSS terminate. Then S1CDMax beyond SSIDSIZE.
 fn ssid_2level_4k_leaves<P: Platform>(c: &mut Ctx<P>) {
     let src = ssid_load(c);
     let doms = ssid_domains(c, 1);
@@ -926,6 +926,12 @@ fn ssid_2level_4k_leaves<P: Platform>(c: &mut Ctx<P>) {
     c.step("untagged with S1DSS terminate: F_STREAM_DISABLED");
     ssid_lands(c, &src, &doms, None, 4, None);
     c.events_naming(&[(F_STREAM_DISABLED, 2)], None);
+    c.step("S1CDMax 21, above SSIDSIZE 20 (ILLEGAL, IHI 0070 5.2): C_BAD_STE naming the PASID");
+    c.smmu.write_ste(EDU_SID, &ste.set_s1cdmax(21)).unwrap();
+    ssid_lands(c, &src, &doms, Some(65), 5, None);
+    c.events_naming(&[(C_BAD_STE, 2)], Some(65));
+    ssid_lands(c, &src, &doms, None, 6, None);
+    c.events_naming(&[(C_BAD_STE, 2)], None);
 }
 
 fn ssid_s1dss<P: Platform>(c: &mut Ctx<P>) {
