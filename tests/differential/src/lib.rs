@@ -12,11 +12,12 @@
 //! must meet the scenario's own declarations of the events and data it produces (a scenario
 //! gone silent on both sides would otherwise match).
 //!
-//! [`planted`] holds wrappers that plant a bug in the model platform (a field decoded or
-//! encoded at the wrong bit offset) to show that the suite catches such bugs.
+//! [`planted`] holds wrappers that plant a bug in a platform (a field decoded or encoded at the
+//! wrong bit offset, a command field ignored, events silenced) to show that the suite catches
+//! such bugs.
 
 use physmem::PhysMem;
-use smmu_model::{Access, Features, SmmuModel, TxnAttrs};
+use smmu_model::{Access, Features, Quirks, SmmuModel, TxnAttrs};
 use smmuv3::dma::{AllocError, DmaAllocator, DmaMemory, Mmio};
 use smmuv3::pgtable::PageTableStore;
 use std::collections::HashMap;
@@ -53,6 +54,12 @@ pub trait Platform {
     fn dma_from_dev(&mut self, off: usize, iova: u64, len: usize);
     /// Reads physical memory.
     fn read_mem(&self, pa: u64, buf: &mut [u8]);
+    /// Tags the DMA master's following DMAs with PASID `pasid` (`None`: untagged). Only the
+    /// SubstreamID platforms ([`scenarios::needs_pasid`]) can.
+    fn set_dma_pasid(&mut self, pasid: Option<u32>);
+    /// What the last DMA did, as edu-pasid's result register says: 0 done, 1 failed (some
+    /// piece was not translated).
+    fn dma_result(&self) -> u32;
     /// Anything the platform wants to report after a run (e.g. a swallowed qtest error).
     fn check(&self) -> Result<(), String> {
         Ok(())
@@ -190,20 +197,53 @@ impl<M: DmaMemory> PageTableStore<M> for MapStore<M> {
 // ---------------------------------------------------------------------------------------------
 // QEMU
 
-/// QEMU 10.0 `virt,iommu=smmuv3` over qtest, edu as the DMA master.
+/// SubstreamID bits of the SMMU on the PASID platforms (the lab QEMU's
+/// `arm-smmuv3.ssidsize=20`, the most it offers).
+pub const SSID_BITS: u8 = 20;
+
+/// QEMU 10.0 `virt,iommu=smmuv3` over qtest, edu as the DMA master; or, on the PASID platform,
+/// the lab QEMU's SMMUv3 with SubstreamIDs and `edu-pasid` (`docs/pasid-device.md`).
 pub struct QemuPlatform {
     m: qtest::Machine,
     edu: qtest::Edu,
+    pasid: bool,
 }
 
 impl QemuPlatform {
     /// Starts a QEMU (a test calls `qtest::require_qemu` first: without QEMU this panics).
     pub fn start() -> Self {
-        let cfg = qtest::QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"]);
+        Self::start_on(false)
+    }
+
+    /// Starts the lab QEMU's PASID platform: `-global arm-smmuv3.ssidsize=20` and
+    /// `edu-pasid` (PASID Enable set) as the DMA master, at the same StreamID.
+    pub fn start_pasid() -> Self {
+        Self::start_on(true)
+    }
+
+    /// The platform scenario `name` runs on ([`scenarios::needs_pasid`]).
+    pub fn for_scenario(name: &str) -> Self {
+        Self::start_on(scenarios::needs_pasid(name))
+    }
+
+    /// The qtest connection (raw guest memory access, e.g. for [`planted`] wrappers).
+    pub fn qtest(&self) -> qtest::Qtest {
+        self.m.qtest().clone()
+    }
+
+    fn start_on(pasid: bool) -> Self {
+        let cfg = if pasid {
+            qtest::QemuConfig::default()
+                .devices(["edu-pasid,dma_mask=0xffffffffffffffff"])
+                .arg("-global")
+                .arg(&format!("arm-smmuv3.ssidsize={SSID_BITS}"))
+        } else {
+            qtest::QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"])
+        };
         let m = qtest::Machine::start(&cfg).expect("start QEMU");
-        let edu = m.edu().expect("edu");
+        let edu = if pasid { m.edu_pasid() } else { m.edu() }.expect("edu");
         assert_eq!(edu.stream_id(), EDU_SID);
-        Self { m, edu }
+        Self { m, edu, pasid }
     }
 }
 
@@ -232,6 +272,17 @@ impl Platform for QemuPlatform {
     fn read_mem(&self, pa: u64, buf: &mut [u8]) {
         self.m.qtest().read(pa, buf).expect("qtest read");
     }
+    fn set_dma_pasid(&mut self, pasid: Option<u32>) {
+        assert!(
+            self.pasid,
+            "PASID-tagged DMA needs the PASID platform (edu-pasid)"
+        );
+        self.edu.set_dma_pasid(pasid).expect("edu-pasid PASID");
+    }
+    fn dma_result(&self) -> u32 {
+        assert!(self.pasid, "only edu-pasid reports DMA results");
+        self.edu.dma_result().expect("edu-pasid result")
+    }
     fn check(&self) -> Result<(), String> {
         self.m.qtest().check().map_err(|e| e.to_string())
     }
@@ -245,12 +296,32 @@ impl Platform for QemuPlatform {
 /// 4 KiB piece containing the address, the smallest granule), and an address the SMMU does
 /// not translate is accessed as unassigned memory in 4-byte pieces, each translated (and so
 /// faulting, and recorded) again. Reads from such pieces return zeros, writes are dropped.
+/// DMAs carry the PASID last set as their SubstreamID; a DMA with an untranslated piece has
+/// result 1 (edu-pasid: `pci_dma_rw` gives a decode error).
 pub struct ModelPlatform {
     /// The SMMU model.
     pub smmu: SmmuModel,
     /// Its memory.
     pub mem: PhysMem,
     buf: Vec<u8>,
+    pasid: Option<u32>,
+    result: u32,
+}
+
+/// The model's features for the lab QEMU's PASID platform: QEMU's, with `SSID_BITS`-bit
+/// SubstreamIDs and 2-level CD tables (`arm-smmuv3.ssidsize` sets IDR1.SSIDSIZE and IDR0.CD2L)
+/// and S1CDMax honoured (QEMU rejects S1CDMax != 0 only without SubstreamIDs).
+pub fn qemu_pasid_features() -> Features {
+    let q = Features::qemu();
+    Features {
+        ssidsize: SSID_BITS,
+        cd2l: true,
+        quirks: Quirks {
+            reject_s1cdmax: false,
+            ..q.quirks
+        },
+        ..q
+    }
 }
 
 /// Size of an access to unassigned memory in QEMU's memory core (one fault per piece).
@@ -269,17 +340,29 @@ impl ModelPlatform {
             smmu: SmmuModel::new(mem.clone(), f),
             mem,
             buf: vec![0; DEV_BUF],
+            pasid: None,
+            result: 0,
+        }
+    }
+
+    /// The model platform scenario `name` runs on ([`scenarios::needs_pasid`]).
+    pub fn for_scenario(name: &str) -> Self {
+        if scenarios::needs_pasid(name) {
+            Self::with_features(qemu_pasid_features())
+        } else {
+            Self::new()
         }
     }
 
     fn transfer(&mut self, iova: u64, off: usize, len: usize, write: bool) {
+        self.result = 0;
         let mut done = 0usize;
         while done < len {
             let a = iova + done as u64;
             let access = if write { Access::Write } else { Access::Read };
             match self
                 .smmu
-                .translate(EDU_SID, None, a, access, TxnAttrs::default())
+                .translate(EDU_SID, self.pasid, a, access, TxnAttrs::default())
             {
                 Ok(t) => {
                     let n = ((4096 - a % 4096) as usize).min(len - done);
@@ -292,6 +375,7 @@ impl ModelPlatform {
                     done += n;
                 }
                 Err(_) => {
+                    self.result = 1;
                     let n = ((UNASSIGNED_PIECE - a % UNASSIGNED_PIECE) as usize).min(len - done);
                     if !write {
                         self.buf[off + done..off + done + n].fill(0);
@@ -329,5 +413,11 @@ impl Platform for ModelPlatform {
     }
     fn read_mem(&self, pa: u64, buf: &mut [u8]) {
         self.mem.read(pa, buf)
+    }
+    fn set_dma_pasid(&mut self, pasid: Option<u32>) {
+        self.pasid = pasid;
+    }
+    fn dma_result(&self) -> u32 {
+        self.result
     }
 }

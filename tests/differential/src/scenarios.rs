@@ -1,11 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The scenario suite, written once against [`Platform`].
 //!
-//! Everything here is within what QEMU 10.0's SMMUv3 supports (no SubstreamIDs): bypass,
-//! abort, invalid STEs (C_BAD_STE, C_BAD_STREAMID), stage-1 translation with 4 KiB and 64 KiB
-//! granules (pages and blocks), translation and permission faults, C_BAD_CD, STE changes with
-//! and without CFGI_STE, TLB invalidation by VA and by ASID (and what stays stale without it),
-//! an illegal command and its recovery, linear and 2-level stream tables.
+//! The first twelve scenarios are within what stock QEMU 10.0's SMMUv3 supports (no
+//! SubstreamIDs): bypass, abort, invalid STEs (C_BAD_STE, C_BAD_STREAMID), stage-1 translation
+//! with 4 KiB and 64 KiB granules (pages and blocks), translation and permission faults,
+//! C_BAD_CD, STE changes with and without CFGI_STE, TLB invalidation by VA and by ASID (and what
+//! stays stale without it), an illegal command and its recovery, linear and 2-level stream
+//! tables.
+//!
+//! The `ssid_*` scenarios ([`needs_pasid`]) run on the PASID platform: the lab QEMU's SMMUv3 with
+//! `arm-smmuv3.ssidsize=20` and `edu-pasid` tagging its DMA with a PASID, and the model with the
+//! same ID registers ([`crate::qemu_pasid_features`]): linear and 2-level CD tables (64 KB
+//! leaves by the driver core, 4 KB leaves by hand), the three S1DSS cases, C_BAD_SUBSTREAMID
+//! (beyond S1CDMax, invalid L1CD, stage 1 bypassed), C_BAD_CD and faults naming the PASID,
+//! per-SSID CFGI_CD (a stale CD survives CFGI_CD of another SubstreamID and goes with its own),
+//! CFGI_CD_ALL and CFGI_STE, and TLB entries shared by the PASIDs of one ASID.
 //!
 //! Each scenario declares what it must produce, where it observes it, so that a scenario that
 //! went silent (or stopped moving data) on both platforms cannot "match": every drain of the
@@ -14,17 +23,22 @@
 //! ([`Ctx::mem_is`]: copied from another buffer, its untouched pattern, or zeros), and command
 //! results say whether they must succeed ([`Ctx::result_is`]). An unmet declaration is
 //! recorded in the trace as [`Obs::Unmet`] ([`Trace::unmet`]), and the suite asserts there is
-//! none on either side. A new scenario (e.g. with SubstreamIDs, on a platform that has them)
-//! adds its name to [`NAMES`] and its function to [`run`], and declares its steps the same way.
+//! none on either side. SSID steps also declare which SubstreamID each event record names
+//! ([`Ctx::events_naming`]) and whether each DMA succeeded (edu-pasid's result register). A new
+//! scenario adds its name to [`NAMES`] and its function to [`run`], and declares its steps the
+//! same way.
 
 use super::{MapStore, Obs, Platform, Trace, DEV_BUF, EDU_SID};
 use smmuv3::cd::{Cd, S1Config};
 use smmuv3::cmd::{CmdEntry, Command};
 use smmuv3::device::{Master, Smmu, SmmuConfig};
 use smmuv3::dma::{DmaAllocator, DmaMemory, Mmio};
-use smmuv3::event::id::{C_BAD_CD, C_BAD_STE, C_BAD_STREAMID, F_PERMISSION, F_TRANSLATION};
+use smmuv3::event::id::{
+    C_BAD_CD, C_BAD_STE, C_BAD_STREAMID, C_BAD_SUBSTREAMID, F_PERMISSION, F_STREAM_DISABLED,
+    F_TRANSLATION,
+};
 use smmuv3::pgtable::{Config, Gather, Granule, PageTable, Prot};
-use smmuv3::ste::{s1dss, MasterOptions, Ste};
+use smmuv3::ste::{s1dss, s1fmt, CdTableRef, MasterOptions, Ste};
 use smmuv3::store::FixedStore;
 
 /// Scenario names, in the order [`run`] accepts them.
@@ -41,7 +55,19 @@ pub const NAMES: &[&str] = &[
     "ste_change_cfgi",
     "tlbi",
     "illegal_command",
+    "ssid_linear_cd",
+    "ssid_2level_cd",
+    "ssid_2level_4k_leaves",
+    "ssid_s1dss",
+    "ssid_cfgi_cd",
+    "ssid_tlbi",
 ];
+
+/// Whether scenario `name` needs the PASID platform (an SMMU with SubstreamIDs and a DMA
+/// master that tags its DMA with a PASID): the `ssid_*` scenarios.
+pub fn needs_pasid(name: &str) -> bool {
+    name.starts_with("ssid_")
+}
 
 type Mem<P> = <<P as Platform>::Alloc as DmaAllocator>::Memory;
 type Pt<P> = PageTable<<P as Platform>::Alloc, MapStore<Mem<P>>>;
@@ -81,6 +107,8 @@ fn event_name(id: u8) -> String {
         C_BAD_CD => "C_BAD_CD".into(),
         F_TRANSLATION => "F_TRANSLATION".into(),
         F_PERMISSION => "F_PERMISSION".into(),
+        C_BAD_SUBSTREAMID => "C_BAD_SUBSTREAMID".into(),
+        F_STREAM_DISABLED => "F_STREAM_DISABLED".into(),
         other => format!("{other:#04x}"),
     }
 }
@@ -151,6 +179,72 @@ impl<P: Platform> Ctx<P> {
                 show(&want),
                 show(&got)
             ));
+        }
+    }
+
+    /// [`Ctx::events`], and checks that every record names `ssid` the way its type does
+    /// (IHI 0070 7.3): SSV = 1 and SubstreamID for a transaction with one (`Some`), SSV = 0
+    /// and SubstreamID 0 without (`None`); C_BAD_SUBSTREAMID carries the SubstreamID without
+    /// SSV; F_STREAM_DISABLED names neither.
+    pub fn events_naming(&mut self, want: Events<'_>, ssid: Option<u32>) {
+        self.events(want);
+        // The records just drained (an unmet declaration may follow them).
+        let Some(recs) = self.trace.0.iter().rev().find_map(|o| match o {
+            Obs::Events(recs) => Some(recs),
+            _ => None,
+        }) else {
+            unreachable!("events records an Events observation")
+        };
+        let mut wrong = Vec::new();
+        for r in recs {
+            let w0 = u64::from_le_bytes(r[..8].try_into().unwrap());
+            let got = ((w0 >> 11) & 1, (w0 >> 12) & 0xf_ffff);
+            let want = match (r[0], ssid) {
+                (F_STREAM_DISABLED, _) | (_, None) => (0, 0),
+                (C_BAD_SUBSTREAMID, Some(x)) => (0, u64::from(x)),
+                (_, Some(x)) => (1, u64::from(x)),
+            };
+            if got != want {
+                wrong.push(format!(
+                    "{} with SSV {} SubstreamID {:#x} (declared SSV {} SubstreamID {:#x})",
+                    event_name(r[0]),
+                    got.0,
+                    got.1,
+                    want.0,
+                    want.1
+                ));
+            }
+        }
+        if !wrong.is_empty() {
+            self.unmet(format!(
+                "records name the wrong SubstreamID: {}",
+                wrong.join("; ")
+            ));
+        }
+    }
+
+    /// Records a value the scenario depends on (e.g. an STE field the driver chose) and
+    /// checks it is `want`.
+    fn value_is(&mut self, what: &str, got: u64, want: u64) {
+        self.trace.0.push(Obs::Result(format!("{what} = {got:#x}")));
+        if got != want {
+            self.unmet(format!("declared {what} = {want:#x}, got {got:#x}"));
+        }
+    }
+
+    /// The device writes 8 bytes from its buffer at 0 to `iova`, tagged with `pasid`; records
+    /// the DMA's result and checks it succeeded (`ok`) or failed.
+    fn tagged_write(&mut self, pasid: Option<u32>, iova: u64, ok: bool) {
+        self.p.set_dma_pasid(pasid);
+        self.p.dma_from_dev(0, iova, 8);
+        let r = self.p.dma_result();
+        self.p.set_dma_pasid(None);
+        self.trace.0.push(Obs::Result(format!(
+            "DMA PASID {pasid:?} to {iova:#x}: {r}"
+        )));
+        if (r == 0) != ok {
+            let want = if ok { "done (0)" } else { "failed (1)" };
+            self.unmet(format!("declared the DMA {want}, edu-pasid result {r}"));
         }
     }
 
@@ -282,12 +376,8 @@ impl<P: Platform> Ctx<P> {
     }
 }
 
-fn s1_setup<P: Platform>(
-    c: &mut Ctx<P>,
-    granule: Granule,
-    ias: u32,
-    asid: u16,
-) -> (Pt<P>, Mst<P>, S1Config) {
+/// An empty stage-1 page table and the CD configuration that points at it with `asid`.
+fn s1_table<P: Platform>(c: &Ctx<P>, granule: Granule, ias: u32, asid: u16) -> (Pt<P>, S1Config) {
     let pt = PageTable::new(
         Config {
             granule,
@@ -313,6 +403,16 @@ fn s1_setup<P: Platform>(
         hw_dirty: false,
         stall: false,
     };
+    (pt, cfg)
+}
+
+fn s1_setup<P: Platform>(
+    c: &mut Ctx<P>,
+    granule: Granule,
+    ias: u32,
+    asid: u16,
+) -> (Pt<P>, Mst<P>, S1Config) {
+    let (pt, cfg) = s1_table(c, granule, ias, asid);
     let mut m = c
         .smmu
         .new_master(&[EDU_SID], 0, MasterOptions::default())
@@ -646,11 +746,357 @@ fn illegal_command<P: Platform>(c: &mut Ctx<P>) {
     let _ = DEV_BUF;
 }
 
+// ---------------------------------------------------------------------------------------------
+// SubstreamIDs (the PASID platform: lab QEMU's `arm-smmuv3.ssidsize=20` + edu-pasid)
+
+/// The IOVA every PASID's domain maps (to its own page).
+const SSID_IOVA: u64 = 0x1000_0000;
+
+/// A stage-1 domain: its page table, its CD and the page it maps at [`SSID_IOVA`].
+struct Dom<P: Platform> {
+    pt: Pt<P>,
+    cd: Cd,
+    page: Mem<P>,
+}
+
+/// `n` domains with ASIDs `1..=n`, each mapping [`SSID_IOVA`] to its own page (seeds
+/// `0xa0 + i`).
+fn ssid_domains<P: Platform>(c: &mut Ctx<P>, n: usize) -> Vec<Dom<P>> {
+    (0..n)
+        .map(|i| {
+            let page = c.buffer(4096, 4096, 0xa0 + i as u8);
+            let (mut pt, cfg) = s1_table(c, Granule::G4K, 39, 1 + i as u16);
+            pt.map(SSID_IOVA, page.dma_addr(), 4096, RW).unwrap();
+            Dom {
+                pt,
+                cd: Cd::s1(&cfg),
+                page,
+            }
+        })
+        .collect()
+}
+
+/// Loads the device's buffer from a patterned buffer (seed 0x5a) through a bypass STE and
+/// returns that buffer: what the device writes later are its first 8 bytes.
+fn ssid_load<P: Platform>(c: &mut Ctx<P>) -> Mem<P> {
+    let src = c.buffer(4096, 4096, 0x5a);
+    c.smmu.set_bypass(EDU_SID).unwrap();
+    c.p.dma_to_dev(src.dma_addr(), 0, 64);
+    src
+}
+
+/// edu's master with `bits` PASID bits and its CD table, CDs `cds` (SubstreamID, domain
+/// index) written, the STE not yet.
+fn ssid_master<P: Platform>(
+    c: &mut Ctx<P>,
+    bits: u32,
+    doms: &[Dom<P>],
+    cds: &[(u32, usize)],
+) -> Mst<P> {
+    let mut m = c
+        .smmu
+        .new_master(&[EDU_SID], bits, MasterOptions::default())
+        .expect("master");
+    c.smmu.ensure_cd_table(&mut m).expect("cd table");
+    for &(ssid, d) in cds {
+        c.smmu.write_cd(&mut m, ssid, &doms[d].cd).expect("cd");
+    }
+    m
+}
+
+/// The DMA tagged with `pasid` (write number `k`: to [`SSID_IOVA`] + 8k) lands in exactly
+/// the page of domain `want` (`None`: in none).
+fn ssid_lands<P: Platform>(
+    c: &mut Ctx<P>,
+    src: &Mem<P>,
+    doms: &[Dom<P>],
+    pasid: Option<u32>,
+    k: usize,
+    want: Option<usize>,
+) {
+    c.tagged_write(pasid, SSID_IOVA + 8 * k as u64, want.is_some());
+    for (i, d) in doms.iter().enumerate() {
+        let b = if want == Some(i) {
+            Bytes::Like(src, 0)
+        } else {
+            Bytes::Seed(0xa0 + i as u8)
+        };
+        c.mem_is(&d.page, 8 * k, &[(8, b)]);
+    }
+}
+
+/// Records the STE's S1Fmt and S1CDMax and checks they are what the scenario is about.
+fn ssid_ste_is<P: Platform>(c: &mut Ctx<P>, fmt: u8, cdmax: u8) {
+    let ste = c.smmu.read_ste(EDU_SID);
+    c.value_is("STE.S1Fmt", u64::from(ste.s1fmt()), u64::from(fmt));
+    c.value_is("STE.S1CDMax", u64::from(ste.s1cdmax()), u64::from(cdmax));
+}
+
+/// Records STE.S1DSS (bits [65:64], IHI 0070 5.2) and checks it is `want`.
+fn ssid_s1dss_is<P: Platform>(c: &mut Ctx<P>, want: u8) {
+    let dss = c.smmu.read_ste(EDU_SID).0[1] & 3;
+    c.value_is("STE.S1DSS", dss, u64::from(want));
+}
+
+fn ssid_linear_cd<P: Platform>(c: &mut Ctx<P>) {
+    let src = ssid_load(c);
+    let doms = ssid_domains(c, 3);
+    c.step("linear CD table (4 PASID bits): CDs 0, 1, 15");
+    let mut m = ssid_master(c, 4, &doms, &[(0, 0), (1, 1), (15, 2)]);
+    c.smmu.attach_cd_table(&mut m, s1dss::SSID0).unwrap();
+    ssid_ste_is(c, s1fmt::LINEAR, 4);
+    c.step("untagged DMA through CD 0, PASIDs 1 and 15 through theirs");
+    ssid_lands(c, &src, &doms, None, 0, Some(0));
+    ssid_lands(c, &src, &doms, Some(1), 1, Some(1));
+    ssid_lands(c, &src, &doms, Some(15), 2, Some(2));
+    c.events(&[]);
+    c.step("PASID 5, CD invalid: C_BAD_CD naming it");
+    ssid_lands(c, &src, &doms, Some(5), 3, None);
+    c.events_naming(&[(C_BAD_CD, 2)], Some(5));
+    c.step("PASID 16, beyond S1CDMax: C_BAD_SUBSTREAMID");
+    ssid_lands(c, &src, &doms, Some(16), 4, None);
+    c.events_naming(&[(C_BAD_SUBSTREAMID, 2)], Some(16));
+    c.step("PASID 15 at an unmapped IOVA: F_TRANSLATION naming it");
+    c.tagged_write(Some(15), SSID_IOVA + 0x10_0000, false);
+    c.events_naming(&[(F_TRANSLATION, 2)], Some(15));
+    c.step("untagged at an unmapped IOVA: F_TRANSLATION without SubstreamID");
+    c.tagged_write(None, SSID_IOVA + 0x20_0000, false);
+    c.events_naming(&[(F_TRANSLATION, 2)], None);
+}
+
+fn ssid_2level_cd<P: Platform>(c: &mut Ctx<P>) {
+    let src = ssid_load(c);
+    let doms = ssid_domains(c, 3);
+    c.step("2-level CD table (20 PASID bits, 64 KB leaves): CDs 0, 1, 0x12345");
+    // 0x12345 lies in another leaf (L1 index 0x48) than 0 and 1.
+    let mut m = ssid_master(c, 20, &doms, &[(0, 0), (1, 1), (0x1_2345, 2)]);
+    c.smmu.attach_cd_table(&mut m, s1dss::SSID0).unwrap();
+    ssid_ste_is(c, s1fmt::L2_64K, 20);
+    c.step("untagged DMA through CD 0, PASIDs 1 and 0x12345 through theirs");
+    ssid_lands(c, &src, &doms, None, 0, Some(0));
+    ssid_lands(c, &src, &doms, Some(1), 1, Some(1));
+    ssid_lands(c, &src, &doms, Some(0x1_2345), 2, Some(2));
+    c.events(&[]);
+    c.step("PASID 0x12346, leaf present, CD invalid: C_BAD_CD");
+    ssid_lands(c, &src, &doms, Some(0x1_2346), 3, None);
+    c.events_naming(&[(C_BAD_CD, 2)], Some(0x1_2346));
+    c.step("PASID 0x80000, L1 descriptor invalid: C_BAD_SUBSTREAMID");
+    ssid_lands(c, &src, &doms, Some(0x8_0000), 4, None);
+    c.events_naming(&[(C_BAD_SUBSTREAMID, 2)], Some(0x8_0000));
+    c.step("CD 0x80000 written: its leaf linked, the PASID translates");
+    c.smmu.write_cd(&mut m, 0x8_0000, &doms[1].cd).unwrap();
+    ssid_lands(c, &src, &doms, Some(0x8_0000), 5, Some(1));
+    c.events(&[]);
+}
+
+/// A 2-level CD table with 4 KB leaves (S1Fmt = 1; the driver core only makes 64 KB ones),
+/// built by hand: S1CDMax 8, L1 entry 1 valid (SubstreamIDs 64..127), the others invalid;
+/// S1DSS terminate. Then S1CDMax beyond SSIDSIZE.
+fn ssid_2level_4k_leaves<P: Platform>(c: &mut Ctx<P>) {
+    let src = ssid_load(c);
+    let doms = ssid_domains(c, 1);
+    let l1 = c.p.alloc().alloc_zeroed(4096, 4096).expect("alloc");
+    let leaf = c.p.alloc().alloc_zeroed(4096, 4096).expect("alloc");
+    for (i, w) in doms[0].cd.0.iter().enumerate() {
+        leaf.write_u64(64 + i * 8, *w);
+    }
+    l1.write_u64(8, leaf.dma_addr() | 1);
+    let table = CdTableRef {
+        dma: l1.dma_addr(),
+        s1fmt: s1fmt::L2_4K,
+        s1cdmax: 8,
+    };
+    c.step("STE: 2-level CD table, 4 KB leaves, S1CDMax 8, S1DSS terminate");
+    let feat = c.smmu.features().ste_features();
+    let ste = Ste::s1_cdtable(&feat, &MasterOptions::default(), &table, s1dss::TERMINATE);
+    c.smmu.write_ste(EDU_SID, &ste).unwrap();
+    ssid_ste_is(c, s1fmt::L2_4K, 8);
+    c.step("PASID 65: L1 index 1, CD 1 of the leaf");
+    ssid_lands(c, &src, &doms, Some(65), 0, Some(0));
+    c.events(&[]);
+    c.step("PASID 5: L1 descriptor 0 invalid: C_BAD_SUBSTREAMID");
+    ssid_lands(c, &src, &doms, Some(5), 1, None);
+    c.events_naming(&[(C_BAD_SUBSTREAMID, 2)], Some(5));
+    c.step("PASID 256, beyond S1CDMax: C_BAD_SUBSTREAMID");
+    ssid_lands(c, &src, &doms, Some(256), 2, None);
+    c.events_naming(&[(C_BAD_SUBSTREAMID, 2)], Some(256));
+    c.step("PASID 64: CD 0 of the leaf invalid: C_BAD_CD");
+    ssid_lands(c, &src, &doms, Some(64), 3, None);
+    c.events_naming(&[(C_BAD_CD, 2)], Some(64));
+    c.step("untagged with S1DSS terminate: F_STREAM_DISABLED");
+    ssid_lands(c, &src, &doms, None, 4, None);
+    c.events_naming(&[(F_STREAM_DISABLED, 2)], None);
+    c.step("S1CDMax 21, above SSIDSIZE 20 (ILLEGAL, IHI 0070 5.2): C_BAD_STE naming the PASID");
+    c.smmu.write_ste(EDU_SID, &ste.set_s1cdmax(21)).unwrap();
+    ssid_lands(c, &src, &doms, Some(65), 5, None);
+    c.events_naming(&[(C_BAD_STE, 2)], Some(65));
+    ssid_lands(c, &src, &doms, None, 6, None);
+    c.events_naming(&[(C_BAD_STE, 2)], None);
+}
+
+fn ssid_s1dss<P: Platform>(c: &mut Ctx<P>) {
+    let src = ssid_load(c);
+    let doms = ssid_domains(c, 2);
+    let target = c.buffer(4096, 4096, 0x3c);
+    let mut m = ssid_master(c, 20, &doms, &[(0, 0), (1, 1)]);
+    c.step("S1DSS terminate: untagged F_STREAM_DISABLED, PASID 1 translates");
+    c.smmu.attach_cd_table(&mut m, s1dss::TERMINATE).unwrap();
+    ssid_s1dss_is(c, 0);
+    ssid_lands(c, &src, &doms, None, 0, None);
+    c.events_naming(&[(F_STREAM_DISABLED, 2)], None);
+    ssid_lands(c, &src, &doms, Some(1), 1, Some(1));
+    c.events(&[]);
+    c.step("S1DSS bypass: untagged reaches the physical address, PASID 1 translates");
+    c.smmu.attach_cd_table(&mut m, s1dss::BYPASS).unwrap();
+    ssid_s1dss_is(c, 1);
+    c.tagged_write(None, target.dma_addr() + 0x40, true);
+    c.mem_is(
+        &target,
+        0x38,
+        &[
+            (8, Bytes::Seed(0x3c)),
+            (8, Bytes::Like(&src, 0)),
+            (8, Bytes::Seed(0x3c)),
+        ],
+    );
+    ssid_lands(c, &src, &doms, Some(1), 2, Some(1));
+    c.events(&[]);
+    c.step("S1DSS SSID0: untagged through CD 0, SubstreamID 0 F_STREAM_DISABLED");
+    c.smmu.attach_cd_table(&mut m, s1dss::SSID0).unwrap();
+    ssid_s1dss_is(c, 2);
+    ssid_lands(c, &src, &doms, None, 3, Some(0));
+    ssid_lands(c, &src, &doms, Some(0), 4, None);
+    c.events_naming(&[(F_STREAM_DISABLED, 2)], Some(0));
+    ssid_lands(c, &src, &doms, Some(1), 5, Some(1));
+    c.events(&[]);
+    c.step("bypass STE: PASID-tagged DMA C_BAD_SUBSTREAMID, untagged bypasses");
+    c.smmu.set_bypass(EDU_SID).unwrap();
+    c.tagged_write(Some(1), target.dma_addr() + 0x80, false);
+    c.events_naming(&[(C_BAD_SUBSTREAMID, 2)], Some(1));
+    c.tagged_write(None, target.dma_addr() + 0x88, true);
+    c.mem_is(
+        &target,
+        0x80,
+        &[(8, Bytes::Seed(0x3c)), (8, Bytes::Like(&src, 0))],
+    );
+    c.step("abort STE: PASID-tagged DMA dropped, no event");
+    c.smmu.set_abort(EDU_SID).unwrap();
+    c.tagged_write(Some(1), target.dma_addr() + 0x90, false);
+    c.events(&[]);
+    c.mem_is(&target, 0x90, &[(8, Bytes::Seed(0x3c))]);
+}
+
+/// Rewrites the CD of `ssid` in memory to `cd` without any CFGI_CD: the SMMU is not told.
+fn ssid_poke_cd<P: Platform>(m: &Mst<P>, ssid: u32, cd: &Cd) {
+    let slot = m.cd_table().unwrap().slot(ssid).unwrap();
+    for (i, w) in cd.0.iter().enumerate() {
+        slot.mem.write_u64(slot.offset + i * 8, *w);
+    }
+}
+
+fn ssid_cfgi_cd<P: Platform>(c: &mut Ctx<P>) {
+    let src = ssid_load(c);
+    let doms = ssid_domains(c, 4);
+    let mut m = ssid_master(c, 20, &doms, &[(1, 0), (2, 1)]);
+    c.smmu.attach_cd_table(&mut m, s1dss::TERMINATE).unwrap();
+    c.step("CDs 1 and 2 cached");
+    ssid_lands(c, &src, &doms, Some(1), 0, Some(0));
+    ssid_lands(c, &src, &doms, Some(2), 1, Some(1));
+    c.events(&[]);
+    c.step("CDs 1 and 2 rewritten in memory, no CFGI_CD: both stale");
+    ssid_poke_cd::<P>(&m, 1, &doms[2].cd);
+    ssid_poke_cd::<P>(&m, 2, &doms[3].cd);
+    ssid_lands(c, &src, &doms, Some(1), 2, Some(0));
+    ssid_lands(c, &src, &doms, Some(2), 3, Some(1));
+    c.events(&[]);
+    c.step("CFGI_CD(2): CD 2 goes, CD 1 stays stale");
+    let r = c.smmu.inv_cd(EDU_SID, 2);
+    c.result_is(&r, true);
+    ssid_lands(c, &src, &doms, Some(1), 4, Some(0));
+    ssid_lands(c, &src, &doms, Some(2), 5, Some(3));
+    c.step("CFGI_CD(1): CD 1 goes too");
+    let r = c.smmu.inv_cd(EDU_SID, 1);
+    c.result_is(&r, true);
+    ssid_lands(c, &src, &doms, Some(1), 6, Some(2));
+    ssid_lands(c, &src, &doms, Some(2), 7, Some(3));
+    c.events(&[]);
+    c.step("CD 1 made invalid in memory: stale; CFGI_CD(1): C_BAD_CD");
+    ssid_poke_cd::<P>(&m, 1, &Cd::invalid());
+    ssid_lands(c, &src, &doms, Some(1), 8, Some(2));
+    c.events(&[]);
+    let r = c.smmu.inv_cd(EDU_SID, 1);
+    c.result_is(&r, true);
+    ssid_lands(c, &src, &doms, Some(1), 9, None);
+    c.events_naming(&[(C_BAD_CD, 2)], Some(1));
+    c.step("CD 2 back to domain 1 in memory: stale until CFGI_CD_ALL");
+    ssid_poke_cd::<P>(&m, 2, &doms[1].cd);
+    ssid_lands(c, &src, &doms, Some(2), 10, Some(3));
+    let r = c.smmu.submit_sync(&[Command::CfgiCdAll { sid: EDU_SID }]);
+    c.result_is(&r, true);
+    ssid_lands(c, &src, &doms, Some(2), 11, Some(1));
+    c.events(&[]);
+    c.step("CD 2 to domain 0 in memory: stale until CFGI_STE");
+    ssid_poke_cd::<P>(&m, 2, &doms[0].cd);
+    ssid_lands(c, &src, &doms, Some(2), 12, Some(1));
+    let r = c.smmu.inv_ste(EDU_SID);
+    c.result_is(&r, true);
+    ssid_lands(c, &src, &doms, Some(2), 13, Some(0));
+    c.events(&[]);
+}
+
+/// Remaps [`SSID_IOVA`] of domain `d` to the page of domain `to`, without any TLBI.
+fn ssid_remap<P: Platform>(doms: &mut [Dom<P>], d: usize, to: usize) {
+    let pa = doms[to].page.dma_addr();
+    let mut g = Gather::new();
+    assert_eq!(doms[d].pt.unmap(SSID_IOVA, 4096, &mut g).unwrap(), 4096);
+    doms[d].pt.map(SSID_IOVA, pa, 4096, RW).unwrap();
+}
+
+/// TLB entries are the ASID's, not the SubstreamID's: PASIDs 1 and 3 share domain 0 (ASID 1),
+/// PASID 2 has domain 1 (ASID 2). A remap without TLBI stays stale for every PASID of the
+/// ASID (also one that never used the entry), a TLBI of one ASID leaves the other's stale.
+fn ssid_tlbi<P: Platform>(c: &mut Ctx<P>) {
+    let src = ssid_load(c);
+    let mut doms = ssid_domains(c, 4);
+    for d in &mut doms[..2] {
+        // A neighbour keeps the level-3 table alive across the unmaps below.
+        let pa = d.page.dma_addr();
+        d.pt.map(SSID_IOVA + 0x1000, pa, 4096, RW).unwrap();
+    }
+    let mut m = ssid_master(c, 20, &doms, &[(1, 0), (2, 1), (3, 0)]);
+    c.smmu.attach_cd_table(&mut m, s1dss::TERMINATE).unwrap();
+    c.step("PASIDs 1 and 2 cache their translations");
+    ssid_lands(c, &src, &doms, Some(1), 0, Some(0));
+    ssid_lands(c, &src, &doms, Some(2), 1, Some(1));
+    c.events(&[]);
+    c.step("both domains remapped without TLBI: stale for PASIDs 1, 2 and 3");
+    ssid_remap(&mut doms, 0, 2);
+    ssid_remap(&mut doms, 1, 3);
+    ssid_lands(c, &src, &doms, Some(3), 2, Some(0));
+    ssid_lands(c, &src, &doms, Some(1), 3, Some(0));
+    ssid_lands(c, &src, &doms, Some(2), 4, Some(1));
+    c.events(&[]);
+    c.step("TLBI_NH_ASID(2): PASID 2 remapped, PASIDs 1 and 3 still stale");
+    let r = c.smmu.inv_asid(2);
+    c.result_is(&r, true);
+    ssid_lands(c, &src, &doms, Some(2), 5, Some(3));
+    ssid_lands(c, &src, &doms, Some(1), 6, Some(0));
+    ssid_lands(c, &src, &doms, Some(3), 7, Some(0));
+    c.step("TLBI_NH_VA(ASID 1): PASIDs 1 and 3 remapped");
+    let r = c.smmu.inv_range(1, SSID_IOVA, 4096, 4096, true, 12);
+    c.result_is(&r, true);
+    ssid_lands(c, &src, &doms, Some(3), 8, Some(2));
+    ssid_lands(c, &src, &doms, Some(1), 9, Some(2));
+    ssid_lands(c, &src, &doms, Some(2), 10, Some(3));
+    c.events(&[]);
+}
+
 /// Runs scenario `name` on `p` with the default driver configuration (2-level stream table
 /// where the SMMU offers one), or a linear table for `linear_strtab`.
 pub fn run<P: Platform>(name: &str, p: P) -> Trace {
     let cfg = SmmuConfig {
         force_linear_strtab: name == "linear_strtab",
+        force_linear_cd: name == "ssid_linear_cd",
         ..SmmuConfig::default()
     };
     let mut c = Ctx::new(p, cfg);
@@ -668,6 +1114,12 @@ pub fn run<P: Platform>(name: &str, p: P) -> Trace {
         "ste_change_cfgi" => ste_change_cfgi(&mut c),
         "tlbi" => tlbi(&mut c),
         "illegal_command" => illegal_command(&mut c),
+        "ssid_linear_cd" => ssid_linear_cd(&mut c),
+        "ssid_2level_cd" => ssid_2level_cd(&mut c),
+        "ssid_2level_4k_leaves" => ssid_2level_4k_leaves(&mut c),
+        "ssid_s1dss" => ssid_s1dss(&mut c),
+        "ssid_cfgi_cd" => ssid_cfgi_cd(&mut c),
+        "ssid_tlbi" => ssid_tlbi(&mut c),
         other => panic!("unknown scenario {other}"),
     }
     c.step("end");

@@ -5,7 +5,7 @@
 //! computed once per test binary and shared. Without QEMU every test fails, unless
 //! `LAB_NO_QEMU=1` makes it a reported skip (`qtest::require_qemu`).
 
-use differential::planted::{EventAddrOffset, Silenced, TlbiAsidOffset};
+use differential::planted::{model_with, qemu_with, CmdBug, EventAddrOffset, Silenced};
 use differential::scenarios::{run, NAMES};
 use differential::{ModelPlatform, Platform, QemuPlatform, Trace};
 use std::sync::OnceLock;
@@ -16,17 +16,17 @@ fn qemu_traces() -> &'static Vec<Trace> {
     T.get_or_init(|| {
         NAMES
             .iter()
-            .map(|n| run(n, QemuPlatform::start()))
+            .map(|n| run(n, QemuPlatform::for_scenario(n)))
             .collect()
     })
 }
 
 /// Scenarios whose trace on `mk()` differs from QEMU's, with the first difference.
-fn mismatches<P: Platform>(mk: impl Fn() -> P) -> Vec<(&'static str, String)> {
+fn mismatches<P: Platform>(mk: impl Fn(&str) -> P) -> Vec<(&'static str, String)> {
     NAMES
         .iter()
         .zip(qemu_traces())
-        .filter_map(|(n, qt)| qt.diff(&run(n, mk())).map(|d| (*n, d)))
+        .filter_map(|(n, qt)| qt.diff(&run(n, mk(n))).map(|d| (*n, d)))
         .collect()
 }
 
@@ -53,7 +53,7 @@ fn model_matches_qemu_event_for_event() {
     let mut events = 0;
     let mut model = Vec::new();
     for (n, qt) in NAMES.iter().zip(q) {
-        let mt = run(n, ModelPlatform::new());
+        let mt = run(n, ModelPlatform::for_scenario(n));
         events += qt.event_count();
         match qt.diff(&mt) {
             None => println!(
@@ -86,8 +86,8 @@ fn model_matches_qemu_event_for_event() {
 fn model_runs_are_deterministic() {
     for n in NAMES {
         assert_eq!(
-            run(n, ModelPlatform::new()),
-            run(n, ModelPlatform::new()),
+            run(n, ModelPlatform::for_scenario(n)),
+            run(n, ModelPlatform::for_scenario(n)),
             "{n}"
         );
     }
@@ -95,7 +95,10 @@ fn model_runs_are_deterministic() {
 
 #[test]
 fn model_meets_the_declarations_without_qemu() {
-    let model: Vec<Trace> = NAMES.iter().map(|n| run(n, ModelPlatform::new())).collect();
+    let model: Vec<Trace> = NAMES
+        .iter()
+        .map(|n| run(n, ModelPlatform::for_scenario(n)))
+        .collect();
     let missed = unmet("model", &model);
     assert!(missed.is_empty(), "{}", missed.join("\n"));
 }
@@ -105,7 +108,7 @@ fn planted_tlbi_asid_offset_bug_is_caught() {
     if qtest::require_qemu().is_none() {
         return;
     }
-    let m = mismatches(TlbiAsidOffset::new);
+    let m = mismatches(|n| model_with(n, CmdBug::TlbiAsidOffset));
     for (n, d) in &m {
         println!("caught in {n}: {d}");
     }
@@ -117,7 +120,7 @@ fn planted_event_addr_offset_bug_is_caught() {
     if qtest::require_qemu().is_none() {
         return;
     }
-    let m = mismatches(EventAddrOffset::default);
+    let m = mismatches(EventAddrOffset::for_scenario);
     for (n, d) in &m {
         println!("caught in {n}: {d}");
     }
@@ -134,8 +137,8 @@ fn planted_silence_on_both_sides_is_caught() {
     }
     let mut caught = Vec::new();
     for n in NAMES {
-        let q = run(n, Silenced(QemuPlatform::start()));
-        let m = run(n, Silenced(ModelPlatform::new()));
+        let q = run(n, Silenced(QemuPlatform::for_scenario(n)));
+        let m = run(n, Silenced(ModelPlatform::for_scenario(n)));
         assert_eq!(q.diff(&m), None, "{n}: silenced traces should still agree");
         assert_eq!(q.event_count() + m.event_count(), 0, "{n}");
         let declares_events =
@@ -152,4 +155,57 @@ fn planted_silence_on_both_sides_is_caught() {
         }
     }
     assert!(caught.len() >= 8, "only {caught:?} declare events");
+}
+
+/// Runs `ssid_cfgi_cd` on the planted platform `p` and on the clean `other`, and asserts the
+/// plant fired and was caught twice: the traces differ, and the planted run misses the
+/// declarations of the step `CFGI_CD(2)`.
+fn cfgi_cd_plant_is_caught<P: Platform, Q: differential::planted::QueueMem, O: Platform>(
+    p: differential::planted::Misdecoding<P, Q>,
+    other: O,
+) {
+    let n = "ssid_cfgi_cd";
+    let fired = p.mmio().rewritten.clone();
+    let planted = run(n, p);
+    let clean = run(n, other);
+    let fired = *fired.lock().unwrap();
+    let diff = clean.diff(&planted);
+    let missed = planted.unmet();
+    println!("{n}: {fired} commands misdecoded\ndiff: {diff:?}\nunmet: {missed:#?}");
+    assert!(fired > 0, "the plant never fired");
+    assert!(diff.is_some(), "the planted platform matched the clean one");
+    assert!(
+        missed.iter().any(|u| u.contains("CFGI_CD(2)")),
+        "{missed:?}"
+    );
+}
+
+/// A model whose CFGI_CD ignores the SubstreamID (drops every CD of the StreamID): the stale
+/// CD 1 that must survive CFGI_CD(2) does not. Caught by the comparison with QEMU and by the
+/// scenario's own declarations.
+#[test]
+fn planted_model_cfgi_cd_ignoring_the_ssid_is_caught() {
+    if qtest::require_qemu().is_none() {
+        return;
+    }
+    let n = "ssid_cfgi_cd";
+    cfgi_cd_plant_is_caught(
+        model_with(n, CmdBug::CfgiCdAllSsids),
+        QemuPlatform::for_scenario(n),
+    );
+}
+
+/// A QEMU whose CFGI_CD reads the SubstreamID as 0 (drops CD 0 instead of the one named):
+/// CD 2 stays stale after CFGI_CD(2). Caught by the comparison with the model and by the
+/// declarations.
+#[test]
+fn planted_qemu_cfgi_cd_ssid_zero_is_caught() {
+    if qtest::require_qemu().is_none() {
+        return;
+    }
+    let n = "ssid_cfgi_cd";
+    cfgi_cd_plant_is_caught(
+        qemu_with(n, CmdBug::CfgiCdSsidZero),
+        ModelPlatform::for_scenario(n),
+    );
 }
