@@ -25,6 +25,17 @@ find "$mdir" -name '*.ko' | while IFS= read -r ko; do
 done
 mapfile -t kos < <(find "$mdir" -name '*.ko' | sort)
 printf '%s\n' "${kos[@]}"
-# Rust has no -Wframe-larger-than: check the frames of the project's modules and of the kernel
-# crate with our overlay (a 14 KiB frame in a test module once overflowed the 16 KiB stack).
-"$here/framecheck.sh" "${kos[@]}" "$KBUILD/rust/kernel.o" >&2
+# Rust has no -Wframe-larger-than: check the frames of the project's modules, of the kernel
+# crate with our overlay (a 14 KiB frame in a test module once overflowed the 16 KiB stack) and
+# of the project's built-in drivers on the flavours that build them (the rust-smmu ones build
+# the Rust SMMUv3 driver into the Image, so it never shows up as a .ko).
+# A flavour whose config enables a driver must have its object (a missing one is an error, not
+# a silent pass); an object left over from an earlier config is not part of the Image: skipped.
+builtin=()
+for drv in CONFIG_ARM_SMMU_V3_RUST=drivers/iommu/arm/rust-smmuv3/arm_smmu_v3_rust.o; do
+    opt=${drv%%=*} obj=$KBUILD/${drv#*=}
+    grep -q "^$opt=y" "$KBUILD/.config" || continue
+    [ -f "$obj" ] || { echo "modules.sh: $opt=y but $obj was not built" >&2; exit 1; }
+    builtin+=("$obj")
+done
+"$here/framecheck.sh" "${kos[@]}" "$KBUILD/rust/kernel.o" "${builtin[@]}" >&2

@@ -611,63 +611,10 @@ impl platform::Driver for SmmuDriver {
     const SUPPRESS_BIND_ATTRS: bool = true;
 
     fn probe(pdev: &platform::Device<platform::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+        // The core's `Smmu` is built and moved to the heap in frames of its own (see
+        // `start_smmu`): here only the registrations.
         let dev: &Device = pdev.as_ref();
-        let regs = pdev.ioremap_resource(0, MMIO_LEN).inspect_err(|e| {
-            dev_err!(
-                dev,
-                "register space (needs {:#x} bytes) not mappable: {:?}\n",
-                MMIO_LEN,
-                e
-            );
-        })?;
-        let cfg = SmmuConfig {
-            irqs: true,
-            ..SmmuConfig::default()
-        };
-        let mut smmu = CoreSmmu::probe(Regs(regs), Alloc, cfg).map_err(|e| {
-            dev_err!(dev, "probe failed: {:?}\n", e);
-            core_err(e)
-        })?;
-        let f = *smmu.features();
-        if !f.coherent {
-            // Table memory is plain cached pages (see docs/rust-smmuv3.md).
-            dev_err!(
-                dev,
-                "non-coherent SMMUs (IDR0.COHACC = 0) are not supported yet\n"
-            );
-            return Err(ENODEV);
-        }
-        smmu.enable().map_err(|e| {
-            dev_err!(dev, "enable failed: {:?}\n", e);
-            core_err(e)
-        })?;
-        dev_info!(
-            dev,
-            "SMMUv3.{} (Rust): {}-bit StreamIDs ({} stream table), {}-bit SSIDs, {}-bit ASIDs, OAS {}, RIL {}, page sizes {:#x}\n",
-            f.arch_minor,
-            f.sid_bits,
-            if f.two_level_strtab { "2-level" } else { "linear" },
-            f.ssid_bits,
-            f.asid_bits,
-            f.oas,
-            f.ril,
-            f.pgsize_bitmap,
-        );
-
-        // 8 KiB bitmap: written straight into the heap block.
-        let asids = KBox::<AsidAllocator>::new_uninit(GFP_KERNEL)?
-            .write(AsidAllocator::new(AsidBits::from_asid16(f.asid_bits == 16)));
-        let masters = XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?;
-        let shared = Arc::pin_init(
-            pin_init!(Shared {
-                hw <- new_spinlock!(Hw { smmu, asids }, "smmuv3_hw"),
-                masters <- new_spinlock!(masters, "smmuv3_masters"),
-                features: f,
-                dev: dev.into(),
-            }),
-            GFP_KERNEL,
-        )?;
-
+        let shared = start_smmu(pdev)?;
         let evtq_irq = pdev.irq_by_name(c_str!("eventq")).inspect_err(|_| {
             dev_err!(dev, "no \"eventq\" interrupt\n");
         })?;
@@ -709,6 +656,81 @@ impl platform::Driver for SmmuDriver {
             GFP_KERNEL,
         )?)
     }
+}
+
+/// Maps the registers, probes the SMMU (ID registers, queues, stream table) and enables it.
+#[inline(never)]
+fn enable_smmu(pdev: &platform::Device<platform::Core>) -> Result<CoreSmmu> {
+    let dev: &Device = pdev.as_ref();
+    let regs = pdev.ioremap_resource(0, MMIO_LEN).inspect_err(|e| {
+        dev_err!(
+            dev,
+            "register space (needs {:#x} bytes) not mappable: {:?}\n",
+            MMIO_LEN,
+            e
+        );
+    })?;
+    let cfg = SmmuConfig {
+        irqs: true,
+        ..SmmuConfig::default()
+    };
+    let mut smmu = CoreSmmu::probe(Regs(regs), Alloc, cfg).map_err(|e| {
+        dev_err!(dev, "probe failed: {:?}\n", e);
+        core_err(e)
+    })?;
+    let f = *smmu.features();
+    if !f.coherent {
+        // Table memory is plain cached pages (see docs/rust-smmuv3.md).
+        dev_err!(
+            dev,
+            "non-coherent SMMUs (IDR0.COHACC = 0) are not supported yet\n"
+        );
+        return Err(ENODEV);
+    }
+    smmu.enable().map_err(|e| {
+        dev_err!(dev, "enable failed: {:?}\n", e);
+        core_err(e)
+    })?;
+    dev_info!(
+    dev,
+    "SMMUv3.{} (Rust): {}-bit StreamIDs ({} stream table), {}-bit SSIDs, {}-bit ASIDs, OAS {}, RIL {}, page sizes {:#x}\n",
+    f.arch_minor,
+    f.sid_bits,
+    if f.two_level_strtab { "2-level" } else { "linear" },
+    f.ssid_bits,
+    f.asid_bits,
+    f.oas,
+    f.ril,
+    f.pgsize_bitmap,
+    );
+    Ok(smmu)
+}
+
+/// Wraps the enabled SMMU in [`Shared`] (on the heap).
+///
+/// `probe` is split in three frames that never nest with each other's locals: [`enable_smmu`]
+/// (the core's probe and enable), this (moves the `Smmu` value into the heap) and the
+/// registrations in `probe`. Together they went over the 2 KiB stack-frame rule
+/// (`tools/lab/framecheck.sh`).
+#[inline(never)]
+fn start_smmu(pdev: &platform::Device<platform::Core>) -> Result<Arc<Shared>> {
+    let dev: &Device = pdev.as_ref();
+    let smmu = enable_smmu(pdev)?;
+    let f = *smmu.features();
+
+    // 8 KiB bitmap: written straight into the heap block.
+    let asids = KBox::<AsidAllocator>::new_uninit(GFP_KERNEL)?
+        .write(AsidAllocator::new(AsidBits::from_asid16(f.asid_bits == 16)));
+    let masters = XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?;
+    Arc::pin_init(
+        pin_init!(Shared {
+            hw <- new_spinlock!(Hw { smmu, asids }, "smmuv3_hw"),
+            masters <- new_spinlock!(masters, "smmuv3_masters"),
+            features: f,
+            dev: dev.into(),
+        }),
+        GFP_KERNEL,
+    )
 }
 
 kernel::module_platform_driver! {

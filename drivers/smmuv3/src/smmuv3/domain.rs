@@ -277,6 +277,18 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> S1Domain<A, S> {
             self.release();
             return Ok(());
         }
+        self.flush_gathered(smmu)
+    }
+
+    /// The non-empty part of [`S1Domain::flush`]. Never inlined: its `CmdBatch` (1 KiB) would
+    /// otherwise land in the frame of every caller of `unmap` (the kernel driver's
+    /// `unmap_pages` went over the 2 KiB frame rule), and a call is nothing next to the
+    /// CMD_SYNC it waits for.
+    #[inline(never)]
+    fn flush_gathered<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
+        &mut self,
+        smmu: &mut Smmu<M, SA, SS>,
+    ) -> Result<(), DomainError> {
         let mut batch = CmdBatch::default();
         let mut issued = 0u64;
         let mut res = Ok(());
