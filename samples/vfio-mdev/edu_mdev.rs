@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Sample mediated PCI device: QEMU's `edu` (1234:11e8) shared by several VFIO mdevs, one PASID
-//! per mdev, each mdev a virtual DMA copy engine whose copies the parent mediates.
+//! Sample mediated PCI device: QEMU's `edu` (1234:11e8) or the lab QEMU's `edu-pasid` (1234:11e9,
+//! `docs/pasid-device.md`) shared by several VFIO mdevs, one PASID per mdev, each mdev a virtual
+//! DMA copy engine whose copies the parent does for it: on edu by mediating them (the parent
+//! pins and maps the user's pages for itself), on edu-pasid with DMA tagged with the mdev's
+//! PASID, translated by the mdev's own auxiliary domain at the user's IOVAs.
 //!
 //! Read it top to bottom:
 //!
 //! 1. **Types and capacity**: the engine has [`SLOTS`] slots; `edu-small` takes 1, `edu-large`
 //!    takes 2. `available_instances` is what is left.
 //! 2. **Backend**: [`Backend`] hides how the engine reaches an mdev's memory: [`Mediated`] (the
-//!    parent pins the user's pages and DMA-maps them for itself; what edu under QEMU gets) or
-//!    [`PasidAux`] (an IOMMU domain attached at the mdev's PASID; PASID-capable platforms).
+//!    parent pins the user's pages and DMA-maps them for itself; what edu gets) or [`PasidAux`]
+//!    (an IOMMU domain attached at the mdev's PASID; edu-pasid behind an SMMUv3 with
+//!    SubstreamIDs). The engine's capabilities ([`EngineCaps`]) and the platform choose.
 //! 3. **The parent** ([`ParentShared`]): the PCI device, its BAR, the PASID set, the mdev slots
 //!    and the engine queue with its worker.
 //! 4. **The engine** ([`ParentShared::run_engine`]): one work item serving all mdevs in turn,
@@ -28,14 +32,14 @@ use core::{
 use kernel::{
     alloc::flags::GFP_KERNEL,
     auxdomain::{self, AuxDevice, AuxDomain, MsiWindow},
-    c_str, debugfs, dev_err, dev_info,
+    c_str, debugfs, dev_err, dev_info, dev_warn,
     device::Device,
     devres::Devres,
     dma::Direction,
     eventfd::EventFd,
     ioasid::{OwnerKind, PasidSet},
     iommu::Prot,
-    irq, mdev, new_condvar, new_mutex, new_work, pci,
+    iommu, irq, mdev, new_condvar, new_mutex, new_work, pci,
     prelude::*,
     str::CStr,
     sync::{Arc, CondVar, Mutex},
@@ -114,13 +118,15 @@ enum Mapped<'a> {
         pasid: u32,
         aux: &'a PasidAux,
     },
+    /// Fault injection only: an IOVA deliberately left unmapped.
+    Unmapped { iova: u64 },
 }
 
 impl Mapped<'_> {
     fn addr(&self) -> u64 {
         match self {
             Mapped::Dma(m) => m.dma_addr(),
-            Mapped::Pasid { iova, .. } => *iova,
+            Mapped::Pasid { iova, .. } | Mapped::Unmapped { iova } => *iova,
         }
     }
 }
@@ -137,6 +143,11 @@ impl Drop for Mapped<'_> {
 trait Backend: Send + Sync {
     /// `pasid` or `mediated` (the mdev's `mode` attribute).
     fn mode(&self) -> &'static str;
+    /// The engine's DMA for an mdev is tagged with the mdev's PASID (and the addresses it is
+    /// programmed with are the user's IOVAs, translated by the mdev's domain).
+    fn tags_dma(&self) -> bool {
+        false
+    }
     /// An mdev got `pasid`.
     fn attach(&self, pasid: u32) -> Result;
     /// The mdev with `pasid` goes away.
@@ -179,7 +190,7 @@ impl Backend for Mediated {
 /// PASID-capable platform: each mdev's PASID gets its own auxiliary domain
 /// (`kernel::auxdomain`: MSI window, doorbells and the no-snoop policy per domain); pinned pages
 /// are mapped there at the user's IOVA for one piece and the engine issues PASID-tagged DMA to
-/// the IOVA. Never selected under QEMU (edu has no PASID capability, QEMU's SMMUv3 no SSIDs);
+/// the IOVA. Selected for edu-pasid on the lab's PASID platform (`run.sh --platform pasid`);
 /// the same flow runs on the SMMUv3 model in `engine/tests/pasid_model.rs`.
 #[pin_data]
 struct PasidAux {
@@ -201,6 +212,9 @@ impl PasidAux {
 impl Backend for PasidAux {
     fn mode(&self) -> &'static str {
         "pasid"
+    }
+    fn tags_dma(&self) -> bool {
+        true
     }
     fn attach(&self, pasid: u32) -> Result {
         let mut dom = AuxDomain::new(self.dev.device(), MsiWindow::default())?;
@@ -252,8 +266,12 @@ impl Backend for PasidAux {
     }
 }
 
-/// What the parent's DMA engine can do: the backend is chosen from it and the platform.
+/// What the parent's DMA engine can do: the backend is chosen from it and the platform. The
+/// PCI ID table gives each device its engine's capabilities.
+#[derive(Clone, Copy)]
 struct EngineCaps {
+    /// The device, for the log.
+    name: &'static str,
     /// The engine tags each DMA request with a PASID (a PCIe PASID TLP prefix), so the mdev's
     /// auxiliary domain translates it. Without it, PASID mode would program the engine with
     /// the user's IOVAs and its untagged requests would go through the parent's own
@@ -263,8 +281,20 @@ struct EngineCaps {
 
 /// edu: one DMA engine whose requests carry only edu's requester ID (no PASID capability).
 const EDU_ENGINE: EngineCaps = EngineCaps {
+    name: "edu",
     pasid_tagged_dma: false,
 };
+
+/// edu-pasid (`docs/pasid-device.md`): edu's engine with a PASID capability; the DMA PASID
+/// register tags its requests with a PASID the driver programs.
+const EDU_PASID_ENGINE: EngineCaps = EngineCaps {
+    name: "edu-pasid",
+    pasid_tagged_dma: true,
+};
+
+// Module parameters (`/sys/module/edu_mdev/parameters/`).
+kernel::module_param_bool!(ALLOW_UNSAFE_INTERRUPTS, "allow_unsafe_interrupts", 0o644);
+kernel::module_param_bool!(INJECT_UNMAPPED_DST, "inject_unmapped_dst", 0o644);
 
 // ---- 3. the parent ----------------------------------------------------------------------------
 
@@ -287,6 +317,13 @@ mod edu {
     pub(crate) const BUF_SIZE: usize = 4096;
     /// edu masks DMA addresses to 28 bits.
     pub(crate) const DMA_BITS: u32 = 28;
+    /// edu-pasid only: the DMA PASID register (bits 19:0 the PASID, bit 31 tag the DMA with
+    /// it) and the result of the last DMA (0 done, 1 failed: a translation fault or abort, 2 not
+    /// sent: PASID Enable clear).
+    pub(crate) const DMA_PASID: usize = 0xa0;
+    pub(crate) const DMA_PASID_TAG: u32 = 1 << 31;
+    pub(crate) const DMA_RESULT: usize = 0xa4;
+    pub(crate) const RESULT_FAILED: u32 = 1;
 }
 
 /// One mdev of a parent: what sysfs and capacity accounting need.
@@ -332,6 +369,8 @@ struct Engine {
 struct ParentShared {
     pdev: ARef<pci::Device>,
     bar: Devres<pci::Bar>,
+    /// What the device's engine can do (from the ID table).
+    caps: EngineCaps,
     backend: Arc<dyn Backend>,
     pasids: PasidSet<'static>,
     #[pin]
@@ -366,7 +405,7 @@ impl WorkItem for ParentShared {
 }
 
 impl ParentShared {
-    fn new(pdev: &pci::Device<pci::Core>) -> Result<Arc<Self>> {
+    fn new(pdev: &pci::Device<pci::Core>, caps: EngineCaps) -> Result<Arc<Self>> {
         pdev.enable_device()?;
         pdev.set_master()?;
         pdev.dma_set_mask(edu::DMA_BITS)?;
@@ -380,12 +419,13 @@ impl ParentShared {
         // PASID mode needs an engine that tags its DMA with the PASID, the device's PASID
         // capability and an IOMMU that does PASIDs; the aux-domain layer checks the last two
         // and says which is missing.
-        let platform = if EDU_ENGINE.pasid_tagged_dma {
+        let platform = if caps.pasid_tagged_dma {
             AuxDevice::enable(pdev, *PASID_RANGE.start(), *PASID_RANGE.end())
         } else {
             dev_info!(
                 pdev,
-                "edu_mdev: PASID mode not considered: the engine cannot tag its DMA with a PASID\n"
+                "edu_mdev: PASID mode not considered: the engine cannot tag its DMA with a PASID ({})\n",
+                caps.name
             );
             Err(EOPNOTSUPP)
         };
@@ -413,6 +453,7 @@ impl ParentShared {
             try_pin_init!(ParentShared {
                 pdev: (**pdev).get(),
                 bar,
+                caps,
                 backend,
                 pasids,
                 mdevs <- new_mutex!([const { None }; MAX_MDEVS], "edu_mdev::mdevs"),
@@ -434,6 +475,29 @@ impl ParentShared {
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// PASID mode hands the user a device that DMAs wherever the mdev's domain maps, MSI
+    /// doorbells included: like VFIO (`allow_unsafe_interrupts` of type1 and iommufd), an mdev
+    /// opens only if the parent's MSIs are isolated (GICv3's ITS tells devices apart by their
+    /// DeviceID), unless the administrator set the module parameter `allow_unsafe_interrupts`.
+    /// Mediated mode never lets the user's addresses reach the device.
+    fn check_msi_isolation(&self) -> Result {
+        if !self.backend.tags_dma() || iommu::group_has_isolated_msi(self.pdev.as_ref()) {
+            return Ok(());
+        }
+        if ALLOW_UNSAFE_INTERRUPTS.get() {
+            dev_warn!(
+                &*self.pdev,
+                "edu_mdev: PASID mode without isolated MSIs: opening anyway (allow_unsafe_interrupts=1)\n"
+            );
+            return Ok(());
+        }
+        dev_err!(
+            &*self.pdev,
+            "edu_mdev: PASID mode needs isolated MSIs (an MSI controller such as GICv3's ITS, or interrupt remapping) and this parent has none: open refused (module parameter allow_unsafe_interrupts=1 overrides)\n"
+        );
+        Err(EPERM)
     }
 
     /// Free engine slots.
@@ -580,6 +644,13 @@ impl ParentShared {
         let vdev = &job.vdev;
         let backend = &*self.backend;
         let st = &self.stats;
+        // PASID mode: the engine is programmed with the user's IOVAs and masks its addresses to
+        // its DMA width: an IOVA beyond it cannot be reached (it would alias a lower one).
+        let tag = backend.tags_dma().then_some(vdev.pasid);
+        let limit = 1u64 << edu::DMA_BITS;
+        if tag.is_some() && (p.src + p.len > limit || p.dst + p.len > limit) {
+            return Err(CopyError::Unmapped);
+        }
         if job.done == 0 {
             let t = now_ns();
             let r = MdevVfio::check_mapped(vdev, &copy);
@@ -606,9 +677,17 @@ impl ParentShared {
         } else {
             Direction::Bidirectional
         };
-        let d = backend
-            .map(vdev.pasid, &dst_pin, dp, dir)
-            .map_err(|_| CopyError::Device)?;
+        // Fault injection (`inject_unmapped_dst`, PASID mode, tests only): the destination page
+        // stays pinned but is not mapped in the mdev's domain, so the tagged DMA to it faults
+        // in the IOMMU: what a DMA at an IOVA the user did not map gets.
+        let skip_dst = tag.is_some() && src_pin.is_some() && INJECT_UNMAPPED_DST.get();
+        let d = if skip_dst {
+            Mapped::Unmapped { iova: dp }
+        } else {
+            backend
+                .map(vdev.pasid, &dst_pin, dp, dir)
+                .map_err(|_| CopyError::Device)?
+        };
         let s = match &src_pin {
             Some(pin) => Some(
                 backend
@@ -619,12 +698,13 @@ impl ParentShared {
         };
         st.add(&st.map_ns, since(t1));
         let src_addr = s.as_ref().unwrap_or(&d).addr() + p.src % PAGE;
-        self.edu_dma(src_addr, edu::BUF, p.len, edu::CMD_START)?;
+        self.edu_dma(src_addr, edu::BUF, p.len, edu::CMD_START, tag)?;
         self.edu_dma(
             edu::BUF,
             d.addr() + p.dst % PAGE,
             p.len,
             edu::CMD_START | edu::CMD_TO_RAM,
+            tag,
         )?;
         // Unmapped, then unpinned (on an error above, the same happens as the locals drop).
         let t2 = now_ns();
@@ -642,12 +722,18 @@ impl ParentShared {
     /// register says when it is done (edu takes 100 ms of virtual time per DMA). If edu never
     /// finishes (it does not hang in practice), the piece fails with `Device` and its pages are
     /// unmapped and unpinned although the DMA may still be pending: a limit of this sample.
+    ///
+    /// `tag`: the PASID the DMA is tagged with (PASID mode; edu-pasid's DMA PASID register).
+    /// Then its result register says whether the IOMMU translated it: a fault (the IOVA is not
+    /// mapped in the mdev's domain) ends the copy with `Unmapped`, a DMA the device did not send
+    /// with `Device`.
     fn edu_dma(
         &self,
         src: u64,
         dst: u64,
         count: u64,
         cmd: u64,
+        tag: Option<u32>,
     ) -> core::result::Result<(), CopyError> {
         let io = |f: &dyn Fn(&pci::Bar) -> Result| -> core::result::Result<(), CopyError> {
             let bar = self.bar.try_access().ok_or(CopyError::Device)?;
@@ -658,6 +744,11 @@ impl ParentShared {
         let mut waited = 0;
         self.irq_fired.store(false, Ordering::Release);
         io(&|b| {
+            if self.caps.pasid_tagged_dma {
+                // Untagged (0) unless in PASID mode; only edu-pasid has the register.
+                let reg = tag.map_or(0, |p| p | edu::DMA_PASID_TAG);
+                b.write32(reg, edu::DMA_PASID)?;
+            }
             b.write64(src, edu::DMA_SRC)?;
             b.write64(dst, edu::DMA_DST)?;
             b.write64(count, edu::DMA_COUNT)?;
@@ -671,9 +762,13 @@ impl ParentShared {
                 bar.read64(edu::DMA_CMD).map_err(|_| CopyError::Device)? & edu::CMD_START != 0
             };
             if !busy {
+                let result = match tag {
+                    Some(pasid) => self.dma_result(pasid, src, dst)?,
+                    None => Ok(()),
+                };
                 st.add(&st.edu_wait_ns, waited);
                 st.add(&st.program_ns, since(t0).saturating_sub(waited));
-                return Ok(());
+                return result;
             }
             let w = now_ns();
             let mut g = self.irq_lock.lock();
@@ -687,6 +782,43 @@ impl ParentShared {
         }
         dev_err!(&*self.pdev, "edu DMA did not complete\n");
         Err(CopyError::Device)
+    }
+
+    /// The outcome of a finished PASID-tagged DMA (edu-pasid's result register): the outer
+    /// error if the register cannot be read, the inner one if the DMA failed.
+    fn dma_result(
+        &self,
+        pasid: u32,
+        src: u64,
+        dst: u64,
+    ) -> core::result::Result<core::result::Result<(), CopyError>, CopyError> {
+        let bar = self.bar.try_access().ok_or(CopyError::Device)?;
+        let r = bar
+            .read32(edu::DMA_RESULT)
+            .map_err(|_| CopyError::Device)?;
+        Ok(match r {
+            0 => Ok(()),
+            edu::RESULT_FAILED => {
+                self.stats.faults.fetch_add(1, Ordering::Relaxed);
+                dev_info!(
+                    &*self.pdev,
+                    "edu_mdev: PASID {} DMA {:#x} -> {:#x} faulted in the IOMMU: copy ends as unmapped\n",
+                    pasid,
+                    src,
+                    dst
+                );
+                Err(CopyError::Unmapped)
+            }
+            r => {
+                dev_err!(
+                    &*self.pdev,
+                    "edu_mdev: PASID {} DMA not sent (result {}): PASID disabled on the device\n",
+                    pasid,
+                    r
+                );
+                Err(CopyError::Device)
+            }
+        })
     }
 
     /// Takes the queued jobs of mdev `id` that touch `range` (all of them for `None`) off the
@@ -1071,6 +1203,7 @@ impl vfio::DeviceOps for MdevVfio {
     const NAME: &'static CStr = c_str!("edu-mdev");
 
     fn open_device(dev: &vfio::Device<Self>) -> Result {
+        dev.parent.check_msi_isolation()?;
         dev.fence.clear();
         let mut st = dev.st.lock();
         st.cfg = ConfigSpace::new();
@@ -1342,7 +1475,13 @@ impl MdevDriver {
         id: usize,
         pasid: u32,
     ) -> Result<KBox<MdevData>> {
+        let t = now_ns();
         parent.backend.attach(pasid)?;
+        if parent.backend.tags_dma() {
+            let st = &parent.stats;
+            st.add(&st.attach_ns, since(t));
+            st.attaches.fetch_add(1, Ordering::Relaxed);
+        }
         let vdev_parent = parent.clone();
         let vdev = vfio::Device::new(
             mdev.as_ref(),
@@ -1380,7 +1519,13 @@ impl MdevDriver {
 
     /// Gives the slot and the PASID of a removed (or failed) mdev back.
     fn release(parent: &ParentShared, id: usize, pasid: u32) {
+        let t = now_ns();
         parent.backend.detach(pasid);
+        if parent.backend.tags_dma() {
+            let st = &parent.stats;
+            st.add(&st.detach_ns, since(t));
+            st.detaches.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = parent.pasids.free(pasid);
         parent.mdevs.lock()[id] = None;
     }
@@ -1453,15 +1598,22 @@ impl irq::Handler for EduIrq {
     }
 }
 
-kernel::pci_device_table!(EDU_IDS, (), [(pci::DeviceId::from_id(0x1234, 0x11e8), ())]);
+kernel::pci_device_table!(
+    EDU_IDS,
+    EngineCaps,
+    [
+        (pci::DeviceId::from_id(0x1234, 0x11e8), EDU_ENGINE),
+        (pci::DeviceId::from_id(0x1234, 0x11e9), EDU_PASID_ENGINE),
+    ]
+);
 
 impl pci::Driver for EduParent {
-    type IdInfo = ();
-    const ID_TABLE: pci::IdTable<()> = EDU_IDS.table();
+    type IdInfo = EngineCaps;
+    const ID_TABLE: pci::IdTable<EngineCaps> = EDU_IDS.table();
 
-    fn probe(pdev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+    fn probe(pdev: &pci::Device<pci::Core>, caps: &EngineCaps) -> Result<Pin<KBox<Self>>> {
         let reg = registry().ok_or(ENODEV)?;
-        let shared = ParentShared::new(pdev)?;
+        let shared = ParentShared::new(pdev, *caps)?;
         {
             let mut parents = reg.parents.lock();
             let free = parents.iter_mut().find(|p| p.is_none()).ok_or(ENOSPC)?;
@@ -1622,6 +1774,14 @@ struct CopyStats {
     /// Pieces done and their bytes.
     pieces: AtomicU64,
     bytes: AtomicU64,
+    /// PASID mode: DMAs the IOMMU refused (the device's result register said failed).
+    faults: AtomicU64,
+    /// PASID mode: aux domains created and attached at an mdev's PASID / detached and freed,
+    /// and the time it took (`PasidAux::attach`, `PasidAux::detach`).
+    attaches: AtomicU64,
+    attach_ns: AtomicU64,
+    detaches: AtomicU64,
+    detach_ns: AtomicU64,
     /// Checking the command, pinning its pages once to check them, queueing it.
     validate_ns: AtomicU64,
     /// Per piece: `vfio_pin_pages` of the two pages; mapping them for edu (`dma_map_page`);
@@ -1662,6 +1822,11 @@ impl debugfs::Show for CopyStats {
             ("copies", &self.copies),
             ("pieces", &self.pieces),
             ("bytes", &self.bytes),
+            ("faults", &self.faults),
+            ("attaches", &self.attaches),
+            ("attach_ns", &self.attach_ns),
+            ("detaches", &self.detaches),
+            ("detach_ns", &self.detach_ns),
         ];
         for (name, c) in Iterator::chain(counts.iter(), phases.iter()) {
             writeln!(m, "{} {}", name, get(c)).map_err(|_| EINVAL)?;

@@ -14,7 +14,13 @@
 //!   of one page done without mediation by the `edu_dma_peer` test module earlier in the same
 //!   boot (map, program edu both ways, unmap; waits excluded the same way), whose figures
 //!   reach us as `labtest-bench: edu_dma_peer:` lines ([`figure`]); the same kernel's CPU copy
-//!   of one page (`/sys/kernel/debug/edu_mdev/peer_memcpy`) is printed beside it.
+//!   of one page (`/sys/kernel/debug/edu_mdev/peer_memcpy`) is printed beside it. Both measure
+//!   the parent on edu (mediated mode) on every platform.
+//! - `bench:mdev_pasid_vs_mediated` (PASID platforms, [`PASID`]): the same driver-time
+//!   measurement on both parents of one boot, edu (mediated) and edu-pasid (PASID mode: the
+//!   pages are mapped in the mdev's aux domain instead of the parent's DMA domain, the DMA is
+//!   tagged), alternating, and the latency of attaching an aux domain at an mdev's PASID and of
+//!   detaching it (the sample's own accounting, over mdev creates and removes).
 
 use crate::user_tests::UserTest;
 use mdev_client::*;
@@ -65,6 +71,12 @@ pub const ALL: &[UserTest] = &[
     },
 ];
 
+/// The benchmarks of the PASID platforms.
+pub const PASID: &[UserTest] = &[UserTest {
+    name: "bench:mdev_pasid_vs_mediated",
+    run: pasid_vs_mediated,
+}];
+
 /// The figure lines of the unmediated peer of `bench:mdev_copy_driver_time`
 /// (`tests/kernel/edu_dma_peer.rs`).
 const PEER: &str = "edu_dma_peer:";
@@ -109,7 +121,7 @@ fn time_create(parent: &Path, ty: &str, uuid: &str) -> Result<(u64, u64), String
 
 fn create_to_ready() -> Result<(), String> {
     ensure_module()?;
-    let edu = find_parent()?;
+    let edu = find_parent_of(EDU)?;
     let mtty = Path::new("/sys/class/mdev_bus/mtty");
     let loaded_mtty = if mtty.exists() {
         false
@@ -185,36 +197,53 @@ fn read_stats(path: &Path) -> Result<BTreeMap<String, u64>, String> {
         .collect()
 }
 
-fn copy_driver_time() -> Result<(), String> {
-    ensure_module()?;
-    let parent = find_parent()?;
-    let stats = Path::new("/sys/kernel/debug/edu_mdev").join(parent_bdf(&parent)?);
+/// The driver's own time over a series of copies on one mdev of `parent` (debugfs accounting
+/// before and after).
+struct DriverTime {
+    copies: u64,
+    pieces: u64,
+    /// Per piece (one 4 KiB page), ns: all driver time, then by phase.
+    per_page: u64,
+    validate: u64,
+    pin: u64,
+    map: u64,
+    program: u64,
+    unmap_unpin: u64,
+    complete: u64,
+    /// Not driver time: sleeping until edu's DMAs end, ns per page.
+    wait: u64,
+    /// ms per page as the user saw it.
+    wall_ms: u64,
+    faults: u64,
+    /// Medians of the CPU memcpy peer sampled between the copies, ns.
+    memcpy: Vec<u64>,
+}
+
+/// One-page copies (one piece each) and 64 KiB copies (16 pieces each).
+const SMALL: u64 = 20;
+const LARGE: u64 = 3;
+
+fn measure(parent: &Path, n: u32, small: u64, large: u64) -> Result<DriverTime, String> {
+    let stats = Path::new("/sys/kernel/debug/edu_mdev").join(parent_bdf(parent)?);
     let peer = Path::new("/sys/kernel/debug/edu_mdev/peer_memcpy");
-    let m = uuid(0xb100);
-    create_mdev(&parent, "edu-small", &m).map_err(|e| format!("create: {e}"))?;
-    let r = (|| -> Result<(), String> {
+    let m = uuid(n);
+    create_mdev(parent, "edu-small", &m).map_err(|e| format!("create: {e}"))?;
+    let r = (|| -> Result<DriverTime, String> {
         let mut s = Session::open(&m)?;
         let before = read_stats(&stats)?;
-        // One-page copies (one piece each), then 64 KiB copies (16 pieces each).
-        const SMALL: u64 = 20;
-        const LARGE: u64 = 3;
         // The peer is sampled between the copies, so both see the same host load.
         let mut memcpy = Vec::new();
-        let mut sample_peer = || -> Result<(), String> {
-            let p = read_stats(peer)?;
-            memcpy.push(*p.get("memcpy_ns").ok_or("no memcpy_ns")?);
-            Ok(())
-        };
         let mut wall = Duration::ZERO;
-        for i in 0..SMALL + LARGE {
+        for i in 0..small + large {
             let t = Instant::now();
-            if i < SMALL {
+            if i < small {
                 s.copy_checked(i as u8, 0, 0, 4096)?;
             } else {
                 s.copy_checked(0x80 + i as u8, 0, 0, BUF_LEN)?;
             }
             wall += t.elapsed();
-            sample_peer()?;
+            let p = read_stats(peer)?;
+            memcpy.push(*p.get("memcpy_ns").ok_or("no memcpy_ns")?);
         }
         let after = read_stats(&stats)?;
         let d = |k: &str| -> Result<u64, String> {
@@ -224,53 +253,152 @@ fn copy_driver_time() -> Result<(), String> {
         let copies = d("copies")?;
         let pieces = d("pieces")?;
         let bytes = d("bytes")?;
-        let want_bytes = SMALL * 4096 + LARGE * BUF_LEN as u64;
-        if copies != SMALL + LARGE || bytes != want_bytes {
+        let want_bytes = small * 4096 + large * BUF_LEN as u64;
+        if copies != small + large || bytes != want_bytes {
             return Err(format!(
                 "stats counted {copies} copies / {bytes} bytes, want {} / {want_bytes}",
-                SMALL + LARGE
+                small + large
             ));
         }
-        let driver = d("driver_ns")?;
-        let wait = d("edu_wait_ns")?;
-        let pinmap = d("pin_ns")? + d("map_ns")? + d("unmap_unpin_ns")?;
-        let samples = memcpy.len();
-        let memcpy = median(&mut memcpy).max(1);
-        let per_page = driver / pieces.max(1);
-        bench(format!(
-            "mdev_copy_driver_time: {} copies ({SMALL} x 4 KiB, {LARGE} x 64 KiB), {pieces} pages, \
-             driver time {} us per copy, {} us per 4 KiB page (edu DMA waits excluded: {} ms per page); \
-             per page: validate {} us, pin {} us, dma_map {} us, program edu {} us, unmap+unpin {} us, completion {} us [{COMMAND}]",
+        let pp = |k: &str| -> Result<u64, String> { Ok(d(k)? / pieces.max(1)) };
+        Ok(DriverTime {
             copies,
-            driver / copies / 1000,
-            per_page / 1000,
-            wait / pieces.max(1) / 1_000_000,
-            d("validate_ns")? / pieces.max(1) / 1000,
-            d("pin_ns")? / pieces.max(1) / 1000,
-            d("map_ns")? / pieces.max(1) / 1000,
-            d("program_ns")? / pieces.max(1) / 1000,
-            d("unmap_unpin_ns")? / pieces.max(1) / 1000,
-            d("complete_ns")? / pieces.max(1) / 1000,
-        ));
-        let peer = module_figure(PEER, "per_page_ns")?;
-        let peer_rounds = module_figure(PEER, "rounds")?;
-        bench(format!(
-            "mdev_copy_driver_time peers (same boot): driver {per_page} ns per page vs the unmediated \
-             edu DMA of a page by edu_dma_peer (dma_map src+dst, program edu both ways, unmap; \
-             waits excluded; median of {peer_rounds}) {peer} ns -> driver/peer {:.2}x; \
-             CPU memcpy of 4 KiB {memcpy} ns (median of {} samples between the copies) -> driver/memcpy {:.0}x; \
-             the driver's own vfio_pin_pages+dma_map+unmap+unpin, a part of the driver time and not a peer, {} us per page; \
-             user-visible {} ms per page (edu's two 100 ms DMAs) [{COMMAND}]",
-            per_page as f64 / peer.max(1) as f64,
-            samples,
-            per_page as f64 / memcpy as f64,
-            pinmap / pieces.max(1) / 1000,
-            wall.as_millis() as u64 / pieces.max(1),
-        ));
-        Ok(())
+            pieces,
+            per_page: pp("driver_ns")?,
+            validate: pp("validate_ns")?,
+            pin: pp("pin_ns")?,
+            map: pp("map_ns")?,
+            program: pp("program_ns")?,
+            unmap_unpin: pp("unmap_unpin_ns")?,
+            complete: pp("complete_ns")?,
+            wait: pp("edu_wait_ns")?,
+            wall_ms: wall.as_millis() as u64 / pieces.max(1),
+            faults: d("faults")?,
+            memcpy,
+        })
     })();
     let _ = remove_mdev(&m);
     r
+}
+
+fn copy_driver_time() -> Result<(), String> {
+    ensure_module()?;
+    let parent = find_parent_of(EDU)?;
+    let t = measure(&parent, 0xb100, SMALL, LARGE)?;
+    let mut memcpy = t.memcpy.clone();
+    let samples = memcpy.len();
+    let memcpy = median(&mut memcpy).max(1);
+    let per_page = t.per_page;
+    bench(format!(
+        "mdev_copy_driver_time: {} copies ({SMALL} x 4 KiB, {LARGE} x 64 KiB), {} pages, \
+         driver time {} us per copy, {} us per 4 KiB page (edu DMA waits excluded: {} ms per page); \
+         per page: validate {} us, pin {} us, dma_map {} us, program edu {} us, unmap+unpin {} us, completion {} us [{COMMAND}]",
+        t.copies,
+        t.pieces,
+        per_page * t.pieces / t.copies.max(1) / 1000,
+        per_page / 1000,
+        t.wait / 1_000_000,
+        t.validate / 1000,
+        t.pin / 1000,
+        t.map / 1000,
+        t.program / 1000,
+        t.unmap_unpin / 1000,
+        t.complete / 1000,
+    ));
+    let peer = module_figure(PEER, "per_page_ns")?;
+    let peer_rounds = module_figure(PEER, "rounds")?;
+    bench(format!(
+        "mdev_copy_driver_time peers (same boot): driver {per_page} ns per page vs the unmediated \
+         edu DMA of a page by edu_dma_peer (dma_map src+dst, program edu both ways, unmap; \
+         waits excluded; median of {peer_rounds}) {peer} ns -> driver/peer {:.2}x; \
+         CPU memcpy of 4 KiB {memcpy} ns (median of {samples} samples between the copies) -> driver/memcpy {:.0}x; \
+         the driver's own vfio_pin_pages+dma_map+unmap+unpin, a part of the driver time and not a peer, {} us per page; \
+         user-visible {} ms per page (edu's two 100 ms DMAs) [{COMMAND}]",
+        per_page as f64 / peer.max(1) as f64,
+        per_page as f64 / memcpy as f64,
+        (t.pin + t.map + t.unmap_unpin) / 1000,
+        t.wall_ms,
+    ));
+    Ok(())
+}
+
+const PASID_COMMAND: &str = "tools/lab/run.sh test --platform pasid --filter bench:mdev_pasid";
+
+/// Driver time per page in PASID mode (edu-pasid) vs mediated mode (edu), same boot, two
+/// alternating rounds each; aux-domain attach/detach latency over mdev creates/removes.
+fn pasid_vs_mediated() -> Result<(), String> {
+    ensure_module()?;
+    let mediated = find_parent_of(EDU)?;
+    let pasid = find_parent_of(EDU_PASID)?;
+    let (mut med, mut pas) = (Vec::new(), Vec::new());
+    for round in 0..2u32 {
+        // Alternating order: neither always runs on what the other warmed.
+        let order = if round == 0 { [false, true] } else { [true, false] };
+        for is_pasid in order {
+            let (p, out) = if is_pasid {
+                (&pasid, &mut pas)
+            } else {
+                (&mediated, &mut med)
+            };
+            out.push(measure(p, 0xb200 + round * 2 + u32::from(is_pasid), SMALL / 2, 1)?);
+        }
+    }
+    let sum = |v: &[DriverTime], f: fn(&DriverTime) -> u64| -> u64 {
+        let pages: u64 = v.iter().map(|t| t.pieces).sum();
+        v.iter().map(|t| f(t) * t.pieces).sum::<u64>() / pages.max(1)
+    };
+    let line = |name: &str, v: &[DriverTime]| {
+        format!(
+            "{name}: {} pages, driver {} us per page (validate {} / pin {} / map {} / program {} / \
+             unmap+unpin {} / completion {} us), {} IOMMU faults",
+            v.iter().map(|t| t.pieces).sum::<u64>(),
+            sum(v, |t| t.per_page) / 1000,
+            sum(v, |t| t.validate) / 1000,
+            sum(v, |t| t.pin) / 1000,
+            sum(v, |t| t.map) / 1000,
+            sum(v, |t| t.program) / 1000,
+            sum(v, |t| t.unmap_unpin) / 1000,
+            sum(v, |t| t.complete) / 1000,
+            v.iter().map(|t| t.faults).sum::<u64>(),
+        )
+    };
+    let (pm, pp) = (sum(&med, |t| t.per_page), sum(&pas, |t| t.per_page));
+    bench(format!(
+        "mdev_pasid_vs_mediated (same boot, 2 alternating rounds of {} x 4 KiB + 1 x 64 KiB each): \
+         {}; {}; ratio PASID/mediated driver time per page {:.2} [{PASID_COMMAND}]",
+        SMALL / 2,
+        line("PASID mode (edu-pasid, aux domain per mdev, tagged DMA)", &pas),
+        line("mediated mode (edu, parent's DMA mapping)", &med),
+        pp as f64 / pm.max(1) as f64,
+    ));
+    // Attach/detach: each create attaches a new aux domain at the mdev's PASID, each remove
+    // detaches and frees it.
+    let stats = Path::new("/sys/kernel/debug/edu_mdev").join(parent_bdf(&pasid)?);
+    let before = read_stats(&stats)?;
+    const N: u32 = 30;
+    for i in 0..N {
+        let u = uuid(0xb300 + i);
+        create_mdev(&pasid, "edu-small", &u).map_err(|e| format!("create {u}: {e}"))?;
+        remove_mdev(&u).map_err(|e| format!("remove {u}: {e}"))?;
+    }
+    let after = read_stats(&stats)?;
+    let d = |k: &str| -> Result<u64, String> {
+        Ok(after.get(k).ok_or(format!("no {k} in stats"))?
+            - before.get(k).copied().unwrap_or(0))
+    };
+    let (a, an, dt, dn) = (d("attaches")?, d("attach_ns")?, d("detaches")?, d("detach_ns")?);
+    if a != u64::from(N) || dt != u64::from(N) {
+        return Err(format!("{a} attaches / {dt} detaches counted for {N} creates/removes"));
+    }
+    bench(format!(
+        "mdev_pasid_attach_detach: {N} mdev creates/removes on edu-pasid: aux domain alloc + \
+         iommu_attach_device_pasid {} us mean, iommu_detach_device_pasid + free {} us mean; \
+         commands/CMD_SYNCs per piece not counted (the C arm-smmu-v3 driver keeps no such \
+         counter) [{PASID_COMMAND}]",
+        an / a.max(1) / 1000,
+        dn / dt.max(1) / 1000,
+    ));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -359,11 +359,18 @@ fn main() {
         println!("labtest: vm:* tests not run (no VMM disk: run.sh --vm)");
         &[]
     };
+    // The PASID platforms add the tests of PASID mode and its benchmark.
+    let (pasid_tests, pasid_benches) = if mdev_client::pasid_platform() {
+        (user_tests::PASID, if benches.is_empty() { &[][..] } else { bench::PASID })
+    } else {
+        (&[][..], &[][..])
+    };
     for (t, is_bench) in user_tests::ALL
         .iter()
+        .chain(pasid_tests)
         .chain(vms)
         .map(|t| (t, false))
-        .chain(benches.iter().map(|t| (t, true)))
+        .chain(benches.iter().chain(pasid_benches).map(|t| (t, true)))
     {
         if !r.selected(t.name) {
             continue;

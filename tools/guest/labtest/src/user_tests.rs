@@ -139,6 +139,23 @@ pub const ALL: &[UserTest] = &[
     },
 ];
 
+/// The tests that run only on the PASID platforms (`run.sh --platform pasid|pasid-noits`),
+/// after [`ALL`]: PASID mode on edu-pasid, what rests on the IOMMU's translation.
+pub const PASID: &[UserTest] = &[
+    UserTest {
+        name: "mdev:pasid_same_iovas_real_translation",
+        run: mdev::pasid::same_iovas_real_translation,
+    },
+    UserTest {
+        name: "mdev:pasid_unmapped_iova_faults",
+        run: mdev::pasid::unmapped_iova_faults,
+    },
+    UserTest {
+        name: "mdev:pasid_msi_isolation_at_open",
+        run: mdev::pasid::msi_isolation_at_open,
+    },
+];
+
 /// The lab machine must expose QEMU's edu device (1234:11e8) on PCI: later tests depend on it.
 fn edu_present() -> Result<(), String> {
     let dir =
@@ -178,6 +195,7 @@ mod mdev {
 
     pub mod harness;
     pub mod ioctl;
+    pub mod pasid;
     pub mod race;
     pub mod stress;
 
@@ -250,8 +268,9 @@ mod mdev {
             .map_err(|e| format!("pasid: {e}"))?;
         ensure(pasid >= 1, || format!("PASID {pasid}"))?;
         let mode = mdev_attr(&m.0, "mode")?;
-        ensure(mode == "mediated", || {
-            format!("mode {mode} (edu under QEMU has no PASID)")
+        let want = expected_mode();
+        ensure(mode == want, || {
+            format!("mode {mode}, want {want} on platform {}", platform())
         })?;
         let link = std::fs::read_link(mdev_path(&m.0).join("mdev_type"))
             .map_err(|e| format!("mdev_type: {e}"))?;
@@ -889,7 +908,7 @@ mod mdev {
             !mdev_path(&uuid(110)).exists() && !mdev_path(&uuid(111)).exists(),
             || "mdevs survived unbind".into(),
         )?;
-        ensure(find_parent().is_err(), || "parent still registered".into())?;
+        ensure(!p.exists(), || "parent still registered".into())?;
         edu_driver("bind", &bdf)?;
         let p = find_parent()?;
         ensure(available(&p, "edu-small")? == 8, || {

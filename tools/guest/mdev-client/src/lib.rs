@@ -174,17 +174,66 @@ fn ioctl_ptr<T>(fd: RawFd, req: u64, arg: &mut T) -> Result<i32, String> {
     }
 }
 
-/// The edu mdev parent (the PCI device bound to the `edu` driver of `edu_mdev.ko`).
+/// PCI device IDs of the sample's parents: QEMU's edu (mediated mode) and the lab QEMU's
+/// edu-pasid (PASID mode on an SMMUv3 with SubstreamIDs, `docs/pasid-device.md`).
+pub const EDU: &str = "0x11e8";
+pub const EDU_PASID: &str = "0x11e9";
+
+/// The lab platform the guest was booted on (`lab.platform=` on the kernel command line,
+/// `tools/lab/run.sh --platform`); `edu` if none.
+pub fn platform() -> String {
+    std::fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("lab.platform="))
+        .unwrap_or("edu")
+        .to_string()
+}
+
+/// The platform has edu-pasid behind an SMMUv3 with SubstreamIDs (`pasid`, `pasid-noits`).
+pub fn pasid_platform() -> bool {
+    platform().starts_with("pasid")
+}
+
+/// The device the mdev tests use on this platform: edu-pasid (PASID mode) where there is one,
+/// else edu (mediated mode). `LAB_MDEV_PARENT=edu|edu-pasid` overrides.
+pub fn platform_parent_device() -> &'static str {
+    match std::env::var("LAB_MDEV_PARENT").as_deref() {
+        Ok("edu") => EDU,
+        Ok("edu-pasid") => EDU_PASID,
+        _ if pasid_platform() => EDU_PASID,
+        _ => EDU,
+    }
+}
+
+/// The `mode` attribute the mdevs of [`find_parent`] must show.
+pub fn expected_mode() -> &'static str {
+    if platform_parent_device() == EDU_PASID {
+        "pasid"
+    } else {
+        "mediated"
+    }
+}
+
+/// The sample's mdev parent for this platform ([`platform_parent_device`]).
 pub fn find_parent() -> Result<PathBuf, String> {
+    find_parent_of(platform_parent_device())
+}
+
+/// The sample's mdev parent on the PCI device with device ID `device` ([`EDU`], [`EDU_PASID`]).
+pub fn find_parent_of(device: &str) -> Result<PathBuf, String> {
     let dir = std::fs::read_dir("/sys/class/mdev_bus")
         .map_err(|e| format!("/sys/class/mdev_bus: {e}"))?;
     for d in dir.flatten() {
         let p = d.path();
-        if p.join("mdev_supported_types/edu-small").exists() {
+        let id = std::fs::read_to_string(p.join("device")).unwrap_or_default();
+        if p.join("mdev_supported_types/edu-small").exists() && id.trim() == device {
             return Ok(p);
         }
     }
-    Err("no edu mdev parent (is edu_mdev.ko loaded?)".into())
+    Err(format!(
+        "no edu_mdev parent on a {device} device (is edu_mdev.ko loaded?)"
+    ))
 }
 
 /// The PCI address (`0000:00:01.0`) of a parent found by [`find_parent`]: its name in sysfs

@@ -375,16 +375,19 @@ pub fn debugfs_open_across_rmmod() -> Result<(), String> {
     find_parent().map(drop)
 }
 
-/// Issue 11, defect 4: edu cannot tag its DMA with a PASID, so the parent must not even
-/// consider PASID mode (the old sample would have chosen it on a PASID-capable platform and
-/// programmed edu with user IOVAs, untagged) and says why; the mdevs run mediated.
+/// Issue 11, defect 4, and issue 12: the engine's capabilities choose the mode. edu cannot tag
+/// its DMA with a PASID, so its parent must not even consider PASID mode (the old sample would
+/// have chosen it on a PASID-capable platform and programmed edu with user IOVAs, untagged),
+/// says why, and its mdevs are `mediated`; edu-pasid's mdevs (PASID platforms) are `pasid`, and
+/// there is no edu-pasid elsewhere.
 pub fn pasid_mode_needs_tagged_dma() -> Result<(), String> {
-    let p = parent()?;
+    ensure_module()?;
+    let p = find_parent_of(EDU)?;
     let bdf = parent_bdf(&p)?;
     // A fresh probe, so that its lines are in the log.
     edu_driver("unbind", &bdf)?;
     edu_driver("bind", &bdf)?;
-    let p = find_parent()?;
+    let p = find_parent_of(EDU)?;
     let o = std::process::Command::new("dmesg")
         .output()
         .map_err(|e| format!("dmesg: {e}"))?;
@@ -399,7 +402,21 @@ pub fn pasid_mode_needs_tagged_dma() -> Result<(), String> {
         log.lines().any(|l| l.contains(&bdf) && l.contains(why)),
         || format!("no '{why}' line for {bdf}"),
     )?;
-    let m = Mdev::new(&p, "edu-small", 0x430)?;
-    let mode = mdev_attr(&m.0, "mode")?;
-    ensure(mode == "mediated", || format!("mode {mode:?}"))
+    let mut want = vec![(p, "mediated", 0x430)];
+    match find_parent_of(EDU_PASID) {
+        Ok(pp) => want.push((pp, "pasid", 0x431)),
+        Err(_) if !pasid_platform() => {}
+        Err(e) => return Err(format!("platform {}: {e}", platform())),
+    }
+    ensure(pasid_platform() == (want.len() == 2), || {
+        format!("platform {} has {} parents", platform(), want.len())
+    })?;
+    for (parent, mode_want, n) in want {
+        let m = Mdev::new(&parent, "edu-small", n)?;
+        let mode = mdev_attr(&m.0, "mode")?;
+        ensure(mode == mode_want, || {
+            format!("{}: mode {mode:?}, want {mode_want}", parent.display())
+        })?;
+    }
+    Ok(())
 }

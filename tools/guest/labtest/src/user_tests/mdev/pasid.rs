@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Issue 12: the sample's PASID mode on edu-pasid (PASID platforms only, `user_tests::PASID`).
+//! Every other `mdev:*` test runs on edu-pasid there too (`find_parent` picks it); these add
+//! what rests on the IOMMU's translation of the engine's PASID-tagged DMA:
+//! - `pasid_same_iovas_real_translation`: two users (type1 and iommufd) map different memory at
+//!   the same IOVAs and copy at the same time; each copy lands in its own user's memory only,
+//!   through DMA tagged with that mdev's PASID (the parent's counters: pieces done, no fault).
+//! - `pasid_unmapped_iova_faults`: with fault injection (`inject_unmapped_dst`) the engine DMAs
+//!   to an IOVA that is not mapped in the mdev's domain: the SMMU refuses it, the copy ends with
+//!   the engine's `ERROR` 4 (unmapped), the user's page is untouched, the sample logs the fault
+//!   naming the PASID (and the SMMU driver its event record): no oops, no WARN.
+//! - `pasid_msi_isolation_at_open`: with GICv3's ITS (`--platform pasid`) an mdev in PASID mode
+//!   opens; without (`--platform pasid-noits`) the open is refused with `EPERM` and a message on
+//!   both VFIO paths until the module parameter `allow_unsafe_interrupts` is set, and the mediated
+//!   parent (edu) opens regardless.
+
+use super::{ensure, parent, Mdev};
+use mdev_client::*;
+use std::path::Path;
+
+const PARAMS: &str = "/sys/module/edu_mdev/parameters";
+
+fn set_param(name: &str, on: bool) -> Result<(), String> {
+    let p = format!("{PARAMS}/{name}");
+    std::fs::write(&p, if on { "1" } else { "0" }).map_err(|e| format!("{p}: {e}"))
+}
+
+/// A counter of the parent's debugfs accounting (`edu_mdev/<parent>`).
+fn stat(p: &Path, key: &str) -> Result<u64, String> {
+    let f = format!("/sys/kernel/debug/edu_mdev/{}", parent_bdf(p)?);
+    let s = std::fs::read_to_string(&f).map_err(|e| format!("{f}: {e}"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("{f}: no {key} line"))
+}
+
+fn dmesg() -> Result<String, String> {
+    let o = std::process::Command::new("dmesg")
+        .output()
+        .map_err(|e| format!("dmesg: {e}"))?;
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// The parent in PASID mode (edu-pasid), checked through an mdev's `mode`.
+fn pasid_parent() -> Result<std::path::PathBuf, String> {
+    let p = parent()?;
+    ensure(platform_parent_device() == EDU_PASID, || {
+        format!("platform {}: the mdev tests do not use edu-pasid", platform())
+    })?;
+    Ok(p)
+}
+
+pub fn same_iovas_real_translation() -> Result<(), String> {
+    let p = pasid_parent()?;
+    let a = Mdev::new(&p, "edu-small", 0x600)?;
+    let b = Mdev::new(&p, "edu-large", 0x601)?;
+    for m in [&a, &b] {
+        let mode = mdev_attr(&m.0, "mode")?;
+        ensure(mode == "pasid", || format!("{}: mode {mode}", m.0))?;
+    }
+    let (pa, pb) = (mdev_attr(&a.0, "pasid")?, mdev_attr(&b.0, "pasid")?);
+    ensure(pa != pb, || format!("same PASID {pa}"))?;
+    let (pieces0, faults0) = (stat(&p, "pieces")?, stat(&p, "faults")?);
+    let ua = a.0.clone();
+    let ub = b.0.clone();
+    // Both users copy at once, to the same IOVAs: pieces of A and B alternate on the engine.
+    let ta = std::thread::spawn(move || -> Result<Vec<u8>, String> {
+        let mut s = Session::open(&ua)?;
+        s.copy_checked(0xa1, 0, 0, 4096)?;
+        s.copy_checked(0xa2, 12, 4000, 9000)?;
+        Ok(s.dst.bytes().to_vec())
+    });
+    let tb = std::thread::spawn(move || -> Result<Vec<u8>, String> {
+        let mut s = Session::open_iommufd(&ub)?;
+        s.copy_checked(0xb1, 0, 0, 4096)?;
+        s.copy_checked(0xb2, 12, 4000, 9000)?;
+        Ok(s.dst.bytes().to_vec())
+    });
+    let da = ta.join().map_err(|_| "A panicked".to_string())??;
+    let db = tb.join().map_err(|_| "B panicked".to_string())??;
+    // copy_checked checked each user's bytes; the two destinations must differ too.
+    ensure(da != db, || "A's and B's destinations are equal".into())?;
+    let (pieces1, faults1) = (stat(&p, "pieces")?, stat(&p, "faults")?);
+    // 1 + 3 pieces each (4000 + 9000 crosses three destination pages).
+    ensure(pieces1 - pieces0 >= 8 && faults1 == faults0, || {
+        format!(
+            "{} pieces and {} IOMMU faults of the parent during the copies",
+            pieces1 - pieces0,
+            faults1 - faults0
+        )
+    })?;
+    println!(
+        "  mdev: PASIDs {pa} and {pb}, same IOVAs, {} pieces of tagged DMA, each in its own memory",
+        pieces1 - pieces0
+    );
+    Ok(())
+}
+
+pub fn unmapped_iova_faults() -> Result<(), String> {
+    let p = pasid_parent()?;
+    let m = Mdev::new(&p, "edu-small", 0x610)?;
+    let pasid = mdev_attr(&m.0, "pasid")?;
+    let mut s = Session::open(&m.0)?;
+    s.src.bytes().fill(0x5a);
+    s.dst.bytes().fill(0);
+    let faults0 = stat(&p, "faults")?;
+    set_param("inject_unmapped_dst", true)?;
+    let r = s.dev.copy(SRC_IOVA, DST_IOVA, 4096);
+    // Off again before anything is checked.
+    set_param("inject_unmapped_dst", false)?;
+    let r = r?;
+    ensure(r == Err(CopyError::Unmapped as u32), || {
+        format!("copy with its destination not mapped in the PASID's domain: {r:?}")
+    })?;
+    ensure(s.dst.bytes().iter().all(|&b| b == 0), || {
+        "the destination changed although the DMA faulted".into()
+    })?;
+    let faults1 = stat(&p, "faults")?;
+    ensure(faults1 == faults0 + 1, || {
+        format!("{} IOMMU faults counted, want 1", faults1 - faults0)
+    })?;
+    let log = dmesg()?;
+    let want = format!("edu_mdev: PASID {pasid} DMA 0x40000 -> {DST_IOVA:#x} faulted in the IOMMU");
+    ensure(log.contains(&want), || format!("no '{want}' line"))?;
+    if let Some(ev) = log.lines().rev().find(|l| l.contains("arm-smmu-v3") && l.contains("event")) {
+        println!("  mdev: the SMMU driver logged: {}", ev.trim());
+    }
+    // The device works on afterwards.
+    s.copy_checked(0x61, 0, 0, 4096)
+}
+
+pub fn msi_isolation_at_open() -> Result<(), String> {
+    let p = pasid_parent()?;
+    let refused = "PASID mode needs isolated MSIs";
+    let m = Mdev::new(&p, "edu-small", 0x620)?;
+    match platform().as_str() {
+        "pasid" => {
+            // GICv3 ITS: isolated, opens on both paths without the parameter.
+            let before = dmesg()?.matches(refused).count();
+            Session::open(&m.0)?.copy_checked(0x71, 0, 0, 1024)?;
+            Session::open_iommufd(&m.0)?.copy_checked(0x72, 0, 0, 1024)?;
+            ensure(dmesg()?.matches(refused).count() == before, || {
+                "open refused on a machine with an ITS".into()
+            })
+        }
+        "pasid-noits" => {
+            let before = dmesg()?.matches(refused).count();
+            let t1 = Session::open(&m.0).map(drop);
+            let fd = Session::open_iommufd(&m.0).map(drop);
+            for (path, r) in [("type1", &t1), ("iommufd", &fd)] {
+                ensure(
+                    r.as_ref().err().is_some_and(|e| e.contains("os error 1)")),
+                    || format!("{path} open without isolated MSIs: {r:?}, want EPERM"),
+                )?;
+            }
+            let after = dmesg()?.matches(refused).count();
+            ensure(after == before + 2, || {
+                format!("{} '{refused}' lines for two refused opens", after - before)
+            })?;
+            // The administrator's override.
+            set_param("allow_unsafe_interrupts", true)?;
+            let r = Session::open(&m.0).and_then(|mut s| s.copy_checked(0x73, 0, 0, 1024));
+            set_param("allow_unsafe_interrupts", false)?;
+            r.map_err(|e| format!("with allow_unsafe_interrupts=1: {e}"))?;
+            // Mediated mode never needs it.
+            let e = find_parent_of(EDU)?;
+            let me = Mdev::new(&e, "edu-small", 0x621)?;
+            Session::open(&me.0)?.copy_checked(0x74, 0, 0, 1024)
+        }
+        other => Err(format!("platform {other} has no PASID mode")),
+    }
+}
