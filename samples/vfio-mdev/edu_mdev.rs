@@ -644,16 +644,14 @@ impl ParentShared {
         let vdev = &job.vdev;
         let backend = &*self.backend;
         let st = &self.stats;
-        // PASID mode: the engine is programmed with the user's IOVAs and masks its addresses to
-        // its DMA width: an IOVA beyond it cannot be reached (it would alias a lower one).
         let tag = backend.tags_dma().then_some(vdev.pasid);
-        let limit = 1u64 << edu::DMA_BITS;
-        if tag.is_some() && (p.src + p.len > limit || p.dst + p.len > limit) {
-            return Err(CopyError::Unmapped);
-        }
         if job.done == 0 {
             let t = now_ns();
-            let r = MdevVfio::check_mapped(vdev, &copy);
+            let r = if tag.is_some() && !pasid_reachable(&copy) {
+                Err(CopyError::Unmapped)
+            } else {
+                MdevVfio::check_mapped(vdev, &copy)
+            };
             st.add(&st.validate_ns, since(t));
             r?;
         }
@@ -874,6 +872,18 @@ impl ParentShared {
         // SAFETY: `work` is an initialised work item of this live, pinned object.
         unsafe { kernel::bindings::flush_work(Work::raw_get(&self.work)) };
     }
+}
+
+/// PASID mode: whether the engine can reach both ranges of `copy` at the user's IOVAs. It
+/// masks its addresses to its DMA width (an IOVA beyond would alias a lower one), and every aux
+/// domain reserves its MSI window (`MsiWindow::default()`), where no user page can be mapped.
+/// Checked before the first piece, like the user's mappings: `ERROR` 4 before any byte moves.
+fn pasid_reachable(copy: &Copy) -> bool {
+    let limit = 1u64 << edu::DMA_BITS;
+    let msi = MsiWindow::default();
+    [copy.src, copy.dst].into_iter().all(|a| {
+        a.checked_add(copy.len).is_some_and(|end| end <= limit) && !msi.overlaps(a, copy.len)
+    })
 }
 
 fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {

@@ -15,7 +15,7 @@
 # --gdb: QEMU waits for gdb on tcp::1234 (see docs/lab.md).
 # --append: extra kernel command-line arguments (e.g. kunit.filter_glob=... to see what a
 #        missing KUnit case does to the verdict).
-# --platform: the machine (default $LAB_PLATFORM or edu); each platform has its devices below
+# --platform: the machine (default $LAB_PLATFORM, else pasid for demo and edu otherwise); each platform has its devices below
 #        and its expected results in tools/lab/expected/<platform>.list.
 #        edu:   the lab QEMU's virt + SMMUv3 (no SubstreamIDs) + edu;
 #        pasid: the SMMUv3 gets 20-bit SubstreamIDs (arm-smmuv3.ssidsize=20) and an edu-pasid
@@ -28,7 +28,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 mode=${1:-}; shift || true
-flavour=release filter="" extra="" gdb=0 timeout="" vm=0 platform=${LAB_PLATFORM:-edu}
+flavour=release filter="" extra="" gdb=0 timeout="" vm=0 platform=${LAB_PLATFORM:-}
 while [ $# -gt 0 ]; do
     case "$1" in
     --flavour) flavour=$2; shift 2 ;;
@@ -42,6 +42,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$mode" in test|demo|shell) ;; *) echo "usage: run.sh test|demo|shell [options]" >&2; exit 2 ;; esac
+# The demo shows PASID mode: it runs on the PASID platform unless told otherwise.
+[ -n "$platform" ] || { [ "$mode" = demo ] && platform=pasid || platform=edu; }
 . "$here/kenv.sh" "$flavour"
 
 # The log of this run: removed first, so that nothing reads a previous run's log when this

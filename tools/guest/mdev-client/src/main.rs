@@ -12,7 +12,18 @@ use mdev_client::*;
 fn demo(n: u32) -> Result<(), String> {
     ensure_module()?;
     let parent = find_parent()?;
-    println!("parent {}", parent.display());
+    let dev = platform_parent_device();
+    println!(
+        "platform {}: parent {} ({}), mdevs in {} mode",
+        platform(),
+        parent.display(),
+        if dev == EDU_PASID {
+            "edu-pasid 1234:11e9: its DMA is tagged with each mdev's PASID and translated by that mdev's own aux domain at the user's IOVAs"
+        } else {
+            "edu 1234:11e8: its DMA carries only its requester ID, so the parent pins and maps each mdev's pages for itself"
+        },
+        expected_mode()
+    );
     for ty in ["edu-small", "edu-large"] {
         println!(
             "  type {ty}: {} ({}), available_instances {}",
@@ -61,6 +72,24 @@ fn demo(n: u32) -> Result<(), String> {
                 println!("mdev {u}: copy FAILED: {e}");
             }
         }
+    }
+    // The parent's own accounting (debugfs): pieces of DMA, IOMMU faults, aux domains.
+    let stats = format!("/sys/kernel/debug/edu_mdev/{}", parent_bdf(&parent)?);
+    if let Ok(text) = std::fs::read_to_string(&stats) {
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(' '))
+                .unwrap_or("?")
+                .to_string()
+        };
+        println!(
+            "parent {}: {} copies, {} pieces of DMA, {} IOMMU faults, {} aux domains attached at a PASID",
+            parent_bdf(&parent)?,
+            get("copies"),
+            get("pieces"),
+            get("faults"),
+            get("attaches")
+        );
     }
     for u in &uuids {
         remove_mdev(u).map_err(|e| format!("remove {u}: {e}"))?;

@@ -35,6 +35,25 @@ fn stat(p: &Path, key: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{f}: no {key} line"))
 }
 
+/// Dword 0 of each event record arm-smmu-v3 printed (`event 0x.. received:` and a line per
+/// dword): type in bits 7:0, SSV bit 11, SubstreamID bits 31:12, StreamID bits 63:32.
+fn smmu_events<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut want = false;
+    for l in lines {
+        if l.contains("arm-smmu-v3") && l.contains("event 0x") && l.contains("received") {
+            want = true;
+        } else if want {
+            want = false;
+            let hex = l.split_whitespace().last().and_then(|w| w.strip_prefix("0x"));
+            if let Some(v) = hex.and_then(|h| u64::from_str_radix(h, 16).ok()) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
 fn dmesg() -> Result<String, String> {
     let o = std::process::Command::new("dmesg")
         .output()
@@ -105,6 +124,7 @@ pub fn unmapped_iova_faults() -> Result<(), String> {
     s.src.bytes().fill(0x5a);
     s.dst.bytes().fill(0);
     let faults0 = stat(&p, "faults")?;
+    let lines0 = dmesg()?.lines().count();
     set_param("inject_unmapped_dst", true)?;
     let r = s.dev.copy(SRC_IOVA, DST_IOVA, 4096);
     // Off again before anything is checked.
@@ -123,9 +143,21 @@ pub fn unmapped_iova_faults() -> Result<(), String> {
     let log = dmesg()?;
     let want = format!("edu_mdev: PASID {pasid} DMA 0x40000 -> {DST_IOVA:#x} faulted in the IOMMU");
     ensure(log.contains(&want), || format!("no '{want}' line"))?;
-    if let Some(ev) = log.lines().rev().find(|l| l.contains("arm-smmu-v3") && l.contains("event")) {
-        println!("  mdev: the SMMU driver logged: {}", ev.trim());
-    }
+    // The SMMU driver's event records since the copy started (it prints at most 10 per 5 s):
+    // a translation fault (0x10) with SSV set and SubstreamID = the mdev's PASID.
+    let pasid: u64 = pasid.parse().map_err(|e| format!("pasid: {e}"))?;
+    let events = smmu_events(log.lines().skip(lines0));
+    let ours = events
+        .iter()
+        .filter(|&&w| w & 0xff == 0x10 && w & (1 << 11) != 0 && (w >> 12) & 0xf_ffff == pasid)
+        .count();
+    ensure(ours > 0, || {
+        format!("no SMMU translation fault with SSV and SubstreamID {pasid} logged (event dword 0s: {events:#x?})")
+    })?;
+    println!(
+        "  mdev: the SMMU driver logged {} translation faults with SubstreamID {pasid} (dword 0 {:#x})",
+        ours, events[0]
+    );
     // The device works on afterwards.
     s.copy_checked(0x61, 0, 0, 4096)
 }

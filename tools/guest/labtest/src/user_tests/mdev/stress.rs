@@ -91,7 +91,7 @@ pub fn concurrent_copies_with_churn() -> Result<(), String> {
                     let pasid: u32 = mdev_attr(&u, "pasid")?
                         .parse()
                         .map_err(|e| format!("pasid: {e}"))?;
-                    ensure(pasid >= 1 && mdev_attr(&u, "mode")? == "mediated", || {
+                    ensure(pasid >= 1 && mdev_attr(&u, "mode")? == expected_mode(), || {
                         format!("pasid {pasid}")
                     })?;
                     if i % 3 == 0 {
