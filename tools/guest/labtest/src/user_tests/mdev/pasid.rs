@@ -198,7 +198,10 @@ pub fn msi_isolation_at_open() -> Result<(), String> {
             // Mediated mode never needs it.
             let e = find_parent_of(EDU)?;
             let me = Mdev::new(&e, "edu-small", 0x621)?;
-            Session::open(&me.0)?.copy_checked(0x74, 0, 0, 1024)
+            // A statement: the session must close before `me` is removed.
+            let r = Session::open(&me.0).and_then(|mut s| s.copy_checked(0x74, 0, 0, 1024));
+            drop(me);
+            r
         }
         other => Err(format!("platform {other} has no PASID mode")),
     }
