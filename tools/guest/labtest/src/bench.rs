@@ -333,14 +333,23 @@ fn pasid_vs_mediated() -> Result<(), String> {
     let (mut med, mut pas) = (Vec::new(), Vec::new());
     for round in 0..2u32 {
         // Alternating order: neither always runs on what the other warmed.
-        let order = if round == 0 { [false, true] } else { [true, false] };
+        let order = if round == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
         for is_pasid in order {
             let (p, out) = if is_pasid {
                 (&pasid, &mut pas)
             } else {
                 (&mediated, &mut med)
             };
-            out.push(measure(p, 0xb200 + round * 2 + u32::from(is_pasid), SMALL / 2, 1)?);
+            out.push(measure(
+                p,
+                0xb200 + round * 2 + u32::from(is_pasid),
+                SMALL / 2,
+                1,
+            )?);
         }
     }
     let sum = |v: &[DriverTime], f: fn(&DriverTime) -> u64| -> u64 {
@@ -383,12 +392,18 @@ fn pasid_vs_mediated() -> Result<(), String> {
     }
     let after = read_stats(&stats)?;
     let d = |k: &str| -> Result<u64, String> {
-        Ok(after.get(k).ok_or(format!("no {k} in stats"))?
-            - before.get(k).copied().unwrap_or(0))
+        Ok(after.get(k).ok_or(format!("no {k} in stats"))? - before.get(k).copied().unwrap_or(0))
     };
-    let (a, an, dt, dn) = (d("attaches")?, d("attach_ns")?, d("detaches")?, d("detach_ns")?);
+    let (a, an, dt, dn) = (
+        d("attaches")?,
+        d("attach_ns")?,
+        d("detaches")?,
+        d("detach_ns")?,
+    );
     if a != u64::from(N) || dt != u64::from(N) {
-        return Err(format!("{a} attaches / {dt} detaches counted for {N} creates/removes"));
+        return Err(format!(
+            "{a} attaches / {dt} detaches counted for {N} creates/removes"
+        ));
     }
     bench(format!(
         "mdev_pasid_attach_detach: {N} mdev creates/removes on edu-pasid: aux domain alloc + \

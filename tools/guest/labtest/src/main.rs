@@ -361,7 +361,14 @@ fn main() {
     };
     // The PASID platforms add the tests of PASID mode and its benchmark.
     let (pasid_tests, pasid_benches) = if mdev_client::pasid_platform() {
-        (user_tests::PASID, if benches.is_empty() { &[][..] } else { bench::PASID })
+        (
+            user_tests::PASID,
+            if benches.is_empty() {
+                &[][..]
+            } else {
+                bench::PASID
+            },
+        )
     } else {
         (&[][..], &[][..])
     };

@@ -45,7 +45,10 @@ fn smmu_events<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<u64> {
             want = true;
         } else if want {
             want = false;
-            let hex = l.split_whitespace().last().and_then(|w| w.strip_prefix("0x"));
+            let hex = l
+                .split_whitespace()
+                .last()
+                .and_then(|w| w.strip_prefix("0x"));
             if let Some(v) = hex.and_then(|h| u64::from_str_radix(h, 16).ok()) {
                 out.push(v);
             }
@@ -65,7 +68,10 @@ fn dmesg() -> Result<String, String> {
 fn pasid_parent() -> Result<std::path::PathBuf, String> {
     let p = parent()?;
     ensure(platform_parent_device() == EDU_PASID, || {
-        format!("platform {}: the mdev tests do not use edu-pasid", platform())
+        format!(
+            "platform {}: the mdev tests do not use edu-pasid",
+            platform()
+        )
     })?;
     Ok(p)
 }

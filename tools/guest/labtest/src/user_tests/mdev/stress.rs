@@ -91,9 +91,10 @@ pub fn concurrent_copies_with_churn() -> Result<(), String> {
                     let pasid: u32 = mdev_attr(&u, "pasid")?
                         .parse()
                         .map_err(|e| format!("pasid: {e}"))?;
-                    ensure(pasid >= 1 && mdev_attr(&u, "mode")? == expected_mode(), || {
-                        format!("pasid {pasid}")
-                    })?;
+                    ensure(
+                        pasid >= 1 && mdev_attr(&u, "mode")? == expected_mode(),
+                        || format!("pasid {pasid}"),
+                    )?;
                     if i % 3 == 0 {
                         let mut s = Session::open_iommufd(&u)?;
                         s.copy_checked(0x70 + i as u8, 4, 8, 256)?;
