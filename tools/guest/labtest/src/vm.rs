@@ -63,7 +63,7 @@ fn check_pasid(report: &Report, uuid: &str) -> Result<(), String> {
 /// in time. Prints the VMs' boot time and per-copy time.
 fn two_vms_copy_concurrently() -> Result<(), String> {
     mc::ensure_module()?;
-    let parent = mc::find_parent()?;
+    let parent = mc::find_vm_parent()?;
     let mut mdevs = Mdevs(Vec::new());
     let uuids = [mc::uuid(0x7_0000), mc::uuid(0x7_0001)];
     for u in &uuids {
@@ -113,7 +113,7 @@ fn two_vms_copy_concurrently() -> Result<(), String> {
 /// same mdev, in the same boot.
 fn kill_releases_mdev() -> Result<(), String> {
     mc::ensure_module()?;
-    let parent = mc::find_parent()?;
+    let parent = mc::find_vm_parent()?;
     let mut mdevs = Mdevs(Vec::new());
     // Fill the parent: edu-large takes 2 of its 8 slots.
     let mut n = 0x7_0100;
@@ -191,7 +191,7 @@ fn kill_releases_mdev() -> Result<(), String> {
 /// the VM is gone the removal completes and frees the capacity.
 fn remove_while_vm_copies() -> Result<(), String> {
     mc::ensure_module()?;
-    let parent = mc::find_parent()?;
+    let parent = mc::find_vm_parent()?;
     let full = mc::available(&parent, "edu-small")?;
     let mut mdevs = Mdevs(Vec::new());
     let u = mc::uuid(0x7_0300);

@@ -215,6 +215,15 @@ pub fn expected_mode() -> &'static str {
     }
 }
 
+/// The parent a VM's mdev comes from: always edu (mediated mode). A VM programs the engine with
+/// guest-physical addresses, and the lab VM's RAM starts at 1 GiB, beyond the 28 bits edu and
+/// edu-pasid put on the bus: in PASID mode those addresses reach the device unchanged (the
+/// sample refuses them, `ERROR` 4), in mediated mode the parent maps each page below 2^28 for
+/// itself.
+pub fn find_vm_parent() -> Result<PathBuf, String> {
+    find_parent_of(EDU)
+}
+
 /// The sample's mdev parent for this platform ([`platform_parent_device`]).
 pub fn find_parent() -> Result<PathBuf, String> {
     find_parent_of(platform_parent_device())
