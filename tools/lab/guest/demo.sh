@@ -1,6 +1,7 @@
 #!/bin/sh
-# Guest demo: the edu_mdev sample. Loads it, creates four mdevs through sysfs, prints each one's
-# PASID and mode, runs a copy through each one's VFIO device (tools/guest/mdev-client; type1
+# Guest demo: the edu_mdev sample. Loads it, creates four mdevs through sysfs (on edu-pasid in
+# PASID mode on the PASID platform, run.sh demo's default; on edu in mediated mode on the stock
+# one), prints each one's PASID and mode, runs a copy through each one's VFIO device (tools/guest/mdev-client; type1
 # container and iommufd/cdev alternately), prints the results, removes the mdevs and unloads the
 # sample; with the VMM disk attached, a VM copies through an mdev with its own driver. The
 # kernel's own messages appear on the console as they happen.

@@ -108,6 +108,7 @@ fn demo(n: u32) -> Result<(), String> {
 
 fn vm_demo() -> Result<(), String> {
     ensure_module()?;
+    // From edu in mediated mode: the VM's guest-physical addresses are beyond edu-pasid's reach.
     let parent = find_vm_parent()?;
     let u = uuid(0xd100);
     create_mdev(&parent, "edu-small", &u).map_err(|e| format!("create {u}: {e}"))?;
