@@ -5,7 +5,7 @@
 //!
 //! C header: [`include/linux/moduleparam.h`](srctree/include/linux/moduleparam.h)
 //!
-//! [`module_param_bool!`] emits what C's `module_param(name, bool, perm)` emits: a
+//! [`module_param_bool!`](crate::module_param_bool) emits what C's `module_param(name, bool, perm)` emits: a
 //! `struct kernel_param` in the module's `__param` section (the module loader parses the
 //! arguments into it, `param_ops_bool`, before `init`) pointing at a [`BoolParam`].
 
@@ -37,7 +37,7 @@ impl BoolParam {
 ///
 /// # Invariants
 ///
-/// Built only by [`module_param_bool!`]: every pointer in it is `'static` (a name literal, the
+/// Built only by [`module_param_bool!`](crate::module_param_bool): every pointer in it is `'static` (a name literal, the
 /// kernel's `param_ops_bool`, a `static` [`BoolParam`], the module's own `struct module`).
 #[repr(transparent)]
 pub struct KernelParam(pub bindings::kernel_param);
