@@ -457,7 +457,7 @@ impl DomainOps for Paging {
             dev_err!(dev, "PASID {:#x}: attach failed: {:?}\n", pasid, e);
             // Leave nothing behind that names the domain.
             let _ = hw.smmu.clear_cd(&mut st.core, pasid);
-            drop(st.pasids.remove(pasid));
+            st.pasids.remove(pasid);
             return Err(core_err(e));
         }
         st.npasids += 1;
@@ -706,7 +706,7 @@ impl IommuOps for Smmuv3 {
             );
             let _ = set_plain_stes(&mut hw.smmu, &st.core, false);
         }
-        drop(st.pasids.remove(pasid));
+        st.pasids.remove(pasid);
         st.npasids -= 1;
         if st.npasids == 0 && st.rid != Rid::Paging {
             // The last PASID went: back to the plain bypass / abort STE (the C driver too).
