@@ -228,7 +228,7 @@ impl Domain {
         to_result(unsafe {
             bindings::iommu_attach_device_pasid(self.ptr, dev.as_raw(), pasid, core::ptr::null_mut())
         })
-        .inspect_err(|e| crate::dev_err!(dev, "PASID {pasid:#x}: attach failed: {e:?}\n"))?;
+        .inspect_err(|e| crate::dev_err!(dev, "PASID {pasid:#x}: attach failed (errno {})\n", e.to_errno()))?;
         // INVARIANT: attached just above.
         Ok(PasidAttachment { domain: self.clone(), dev: dev.into(), pasid })
     }

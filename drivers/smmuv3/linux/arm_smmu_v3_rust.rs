@@ -228,6 +228,27 @@ impl Shared {
                     if f.stage2 { ", stage 2" } else { "" },
                 );
             }
+            // Configuration errors of one (StreamID, SSID): a PASID with no domain gives
+            // C_BAD_CD, one beyond the CD table C_BAD_SUBSTREAMID.
+            Event::BadCd { sid, ssid }
+            | Event::BadSubstreamId { sid, ssid }
+            | Event::BadSte { sid, ssid }
+            | Event::CfgConflict { sid, ssid } => {
+                let what = match e {
+                    Event::BadCd { .. } => "no valid CD (no domain at this SSID)",
+                    Event::BadSubstreamId { .. } => "SSID beyond the device's CD table",
+                    Event::BadSte { .. } => "invalid STE",
+                    _ => "configuration cache conflict",
+                };
+                dev_err!(
+                    &*self.dev,
+                    "{} by {}: StreamID {:#x} SSID {}\n",
+                    what,
+                    name,
+                    sid,
+                    Ssid(*ssid)
+                );
+            }
             _ => dev_err!(
                 &*self.dev,
                 "event for {} (StreamID {:?}): {:?}\n",
