@@ -142,13 +142,8 @@ impl PageTableStore<Block> for PtStore {
 /// Level-2 tables (stream table: one per 256 StreamIDs in use; CD tables: one per 1024
 /// SSIDs) by level-1 index, on the heap: a handful per SMMU or device, so a linear scan. Keeps
 /// `Smmu` and every `Master` small (an inline `FixedStore` made 9 KiB stack frames).
+#[derive(Default)]
 struct L2Store(KVec<(u32, Block)>);
-
-impl Default for L2Store {
-    fn default() -> Self {
-        Self(KVec::new())
-    }
-}
 
 impl TableStore<Block> for L2Store {
     fn get(&self, key: u32) -> Option<&Block> {
