@@ -135,7 +135,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF, LEN, edu::DMA_START)?;
 
         let adev = case.check("enable", AuxDevice::enable(pdev, 1, (1 << 20) - 1))?;
-        let pages = [(); 3].map(|_| Page::alloc_page(GFP_KERNEL));
+        let pages = [(); 3].map(|()| Page::alloc_page(GFP_KERNEL));
         let [Ok(p0), Ok(p1), Ok(p2)] = pages else {
             return Err(case.fail(format_args!("alloc_page failed")));
         };
