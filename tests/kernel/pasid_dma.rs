@@ -62,6 +62,22 @@ fn zero_page(case: &Case<'_>, page: &Page) -> Result<(), Failed> {
     case.check("write_raw", unsafe { page.write_raw(zero.as_ptr(), 0, zero.len()) })
 }
 
+/// Fills edu-pasid's buffer with a pattern (byte i = i ^ `salt`) through the DMA API
+/// (untagged, default domain) and returns the pattern.
+fn load_pattern(
+    case: &Case<'_>,
+    d: &kernel::device::Device,
+    bar: &Devres<pci::Bar>,
+    salt: u8,
+) -> Result<[u8; LEN as usize], Failed> {
+    let src = case.check("alloc", CoherentAllocation::<u8>::alloc(d, 4096, GFP_KERNEL))?;
+    let pattern: [u8; LEN as usize] = core::array::from_fn(|i| (i as u8) ^ salt);
+    case.check("write_bytes", src.write_bytes(0, &pattern))?;
+    case.check("untagged", bar.access().and_then(|b| b.write32(0, DMA_PASID)))?;
+    edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF, LEN, edu::DMA_START)?;
+    Ok(pattern)
+}
+
 fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
     let d: &kernel::device::Device = pdev.as_ref();
     let rw = Prot::READ | Prot::WRITE;
@@ -72,12 +88,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         Ok(())
     });
     suite.run("pasid_dma_through_its_aux_domain_only", |case| {
-        // edu-pasid's buffer gets the pattern through the DMA API (untagged, default domain).
-        let src = case.check("alloc", CoherentAllocation::<u8>::alloc(d, 4096, GFP_KERNEL))?;
-        let pattern: [u8; LEN as usize] = core::array::from_fn(|i| (i as u8) ^ 0x5a);
-        case.check("write_bytes", src.write_bytes(0, &pattern))?;
-        case.check("untagged", bar.access().and_then(|b| b.write32(0, DMA_PASID)))?;
-        edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF, LEN, edu::DMA_START)?;
+        let pattern = load_pattern(case, d, bar, 0x5a)?;
 
         let adev = case.check("enable", AuxDevice::enable(pdev, 1, (1 << 20) - 1))?;
         let page_a = case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?;
@@ -128,11 +139,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
     suite.run("stale_translation_oracle_pasid", |case| {
         // QEMU keeps stale IOTLB and CD-cache entries until the matching TLBI / CFGI_CD: with
         // one invalidation missing from the IOMMU driver a DMA below reaches the old page.
-        let src = case.check("alloc", CoherentAllocation::<u8>::alloc(d, 4096, GFP_KERNEL))?;
-        let pattern: [u8; LEN as usize] = core::array::from_fn(|i| (i as u8) ^ 0x3c);
-        case.check("write_bytes", src.write_bytes(0, &pattern))?;
-        case.check("untagged", bar.access().and_then(|b| b.write32(0, DMA_PASID)))?;
-        edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF, LEN, edu::DMA_START)?;
+        let pattern = load_pattern(case, d, bar, 0x3c)?;
 
         let adev = case.check("enable", AuxDevice::enable(pdev, 1, (1 << 20) - 1))?;
         let pages = [(); 3].map(|()| Page::alloc_page(GFP_KERNEL));

@@ -37,21 +37,15 @@ module! {
 #[path = "common/edu.rs"]
 #[macro_use]
 mod edu;
+#[path = "common/timing.rs"]
+mod timing;
+use timing::{median, since};
 
 const ROUNDS: usize = 15;
 const SZ_4K: usize = 4096;
 const SZ_2M: u64 = 2 << 20;
 /// IOVA of every mapping: 2 MiB-aligned (+ 4 KiB for the page runs).
 const IOVA: u64 = 0x4000_0000;
-
-fn since(t: Ktime) -> u64 {
-    (Ktime::ktime_get() - t).to_ns().max(0) as u64
-}
-
-fn median(v: &mut [u64; ROUNDS]) -> u64 {
-    v.sort_unstable();
-    v[ROUNDS / 2]
-}
 
 /// Times `iommu_map` then `iommu_unmap` of `size` bytes at `iova` -> `pa`; (map ns, unmap ns)
 /// medians.
