@@ -240,12 +240,14 @@ impl Domain {
             return Err(EOPNOTSUPP);
         }
         if pasid == 0 || pasid >= max {
+            crate::dev_err!(dev, "PASID attach refused: PASID {pasid:#x} outside 1..{max:#x}\n");
             return Err(EINVAL);
         }
         // SAFETY: valid domain and device; no attach handle.
         to_result(unsafe {
             bindings::iommu_attach_device_pasid(self.ptr, dev.as_raw(), pasid, core::ptr::null_mut())
-        })?;
+        })
+        .inspect_err(|e| crate::dev_err!(dev, "PASID {pasid:#x}: attach failed (errno {})\n", e.to_errno()))?;
         // INVARIANT: attached just above.
         Ok(PasidAttachment { domain: self.clone(), dev: dev.into(), pasid })
     }

@@ -27,6 +27,10 @@
 //!   by the core through `free`.
 //! - Identity and blocked domains are static domains whose `attach_dev` calls
 //!   [`IommuOps::attach_identity`] / [`IommuOps::attach_blocked`].
+//! - PASIDs: [`DomainOps::set_dev_pasid`] / [`IommuOps::remove_dev_pasid`] (the latter only
+//!   ever sees this driver's paging domains: the callback checks the domain's ops first), the
+//!   instance's `max_pasids` given to [`Registration::new`], and [`PciPasid`] to enable PCI
+//!   PASID in `probe_device` as arm-smmu-v3 does.
 //!
 //! Every callback converts the driver's `Result` to an errno for the core; nothing here warns or
 //! panics on bad input.
@@ -68,6 +72,14 @@ pub trait DomainOps: Send + Sync + Sized + 'static {
 
     /// Makes `dev` (its requester ID, no PASID) translate through this domain.
     fn attach_dev(&self, master: &Self::Master, dev: &Device) -> Result;
+
+    /// Makes PASID `pasid` of `dev` translate through this domain (`set_dev_pasid`). The core
+    /// has checked that the PASID is not 0, below the device's `max_pasids` and not attached
+    /// in its group; the driver checks what it knows better (its own SubstreamID width).
+    /// Its undo is [`IommuOps::remove_dev_pasid`].
+    fn set_dev_pasid(&self, _master: &Self::Master, _dev: &Device, _pasid: u32) -> Result {
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
+    }
 
     /// Maps `pgcount` pages of `pgsize` bytes at `iova` to `paddr` with `IOMMU_*` flags `prot`.
     /// Returns the bytes mapped (all or, on error, none).
@@ -135,6 +147,17 @@ pub trait IommuOps: Sized + 'static {
 
     /// Makes `dev`'s DMA fail (the static blocked domain's `attach_dev`).
     fn attach_blocked(_master: &Self::Master, _dev: &Device) -> Result {
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Undoes [`DomainOps::set_dev_pasid`] of `domain` at PASID `pasid` of `dev`
+    /// (`remove_dev_pasid`): the PASID's DMA must fault from now on. Cannot fail.
+    fn remove_dev_pasid(
+        _master: &Self::Master,
+        _dev: &Device,
+        _pasid: u32,
+        _domain: &Self::Paging,
+    ) {
         crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
@@ -214,6 +237,9 @@ impl<T: IommuOps> Statics<T> {
         if T::HAS_SW_MSI_REGION {
             ops.get_resv_regions = Some(get_resv_regions_callback::<T>);
         }
+        if T::HAS_REMOVE_DEV_PASID {
+            ops.remove_dev_pasid = Some(remove_dev_pasid_callback::<T>);
+        }
         ops.default_domain_ops = &this.paging_ops;
         if T::HAS_ATTACH_IDENTITY {
             ops.identity_domain = &this.identity as *const _ as *mut _;
@@ -231,6 +257,9 @@ impl<T: IommuOps> Statics<T> {
         paging_ops.unmap_pages = Some(unmap_pages_callback::<T>);
         paging_ops.iova_to_phys = Some(iova_to_phys_callback::<T>);
         paging_ops.free = Some(free_callback::<T>);
+        if <T::Paging as DomainOps>::HAS_SET_DEV_PASID {
+            paging_ops.set_dev_pasid = Some(set_dev_pasid_callback::<T>);
+        }
         if <T::Paging as DomainOps>::HAS_IOTLB_SYNC {
             paging_ops.iotlb_sync = Some(iotlb_sync_callback::<T>);
         }
@@ -306,10 +335,13 @@ unsafe extern "C" fn registration_node_release<T: IommuOps>(
 impl<T: IommuOps> Registration<T> {
     /// Registers an IOMMU instance for hardware device `hwdev`, named `name` in sysfs
     /// (`/sys/class/iommu/<name>`), with the tables of `statics` and instance data `data`.
+    /// `max_pasids` is the number of PASIDs the IOMMU translates (0: none); the core gives each
+    /// device the smaller of it and the device's own (`dev->iommu->max_pasids`).
     pub fn new<'a>(
         hwdev: &'a Device,
         statics: &'static Statics<T>,
         name: &'a CStr,
+        max_pasids: u32,
         data: T::Instance,
     ) -> impl PinInit<Self, Error> + 'a {
         // SAFETY: on success all fields are initialised; on failure everything done is undone
@@ -320,6 +352,7 @@ impl<T: IommuOps> Registration<T> {
                 addr_of_mut!((*slot).hwdev).write(hwdev.into());
                 let raw = Opaque::raw_get(core::ptr::addr_of!((*slot).raw));
                 raw.write(core::mem::zeroed());
+                (*raw).max_pasids = max_pasids;
                 let dev = hwdev.as_raw();
                 let undo_data = |slot: *mut Self| {
                     core::ptr::drop_in_place(addr_of_mut!((*slot).data));
@@ -658,6 +691,75 @@ unsafe extern "C" fn attach_blocked_callback<T: IommuOps>(
 /// # Safety
 ///
 /// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn set_dev_pasid_callback<T: IommuOps>(
+    dom: *mut bindings::iommu_domain,
+    dev: *mut bindings::device,
+    pasid: bindings::ioasid_t,
+    old: *mut bindings::iommu_domain,
+) -> c_int {
+    // SAFETY: valid device.
+    let d = unsafe { Device::as_ref(dev) };
+    // 6.12 never replaces a PASID's domain (`old` is always NULL); refuse rather than guess.
+    if !old.is_null() {
+        crate::dev_err!(
+            d,
+            "PASID {}: replacing an attached domain is not supported\n",
+            pasid
+        );
+        return EOPNOTSUPP.to_errno();
+    }
+    // SAFETY: only devices we probed are attached to our domains.
+    let Some(master) = (unsafe { master_of::<T>(dev) }) else {
+        return ENODEV.to_errno();
+    };
+    // SAFETY: `dom` is one of our paging domains (these ops are only on those).
+    let p = unsafe { Domain::<T::Paging>::from_raw(dom) };
+    to_errno(p.set_dev_pasid(master, d, pasid))
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
+unsafe extern "C" fn remove_dev_pasid_callback<T: IommuOps>(
+    dev: *mut bindings::device,
+    pasid: bindings::ioasid_t,
+    dom: *mut bindings::iommu_domain,
+) {
+    // SAFETY: valid device.
+    let d = unsafe { Device::as_ref(dev) };
+    // SAFETY: only devices we probed have PASIDs attached through us.
+    let Some(master) = (unsafe { master_of::<T>(dev) }) else {
+        return;
+    };
+    // Only our paging domains have `set_dev_pasid`, but check before the cast: the core passes
+    // whatever domain its caller names. Ours have the paging ops of our `iommu_ops`
+    // (`default_domain_ops`, which the core installs in every domain we allocate).
+    // SAFETY: a probed device has `dev->iommu` with its `iommu_device` (ours, since `master_of`
+    // found our data) and that device's ops, all live while the device is probed; `dom` is a
+    // valid domain or NULL.
+    let ours = unsafe {
+        !dom.is_null()
+            && core::ptr::eq(
+                (*dom).ops,
+                (*(*(*(*dev).iommu).iommu_dev).ops).default_domain_ops,
+            )
+    };
+    if !ours {
+        crate::dev_err!(
+            d,
+            "PASID {}: remove of a domain this driver did not attach\n",
+            pasid
+        );
+        return;
+    }
+    // SAFETY: one of our paging domains (its ops are ours).
+    let p = unsafe { Domain::<T::Paging>::from_raw(dom) };
+    T::remove_dev_pasid(master, d, pasid, p)
+}
+
+/// # Safety
+///
+/// Called only by the C side, with the arguments its callback contract guarantees.
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn map_pages_callback<T: IommuOps>(
     dom: *mut bindings::iommu_domain,
@@ -741,4 +843,79 @@ unsafe extern "C" fn free_callback<T: IommuOps>(dom: *mut bindings::iommu_domain
     // SAFETY: allocated as a `KBox<Domain<T::Paging>>` in `domain_alloc_paging_callback` and
     // freed once, here (the core calls `free` once, after every device was detached).
     drop(unsafe { KBox::from_raw(dom.cast::<Domain<T::Paging>>()) });
+}
+
+/// PCI PASID enabled by an IOMMU driver for a device it probes, as arm-smmu-v3 does in
+/// `probe_device` (`pci_enable_pasid` with the device's own features, before any ATS); disabled
+/// when dropped (`release_device`).
+///
+/// # Invariants
+///
+/// `dev` is a PCI device on which this value enabled PASID (`pasid_enabled` set by us).
+pub struct PciPasid {
+    dev: crate::types::ARef<Device>,
+    pasids: u32,
+}
+
+impl PciPasid {
+    /// The `pci_dev` of `dev`, if it is a PCI device.
+    fn pci_dev(dev: &Device) -> Option<*mut bindings::pci_dev> {
+        let raw = dev.as_raw();
+        // SAFETY: `raw` is a valid device.
+        if !unsafe { bindings::dev_is_pci(raw) } {
+            return None;
+        }
+        // SAFETY: a PCI device's `struct device` is embedded in its `pci_dev`.
+        Some(unsafe { crate::container_of!(raw, bindings::pci_dev, dev) }.cast_mut())
+    }
+
+    /// Enables PASID on `dev`. `Ok(None)`: not a PCI device or no PASID capability (nothing
+    /// to do); an error (with a message) if the capability exists but the PCI core refuses
+    /// (no end-to-end TLP prefix, ACS, or already enabled by someone else).
+    pub fn enable(dev: &Device) -> Result<Option<Self>> {
+        let Some(pdev) = Self::pci_dev(dev) else {
+            return Ok(None);
+        };
+        // SAFETY: `pdev` is a valid PCI device (`dev` is referenced by the caller).
+        let features = unsafe { bindings::pci_pasid_features(pdev) };
+        // SAFETY: as above.
+        let num = unsafe { bindings::pci_max_pasids(pdev) };
+        if features < 0 || num <= 0 {
+            return Ok(None);
+        }
+        // `pci_enable_pasid` WARNs when PASID is on already: refuse with a message instead.
+        // SAFETY: as above; the bit is only changed by `pci_{enable,disable}_pasid`.
+        if unsafe { (*pdev).pasid_enabled() } != 0 {
+            crate::dev_err!(
+                dev,
+                "PASID already enabled by someone else: not using PASIDs\n"
+            );
+            return Err(EBUSY);
+        }
+        // SAFETY: as above.
+        let r = unsafe { bindings::pci_enable_pasid(pdev, features) };
+        if r != 0 {
+            crate::dev_err!(dev, "failed to enable PASID: {}\n", r);
+            return Err(Error::from_errno(r));
+        }
+        // INVARIANT: enabled just now, by us.
+        Ok(Some(Self {
+            dev: dev.into(),
+            pasids: num as u32,
+        }))
+    }
+
+    /// The number of PASIDs the device supports (`pci_max_pasids`, a power of two).
+    pub fn pasids(&self) -> u32 {
+        self.pasids
+    }
+}
+
+impl Drop for PciPasid {
+    fn drop(&mut self) {
+        if let Some(pdev) = Self::pci_dev(&self.dev) {
+            // SAFETY: a referenced PCI device on which we enabled PASID (type invariant).
+            unsafe { bindings::pci_disable_pasid(pdev) };
+        }
+    }
 }

@@ -35,13 +35,12 @@ module! {
 #[path = "common/edu.rs"]
 #[macro_use]
 mod edu;
+#[path = "common/timing.rs"]
+mod timing;
+use timing::{median, since};
 
 const ROUNDS: usize = 21;
 const PAGE: usize = 4096;
-
-fn since(t: Ktime) -> u64 {
-    (Ktime::ktime_get() - t).to_ns().max(0) as u64
-}
 
 /// Times one edu DMA: (ns spent programming edu and reading the status that shows it done,
 /// ns waiting: the sleeps and the status reads that found edu still busy). The driver sleeps
@@ -70,11 +69,6 @@ fn timed_dma(case: &Case<'_>, bar: &Devres<pci::Bar>, src: u64, dst: u64, cmd: u
         waited += since(t);
     }
     Err(case.fail(format_args!("edu DMA did not complete in 3 s")))
-}
-
-fn median(v: &mut [u64; ROUNDS]) -> u64 {
-    v.sort_unstable();
-    v[ROUNDS / 2]
 }
 
 fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {

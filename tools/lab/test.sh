@@ -2,7 +2,8 @@
 # The project's test command: every test, host and guest.
 #   1. lab set-up (idempotent), 2. host `cargo test` for the whole workspace (includes the
 #   qtest-driven QEMU tests), 3. kernel build + guest tests on the release kernel, on the
-#   stock platform (edu) and on the PASID platform (run.sh --platform pasid), 4. the stock
+#   stock platform (edu) and on the PASID platform (run.sh --platform pasid), then the
+#   rust-smmu flavour (the Rust SMMUv3 driver) on the PASID platform, 4. the stock
 #   platform on the debug kernel (KASAN, lockdep, kmemleak, fault injection) unless
 #   LAB_SKIP_DEBUG=1. Lints (rustfmt, clippy on the host workspace, CLIPPY=1 on the kernel
 #   modules) fail the run too.
@@ -36,6 +37,9 @@ lint_status=0
 
 guest_passed=0 guest_failed=0 guest_skipped=0 guest_status=0 runs=()
 flavours=(release)
+# The Rust SMMUv3 driver (docs/rust-smmuv3.md) in place of arm-smmu-v3, on the PASID platform
+# only (SubstreamIDs: its set_dev_pasid runs); LAB_SKIP_RUST_SMMU=1 leaves it out.
+[ "${LAB_SKIP_RUST_SMMU:-0}" = 1 ] || flavours+=(rust-smmu)
 [ "${LAB_SKIP_DEBUG:-0}" = 1 ] || flavours+=(debug)
 for f in "${flavours[@]}"; do
     stamp "kernel build ($f)"
@@ -47,9 +51,13 @@ for f in "${flavours[@]}"; do
         "$here/rustdoc.sh" || { echo "[test] FAILED: rustdoc"; lint_status=1; }
     fi
     # The release kernel also runs on the PASID platform (SMMUv3 with SubstreamIDs + edu-pasid)
-    # and, for its one test, on the PASID platform without isolated MSIs (GICv2).
-    platforms=(edu)
-    [ "$f" = release ] && platforms+=(pasid pasid-noits)
+    # and, for its one test, on the PASID platform without isolated MSIs (GICv2); the Rust
+    # SMMUv3 driver runs on the PASID platform (its set_dev_pasid runs there).
+    case "$f" in
+    release) platforms=(edu pasid pasid-noits) ;;
+    rust-smmu) platforms=(pasid) ;;
+    *) platforms=(edu) ;;
+    esac
     for plat in "${platforms[@]}"; do
         stamp "guest tests ($f, platform $plat)"
         log=$LAB_CACHE/last-test-$f.log

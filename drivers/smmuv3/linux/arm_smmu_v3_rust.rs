@@ -142,13 +142,8 @@ impl PageTableStore<Block> for PtStore {
 /// Level-2 tables (stream table: one per 256 StreamIDs in use; CD tables: one per 1024
 /// SSIDs) by level-1 index, on the heap: a handful per SMMU or device, so a linear scan. Keeps
 /// `Smmu` and every `Master` small (an inline `FixedStore` made 9 KiB stack frames).
+#[derive(Default)]
 struct L2Store(KVec<(u32, Block)>);
-
-impl Default for L2Store {
-    fn default() -> Self {
-        Self(KVec::new())
-    }
-}
 
 impl TableStore<Block> for L2Store {
     fn get(&self, key: u32) -> Option<&Block> {
@@ -226,6 +221,27 @@ impl Shared {
                     f.access.addr,
                     if f.access.read { "read" } else { "write" },
                     if f.stage2 { ", stage 2" } else { "" },
+                );
+            }
+            // Configuration errors of one (StreamID, SSID): a PASID with no domain gives
+            // C_BAD_CD, one beyond the CD table C_BAD_SUBSTREAMID.
+            Event::BadCd { sid, ssid }
+            | Event::BadSubstreamId { sid, ssid }
+            | Event::BadSte { sid, ssid }
+            | Event::CfgConflict { sid, ssid } => {
+                let what = match e {
+                    Event::BadCd { .. } => "no valid CD (no domain at this SSID)",
+                    Event::BadSubstreamId { .. } => "SSID beyond the device's CD table",
+                    Event::BadSte { .. } => "invalid STE",
+                    _ => "configuration cache conflict",
+                };
+                dev_err!(
+                    &*self.dev,
+                    "{} by {}: StreamID {:#x} SSID {}\n",
+                    what,
+                    name,
+                    sid,
+                    Ssid(*ssid)
                 );
             }
             _ => dev_err!(
@@ -321,29 +337,71 @@ impl irq::ThreadedHandler for GerrorIrq {
     }
 }
 
+/// What a device's transactions without PASID go to (its RID domain).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rid {
+    Blocked,
+    Identity,
+    Paging,
+}
+
+/// A device's translation state, under `Master::state`.
+struct MasterState {
+    core: CoreMaster,
+    rid: Rid,
+    /// PASID -> the domain attached there (its address: compared, never dereferenced).
+    pasids: XArrayMap<usize>,
+    /// Entries in `pasids`: while non-zero the STEs point at the CD table even when the RID
+    /// domain is identity or blocked (S1DSS = BYPASS / TERMINATE), as the C driver does.
+    npasids: u32,
+}
+
 /// Per-device state (`dev_iommu_priv`).
 struct Master {
     smmu: Arc<Shared>,
-    core: Pin<KBox<SpinLock<CoreMaster>>>,
+    state: Pin<KBox<SpinLock<MasterState>>>,
+    /// PCI PASID, enabled at probe when both the device and the SMMU have SubstreamIDs;
+    /// disabled when the master is dropped (after `release_device` blocked its streams).
+    _pasid: Option<iommu_driver::PciPasid>,
 }
 
 impl Master {
-    /// Points every StreamID at the bypass (`identity`) or abort STE and clears CD 0, so the
-    /// CD table names no domain that might be freed next.
+    /// Makes the device's transactions without PASID bypass translation (`identity`) or
+    /// abort, then clears CD 0 so the CD table names no domain that might be freed next. With
+    /// PASIDs attached the STEs keep the CD table (S1DSS = BYPASS / TERMINATE).
     fn set_plain(&self, bypass: bool) -> Result {
-        let mut m = self.core.lock();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
         let mut hw = self.smmu.hw.lock();
-        for &sid in m.sids() {
-            let r = if bypass {
-                hw.smmu.set_bypass(sid)
+        if st.npasids > 0 {
+            let dss = if bypass {
+                s1dss::BYPASS
             } else {
-                hw.smmu.set_abort(sid)
+                s1dss::TERMINATE
             };
-            r.map_err(core_err)?;
+            hw.smmu
+                .attach_cd_table(&mut st.core, dss)
+                .map_err(core_err)?;
+        } else {
+            set_plain_stes(&mut hw.smmu, &st.core, bypass)?;
         }
-        hw.smmu.clear_cd(&mut m, 0).map_err(core_err)?;
+        st.rid = if bypass { Rid::Identity } else { Rid::Blocked };
+        hw.smmu.clear_cd(&mut st.core, 0).map_err(core_err)?;
         Ok(())
     }
+}
+
+/// Points every StreamID of `m` at the bypass or the abort STE.
+fn set_plain_stes(smmu: &mut CoreSmmu, m: &CoreMaster, bypass: bool) -> Result {
+    for &sid in m.sids() {
+        let r = if bypass {
+            smmu.set_bypass(sid)
+        } else {
+            smmu.set_abort(sid)
+        };
+        r.map_err(core_err)?;
+    }
+    Ok(())
 }
 
 /// A stage-1 paging domain.
@@ -368,13 +426,57 @@ impl DomainOps for Paging {
             return Err(EINVAL);
         }
         let cd = self.dom.lock().as_ref().ok_or(EBUSY)?.cd();
-        let mut m = master.core.lock();
+        let mut guard = master.state.lock();
+        let st = &mut *guard;
         let mut hw = self.smmu.hw.lock();
-        hw.smmu.ensure_cd_table(&mut m).map_err(core_err)?;
-        hw.smmu.write_cd(&mut m, 0, &cd).map_err(core_err)?;
+        hw.smmu.ensure_cd_table(&mut st.core).map_err(core_err)?;
+        hw.smmu.write_cd(&mut st.core, 0, &cd).map_err(core_err)?;
         hw.smmu
-            .attach_cd_table(&mut m, s1dss::SSID0)
+            .attach_cd_table(&mut st.core, s1dss::SSID0)
             .map_err(core_err)?;
+        st.rid = Rid::Paging;
+        Ok(())
+    }
+
+    fn set_dev_pasid(&self, master: &Master, dev: &Device, pasid: u32) -> Result {
+        if !Arc::ptr_eq(&master.smmu, &self.smmu) {
+            dev_err!(dev, "PASID {}: the domain belongs to another SMMU\n", pasid);
+            return Err(EINVAL);
+        }
+        let cd = self.dom.lock().as_ref().ok_or(EBUSY)?.cd();
+        let key = self as *const Self as usize;
+        let mut guard = master.state.lock();
+        let st = &mut *guard;
+        let bits = st.core.ssid_bits();
+        if pasid == 0 || u64::from(pasid) >= 1u64 << bits {
+            dev_err!(
+                dev,
+                "PASID {:#x} refused: the device has {}-bit SubstreamIDs here (PASID 0 is the RID's)\n",
+                pasid,
+                bits
+            );
+            return Err(EINVAL);
+        }
+        if let Some(&other) = st.pasids.get(pasid) {
+            dev_err!(
+                dev,
+                "PASID {:#x} refused: {} domain is attached there already\n",
+                pasid,
+                if other == key { "this" } else { "another" }
+            );
+            return Err(EBUSY);
+        }
+        st.pasids.insert(pasid, key, GFP_ATOMIC)?;
+        let mut hw = self.smmu.hw.lock();
+        let r = attach_pasid_cd(&mut hw.smmu, st, pasid, &cd);
+        if let Err(e) = r {
+            dev_err!(dev, "PASID {:#x}: attach failed: {:?}\n", pasid, e);
+            // Leave nothing behind that names the domain.
+            let _ = hw.smmu.clear_cd(&mut st.core, pasid);
+            st.pasids.remove(pasid);
+            return Err(core_err(e));
+        }
+        st.npasids += 1;
         Ok(())
     }
 
@@ -477,6 +579,28 @@ impl Drop for Paging {
     }
 }
 
+/// Writes `cd` at `pasid` (the CD table and its leaf allocated on first use) and, for the
+/// device's first PASID while its RID domain is identity or blocked, makes the STEs point at
+/// the CD table with S1DSS = BYPASS / TERMINATE (with a paging RID domain they already do).
+fn attach_pasid_cd(
+    smmu: &mut CoreSmmu,
+    st: &mut MasterState,
+    pasid: u32,
+    cd: &smmuv3::cd::Cd,
+) -> core::result::Result<(), smmuv3::error::Error> {
+    smmu.ensure_cd_table(&mut st.core)?;
+    smmu.write_cd(&mut st.core, pasid, cd)?;
+    let dss = match st.rid {
+        Rid::Paging => return Ok(()),
+        Rid::Identity => s1dss::BYPASS,
+        Rid::Blocked => s1dss::TERMINATE,
+    };
+    if st.npasids == 0 {
+        smmu.attach_cd_table(&mut st.core, dss)?;
+    }
+    Ok(())
+}
+
 /// The IOMMU driver.
 struct Smmuv3;
 
@@ -489,12 +613,21 @@ impl IommuOps for Smmuv3 {
     type Paging = Paging;
 
     fn probe_device(smmu: &Arc<Shared>, dev: &Device, ids: &[u32]) -> Result<KBox<Master>> {
+        // PCI PASID first, as the C driver (before ATS; outside the spinlocks: config space).
+        // A device whose PASID cannot be enabled still works without PASIDs (message printed).
+        let pasid = if smmu.features.ssid_bits > 0 {
+            iommu_driver::PciPasid::enable(dev).unwrap_or(None)
+        } else {
+            None
+        };
+        // The core bounds this by the SMMU's SSIDSIZE and, without 2-level CD tables, by the
+        // largest linear table: S1CDMax.
+        let dev_bits = pasid.as_ref().map_or(0, |p| p.pasids().ilog2());
         let core = {
             let mut hw = smmu.hw.lock();
-            // PASIDs come with the CD-table work of a later stage: no SSIDs yet.
             let m = hw
                 .smmu
-                .new_master(ids, 0, MasterOptions::default())
+                .new_master(ids, dev_bits, MasterOptions::default())
                 .map_err(|e| {
                     dev_err!(
                         dev,
@@ -510,9 +643,16 @@ impl IommuOps for Smmuv3 {
             }
             m
         };
+        let state = MasterState {
+            core,
+            rid: Rid::Blocked,
+            pasids: XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?,
+            npasids: 0,
+        };
         let master = Master {
             smmu: smmu.clone(),
-            core: KBox::pin_init(new_spinlock!(core, "smmuv3_master"), GFP_KERNEL)?,
+            state: KBox::pin_init(new_spinlock!(state, "smmuv3_master"), GFP_KERNEL)?,
+            _pasid: pasid,
         };
         let mut list = smmu.masters.lock();
         for &sid in ids {
@@ -526,21 +666,68 @@ impl IommuOps for Smmuv3 {
     }
 
     fn release_device(dev: &Device, master: KBox<Master>) {
-        if let Err(e) = master.set_plain(false) {
-            dev_err!(
-                dev,
-                "could not block the device's streams on release: {:?}\n",
-                e
-            );
+        {
+            // Plain abort STEs whatever is attached: the CD table goes with the master (a
+            // CFGI_STE also drops the stream's cached CDs).
+            let st = master.state.lock();
+            if st.npasids != 0 {
+                dev_err!(
+                    dev,
+                    "released with {} PASIDs still attached: blocking them\n",
+                    st.npasids
+                );
+            }
+            let mut hw = master.smmu.hw.lock();
+            if let Err(e) = set_plain_stes(&mut hw.smmu, &st.core, false) {
+                dev_err!(
+                    dev,
+                    "could not block the device's streams on release: {:?}\n",
+                    e
+                );
+            }
         }
-        let m = master.core.lock();
+        let st = master.state.lock();
         let mut list = master.smmu.masters.lock();
-        for &sid in m.sids() {
+        for &sid in st.core.sids() {
             if list
                 .get(sid)
                 .is_some_and(|d| core::ptr::eq::<Device>(&**d, dev))
             {
                 drop(list.remove(sid));
+            }
+        }
+        // Dropping `master` disables PCI PASID, after its streams were made to abort.
+    }
+
+    fn remove_dev_pasid(master: &Master, dev: &Device, pasid: u32, domain: &Paging) {
+        let key = domain as *const Paging as usize;
+        let mut guard = master.state.lock();
+        let st = &mut *guard;
+        if st.pasids.get(pasid) != Some(&key) {
+            dev_err!(
+                dev,
+                "PASID {:#x}: remove of a domain that is not attached there\n",
+                pasid
+            );
+            return;
+        }
+        let mut hw = master.smmu.hw.lock();
+        if let Err(e) = hw.smmu.clear_cd(&mut st.core, pasid) {
+            // The CD may still name the domain, which the core frees next: cut the streams.
+            dev_err!(
+                dev,
+                "PASID {:#x}: clearing its CD failed ({:?}): blocking the device\n",
+                pasid,
+                e
+            );
+            let _ = set_plain_stes(&mut hw.smmu, &st.core, false);
+        }
+        st.pasids.remove(pasid);
+        st.npasids -= 1;
+        if st.npasids == 0 && st.rid != Rid::Paging {
+            // The last PASID went: back to the plain bypass / abort STE (the C driver too).
+            if let Err(e) = set_plain_stes(&mut hw.smmu, &st.core, st.rid == Rid::Identity) {
+                dev_err!(dev, "could not restore the device's STEs: {:?}\n", e);
             }
         }
     }
@@ -580,8 +767,13 @@ impl IommuOps for Smmuv3 {
 
     fn capable(master: &Master, cap: Capability) -> bool {
         match cap {
+            // A coherent TCU taken to imply coherent TBUs (IDR0.COHACC), as the C driver.
             Capability::CacheCoherency => master.smmu.features.coherent,
             Capability::NoExec => true,
+            // SMMUv3 cannot make PCIe No_snoop transactions snoop, and 6.12 has no firmware
+            // flag saying the root complex does (docs/rust-smmuv3.md): no
+            // `EnforceCacheCoherency`, no `enforce_cache_coherency` op. No `DeferredFlush`:
+            // every unmap invalidates synchronously, a flush queue would gain nothing.
             _ => false,
         }
     }
@@ -643,8 +835,11 @@ impl platform::Driver for SmmuDriver {
         )?;
 
         let name = CString::try_from_fmt(fmt!("smmu3.{}", dev.name()))?;
+        // IDR1.SSIDSIZE: what the IOMMU core lets a device use at most (`max_pasids`).
+        let ssid_bits = shared.features.ssid_bits;
+        let max_pasids = if ssid_bits == 0 { 0 } else { 1u32 << ssid_bits };
         let iommu = KBox::pin_init(
-            iommu_driver::Registration::new(dev, &SMMUV3_OPS, &name, shared),
+            iommu_driver::Registration::new(dev, &SMMUV3_OPS, &name, max_pasids, shared),
             GFP_KERNEL,
         )?;
         Ok(KBox::pin(
