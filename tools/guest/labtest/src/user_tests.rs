@@ -137,7 +137,19 @@ pub const ALL: &[UserTest] = &[
         name: "mdev:debugfs_open_across_rmmod",
         run: mdev::race::debugfs_open_across_rmmod,
     },
+    UserTest {
+        name: "mdev:fault_sweep",
+        run: mdev::faults::fault_sweep,
+    },
 ];
+
+/// Marks a test's `Err` as a skip: what [`skipped`] returns starts with it.
+pub const SKIP_MARK: &str = "\u{1}skip: ";
+
+/// The error a test returns when it cannot run here: reported as `SKIP <name>: <reason>`.
+pub fn skipped(reason: &str) -> String {
+    format!("{SKIP_MARK}{reason}")
+}
 
 /// The lab machine must expose QEMU's edu device (1234:11e8) on PCI: later tests depend on it.
 fn edu_present() -> Result<(), String> {
@@ -176,6 +188,7 @@ mod mdev {
     use mdev_client::*;
     use std::path::PathBuf;
 
+    pub mod faults;
     pub mod harness;
     pub mod ioctl;
     pub mod race;
