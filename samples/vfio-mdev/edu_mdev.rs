@@ -590,13 +590,12 @@ impl ParentShared {
         // Source and destination in one page: pinned and mapped once, read-write.
         let dst_pin = vdev
             .pin_pages(dp, 1, Prot::READ | Prot::WRITE)
-            .map_err(|_| CopyError::Unmapped)?;
+            .map_err(pin_error)?;
         let src_pin = if p.one_page(PAGE) {
             None
         } else {
             Some(
-                vdev.pin_pages(sp, 1, Prot::READ)
-                    .map_err(|_| CopyError::Unmapped)?,
+                vdev.pin_pages(sp, 1, Prot::READ).map_err(pin_error)?,
             )
         };
         let t1 = now_ns();
@@ -741,6 +740,17 @@ impl ParentShared {
         // object nor the module's code goes away under it.
         // SAFETY: `work` is an initialised work item of this live, pinned object.
         unsafe { kernel::bindings::flush_work(Work::raw_get(&self.work)) };
+    }
+}
+
+/// What a failed pin tells the user: the memory is not there (`ERROR` 4), unless the kernel ran
+/// out of memory pinning it (`ERROR` 9: the parent could not do the DMA; the fault-injection
+/// sweep `mdev:fault_sweep` found `ENOMEM` reported as "unmapped").
+fn pin_error(e: Error) -> CopyError {
+    if e == ENOMEM {
+        CopyError::Device
+    } else {
+        CopyError::Unmapped
     }
 }
 
@@ -906,8 +916,7 @@ impl MdevVfio {
                 Access::Read => Prot::READ,
                 Access::ReadWrite => Prot::READ | Prot::WRITE,
             };
-            dev.pin_pages(first, npages, prot)
-                .map_err(|_| CopyError::Unmapped)?;
+            dev.pin_pages(first, npages, prot).map_err(pin_error)?;
         }
         Ok(())
     }
