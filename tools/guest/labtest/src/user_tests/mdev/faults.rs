@@ -291,8 +291,12 @@ fn complete_mdev(u: &str) -> Result<(), String> {
         .map_err(|e| format!("{u}: iommu_group: {e}"))
 }
 
-/// An open device fd answers: region info and the `ID` register.
-fn device_answers(f: Option<File>) -> Result<(), String> {
+/// After an open that succeeded (`r`), its device fd answers: region info and the `ID`
+/// register. The fd is closed either way.
+fn device_answers(f: Option<File>, r: OpResult) -> Result<(), String> {
+    if r.is_err() {
+        return Ok(());
+    }
     let d = Device::from_file(f.ok_or("open succeeded without a device fd")?)?;
     let id = d.read32(regs::ID)?;
     ensure(id == regs::ID_VALUE, || format!("ID register {id:#x}"))
@@ -461,12 +465,7 @@ fn open_sweeps(nth: &FailNth, p: &Path) -> Result<(u32, u32), String> {
         |o| open_type1(o, &group, &name, &bufs),
         // Device, group and container are closed in that order.
         |o, r| {
-            let answers = if r.is_ok() {
-                device_answers(o.device)
-            } else {
-                drop(o.device);
-                Ok(())
-            };
+            let answers = device_answers(o.device, r);
             drop(o.group);
             drop(o.container);
             answers
@@ -480,12 +479,7 @@ fn open_sweeps(nth: &FailNth, p: &Path) -> Result<(u32, u32), String> {
         |_| Ok(CdevOpen::default()),
         |o| open_cdev(o, &cdev, &bufs),
         |o, r| {
-            let answers = if r.is_ok() {
-                device_answers(o.device)
-            } else {
-                drop(o.device);
-                Ok(())
-            };
+            let answers = device_answers(o.device, r);
             drop(o.iommufd);
             answers
         },
