@@ -659,13 +659,12 @@ impl ParentShared {
         // Source and destination in one page: pinned and mapped once, read-write.
         let dst_pin = vdev
             .pin_pages(dp, 1, Prot::READ | Prot::WRITE)
-            .map_err(|_| CopyError::Unmapped)?;
+            .map_err(pin_error)?;
         let src_pin = if p.one_page(PAGE) {
             None
         } else {
             Some(
-                vdev.pin_pages(sp, 1, Prot::READ)
-                    .map_err(|_| CopyError::Unmapped)?,
+                vdev.pin_pages(sp, 1, Prot::READ).map_err(pin_error)?,
             )
         };
         let t1 = now_ns();
@@ -886,6 +885,17 @@ fn pasid_reachable(copy: &Copy) -> bool {
     })
 }
 
+/// What a failed pin tells the user: the memory is not there (`ERROR` 4), unless the kernel ran
+/// out of memory pinning it (`ERROR` 9: the parent could not do the DMA; the fault-injection
+/// sweep `mdev:fault_sweep` found `ENOMEM` reported as "unmapped").
+fn pin_error(e: Error) -> CopyError {
+    if e == ENOMEM {
+        CopyError::Device
+    } else {
+        CopyError::Unmapped
+    }
+}
+
 fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {
     a < b.saturating_add(blen) && b < a.saturating_add(alen)
 }
@@ -1048,8 +1058,7 @@ impl MdevVfio {
                 Access::Read => Prot::READ,
                 Access::ReadWrite => Prot::READ | Prot::WRITE,
             };
-            dev.pin_pages(first, npages, prot)
-                .map_err(|_| CopyError::Unmapped)?;
+            dev.pin_pages(first, npages, prot).map_err(pin_error)?;
         }
         Ok(())
     }

@@ -384,7 +384,10 @@ fn main() {
         }
         let o = match (t.run)() {
             Ok(()) => Outcome::new(t.name, Status::Passed, ""),
-            Err(e) => Outcome::new(t.name, Status::Failed, e),
+            Err(e) => match e.strip_prefix(user_tests::SKIP_MARK) {
+                Some(reason) => Outcome::new(t.name, Status::Skipped, reason),
+                None => Outcome::new(t.name, Status::Failed, e),
+            },
         };
         if is_bench {
             r.bench(&o);

@@ -137,6 +137,10 @@ pub const ALL: &[UserTest] = &[
         name: "mdev:debugfs_open_across_rmmod",
         run: mdev::race::debugfs_open_across_rmmod,
     },
+    UserTest {
+        name: "mdev:fault_sweep",
+        run: mdev::faults::fault_sweep,
+    },
 ];
 
 /// The tests that run only on the PASID platforms (`run.sh --platform pasid|pasid-noits`),
@@ -155,6 +159,14 @@ pub const PASID: &[UserTest] = &[
         run: mdev::pasid::msi_isolation_at_open,
     },
 ];
+
+/// Marks a test's `Err` as a skip: what [`skipped`] returns starts with it.
+pub const SKIP_MARK: &str = "\u{1}skip: ";
+
+/// The error a test returns when it cannot run here: reported as `SKIP <name>: <reason>`.
+pub fn skipped(reason: &str) -> String {
+    format!("{SKIP_MARK}{reason}")
+}
 
 /// The lab machine must expose QEMU's edu device (1234:11e8) on PCI: later tests depend on it.
 fn edu_present() -> Result<(), String> {
@@ -193,6 +205,7 @@ mod mdev {
     use mdev_client::*;
     use std::path::PathBuf;
 
+    pub mod faults;
     pub mod harness;
     pub mod ioctl;
     pub mod pasid;
@@ -789,16 +802,35 @@ mod mdev {
         Ok(())
     }
 
+    /// A reset aborts a running copy: the piece on edu finishes, no later piece starts (the
+    /// engine fences the mdev while the reset waits for that piece; without the fence the
+    /// worker takes the job again at once and the reset waits for the whole copy, which then
+    /// runs to the end).
     pub fn reset_aborts() -> Result<(), String> {
         let p = parent()?;
         let m = Mdev::new(&p, "edu-small", 90)?;
         let mut s = Session::open(&m.0)?;
+        s.src.bytes().fill(0x5c);
+        s.dst.bytes().fill(0);
+        // 16 pieces of a page, each two edu DMAs of 100 ms (QEMU's virtual clock).
         s.dev.start_copy(SRC_IOVA, DST_IOVA, BUF_LEN as u32)?;
         std::thread::sleep(std::time::Duration::from_millis(200));
+        let t = std::time::Instant::now();
         s.dev.reset()?;
+        let took = t.elapsed();
         let st = s.dev.read32(regs::STATUS)?;
         ensure(st == 0 && s.dev.read32(regs::LEN)? == 0, || {
             format!("STATUS {st:#x} after reset")
+        })?;
+        let pages_written =
+            |s: &mut Session| s.dst.bytes().chunks(4096).filter(|c| c[0] != 0).count();
+        let at_reset = pages_written(&mut s);
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let later = pages_written(&mut s);
+        ensure(later == at_reset && later <= 4, || {
+            format!(
+                "the copy went on after the reset ({took:?}): {at_reset} of 16 pages written when it returned, {later} 400 ms later (at most the pieces up to the reset, <= 4, and none after)"
+            )
         })?;
         // Drain a possible completion signal of the aborted copy? None must come: it is stale.
         s.copy_checked(5, 0, 0, 1024)
