@@ -56,3 +56,5 @@ pub mod dma_pages;
 // Project overlay: provider side of the IOMMU API (IOMMU drivers).
 #[cfg(CONFIG_IOMMU_API)]
 pub mod iommu_driver;
+// Project overlay: completions (upstream `sync::completion` since v6.16) and work flushing.
+pub mod sync_ext;
