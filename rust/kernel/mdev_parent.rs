@@ -310,9 +310,9 @@ impl<T: ParentDriver> AttributeGroup<T> {
 macro_rules! mdev_attribute_group {
     ($name:ident, $drv:ty, [$(($file:literal, $ops:ty)),+ $(,)?]) => {
         static $name: $crate::mdev::parent::AttributeGroup<$drv> = {
-            static ATTRS: [$crate::mdev::parent::Attribute<$drv>; [$($file),+].len()] =
+            static __MDEV_ATTRIBUTES: [$crate::mdev::parent::Attribute<$drv>; [$($file),+].len()] =
                 [$($crate::mdev::parent::Attribute::<$drv>::new::<$ops>($crate::c_str!($file))),+];
-            $crate::mdev::parent::AttributeGroup::new(&$name, &ATTRS)
+            $crate::mdev::parent::AttributeGroup::new(&$name, &__MDEV_ATTRIBUTES)
         };
     };
 }
@@ -372,7 +372,8 @@ impl<T: ParentDriver> ModuleDriver<T> {
     }
 }
 
-/// Declares a module that registers an mdev driver and a PCI driver together: the mdev driver
+/// Declares a module `name` that registers an mdev driver and a PCI driver (named `driver`, the
+/// prefix of the mdev types' sysfs names) together: the mdev driver
 /// first (the PCI probe registers parents with it, through `<mdev type>::mdev_driver()`), and
 /// on unload the PCI driver first (removing every parent and mdev), then the mdev driver.
 ///
@@ -380,13 +381,13 @@ impl<T: ParentDriver> ModuleDriver<T> {
 ///
 /// ```ignore
 /// kernel::module_mdev_pci_driver! {
-///     pci: EduPci, mdev: EduMdev,
+///     pci: EduPci, mdev: EduMdev, driver: "edu",
 ///     name: "edu_mdev_min", author: "...", description: "...", license: "GPL",
 /// }
 /// ```
 #[macro_export]
 macro_rules! module_mdev_pci_driver {
-    (pci: $pci:ty, mdev: $mdev:ty, name: $name:tt, author: $author:tt,
+    (pci: $pci:ty, mdev: $mdev:ty, driver: $driver:tt, name: $name:tt, author: $author:tt,
      description: $desc:tt, license: $license:tt $(,)?) => {
         static __MDEV_DRIVER: $crate::mdev::parent::ModuleDriver<$mdev> =
             $crate::mdev::parent::ModuleDriver::new();
@@ -408,7 +409,7 @@ macro_rules! module_mdev_pci_driver {
                 // SAFETY: module init runs once, before anything else uses the slot.
                 unsafe { __MDEV_DRIVER.set(drv) };
                 match $crate::alloc::KBox::pin_init(
-                    $crate::pci::Registration::<$pci>::new($crate::c_str!($name), module),
+                    $crate::pci::Registration::<$pci>::new($crate::c_str!($driver), module),
                     $crate::alloc::flags::GFP_KERNEL,
                 ) {
                     Ok(pci) => Ok(Self { pci: Some(pci) }),

@@ -13,7 +13,11 @@
 //! with [`RegionAccess::decode`], config space goes to [`ConfigSpace`], `SET_IRQS` to
 //! [`IrqEventfds::set_irqs_from_user`].
 
-use crate::error::{code::*, Result};
+use super::uapi;
+use crate::{
+    error::{code::*, Result},
+    uaccess::{UserSliceReader, UserSliceWriter},
+};
 
 /// Size of the emulated (conventional PCI) config space.
 pub const CONFIG_SIZE: usize = 256;
@@ -53,14 +57,12 @@ pub struct RegionAccess {
 
 impl RegionAccess {
     /// Decodes an access of `len` bytes at device-file `pos`. `region_size(index)` is the size
-    /// of each region (0: absent). Only naturally aligned 1, 2 and 4 byte accesses inside a
-    /// present region are accepted (what a register file can honour); anything else is
-    /// `EINVAL`, so a driver never sees a partial or straddling access.
+    /// of each region (0: absent). The access must be non-empty and inside a present region
+    /// (`EINVAL` otherwise), so a driver never sees a partial or straddling access.
     pub fn decode(pos: u64, len: usize, region_size: impl Fn(u32) -> u64) -> Result<Self> {
-        let index = pos >> REGION_SHIFT;
+        let index = u32::try_from(pos >> REGION_SHIFT).map_err(|_| EINVAL)?;
         let offset = pos & ((1u64 << REGION_SHIFT) - 1);
-        let index = u32::try_from(index).map_err(|_| EINVAL)?;
-        if index >= NUM_REGIONS || !matches!(len, 1 | 2 | 4) || offset % len as u64 != 0 {
+        if index >= NUM_REGIONS || len == 0 {
             return Err(EINVAL);
         }
         let end = offset.checked_add(len as u64).ok_or(EINVAL)?;
@@ -68,6 +70,32 @@ impl RegionAccess {
             return Err(EINVAL);
         }
         Ok(Self { index, offset, len })
+    }
+
+    /// A 32-bit register read: checks the access is one aligned `u32`, writes `read(offset)`
+    /// to the user (little endian); returns the bytes read.
+    pub fn read_u32(self, buf: &mut UserSliceWriter, read: impl FnOnce(u64) -> u32) -> Result<usize> {
+        let a = self.aligned(&[4])?;
+        buf.write_slice(&read(a.offset).to_le_bytes())?;
+        Ok(4)
+    }
+
+    /// A 32-bit register write: checks the access is one aligned `u32` and reads it from the
+    /// user.
+    pub fn write_u32(self, buf: &mut UserSliceReader) -> Result<u32> {
+        self.aligned(&[4])?;
+        let mut b = [0u8; 4];
+        buf.read_slice(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// The access if it is naturally aligned and one of `widths` bytes wide (what a register
+    /// file, or a config-space write, can honour); `EINVAL` otherwise.
+    pub fn aligned(self, widths: &[usize]) -> Result<Self> {
+        if !widths.contains(&self.len) || self.offset % self.len as u64 != 0 {
+            return Err(EINVAL);
+        }
+        Ok(self)
     }
 }
 
@@ -179,12 +207,64 @@ impl ConfigSpace {
         Ok(())
     }
 
+    /// A `read(2)` of the config region: any length inside it (a VMM such as QEMU's vfio-pci
+    /// reads it whole); returns the bytes read.
+    pub fn read_user(&self, a: &RegionAccess, buf: &mut UserSliceWriter) -> Result<usize> {
+        let mut tmp = [0u8; CONFIG_SIZE];
+        let out = tmp.get_mut(..a.len).ok_or(EINVAL)?;
+        self.read(a.offset, out)?;
+        buf.write_slice(out)?;
+        Ok(a.len)
+    }
+
+    /// A `write(2)` of the config region: 1, 2 or 4 aligned bytes (a guest's access sizes),
+    /// through the write mask; returns the bytes written.
+    pub fn write_user(&mut self, a: &RegionAccess, buf: &mut UserSliceReader) -> Result<usize> {
+        let a = a.aligned(&[1, 2, 4])?;
+        let mut tmp = [0u8; 4];
+        buf.read_slice(&mut tmp[..a.len])?;
+        self.write(a.offset, &tmp[..a.len])?;
+        Ok(a.len)
+    }
+
     /// Little-endian `u32` at `off` (e.g. a BAR), `EINVAL` past the end.
     pub fn read32(&self, off: u64) -> Result<u32> {
         let mut b = [0u8; 4];
         self.read(off, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
+}
+
+/// Answers the information ioctls of a vfio-pci device: `VFIO_DEVICE_GET_INFO` (flags `PCI |
+/// RESET`, [`NUM_REGIONS`], [`NUM_IRQS`]), `VFIO_DEVICE_GET_REGION_INFO` (regions of
+/// `region_size(index)` bytes, read/write if present, at [`region_offset`]) and
+/// `VFIO_DEVICE_GET_IRQ_INFO` (`irq_count(index)` eventfd vectors). `None` for other commands.
+pub fn info_ioctl(
+    cmd: u32,
+    arg: usize,
+    region_size: impl Fn(u32) -> u64,
+    irq_count: impl Fn(u32) -> u32,
+) -> Option<Result<isize>> {
+    Some(match cmd {
+        uapi::DEVICE_GET_INFO => uapi::DeviceInfo {
+            flags: uapi::DEVICE_FLAGS_PCI | uapi::DEVICE_FLAGS_RESET,
+            num_regions: NUM_REGIONS,
+            num_irqs: NUM_IRQS,
+        }
+        .reply_to_user(arg),
+        uapi::DEVICE_GET_REGION_INFO => uapi::RegionInfoRequest::from_user(arg, NUM_REGIONS).and_then(|req| {
+            let size = region_size(req.index);
+            let flags = if size > 0 { uapi::REGION_READ | uapi::REGION_WRITE } else { 0 };
+            let offset = region_offset(req.index);
+            uapi::RegionInfo { flags, size, offset, caps: None }.reply_to_user(&req, arg)
+        }),
+        uapi::DEVICE_GET_IRQ_INFO => uapi::IrqInfoRequest::from_user(arg, NUM_IRQS).and_then(|req| {
+            let count = irq_count(req.index);
+            let flags = if count > 0 { uapi::IRQ_INFO_EVENTFD | uapi::IRQ_INFO_NORESIZE } else { 0 };
+            req.reply_to_user(arg, flags, count)
+        }),
+        _ => return None,
+    })
 }
 
 /// The eventfds behind a device's interrupt indices, one vector per supported index (MSI with
@@ -215,7 +295,7 @@ impl IrqEventfds {
     /// `vfio_set_irqs_validate_and_prepare`) and applies it.
     pub fn set_irqs_from_user(&mut self, arg: usize) -> Result<isize> {
         let supported = self.supported;
-        let set = super::uapi::IrqSet::from_user(arg, NUM_IRQS, |i| u32::from(supported.contains(&i)))?;
+        let set = uapi::IrqSet::from_user(arg, NUM_IRQS, |i| u32::from(supported.contains(&i)))?;
         self.apply(&set)?;
         Ok(0)
     }
@@ -223,8 +303,8 @@ impl IrqEventfds {
     /// Applies a validated request: `TRIGGER` with an eventfd sets it (-1 clears it), with no
     /// data and count 0 clears it, with no data or a true bool fires it (loopback, as
     /// vfio-pci). Masking is refused (`EINVAL`): the vectors are not maskable.
-    pub fn apply(&mut self, set: &super::uapi::IrqSet) -> Result {
-        use super::uapi::{IrqAction, IrqSetData};
+    pub fn apply(&mut self, set: &uapi::IrqSet) -> Result {
+        use uapi::{IrqAction, IrqSetData};
         if set.action != IrqAction::Trigger {
             return Err(EINVAL);
         }

@@ -273,14 +273,18 @@ fn config_cases(suite: &mut Suite) {
         for (pos, len, what) in [
             (bar + 0x1000, 4, "past BAR0"),
             (bar + 0xffe, 4, "straddling the end"),
-            (bar + 2, 4, "misaligned"),
-            (bar, 3, "3 bytes"),
-            (bar, 8, "8 bytes"),
+            (bar, 0, "empty"),
             (vpci::region_offset(2), 4, "absent region"),
             (vpci::region_offset(vpci::NUM_REGIONS), 4, "index past the regions"),
             (u64::MAX & !3, 4, "huge offset"),
         ] {
             labtest_ensure!(case, vpci::RegionAccess::decode(pos, len, size) == Err(EINVAL), "{} accepted", what);
+        }
+        let whole = case.check("whole config", vpci::RegionAccess::decode(cfg, 256, size))?;
+        labtest_ensure!(case, whole.aligned(&[1, 2, 4]) == Err(EINVAL), "256-byte register access accepted");
+        for (pos, len, what) in [(bar + 2, 4, "misaligned"), (bar, 3, "3 bytes"), (bar, 8, "8 bytes")] {
+            let a = case.check("decode", vpci::RegionAccess::decode(pos, len, size))?;
+            labtest_ensure!(case, a.aligned(&[4]) == Err(EINVAL), "{} register access accepted", what);
         }
         Ok(())
     });
