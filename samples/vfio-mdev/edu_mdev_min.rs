@@ -9,6 +9,7 @@
 //! device. The full driver (`edu_mdev.rs`) adds a second type, PASID mode, edu's interrupt and
 //! measurements.
 
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     c_str, delay::msleep, device, devres::Devres, dma::Direction, iommu::Prot, mdev,
     mdev::parent::{ParentDriver, Registration, TypeInfo}, new_mutex, new_work, pci, prelude::*,
@@ -53,13 +54,8 @@ impl ParentDriver for EduMdev {
     }];
 
     fn probe(edu: &Arc<Edu>, mdev: &mdev::Device, _ty: &()) -> Result<Self::Data> {
-        {
-            let mut used = edu.used.lock();
-            if *used >= MAX_MDEVS {
-                return Err(ENOSPC);
-            }
-            *used += 1;
-        }
+        let take = |n| (n < MAX_MDEVS).then_some(n + 1);
+        edu.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, take).map_err(|_| ENOSPC)?;
         let init = try_pin_init!(Mdev {
             edu: edu.clone(),
             copier: Arc::pin_init(
@@ -74,16 +70,16 @@ impl ParentDriver for EduMdev {
             st <- new_mutex!(State::new(0)),
         });
         let reg = vfio::Device::new(mdev.as_ref(), init).and_then(|d| vfio::Registration::new(&d));
-        reg.inspect_err(|_| *edu.used.lock() -= 1)
+        reg.inspect_err(|_| drop(edu.used.fetch_sub(1, Ordering::AcqRel)))
     }
 
     fn remove(edu: &Arc<Edu>, _mdev: &mdev::Device, reg: Self::Data) {
         drop(reg); // Waits until the user closed the device.
-        *edu.used.lock() -= 1;
+        edu.used.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn available(edu: &Arc<Edu>, _ty: &()) -> u32 {
-        MAX_MDEVS.saturating_sub(*edu.used.lock())
+        MAX_MDEVS.saturating_sub(edu.used.load(Ordering::Acquire))
     }
 }
 
@@ -97,8 +93,7 @@ struct Edu {
     /// Held while a piece is on edu: one piece at a time, the mdevs take turns.
     #[pin]
     engine: Mutex<()>,
-    #[pin]
-    used: Mutex<u32>,
+    used: AtomicU32,
 }
 
 /// The PCI driver: binds edu and owns the mdev parent (unregistered, mdevs first, on unbind).
@@ -121,7 +116,7 @@ impl pci::Driver for EduPci {
                 dev: ARef::from(pdev.as_ref()),
                 bar: pdev.iomap_region(0, 0, c_str!("edu_mdev_min"))?,
                 engine <- new_mutex!(()),
-                used <- new_mutex!(0),
+                used: AtomicU32::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -134,15 +129,12 @@ impl Edu {
     /// One edu DMA of `len` bytes (`cmd`: `DMA_START`, plus `DMA_TO_RAM` for buffer -> RAM),
     /// polled until done (edu takes 100 ms of virtual time).
     fn dma(&self, src: u64, dst: u64, len: u64, cmd: u64) -> Result<(), CopyError> {
+        // The BAR is reached per access: a guard must not be held while sleeping.
         let io = |f: &dyn Fn(&pci::Bar) -> Result<u64>| {
             self.bar.access().and_then(|b| f(&b)).map_err(|_| CopyError::Device)
         };
-        io(&|b| {
-            b.write64(src, edu::DMA_SRC)?;
-            b.write64(dst, edu::DMA_DST)?;
-            b.write64(len, edu::DMA_COUNT)?;
-            b.write64(cmd, edu::DMA_CMD).map(|()| 0)
-        })?;
+        let program = [(src, edu::DMA_SRC), (dst, edu::DMA_DST), (len, edu::DMA_COUNT), (cmd, edu::DMA_CMD)];
+        io(&|b| program.iter().try_for_each(|&(v, r)| b.write64(v, r)).map(|()| 0))?;
         for _ in 0..300 {
             if io(&|b| b.read64(edu::DMA_CMD))? & edu::DMA_START == 0 {
                 return Ok(());
@@ -182,7 +174,7 @@ impl WorkItem for Copier {
 
     fn run(this: Arc<Copier>) {
         let Some(job) = this.job.lock().take() else { return };
-        let r = Self::copy(&this, &job);
+        let r = this.copy(&job);
         let mut st = job.vdev.st.lock();
         if st.gen == job.gen {
             st.finish(job.irq, r.err());
