@@ -70,7 +70,9 @@ impl ParentDriver for EduMdev {
             st <- new_mutex!(State::new(0)),
         });
         let reg = vfio::Device::new(mdev.as_ref(), init).and_then(|d| vfio::Registration::new(&d));
-        reg.inspect_err(|_| drop(edu.used.fetch_sub(1, Ordering::AcqRel)))
+        reg.inspect_err(|_| {
+            edu.used.fetch_sub(1, Ordering::AcqRel);
+        })
     }
 
     fn remove(edu: &Arc<Edu>, _mdev: &mdev::Device, reg: Self::Data) {
