@@ -118,8 +118,16 @@ impl RegFile {
             }
             return WriteEffect::None;
         }
-        let copy = Copy { src: self.src, dst: self.dst, len: u64::from(self.len) };
-        let checked = if bad { Err(CopyError::BadCommand) } else { copy.validate() };
+        let copy = Copy {
+            src: self.src,
+            dst: self.dst,
+            len: u64::from(self.len),
+        };
+        let checked = if bad {
+            Err(CopyError::BadCommand)
+        } else {
+            copy.validate()
+        };
         match checked {
             Ok(()) => {
                 self.status = regs::STATUS_BUSY;
@@ -174,7 +182,11 @@ mod tests {
         program(&mut r, 0x1_0000_1000, 0x2000, 64);
         assert_eq!(r.read(regs::SRC_HI, 0), 1);
         let e = r.write(regs::CMD, regs::CMD_START | regs::CMD_IRQ);
-        let copy = Copy { src: 0x1_0000_1000, dst: 0x2000, len: 64 };
+        let copy = Copy {
+            src: 0x1_0000_1000,
+            dst: 0x2000,
+            len: 64,
+        };
         assert_eq!(e, WriteEffect::Start { copy, irq: true });
         assert_eq!(r.read(regs::STATUS, 0), regs::STATUS_BUSY);
         // Ignored while busy; a second start reports busy.
@@ -191,9 +203,15 @@ mod tests {
     fn bad_commands_end_at_once() {
         let mut r = RegFile::default();
         program(&mut r, 0x1000, 0x2000, 0);
-        assert_eq!(r.write(regs::CMD, regs::CMD_START | regs::CMD_IRQ), WriteEffect::Interrupt);
+        assert_eq!(
+            r.write(regs::CMD, regs::CMD_START | regs::CMD_IRQ),
+            WriteEffect::Interrupt
+        );
         assert_eq!(r.read(regs::STATUS, 0), regs::STATUS_DONE | 2 << 8);
-        assert_eq!(r.write(regs::CMD, regs::CMD_IRQ | 1 << 5), WriteEffect::Interrupt);
+        assert_eq!(
+            r.write(regs::CMD, regs::CMD_IRQ | 1 << 5),
+            WriteEffect::Interrupt
+        );
         assert_eq!(r.read(regs::STATUS, 0), regs::STATUS_DONE | 8 << 8);
         assert_eq!(r.write(regs::CMD, 0), WriteEffect::None);
         assert_eq!(r.read(regs::COMPLETED, 0), 0);
