@@ -88,16 +88,21 @@ pub struct Via<T>(PhantomData<T>);
 /// The registered mdev driver of a [`ParentDriver`].
 pub type DriverReg<T> = DriverRegistration<Via<T>>;
 
-/// The [`Registration`] whose parent `ty` belongs to.
-fn registration_of<T: ParentDriver>(ty: &Type) -> &Registration<T> {
+/// The data of the [`Registration`] whose parent `ty` belongs to.
+///
+/// Only the `data` field is referenced (through a raw projection, never a `&Registration`):
+/// `remove` runs while the registration's `inner` field is being dropped.
+fn parent_data<T: ParentDriver>(ty: &Type) -> &T::ParentData {
     // SAFETY: the driver of `ty`'s parent is `Via<T>` (the callers are its callbacks), and
     // parents with that driver are only registered by `Registration<T>` (`Parent::new` refuses
-    // `Via`), whose `inner.parent` is the `mdev_parent` the type points to. The registration
-    // outlives the parent's registration, which outlives every type and mdev callback.
+    // `Via`), whose `inner.parent` is the `mdev_parent` the type points to. The registration's
+    // `data` is initialised before the parent is registered and dropped after it is
+    // unregistered, which is after every type and mdev callback (type invariant).
     unsafe {
         let mp = (*ty.0.get()).parent;
         let p = crate::container_of!(mp, Parent<Via<T>>, parent);
-        &*crate::container_of!(p, Registration<T>, inner)
+        let reg = crate::container_of!(p, Registration<T>, inner);
+        &*core::ptr::addr_of!((*reg).data)
     }
 }
 
@@ -127,21 +132,21 @@ impl<T: ParentDriver> Driver for Via<T> {
 
     fn probe(mdev: &Device) -> Result<KBox<T::Data>> {
         let ty = mdev.mdev_type();
-        let data = T::probe(registration_of::<T>(ty).data(), mdev, type_data::<T>(ty)?)?;
+        let data = T::probe(parent_data::<T>(ty), mdev, type_data::<T>(ty)?)?;
         KBox::new(data, GFP_KERNEL).map_err(Error::from)
     }
 
     fn remove(mdev: &Device, data: KBox<T::Data>) {
-        let parent = registration_of::<T>(mdev.mdev_type()).data();
+        let parent = parent_data::<T>(mdev.mdev_type());
         T::remove(parent, mdev, KBox::into_inner(data));
     }
 
     fn get_available(ty: &Type) -> u32 {
-        type_data::<T>(ty).map_or(0, |d| T::available(registration_of::<T>(ty).data(), d))
+        type_data::<T>(ty).map_or(0, |d| T::available(parent_data::<T>(ty), d))
     }
 
     fn show_description(ty: &Type, out: &mut SysfsBuf<'_>) -> Result {
-        T::description(registration_of::<T>(ty).data(), type_data::<T>(ty)?, out)
+        T::description(parent_data::<T>(ty), type_data::<T>(ty)?, out)
     }
 
     #[doc(hidden)]
@@ -233,7 +238,7 @@ unsafe extern "C" fn show_cb<T: ParentDriver, A: MdevAttribute<T>>(
     let mdev = unsafe { Device::from_raw(crate::container_of!(dev, bindings::mdev_device, dev).cast_mut()) };
     // SAFETY: as above; sysfs gives a PAGE_SIZE buffer.
     let (data, mut out) = unsafe { (mdev_data::<T>(mdev), sysfs::Buffer::from_raw(buf.cast())) };
-    let parent = registration_of::<T>(mdev.mdev_type()).data();
+    let parent = parent_data::<T>(mdev.mdev_type());
     match A::show(parent, mdev, data, &mut out) {
         Ok(()) => out.len() as isize,
         Err(e) => e.to_errno() as isize,
