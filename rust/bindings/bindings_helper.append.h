@@ -31,3 +31,4 @@ const xa_mark_t RUST_CONST_HELPER_XA_PRESENT = XA_PRESENT;
 #include <linux/gfp.h>
 #include <linux/mm.h>
 #include <linux/task_work.h>
+#include <linux/completion.h>

@@ -7,3 +7,4 @@
 #include "pci.c"
 #include "iommu.c"
 #include "iommu_driver.c"
+#include "completion.c"

@@ -58,3 +58,5 @@ pub mod dma_pages;
 pub mod iommu_driver;
 // Project overlay: `bool` module parameters.
 pub mod modparam;
+// Project overlay: completions (upstream `sync::completion` since v6.16) and work flushing.
+pub mod sync_ext;

@@ -170,7 +170,20 @@ pub trait Driver: Send + Sync + 'static {
     fn show_description(_ty: &Type, _out: &mut SysfsBuf<'_>) -> Result {
         Ok(())
     }
+
+    /// Set only by [`parent::Via`]: its parents must be registered by [`parent::Registration`].
+    #[doc(hidden)]
+    const DATA_PARENT: bool = false;
+
+    /// The driver's `dev_groups` (static attributes of its mdevs): set by [`parent::Via`].
+    #[doc(hidden)]
+    fn dev_groups() -> *const *const bindings::attribute_group {
+        core::ptr::null()
+    }
 }
+
+#[path = "mdev_parent.rs"]
+pub mod parent;
 
 /// A registered mdev driver.
 ///
@@ -210,6 +223,7 @@ impl<T: Driver> DriverRegistration<T> {
                     (*d).show_description = Some(show_description_cb::<T>);
                 }
                 (*d).driver.name = T::NAME.as_char_ptr();
+                (*d).driver.dev_groups = T::dev_groups().cast_mut();
                 (*d).driver.owner = module.as_ptr();
                 // Initialised and pinned until `drop`.
                 to_result(bindings::mdev_register_driver(d))
@@ -387,6 +401,18 @@ impl<T: Driver> Parent<T> {
     /// Registers `dev` as an mdev parent with `types`, served by `driver`. `dev` must be bound
     /// to the caller's driver and outlive the registration (drop it in `remove`).
     pub fn new<'a>(
+        dev: &'a device::Device,
+        driver: &Arc<DriverRegistration<T>>,
+        types: &'a [TypeDesc],
+    ) -> impl PinInit<Self, Error> + 'a {
+        // A `parent::Via` driver finds its data around the parent: only its registration may
+        // register such parents (otherwise the callbacks would read data that is not there).
+        let types = if T::DATA_PARENT { &[] } else { types };
+        Self::new_unchecked(dev, driver, types)
+    }
+
+    /// [`Parent::new`] without the check (for [`parent::Registration`]).
+    fn new_unchecked<'a>(
         dev: &'a device::Device,
         driver: &Arc<DriverRegistration<T>>,
         types: &'a [TypeDesc],

@@ -17,6 +17,9 @@
 //!   user's I/O address space.
 //! - [`uapi`]: typed, validated `VFIO_DEVICE_*` ioctl arguments.
 
+#[path = "vfio_pci.rs"]
+pub mod pci;
+
 use crate::{
     bindings, device,
     error::{code::*, from_err_ptr, from_result, to_result, Error, Result},

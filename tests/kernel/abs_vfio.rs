@@ -280,39 +280,9 @@ impl pci::Driver for EduParent {
 
 // ---- sysfs access from the test, as user space would do it ----------------------------------
 
-fn sysfs_write(path: &CStr, data: &[u8]) -> Result {
-    // SAFETY: NUL-terminated path; O_WRONLY.
-    let f = unsafe { bindings::filp_open(path.as_char_ptr(), 1, 0) };
-    let f = kernel::error::from_err_ptr(f)?;
-    let mut pos: bindings::loff_t = 0;
-    // SAFETY: `f` is an open file; `data` is a kernel buffer of its length.
-    let r = unsafe { bindings::kernel_write(f, data.as_ptr().cast(), data.len(), &mut pos) };
-    // SAFETY: closes the file opened above.
-    unsafe { bindings::filp_close(f, core::ptr::null_mut()) };
-    if r < 0 {
-        Err(kernel::error::Error::from_errno(r as i32))
-    } else {
-        Ok(())
-    }
-}
-
-fn sysfs_read(path: &CStr) -> Result<KVec<u8>> {
-    // SAFETY: NUL-terminated path; O_RDONLY.
-    let f = kernel::error::from_err_ptr(unsafe { bindings::filp_open(path.as_char_ptr(), 0, 0) })?;
-    let mut buf = KVec::new();
-    buf.extend_with(256, 0u8, GFP_KERNEL)?;
-    let mut pos: bindings::loff_t = 0;
-    // SAFETY: `f` is open; `buf` has 256 writable bytes.
-    let r = unsafe { bindings::kernel_read(f, buf.as_mut_ptr().cast(), buf.len(), &mut pos) };
-    // SAFETY: closes the file opened above.
-    unsafe { bindings::filp_close(f, core::ptr::null_mut()) };
-    if r < 0 {
-        return Err(kernel::error::Error::from_errno(r as i32));
-    }
-    let mut out = KVec::new();
-    out.extend_from_slice(&buf[..r as usize], GFP_KERNEL)?;
-    Ok(out)
-}
+#[path = "common/kfile.rs"]
+mod kfile;
+use kfile::{sysfs_read, sysfs_write};
 
 fn type_path(parent: &CStr, ty: &str, attr: &str) -> Result<CString> {
     CString::try_from_fmt(kernel::fmt!("/sys/class/mdev_bus/{}/mdev_supported_types/abs_vfio-{}/{}", parent, ty, attr))

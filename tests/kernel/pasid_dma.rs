@@ -33,11 +33,7 @@ module! {
 mod edu;
 
 const IOVA: u64 = 0x10_0000;
-/// edu-pasid: DMA PASID register, bits [19:0] the PASID, bit 31 tag the DMA.
-const DMA_PASID: usize = 0xa0;
-const DMA_PASID_EN: u32 = 1 << 31;
-/// edu-pasid: result of the last DMA: 0 done, 1 failed.
-const DMA_RESULT: usize = 0xa4;
+use edu::{DMA_PASID, DMA_PASID_EN, DMA_RESULT};
 const LEN: u64 = 64;
 
 /// edu-pasid copies `LEN` bytes of its buffer to `iova`, tagged with `pasid` (None: untagged);

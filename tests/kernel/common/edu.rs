@@ -15,19 +15,10 @@ use kernel::{
     prelude::*,
 };
 
-pub(crate) const ID: usize = 0x00;
-pub(crate) const LIVENESS: usize = 0x04;
-pub(crate) const IRQ_STATUS: usize = 0x24;
-pub(crate) const IRQ_RAISE: usize = 0x60;
-pub(crate) const IRQ_ACK: usize = 0x64;
-pub(crate) const DMA_SRC: usize = 0x80;
-pub(crate) const DMA_DST: usize = 0x88;
-pub(crate) const DMA_COUNT: usize = 0x90;
-pub(crate) const DMA_CMD: usize = 0x98;
-/// edu's DMA buffer in its own address space.
-pub(crate) const DMA_BUF: u64 = 0x40000;
-pub(crate) const DMA_START: u64 = 0x1;
-pub(crate) const DMA_TO_RAM: u64 = 0x2;
+// The register map, declared once for the samples, these modules and the qtest client.
+#[path = "../../../samples/vfio-mdev/edu-regs/src/edu_regs/mod.rs"]
+mod regs;
+pub(crate) use regs::*;
 
 /// Waits (up to 3 s) until edu's DMA command register says the DMA is done.
 pub(crate) fn wait_dma(case: &Case<'_>, bar: &Devres<pci::Bar>) -> Result<(), Failed> {

@@ -11,16 +11,16 @@ use super::machine::{Bdf, Ecam};
 use std::time::{Duration, Instant};
 
 /// edu's PCI vendor ID.
-pub const EDU_VENDOR_ID: u16 = 0x1234;
+pub const EDU_VENDOR_ID: u16 = edu_regs::VENDOR_ID;
 /// edu's PCI device ID.
-pub const EDU_DEVICE_ID: u16 = 0x11e8;
+pub const EDU_DEVICE_ID: u16 = edu_regs::DEVICE_ID;
 /// PCI device ID of `edu-pasid`, the lab QEMU's edu with a PASID capability
 /// (`docs/pasid-device.md`).
-pub const EDU_PASID_DEVICE_ID: u16 = 0x11e9;
+pub const EDU_PASID_DEVICE_ID: u16 = edu_regs::PASID_DEVICE_ID;
 /// Device-side address of edu's DMA buffer.
-pub const EDU_DMA_BUF: u64 = 0x40000;
+pub const EDU_DMA_BUF: u64 = edu_regs::DMA_BUF;
 /// Size of edu's DMA buffer.
-pub const EDU_DMA_BUF_SIZE: u64 = 4096;
+pub const EDU_DMA_BUF_SIZE: u64 = edu_regs::DMA_BUF_SIZE as u64;
 
 /// How long [`Edu::wait_dma`] and [`Edu::factorial`] wait by default.
 const DEVICE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,47 +36,47 @@ pub struct Edu {
 
 impl Edu {
     /// Identification register (reads `0x010000ed`: major 1, minor 0, `0xed`).
-    pub const REG_ID: u64 = 0x00;
+    pub const REG_ID: u64 = edu_regs::ID as u64;
     /// Liveness check: reads back the bitwise inverse of what was written.
-    pub const REG_LIVENESS: u64 = 0x04;
+    pub const REG_LIVENESS: u64 = edu_regs::LIVENESS as u64;
     /// Factorial: write n, wait for status bit 0 to clear, read n!.
-    pub const REG_FACTORIAL: u64 = 0x08;
+    pub const REG_FACTORIAL: u64 = edu_regs::FACTORIAL as u64;
     /// Status: bit 0 factorial busy, bit 7 raise interrupt 0x1 when the factorial is done.
-    pub const REG_STATUS: u64 = 0x20;
+    pub const REG_STATUS: u64 = edu_regs::STATUS as u64;
     /// Interrupt status (bits pending).
-    pub const REG_IRQ_STATUS: u64 = 0x24;
+    pub const REG_IRQ_STATUS: u64 = edu_regs::IRQ_STATUS as u64;
     /// Interrupt raise: ORs the value into the interrupt status and asserts the interrupt.
-    pub const REG_IRQ_RAISE: u64 = 0x60;
+    pub const REG_IRQ_RAISE: u64 = edu_regs::IRQ_RAISE as u64;
     /// Interrupt acknowledge: clears the bits; deasserts when none is left.
-    pub const REG_IRQ_ACK: u64 = 0x64;
+    pub const REG_IRQ_ACK: u64 = edu_regs::IRQ_ACK as u64;
     /// DMA source address.
-    pub const REG_DMA_SRC: u64 = 0x80;
+    pub const REG_DMA_SRC: u64 = edu_regs::DMA_SRC as u64;
     /// DMA destination address.
-    pub const REG_DMA_DST: u64 = 0x88;
+    pub const REG_DMA_DST: u64 = edu_regs::DMA_DST as u64;
     /// DMA byte count.
-    pub const REG_DMA_COUNT: u64 = 0x90;
+    pub const REG_DMA_COUNT: u64 = edu_regs::DMA_COUNT as u64;
     /// DMA command: bit 0 start/busy, bit 1 direction edu->RAM, bit 2 raise 0x100 when done.
-    pub const REG_DMA_CMD: u64 = 0x98;
+    pub const REG_DMA_CMD: u64 = edu_regs::DMA_CMD as u64;
     /// [`Self::REG_DMA_CMD`] start/busy bit.
-    pub const DMA_START: u64 = 0x1;
+    pub const DMA_START: u64 = edu_regs::DMA_START;
     /// [`Self::REG_DMA_CMD`] direction bit: from edu's buffer to the bus.
-    pub const DMA_FROM_EDU: u64 = 0x2;
+    pub const DMA_FROM_EDU: u64 = edu_regs::DMA_TO_RAM;
     /// [`Self::REG_DMA_CMD`] bit: raise interrupt status 0x100 when done.
-    pub const DMA_IRQ: u64 = 0x4;
+    pub const DMA_IRQ: u64 = edu_regs::DMA_IRQ;
     /// Interrupt status bit set by a DMA with [`Self::DMA_IRQ`].
-    pub const IRQ_DMA: u32 = 0x100;
+    pub const IRQ_DMA: u32 = edu_regs::IRQ_DMA;
     /// edu-pasid: DMA PASID, bits [19:0] the PASID, bit 31 tag the DMA with it.
-    pub const REG_DMA_PASID: u64 = 0xa0;
+    pub const REG_DMA_PASID: u64 = edu_regs::DMA_PASID as u64;
     /// [`Self::REG_DMA_PASID`] bit: tag the DMA with the PASID.
-    pub const DMA_PASID_EN: u32 = 1 << 31;
+    pub const DMA_PASID_EN: u32 = edu_regs::DMA_PASID_EN;
     /// edu-pasid: result of the last DMA (0 done, 1 failed, 2 PASID asked while disabled).
-    pub const REG_DMA_RESULT: u64 = 0xa4;
+    pub const REG_DMA_RESULT: u64 = edu_regs::DMA_RESULT as u64;
     /// [`Self::REG_DMA_RESULT`]: the DMA completed.
-    pub const DMA_RESULT_OK: u32 = 0;
+    pub const DMA_RESULT_OK: u32 = edu_regs::DMA_RESULT_OK;
     /// [`Self::REG_DMA_RESULT`]: the DMA failed (an IOMMU fault, for instance).
-    pub const DMA_RESULT_ERROR: u32 = 1;
+    pub const DMA_RESULT_ERROR: u32 = edu_regs::DMA_RESULT_ERROR;
     /// [`Self::REG_DMA_RESULT`]: a PASID was asked while PASID Enable is clear; nothing sent.
-    pub const DMA_RESULT_NO_PASID: u32 = 2;
+    pub const DMA_RESULT_NO_PASID: u32 = edu_regs::DMA_RESULT_NO_PASID;
 
     pub(crate) fn new(qt: Qtest, ecam: Ecam, bdf: Bdf, bar0: u64) -> Self {
         Self {

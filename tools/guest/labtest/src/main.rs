@@ -372,6 +372,8 @@ fn main() {
     } else {
         (&[][..], &[][..])
     };
+    // The mdev sample the `mdev:*` tests drive (kernel command line `lab.mdev_module=`).
+    let mdev_sample = mdev_client::mdev_module();
     for (t, is_bench) in user_tests::ALL
         .iter()
         .chain(pasid_tests)
@@ -380,6 +382,17 @@ fn main() {
         .chain(benches.iter().chain(pasid_benches).map(|t| (t, true)))
     {
         if !r.selected(t.name) {
+            continue;
+        }
+        let full_only = user_tests::FULL_SAMPLE_ONLY
+            .iter()
+            .find(|(n, _)| *n == t.name);
+        if let (Some((_, why)), false) = (full_only, mdev_sample == "edu_mdev") {
+            r.report(&Outcome::new(
+                t.name,
+                Status::Skipped,
+                format!("{mdev_sample}: {why}"),
+            ));
             continue;
         }
         let o = match (t.run)() {

@@ -168,6 +168,34 @@ pub fn skipped(reason: &str) -> String {
     format!("{SKIP_MARK}{reason}")
 }
 
+/// The `mdev:*` tests that need the full sample (`edu_mdev`) and why: a run of the minimal
+/// sample (`run.sh test --filter mdev: --append lab.mdev_module=edu_mdev_min`) reports them as
+/// skipped with the reason; every other `mdev:*` test applies to it unchanged.
+pub const FULL_SAMPLE_ONLY: &[(&str, &str)] = &[
+    (
+        "mdev:types_and_capacity",
+        "checks both types (edu-small, edu-large)",
+    ),
+    ("mdev:create_copy_remove", "uses the edu-large type"),
+    ("mdev:config_space_and_info", "uses the edu-large type"),
+    ("mdev:capacity_exhausted", "counts edu-large slots"),
+    ("mdev:bad_sysfs_input", "uses the edu-large type"),
+    ("mdev:engine_shared_fairly", "uses the edu-large type"),
+    (
+        "mdev:concurrent_copies_with_churn",
+        "reads the pasid attribute",
+    ),
+    ("mdev:capacity_race", "races edu-small and edu-large"),
+    ("mdev:parent_unbind_while_open", "uses the edu-large type"),
+    ("mdev:parent_unbind_with_mdevs", "uses the edu-large type"),
+    ("mdev:race_reset_cmd", "reads the debugfs copy statistics"),
+    (
+        "mdev:pasid_mode_needs_tagged_dma",
+        "checks the PASID-mode probe messages",
+    ),
+    ("mdev:debugfs_open_across_rmmod", "needs the debugfs files"),
+];
+
 /// The lab machine must expose QEMU's edu device (1234:11e8) on PCI: later tests depend on it.
 fn edu_present() -> Result<(), String> {
     let dir =

@@ -267,17 +267,31 @@ pub fn ensure_module() -> Result<(), String> {
     if Path::new("/sys/bus/pci/drivers/edu").exists() {
         return Ok(());
     }
+    let module = mdev_module();
     let o = std::process::Command::new("insmod")
-        .arg("/lib/labtest/edu_mdev.ko")
+        .arg(format!("/lib/labtest/{module}.ko"))
         .output()
         .map_err(|e| format!("insmod: {e}"))?;
     if !o.status.success() {
         return Err(format!(
-            "insmod edu_mdev.ko: {}",
+            "insmod {module}.ko: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         ));
     }
     Ok(())
+}
+
+/// The sample module the mdev tests drive: `lab.mdev_module=NAME` on the kernel command line
+/// (`run.sh test --append lab.mdev_module=edu_mdev_min`), else `edu_mdev`. Both samples bind
+/// edu with a PCI driver named `edu`, so one run loads only one of them.
+pub fn mdev_module() -> String {
+    std::fs::read_to_string("/proc/cmdline")
+        .ok()
+        .and_then(|c| {
+            c.split_whitespace()
+                .find_map(|a| a.strip_prefix("lab.mdev_module=").map(str::to_string))
+        })
+        .unwrap_or_else(|| "edu_mdev".to_string())
 }
 
 pub fn type_attr(parent: &Path, ty: &str, attr: &str) -> Result<String, String> {

@@ -8,6 +8,8 @@
 //! Built twice from these files (`docs/portable-code.md`): into `edu_mdev.ko`, and on the host
 //! where the PASID mode runs on the SMMUv3 model (`tests/pasid_model.rs`).
 
+pub mod regfile;
+
 /// Copies must be aligned to (and a multiple of) this many bytes.
 pub const ALIGN: u64 = 4;
 const _: () = assert!(ALIGN.is_power_of_two());

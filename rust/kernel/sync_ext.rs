@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Synchronisation primitives drivers otherwise build by hand: a completion and safe flushing
+//! of a work item.
+//!
+//! C header: [`include/linux/completion.h`](srctree/include/linux/completion.h),
+//! [`include/linux/workqueue.h`](srctree/include/linux/workqueue.h)
+//!
+//! [`Completion`] follows upstream's `kernel::sync::Completion` (v6.16,
+//! `rust/kernel/sync/completion.rs`): same constructor and method names, so moving to a newer
+//! kernel changes only the `use` line. [`WorkFlush`] is not upstream yet: a `flush_work` on a
+//! `Work` the caller borrows, which is what makes it safe (the `work_struct` is initialised and
+//! cannot be freed while borrowed).
+
+use crate::{bindings, init::PinInit, pin_init, types::Opaque, workqueue::Work};
+
+/// A one-shot event threads can wait for (`struct completion`), instead of an `AtomicBool` +
+/// `Mutex` + `CondVar` triple: "the engine finished", "the last user left".
+///
+/// # Invariants
+///
+/// `inner` is an initialised `struct completion` (pinned: its wait queue is self-referential).
+///
+/// # Examples
+///
+/// ```ignore
+/// let done = KBox::pin_init(Completion::new(), GFP_KERNEL)?;
+/// // elsewhere: done.complete_all();
+/// done.wait_for_completion();
+/// ```
+#[macros::pin_data]
+pub struct Completion {
+    #[pin]
+    inner: Opaque<bindings::completion>,
+}
+
+// SAFETY: `struct completion` is designed to be signalled and waited on from any thread.
+unsafe impl Send for Completion {}
+// SAFETY: as above; every operation takes the completion's own lock.
+unsafe impl Sync for Completion {}
+
+impl Completion {
+    /// A new, not yet completed completion.
+    pub fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            inner <- Opaque::ffi_init(|slot: *mut bindings::completion| {
+                // SAFETY: `slot` is valid for writes and pinned (`ffi_init`'s contract).
+                unsafe { bindings::init_completion(slot) }
+            }),
+        })
+    }
+
+    /// Wakes every waiter, now and later (until [`Completion::reinit`]).
+    pub fn complete_all(&self) {
+        // SAFETY: initialised (type invariant).
+        unsafe { bindings::complete_all(self.inner.get()) };
+    }
+
+    /// Sleeps (uninterruptibly) until the completion is completed.
+    pub fn wait_for_completion(&self) {
+        // SAFETY: initialised (type invariant).
+        unsafe { bindings::wait_for_completion(self.inner.get()) };
+    }
+
+    /// Waits at most `jiffies`; true if completed (`wait_for_completion_timeout`).
+    pub fn wait_for_completion_timeout(&self, jiffies: usize) -> bool {
+        // SAFETY: initialised (type invariant).
+        unsafe { bindings::wait_for_completion_timeout(self.inner.get(), jiffies as _) != 0 }
+    }
+
+    /// Whether it was completed (`completion_done`).
+    pub fn is_done(&self) -> bool {
+        // SAFETY: initialised (type invariant).
+        unsafe { bindings::completion_done(self.inner.get()) }
+    }
+
+    /// Makes it "not completed" again (`reinit_completion`); only when no waiter can be
+    /// sleeping on it, which `&mut` guarantees.
+    pub fn reinit(self: core::pin::Pin<&mut Self>) {
+        // SAFETY: initialised (type invariant); `reinit_completion` only writes `done`, which
+        // `&mut` makes race-free. Done by hand because it is an inline.
+        unsafe { (*self.inner.get()).done = 0 };
+    }
+}
+
+/// Flushing a work item the caller holds a borrow of.
+pub trait WorkFlush {
+    /// Waits until the last queueing of this work item finished running (`flush_work`); true if
+    /// it had to wait. Must not be called from the work item itself (it would wait for itself;
+    /// lockdep reports it).
+    fn flush(&self) -> bool;
+    /// Cancels a pending run and waits for a running one (`cancel_work_sync`); true if it was
+    /// pending.
+    fn cancel_sync(&self) -> bool;
+}
+
+impl<T: ?Sized, const ID: u64> WorkFlush for Work<T, ID> {
+    fn flush(&self) -> bool {
+        // SAFETY: `self` is a live, initialised `Work` (every constructor runs `init_work`), and
+        // the borrow keeps it from being freed while `flush_work` uses it.
+        unsafe { bindings::flush_work(Work::raw_get(self)) }
+    }
+
+    fn cancel_sync(&self) -> bool {
+        // SAFETY: as in `flush`.
+        unsafe { bindings::cancel_work_sync(Work::raw_get(self)) }
+    }
+}

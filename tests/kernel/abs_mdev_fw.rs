@@ -1,0 +1,464 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Guest test of the mdev driver framework: `kernel::mdev::parent` (a parent that owns its
+//! data, typed per-type data, static mdev attributes), `kernel::vfio::pci` (virtual config
+//! space, region decoding, SET_IRQS validation and eventfds) and `kernel::sync_ext`
+//! (completion, work flushing), with bad input for each.
+//!
+//! The mdev cases register a parent on edu and create/remove mdevs through sysfs, as user
+//! space would. Every count the checks read lives in the parent's data, not in a global: the
+//! point of the framework is that callbacks reach it.
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use kernel::{
+    alloc::{flags::GFP_KERNEL, KVec},
+    c_str,
+    delay::msleep,
+    error::code::{EBADF, EINVAL},
+    labtest::{Case, Failed, Suite},
+    labtest_ensure, mdev,
+    mdev::parent::{AttributeGroup, MdevAttribute, ModuleDriver, ParentDriver, Registration, TypeInfo},
+    new_work, pci,
+    prelude::*,
+    str::{CStr, CString},
+    sync::Arc,
+    sync_ext::{Completion, WorkFlush},
+    sysfs,
+    vfio::{pci as vpci, uapi},
+    workqueue::{self, impl_has_work, Work, WorkItem},
+};
+
+#[path = "common/kfile.rs"]
+mod kfile;
+use kfile::{sysfs_read, sysfs_write};
+
+module! {
+    type: AbsMdevFw,
+    name: "abs_mdev_fw",
+    author: "pasid-mdev project",
+    description: "Guest test: mdev parent data, vfio::pci helpers, completion and work flushing",
+    license: "GPL",
+}
+
+const UUID: &str = "9c3b6a10-8f25-4d7e-9a61-0c2f3e4d5a01";
+
+// ---- the mdev driver under test --------------------------------------------------------------
+
+/// Per-parent data: what the callbacks count, and its own drop check.
+struct Shared {
+    name: CString,
+    /// Units left (types take 1 or 2).
+    free: AtomicU32,
+    probes: AtomicU32,
+    removes: AtomicU32,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Dropped after the parent was unregistered: every probed mdev was removed by then.
+        let ok = self.probes.load(Ordering::Relaxed) == self.removes.load(Ordering::Relaxed);
+        DATA_DROPPED_AFTER_REMOVES.store(ok, Ordering::Release);
+        DATA_DROPS.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+static DATA_DROPS: AtomicU32 = AtomicU32::new(0);
+static DATA_DROPPED_AFTER_REMOVES: AtomicBool = AtomicBool::new(false);
+
+/// Per-type data.
+struct Units(u32);
+
+/// Per-mdev data.
+struct MdevData {
+    units: u32,
+    first_uuid_byte: u8,
+}
+
+struct TestMdev;
+
+impl ParentDriver for TestMdev {
+    type ParentData = Shared;
+    type TypeData = Units;
+    type Data = MdevData;
+    const NAME: &'static CStr = c_str!("abs_mdev_fw_mdev");
+    const DEVICE_API: &'static CStr = c_str!("vfio-pci");
+    const TYPES: &'static [TypeInfo<Units>] = &[
+        TypeInfo { desc: mdev::TypeDesc { sysfs_name: c_str!("one"), pretty_name: c_str!("fw one") }, data: Units(1) },
+        TypeInfo { desc: mdev::TypeDesc { sysfs_name: c_str!("two"), pretty_name: c_str!("fw two") }, data: Units(2) },
+    ];
+    const ATTRIBUTES: Option<&'static AttributeGroup<Self>> = Some(&ATTRS);
+
+    fn probe(parent: &Shared, mdev: &mdev::Device, ty: &Units) -> Result<MdevData> {
+        let free = parent.free.load(Ordering::Acquire);
+        if free < ty.0 {
+            return Err(ENOSPC);
+        }
+        parent.free.store(free - ty.0, Ordering::Release);
+        parent.probes.fetch_add(1, Ordering::AcqRel);
+        Ok(MdevData { units: ty.0, first_uuid_byte: mdev.uuid()[0] })
+    }
+
+    fn remove(parent: &Shared, _mdev: &mdev::Device, data: MdevData) {
+        parent.free.fetch_add(data.units, Ordering::AcqRel);
+        parent.removes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn available(parent: &Shared, ty: &Units) -> u32 {
+        parent.free.load(Ordering::Acquire) / ty.0
+    }
+
+    fn description(parent: &Shared, ty: &Units, out: &mut mdev::SysfsBuf<'_>) -> Result {
+        use core::fmt::Write;
+        writeln!(out, "{} units on {}", ty.0, parent.name.to_str().map_err(|_| EINVAL)?).map_err(|_| EINVAL)
+    }
+}
+
+/// `fw_info`: the mdev's units, its UUID's first byte and the parent's probe count.
+struct Info;
+
+impl MdevAttribute<TestMdev> for Info {
+    fn show(parent: &Shared, _mdev: &mdev::Device, data: &MdevData, out: &mut sysfs::Buffer<'_>) -> Result {
+        use core::fmt::Write;
+        writeln!(out, "units {} uuid0 {:02x} probes {}", data.units, data.first_uuid_byte, parent.probes.load(Ordering::Relaxed))
+            .map_err(|_| EINVAL)
+    }
+}
+
+kernel::mdev_attribute_group!(ATTRS, TestMdev, [("fw_info", Info)]);
+
+static MDEV_DRIVER: ModuleDriver<TestMdev> = ModuleDriver::new();
+/// Whether `mdev::Parent::new` refused the framework's driver (it must: no data around it).
+static PLAIN_PARENT_REFUSED: AtomicBool = AtomicBool::new(false);
+static PARENT_NAME: AtomicPtr<CString> = AtomicPtr::new(core::ptr::null_mut());
+
+// ---- the PCI driver: one parent per edu ------------------------------------------------------
+
+struct EduParent {
+    _parent: Pin<KBox<Registration<TestMdev>>>,
+}
+
+kernel::pci_device_table!(EDU_IDS, (), [(pci::DeviceId::from_id(0x1234, 0x11e8), ())]);
+
+impl pci::Driver for EduParent {
+    type IdInfo = ();
+    const ID_TABLE: pci::IdTable<()> = EDU_IDS.table();
+
+    fn probe(dev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+        let drv = MDEV_DRIVER.get()?;
+        let plain = KBox::pin_init(mdev::Parent::new(dev.as_ref(), &drv, &[TestMdev::TYPES[0].desc]), GFP_KERNEL);
+        PLAIN_PARENT_REFUSED.store(plain.err() == Some(EINVAL), Ordering::Release);
+        let name = CString::try_from_fmt(kernel::fmt!("{}", dev.as_ref().name()))?;
+        let name2 = CString::try_from_fmt(kernel::fmt!("{}", dev.as_ref().name()))?;
+        let shared = Shared { name, free: AtomicU32::new(3), probes: AtomicU32::new(0), removes: AtomicU32::new(0) };
+        let parent = Registration::new(dev.as_ref(), &drv, shared)?;
+        let old = PARENT_NAME.swap(KBox::into_raw(KBox::new(name2, GFP_KERNEL)?), Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: from `KBox::into_raw` above, taken back once.
+            drop(unsafe { KBox::from_raw(old) });
+        }
+        Ok(KBox::pin(EduParent { _parent: parent }, GFP_KERNEL)?)
+    }
+}
+
+fn type_path(parent: &CStr, ty: &str, attr: &str) -> Result<CString> {
+    CString::try_from_fmt(kernel::fmt!("/sys/class/mdev_bus/{}/mdev_supported_types/abs_mdev_fw-{}/{}", parent, ty, attr))
+}
+
+fn read_is(case: &Case<'_>, path: Result<CString>, want: &[u8]) -> Result<(), Failed> {
+    let path = case.check("path", path)?;
+    let got = case.check("read", sysfs_read(&path))?;
+    labtest_ensure!(case, got[..] == *want, "{:?}: {:?}, want {:?}", &*path, core::str::from_utf8(&got), core::str::from_utf8(want));
+    Ok(())
+}
+
+fn mdev_cases(suite: &mut Suite, parent: &CStr) {
+    suite.run("parent_data_reaches_type_callbacks", |case| {
+        read_is(case, type_path(parent, "one", "available_instances"), b"3\n")?;
+        read_is(case, type_path(parent, "two", "available_instances"), b"1\n")?;
+        let mut want = KVec::new();
+        let text = case.check("fmt", CString::try_from_fmt(kernel::fmt!("2 units on {}\n", parent)))?;
+        case.check("fmt", want.extend_from_slice(text.as_bytes(), GFP_KERNEL).map_err(Into::into))?;
+        read_is(case, type_path(parent, "two", "description"), &want)
+    });
+    suite.run("probe_gets_parent_and_type_data", |case| {
+        case.check("create", sysfs_write(&case.check("path", type_path(parent, "two", "create"))?, UUID.as_bytes()))?;
+        read_is(case, type_path(parent, "one", "available_instances"), b"1\n")?;
+        read_is(case, type_path(parent, "two", "available_instances"), b"0\n")
+    });
+    suite.run("static_attribute_reaches_mdev_data", |case| {
+        let p = CString::try_from_fmt(kernel::fmt!("/sys/bus/mdev/devices/{}/fw_info", UUID));
+        read_is(case, p, b"units 2 uuid0 10 probes 1\n")
+    });
+    suite.run("probe_refusal_leaves_no_mdev", |case| {
+        let p = case.check("path", type_path(parent, "two", "create"))?;
+        let r = sysfs_write(&p, b"9c3b6a10-8f25-4d7e-9a61-0c2f3e4d5a02");
+        labtest_ensure!(case, r.is_err(), "a second two-unit mdev was created with one unit left");
+        let gone = CString::try_from_fmt(kernel::fmt!("/sys/bus/mdev/devices/9c3b6a10-8f25-4d7e-9a61-0c2f3e4d5a02/fw_info"));
+        labtest_ensure!(case, sysfs_read(&case.check("path", gone)?).is_err(), "the refused mdev has attributes");
+        Ok(())
+    });
+    suite.run("plain_parent_refuses_framework_driver", |case| {
+        labtest_ensure!(case, PLAIN_PARENT_REFUSED.load(Ordering::Acquire), "mdev::Parent::new accepted a parent::Via driver");
+        Ok(())
+    });
+}
+
+// ---- vfio::pci ----------------------------------------------------------------------------------
+
+fn cfg16(c: &vpci::ConfigSpace, off: u64) -> u16 {
+    let mut b = [0u8; 2];
+    let _ = c.read(off, &mut b);
+    u16::from_le_bytes(b)
+}
+
+fn config_cases(suite: &mut Suite) {
+    suite.run("config_space_write_masks", |case| {
+        let mut c = vpci::ConfigSpace::new(0x1234, 0xed02, 0x08_80_00, 1);
+        case.check("write ids", c.write(0, &[0xff; 4]))?;
+        labtest_ensure!(case, cfg16(&c, 0) == 0x1234 && cfg16(&c, 2) == 0xed02, "IDs writable: {:#x} {:#x}", cfg16(&c, 0), cfg16(&c, 2));
+        case.check("write command", c.write(4, &[0xff, 0xff]))?;
+        labtest_ensure!(case, cfg16(&c, 4) == 0x0406, "command {:#x}, want memory|master|intx-disable", cfg16(&c, 4));
+        labtest_ensure!(case, c.memory_enabled(), "memory space not enabled");
+        labtest_ensure!(case, case.check("class", c.read32(8))? == 0x0880_0001, "class/revision");
+        Ok(())
+    });
+    suite.run("config_bar_sizing", |case| {
+        let mut c = vpci::ConfigSpace::new(0x1234, 0xed02, 0, 0);
+        case.check("bar", c.add_bar32(0, 0x1000))?;
+        case.check("size probe", c.write(0x10, &[0xff; 4]))?;
+        let v = case.check("read bar", c.read32(0x10))?;
+        labtest_ensure!(case, v == 0xffff_f000, "BAR0 after all-ones {:#x}", v);
+        labtest_ensure!(case, c.add_bar32(6, 0x1000) == Err(EINVAL), "BAR index 6 accepted");
+        labtest_ensure!(case, c.add_bar32(1, 0x1800) == Err(EINVAL), "non-power-of-two size accepted");
+        labtest_ensure!(case, c.add_bar32(1, 8) == Err(EINVAL), "8-byte BAR accepted");
+        Ok(())
+    });
+    suite.run("config_msi_capability", |case| {
+        let mut c = vpci::ConfigSpace::new(0x1234, 0xed02, 0, 0);
+        labtest_ensure!(case, c.add_msi(0x3c) == Err(EINVAL), "MSI inside the header accepted");
+        labtest_ensure!(case, c.add_msi(0x42) == Err(EINVAL), "unaligned MSI accepted");
+        case.check("msi", c.add_msi(0x40))?;
+        labtest_ensure!(case, c.add_msi(0x50) == Err(EINVAL), "second MSI capability accepted");
+        let mut b = [0u8; 1];
+        case.check("cap ptr", c.read(0x34, &mut b))?;
+        labtest_ensure!(case, b[0] == 0x40 && cfg16(&c, 6) & 0x10 != 0, "capability list not linked");
+        labtest_ensure!(case, cfg16(&c, 0x40) == 0x0005, "MSI header {:#x}", cfg16(&c, 0x40));
+        labtest_ensure!(case, !c.msi_enabled(), "MSI enabled at reset");
+        case.check("control", c.write(0x42, &[0xff, 0xff]))?;
+        labtest_ensure!(case, cfg16(&c, 0x42) == 0x0081 && c.msi_enabled(), "control {:#x}", cfg16(&c, 0x42));
+        case.check("address", c.write(0x44, &[0xff; 4]))?;
+        labtest_ensure!(case, case.check("addr", c.read32(0x44))? == 0xffff_fffc, "MSI address low bits writable");
+        Ok(())
+    });
+    suite.run("config_access_outside_is_refused", |case| {
+        let mut c = vpci::ConfigSpace::new(0x1234, 0xed02, 0, 0);
+        case.check("msi", c.add_msi(0xf0))?;
+        let mut b = [0u8; 4];
+        labtest_ensure!(case, c.read(0xfe, &mut b) == Err(EINVAL), "read across the end accepted");
+        labtest_ensure!(case, c.write(0xfc, &[0xff; 8]) == Err(EINVAL), "write across the end accepted");
+        labtest_ensure!(case, case.check("data", c.read32(0xfc))? == 0, "a refused write changed bytes");
+        labtest_ensure!(case, c.write(u64::MAX, &[1]) == Err(EINVAL), "write at u64::MAX accepted");
+        Ok(())
+    });
+    suite.run("region_access_decoding", |case| {
+        let size = |i: u32| match i {
+            vpci::BAR0_REGION_INDEX => 0x1000,
+            vpci::CONFIG_REGION_INDEX => 256,
+            _ => 0,
+        };
+        let bar = vpci::region_offset(vpci::BAR0_REGION_INDEX);
+        let cfg = vpci::region_offset(vpci::CONFIG_REGION_INDEX);
+        labtest_ensure!(case, cfg == 7 << 40, "config offset {:#x}", cfg);
+        let ok = vpci::RegionAccess::decode(cfg + 0x40, 2, size);
+        labtest_ensure!(case, ok == Ok(vpci::RegionAccess { index: 7, offset: 0x40, len: 2 }), "{:?}", ok);
+        labtest_ensure!(case, vpci::RegionAccess::decode(bar + 0xffc, 4, size).is_ok(), "last BAR0 word refused");
+        for (pos, len, what) in [
+            (bar + 0x1000, 4, "past BAR0"),
+            (bar + 0xffe, 4, "straddling the end"),
+            (bar, 0, "empty"),
+            (vpci::region_offset(2), 4, "absent region"),
+            (vpci::region_offset(vpci::NUM_REGIONS), 4, "index past the regions"),
+            (!3u64, 4, "huge offset"),
+        ] {
+            labtest_ensure!(case, vpci::RegionAccess::decode(pos, len, size) == Err(EINVAL), "{} accepted", what);
+        }
+        let whole = case.check("whole config", vpci::RegionAccess::decode(cfg, 256, size))?;
+        labtest_ensure!(case, whole.aligned(&[1, 2, 4]) == Err(EINVAL), "256-byte register access accepted");
+        for (pos, len, what) in [(bar + 2, 4, "misaligned"), (bar, 3, "3 bytes"), (bar, 8, "8 bytes")] {
+            let a = case.check("decode", vpci::RegionAccess::decode(pos, len, size))?;
+            labtest_ensure!(case, a.aligned(&[4]) == Err(EINVAL), "{} register access accepted", what);
+        }
+        Ok(())
+    });
+}
+
+// ---- SET_IRQS --------------------------------------------------------------------------------
+
+const DATA_NONE: u32 = 1;
+const DATA_BOOL: u32 = 2;
+const DATA_EVENTFD: u32 = 4;
+const ACTION_MASK: u32 = 8;
+const ACTION_TRIGGER: u32 = 32;
+
+/// A `vfio_irq_set` (argsz, flags, index, start, count) followed by `data`.
+fn irq_set(flags: u32, index: u32, start: u32, count: u32, data: &[u8]) -> Result<KVec<u8>> {
+    let mut v = KVec::new();
+    let argsz = (uapi::IRQ_SET_MINSZ + data.len()) as u32;
+    for w in [argsz, flags, index, start, count] {
+        v.extend_from_slice(&w.to_ne_bytes(), GFP_KERNEL)?;
+    }
+    v.extend_from_slice(data, GFP_KERNEL)?;
+    Ok(v)
+}
+
+fn irq_cases(suite: &mut Suite) {
+    static SUPPORTED: [u32; 2] = [vpci::MSI_IRQ_INDEX, vpci::REQ_IRQ_INDEX];
+    suite.run("set_irqs_bad_input_refused", |case| {
+        let fds = vpci::IrqEventfds::new(&SUPPORTED);
+        let parse = |b: &[u8]| uapi::IrqSet::parse(b, vpci::NUM_IRQS, |i| fds.count(i));
+        let msi = vpci::MSI_IRQ_INDEX;
+        let fd = (-1i32).to_ne_bytes();
+        for (b, what) in [
+            (irq_set(DATA_NONE | DATA_BOOL | ACTION_TRIGGER, msi, 0, 1, &[1]), "two data types"),
+            (irq_set(DATA_NONE | ACTION_TRIGGER | ACTION_MASK, msi, 0, 1, &[]), "two actions"),
+            (irq_set(DATA_NONE | ACTION_TRIGGER | 1 << 9, msi, 0, 1, &[]), "unknown flag"),
+            (irq_set(DATA_NONE | ACTION_TRIGGER, vpci::NUM_IRQS, 0, 0, &[]), "index past the IRQs"),
+            (irq_set(DATA_EVENTFD | ACTION_TRIGGER, msi, 0, 2, &[0xff; 8]), "two vectors of one"),
+            (irq_set(DATA_EVENTFD | ACTION_TRIGGER, msi, 1, 1, &fd), "start past the vectors"),
+            (irq_set(DATA_EVENTFD | ACTION_TRIGGER, msi, 0, 0, &[]), "eventfd with count 0"),
+            (irq_set(DATA_NONE | ACTION_TRIGGER, vpci::INTX_IRQ_INDEX, 0, 1, &[]), "vector of an absent index"),
+        ] {
+            let b = case.check("build", b)?;
+            labtest_ensure!(case, parse(&b).err() == Some(EINVAL), "{} accepted", what);
+        }
+        // argsz shorter than the data it announces.
+        let mut b = case.check("build", irq_set(DATA_EVENTFD | ACTION_TRIGGER, msi, 0, 1, &fd))?;
+        b[0] = 20;
+        labtest_ensure!(case, parse(&b).err() == Some(EINVAL), "argsz without room for the eventfd accepted");
+        Ok(())
+    });
+    suite.run("set_irqs_applies_to_eventfds", |case| {
+        let mut fds = vpci::IrqEventfds::new(&SUPPORTED);
+        let parse = |b: &[u8], f: &vpci::IrqEventfds| uapi::IrqSet::parse(b, vpci::NUM_IRQS, |i| f.count(i));
+        let msi = vpci::MSI_IRQ_INDEX;
+        labtest_ensure!(case, fds.count(msi) == 1 && fds.count(vpci::INTX_IRQ_INDEX) == 0, "vector counts");
+        // An fd number no process has open.
+        let bad = case.check("build", irq_set(DATA_EVENTFD | ACTION_TRIGGER, msi, 0, 1, &100_000i32.to_ne_bytes()))?;
+        let set = case.check("parse", parse(&bad, &fds))?;
+        labtest_ensure!(case, fds.apply(&set) == Err(EBADF), "a closed fd was accepted as eventfd");
+        labtest_ensure!(case, !fds.is_set(msi) && !fds.signal(msi), "eventfd set after a refused request");
+        let mask = case.check("build", irq_set(DATA_NONE | ACTION_MASK, msi, 0, 1, &[]))?;
+        let set = case.check("parse", parse(&mask, &fds))?;
+        labtest_ensure!(case, fds.apply(&set) == Err(EINVAL), "masking a non-maskable vector accepted");
+        let off = case.check("build", irq_set(DATA_NONE | ACTION_TRIGGER, vpci::INTX_IRQ_INDEX, 0, 0, &[]))?;
+        let set = case.check("parse", parse(&off, &fds))?;
+        labtest_ensure!(case, fds.apply(&set).is_ok(), "disabling an absent index refused");
+        let clear = case.check("build", irq_set(DATA_EVENTFD | ACTION_TRIGGER, msi, 0, 1, &(-1i32).to_ne_bytes()))?;
+        let set = case.check("parse", parse(&clear, &fds))?;
+        labtest_ensure!(case, fds.apply(&set).is_ok() && !fds.is_set(msi), "fd -1 did not clear");
+        Ok(())
+    });
+}
+
+// ---- completion and work flushing ----------------------------------------------------------------
+
+#[pin_data]
+struct Worker {
+    #[pin]
+    done: Completion,
+    ran: AtomicBool,
+    delay_ms: u32,
+    #[pin]
+    work: Work<Worker>,
+}
+
+impl_has_work! {
+    impl HasWork<Worker> for Worker { self.work }
+}
+
+impl WorkItem for Worker {
+    type Pointer = Arc<Worker>;
+
+    fn run(this: Arc<Worker>) {
+        msleep(this.delay_ms);
+        this.ran.store(true, Ordering::Release);
+        this.done.complete_all();
+    }
+}
+
+fn worker(delay_ms: u32) -> Result<Arc<Worker>> {
+    Arc::pin_init(
+        pin_init!(Worker {
+            done <- Completion::new(),
+            ran: AtomicBool::new(false),
+            delay_ms,
+            work <- new_work!("abs_mdev_fw::Worker"),
+        }),
+        GFP_KERNEL,
+    )
+}
+
+fn sync_cases(suite: &mut Suite) {
+    suite.run("completion_times_out_until_completed", |case| {
+        let w = case.check("alloc", worker(0))?;
+        labtest_ensure!(case, !w.done.is_done(), "new completion is done");
+        labtest_ensure!(case, !w.done.wait_for_completion_timeout(2), "wait on an uncompleted completion returned true");
+        Ok(())
+    });
+    suite.run("completion_wakes_waiter", |case| {
+        let w = case.check("alloc", worker(50))?;
+        let _ = workqueue::system().enqueue(w.clone());
+        // 1000 jiffies: far more than the 50 ms the work sleeps, at any HZ.
+        labtest_ensure!(case, w.done.wait_for_completion_timeout(1000), "completion from a work item never came");
+        labtest_ensure!(case, w.ran.load(Ordering::Acquire) && w.done.is_done(), "woken before the work ran");
+        Ok(())
+    });
+    suite.run("work_flush_waits_for_the_run", |case| {
+        let w = case.check("alloc", worker(100))?;
+        let _ = workqueue::system().enqueue(w.clone());
+        let waited = w.work.flush();
+        labtest_ensure!(case, waited && w.ran.load(Ordering::Acquire), "flush returned before the work ran (waited {})", waited);
+        labtest_ensure!(case, !w.work.flush(), "flush of an idle work waited");
+        Ok(())
+    });
+}
+
+struct AbsMdevFw;
+
+impl kernel::Module for AbsMdevFw {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let mut suite = Suite::new("abs_mdev_fw");
+        config_cases(&mut suite);
+        irq_cases(&mut suite);
+        sync_cases(&mut suite);
+        let drv = mdev::DriverRegistration::new_arc(module);
+        suite.run("mdev_driver_registered", |case| {
+            labtest_ensure!(case, drv.is_ok(), "mdev_register_driver: {:?}", drv.as_ref().err());
+            Ok(())
+        });
+        if let Ok(drv) = drv {
+            // SAFETY: the slot is empty and only this thread sets or takes it.
+            unsafe { MDEV_DRIVER.set(drv) };
+            let reg = KBox::pin_init(pci::Registration::<EduParent>::new(c_str!("abs_mdev_fw"), module), GFP_KERNEL);
+            let name = PARENT_NAME.swap(core::ptr::null_mut(), Ordering::AcqRel);
+            suite.run("parent_registered_on_edu", |case| {
+                labtest_ensure!(case, reg.is_ok() && !name.is_null(), "pci registration / parent: {:?}", reg.as_ref().err());
+                Ok(())
+            });
+            if !name.is_null() {
+                // SAFETY: from `KBox::into_raw` in probe, taken back once.
+                let name = unsafe { KBox::from_raw(name) };
+                mdev_cases(&mut suite, &name);
+            }
+            // Unbinding edu drops the registration with an mdev left: remove first, then data.
+            drop(reg);
+            suite.run("unregister_removes_mdevs_before_data_drops", |case| {
+                labtest_ensure!(case, DATA_DROPS.load(Ordering::Acquire) == 1, "parent data dropped {} times", DATA_DROPS.load(Ordering::Acquire));
+                labtest_ensure!(case, DATA_DROPPED_AFTER_REMOVES.load(Ordering::Acquire), "parent data dropped before every mdev was removed");
+                Ok(())
+            });
+            // SAFETY: the PCI driver is unregistered: no probe calls `get` any more.
+            drop(unsafe { MDEV_DRIVER.take() });
+        }
+        suite.finish();
+        Ok(AbsMdevFw)
+    }
+}
