@@ -4,8 +4,8 @@
 #   qtest-driven QEMU tests), 3. kernel build + guest tests on the release kernel, on the
 #   stock platform (edu) and on the PASID platform (run.sh --platform pasid), then the
 #   rust-smmu flavour (the Rust SMMUv3 driver) on the PASID platform, 4. the stock
-#   platform on the debug kernel (KASAN, lockdep, kmemleak, fault injection) unless
-#   LAB_SKIP_DEBUG=1. Lints (rustfmt, clippy on the host workspace, CLIPPY=1 on the kernel
+#   platform on the debug kernel (KASAN, lockdep, kmemleak, fault injection), and its tests
+#   named "pasid" on the PASID platform, unless LAB_SKIP_DEBUG=1. Lints (rustfmt, clippy on the host workspace, CLIPPY=1 on the kernel
 #   modules) fail the run too.
 # Host tests that need QEMU fail without it; with LAB_NO_QEMU=1 they print a "LAB-SKIP" line
 # instead (tools/qtest: require_qemu) and are counted here as skipped, not passed.
@@ -52,10 +52,13 @@ for f in "${flavours[@]}"; do
     fi
     # The release kernel also runs on the PASID platform (SMMUv3 with SubstreamIDs + edu-pasid)
     # and, for its one test, on the PASID platform without isolated MSIs (GICv2); the Rust
-    # SMMUv3 driver runs on the PASID platform (its set_dev_pasid runs there).
+    # SMMUv3 driver runs on the PASID platform (its set_dev_pasid runs there); the debug kernel
+    # runs everything on edu and, on the PASID platform, the tests named "pasid" (PASID-tagged
+    # DMA through kernel::auxdomain, the sample's PASID mode) with kmemleak.
     case "$f" in
     release) platforms=(edu pasid pasid-noits) ;;
     rust-smmu) platforms=(pasid) ;;
+    debug) platforms=(edu pasid) ;;
     *) platforms=(edu) ;;
     esac
     for plat in "${platforms[@]}"; do
@@ -64,7 +67,9 @@ for f in "${flavours[@]}"; do
         [ "$plat" = edu ] || log=$LAB_CACHE/last-test-$f-$plat.log
         rm -f "$log" # never judge a previous run's log
         set +e
-        only=(); [ "$plat" = pasid-noits ] && only=(--filter mdev:pasid_msi)
+        only=()
+        [ "$plat" = pasid-noits ] && only=(--filter mdev:pasid_msi)
+        [ "$f/$plat" = debug/pasid ] && only=(--filter pasid)
         "$here/run.sh" test --flavour "$f" --platform "$plat" "${only[@]}"
         s=$?
         set -e
