@@ -298,33 +298,10 @@ kernel::module_param_bool!(INJECT_UNMAPPED_DST, "inject_unmapped_dst", 0o644);
 
 // ---- 3. the parent ----------------------------------------------------------------------------
 
-/// edu registers (QEMU `hw/misc/edu.c`).
-mod edu {
-    pub(crate) const ID: usize = 0x00;
-    pub(crate) const ID_VALUE: u32 = 0x0100_00ed;
-    pub(crate) const DMA_SRC: usize = 0x80;
-    pub(crate) const DMA_DST: usize = 0x88;
-    pub(crate) const DMA_COUNT: usize = 0x90;
-    pub(crate) const DMA_CMD: usize = 0x98;
-    pub(crate) const CMD_START: u64 = 0x1;
-    pub(crate) const CMD_TO_RAM: u64 = 0x2;
-    /// Raise interrupt 0x100 when the DMA is done.
-    pub(crate) const CMD_IRQ: u64 = 0x4;
-    pub(crate) const IRQ_STATUS: usize = 0x24;
-    pub(crate) const IRQ_ACK: usize = 0x64;
-    /// edu's DMA buffer in its own address space.
-    pub(crate) const BUF: u64 = 0x40000;
-    pub(crate) const BUF_SIZE: usize = 4096;
-    /// edu masks DMA addresses to 28 bits.
-    pub(crate) const DMA_BITS: u32 = 28;
-    /// edu-pasid only: the DMA PASID register (bits 19:0 the PASID, bit 31 tag the DMA with
-    /// it) and the result of the last DMA (0 done, 1 failed: a translation fault or abort, 2 not
-    /// sent: PASID Enable clear).
-    pub(crate) const DMA_PASID: usize = 0xa0;
-    pub(crate) const DMA_PASID_TAG: u32 = 1 << 31;
-    pub(crate) const DMA_RESULT: usize = 0xa4;
-    pub(crate) const RESULT_FAILED: u32 = 1;
-}
+// edu's and edu-pasid's registers (QEMU `hw/misc/edu.c`, docs/pasid-device.md), declared
+// once for the samples, the test modules and the qtest client.
+#[path = "edu-regs/src/edu_regs/mod.rs"]
+mod edu;
 
 /// One mdev of a parent: what sysfs and capacity accounting need.
 struct Slot {
@@ -638,7 +615,7 @@ impl ParentShared {
             len: job.len,
         };
         let p = copy
-            .piece(job.done, PAGE, edu::BUF_SIZE as u64)
+            .piece(job.done, PAGE, edu::DMA_BUF_SIZE as u64)
             .ok_or(CopyError::Device)?;
         let (sp, dp) = (p.src_page(PAGE), p.dst_page(PAGE));
         let vdev = &job.vdev;
@@ -695,12 +672,12 @@ impl ParentShared {
         };
         st.add(&st.map_ns, since(t1));
         let src_addr = s.as_ref().unwrap_or(&d).addr() + p.src % PAGE;
-        self.edu_dma(src_addr, edu::BUF, p.len, edu::CMD_START, tag)?;
+        self.edu_dma(src_addr, edu::DMA_BUF, p.len, edu::DMA_START, tag)?;
         self.edu_dma(
-            edu::BUF,
+            edu::DMA_BUF,
             d.addr() + p.dst % PAGE,
             p.len,
-            edu::CMD_START | edu::CMD_TO_RAM,
+            edu::DMA_START | edu::DMA_TO_RAM,
             tag,
         )?;
         // Unmapped, then unpinned (on an error above, the same happens as the locals drop).
@@ -743,20 +720,20 @@ impl ParentShared {
         io(&|b| {
             if self.caps.pasid_tagged_dma {
                 // Untagged (0) unless in PASID mode; only edu-pasid has the register.
-                let reg = tag.map_or(0, |p| p | edu::DMA_PASID_TAG);
+                let reg = tag.map_or(0, |p| p | edu::DMA_PASID_EN);
                 b.write32(reg, edu::DMA_PASID)?;
             }
             b.write64(src, edu::DMA_SRC)?;
             b.write64(dst, edu::DMA_DST)?;
             b.write64(count, edu::DMA_COUNT)?;
-            b.write64(cmd | edu::CMD_IRQ, edu::DMA_CMD)
+            b.write64(cmd | edu::DMA_IRQ, edu::DMA_CMD)
         })?;
         // Sleep until edu's completion MSI (see `EduIrq`); the timeout keeps this working, by
         // polling, if the interrupt is lost or there is none.
         for _ in 0..200 {
             let busy = {
                 let bar = self.bar.try_access().ok_or(CopyError::Device)?;
-                bar.read64(edu::DMA_CMD).map_err(|_| CopyError::Device)? & edu::CMD_START != 0
+                bar.read64(edu::DMA_CMD).map_err(|_| CopyError::Device)? & edu::DMA_START != 0
             };
             if !busy {
                 let result = match tag {
@@ -795,7 +772,7 @@ impl ParentShared {
             .map_err(|_| CopyError::Device)?;
         Ok(match r {
             0 => Ok(()),
-            edu::RESULT_FAILED => {
+            edu::DMA_RESULT_ERROR => {
                 self.stats.faults.fetch_add(1, Ordering::Relaxed);
                 dev_info!(
                     &*self.pdev,
@@ -1621,8 +1598,8 @@ kernel::pci_device_table!(
     EDU_IDS,
     EngineCaps,
     [
-        (pci::DeviceId::from_id(0x1234, 0x11e8), EDU_ENGINE),
-        (pci::DeviceId::from_id(0x1234, 0x11e9), EDU_PASID_ENGINE),
+        (pci::DeviceId::from_id(edu::VENDOR_ID, edu::DEVICE_ID), EDU_ENGINE),
+        (pci::DeviceId::from_id(edu::VENDOR_ID, edu::PASID_DEVICE_ID), EDU_PASID_ENGINE),
     ]
 );
 
