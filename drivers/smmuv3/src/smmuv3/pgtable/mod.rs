@@ -32,14 +32,27 @@
 //!   next level (translation-preserving, so `ENOMEM` here leaves every translation intact),
 //!   then clears every leaf inside the range. What must be invalidated is recorded in a
 //!   [`Gather`]; see [`gather`] for the neutral [`Invalidation`] list it turns into.
-//! * Freeing: a table whose every entry is gone after an `unmap` (because the range covered
-//!   it, or because a scan after clearing finds it empty) is unlinked, and a non-leaf
-//!   (walk-cache) invalidation of its span is added to the gather. Its memory is **not**
+//! * Freeing: a table is freed only when an `unmap` covers its whole span (the range
+//!   contains every address the table translates), like io-pgtable-arm.c, whose
+//!   `__arm_lpae_unmap` frees a table only when the unmap size equals the entry's block size
+//!   (line 646) and never scans a partly-unmapped table for emptiness. A table that an
+//!   `unmap` merely leaves empty stays linked (a valid table descriptor over invalid entries
+//!   translates nothing, so no walk invalidation is owed) and the next `map` below it reuses
+//!   it without allocating: map/unmap cycles in one region allocate nothing. The cost is the
+//!   C driver's too: empty tables stay allocated until a covering `unmap` or the drop of the
+//!   page table, and a block-sized `map` over such a table is made of next-level leaves (C
+//!   would first free the table, which needs a synchronous walk invalidation `map` cannot
+//!   issue here) until a covering `unmap` removes the table.
+//!   A freed table is unlinked and a non-leaf (walk-cache) invalidation of its span is added
+//!   to the gather. Its memory is **not**
 //!   freed yet: the SMMU may still hold a walk-cache entry pointing at it, so it is queued on
 //!   the gather ("retired") and freed by [`PageTable::release_retired`], which the caller must
 //!   call only after the gather's invalidations have completed (CMD_SYNC consumed). The root
 //!   table is never freed before the page table is dropped. Dropping the page table drops the
 //!   store and therefore every table, retired or not.
+//! * Cost: every descriptor access goes through the table's [`DmaMemory`], found from its
+//!   address in the [`PageTableStore`]; the loops over the entries of one table look the table
+//!   up once per run of leaves (`map_run`, `clear_run`), not once per descriptor.
 //! * Block splitting replaces the block descriptor by a table descriptor in one 64-bit store,
 //!   like io-pgtable-arm.c (`arm_lpae_split_blk_unmap`, line 584); no break-before-make.
 //!
@@ -525,30 +538,23 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         req: &MapReq,
         pass: MapPass,
     ) -> Result<(), PgtableError> {
-        let g = self.cfg.granule;
-        let lshift = g.level_shift(level);
-        let lsize = 1u64 << lshift;
+        let lsize = 1u64 << self.cfg.granule.level_shift(level);
         let mut va = start;
-        while va < end {
+        loop {
+            // The entries that need no table and no descent, with one table look-up.
+            va = self.map_run(table, level, va, end, req, pass)?;
+            if va >= end {
+                return Ok(());
+            }
             let entry_start = va & !(lsize - 1);
             let chunk_end = end.min(entry_start + lsize);
-            let pa = req.paddr + (va - req.iova);
             let desc = self.read(table, level, va)?;
-            let kind = Self::kind(desc, level);
-            let leaf_fits = g.leaf_allowed(level)
-                && va == entry_start
-                && chunk_end - va == lsize
-                && pa & (lsize - 1) == 0;
-            match kind {
+            match Self::kind(desc, level) {
+                // `map_run` stops at a leaf with `EEXIST`: not reached.
                 Kind::Leaf => return Err(PgtableError::Exists),
-                Kind::Invalid if leaf_fits => {
-                    if pass == MapPass::Commit {
-                        self.write(table, level, va, self.leaf_desc(pa, level, req.attrs))?;
-                    }
-                }
                 Kind::Table(next) => self.map_level(next, level + 1, va, chunk_end, req, pass)?,
+                // `map_run` stops at an invalid entry only when it needs a table.
                 Kind::Invalid => match pass {
-                    // Nothing is mapped below an invalid entry.
                     MapPass::Check => {}
                     MapPass::Prepare => {
                         if level >= 3 {
@@ -565,7 +571,52 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             }
             va = chunk_end;
         }
-        Ok(())
+    }
+
+    /// The loop of [`Self::map_level`] over the entries of `table` from `va` that need neither
+    /// a new table nor a descent: an invalid entry where a leaf fits (written by the commit
+    /// pass), or any invalid entry in the check pass (nothing is mapped below it). The table
+    /// is looked up once. Returns where it stopped: `end`, or the first entry the caller must
+    /// handle (a table descriptor, or an invalid entry that needs a table). `EEXIST` at a
+    /// leaf.
+    fn map_run(
+        &self,
+        table: u64,
+        level: u32,
+        mut va: u64,
+        end: u64,
+        req: &MapReq,
+        pass: MapPass,
+    ) -> Result<u64, PgtableError> {
+        let g = self.cfg.granule;
+        let lsize = 1u64 << g.level_shift(level);
+        let leaf_level = g.leaf_allowed(level);
+        let mem = self.table(table)?;
+        while va < end {
+            let entry_start = va & !(lsize - 1);
+            let chunk_end = end.min(entry_start + lsize);
+            let pa = req.paddr + (va - req.iova);
+            let off = self.offset(va, level);
+            match Self::kind(mem.read_u64(off), level) {
+                Kind::Leaf => return Err(PgtableError::Exists),
+                Kind::Table(_) => break,
+                Kind::Invalid => {
+                    let leaf_fits = leaf_level
+                        && va == entry_start
+                        && chunk_end - va == lsize
+                        && pa & (lsize - 1) == 0;
+                    if leaf_fits {
+                        if pass == MapPass::Commit {
+                            mem.write_u64(off, self.leaf_desc(pa, level, req.attrs));
+                        }
+                    } else if pass != MapPass::Check {
+                        break;
+                    }
+                }
+            }
+            va = chunk_end;
+        }
+        Ok(va)
     }
 
     /// Unmaps every leaf inside `[iova, iova + size)` and returns the number of bytes that
@@ -602,7 +653,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         }
         let root = self.root.dma_addr();
         let ctx = ClearCtx { split };
-        let (unmapped, _) = self.clear_level(root, self.start_level, iova, end, &ctx, gather)?;
+        let unmapped = self.clear_level(root, self.start_level, iova, end, &ctx, gather)?;
         Ok(unmapped)
     }
 
@@ -654,8 +705,9 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         Ok(())
     }
 
-    /// Clears the leaves in `[start, end)` below `table`. Returns the bytes unmapped and
-    /// whether any descriptor of this table was cleared.
+    /// Clears the leaves in `[start, end)` below `table` and returns the bytes unmapped.
+    /// A table is unlinked and retired only when the range covers its whole span (see the
+    /// module documentation, "Freeing").
     fn clear_level(
         &mut self,
         table: u64,
@@ -664,59 +716,72 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         end: u64,
         ctx: &ClearCtx,
         gather: &mut Gather,
-    ) -> Result<(u64, bool), PgtableError> {
-        let lshift = self.cfg.granule.level_shift(level);
-        let lsize = 1u64 << lshift;
+    ) -> Result<u64, PgtableError> {
+        let lsize = 1u64 << self.cfg.granule.level_shift(level);
         let mut unmapped = 0u64;
-        let mut cleared = false;
         let mut va = start;
-        while va < end {
+        loop {
+            // The leaves and holes, with one table look-up.
+            va = self.clear_run(table, level, va, end, ctx, gather, &mut unmapped)?;
+            if va >= end {
+                return Ok(unmapped);
+            }
             let entry_start = va & !(lsize - 1);
             let entry_end = entry_start + lsize;
             let chunk_end = end.min(entry_end);
-            let desc = self.read(table, level, va)?;
-            let whole = va == entry_start && chunk_end == entry_end;
-            match Self::kind(desc, level) {
+            let Kind::Table(next) = Self::kind(self.read(table, level, va)?, level) else {
+                // `clear_run` stops only at a table descriptor.
+                return Err(PgtableError::Corrupted);
+            };
+            unmapped += self.clear_level(next, level + 1, va, chunk_end, ctx, gather)?;
+            if va == entry_start && chunk_end == entry_end {
+                self.write(table, level, va, 0)?;
+                gather.add_walk(entry_start, lsize, self.cfg.granule.shift());
+                self.retire(next, gather)?;
+            }
+            va = chunk_end;
+        }
+    }
+
+    /// The loop of [`Self::clear_level`] over the invalid entries and leaves of `table` from
+    /// `va` (a leaf inside the range is covered whole after `split_at`), looking the table up
+    /// once. Returns where it stopped: `end` or the first table descriptor.
+    #[allow(clippy::too_many_arguments)]
+    fn clear_run(
+        &self,
+        table: u64,
+        level: u32,
+        mut va: u64,
+        end: u64,
+        ctx: &ClearCtx,
+        gather: &mut Gather,
+        unmapped: &mut u64,
+    ) -> Result<u64, PgtableError> {
+        let lshift = self.cfg.granule.level_shift(level);
+        let lsize = 1u64 << lshift;
+        let mem = self.table(table)?;
+        while va < end {
+            let entry_start = va & !(lsize - 1);
+            let chunk_end = end.min(entry_start + lsize);
+            let off = self.offset(va, level);
+            match Self::kind(mem.read_u64(off), level) {
                 Kind::Invalid => {}
-                // After split_at, a leaf inside the range is covered whole.
-                Kind::Leaf if whole => {
-                    self.write(table, level, va, 0)?;
+                Kind::Leaf if va == entry_start && chunk_end == entry_start + lsize => {
+                    mem.write_u64(off, 0);
                     let ttl = if ctx.in_split(entry_start) {
                         0
                     } else {
                         level as u8
                     };
                     gather.add(entry_start, lsize, lshift, ttl, true);
-                    unmapped += lsize;
-                    cleared = true;
+                    *unmapped += lsize;
                 }
                 Kind::Leaf => return Err(PgtableError::Corrupted),
-                Kind::Table(next) => {
-                    let (u, sub_cleared) =
-                        self.clear_level(next, level + 1, va, chunk_end, ctx, gather)?;
-                    unmapped += u;
-                    if whole || (sub_cleared && self.is_empty(next, level + 1)?) {
-                        self.write(table, level, va, 0)?;
-                        gather.add_walk(entry_start, lsize, self.cfg.granule.shift());
-                        self.retire(next, gather)?;
-                        cleared = true;
-                    }
-                }
+                Kind::Table(_) => break,
             }
             va = chunk_end;
         }
-        Ok((unmapped, cleared))
-    }
-
-    /// Whether the (non-root) table at `pa` has no valid descriptor.
-    fn is_empty(&self, pa: u64, level: u32) -> Result<bool, PgtableError> {
-        let t = self.table(pa)?;
-        for i in 0..self.entries(level) {
-            if t.read_u64((i * 8) as usize) & VALID.mask() != 0 {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Ok(va)
     }
 
     /// Queues an unlinked table on the gather's retired list. The link lives in descriptor 0
