@@ -23,10 +23,11 @@
 //! # Updates and invalidation
 //!
 //! [`PageTable::map`] and [`PageTable::unmap`] are all-or-nothing as far as translations go:
-//! * `map` first checks the whole range for existing leaves (`EEXIST`), then allocates every
-//!   missing table, then writes the leaves. If an allocation fails, nothing was mapped; tables
-//!   allocated so far stay linked but empty (a later `unmap` over them, or the drop of the page
-//!   table, reclaims them). `map` never needs a TLB invalidation (it only fills invalid
+//! * `map` makes two passes over the range: the first checks it for existing leaves
+//!   (`EEXIST`) while allocating every missing table, the second writes the leaves. If the
+//!   first fails (`EEXIST` or `ENOMEM`), nothing was mapped; tables allocated so far stay
+//!   linked but empty, like the tables an `unmap` leaves empty (see "Freeing"): a later `map`
+//!   reuses them, a covering `unmap` or the drop of the page table reclaims them. `map` never needs a TLB invalidation (it only fills invalid
 //!   entries; the SMMU does not cache invalid entries, IHI 0070 3.17 / Arm ARM D8.16).
 //! * `unmap` first splits the blocks that straddle either end of the range into tables of the
 //!   next level (translation-preserving, so `ENOMEM` here leaves every translation intact),
@@ -312,9 +313,8 @@ pub struct PageTable<A: DmaAllocator, S: PageTableStore<A::Memory>> {
 /// What a map pass does (see the module documentation).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum MapPass {
-    /// Read only: fail with `EEXIST` if a leaf would overlap an existing one.
-    Check,
-    /// Allocate every missing table on the way (may fail with `ENOMEM`).
+    /// Fail with `EEXIST` if a leaf would overlap an existing one, and allocate every missing
+    /// table on the way (may fail with `ENOMEM`).
     Prepare,
     /// Write the leaves (every table exists and every leaf slot is invalid).
     Commit,
@@ -523,7 +523,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             attrs: prot_to_attrs(prot),
         };
         let root = self.root.dma_addr();
-        for pass in [MapPass::Check, MapPass::Prepare, MapPass::Commit] {
+        for pass in [MapPass::Prepare, MapPass::Commit] {
             self.map_level(root, self.start_level, iova, end, &req, pass)?;
         }
         Ok(())
@@ -542,20 +542,19 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let mut va = start;
         loop {
             // The entries that need no table and no descent, with one table look-up.
-            va = self.map_run(table, level, va, end, req, pass)?;
+            let desc;
+            (va, desc) = self.map_run(table, level, va, end, req, pass)?;
             if va >= end {
                 return Ok(());
             }
             let entry_start = va & !(lsize - 1);
             let chunk_end = end.min(entry_start + lsize);
-            let desc = self.read(table, level, va)?;
             match Self::kind(desc, level) {
                 // `map_run` stops at a leaf with `EEXIST`: not reached.
                 Kind::Leaf => return Err(PgtableError::Exists),
                 Kind::Table(next) => self.map_level(next, level + 1, va, chunk_end, req, pass)?,
                 // `map_run` stops at an invalid entry only when it needs a table.
                 Kind::Invalid => match pass {
-                    MapPass::Check => {}
                     MapPass::Prepare => {
                         if level >= 3 {
                             return Err(PgtableError::Corrupted);
@@ -574,11 +573,10 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     }
 
     /// The loop of [`Self::map_level`] over the entries of `table` from `va` that need neither
-    /// a new table nor a descent: an invalid entry where a leaf fits (written by the commit
-    /// pass), or any invalid entry in the check pass (nothing is mapped below it). The table
-    /// is looked up once. Returns where it stopped: `end`, or the first entry the caller must
-    /// handle (a table descriptor, or an invalid entry that needs a table). `EEXIST` at a
-    /// leaf.
+    /// a new table nor a descent: invalid entries where a leaf fits (written by the commit
+    /// pass). The table is looked up once. Returns where it stopped and the descriptor there:
+    /// `end` (descriptor 0), or the first entry the caller must handle (a table descriptor,
+    /// or an invalid entry that needs a table). `EEXIST` at a leaf.
     fn map_run(
         &self,
         table: u64,
@@ -587,7 +585,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         end: u64,
         req: &MapReq,
         pass: MapPass,
-    ) -> Result<u64, PgtableError> {
+    ) -> Result<(u64, u64), PgtableError> {
         let g = self.cfg.granule;
         let lsize = 1u64 << g.level_shift(level);
         let leaf_level = g.leaf_allowed(level);
@@ -597,26 +595,26 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             let chunk_end = end.min(entry_start + lsize);
             let pa = req.paddr + (va - req.iova);
             let off = self.offset(va, level);
-            match Self::kind(mem.read_u64(off), level) {
+            let desc = mem.read_u64(off);
+            match Self::kind(desc, level) {
                 Kind::Leaf => return Err(PgtableError::Exists),
-                Kind::Table(_) => break,
+                Kind::Table(_) => return Ok((va, desc)),
                 Kind::Invalid => {
                     let leaf_fits = leaf_level
                         && va == entry_start
                         && chunk_end - va == lsize
                         && pa & (lsize - 1) == 0;
-                    if leaf_fits {
-                        if pass == MapPass::Commit {
-                            mem.write_u64(off, self.leaf_desc(pa, level, req.attrs));
-                        }
-                    } else if pass != MapPass::Check {
-                        break;
+                    if !leaf_fits {
+                        return Ok((va, desc));
+                    }
+                    if pass == MapPass::Commit {
+                        mem.write_u64(off, self.leaf_desc(pa, level, req.attrs));
                     }
                 }
             }
             va = chunk_end;
         }
-        Ok(va)
+        Ok((va, 0))
     }
 
     /// Unmaps every leaf inside `[iova, iova + size)` and returns the number of bytes that
@@ -722,14 +720,15 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let mut va = start;
         loop {
             // The leaves and holes, with one table look-up.
-            va = self.clear_run(table, level, va, end, ctx, gather, &mut unmapped)?;
+            let desc;
+            (va, desc) = self.clear_run(table, level, va, end, ctx, gather, &mut unmapped)?;
             if va >= end {
                 return Ok(unmapped);
             }
             let entry_start = va & !(lsize - 1);
             let entry_end = entry_start + lsize;
             let chunk_end = end.min(entry_end);
-            let Kind::Table(next) = Self::kind(self.read(table, level, va)?, level) else {
+            let Kind::Table(next) = Self::kind(desc, level) else {
                 // `clear_run` stops only at a table descriptor.
                 return Err(PgtableError::Corrupted);
             };
@@ -745,7 +744,8 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
 
     /// The loop of [`Self::clear_level`] over the invalid entries and leaves of `table` from
     /// `va` (a leaf inside the range is covered whole after `split_at`), looking the table up
-    /// once. Returns where it stopped: `end` or the first table descriptor.
+    /// once. Returns where it stopped and the descriptor there: `end` (descriptor 0) or the
+    /// first table descriptor.
     #[allow(clippy::too_many_arguments)]
     fn clear_run(
         &self,
@@ -756,7 +756,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         ctx: &ClearCtx,
         gather: &mut Gather,
         unmapped: &mut u64,
-    ) -> Result<u64, PgtableError> {
+    ) -> Result<(u64, u64), PgtableError> {
         let lshift = self.cfg.granule.level_shift(level);
         let lsize = 1u64 << lshift;
         let mem = self.table(table)?;
@@ -764,7 +764,8 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             let entry_start = va & !(lsize - 1);
             let chunk_end = end.min(entry_start + lsize);
             let off = self.offset(va, level);
-            match Self::kind(mem.read_u64(off), level) {
+            let desc = mem.read_u64(off);
+            match Self::kind(desc, level) {
                 Kind::Invalid => {}
                 Kind::Leaf if va == entry_start && chunk_end == entry_start + lsize => {
                     mem.write_u64(off, 0);
@@ -777,11 +778,11 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                     *unmapped += lsize;
                 }
                 Kind::Leaf => return Err(PgtableError::Corrupted),
-                Kind::Table(_) => break,
+                Kind::Table(_) => return Ok((va, desc)),
             }
             va = chunk_end;
         }
-        Ok(va)
+        Ok((va, 0))
     }
 
     /// Queues an unlinked table on the gather's retired list. The link lives in descriptor 0
