@@ -587,32 +587,36 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         pass: MapPass,
     ) -> Result<(u64, u64), PgtableError> {
         let g = self.cfg.granule;
-        let lsize = 1u64 << g.level_shift(level);
-        let leaf_level = g.leaf_allowed(level);
+        let shift = g.level_shift(level);
+        let lsize = 1u64 << shift;
         let mem = self.table(table)?;
+        // Loop invariants, hoisted: the output address is `va + delta` (mod 2^64); a leaf can
+        // go at this level only if `pa` shares `va`'s alignment to the entry size; its
+        // descriptor is `template | pa` (the `leaf_desc` of `pa`).
+        let delta = req.paddr.wrapping_sub(req.iova);
+        let leaf_ok = g.leaf_allowed(level) && delta & (lsize - 1) == 0;
+        let template = self.leaf_desc(0, level, req.attrs);
+        let oa = oa_mask(shift);
+        let commit = pass == MapPass::Commit;
+        let mut off = self.offset(va, level);
         while va < end {
-            let entry_start = va & !(lsize - 1);
-            let chunk_end = end.min(entry_start + lsize);
-            let pa = req.paddr + (va - req.iova);
-            let off = self.offset(va, level);
             let desc = mem.read_u64(off);
             match Self::kind(desc, level) {
                 Kind::Leaf => return Err(PgtableError::Exists),
                 Kind::Table(_) => return Ok((va, desc)),
                 Kind::Invalid => {
-                    let leaf_fits = leaf_level
-                        && va == entry_start
-                        && chunk_end - va == lsize
-                        && pa & (lsize - 1) == 0;
-                    if !leaf_fits {
+                    // A leaf fits where the range covers the entry whole.
+                    if !(leaf_ok && va & (lsize - 1) == 0 && end - va >= lsize) {
                         return Ok((va, desc));
                     }
-                    if pass == MapPass::Commit {
-                        mem.write_u64(off, self.leaf_desc(pa, level, req.attrs));
+                    if commit {
+                        mem.write_u64(off, template | (va.wrapping_add(delta) & oa));
                     }
                 }
             }
-            va = chunk_end;
+            // The range stays inside this table (the caller's entry): no wrap of `off`.
+            va += lsize;
+            off += 8;
         }
         Ok((va, 0))
     }
@@ -760,10 +764,17 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let lshift = self.cfg.granule.level_shift(level);
         let lsize = 1u64 << lshift;
         let mem = self.table(table)?;
+        // Leaves cleared back to back with the same TTL go to the gather as one range.
+        let mut run: Option<(u64, u64, u8)> = None;
+        let flush = |run: Option<(u64, u64, u8)>, gather: &mut Gather| {
+            if let Some((start, size, ttl)) = run {
+                gather.add(start, size, lshift, ttl, true);
+            }
+        };
+        let mut off = self.offset(va, level);
         while va < end {
             let entry_start = va & !(lsize - 1);
             let chunk_end = end.min(entry_start + lsize);
-            let off = self.offset(va, level);
             let desc = mem.read_u64(off);
             match Self::kind(desc, level) {
                 Kind::Invalid => {}
@@ -774,14 +785,31 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                     } else {
                         level as u8
                     };
-                    gather.add(entry_start, lsize, lshift, ttl, true);
+                    run = match run {
+                        Some((start, size, t)) if t == ttl && start + size == entry_start => {
+                            Some((start, size + lsize, t))
+                        }
+                        other => {
+                            flush(other, gather);
+                            Some((entry_start, lsize, ttl))
+                        }
+                    };
                     *unmapped += lsize;
                 }
-                Kind::Leaf => return Err(PgtableError::Corrupted),
-                Kind::Table(_) => return Ok((va, desc)),
+                Kind::Leaf => {
+                    flush(run, gather);
+                    return Err(PgtableError::Corrupted);
+                }
+                Kind::Table(_) => {
+                    flush(run, gather);
+                    return Ok((va, desc));
+                }
             }
+            // The range stays inside this table (the caller's entry): no wrap of `off`.
             va = chunk_end;
+            off += 8;
         }
+        flush(run, gather);
         Ok((va, 0))
     }
 
