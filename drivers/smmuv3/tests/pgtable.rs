@@ -270,6 +270,13 @@ fn error_cases() {
     pt.map(M2, 0, M2, RW).unwrap();
     assert_eq!(pt.map(M2 - K4, 0x10_0000_0000, 2 * K4, RW), Err(Exists));
     assert_eq!(pt.iova_to_phys(M2 - K4), None, "no partial map on EEXIST");
+    // The same inside one level-2 entry (the single-walk path): the existing page is the
+    // last of the run, nothing before it may have been written.
+    pt.map(3 * M2 + 15 * K4, 0x10_0000_0000, K4, RW).unwrap();
+    assert_eq!(pt.map(3 * M2, 0x20_0000_0000, 16 * K4, RW), Err(Exists));
+    for p in 0..15 {
+        assert_eq!(pt.iova_to_phys(3 * M2 + p * K4), None, "no partial map on EEXIST");
+    }
     assert_eq!(pt.map(2 * M2 - K4, 0, K4, RW), Err(Exists));
     let mut g = Gather::new();
     assert_eq!(pt.unmap(0x1000, 0x800, &mut g), Err(InvalidArgument));

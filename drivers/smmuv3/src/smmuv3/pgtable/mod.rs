@@ -24,7 +24,9 @@
 //!
 //! [`PageTable::map`] and [`PageTable::unmap`] are all-or-nothing as far as translations go:
 //! * `map` makes two passes over the range: the first checks it for existing leaves
-//!   (`EEXIST`) while allocating every missing table, the second writes the leaves. If the
+//!   (`EEXIST`) while allocating every missing table, the second writes the leaves. A range
+//!   inside one level-2 entry (the common DMA-API case) takes one walk: its leaves are in one
+//!   table, whose run is checked whole before any of it is written. If the
 //!   first fails (`EEXIST` or `ENOMEM`), nothing was mapped; tables allocated so far stay
 //!   linked but empty, like the tables an `unmap` leaves empty (see "Freeing"): a later `map`
 //!   reuses them, a covering `unmap` or the drop of the page table reclaims them. `map` never needs a TLB invalidation (it only fills invalid
@@ -318,6 +320,8 @@ enum MapPass {
     Prepare,
     /// Write the leaves (every table exists and every leaf slot is invalid).
     Commit,
+    /// Both in one walk, for a range inside one level-2 entry (see [`PageTable::map`]).
+    Single,
 }
 
 /// Arguments of one map request, threaded through the recursion.
@@ -523,10 +527,18 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             attrs: prot_to_attrs(prot),
         };
         let root = self.root.dma_addr();
-        for pass in [MapPass::Prepare, MapPass::Commit] {
-            self.map_level(root, self.start_level, iova, end, &req, pass)?;
+        // A range inside one level-2 entry has its leaves in one table (level 3), or is that
+        // entry (a level-2 block); every level above has one entry on its path. `map_run`
+        // checks a table's whole run before writing it, so a single walk that checks then
+        // writes the bottom run is still all-or-nothing, with half the table look-ups.
+        let l2 = self.cfg.granule.level_shift(2);
+        if self.start_level <= 2 && iova >> l2 != (end - 1) >> l2 {
+            for pass in [MapPass::Prepare, MapPass::Commit] {
+                self.map_level(root, self.start_level, iova, end, &req, pass)?;
+            }
+            return Ok(());
         }
-        Ok(())
+        self.map_level(root, self.start_level, iova, end, &req, MapPass::Single)
     }
 
     fn map_level(
@@ -555,7 +567,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                 Kind::Table(next) => self.map_level(next, level + 1, va, chunk_end, req, pass)?,
                 // `map_run` stops at an invalid entry only when it needs a table.
                 Kind::Invalid => match pass {
-                    MapPass::Prepare => {
+                    MapPass::Prepare | MapPass::Single => {
                         if level >= 3 {
                             return Err(PgtableError::Corrupted);
                         }
@@ -581,7 +593,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         &self,
         table: u64,
         level: u32,
-        mut va: u64,
+        va: u64,
         end: u64,
         req: &MapReq,
         pass: MapPass,
@@ -597,28 +609,41 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let leaf_ok = g.leaf_allowed(level) && delta & (lsize - 1) == 0;
         let template = self.leaf_desc(0, level, req.attrs);
         let oa = oa_mask(shift);
-        let commit = pass == MapPass::Commit;
-        let mut off = self.offset(va, level);
-        while va < end {
-            let desc = mem.read_u64(off);
-            match Self::kind(desc, level) {
-                Kind::Leaf => return Err(PgtableError::Exists),
-                Kind::Table(_) => return Ok((va, desc)),
-                Kind::Invalid => {
-                    // A leaf fits where the range covers the entry whole.
-                    if !(leaf_ok && va & (lsize - 1) == 0 && end - va >= lsize) {
-                        return Ok((va, desc));
-                    }
-                    if commit {
-                        mem.write_u64(off, template | (va.wrapping_add(delta) & oa));
+        // Walks [va, stop) (writing the leaves if `write`) up to the first entry the caller
+        // must handle.
+        let scan = |mut va: u64, stop: u64, write: bool| -> Result<(u64, u64), PgtableError> {
+            let mut off = self.offset(va, level);
+            while va < stop {
+                let desc = mem.read_u64(off);
+                match Self::kind(desc, level) {
+                    Kind::Leaf => return Err(PgtableError::Exists),
+                    Kind::Table(_) => return Ok((va, desc)),
+                    Kind::Invalid => {
+                        // A leaf fits where the range covers the entry whole.
+                        if !(leaf_ok && va & (lsize - 1) == 0 && end - va >= lsize) {
+                            return Ok((va, desc));
+                        }
+                        if write {
+                            mem.write_u64(off, template | (va.wrapping_add(delta) & oa));
+                        }
                     }
                 }
+                // The range stays inside this table (the caller's entry): no wrap of `off`.
+                va += lsize;
+                off += 8;
             }
-            // The range stays inside this table (the caller's entry): no wrap of `off`.
-            va += lsize;
-            off += 8;
+            Ok((va, 0))
+        };
+        match pass {
+            MapPass::Prepare => scan(va, end, false),
+            MapPass::Commit => scan(va, end, true),
+            // Check the whole run first (EEXIST before any write), then write what it found.
+            MapPass::Single => {
+                let stop = scan(va, end, false)?;
+                scan(va, stop.0, true)?;
+                Ok(stop)
+            }
         }
-        Ok((va, 0))
     }
 
     /// Unmaps every leaf inside `[iova, iova + size)` and returns the number of bytes that
