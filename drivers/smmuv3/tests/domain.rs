@@ -142,7 +142,11 @@ fn map_issues_nothing_unmap_issues_plan_then_sync_then_frees() {
             [0x0fc0_2046, 0]
         ]
     );
-    assert_eq!(m.live_blocks(), live + 2, "level-3 table freed after the sync");
+    assert_eq!(
+        m.live_blocks(),
+        live + 2,
+        "level-3 table freed after the sync"
+    );
     let st = d.stats();
     assert_eq!((st.tlbis, st.syncs, st.tables_freed), (2, 2, 1));
     assert!(!d.flush_pending());
@@ -247,8 +251,9 @@ fn timeout_keeps_tables_and_retries_on_next_flush() {
     let mut d = domain(&m, &s, &mut asids);
     let live = m.live_blocks();
     d.map(0x1000_0000, 0x9000_0000, K4, RW).unwrap();
+    // The unmap below covers the level-3 table whole: it is retired, to be freed after the
+    // sync.
     fake.set_rate(Some(0)); // the SMMU stops consuming
-    // Covers the level-3 table whole: it is retired, to be freed after the sync.
     let e = d.unmap(&mut s, 0x1000_0000, 2 << 20).unwrap_err();
     assert_eq!(e, DomainError::Smmu(Error::Timeout));
     assert_eq!(e.errno(), 110);
@@ -259,7 +264,11 @@ fn timeout_keeps_tables_and_retries_on_next_flush() {
     fake.set_rate(None);
     d.flush(&mut s).unwrap();
     assert!(!d.flush_pending());
-    assert_eq!(m.live_blocks(), live + 2, "level-3 table freed, level 1 and 2 kept");
+    assert_eq!(
+        m.live_blocks(),
+        live + 2,
+        "level-3 table freed, level 1 and 2 kept"
+    );
     // Both attempts issued the same TLBI.
     let tlbis: Vec<_> = fake
         .log()

@@ -275,7 +275,11 @@ fn error_cases() {
     pt.map(3 * M2 + 15 * K4, 0x10_0000_0000, K4, RW).unwrap();
     assert_eq!(pt.map(3 * M2, 0x20_0000_0000, 16 * K4, RW), Err(Exists));
     for p in 0..15 {
-        assert_eq!(pt.iova_to_phys(3 * M2 + p * K4), None, "no partial map on EEXIST");
+        assert_eq!(
+            pt.iova_to_phys(3 * M2 + p * K4),
+            None,
+            "no partial map on EEXIST"
+        );
     }
     assert_eq!(pt.map(2 * M2 - K4, 0, K4, RW), Err(Exists));
     let mut g = Gather::new();

@@ -611,7 +611,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let oa = oa_mask(shift);
         // Walks [va, stop) (writing the leaves if `write`) up to the first entry the caller
         // must handle.
-        let scan = |mut va: u64, stop: u64, write: bool| -> Result<(u64, u64), PgtableError> {
+        let scan = move |mut va: u64, stop: u64, write: bool| -> Result<(u64, u64), PgtableError> {
             let mut off = self.offset(va, level);
             while va < stop {
                 let desc = mem.read_u64(off);
