@@ -82,11 +82,13 @@ impl ZeroedPages {
     }
 
     /// Physical (= bus, for a master outside any IOMMU) address of the first byte.
+    #[inline]
     pub fn phys(&self) -> u64 {
         self.phys
     }
 
     /// Usable length in bytes (as requested).
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -96,6 +98,7 @@ impl ZeroedPages {
         self.len == 0
     }
 
+    #[inline]
     fn word(&self, offset: usize) -> Option<*mut u64> {
         if offset % 8 != 0 || offset.checked_add(8)? > self.len {
             return None;
@@ -105,6 +108,7 @@ impl ZeroedPages {
     }
 
     /// Reads the 64-bit word at `offset` (8-aligned, inside the block); all-ones otherwise.
+    #[inline]
     pub fn read_u64(&self, offset: usize) -> u64 {
         match self.word(offset) {
             // SAFETY: an aligned word inside the block, owned by `self`.
@@ -115,6 +119,7 @@ impl ZeroedPages {
 
     /// Writes the 64-bit word at `offset` (8-aligned, inside the block) as one store; ignored
     /// otherwise.
+    #[inline]
     pub fn write_u64(&self, offset: usize, value: u64) {
         if let Some(p) = self.word(offset) {
             // SAFETY: an aligned word inside the block, owned by `self`.

@@ -111,21 +111,46 @@ fn map_issues_nothing_unmap_issues_plan_then_sync_then_frees() {
     assert_eq!(DomainError::Pgtable(PgtableError::Exists).errno(), 17);
 
     assert_eq!(d.unmap(&mut s, iova, K4).unwrap(), K4);
-    // The page was alone: its level-3, 2 and 1 tables are unlinked; one non-leaf range TLBI
-    // (arm-smmu-v3.c:2194 never sends NUM = SCALE = 0 non-leaf: SCALE 1, 2 pages) + sync.
-    // Word 0: ASID 1 << 48 | SCALE 1 << 20 | NUM 0 | 0x12; word 1: addr | TG 4K (1) << 10.
+    // The page was alone, but the unmap does not cover its tables whole: like io-pgtable-arm
+    // (which frees only tables an unmap covers whole), they stay linked, empty. One leaf TLBI
+    // (TTL 3, NUM 0, SCALE 0) + sync, nothing freed.
+    // Word 0: ASID 1 << 48 | 0x12; word 1: addr | TG 4K (1) << 10 | TTL 3 << 8 | leaf.
     assert_eq!(
         fake.log(),
         [
-            [1 << 48 | 1 << 20 | 0x12, 0x1234_5000 | 1 << 10],
+            [1 << 48 | 0x12, 0x1234_5000 | 1 << 10 | 3 << 8 | 1],
             [0x0fc0_2046, 0]
         ]
     );
-    assert_eq!(m.live_blocks(), live, "tables freed after the sync");
-    let st = d.stats();
-    assert_eq!((st.tlbis, st.syncs, st.tables_freed), (1, 1, 3));
-    assert!(!d.flush_pending());
+    assert_eq!(m.live_blocks(), live + 3, "empty tables kept");
     assert_eq!(d.page_table().iova_to_phys(iova), None);
+    // The next map below them reuses them: no allocation, no command.
+    fake.clear_log();
+    d.map(iova + K4, pa, K4, RW).unwrap();
+    assert_eq!(m.live_blocks(), live + 3, "map reuses the kept tables");
+    assert!(fake.log().is_empty(), "map issues no command");
+
+    // An unmap covering the level-3 table's whole 2 MiB unlinks it: one non-leaf range TLBI
+    // (arm-smmu-v3.c:2194 never sends NUM = SCALE = 0 non-leaf: SCALE 1, 2 pages) + sync,
+    // then the table is freed. The level-1 and level-2 tables are not covered: kept.
+    // Word 0: ASID 1 << 48 | SCALE 1 << 20 | NUM 0 | 0x12; word 1: addr | TG 4K (1) << 10.
+    assert_eq!(d.unmap(&mut s, 0x1220_0000, 2 << 20).unwrap(), K4);
+    assert_eq!(
+        fake.log(),
+        [
+            [1 << 48 | 1 << 20 | 0x12, 0x1234_6000 | 1 << 10],
+            [0x0fc0_2046, 0]
+        ]
+    );
+    assert_eq!(
+        m.live_blocks(),
+        live + 2,
+        "level-3 table freed after the sync"
+    );
+    let st = d.stats();
+    assert_eq!((st.tlbis, st.syncs, st.tables_freed), (2, 2, 1));
+    assert!(!d.flush_pending());
+    assert_eq!(d.page_table().iova_to_phys(iova + K4), None);
 
     // A leaf-only unmap: the neighbour keeps the table. TTL 3, leaf, NUM 0, SCALE 0.
     fake.clear_log();
@@ -201,7 +226,8 @@ fn rejected_tlbi_escalates_to_whole_asid_before_freeing() {
     let live = m.live_blocks();
     d.map(0x1000_0000, 0x9000_0000, K4, RW).unwrap();
     fake.set_illegal(&[op::TLBI_NH_VA]);
-    assert_eq!(d.unmap(&mut s, 0x1000_0000, K4).unwrap(), K4);
+    // Covers the level-3 table whole: it is retired with a non-leaf TLBI.
+    assert_eq!(d.unmap(&mut s, 0x1000_0000, 2 << 20).unwrap(), K4);
     // The rejected TLBI was replaced by a CMD_SYNC; then TLBI_NH_ASID + sync.
     assert_eq!(
         fake.opcodes(),
@@ -209,7 +235,12 @@ fn rejected_tlbi_escalates_to_whole_asid_before_freeing() {
     );
     assert_eq!(d.stats().escalations, 1);
     assert_eq!(s.stats().cmdq.errors, 1);
-    assert_eq!(m.live_blocks(), live, "freed once the ASID is clean");
+    assert_eq!(d.stats().tables_freed, 1);
+    assert_eq!(
+        m.live_blocks(),
+        live + 2,
+        "the level-3 table freed once the ASID is clean (level 1 and 2 kept)"
+    );
 }
 
 #[test]
@@ -220,8 +251,10 @@ fn timeout_keeps_tables_and_retries_on_next_flush() {
     let mut d = domain(&m, &s, &mut asids);
     let live = m.live_blocks();
     d.map(0x1000_0000, 0x9000_0000, K4, RW).unwrap();
+    // The unmap below covers the level-3 table whole: it is retired, to be freed after the
+    // sync.
     fake.set_rate(Some(0)); // the SMMU stops consuming
-    let e = d.unmap(&mut s, 0x1000_0000, K4).unwrap_err();
+    let e = d.unmap(&mut s, 0x1000_0000, 2 << 20).unwrap_err();
     assert_eq!(e, DomainError::Smmu(Error::Timeout));
     assert_eq!(e.errno(), 110);
     // Unmapped in the tables, but the walk may still use them: nothing freed.
@@ -231,7 +264,11 @@ fn timeout_keeps_tables_and_retries_on_next_flush() {
     fake.set_rate(None);
     d.flush(&mut s).unwrap();
     assert!(!d.flush_pending());
-    assert_eq!(m.live_blocks(), live);
+    assert_eq!(
+        m.live_blocks(),
+        live + 2,
+        "level-3 table freed, level 1 and 2 kept"
+    );
     // Both attempts issued the same TLBI.
     let tlbis: Vec<_> = fake
         .log()

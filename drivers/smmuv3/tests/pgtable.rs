@@ -270,6 +270,17 @@ fn error_cases() {
     pt.map(M2, 0, M2, RW).unwrap();
     assert_eq!(pt.map(M2 - K4, 0x10_0000_0000, 2 * K4, RW), Err(Exists));
     assert_eq!(pt.iova_to_phys(M2 - K4), None, "no partial map on EEXIST");
+    // The same inside one level-2 entry (the single-walk path): the existing page is the
+    // last of the run, nothing before it may have been written.
+    pt.map(3 * M2 + 15 * K4, 0x10_0000_0000, K4, RW).unwrap();
+    assert_eq!(pt.map(3 * M2, 0x20_0000_0000, 16 * K4, RW), Err(Exists));
+    for p in 0..15 {
+        assert_eq!(
+            pt.iova_to_phys(3 * M2 + p * K4),
+            None,
+            "no partial map on EEXIST"
+        );
+    }
     assert_eq!(pt.map(2 * M2 - K4, 0, K4, RW), Err(Exists));
     let mut g = Gather::new();
     assert_eq!(pt.unmap(0x1000, 0x800, &mut g), Err(InvalidArgument));
@@ -328,8 +339,26 @@ fn tables_retired_then_freed() {
             }
         ]
     );
-    // Removing the last page empties three tables: retired, walk invalidation, then freed.
+    // Removing the last page empties the tables but does not cover them: they stay linked
+    // (io-pgtable-arm frees only tables an unmap covers whole), with a leaf invalidation only.
+    assert_eq!(pt.release_retired(&mut g), 0);
     assert_eq!(pt.unmap(0x7f_0000_2000, K4, &mut g), Ok(K4));
+    assert_eq!(g.retired_tables(), 0);
+    assert_eq!(
+        g.plan(InvFeatures::default()).collect::<Vec<_>>(),
+        vec![Invalidation::Va {
+            iova: 0x7f_0000_2000,
+            leaf: true
+        }]
+    );
+    assert_eq!(pt.release_retired(&mut g), 0);
+    assert_eq!(mem.live_blocks(), root_only + 3, "empty tables kept");
+    // A map below the kept tables allocates nothing.
+    pt.map(0x7f_0000_3000, 0x1000, K4, RW).unwrap();
+    assert_eq!(mem.live_blocks(), root_only + 3, "kept tables reused");
+    // An unmap covering the level-0 entry's 512 GiB covers the three tables whole: retired
+    // (walk invalidation), freed only by release_retired.
+    assert_eq!(pt.unmap(0, 1 << 39, &mut g), Ok(K4));
     assert_eq!(g.retired_tables(), 3);
     assert_eq!(
         mem.live_blocks(),
@@ -337,15 +366,17 @@ fn tables_retired_then_freed() {
         "not freed before invalidation"
     );
     assert_eq!(
-        walk(&mem, &wcfg(&pt), 0x7f_0000_2000),
+        walk(&mem, &wcfg(&pt), 0x7f_0000_3000),
         Err(Fault::Translation(0))
     );
     let plan: Vec<_> = g.plan(InvFeatures::default()).collect();
-    assert_eq!(plan.len(), 3);
-    assert!(plan.contains(&Invalidation::Va {
-        iova: 0x7f_0000_2000,
-        leaf: false
-    }));
+    assert_eq!(
+        plan,
+        vec![Invalidation::Va {
+            iova: 0x7f_0000_3000,
+            leaf: false
+        }]
+    );
     assert_eq!(pt.release_retired(&mut g), 3);
     assert!(g.is_empty());
     assert_eq!(mem.live_blocks(), root_only);
@@ -405,7 +436,9 @@ fn invalidation_plans_and_linux_comparison() {
     let mut g = Gather::new();
     pt.unmap(base + K4, 512 * K4, &mut g).unwrap();
     assert_eq!(g.plan(none).collect::<Vec<_>>(), vec![Invalidation::Asid]);
-    // RIL: one range of 512 pages (two retired tables make it non-leaf, TTL 0).
+    // RIL: one range of 512 pages, leaf, TTL 3: neither level-3 table is covered whole, so
+    // both stay (as in C) and no walk invalidation is owed.
+    assert_eq!(g.retired_tables(), 0);
     let r: Vec<_> = g.plan(ril).collect();
     assert_eq!(
         r,
@@ -414,8 +447,8 @@ fn invalidation_plans_and_linux_comparison() {
             granule: Granule::G4K,
             scale: 9,
             num: 1,
-            ttl: 0,
-            leaf: false
+            ttl: 3,
+            leaf: true
         }]
     );
     // C for the same: 512 pages at 4K -> 512 TLBI + 1 sync (no RIL), 1 range (RIL).
@@ -428,10 +461,12 @@ fn invalidation_plans_and_linux_comparison() {
     }
     // A whole 2M of pages: the L3 table is retired; C flushes the walk (512 non-leaf + sync)
     // then the leaf range (1 + sync).
+    // (The physical address is not 2M-aligned: pages, not a block.)
     let (_m, mut pt) = new_pt(Granule::G4K, 48);
-    pt.map(base, 0, 512 * K4, RW).unwrap();
+    pt.map(base, K4, 512 * K4, RW).unwrap();
     let mut g = Gather::new();
     pt.unmap(base, M2, &mut g).unwrap();
+    assert_eq!(g.retired_tables(), 1);
     assert_eq!(g.cost(none), TlbiCost { tlbi: 1, sync: 1 });
     let r: Vec<_> = g.plan(ril).collect();
     assert_eq!(

@@ -59,8 +59,9 @@ fn check_tampered(r: &Rig, drop: bool, op: u8, min: usize) {
 }
 
 /// Unmap + map to a different page, through `S1Domain` (TLBI from the gather plan, sync, free
-/// the unlinked table). IOVA A is alone in its level-3 table (the unmap also unlinks and
-/// frees the table: non-leaf TLBI); IOVA B has a neighbour (leaf TLBI with TTL 3).
+/// the unlinked table). IOVA A is alone in its level-3 table and unmapped with the table's
+/// whole 2 MiB (the unmap also unlinks and frees the table: non-leaf TLBI); IOVA B has a
+/// neighbour (leaf TLBI with TTL 3).
 fn remap(drop: bool) {
     let Some(mut r) = setup() else { return };
     let mut dom = r.domain(Granule::G4K);
@@ -84,7 +85,9 @@ fn remap(drop: bool) {
             ..Tamper::drop_op(op::TLBI_NH_VA)
         });
     }
-    assert_eq!(dom.unmap(&mut r.smmu, a, 4096).unwrap(), 4096);
+    // A's unmap covers its level-3 table's whole 2 MiB: the table is unlinked and freed
+    // (non-leaf TLBI). B's covers one page: leaf TLBI, the table stays.
+    assert_eq!(dom.unmap(&mut r.smmu, a, 2 << 20).unwrap(), 4096);
     assert_eq!(dom.unmap(&mut r.smmu, b, 4096).unwrap(), 4096);
     assert_eq!(dom.stats().tables_freed, 1, "A's level-3 table");
     check_tampered(&r, drop, op::TLBI_NH_VA, 2);

@@ -210,6 +210,14 @@ impl<D: DmaMemory> CmdQueue<D> {
         self.stats.cons_polls += 1;
         let cons = CmdqCons::read(mmio);
         self.cons = self.ring.pos(cons.0);
+        // Everything published was consumed: no command error can be pending (the SMMU stops
+        // at an erroneous command until GERRORN acknowledges it, IHI 0070 7.1), and a service
+        // failure would have stopped consumption. Skipping the two GERROR reads here makes a
+        // CMD_SYNC that completes at once cost one register read, like the C driver's CONS
+        // poll (which leaves GERROR to its interrupt handler).
+        if self.ring.is_empty(self.prod, self.cons) {
+            return Ok(());
+        }
         let active = Gerror::read(mmio).0 ^ Gerrorn::read(mmio).0;
         if active & (Gerror::SFM_ERR.mask() as u32) != 0 {
             return Err(Error::Fatal(active));

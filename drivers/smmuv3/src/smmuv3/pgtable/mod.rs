@@ -23,23 +23,39 @@
 //! # Updates and invalidation
 //!
 //! [`PageTable::map`] and [`PageTable::unmap`] are all-or-nothing as far as translations go:
-//! * `map` first checks the whole range for existing leaves (`EEXIST`), then allocates every
-//!   missing table, then writes the leaves. If an allocation fails, nothing was mapped; tables
-//!   allocated so far stay linked but empty (a later `unmap` over them, or the drop of the page
-//!   table, reclaims them). `map` never needs a TLB invalidation (it only fills invalid
+//! * `map` makes two passes over the range: the first checks it for existing leaves
+//!   (`EEXIST`) while allocating every missing table, the second writes the leaves. A range
+//!   inside one level-2 entry (the common DMA-API case) takes one walk: its leaves are in one
+//!   table, whose run is checked whole before any of it is written. If the
+//!   first fails (`EEXIST` or `ENOMEM`), nothing was mapped; tables allocated so far stay
+//!   linked but empty, like the tables an `unmap` leaves empty (see "Freeing"): a later `map`
+//!   reuses them, a covering `unmap` or the drop of the page table reclaims them. `map` never needs a TLB invalidation (it only fills invalid
 //!   entries; the SMMU does not cache invalid entries, IHI 0070 3.17 / Arm ARM D8.16).
 //! * `unmap` first splits the blocks that straddle either end of the range into tables of the
 //!   next level (translation-preserving, so `ENOMEM` here leaves every translation intact),
 //!   then clears every leaf inside the range. What must be invalidated is recorded in a
 //!   [`Gather`]; see [`gather`] for the neutral [`Invalidation`] list it turns into.
-//! * Freeing: a table whose every entry is gone after an `unmap` (because the range covered
-//!   it, or because a scan after clearing finds it empty) is unlinked, and a non-leaf
-//!   (walk-cache) invalidation of its span is added to the gather. Its memory is **not**
+//! * Freeing: a table is freed only when an `unmap` covers its whole span (the range
+//!   contains every address the table translates), like io-pgtable-arm.c, whose
+//!   `__arm_lpae_unmap` frees a table only when the unmap size equals the entry's block size
+//!   (line 646) and never scans a partly-unmapped table for emptiness. A table that an
+//!   `unmap` merely leaves empty stays linked (a valid table descriptor over invalid entries
+//!   translates nothing, so no walk invalidation is owed) and the next `map` below it reuses
+//!   it without allocating: map/unmap cycles in one region allocate nothing. The cost is the
+//!   C driver's too: empty tables stay allocated until a covering `unmap` or the drop of the
+//!   page table, and a block-sized `map` over such a table is made of next-level leaves (C
+//!   would first free the table, which needs a synchronous walk invalidation `map` cannot
+//!   issue here) until a covering `unmap` removes the table.
+//!   A freed table is unlinked and a non-leaf (walk-cache) invalidation of its span is added
+//!   to the gather. Its memory is **not**
 //!   freed yet: the SMMU may still hold a walk-cache entry pointing at it, so it is queued on
 //!   the gather ("retired") and freed by [`PageTable::release_retired`], which the caller must
 //!   call only after the gather's invalidations have completed (CMD_SYNC consumed). The root
 //!   table is never freed before the page table is dropped. Dropping the page table drops the
 //!   store and therefore every table, retired or not.
+//! * Cost: every descriptor access goes through the table's [`DmaMemory`], found from its
+//!   address in the [`PageTableStore`]; the loops over the entries of one table look the table
+//!   up once per run of leaves (`map_run`, `clear_run`), not once per descriptor.
 //! * Block splitting replaces the block descriptor by a table descriptor in one 64-bit store,
 //!   like io-pgtable-arm.c (`arm_lpae_split_blk_unmap`, line 584); no break-before-make.
 //!
@@ -299,12 +315,13 @@ pub struct PageTable<A: DmaAllocator, S: PageTableStore<A::Memory>> {
 /// What a map pass does (see the module documentation).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum MapPass {
-    /// Read only: fail with `EEXIST` if a leaf would overlap an existing one.
-    Check,
-    /// Allocate every missing table on the way (may fail with `ENOMEM`).
+    /// Fail with `EEXIST` if a leaf would overlap an existing one, and allocate every missing
+    /// table on the way (may fail with `ENOMEM`).
     Prepare,
     /// Write the leaves (every table exists and every leaf slot is invalid).
     Commit,
+    /// Both in one walk, for a range inside one level-2 entry (see [`PageTable::map`]).
+    Single,
 }
 
 /// Arguments of one map request, threaded through the recursion.
@@ -510,10 +527,18 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             attrs: prot_to_attrs(prot),
         };
         let root = self.root.dma_addr();
-        for pass in [MapPass::Check, MapPass::Prepare, MapPass::Commit] {
-            self.map_level(root, self.start_level, iova, end, &req, pass)?;
+        // A range inside one level-2 entry has its leaves in one table (level 3), or is that
+        // entry (a level-2 block); every level above has one entry on its path. `map_run`
+        // checks a table's whole run before writing it, so a single walk that checks then
+        // writes the bottom run is still all-or-nothing, with half the table look-ups.
+        let l2 = self.cfg.granule.level_shift(2);
+        if self.start_level <= 2 && iova >> l2 != (end - 1) >> l2 {
+            for pass in [MapPass::Prepare, MapPass::Commit] {
+                self.map_level(root, self.start_level, iova, end, &req, pass)?;
+            }
+            return Ok(());
         }
-        Ok(())
+        self.map_level(root, self.start_level, iova, end, &req, MapPass::Single)
     }
 
     fn map_level(
@@ -525,32 +550,24 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         req: &MapReq,
         pass: MapPass,
     ) -> Result<(), PgtableError> {
-        let g = self.cfg.granule;
-        let lshift = g.level_shift(level);
-        let lsize = 1u64 << lshift;
+        let lsize = 1u64 << self.cfg.granule.level_shift(level);
         let mut va = start;
-        while va < end {
+        loop {
+            // The entries that need no table and no descent, with one table look-up.
+            let desc;
+            (va, desc) = self.map_run(table, level, va, end, req, pass)?;
+            if va >= end {
+                return Ok(());
+            }
             let entry_start = va & !(lsize - 1);
             let chunk_end = end.min(entry_start + lsize);
-            let pa = req.paddr + (va - req.iova);
-            let desc = self.read(table, level, va)?;
-            let kind = Self::kind(desc, level);
-            let leaf_fits = g.leaf_allowed(level)
-                && va == entry_start
-                && chunk_end - va == lsize
-                && pa & (lsize - 1) == 0;
-            match kind {
+            match Self::kind(desc, level) {
+                // `map_run` stops at a leaf with `EEXIST`: not reached.
                 Kind::Leaf => return Err(PgtableError::Exists),
-                Kind::Invalid if leaf_fits => {
-                    if pass == MapPass::Commit {
-                        self.write(table, level, va, self.leaf_desc(pa, level, req.attrs))?;
-                    }
-                }
                 Kind::Table(next) => self.map_level(next, level + 1, va, chunk_end, req, pass)?,
+                // `map_run` stops at an invalid entry only when it needs a table.
                 Kind::Invalid => match pass {
-                    // Nothing is mapped below an invalid entry.
-                    MapPass::Check => {}
-                    MapPass::Prepare => {
+                    MapPass::Prepare | MapPass::Single => {
                         if level >= 3 {
                             return Err(PgtableError::Corrupted);
                         }
@@ -565,7 +582,68 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             }
             va = chunk_end;
         }
-        Ok(())
+    }
+
+    /// The loop of [`Self::map_level`] over the entries of `table` from `va` that need neither
+    /// a new table nor a descent: invalid entries where a leaf fits (written by the commit
+    /// pass). The table is looked up once. Returns where it stopped and the descriptor there:
+    /// `end` (descriptor 0), or the first entry the caller must handle (a table descriptor,
+    /// or an invalid entry that needs a table). `EEXIST` at a leaf.
+    fn map_run(
+        &self,
+        table: u64,
+        level: u32,
+        va: u64,
+        end: u64,
+        req: &MapReq,
+        pass: MapPass,
+    ) -> Result<(u64, u64), PgtableError> {
+        let g = self.cfg.granule;
+        let shift = g.level_shift(level);
+        let lsize = 1u64 << shift;
+        let mem = self.table(table)?;
+        // Loop invariants, hoisted: the output address is `va + delta` (mod 2^64); a leaf can
+        // go at this level only if `pa` shares `va`'s alignment to the entry size; its
+        // descriptor is `template | pa` (the `leaf_desc` of `pa`).
+        let delta = req.paddr.wrapping_sub(req.iova);
+        let leaf_ok = g.leaf_allowed(level) && delta & (lsize - 1) == 0;
+        let template = self.leaf_desc(0, level, req.attrs);
+        let oa = oa_mask(shift);
+        // Walks [va, stop) (writing the leaves if `write`) up to the first entry the caller
+        // must handle.
+        let scan = move |mut va: u64, stop: u64, write: bool| -> Result<(u64, u64), PgtableError> {
+            let mut off = self.offset(va, level);
+            while va < stop {
+                let desc = mem.read_u64(off);
+                match Self::kind(desc, level) {
+                    Kind::Leaf => return Err(PgtableError::Exists),
+                    Kind::Table(_) => return Ok((va, desc)),
+                    Kind::Invalid => {
+                        // A leaf fits where the range covers the entry whole.
+                        if !(leaf_ok && va & (lsize - 1) == 0 && end - va >= lsize) {
+                            return Ok((va, desc));
+                        }
+                        if write {
+                            mem.write_u64(off, template | (va.wrapping_add(delta) & oa));
+                        }
+                    }
+                }
+                // The range stays inside this table (the caller's entry): no wrap of `off`.
+                va += lsize;
+                off += 8;
+            }
+            Ok((va, 0))
+        };
+        match pass {
+            MapPass::Prepare => scan(va, end, false),
+            MapPass::Commit => scan(va, end, true),
+            // Check the whole run first (EEXIST before any write), then write what it found.
+            MapPass::Single => {
+                let stop = scan(va, end, false)?;
+                scan(va, stop.0, true)?;
+                Ok(stop)
+            }
+        }
     }
 
     /// Unmaps every leaf inside `[iova, iova + size)` and returns the number of bytes that
@@ -602,7 +680,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         }
         let root = self.root.dma_addr();
         let ctx = ClearCtx { split };
-        let (unmapped, _) = self.clear_level(root, self.start_level, iova, end, &ctx, gather)?;
+        let unmapped = self.clear_level(root, self.start_level, iova, end, &ctx, gather)?;
         Ok(unmapped)
     }
 
@@ -654,8 +732,9 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         Ok(())
     }
 
-    /// Clears the leaves in `[start, end)` below `table`. Returns the bytes unmapped and
-    /// whether any descriptor of this table was cleared.
+    /// Clears the leaves in `[start, end)` below `table` and returns the bytes unmapped.
+    /// A table is unlinked and retired only when the range covers its whole span (see the
+    /// module documentation, "Freeing").
     fn clear_level(
         &mut self,
         table: u64,
@@ -664,59 +743,99 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         end: u64,
         ctx: &ClearCtx,
         gather: &mut Gather,
-    ) -> Result<(u64, bool), PgtableError> {
-        let lshift = self.cfg.granule.level_shift(level);
-        let lsize = 1u64 << lshift;
+    ) -> Result<u64, PgtableError> {
+        let lsize = 1u64 << self.cfg.granule.level_shift(level);
         let mut unmapped = 0u64;
-        let mut cleared = false;
         let mut va = start;
-        while va < end {
+        loop {
+            // The leaves and holes, with one table look-up.
+            let desc;
+            (va, desc) = self.clear_run(table, level, va, end, ctx, gather, &mut unmapped)?;
+            if va >= end {
+                return Ok(unmapped);
+            }
             let entry_start = va & !(lsize - 1);
             let entry_end = entry_start + lsize;
             let chunk_end = end.min(entry_end);
-            let desc = self.read(table, level, va)?;
-            let whole = va == entry_start && chunk_end == entry_end;
+            let Kind::Table(next) = Self::kind(desc, level) else {
+                // `clear_run` stops only at a table descriptor.
+                return Err(PgtableError::Corrupted);
+            };
+            unmapped += self.clear_level(next, level + 1, va, chunk_end, ctx, gather)?;
+            if va == entry_start && chunk_end == entry_end {
+                self.write(table, level, va, 0)?;
+                gather.add_walk(entry_start, lsize, self.cfg.granule.shift());
+                self.retire(next, gather)?;
+            }
+            va = chunk_end;
+        }
+    }
+
+    /// The loop of [`Self::clear_level`] over the invalid entries and leaves of `table` from
+    /// `va` (a leaf inside the range is covered whole after `split_at`), looking the table up
+    /// once. Returns where it stopped and the descriptor there: `end` (descriptor 0) or the
+    /// first table descriptor.
+    #[allow(clippy::too_many_arguments)]
+    fn clear_run(
+        &self,
+        table: u64,
+        level: u32,
+        mut va: u64,
+        end: u64,
+        ctx: &ClearCtx,
+        gather: &mut Gather,
+        unmapped: &mut u64,
+    ) -> Result<(u64, u64), PgtableError> {
+        let lshift = self.cfg.granule.level_shift(level);
+        let lsize = 1u64 << lshift;
+        let mem = self.table(table)?;
+        // Leaves cleared back to back with the same TTL go to the gather as one range.
+        let mut run: Option<(u64, u64, u8)> = None;
+        let flush = |run: Option<(u64, u64, u8)>, gather: &mut Gather| {
+            if let Some((start, size, ttl)) = run {
+                gather.add(start, size, lshift, ttl, true);
+            }
+        };
+        let mut off = self.offset(va, level);
+        while va < end {
+            let entry_start = va & !(lsize - 1);
+            let chunk_end = end.min(entry_start + lsize);
+            let desc = mem.read_u64(off);
             match Self::kind(desc, level) {
                 Kind::Invalid => {}
-                // After split_at, a leaf inside the range is covered whole.
-                Kind::Leaf if whole => {
-                    self.write(table, level, va, 0)?;
+                Kind::Leaf if va == entry_start && chunk_end == entry_start + lsize => {
+                    mem.write_u64(off, 0);
                     let ttl = if ctx.in_split(entry_start) {
                         0
                     } else {
                         level as u8
                     };
-                    gather.add(entry_start, lsize, lshift, ttl, true);
-                    unmapped += lsize;
-                    cleared = true;
+                    run = match run {
+                        Some((start, size, t)) if t == ttl && start + size == entry_start => {
+                            Some((start, size + lsize, t))
+                        }
+                        other => {
+                            flush(other, gather);
+                            Some((entry_start, lsize, ttl))
+                        }
+                    };
+                    *unmapped += lsize;
                 }
-                Kind::Leaf => return Err(PgtableError::Corrupted),
-                Kind::Table(next) => {
-                    let (u, sub_cleared) =
-                        self.clear_level(next, level + 1, va, chunk_end, ctx, gather)?;
-                    unmapped += u;
-                    if whole || (sub_cleared && self.is_empty(next, level + 1)?) {
-                        self.write(table, level, va, 0)?;
-                        gather.add_walk(entry_start, lsize, self.cfg.granule.shift());
-                        self.retire(next, gather)?;
-                        cleared = true;
-                    }
+                Kind::Leaf => {
+                    flush(run, gather);
+                    return Err(PgtableError::Corrupted);
+                }
+                Kind::Table(_) => {
+                    flush(run, gather);
+                    return Ok((va, desc));
                 }
             }
+            // The range stays inside this table (the caller's entry): no wrap of `off`.
             va = chunk_end;
+            off += 8;
         }
-        Ok((unmapped, cleared))
-    }
-
-    /// Whether the (non-root) table at `pa` has no valid descriptor.
-    fn is_empty(&self, pa: u64, level: u32) -> Result<bool, PgtableError> {
-        let t = self.table(pa)?;
-        for i in 0..self.entries(level) {
-            if t.read_u64((i * 8) as usize) & VALID.mask() != 0 {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        flush(run, gather);
+        Ok((va, 0))
     }
 
     /// Queues an unlinked table on the gather's retired list. The link lives in descriptor 0
