@@ -262,12 +262,27 @@ pub fn edu_driver(action: &str, bdf: &str) -> Result<(), String> {
         .map_err(|e| format!("{action} {bdf}: {e}"))
 }
 
-/// Loads `edu_mdev.ko` unless its PCI driver is there.
+/// Loads the mdev sample module ([`mdev_module`]) unless it is loaded.
 pub fn ensure_module() -> Result<(), String> {
-    if Path::new("/sys/bus/pci/drivers/edu").exists() {
+    // `/sys/module/NAME` is gone when `rmmod` returns (the module core waits for its kobject's
+    // release); the PCI driver's directory is not: with `CONFIG_DEBUG_KOBJECT_RELEASE` the
+    // driver core drops it seconds after the unload (testing it skipped the insmod after an
+    // rmmod), and a new `edu` driver cannot register its directory before then.
+    let module = mdev_module();
+    if Path::new(&format!("/sys/module/{module}")).exists() {
         return Ok(());
     }
-    let module = mdev_module();
+    let old_driver = Path::new("/sys/bus/pci/drivers/edu");
+    let t0 = std::time::Instant::now();
+    while old_driver.exists() {
+        if t0.elapsed() > std::time::Duration::from_secs(20) {
+            return Err(format!(
+                "{} still there 20 s after {module} was unloaded",
+                old_driver.display()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let o = std::process::Command::new("insmod")
         .arg(format!("/lib/labtest/{module}.ko"))
         .output()
