@@ -146,27 +146,22 @@ impl Edu {
     /// One edu DMA of `len` bytes (`cmd`: `DMA_START`, plus `DMA_TO_RAM` for buffer -> RAM),
     /// polled until done (edu takes 100 ms of virtual time).
     fn dma(&self, src: u64, dst: u64, len: u64, cmd: u64) -> Result<(), CopyError> {
-        // The BAR is reached per access: a guard must not be held while sleeping.
-        let io = |f: &dyn Fn(&pci::Bar) -> Result<u64>| {
-            self.bar
-                .access()
-                .and_then(|b| f(&b))
-                .map_err(|_| CopyError::Device)
-        };
+        // The BAR is reached per access: its guard must not be held while sleeping.
+        let failed = |_| CopyError::Device;
         let program = [
             (src, edu::DMA_SRC),
             (dst, edu::DMA_DST),
             (len, edu::DMA_COUNT),
             (cmd, edu::DMA_CMD),
         ];
-        io(&|b| {
-            program
-                .iter()
-                .try_for_each(|&(v, r)| b.write64(v, r))
-                .map(|()| 0)
-        })?;
+        let bar = self.bar.access().map_err(failed)?;
+        for (val, reg) in program {
+            bar.write64(val, reg).map_err(failed)?;
+        }
+        drop(bar);
         for _ in 0..300 {
-            if io(&|b| b.read64(edu::DMA_CMD))? & edu::DMA_START == 0 {
+            let cmd = self.bar.access().and_then(|b| b.read64(edu::DMA_CMD));
+            if cmd.map_err(failed)? & edu::DMA_START == 0 {
                 return Ok(());
             }
             msleep(10);
