@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Synchronisation primitives drivers otherwise build by hand: a completion and safe flushing
-//! of a work item.
+//! Synchronisation primitives drivers otherwise build by hand: a completion, safe flushing
+//! of a work item and a one-slot job worker.
 //!
 //! C header: [`include/linux/completion.h`](srctree/include/linux/completion.h),
 //! [`include/linux/workqueue.h`](srctree/include/linux/workqueue.h)
@@ -10,9 +10,19 @@
 //! `rust/kernel/sync/completion.rs`): same constructor and method names, so moving to a newer
 //! kernel changes only the `use` line. [`WorkFlush`] is not upstream yet: a `flush_work` on a
 //! `Work` the caller borrows, which is what makes it safe (the `work_struct` is initialised and
-//! cannot be freed while borrowed).
+//! cannot be freed while borrowed). [`JobWorker`] is not upstream either: the "guest started an
+//! operation, run it off the register-write path, cancel it at reset" worker every device model
+//! otherwise writes as a struct, a `HasWork` impl and a `WorkItem` impl.
 
-use crate::{bindings, init::PinInit, pin_init, types::Opaque, workqueue::Work};
+use crate::{
+    bindings,
+    init::PinInit,
+    new_mutex, new_work, pin_init,
+    prelude::*,
+    sync::{Arc, Mutex},
+    types::Opaque,
+    workqueue::{self, impl_has_work, Work, WorkItem},
+};
 
 /// A one-shot event threads can wait for (`struct completion`), instead of an `AtomicBool` +
 /// `Mutex` + `CondVar` triple: "the engine finished", "the last user left".
@@ -104,5 +114,80 @@ impl<T: ?Sized, const ID: u64> WorkFlush for Work<T, ID> {
     fn cancel_sync(&self) -> bool {
         // SAFETY: as in `flush`.
         unsafe { bindings::cancel_work_sync(Work::raw_get(self)) }
+    }
+}
+
+/// A job a [`JobWorker`] runs, in process context on the system long workqueue (it may sleep).
+pub trait Job: Send + Sized + 'static {
+    /// Does the job; consumes it, so what it holds (device references) is released after.
+    fn run(self);
+}
+
+/// One work item with one pending job: [`JobWorker::submit`] queues a job,
+/// [`JobWorker::cancel`] drops the pending one and waits for the running one.
+///
+/// A device model's "start" register needs exactly this: jobs run one at a time, in order, off
+/// the write path, and a reset must know that no job runs any more when it returns.
+///
+/// # Examples
+///
+/// ```ignore
+/// struct Copy { /* what the copy needs, with references keeping it alive */ }
+/// impl Job for Copy { fn run(self) { /* ... */ } }
+/// let worker: Arc<JobWorker<Copy>> = JobWorker::new()?;
+/// worker.submit(Copy { /* ... */ });
+/// worker.cancel(); // at reset: nothing runs after this returns
+/// ```
+#[macros::pin_data]
+pub struct JobWorker<J: Job> {
+    #[pin]
+    pending: Mutex<Option<J>>,
+    #[pin]
+    work: Work<JobWorker<J>>,
+}
+
+impl_has_work! { impl{J: Job} HasWork<JobWorker<J>> for JobWorker<J> { self.work } }
+
+impl<J: Job> WorkItem for JobWorker<J> {
+    type Pointer = Arc<JobWorker<J>>;
+
+    fn run(this: Arc<JobWorker<J>>) {
+        // Taken before running, so the lock is not held by the job (it may sleep, and a
+        // `submit` from another thread must not wait for it).
+        let job = this.pending.lock().take();
+        if let Some(job) = job {
+            job.run();
+        }
+    }
+}
+
+impl<J: Job> JobWorker<J> {
+    /// An idle worker.
+    pub fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                pending <- new_mutex!(None, "JobWorker::pending"),
+                work <- new_work!("JobWorker::work"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Queues `job`, replacing a job still pending (which is dropped, not run): only the
+    /// newest start counts, as when a guest rewrites a start register.
+    pub fn submit(self: &Arc<Self>, job: J) {
+        let old = self.pending.lock().replace(job);
+        // Dropped outside the lock: it may hold the last reference to a device.
+        drop(old);
+        // Already queued (`Err`) is fine: that run takes the new job.
+        let _ = workqueue::system_long().enqueue(self.clone());
+    }
+
+    /// Drops the pending job and waits until a running one returned: no job runs after this.
+    /// Must not be called from a job (it would wait for itself; lockdep reports it).
+    pub fn cancel(&self) {
+        let old = self.pending.lock().take();
+        drop(old);
+        self.work.flush();
     }
 }

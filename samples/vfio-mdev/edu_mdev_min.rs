@@ -11,12 +11,21 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
-    c_str, delay::msleep, device, devres::Devres, dma::Direction, iommu::Prot, mdev,
-    mdev::parent::{ParentDriver, Registration, TypeInfo}, new_mutex, new_work, pci, prelude::*,
-    sync::{Arc, Mutex}, sync_ext::WorkFlush, types::ARef,
+    c_str,
+    delay::msleep,
+    device,
+    devres::Devres,
+    dma::Direction,
+    iommu::Prot,
+    mdev,
+    mdev::parent::{ParentDriver, Registration, TypeInfo},
+    new_mutex, pci,
+    prelude::*,
+    sync::{Arc, Mutex},
+    sync_ext::{Job, JobWorker},
+    types::ARef,
     uaccess::{UserSliceReader, UserSliceWriter},
     vfio::{self, pci as vpci, uapi},
-    workqueue::{self, impl_has_work, Work, WorkItem},
 };
 
 // The copy engine's portable rules and edu's registers, shared with the tests (docs/portable-code.md).
@@ -25,7 +34,10 @@ use kernel::{
 mod copy_engine;
 #[path = "edu-regs/src/edu_regs/mod.rs"]
 mod edu;
-use copy_engine::{regfile::{RegFile, WriteEffect}, Copy, CopyError};
+use copy_engine::{
+    regfile::{RegFile, WriteEffect},
+    Copy, CopyError,
+};
 
 // ---- 1. the module and the mdev type ------------------------------------------------------
 
@@ -49,23 +61,22 @@ impl ParentDriver for EduMdev {
     const NAME: &'static CStr = c_str!("edu_mdev_min");
     const DEVICE_API: &'static CStr = c_str!("vfio-pci");
     const TYPES: &'static [TypeInfo<()>] = &[TypeInfo {
-        desc: mdev::TypeDesc { sysfs_name: c_str!("small"), pretty_name: c_str!("edu-small") },
+        desc: mdev::TypeDesc {
+            sysfs_name: c_str!("small"),
+            pretty_name: c_str!("edu-small"),
+        },
         data: (),
     }];
 
     fn probe(edu: &Arc<Edu>, mdev: &mdev::Device, _ty: &()) -> Result<Self::Data> {
         let take = |n| (n < MAX_MDEVS).then_some(n + 1);
-        edu.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, take).map_err(|_| ENOSPC)?;
+        edu.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, take)
+            .map_err(|_| ENOSPC)?;
         let init = try_pin_init!(Mdev {
             edu: edu.clone(),
-            copier: Arc::pin_init(
-                pin_init!(Copier {
-                    job <- new_mutex!(None),
-                    piece <- new_mutex!(()),
-                    work <- new_work!("edu_mdev_min::Copier"),
-                }),
-                GFP_KERNEL,
-            )?,
+            copier: JobWorker::new()?,
+            piece <- new_mutex!(()),
             fence: vfio::UnmapFence::new()?,
             st <- new_mutex!(State::new(0)),
         });
@@ -103,7 +114,11 @@ struct EduPci {
     _parent: Pin<KBox<Registration<EduMdev>>>,
 }
 
-kernel::pci_device_table!(EDU_IDS, (), [(pci::DeviceId::from_id(edu::VENDOR_ID, edu::DEVICE_ID), ())]);
+kernel::pci_device_table!(
+    EDU_IDS,
+    (),
+    [(pci::DeviceId::from_id(edu::VENDOR_ID, edu::DEVICE_ID), ())]
+);
 
 impl pci::Driver for EduPci {
     type IdInfo = ();
@@ -131,14 +146,22 @@ impl Edu {
     /// One edu DMA of `len` bytes (`cmd`: `DMA_START`, plus `DMA_TO_RAM` for buffer -> RAM),
     /// polled until done (edu takes 100 ms of virtual time).
     fn dma(&self, src: u64, dst: u64, len: u64, cmd: u64) -> Result<(), CopyError> {
-        // The BAR is reached per access: a guard must not be held while sleeping.
-        let io = |f: &dyn Fn(&pci::Bar) -> Result<u64>| {
-            self.bar.access().and_then(|b| f(&b)).map_err(|_| CopyError::Device)
-        };
-        let program = [(src, edu::DMA_SRC), (dst, edu::DMA_DST), (len, edu::DMA_COUNT), (cmd, edu::DMA_CMD)];
-        io(&|b| program.iter().try_for_each(|&(v, r)| b.write64(v, r)).map(|()| 0))?;
+        // The BAR is reached per access: its guard must not be held while sleeping.
+        let failed = |_| CopyError::Device;
+        let program = [
+            (src, edu::DMA_SRC),
+            (dst, edu::DMA_DST),
+            (len, edu::DMA_COUNT),
+            (cmd, edu::DMA_CMD),
+        ];
+        let bar = self.bar.access().map_err(failed)?;
+        for (val, reg) in program {
+            bar.write64(val, reg).map_err(failed)?;
+        }
+        drop(bar);
         for _ in 0..300 {
-            if io(&|b| b.read64(edu::DMA_CMD))? & edu::DMA_START == 0 {
+            let cmd = self.bar.access().and_then(|b| b.read64(edu::DMA_CMD));
+            if cmd.map_err(failed)? & edu::DMA_START == 0 {
                 return Ok(());
             }
             msleep(10);
@@ -147,73 +170,72 @@ impl Edu {
     }
 }
 
-// ---- 3. the copy engine: one work item per mdev, one page-sized piece at a time ------------
+// ---- 3. the copy engine: one job at a time per mdev, one page-sized piece at a time ---------
 
-/// A started copy: the device it belongs to (kept alive until the copy ends).
-struct Job {
+/// A started copy, run by the mdev's `JobWorker`: the device it belongs to (kept alive until
+/// the copy ends).
+struct CopyJob {
     vdev: ARef<vfio::Device<Mdev>>,
     copy: Copy,
     irq: bool,
     gen: u64,
 }
 
-/// An mdev's copy worker.
-#[pin_data]
-struct Copier {
-    #[pin]
-    job: Mutex<Option<Job>>,
-    /// Held while a piece has pages pinned: `dma_unmap` waits on it.
-    #[pin]
-    piece: Mutex<()>,
-    #[pin]
-    work: Work<Copier>,
-}
-
-impl_has_work! { impl HasWork<Copier> for Copier { self.work } }
-
-impl WorkItem for Copier {
-    type Pointer = Arc<Copier>;
-
-    fn run(this: Arc<Copier>) {
-        let Some(job) = this.job.lock().take() else { return };
-        let r = this.copy(&job);
-        let mut st = job.vdev.st.lock();
-        if st.gen == job.gen {
-            st.finish(job.irq, r.err());
+impl Job for CopyJob {
+    fn run(self) {
+        let r = self.copy();
+        let mut st = self.vdev.st.lock();
+        if st.gen == self.gen {
+            st.finish(self.irq, r.err());
         }
     }
 }
 
-impl Copier {
+impl CopyJob {
     /// Checks every page is mapped, then copies piece by piece; stops at a reset.
-    fn copy(&self, job: &Job) -> Result<(), CopyError> {
-        let dev = &job.vdev;
-        for (first, n, access) in job.copy.page_spans(PAGE) {
-            let prot = if access == copy_engine::Access::Read { Prot::READ } else { Prot::READ | Prot::WRITE };
-            let _guard = self.piece.lock();
+    fn copy(&self) -> Result<(), CopyError> {
+        let dev = &self.vdev;
+        for (first, n, access) in self.copy.page_spans(PAGE) {
+            let prot = if access == copy_engine::Access::Read {
+                Prot::READ
+            } else {
+                Prot::READ | Prot::WRITE
+            };
+            let _guard = dev.piece.lock();
             if dev.fence.blocks(first, n as u64 * PAGE) || dev.pin_pages(first, n, prot).is_err() {
                 return Err(CopyError::Unmapped);
             }
         }
         let mut done = 0;
-        while let Some(p) = job.copy.piece(done, PAGE, edu::DMA_BUF_SIZE as u64) {
-            if dev.st.lock().gen != job.gen {
+        while let Some(p) = self.copy.piece(done, PAGE, edu::DMA_BUF_SIZE as u64) {
+            if dev.st.lock().gen != self.gen {
                 return Err(CopyError::Aborted);
             }
             let (sp, dp) = (p.src_page(PAGE), p.dst_page(PAGE));
-            let _guard = self.piece.lock();
+            let _guard = dev.piece.lock();
             if dev.fence.blocks(sp, PAGE) || dev.fence.blocks(dp, PAGE) {
                 return Err(CopyError::Unmapped);
             }
             let unmapped = |_| CopyError::Unmapped;
-            let dst = dev.pin_pages(dp, 1, Prot::READ | Prot::WRITE).map_err(unmapped)?;
+            let dst = dev
+                .pin_pages(dp, 1, Prot::READ | Prot::WRITE)
+                .map_err(unmapped)?;
             let src = dev.pin_pages(sp, 1, Prot::READ).map_err(unmapped)?;
             let edu = &dev.edu;
             let failed = |_| CopyError::Device;
-            let d = dst.dma_map(0, &edu.dev, Direction::Bidirectional).map_err(failed)?;
-            let s = src.dma_map(0, &edu.dev, Direction::ToDevice).map_err(failed)?;
+            let d = dst
+                .dma_map(0, &edu.dev, Direction::Bidirectional)
+                .map_err(failed)?;
+            let s = src
+                .dma_map(0, &edu.dev, Direction::ToDevice)
+                .map_err(failed)?;
             let _engine = edu.engine.lock();
-            edu.dma(s.dma_addr() + p.src % PAGE, edu::DMA_BUF, p.len, edu::DMA_START)?;
+            edu.dma(
+                s.dma_addr() + p.src % PAGE,
+                edu::DMA_BUF,
+                p.len,
+                edu::DMA_START,
+            )?;
             let to_ram = edu::DMA_START | edu::DMA_TO_RAM;
             edu.dma(edu::DMA_BUF, d.dma_addr() + p.dst % PAGE, p.len, to_ram)?;
             done += p.len;
@@ -242,7 +264,12 @@ impl State {
         let mut cfg = vpci::ConfigSpace::new(edu::VENDOR_ID, 0xed01, 0x08_80_00, 1);
         // Constant, valid arguments: these cannot fail.
         let _ = cfg.add_bar32(0, BAR0_SIZE).and_then(|()| cfg.add_msi(0x40));
-        Self { cfg, regs: RegFile::default(), irqs: vpci::IrqEventfds::new(&IRQS), gen }
+        Self {
+            cfg,
+            regs: RegFile::default(),
+            irqs: vpci::IrqEventfds::new(&IRQS),
+            gen,
+        }
     }
 
     /// The copy ended: `STATUS`, and the MSI if it asked for it.
@@ -258,7 +285,10 @@ impl State {
 #[pin_data]
 struct Mdev {
     edu: Arc<Edu>,
-    copier: Arc<Copier>,
+    copier: Arc<JobWorker<CopyJob>>,
+    /// Held while a copy has pages pinned: `dma_unmap` waits on it.
+    #[pin]
+    piece: Mutex<()>,
     fence: vfio::UnmapFence,
     #[pin]
     st: Mutex<State>,
@@ -276,8 +306,7 @@ impl Mdev {
                 st.irqs.clear();
             }
         }
-        drop(dev.copier.job.lock().take());
-        dev.copier.work.flush();
+        dev.copier.cancel();
     }
 
     /// A register write; a started copy is queued under the state lock (a reset bumps the
@@ -286,8 +315,12 @@ impl Mdev {
         let mut st = dev.st.lock();
         match st.regs.write(off, val) {
             WriteEffect::Start { copy, irq } => {
-                *dev.copier.job.lock() = Some(Job { vdev: dev.into(), copy, irq, gen: st.gen });
-                let _ = workqueue::system_long().enqueue(dev.copier.clone());
+                dev.copier.submit(CopyJob {
+                    vdev: dev.into(),
+                    copy,
+                    irq,
+                    gen: st.gen,
+                });
             }
             WriteEffect::Interrupt => {
                 st.irqs.signal(vpci::MSI_IRQ_INDEX);
@@ -365,6 +398,6 @@ impl vfio::DeviceOps for Mdev {
     fn dma_unmap(dev: &vfio::Device<Self>, iova: u64, length: u64) {
         // Fence the range, then wait for a piece holding pins: nothing stays pinned in it.
         dev.fence.begin(iova, length);
-        drop(dev.copier.piece.lock());
+        drop(dev.piece.lock());
     }
 }

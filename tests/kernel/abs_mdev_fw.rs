@@ -2,7 +2,7 @@
 //! Guest test of the mdev driver framework: `kernel::mdev::parent` (a parent that owns its
 //! data, typed per-type data, static mdev attributes), `kernel::vfio::pci` (virtual config
 //! space, region decoding, SET_IRQS validation and eventfds) and `kernel::sync_ext`
-//! (completion, work flushing), with bad input for each.
+//! (completion, work flushing, the one-slot job worker), with bad input for each.
 //!
 //! The mdev cases register a parent on edu and create/remove mdevs through sysfs, as user
 //! space would. Every count the checks read lives in the parent's data, not in a global: the
@@ -20,7 +20,7 @@ use kernel::{
     prelude::*,
     str::{CStr, CString},
     sync::Arc,
-    sync_ext::{Completion, WorkFlush},
+    sync_ext::{Completion, Job, JobWorker, WorkFlush},
     sysfs,
     vfio::{pci as vpci, uapi},
     workqueue::{self, impl_has_work, Work, WorkItem},
@@ -421,6 +421,74 @@ fn sync_cases(suite: &mut Suite) {
     });
 }
 
+/// What the test jobs did: a bit per job that ran to its end, a count of jobs dropped.
+struct JobLog {
+    ran: AtomicU32,
+    dropped: AtomicU32,
+}
+
+/// A job that sleeps `delay_ms`, then sets its bit in the log.
+struct TestJob {
+    log: Arc<JobLog>,
+    bit: u32,
+    delay_ms: u32,
+}
+
+impl Job for TestJob {
+    fn run(self) {
+        msleep(self.delay_ms);
+        self.log.ran.fetch_or(self.bit, Ordering::AcqRel);
+    }
+}
+
+impl Drop for TestJob {
+    fn drop(&mut self) {
+        self.log.dropped.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+fn job_log() -> Result<Arc<JobLog>> {
+    Ok(Arc::new(JobLog { ran: AtomicU32::new(0), dropped: AtomicU32::new(0) }, GFP_KERNEL)?)
+}
+
+fn job_cases(suite: &mut Suite) {
+    suite.run("job_worker_cancel_waits_for_the_running_job", |case| {
+        let (log, w) = (case.check("alloc", job_log())?, case.check("worker", JobWorker::new())?);
+        w.submit(TestJob { log: log.clone(), bit: 1, delay_ms: 100 });
+        msleep(20); // The job is running (sleeping) now.
+        w.cancel();
+        let (ran, dropped) = (log.ran.load(Ordering::Acquire), log.dropped.load(Ordering::Acquire));
+        labtest_ensure!(case, ran == 1 && dropped == 1, "cancel returned with the job running (ran {:#x}, dropped {})", ran, dropped);
+        Ok(())
+    });
+    suite.run("job_worker_drops_replaced_and_cancelled_jobs_unrun", |case| {
+        let (log, w) = (case.check("alloc", job_log())?, case.check("worker", JobWorker::new())?);
+        w.submit(TestJob { log: log.clone(), bit: 1, delay_ms: 100 });
+        msleep(20); // Job 1 runs; 2 is pending, then replaced by 4, which a cancel drops.
+        w.submit(TestJob { log: log.clone(), bit: 2, delay_ms: 0 });
+        w.submit(TestJob { log: log.clone(), bit: 4, delay_ms: 0 });
+        w.cancel();
+        let (ran, dropped) = (log.ran.load(Ordering::Acquire), log.dropped.load(Ordering::Acquire));
+        labtest_ensure!(case, ran == 1 && dropped == 3, "ran {:#x} (want 0x1), dropped {} (want 3)", ran, dropped);
+        w.submit(TestJob { log: log.clone(), bit: 8, delay_ms: 0 });
+        w.cancel(); // Either ran or dropped unrun: never left pending.
+        let (ran, dropped) = (log.ran.load(Ordering::Acquire), log.dropped.load(Ordering::Acquire));
+        labtest_ensure!(case, dropped == 4 && ran & !9 == 0, "after a later job: ran {:#x}, dropped {}", ran, dropped);
+        Ok(())
+    });
+    suite.run("job_worker_runs_a_submitted_job", |case| {
+        let (log, w) = (case.check("alloc", job_log())?, case.check("worker", JobWorker::new())?);
+        w.submit(TestJob { log: log.clone(), bit: 16, delay_ms: 0 });
+        let mut waited = 0;
+        while log.ran.load(Ordering::Acquire) == 0 && waited < 1000 {
+            msleep(10);
+            waited += 10;
+        }
+        labtest_ensure!(case, log.ran.load(Ordering::Acquire) == 16, "submitted job never ran (ran {:#x})", log.ran.load(Ordering::Acquire));
+        Ok(())
+    });
+}
+
 struct AbsMdevFw;
 
 impl kernel::Module for AbsMdevFw {
@@ -429,6 +497,7 @@ impl kernel::Module for AbsMdevFw {
         config_cases(&mut suite);
         irq_cases(&mut suite);
         sync_cases(&mut suite);
+        job_cases(&mut suite);
         let drv = mdev::DriverRegistration::new_arc(module);
         suite.run("mdev_driver_registered", |case| {
             labtest_ensure!(case, drv.is_ok(), "mdev_register_driver: {:?}", drv.as_ref().err());
