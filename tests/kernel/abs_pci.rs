@@ -11,7 +11,7 @@ use core::{
 };
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    bindings, c_str,
+    c_str,
     device::Device,
     delay::msleep,
     dev_info,
@@ -24,7 +24,7 @@ use kernel::{
     page::Page,
     pci,
     prelude::*,
-    str::{CStr, CString},
+    str::CString,
     sync::Arc,
     sysfs,
 };
@@ -39,6 +39,9 @@ module! {
 
 #[path = "common/edu.rs"]
 mod edu;
+#[path = "common/kfile.rs"]
+mod kfile;
+use kfile::{sysfs_read, sysfs_write};
 
 
 static PROBES: AtomicU32 = AtomicU32::new(0);
@@ -120,50 +123,19 @@ impl sysfs::AttributeOps for EduAttr {
 
 kernel::device_attribute!(EDU_ATTR, EduAttr, "abs_edu", 0o644);
 
-fn sysfs_write(path: &CStr, data: &[u8]) -> Result {
-    // SAFETY: NUL-terminated path; O_WRONLY.
-    let f = kernel::error::from_err_ptr(unsafe { bindings::filp_open(path.as_char_ptr(), 1, 0) })?;
-    let mut pos: bindings::loff_t = 0;
-    // SAFETY: `f` is an open file; `data` is a kernel buffer of its length.
-    let r = unsafe { bindings::kernel_write(f, data.as_ptr().cast(), data.len(), &mut pos) };
-    // SAFETY: closes the file opened above.
-    unsafe { bindings::filp_close(f, core::ptr::null_mut()) };
-    if r < 0 {
-        Err(kernel::error::Error::from_errno(r as i32))
-    } else {
-        Ok(())
-    }
-}
-
-fn sysfs_read(path: &CStr, buf: &mut [u8]) -> Result<usize> {
-    // SAFETY: NUL-terminated path; O_RDONLY.
-    let f = kernel::error::from_err_ptr(unsafe { bindings::filp_open(path.as_char_ptr(), 0, 0) })?;
-    let mut pos: bindings::loff_t = 0;
-    // SAFETY: `f` is open; `buf` is writable for its length.
-    let r = unsafe { bindings::kernel_read(f, buf.as_mut_ptr().cast(), buf.len(), &mut pos) };
-    // SAFETY: closes the file opened above.
-    unsafe { bindings::filp_close(f, core::ptr::null_mut()) };
-    if r < 0 {
-        Err(kernel::error::Error::from_errno(r as i32))
-    } else {
-        Ok(r as usize)
-    }
-}
-
 fn sysfs_case(suite: &mut Suite, dev: &pci::Device<pci::Core>) -> Option<sysfs::File> {
     let mut kept = None;
     suite.run("sysfs_attribute_show_store_remove", |case| {
         let path = case.check("path", CString::try_from_fmt(kernel::fmt!("/sys/bus/pci/devices/{}/abs_edu", dev.as_ref().name())))?;
         let file = case.check("create_file", sysfs::create_file(dev.as_ref(), &EDU_ATTR))?;
-        let mut buf = [0u8; 64];
-        let n = case.check("read", sysfs_read(&path, &mut buf))?;
-        labtest_ensure!(case, &buf[..n] == b"1234:11e8 7\n", "show gave {:?}", &buf[..n]);
+        let shown = case.check("read", sysfs_read(&path))?;
+        labtest_ensure!(case, &shown[..] == b"1234:11e8 7\n", "show gave {:?}", &shown[..]);
         case.check("write", sysfs_write(&path, b"42\n"))?;
-        let n = case.check("read", sysfs_read(&path, &mut buf))?;
-        labtest_ensure!(case, &buf[..n] == b"1234:11e8 42\n", "after store {:?}", &buf[..n]);
+        let shown = case.check("read", sysfs_read(&path))?;
+        labtest_ensure!(case, &shown[..] == b"1234:11e8 42\n", "after store {:?}", &shown[..]);
         labtest_ensure!(case, sysfs_write(&path, b"nope").is_err(), "bad input accepted");
         drop(file);
-        labtest_ensure!(case, sysfs_read(&path, &mut buf).is_err(), "attribute still there after drop");
+        labtest_ensure!(case, sysfs_read(&path).is_err(), "attribute still there after drop");
         // Keep one on the device: it must be removable at unbind (driver data drop).
         kept = Some(case.check("create_file", sysfs::create_file(dev.as_ref(), &EDU_ATTR))?);
         Ok(())
