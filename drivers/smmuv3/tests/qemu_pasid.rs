@@ -11,7 +11,10 @@
 //!   PASID (SSV = 1), a PASID with PASID Enable clear is not sent;
 //! * a changed CD stays stale until CFGI_CD for its SubstreamID (CFGI_CD of another SubstreamID
 //!   does not drop it), CFGI_CD_ALL or CFGI_STE;
-//! * S1DSS: terminate, bypass, SSID0 (then SubstreamID 0 is terminated).
+//! * S1DSS: terminate, bypass, SSID0 (then SubstreamID 0 is terminated);
+//! * edu-pasid's interrupt message (registers 0xa8..0xb4) is tagged like the DMA it completes:
+//!   it lands at the doorbell its PASID's CD maps, faults naming the PASID where only another
+//!   PASID maps it, and replaces the PCI MSI only while enabled.
 
 mod qemu_common;
 
@@ -335,6 +338,112 @@ fn qemu_pasid_s1dss() {
     assert_eq!(dma(&r.edu, Some(0), IOVA), Edu::DMA_RESULT_ERROR);
     stream_disabled(r.events());
     assert!(!has_data(pages[0]));
+    assert_eq!(r.events(), vec![]);
+    r.check();
+}
+
+/// The doorbell IOVA of the interrupt-message test (Linux's MSI_IOVA_BASE).
+const DB_IOVA: u64 = 0x0800_0000;
+/// The doorbell offset and message data of the interrupt-message test.
+const DB_OFF: u64 = 0x40;
+const DB_DATA: u32 = 0x4d51;
+
+/// edu writes `DATA` to `iova` tagged with `pasid`, asking for the completion interrupt;
+/// returns the DMA result and the interrupt-message status register.
+fn dma_irq(edu: &Edu, pasid: Option<u32>, iova: u64) -> (u32, u32) {
+    edu.set_dma_pasid(pasid).unwrap();
+    edu.start_dma(
+        qtest::EDU_DMA_BUF,
+        iova,
+        8,
+        Edu::DMA_FROM_EDU | Edu::DMA_IRQ,
+    )
+    .unwrap();
+    edu.wait_dma(std::time::Duration::from_secs(5)).unwrap();
+    (
+        edu.dma_result().unwrap(),
+        edu.interrupt_message_status().unwrap() & (Edu::IMS_SENT | Edu::IMS_FAULT),
+    )
+}
+
+#[test]
+fn qemu_pasid_interrupt_message_uses_its_cd() {
+    let Some(mut r) = setup(SmmuConfig::default()) else {
+        return;
+    };
+    // PASID 1's domain maps the doorbell (as iommu_dma_get_msi_page() would), PASID 2's does
+    // not; both map `IOVA`, so the DMAs themselves succeed. Untagged traffic is terminated.
+    let mut doms = domains(&mut r, 2);
+    let db = r.buf(4096, 4096);
+    let db_prot = Prot::WRITE | Prot::NOEXEC | Prot::MMIO;
+    doms[0]
+        .0
+        .map(DB_IOVA, db.dma_addr(), 4096, db_prot)
+        .unwrap();
+    let mut m = master(&mut r, PASID_SSID_BITS);
+    r.smmu.write_cd(&mut m, 1, &doms[0].0.cd()).unwrap();
+    r.smmu.write_cd(&mut m, 2, &doms[1].0.cd()).unwrap();
+    r.smmu.attach_cd_table(&mut m, s1dss::TERMINATE).unwrap();
+    let sid = r.sid;
+    let msg = DB_IOVA + DB_OFF;
+    r.edu.set_interrupt_message(Some((msg, DB_DATA))).unwrap();
+
+    // PASID 1: the message is translated by CD 1 and lands at the doorbell; no PCI MSI (edu's
+    // interrupt status stays clear).
+    assert_eq!(
+        dma_irq(&r.edu, Some(1), IOVA),
+        (Edu::DMA_RESULT_OK, Edu::IMS_SENT)
+    );
+    assert!(has_data(&doms[0].1));
+    assert_eq!(
+        db.read_u32(DB_OFF as usize).unwrap(),
+        DB_DATA,
+        "message at the doorbell"
+    );
+    assert_eq!(r.events(), vec![]);
+    assert_eq!(r.edu.irq_status().unwrap(), 0, "PCI MSI raised too");
+    db.fill(0, 4096, 0).unwrap();
+
+    // PASID 2: its DMA lands in its own page, its message faults naming PASID 2 at the
+    // doorbell IOVA (a write); the doorbell page is untouched.
+    assert_eq!(
+        dma_irq(&r.edu, Some(2), IOVA),
+        (Edu::DMA_RESULT_OK, Edu::IMS_FAULT)
+    );
+    assert!(has_data(&doms[1].1));
+    assert_eq!(
+        db.read_u32(DB_OFF as usize).unwrap(),
+        0,
+        "PASID 2's message arrived"
+    );
+    let evs = r.events();
+    assert!(!evs.is_empty(), "expected F_TRANSLATION for the message");
+    for e in evs {
+        match e {
+            Event::Translation(f) => {
+                assert_eq!((f.access.sid, f.access.ssid), (sid, Some(2)), "{f:?}");
+                assert_eq!((f.access.addr, f.access.read), (msg, false), "{f:?}");
+            }
+            other => panic!("expected F_TRANSLATION, got {other:?}"),
+        }
+    }
+
+    // PASID Enable clear: neither the DMA nor its message is sent, and nothing faults.
+    r.m.set_pasid_enable(r.edu.bdf(), false).unwrap();
+    assert_eq!(
+        dma_irq(&r.edu, Some(1), IOVA),
+        (Edu::DMA_RESULT_NO_PASID, Edu::IMS_FAULT)
+    );
+    assert_eq!(db.read_u32(DB_OFF as usize).unwrap(), 0);
+    assert_eq!(r.events(), vec![]);
+    r.m.set_pasid_enable(r.edu.bdf(), true).unwrap();
+
+    // Message disabled: the completion is edu's PCI interrupt again, nothing at the doorbell.
+    r.edu.set_interrupt_message(None).unwrap();
+    assert_eq!(dma_irq(&r.edu, Some(1), IOVA), (Edu::DMA_RESULT_OK, 0));
+    assert_eq!(r.edu.irq_status().unwrap(), Edu::IRQ_DMA);
+    assert_eq!(db.read_u32(DB_OFF as usize).unwrap(), 0);
+    r.edu.ack_irq(Edu::IRQ_DMA).unwrap();
     assert_eq!(r.events(), vec![]);
     r.check();
 }

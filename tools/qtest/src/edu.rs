@@ -77,6 +77,12 @@ impl Edu {
     pub const DMA_RESULT_ERROR: u32 = edu_regs::DMA_RESULT_ERROR;
     /// [`Self::REG_DMA_RESULT`]: a PASID was asked while PASID Enable is clear; nothing sent.
     pub const DMA_RESULT_NO_PASID: u32 = edu_regs::DMA_RESULT_NO_PASID;
+    /// edu-pasid: interrupt message control register.
+    pub const REG_IMS_CTRL: u64 = edu_regs::IMS_CTRL as u64;
+    /// [`Self::REG_IMS_CTRL`]: the last message was accepted.
+    pub const IMS_SENT: u32 = edu_regs::IMS_CTRL_SENT;
+    /// [`Self::REG_IMS_CTRL`]: the last message was refused or not sent.
+    pub const IMS_FAULT: u32 = edu_regs::IMS_CTRL_FAULT;
 
     pub(crate) fn new(qt: Qtest, ecam: Ecam, bdf: Bdf, bar0: u64) -> Self {
         Self {
@@ -176,6 +182,26 @@ impl Edu {
     /// edu-pasid: the result of the last DMA ([`Self::DMA_RESULT_OK`], ...).
     pub fn dma_result(&self) -> Result<u32> {
         self.read_reg(Self::REG_DMA_RESULT)
+    }
+
+    /// edu-pasid: the DMA-completion interrupt becomes a write of `data` to `addr`, tagged
+    /// like the DMA (`Some`), or the PCI MSI again (`None`).
+    pub fn set_interrupt_message(&self, msg: Option<(u64, u32)>) -> Result<()> {
+        let (addr, data) = msg.unwrap_or((0, 0));
+        self.write_reg(edu_regs::IMS_ADDR_LO as u64, addr as u32)?;
+        self.write_reg(edu_regs::IMS_ADDR_HI as u64, (addr >> 32) as u32)?;
+        self.write_reg(edu_regs::IMS_DATA as u64, data)?;
+        let en = if msg.is_some() {
+            edu_regs::IMS_CTRL_EN
+        } else {
+            0
+        };
+        self.write_reg(Self::REG_IMS_CTRL, en)
+    }
+
+    /// edu-pasid: the interrupt message control register ([`Self::IMS_SENT`], ...).
+    pub fn interrupt_message_status(&self) -> Result<u32> {
+        self.read_reg(Self::REG_IMS_CTRL)
     }
 
     /// Whether a DMA is in progress (command bit 0).

@@ -5,7 +5,7 @@
 //! and the host qtest client (`tools/qtest/src/edu.rs`, through the `edu-regs` crate).
 //!
 //! Offsets are BAR0 byte offsets. Registers below 0x80 take 32-bit accesses only; the DMA
-//! registers at 0x80..0xa0 take 32- or 64-bit accesses; 0xa0 and 0xa4 32-bit only.
+//! registers at 0x80..0xa0 take 32- or 64-bit accesses; 0xa0..0xb8 32-bit only.
 // Included as a private module by kernel code, where most users need only a few names.
 #![allow(dead_code, unreachable_pub)]
 
@@ -69,6 +69,25 @@ pub const DMA_RESULT_ERROR: u32 = 1;
 /// [`DMA_RESULT`]: a PASID was asked while PASID Enable is clear; nothing was sent.
 pub const DMA_RESULT_NO_PASID: u32 = 2;
 
+/// edu-pasid: interrupt message address, low 32 bits (bits [1:0] read 0). With
+/// [`IMS_CTRL_EN`] the DMA-completion interrupt ([`DMA_IRQ`]) is a 32-bit write of [`IMS_DATA`]
+/// to this address, tagged with the DMA's PASID, instead of the PCI MSI.
+pub const IMS_ADDR_LO: usize = 0xa8;
+/// edu-pasid: interrupt message address, high 32 bits.
+pub const IMS_ADDR_HI: usize = 0xac;
+/// edu-pasid: interrupt message data.
+pub const IMS_DATA: usize = 0xb0;
+/// edu-pasid: interrupt message control: [`IMS_CTRL_EN`] (RW), [`IMS_CTRL_SENT`] and
+/// [`IMS_CTRL_FAULT`] (RO, cleared by any write).
+pub const IMS_CTRL: usize = 0xb4;
+/// [`IMS_CTRL`] bit: DMA completions send the interrupt message.
+pub const IMS_CTRL_EN: u32 = 1 << 0;
+/// [`IMS_CTRL`] bit: the last message was accepted by the platform.
+pub const IMS_CTRL_SENT: u32 = 1 << 30;
+/// [`IMS_CTRL`] bit: the last message was refused (an IOMMU fault, for instance) or could not
+/// be sent (a PASID asked while PASID Enable is clear).
+pub const IMS_CTRL_FAULT: u32 = 1 << 31;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +100,8 @@ mod tests {
         assert!(dma.windows(2).all(|w| w[1] == w[0] + 8));
         assert_eq!(DMA_PASID, DMA_CMD + 8);
         assert_eq!(DMA_RESULT, DMA_PASID + 4);
+        let ims = [DMA_RESULT, IMS_ADDR_LO, IMS_ADDR_HI, IMS_DATA, IMS_CTRL];
+        assert!(ims.windows(2).all(|w| w[1] == w[0] + 4));
         assert_eq!(DMA_BUF_SIZE, 4096);
     }
 }
