@@ -168,6 +168,26 @@ impl AuxDevice {
         &self.dev
     }
 
+    /// The doorbell (physical address) and data of the device's MSI/MSI-X vector `vector`, as
+    /// the kernel programmed them: what a PASID-tagged interrupt message of this device must
+    /// write to raise that vector's interrupt (GICv3's ITS tells the device by its requester
+    /// ID, which the tagged write carries too). Bind the doorbell in the aux domain with
+    /// [`AuxDomain::msi_activate`] and program the address it returns with this data. The
+    /// kernel's message address is an IOVA of the device's DMA domain (dma-iommu maps the
+    /// doorbell there): it is resolved through that domain. `ENXIO` for a vector that is not
+    /// MSI/MSI-X, `ENOENT` when the message address translates to nothing.
+    pub fn msi_doorbell(&self, vector: u32) -> Result<(u64, u32)> {
+        let pdev = pci::Device::from_device(&self.dev).ok_or(ENODEV)?;
+        let (addr, data) = pdev.msi_message(vector).inspect_err(|e| {
+            crate::dev_err!(&*self.dev, "aux domain: no MSI message for vector {}: {:?}\n", vector, e);
+        })?;
+        let doorbell = iommu::device_iova_to_phys(&self.dev, addr).ok_or_else(|| {
+            crate::dev_err!(&*self.dev, "aux domain: MSI address {:#x} maps no doorbell\n", addr);
+            ENOENT
+        })?;
+        Ok((doorbell, data))
+    }
+
     /// The usable PASID range (inclusive); `None` without PASIDs.
     pub fn pasid_range(&self) -> Option<(u32, u32)> {
         self.pasids

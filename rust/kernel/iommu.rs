@@ -99,6 +99,23 @@ pub fn max_pasids(dev: &Device) -> u32 {
     unsafe { bindings::dev_iommu_max_pasids(dev.as_raw()) }
 }
 
+/// What `iova` translates to in the domain `dev` is attached to now
+/// (`iommu_get_domain_for_dev`, `iommu_iova_to_phys`): for a bound driver's device, its DMA
+/// domain. `None` when the device has no IOMMU domain or `iova` is unmapped there.
+pub fn device_iova_to_phys(dev: &Device, iova: Iova) -> Option<u64> {
+    // SAFETY: valid device. The domain returned is the group's current one; it lives while it
+    // is attached, which for a device bound to its driver (the callers) is until the driver or
+    // VFIO changes it, and `iommu_iova_to_phys` only walks its page table.
+    let p = unsafe {
+        let domain = bindings::iommu_get_domain_for_dev(dev.as_raw());
+        if domain.is_null() {
+            return None;
+        }
+        bindings::iommu_iova_to_phys(domain, iova)
+    };
+    (p != 0).then_some(p)
+}
+
 /// Whether the MSIs of every device in `dev`'s IOMMU group are isolated
 /// (`iommu_group_has_isolated_msi`): the MSI controller tells the devices apart (GICv3's ITS
 /// does, by DeviceID) or interrupts are remapped, so a device that can DMA to its MSI doorbell

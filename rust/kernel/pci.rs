@@ -206,6 +206,20 @@ impl Device {
         unsafe { bindings::pci_dev_id(self.as_raw()) }
     }
 
+    /// The message (address, data) of MSI/MSI-X vector `index` as the kernel last programmed
+    /// it into the device (`get_cached_msi_msg`). Behind an IOMMU DMA domain the address is an
+    /// IOVA of that domain (dma-iommu's MSI cookie), not the doorbell. `ENXIO` when the device
+    /// uses neither MSI nor MSI-X, `EINVAL` for a vector it does not have.
+    pub fn msi_message(&self, index: u32) -> Result<(u64, u32)> {
+        let (mut address, mut data) = (0u64, 0u32);
+        // SAFETY: valid device; the helper checks that the vector exists and is an MSI one
+        // before reading its descriptor, and writes only through the two valid pointers.
+        to_result(unsafe {
+            bindings::pci_cached_msi_message(self.as_raw(), index, &mut address, &mut data)
+        })?;
+        Ok((address, data))
+    }
+
     /// Number of PASIDs the device supports (`pci_max_pasids`); `EOPNOTSUPP`/`EINVAL` from the
     /// PCI core when it has no PASID capability.
     pub fn max_pasids(&self) -> Result<u32> {

@@ -31,7 +31,7 @@ use core::{
 };
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    auxdomain::{self, AuxDevice, AuxDomain, MsiWindow},
+    auxdomain::{self, AuxDevice, AuxDomain, MsiSource, MsiWindow},
     c_str, debugfs, dev_err, dev_info, dev_warn,
     device::Device,
     devres::Devres,
@@ -152,6 +152,11 @@ trait Backend: Send + Sync {
     fn attach(&self, pasid: u32) -> Result;
     /// The mdev with `pasid` goes away.
     fn detach(&self, pasid: u32);
+    /// The engine's completion interrupt for a DMA tagged with `pasid`, as a PASID-tagged
+    /// message (address in the mdev's domain, data); `None`: the parent's PCI MSI.
+    fn completion_message(&self, _pasid: u32) -> Option<(u64, u32)> {
+        None
+    }
     /// Makes pinned page `page` (at `iova` of the mdev) reachable by the engine.
     fn map<'a>(
         &'a self,
@@ -190,22 +195,40 @@ impl Backend for Mediated {
 /// PASID-capable platform: each mdev's PASID gets its own auxiliary domain
 /// (`kernel::auxdomain`: MSI window, doorbells and the no-snoop policy per domain); pinned pages
 /// are mapped there at the user's IOVA for one piece and the engine issues PASID-tagged DMA to
-/// the IOVA. Selected for edu-pasid on the lab's PASID platform (`run.sh --platform pasid`);
+/// the IOVA. The engine's completion interrupt is edu-pasid's PASID-tagged message, whose
+/// doorbell each domain binds (`msi_activate`): an mdev's completion reaches the CPU only
+/// through its own domain. Selected for edu-pasid on the lab's PASID platform (`run.sh --platform pasid`);
 /// the same flow runs on the SMMUv3 model in `engine/tests/pasid_model.rs`.
 #[pin_data]
 struct PasidAux {
     dev: AuxDevice,
     #[pin]
-    domains: Mutex<[Option<(u32, AuxDomain)>; MAX_MDEVS]>,
+    /// Per mdev: PASID, domain, completion message.
+    domains: Mutex<[Option<(u32, AuxDomain, Option<(u64, u32)>)>; MAX_MDEVS]>,
 }
 
 impl PasidAux {
     fn unmap(&self, pasid: u32, iova: u64) {
         let mut d = self.domains.lock();
-        if let Some((_, dom)) = d.iter_mut().flatten().find(|(p, _)| *p == pasid) {
+        if let Some((_, dom, _)) = d.iter_mut().flatten().find(|(p, ..)| *p == pasid) {
             // Errors are logged by the layer; nothing else can be done from a drop.
             let _ = dom.unmap(iova, PAGE);
         }
+    }
+
+    /// Binds the parent's MSI doorbell (vector 0, as the kernel programmed it) in `dom` for
+    /// the completion message tagged with `pasid`; returns the message. `None`, logged, if the
+    /// parent has no MSI or the binding fails: completions are then the PCI MSI, or polled.
+    /// Fault injection (`inject_no_doorbell`): the binding is dropped at once, the message
+    /// kept, so the mdev's completions fault in its domain.
+    fn bind_doorbell(&self, dom: &mut AuxDomain, pasid: u32) -> Option<(u64, u32)> {
+        let (doorbell, data) = self.dev.msi_doorbell(0).ok()?;
+        let src = MsiSource::Queue { pasid, queue: 0 };
+        let addr = dom.msi_activate(&self.dev, src, doorbell).ok()?;
+        if INJECT_NO_DOORBELL.get() {
+            dom.msi_deactivate(&self.dev, src).ok()?;
+        }
+        Some((addr, data))
     }
 }
 
@@ -223,20 +246,26 @@ impl Backend for PasidAux {
             dom.enforce_cache_coherency()?;
         }
         dom.attach(&self.dev, pasid)?;
+        let msg = self.bind_doorbell(&mut dom, pasid);
         let mut d = self.domains.lock();
         let free = d.iter_mut().find(|s| s.is_none()).ok_or(ENOSPC)?;
-        *free = Some((pasid, dom));
+        *free = Some((pasid, dom, msg));
         Ok(())
     }
     fn detach(&self, pasid: u32) {
         let mut d = self.domains.lock();
         if let Some(s) = d
             .iter_mut()
-            .find(|s| s.as_ref().is_some_and(|(p, _)| *p == pasid))
+            .find(|s| s.as_ref().is_some_and(|(p, ..)| *p == pasid))
         {
-            // Dropping the domain detaches it from the PASID and frees it.
+            // Dropping the domain unbinds its doorbell, detaches it from the PASID and frees
+            // it.
             *s = None;
         }
+    }
+    fn completion_message(&self, pasid: u32) -> Option<(u64, u32)> {
+        let d = self.domains.lock();
+        d.iter().flatten().find(|(p, ..)| *p == pasid).and_then(|(.., m)| *m)
     }
     fn map<'a>(
         &'a self,
@@ -252,10 +281,10 @@ impl Backend for PasidAux {
         };
         let phys = page.phys(0).ok_or(EINVAL)?;
         let mut d = self.domains.lock();
-        let (_, dom) = d
+        let (_, dom, _) = d
             .iter_mut()
             .flatten()
-            .find(|(p, _)| *p == pasid)
+            .find(|(p, ..)| *p == pasid)
             .ok_or(ENODEV)?;
         dom.map(iova, phys, PAGE, prot)?;
         Ok(Mapped::Pasid {
@@ -295,6 +324,7 @@ const EDU_PASID_ENGINE: EngineCaps = EngineCaps {
 // Module parameters (`/sys/module/edu_mdev/parameters/`).
 kernel::module_param_bool!(ALLOW_UNSAFE_INTERRUPTS, "allow_unsafe_interrupts", 0o644);
 kernel::module_param_bool!(INJECT_UNMAPPED_DST, "inject_unmapped_dst", 0o644);
+kernel::module_param_bool!(INJECT_NO_DOORBELL, "inject_no_doorbell", 0o644);
 
 // ---- 3. the parent ----------------------------------------------------------------------------
 
@@ -362,6 +392,9 @@ struct ParentShared {
     /// Set by edu's completion interrupt ([`EduIrq`]); the worker sleeps on `irq_cv`.
     irq_fired: AtomicBool,
     irq_count: AtomicU32,
+    /// A DMA whose completion is edu-pasid's interrupt message is running: an interrupt with
+    /// edu's interrupt status clear is ours.
+    message_armed: AtomicBool,
     /// Driver time accounting (debugfs `edu_mdev/<parent>`).
     stats: Arc<CopyStats>,
     #[pin]
@@ -446,6 +479,7 @@ impl ParentShared {
                 work <- new_work!("edu_mdev::work"),
                 irq_fired: AtomicBool::new(false),
                 irq_count: AtomicU32::new(0),
+                message_armed: AtomicBool::new(false),
                 stats: Arc::new(CopyStats::default(), GFP_KERNEL)?,
                 irq_lock <- new_mutex!((), "edu_mdev::irq_lock"),
                 irq_cv <- new_condvar!("edu_mdev::irq_cv"),
@@ -716,12 +750,23 @@ impl ParentShared {
         let st = &self.stats;
         let t0 = now_ns();
         let mut waited = 0;
+        // PASID mode: the completion is the message tagged like the DMA, through the mdev's
+        // domain (where its doorbell is bound).
+        let msg = tag.and_then(|p| self.backend.completion_message(p));
         self.irq_fired.store(false, Ordering::Release);
+        self.message_armed.store(msg.is_some(), Ordering::Release);
         io(&|b| {
             if self.caps.pasid_tagged_dma {
                 // Untagged (0) unless in PASID mode; only edu-pasid has the register.
                 let reg = tag.map_or(0, |p| p | edu::DMA_PASID_EN);
                 b.write32(reg, edu::DMA_PASID)?;
+                if let Some((addr, data)) = msg {
+                    b.write32(addr as u32, edu::IMS_ADDR_LO)?;
+                    b.write32((addr >> 32) as u32, edu::IMS_ADDR_HI)?;
+                    b.write32(data, edu::IMS_DATA)?;
+                }
+                let ctrl = if msg.is_some() { edu::IMS_CTRL_EN } else { 0 };
+                b.write32(ctrl, edu::IMS_CTRL)?;
             }
             b.write64(src, edu::DMA_SRC)?;
             b.write64(dst, edu::DMA_DST)?;
@@ -737,7 +782,9 @@ impl ParentShared {
             };
             if !busy {
                 let result = match tag {
-                    Some(pasid) => self.dma_result(pasid, src, dst)?,
+                    Some(pasid) => self
+                        .dma_result(pasid, src, dst)?
+                        .and(self.message_result(pasid, msg)?),
                     None => Ok(()),
                 };
                 st.add(&st.edu_wait_ns, waited);
@@ -793,6 +840,33 @@ impl ParentShared {
                 Err(CopyError::Device)
             }
         })
+    }
+
+    /// The outcome of the completion message of a finished DMA tagged with `pasid`: a message
+    /// the IOMMU refused (no doorbell in the mdev's domain; the SMMU reports the fault) lost the
+    /// interrupt, which the wait above survived by polling: the copy ends with `Device`.
+    fn message_result(
+        &self,
+        pasid: u32,
+        msg: Option<(u64, u32)>,
+    ) -> core::result::Result<core::result::Result<(), CopyError>, CopyError> {
+        let Some((addr, _)) = msg else {
+            return Ok(Ok(()));
+        };
+        let bar = self.bar.try_access().ok_or(CopyError::Device)?;
+        let ctrl = bar.read32(edu::IMS_CTRL).map_err(|_| CopyError::Device)?;
+        if ctrl & edu::IMS_CTRL_FAULT == 0 {
+            self.stats.messages.fetch_add(1, Ordering::Relaxed);
+            return Ok(Ok(()));
+        }
+        self.stats.message_faults.fetch_add(1, Ordering::Relaxed);
+        dev_err!(
+            &*self.pdev,
+            "edu_mdev: PASID {} completion message to {:#x} faulted in the IOMMU (no doorbell in the mdev's domain): interrupt lost, copy ends with a device error\n",
+            pasid,
+            addr
+        );
+        Ok(Err(CopyError::Device))
     }
 
     /// Takes the queued jobs of mdev `id` that touch `range` (all of them for `None`) off the
@@ -1583,10 +1657,13 @@ impl irq::Handler for EduIrq {
             return irq::IrqReturn::None;
         };
         let status = bar.read32(edu::IRQ_STATUS).unwrap_or(0);
-        if status == 0 {
+        // edu-pasid's completion message leaves the interrupt status clear.
+        if status == 0 && !p.message_armed.load(Ordering::Acquire) {
             return irq::IrqReturn::None;
         }
-        let _ = bar.write32(status, edu::IRQ_ACK);
+        if status != 0 {
+            let _ = bar.write32(status, edu::IRQ_ACK);
+        }
         p.irq_count.fetch_add(1, Ordering::Relaxed);
         p.irq_fired.store(true, Ordering::Release);
         p.irq_cv.notify_all();
@@ -1772,6 +1849,9 @@ struct CopyStats {
     bytes: AtomicU64,
     /// PASID mode: DMAs the IOMMU refused (the device's result register said failed).
     faults: AtomicU64,
+    /// PASID mode: completion messages the platform accepted / refused (an IOMMU fault).
+    messages: AtomicU64,
+    message_faults: AtomicU64,
     /// PASID mode: aux domains created and attached at an mdev's PASID / detached and freed,
     /// and the time it took (`PasidAux::attach`, `PasidAux::detach`).
     attaches: AtomicU64,
@@ -1819,6 +1899,8 @@ impl debugfs::Show for CopyStats {
             ("pieces", &self.pieces),
             ("bytes", &self.bytes),
             ("faults", &self.faults),
+            ("messages", &self.messages),
+            ("message_faults", &self.message_faults),
             ("attaches", &self.attaches),
             ("attach_ns", &self.attach_ns),
             ("detaches", &self.detaches),

@@ -4,15 +4,22 @@
 //! lab QEMU's SMMUv3 with SubstreamIDs. Two aux domains at two PASIDs map the same IOVA to
 //! different pages: a DMA tagged with each PASID lands in its own domain's page only, a PASID
 //! with no domain and an IOVA only the other domain maps fault, and after detach the PASID
-//! faults (no stale translation). On the stock platform there is no edu-pasid: only the driver
-//! registration runs.
+//! faults (no stale translation). edu-pasid's PASID-tagged interrupt message (0xa8..0xb4)
+//! carries the parent's MSI through an aux domain: it raises the interrupt only from the PASID
+//! whose domain bound the doorbell (`AuxDomain::msi_activate`), and no longer after
+//! `msi_deactivate`. On the stock platform there is no edu-pasid: only the driver registration
+//! runs.
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    auxdomain::{AuxDevice, AuxDomain, MsiWindow, Prot},
+    auxdomain::{AuxDevice, AuxDomain, MsiSource, MsiWindow, Prot},
+    c_str,
+    delay::msleep,
     devres::Devres,
     dma::{page_to_phys, CoherentAllocation},
     error::code::{EBUSY, EINVAL},
     iommu::Domain as IommuDomain,
+    irq,
     labtest::{Case, Failed, Suite},
     labtest_ensure,
     page::Page,
@@ -33,7 +40,8 @@ module! {
 mod edu;
 
 const IOVA: u64 = 0x10_0000;
-use edu::{DMA_PASID, DMA_PASID_EN, DMA_RESULT};
+use edu::{DMA_PASID, DMA_PASID_EN, DMA_RESULT, IMS_ADDR_HI, IMS_ADDR_LO, IMS_CTRL, IMS_DATA};
+use edu::{IMS_CTRL_EN, IMS_CTRL_FAULT, IMS_CTRL_SENT};
 const LEN: u64 = 64;
 
 /// edu-pasid copies `LEN` bytes of its buffer to `iova`, tagged with `pasid` (None: untagged);
@@ -43,6 +51,43 @@ fn pasid_dma(case: &Case<'_>, bar: &Devres<pci::Bar>, pasid: Option<u32>, iova: 
     case.check("set PASID", bar.access().and_then(|b| b.write32(tag, DMA_PASID)))?;
     edu::dma(case, bar, edu::DMA_BUF, iova, LEN, edu::DMA_START | edu::DMA_TO_RAM)?;
     case.check("read result", bar.access().and_then(|b| b.read32(DMA_RESULT)))
+}
+
+/// Counts the interrupts of edu-pasid's MSI vector (whether the PCI MSI or the interrupt
+/// message raised it: the case reads edu's interrupt status to tell).
+struct Count(AtomicU32);
+
+impl irq::Handler for Count {
+    fn handle(&self) -> irq::IrqReturn {
+        self.0.fetch_add(1, Ordering::Release);
+        irq::IrqReturn::Handled
+    }
+}
+
+/// [`pasid_dma`] asking for the completion interrupt; returns the DMA result, the interrupt
+/// message's SENT/FAULT bits and how many interrupts arrived within 300 ms.
+fn pasid_dma_irq(
+    case: &Case<'_>,
+    bar: &Devres<pci::Bar>,
+    count: &AtomicU32,
+    pasid: u32,
+) -> Result<(u32, u32, u32), Failed> {
+    let before = count.load(Ordering::Acquire);
+    case.check("set PASID", bar.access().and_then(|b| b.write32(pasid | DMA_PASID_EN, DMA_PASID)))?;
+    let cmd = edu::DMA_START | edu::DMA_TO_RAM | edu::DMA_IRQ;
+    edu::dma(case, bar, edu::DMA_BUF, IOVA, LEN, cmd)?;
+    let r = case.check("read result", bar.access().and_then(|b| b.read32(DMA_RESULT)))?;
+    let ims = case.check("read IMS", bar.access().and_then(|b| b.read32(IMS_CTRL)))?;
+    // The message is written when the DMA ends; the interrupt follows through the ITS. A
+    // missing one gets the whole window.
+    for _ in 0..30 {
+        if count.load(Ordering::Acquire) != before {
+            break;
+        }
+        msleep(10);
+    }
+    let irqs = count.load(Ordering::Acquire) - before;
+    Ok((r, ims & (IMS_CTRL_SENT | IMS_CTRL_FAULT), irqs))
 }
 
 fn read_page(case: &Case<'_>, page: &Page) -> Result<[u8; LEN as usize], Failed> {
@@ -179,6 +224,67 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         case.check("detach B", b.detach(&adev, 9))?;
         case.check("untagged", bar.access().and_then(|b| b.write32(0, DMA_PASID)))?;
         Ok(())
+    });
+    suite.run("pasid_tagged_interrupt_through_its_aux_domain_only", |case| {
+        // The parent's MSI vector 0; its message (the ITS doorbell behind the kernel's IOVA,
+        // and the data) is what edu-pasid's interrupt message writes, tagged with the DMA's
+        // PASID, so it translates through the aux domain attached there.
+        load_pattern(case, d, bar, 0x77)?;
+        let n = case.check("alloc_irq_vectors", pdev.alloc_irq_vectors(1, 1, pci::IrqTypes::MSI))?;
+        labtest_ensure!(case, n == 1, "{n} vectors");
+        let init = case.check("request_irq", pdev.request_irq(0, c_str!("pasid_dma"), Count(AtomicU32::new(0))))?;
+        let reg = case.check("request_irq", KBox::pin_init(init, GFP_KERNEL))?;
+        let count = &reg.handler().0;
+
+        let adev = case.check("enable", AuxDevice::enable(pdev, 1, (1 << 20) - 1))?;
+        let (doorbell, data) = case.check("msi_doorbell", adev.msi_doorbell(0))?;
+        let page_a = case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?;
+        let page_b = case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?;
+        let mut a = case.check("new", AuxDomain::new(d, MsiWindow::default()))?;
+        let mut b = case.check("new", AuxDomain::new(d, MsiWindow::default()))?;
+        // Both map the DMA's IOVA, so each DMA succeeds: only the message differs.
+        case.check("map A", a.map(IOVA, page_to_phys(&page_a), 4096, rw))?;
+        case.check("map B", b.map(IOVA, page_to_phys(&page_b), 4096, rw))?;
+        case.check("attach A at 21", a.attach(&adev, 21))?;
+        case.check("attach B at 22", b.attach(&adev, 22))?;
+        let src = MsiSource::Queue { pasid: 21, queue: 0 };
+        let addr = case.check("msi_activate", a.msi_activate(&adev, src, doorbell))?;
+        labtest_ensure!(case, b.iova_to_phys(addr).is_none(), "B maps the doorbell IOVA {addr:#x}");
+        case.check("program IMS", bar.access().and_then(|b| {
+            b.write32(addr as u32, IMS_ADDR_LO)?;
+            b.write32((addr >> 32) as u32, IMS_ADDR_HI)?;
+            b.write32(data, IMS_DATA)?;
+            b.write32(IMS_CTRL_EN, IMS_CTRL)
+        }))?;
+        let res = (|| {
+            let irq_status = |case: &Case<'_>| case.check("irq status", bar.access().and_then(|b| b.read32(edu::IRQ_STATUS)));
+            // A: the message reaches the ITS through A's doorbell binding: one interrupt, and
+            // it is the message (edu's PCI interrupt status stays clear).
+            let got = pasid_dma_irq(case, bar, count, 21)?;
+            let st = irq_status(case)?;
+            labtest_ensure!(case, got == (0, IMS_CTRL_SENT, 1) && st == 0,
+                "PASID 21 (doorbell bound) with message {addr:#x}/{data:#x} -> {doorbell:#x}: (result, IMS, interrupts) {got:?}, irq status {st:#x}");
+            // B: the DMA lands, the message faults in B's domain (the IOMMU driver logs the
+            // event with SubstreamID 22 at the doorbell IOVA): no interrupt.
+            let got = pasid_dma_irq(case, bar, count, 22)?;
+            labtest_ensure!(case, got == (0, IMS_CTRL_FAULT, 0),
+                "PASID 22 (no doorbell in its domain): (result, IMS, interrupts) {got:?}");
+            // After msi_deactivate, A's message faults too.
+            case.check("msi_deactivate", a.msi_deactivate(&adev, src))?;
+            labtest_ensure!(case, a.iova_to_phys(addr).is_none(), "doorbell still mapped at {addr:#x}");
+            let got = pasid_dma_irq(case, bar, count, 21)?;
+            labtest_ensure!(case, got == (0, IMS_CTRL_FAULT, 0),
+                "PASID 21 after msi_deactivate: (result, IMS, interrupts) {got:?}");
+            kernel::pr_info!("pasid_dma: tagged message {:#x}/{:#x} (doorbell {:#x}): PASID 21 raised it, PASID 22 and PASID 21 after msi_deactivate faulted\n", addr, data, doorbell);
+            Ok(())
+        })();
+        // Back to the PCI MSI and untagged DMA for the cases after this one.
+        case.check("IMS off", bar.access().and_then(|b| {
+            b.write32(0, IMS_CTRL)?;
+            b.write32(0, DMA_PASID)
+        }))?;
+        drop(reg);
+        res
     });
     suite.run("pasid_bad_input_errno_no_warn", |case| {
         // Through the IOMMU API, not the aux-domain layer (which refuses most of it first): an

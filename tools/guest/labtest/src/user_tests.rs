@@ -158,6 +158,10 @@ pub const PASID: &[UserTest] = &[
         name: "mdev:pasid_msi_isolation_at_open",
         run: mdev::pasid::msi_isolation_at_open,
     },
+    UserTest {
+        name: "mdev:pasid_completion_through_own_domain",
+        run: mdev::pasid::completion_through_own_domain,
+    },
 ];
 
 /// Marks a test's `Err` as a skip: what [`skipped`] returns starts with it.

@@ -13,6 +13,12 @@
 //!   opens; without (`--platform pasid-noits`) the open is refused with `EPERM` and a message on
 //!   both VFIO paths until the module parameter `allow_unsafe_interrupts` is set, and the mediated
 //!   parent (edu) opens regardless.
+//! - `pasid_completion_through_own_domain`: the engine's completion interrupt is edu-pasid's
+//!   PASID-tagged message, whose doorbell the mdev's domain binds: a copy's completions arrive
+//!   as messages (the parent's counters) and raise the parent's MSI vector. With fault
+//!   injection (`inject_no_doorbell`) an mdev's domain lacks the binding: its completion
+//!   message faults, the SMMU names its PASID and the doorbell IOVA, no interrupt arrives, and
+//!   the copy still ends (polled) with `ERROR` 9 and a message; no WARN.
 
 use super::{ensure, parent, Mdev};
 use mdev_client::*;
@@ -226,4 +232,120 @@ pub fn msi_isolation_at_open() -> Result<(), String> {
         }
         other => Err(format!("platform {other} has no PASID mode")),
     }
+}
+
+/// Translation faults the SMMU driver logged, as (SubstreamID, input address): arm-smmu-v3's
+/// raw records (`event 0x10 received:` and the four dwords: SSV bit 11 and SubstreamID bits
+/// 31:12 of the first, InputAddr the third) and the Rust driver's decoded lines.
+fn smmu_faults(log: &str) -> Vec<(u64, u64)> {
+    let lines: Vec<&str> = log.lines().collect();
+    let hex = |l: &str| {
+        let w = l.split_whitespace().last()?;
+        u64::from_str_radix(w.strip_prefix("0x")?, 16).ok()
+    };
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.contains("arm-smmu-v3") && l.contains("event 0x10 received") {
+            let dw: Vec<u64> = lines[i + 1..].iter().take(3).filter_map(|l| hex(l)).collect();
+            if let [d0, _, addr] = dw[..] {
+                if d0 & (1 << 11) != 0 {
+                    out.push(((d0 >> 12) & 0xf_ffff, addr));
+                }
+            }
+        } else if l.contains("translation fault by ") {
+            let field = |k: &str| {
+                let v = l.split(k).nth(1)?.split_whitespace().next()?;
+                u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
+            };
+            if let (Some(ssid), Some(iova)) = (field(" SSID "), field(" IOVA ")) {
+                out.push((ssid, iova));
+            }
+        }
+    }
+    out
+}
+
+/// Interrupts of the parent's MSI vector (`/sys/bus/pci/devices/<bdf>/msi_irqs`, then
+/// `/proc/interrupts`).
+fn parent_interrupts(p: &Path) -> Result<u64, String> {
+    let bdf = parent_bdf(p)?;
+    let dir = format!("/sys/bus/pci/devices/{bdf}/msi_irqs");
+    let irq = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{dir}: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .next()
+        .ok_or_else(|| format!("{dir}: no MSI vector"))?;
+    let all = std::fs::read_to_string("/proc/interrupts").map_err(|e| format!("/proc/interrupts: {e}"))?;
+    let line = all
+        .lines()
+        .find(|l| l.trim_start().strip_prefix(&format!("{irq}:")).is_some())
+        .ok_or_else(|| format!("/proc/interrupts: no IRQ {irq}"))?;
+    Ok(line
+        .split_whitespace()
+        .skip(1)
+        .map_while(|w| w.parse::<u64>().ok())
+        .sum())
+}
+
+pub fn completion_through_own_domain() -> Result<(), String> {
+    let p = pasid_parent()?;
+    // 1. Doorbell bound in the mdev's domain: each DMA's completion is an accepted message and
+    //    an interrupt of the parent's vector.
+    let a = Mdev::new(&p, "edu-small", 0x630)?;
+    let mut s = Session::open(&a.0)?;
+    let (msgs0, mfaults0, irqs0) = (stat(&p, "messages")?, stat(&p, "message_faults")?, parent_interrupts(&p)?);
+    s.copy_checked(0x31, 0, 0, 4096)?;
+    let (msgs1, mfaults1, irqs1) = (stat(&p, "messages")?, stat(&p, "message_faults")?, parent_interrupts(&p)?);
+    // One piece: two DMAs (RAM -> edu, edu -> RAM), each completed by a message.
+    ensure(msgs1 - msgs0 == 2 && mfaults1 == mfaults0 && irqs1 - irqs0 >= 2, || {
+        format!(
+            "one piece: {} completion messages accepted, {} refused, {} interrupts of the parent",
+            msgs1 - msgs0,
+            mfaults1 - mfaults0,
+            irqs1 - irqs0
+        )
+    })?;
+    // 2. Fault injection: the next mdev's domain lacks the doorbell binding.
+    set_param("inject_no_doorbell", true)?;
+    let b = Mdev::new(&p, "edu-small", 0x631);
+    set_param("inject_no_doorbell", false)?;
+    let b = b?;
+    let pasid: u64 = mdev_attr(&b.0, "pasid")?.parse().map_err(|e| format!("pasid: {e}"))?;
+    let mut sb = Session::open(&b.0)?;
+    sb.src.bytes().fill(0x5b);
+    let lines0 = dmesg()?.lines().count();
+    let irqs0 = parent_interrupts(&p)?;
+    let t0 = std::time::Instant::now();
+    let r = sb.dev.copy(SRC_IOVA, DST_IOVA, 4096)?;
+    let took = t0.elapsed();
+    let irqs1 = parent_interrupts(&p)?;
+    ensure(r == Err(CopyError::Device as u32), || {
+        format!("copy whose completion message has no doorbell: {r:?}, want ERROR 9")
+    })?;
+    ensure(irqs1 == irqs0, || format!("{} interrupts arrived without a doorbell", irqs1 - irqs0))?;
+    let log: String = dmesg()?.lines().skip(lines0).collect::<Vec<_>>().join("\n");
+    let want = format!("edu_mdev: PASID {pasid} completion message to 0x");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&want))
+        .ok_or_else(|| format!("no '{want}...' line"))?;
+    let addr = line
+        .split(" to 0x")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or_else(|| format!("no message address in '{line}'"))?;
+    let faults = smmu_faults(&log);
+    ensure(faults.contains(&(pasid, addr)), || {
+        format!("no SMMU translation fault with SubstreamID {pasid} at the doorbell IOVA {addr:#x} logged: {faults:#x?}")
+    })?;
+    println!(
+        "  mdev: PASID {pasid} without doorbell: message to {addr:#x} faulted (SMMU event SSID {pasid}), no interrupt, copy ended with ERROR 9 in {} ms",
+        took.as_millis()
+    );
+    // 3. The first mdev still completes through its own doorbell.
+    let msgs0 = stat(&p, "messages")?;
+    s.copy_checked(0x32, 0, 0, 4096)?;
+    ensure(stat(&p, "messages")? - msgs0 == 2, || "A's completions after B's faults".into())?;
+    Ok(())
 }
