@@ -203,8 +203,8 @@ impl Backend for Mediated {
 struct PasidAux {
     dev: AuxDevice,
     #[pin]
-    /// Per mdev: PASID, domain, completion message.
-    domains: Mutex<[Option<(u32, AuxDomain, Option<(u64, u32)>)>; MAX_MDEVS]>,
+    /// Per mdev: PASID, domain, completion message (address, data, doorbell bound).
+    domains: Mutex<[Option<(u32, AuxDomain, Option<(u64, u32, bool)>)>; MAX_MDEVS]>,
 }
 
 impl PasidAux {
@@ -221,14 +221,12 @@ impl PasidAux {
     /// parent has no MSI or the binding fails: completions are then the PCI MSI, or polled.
     /// Fault injection (`inject_no_doorbell`): the binding is dropped at once, the message
     /// kept, so the mdev's completions fault in its domain.
-    fn bind_doorbell(&self, dom: &mut AuxDomain, pasid: u32) -> Option<(u64, u32)> {
+    fn bind_doorbell(&self, dom: &mut AuxDomain, pasid: u32) -> Option<(u64, u32, bool)> {
         let (doorbell, data) = self.dev.msi_doorbell(0).ok()?;
         let src = MsiSource::Queue { pasid, queue: 0 };
         let addr = dom.msi_activate(&self.dev, src, doorbell).ok()?;
-        if INJECT_NO_DOORBELL.get() {
-            dom.msi_deactivate(&self.dev, src).ok()?;
-        }
-        Some((addr, data))
+        let bound = !INJECT_NO_DOORBELL.get() || dom.msi_deactivate(&self.dev, src).is_err();
+        Some((addr, data, bound))
     }
 }
 
@@ -258,14 +256,18 @@ impl Backend for PasidAux {
             .iter_mut()
             .find(|s| s.as_ref().is_some_and(|(p, ..)| *p == pasid))
         {
-            // Dropping the domain unbinds its doorbell, detaches it from the PASID and frees
-            // it.
+            if let Some((_, dom, Some((.., true)))) = s {
+                // Errors are logged by the layer; dropping the domain unbinds what is left.
+                let _ = dom.msi_deactivate(&self.dev, MsiSource::Queue { pasid, queue: 0 });
+            }
+            // Dropping the domain detaches it from the PASID and frees it.
             *s = None;
         }
     }
     fn completion_message(&self, pasid: u32) -> Option<(u64, u32)> {
         let d = self.domains.lock();
-        d.iter().flatten().find(|(p, ..)| *p == pasid).and_then(|(.., m)| *m)
+        let msg = d.iter().flatten().find(|(p, ..)| *p == pasid).and_then(|(.., m)| *m);
+        msg.map(|(addr, data, _)| (addr, data))
     }
     fn map<'a>(
         &'a self,
