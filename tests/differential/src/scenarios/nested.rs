@@ -107,7 +107,11 @@ fn attach<P: Platform>(c: &mut Ctx<P>, s2: &S2<P>, table: &CdTableRef, dss: u8) 
     let ste = nested_ste(c, s2, table, dss);
     c.smmu.write_ste(EDU_SID, &ste).expect("STE");
     let got = c.smmu.read_ste(EDU_SID);
-    c.value_is("STE.Config", u64::from(got.config()), u64::from(config::NESTED));
+    c.value_is(
+        "STE.Config",
+        u64::from(got.config()),
+        u64::from(config::NESTED),
+    );
     ssid_ste_is(c, table.s1fmt, table.s1cdmax);
 }
 
