@@ -314,4 +314,53 @@ mod tests {
         assert!(block_allowed(12, 1));
         assert!(!block_allowed(16, 1));
     }
+
+    fn s2(ttb: u64) -> S2Cfg {
+        // 4KB granule, 40-bit IPA (S2T0SZ 24) from level 1: two concatenated level 1 tables.
+        S2Cfg {
+            tsz: 24,
+            start_level: 1,
+            granule: 12,
+            ps_bits: 40,
+            ttb,
+            affd: false,
+            record: true,
+        }
+    }
+
+    #[test]
+    fn s2_concatenated_start_tables_block_and_s2ap() {
+        let mem = PhysMem::new(0x4000_0000, 1 << 20);
+        let ttb = 0x4000_0000;
+        // IPA 0x80_4000_0000: IPA[39] selects the second table, index 1 there (8 KB table).
+        let ro_block = 0x4000_0000 | 0b01 | (0b01 << 6) | (1 << 10);
+        mem.write_u64(ttb + 4096 + 8, ro_block);
+        let e = walk_s2(&mem, &s2(ttb), 0x80_4000_1234, false).unwrap();
+        assert_eq!(e.pa, 0x4000_1234);
+        // S2AP = 0b01: read only.
+        assert_eq!(
+            walk_s2(&mem, &s2(ttb), 0x80_4000_1234, true),
+            Err(WalkFault::Permission)
+        );
+        // AF = 0 faults before the permission check unless S2AFFD.
+        mem.write_u64(ttb + 4096 + 8, ro_block & !(1 << 10));
+        assert_eq!(
+            walk_s2(&mem, &s2(ttb), 0x80_4000_0000, true),
+            Err(WalkFault::Access)
+        );
+        let affd = S2Cfg {
+            affd: true,
+            ..s2(ttb)
+        };
+        assert!(walk_s2(&mem, &affd, 0x80_4000_0000, false).is_ok());
+        // Beyond the 40-bit IPA space, and an invalid descriptor.
+        assert_eq!(
+            walk_s2(&mem, &s2(ttb), 1 << 40, false),
+            Err(WalkFault::Translation)
+        );
+        assert_eq!(
+            walk_s2(&mem, &s2(ttb), 0x4000_0000, false),
+            Err(WalkFault::Translation)
+        );
+    }
 }
