@@ -221,9 +221,10 @@ impl QemuPlatform {
         Self::start_on(true)
     }
 
-    /// The platform scenario `name` runs on ([`scenarios::needs_pasid`]).
+    /// The platform scenario `name` runs on ([`scenarios::needs_pasid`],
+    /// [`scenarios::needs_nested`]).
     pub fn for_scenario(name: &str) -> Self {
-        Self::start_on(scenarios::needs_pasid(name))
+        Self::start_with(scenarios::needs_pasid(name), scenarios::needs_nested(name))
     }
 
     /// The qtest connection (raw guest memory access, e.g. for [`planted`] wrappers).
@@ -232,7 +233,12 @@ impl QemuPlatform {
     }
 
     fn start_on(pasid: bool) -> Self {
-        let cfg = if pasid {
+        Self::start_with(pasid, false)
+    }
+
+    /// `nested`: the SMMU also implements stage 2 (`arm-smmuv3.stage=nested`: S1P and S2P).
+    fn start_with(pasid: bool, nested: bool) -> Self {
+        let mut cfg = if pasid {
             qtest::QemuConfig::default()
                 .devices(["edu-pasid,dma_mask=0xffffffffffffffff"])
                 .arg("-global")
@@ -240,6 +246,9 @@ impl QemuPlatform {
         } else {
             qtest::QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"])
         };
+        if nested {
+            cfg = cfg.arg("-global").arg("arm-smmuv3.stage=nested");
+        }
         let m = qtest::Machine::start(&cfg).expect("start QEMU");
         let edu = if pasid { m.edu_pasid() } else { m.edu() }.expect("edu");
         assert_eq!(edu.stream_id(), EDU_SID);
@@ -324,6 +333,15 @@ pub fn qemu_pasid_features() -> Features {
     }
 }
 
+/// The model's features for the lab QEMU's nested PASID platform: [`qemu_pasid_features`] with
+/// stage 2 (`arm-smmuv3.stage=nested` sets SMMU_IDR0.S2P next to S1P).
+pub fn qemu_nested_features() -> Features {
+    Features {
+        s2p: true,
+        ..qemu_pasid_features()
+    }
+}
+
 /// Size of an access to unassigned memory in QEMU's memory core (one fault per piece).
 pub const UNASSIGNED_PIECE: u64 = 4;
 
@@ -345,9 +363,12 @@ impl ModelPlatform {
         }
     }
 
-    /// The model platform scenario `name` runs on ([`scenarios::needs_pasid`]).
+    /// The model platform scenario `name` runs on ([`scenarios::needs_pasid`],
+    /// [`scenarios::needs_nested`]).
     pub fn for_scenario(name: &str) -> Self {
-        if scenarios::needs_pasid(name) {
+        if scenarios::needs_nested(name) {
+            Self::with_features(qemu_nested_features())
+        } else if scenarios::needs_pasid(name) {
             Self::with_features(qemu_pasid_features())
         } else {
             Self::new()

@@ -61,12 +61,24 @@ pub const NAMES: &[&str] = &[
     "ssid_s1dss",
     "ssid_cfgi_cd",
     "ssid_tlbi",
+    "nested_linear_cd",
+    "nested_2level_cd",
+    "nested_cd_s2_fault",
+    "nested_cfgi_cd",
 ];
+
+mod nested;
 
 /// Whether scenario `name` needs the PASID platform (an SMMU with SubstreamIDs and a DMA
 /// master that tags its DMA with a PASID): the `ssid_*` scenarios.
 pub fn needs_pasid(name: &str) -> bool {
-    name.starts_with("ssid_")
+    name.starts_with("ssid_") || needs_nested(name)
+}
+
+/// Whether scenario `name` needs stage 2 too (the PASID platform with
+/// `arm-smmuv3.stage=nested`): the `nested_*` scenarios.
+pub fn needs_nested(name: &str) -> bool {
+    name.starts_with("nested_")
 }
 
 type Mem<P> = <<P as Platform>::Alloc as DmaAllocator>::Memory;
@@ -1120,6 +1132,10 @@ pub fn run<P: Platform>(name: &str, p: P) -> Trace {
         "ssid_s1dss" => ssid_s1dss(&mut c),
         "ssid_cfgi_cd" => ssid_cfgi_cd(&mut c),
         "ssid_tlbi" => ssid_tlbi(&mut c),
+        "nested_linear_cd" => nested::nested_linear_cd(&mut c),
+        "nested_2level_cd" => nested::nested_2level_cd(&mut c),
+        "nested_cd_s2_fault" => nested::nested_cd_s2_fault(&mut c),
+        "nested_cfgi_cd" => nested::nested_cfgi_cd(&mut c),
         other => panic!("unknown scenario {other}"),
     }
     c.step("end");

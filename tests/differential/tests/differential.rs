@@ -157,14 +157,14 @@ fn planted_silence_on_both_sides_is_caught() {
     assert!(caught.len() >= 8, "only {caught:?} declare events");
 }
 
-/// Runs `ssid_cfgi_cd` on the planted platform `p` and on the clean `other`, and asserts the
-/// plant fired and was caught twice: the traces differ, and the planted run misses the
-/// declarations of the step `CFGI_CD(2)`.
+/// Runs scenario `n` (`ssid_cfgi_cd` or `nested_cfgi_cd`) on the planted platform `p` and on
+/// the clean `other`, and asserts the plant fired and was caught twice: the traces differ, and
+/// the planted run misses the declarations of the step `CFGI_CD(2)`.
 fn cfgi_cd_plant_is_caught<P: Platform, Q: differential::planted::QueueMem, O: Platform>(
+    n: &str,
     p: differential::planted::Misdecoding<P, Q>,
     other: O,
 ) {
-    let n = "ssid_cfgi_cd";
     let fired = p.mmio().rewritten.clone();
     let planted = run(n, p);
     let clean = run(n, other);
@@ -183,29 +183,35 @@ fn cfgi_cd_plant_is_caught<P: Platform, Q: differential::planted::QueueMem, O: P
 /// A model whose CFGI_CD ignores the SubstreamID (drops every CD of the StreamID): the stale
 /// CD 1 that must survive CFGI_CD(2) does not. Caught by the comparison with QEMU and by the
 /// scenario's own declarations.
+/// The same under nesting (`nested_cfgi_cd`, CDs fetched through stage 2).
 #[test]
 fn planted_model_cfgi_cd_ignoring_the_ssid_is_caught() {
     if qtest::require_qemu().is_none() {
         return;
     }
-    let n = "ssid_cfgi_cd";
-    cfgi_cd_plant_is_caught(
-        model_with(n, CmdBug::CfgiCdAllSsids),
-        QemuPlatform::for_scenario(n),
-    );
+    for n in ["ssid_cfgi_cd", "nested_cfgi_cd"] {
+        cfgi_cd_plant_is_caught(
+            n,
+            model_with(n, CmdBug::CfgiCdAllSsids),
+            QemuPlatform::for_scenario(n),
+        );
+    }
 }
 
 /// A QEMU whose CFGI_CD reads the SubstreamID as 0 (drops CD 0 instead of the one named):
 /// CD 2 stays stale after CFGI_CD(2). Caught by the comparison with the model and by the
 /// declarations.
+/// The same under nesting.
 #[test]
 fn planted_qemu_cfgi_cd_ssid_zero_is_caught() {
     if qtest::require_qemu().is_none() {
         return;
     }
-    let n = "ssid_cfgi_cd";
-    cfgi_cd_plant_is_caught(
-        qemu_with(n, CmdBug::CfgiCdSsidZero),
-        ModelPlatform::for_scenario(n),
-    );
+    for n in ["ssid_cfgi_cd", "nested_cfgi_cd"] {
+        cfgi_cd_plant_is_caught(
+            n,
+            qemu_with(n, CmdBug::CfgiCdSsidZero),
+            ModelPlatform::for_scenario(n),
+        );
+    }
 }

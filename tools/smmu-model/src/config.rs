@@ -13,6 +13,37 @@ pub(crate) enum SteConfig {
     Bypass,
     /// 0b101: stage 1 translates, stage 2 bypass.
     Stage1,
+    /// 0b110: stage 1 bypass, stage 2 translates (needs SMMU_IDR0.S2P).
+    Stage2,
+    /// 0b111: stage 1 then stage 2 ("nested"); the CD table, L1CD and stage 1 table
+    /// addresses are IPAs, translated by stage 2 (3.3.3, 3.4).
+    Nested,
+}
+
+impl SteConfig {
+    /// Stage 1 translates (Config[0]).
+    pub fn s1(self) -> bool {
+        matches!(self, Self::Stage1 | Self::Nested)
+    }
+}
+
+/// The stage 2 fields of an STE (5.2: S2T0SZ, S2SL0, S2TG, S2PS, S2AFFD, S2R, S2TTB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct S2Cfg {
+    /// S2T0SZ: the IPA space is 2^(64 - tsz) bytes.
+    pub tsz: u32,
+    /// Start level of the walk, from S2SL0 and the granule (Arm ARM D8 "VTCR_EL2.SL0").
+    pub start_level: u32,
+    /// log2 of the granule: 12, 14 or 16.
+    pub granule: u32,
+    /// Effective S2PS in bits: MIN(S2PS, SMMU_IDR5.OAS), at most 48 below 64KB granules.
+    pub ps_bits: u32,
+    /// S2TTB[51:4].
+    pub ttb: u64,
+    /// S2AFFD: an Access flag of 0 does not fault.
+    pub affd: bool,
+    /// S2R: stage 2 faults are recorded.
+    pub record: bool,
 }
 
 /// A decoded, valid STE.
@@ -35,6 +66,8 @@ pub(crate) struct Ste {
     pub instcfg: u8,
     /// S2VMID[143:128] when stage 2 is implemented, else 0 (5.2: VMID tags TLB entries).
     pub vmid: u16,
+    /// Stage 2 configuration when Config[1] (stage 2 translates).
+    pub s2: Option<S2Cfg>,
 }
 
 /// One translation table (TTB0 or TTB1) of a CD.
@@ -89,9 +122,10 @@ pub(crate) fn decode_ste(f: &Features, w: &[u64; 8]) -> Result<Ste, CfgError> {
         0b101 => SteConfig::Stage1,
         // 0b0xx: "Reserved (behaves as 0b000)".
         0b000..=0b011 => SteConfig::Abort,
-        // 0b11x: stage 2 is not modelled; ILLEGAL when S2P == 0 (and the model has S2P == 0
-        // for translation purposes, see Features::s2p).
-        _ => return Err(bad(event_id::C_BAD_STE)),
+        // 0b11x: ILLEGAL when S2P == 0.
+        _ if !f.s2p => return Err(bad(event_id::C_BAD_STE)),
+        0b110 => SteConfig::Stage2,
+        _ => SteConfig::Nested,
     };
     let mut ste = Ste {
         config,
@@ -105,8 +139,12 @@ pub(crate) fn decode_ste(f: &Features, w: &[u64; 8]) -> Result<Ste, CfgError> {
         privcfg: bits(w[1], 49, 48) as u8,
         instcfg: bits(w[1], 51, 50) as u8,
         vmid: if f.s2p { bits(w[2], 15, 0) as u16 } else { 0 },
+        s2: None,
     };
-    if config != SteConfig::Stage1 {
+    if matches!(config, SteConfig::Stage2 | SteConfig::Nested) {
+        ste.s2 = Some(decode_s2(f, w)?);
+    }
+    if !config.s1() {
         // All S1* fields are IGNORED when stage 1 bypasses.
         return Ok(ste);
     }
@@ -144,6 +182,67 @@ pub(crate) fn decode_ste(f: &Features, w: &[u64; 8]) -> Result<Ste, CfgError> {
         ste.s1_dss = if dss == 0b11 { 0 } else { dss };
     }
     Ok(ste)
+}
+
+/// Decodes and validates the stage 2 fields of an STE (5.2, "S2T0SZ" ... "S2TTB", and the
+/// ILLEGAL combinations of 5.2.2): AArch64 tables only, a supported granule, S2SL0 and S2T0SZ
+/// giving at most 16 concatenated start-level tables, S2TTB within the effective S2PS, no
+/// big-endian tables (TTENDIAN), no stall (S2S), as QEMU checks them.
+fn decode_s2(f: &Features, w: &[u64; 8]) -> Result<S2Cfg, CfgError> {
+    let illegal = Err(bad(event_id::C_BAD_STE));
+    let vtcr = w[2];
+    // S2AA64[179], S2ENDI[180], S2S[185].
+    if !bit(vtcr, 51) || bit(vtcr, 52) || bit(vtcr, 57) {
+        return illegal;
+    }
+    let granule = match bits(vtcr, 47, 46) {
+        0b00 if f.gran4k => 12,
+        0b01 if f.gran64k => 16,
+        0b10 if f.gran16k => 14,
+        _ => return illegal,
+    };
+    let sl0 = bits(vtcr, 39, 38) as u32;
+    if sl0 == 0b11 {
+        return illegal;
+    }
+    let start_level = if granule == 12 {
+        2 - sl0 as i32
+    } else {
+        3 - sl0 as i32
+    };
+    let tsz = bits(vtcr, 37, 32) as u32;
+    let mut ps_bits = pa_bits(bits(vtcr, 50, 48)).min(f.oas_bits());
+    if granule != 16 {
+        ps_bits = ps_bits.min(48);
+    }
+    let min_tsz = if granule == 16 {
+        64 - ps_bits
+    } else {
+        (64 - ps_bits).max(16)
+    };
+    if tsz > 39 || tsz < min_tsz || start_level < 0 {
+        return illegal;
+    }
+    let start_level = start_level as u32;
+    // Bits the start level resolves beyond one table: at most 4 (16 concatenated tables).
+    let lsb = granule + (granule - 3) * (3 - start_level);
+    let inputsize = 64 - tsz;
+    if inputsize < lsb || inputsize - lsb > (granule - 3) + 4 {
+        return illegal;
+    }
+    let ttb = w[3] & (((1 << 52) - 1) & !0xf);
+    if ttb >> ps_bits != 0 {
+        return illegal;
+    }
+    Ok(S2Cfg {
+        tsz,
+        start_level,
+        granule,
+        ps_bits,
+        ttb,
+        affd: bit(vtcr, 53),
+        record: bit(vtcr, 58),
+    })
 }
 
 /// Decodes and validates the eight CD words (5.4, 5.4.2 "Validity of CD").

@@ -3,13 +3,13 @@
 //! path (spec chapters 3-7).
 
 use crate::cache::{ConfigCache, Iotlb};
-use crate::config::{decode_cd, decode_ste, Cd, CfgError, Ste, SteConfig};
+use crate::config::{decode_cd, decode_ste, Cd, CfgError, S2Cfg, Ste, SteConfig};
 use crate::spec::{
     bit, bits, cerror, class, cr0, cr2, event_id, gbpa, gerror, idr0, idr3, idr5, irq_ctrl, op,
     queue, reg, strtab,
 };
 use crate::types::*;
-use crate::walk::{self, Acc, TlbEntry, WalkFault};
+use crate::walk::{self, Acc, TlbEntry, WalkError, WalkFault};
 use physmem::PhysMem;
 use smmuv3::dma::Mmio;
 use std::collections::HashSet;
@@ -584,7 +584,11 @@ impl State {
                 Some(x) => Err(self.bad_substream(&t, x)),
                 None => Ok(bypass()),
             },
-            SteConfig::Stage1 => {
+            SteConfig::Stage2 => match t.ssid {
+                Some(x) => Err(self.bad_substream(&t, x)),
+                None => self.stage2_only(&t, &ste, snoop_forced),
+            },
+            SteConfig::Stage1 | SteConfig::Nested => {
                 let cd_max = u32::from(ste.s1_cd_max);
                 let index = match t.ssid {
                     Some(x) => {
@@ -598,6 +602,10 @@ impl State {
                     }
                     None if cd_max == 0 => 0,
                     None => match ste.s1_dss {
+                        // Stage 1 bypassed: nested configurations still translate at stage 2.
+                        0b01 if ste.s2.is_some() => {
+                            return self.stage2_only(&t, &ste, snoop_forced)
+                        }
                         0b01 => return Ok(bypass()),
                         0b10 => 0,
                         _ => return Err(self.stream_disabled(&t)),
@@ -606,6 +614,97 @@ impl State {
                 let cd = self.lookup_cd(&t, &ste, index)?;
                 self.stage1(&t, &ste, &cd, snoop_forced)
             }
+        }
+    }
+
+    /// Stage 1 bypassed, stage 2 translates the input address as an IPA (STE.Config 0b110,
+    /// or nested with S1DSS = bypass). The output attributes are the STE overrides of the
+    /// incoming ones (stage 2 attributes are not modelled).
+    fn stage2_only(
+        &mut self,
+        t: &Txn,
+        ste: &Ste,
+        snoop_forced: bool,
+    ) -> Result<Translation, TranslateError> {
+        let Some(s2) = ste.s2 else {
+            unreachable!("stage2_only needs a stage 2 configuration")
+        };
+        // 3.4: with stage 1 bypassed, an input address beyond the IAS (= OAS, AArch64) is a
+        // stage 1 Address Size fault. QEMU does not record it (the stage 1 record flag of a
+        // configuration without CD is 0); the model follows.
+        if t.iova >> self.f.oas_bits() != 0 {
+            let ev = Self::translation_event(event_id::F_ADDR_SIZE, t);
+            return Err(self.fail(ev, false));
+        }
+        let pa = self.s2_translate(t, &s2, t.iova, class::IN)?;
+        Ok(Translation {
+            pa,
+            attrs: override_attrs(
+                MemAttrs::incoming(false),
+                ste.mtcfg,
+                ste.mem_attr,
+                ste.shcfg,
+            ),
+            stage1: false,
+            snoop_forced,
+        })
+    }
+
+    /// Translates `ipa` at stage 2 for `t`: the data access itself (`class::IN`) or the fetch
+    /// of a CD, L1CD (`class::CD`) or stage 1 table (`class::TT`), which are reads.
+    fn s2_translate(
+        &mut self,
+        t: &Txn,
+        s2: &S2Cfg,
+        ipa: u64,
+        class: u8,
+    ) -> Result<u64, TranslateError> {
+        let write = class == class::IN && t.write;
+        match walk::walk_s2(&self.mem, s2, ipa, write) {
+            Ok(e) => Ok(e.pa),
+            Err(fault) => Err(self.s2_fault(t, s2, fault, ipa, class)),
+        }
+    }
+
+    /// Records (if S2R) the stage 2 fault `fault` at `ipa` while translating `t`.
+    fn s2_fault(
+        &mut self,
+        t: &Txn,
+        s2: &S2Cfg,
+        fault: WalkFault,
+        ipa: u64,
+        class: u8,
+    ) -> TranslateError {
+        let ev = self.s2_event(fault_id(fault), t, class, ipa);
+        self.fail(ev, s2.record)
+    }
+
+    /// F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION for a stage 2 fault (7.3.13-16):
+    /// S2 = 1, CLASS, InputAddr = the transaction's address, IPA[51:12] = the IPA that
+    /// faulted (bits [11:0] of that word are RES0), RnW/PnU/InD of the incoming transaction.
+    fn s2_event(&self, id: u8, t: &Txn, class: u8, ipa: u64) -> Event {
+        let read = if class != class::IN && self.f.quirks.fetch_fault_rnw_read {
+            true
+        } else {
+            !t.write
+        };
+        let w1 = (u64::from(t.privileged) << 33)
+            | (u64::from(t.instruction) << 34)
+            | (u64::from(read) << 35)
+            | (1 << 39)
+            | (u64::from(class) << 40);
+        let ipa = ipa & (((1 << 52) - 1) & !0xfff);
+        Event::from_words([Self::txn_word0(id, t), w1, t.iova, ipa])
+    }
+
+    /// The PA of a CD table entry (L1CD or CD) at `addr`: `addr` itself, or its stage 2
+    /// translation in a nested configuration (a fault there has CLASS = CD, 3.3.3).
+    fn cd_table_pa(&mut self, t: &Txn, ste: &Ste, addr: u64) -> Result<u64, TranslateError> {
+        match ste.s2 {
+            Some(s2) if ste.config == SteConfig::Nested => {
+                self.s2_translate(t, &s2, addr, class::CD)
+            }
+            _ => Ok(addr),
         }
     }
 
@@ -718,13 +817,15 @@ impl State {
             let l1_index = if cd_max > split { index >> split } else { 0 };
             let l1_bits = cd_max.saturating_sub(split);
             let l1_base = ptr & !((8u64 << l1_bits).max(64) - 1);
-            let l1 = self.mem.read_u64(l1_base + u64::from(l1_index) * 8);
+            let l1_addr = self.cd_table_pa(t, ste, l1_base + u64::from(l1_index) * 8)?;
+            let l1 = self.mem.read_u64(l1_addr);
             // L1CD (5.3): V[0], L2Ptr[55:12]; V == 0 is C_BAD_SUBSTREAMID (5.3.1).
             if !bit(l1, 0) {
                 return Err(self.bad_substream(t, index));
             }
             (l1 & (((1 << 56) - 1) & !0xfff)) + (u64::from(index) & ((1 << split) - 1)) * 64
         };
+        let addr = self.cd_table_pa(t, ste, addr)?;
         self.stats.cd_fetches += 1;
         let mut w = [0u64; 8];
         for (i, v) in w.iter_mut().enumerate() {
@@ -787,26 +888,30 @@ impl State {
             None => {
                 self.stats.iotlb_misses += 1;
                 self.stats.walks += 1;
-                match walk::walk(&self.mem, cd, &tt, va_n, &acc, ste.vmid) {
+                let nested = ste.s2.filter(|_| ste.config == SteConfig::Nested);
+                match walk::walk(&self.mem, cd, &tt, va_n, &acc, ste.vmid, nested.as_ref()) {
                     Ok(e) => {
                         self.tlb.insert(e.clone());
                         e
                     }
-                    Err(wf) => {
-                        let id = match wf {
-                            WalkFault::Translation => event_id::F_TRANSLATION,
-                            WalkFault::AddrSize => event_id::F_ADDR_SIZE,
-                            WalkFault::Access => event_id::F_ACCESS,
-                            WalkFault::Permission => event_id::F_PERMISSION,
-                        };
-                        return Err(fault(self, id));
+                    Err(WalkError::S1(wf)) => return Err(fault(self, fault_id(wf))),
+                    Err(WalkError::S2 { fault, ipa }) => {
+                        let s2 = nested.expect("stage 2 faults come from nested walks");
+                        return Err(self.s2_fault(t, &s2, fault, ipa, class::TT));
                     }
                 }
             }
         };
         let offset = va_n & ((1u64 << entry.size_log2) - 1);
+        // Nested: the stage 1 output is an IPA that stage 2 translates (3.3.3).
+        let pa = match ste.s2 {
+            Some(s2) if ste.config == SteConfig::Nested => {
+                self.s2_translate(t, &s2, entry.pa | offset, class::IN)?
+            }
+            _ => entry.pa | offset,
+        };
         Ok(Translation {
-            pa: entry.pa | offset,
+            pa,
             attrs: MemAttrs {
                 attr: entry.attr,
                 sh: sh_from_desc(entry.sh),
@@ -814,6 +919,16 @@ impl State {
             stage1: true,
             snoop_forced,
         })
+    }
+}
+
+/// The event number of a walk fault (7.3.13-16).
+fn fault_id(wf: WalkFault) -> u8 {
+    match wf {
+        WalkFault::Translation => event_id::F_TRANSLATION,
+        WalkFault::AddrSize => event_id::F_ADDR_SIZE,
+        WalkFault::Access => event_id::F_ACCESS,
+        WalkFault::Permission => event_id::F_PERMISSION,
     }
 }
 

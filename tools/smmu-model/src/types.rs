@@ -17,6 +17,11 @@ pub struct Quirks {
     /// An STE with S1CDMax != 0 is C_BAD_STE (QEMU) although with SSIDSIZE == 0 the field is
     /// IGNORED (spec 5.2).
     pub reject_s1cdmax: bool,
+    /// A stage 2 fault on the fetch of a CD, an L1CD or a stage 1 table (CLASS = CD or TT) is
+    /// recorded with RnW = 1, the direction of the fetch (QEMU), instead of the direction of
+    /// the incoming transaction that caused it (7.3.12: RnW describes the incoming
+    /// transaction).
+    pub fetch_fault_rnw_read: bool,
 }
 
 /// Implementation choices of the modelled SMMU, reflected in the ID registers.
@@ -44,8 +49,9 @@ pub struct Features {
     pub oas: u8,
     /// SMMU_IDR0.S1P.
     pub s1p: bool,
-    /// SMMU_IDR0.S2P (+VMID16): only advertised and used for VMID tagging and the stage 2
-    /// invalidation commands; an STE selecting stage 2 translation is still C_BAD_STE.
+    /// SMMU_IDR0.S2P (+VMID16): stage 2 translation (STE.Config 0b110) and, with `s1p`,
+    /// nested translation (0b111: the CD table and stage 1 tables fetched through stage 2).
+    /// Stage 2 translations are not cached (every use walks the stage 2 tables).
     pub s2p: bool,
     /// SMMU_IDR0.MSI: CMD_SYNC with CS == SIG_IRQ writes MSIData to MSIAddress.
     pub msi: bool,
@@ -99,6 +105,7 @@ impl Features {
                 eventq_full_is_abort: true,
                 always_record_bad_streamid: true,
                 reject_s1cdmax: true,
+                fetch_fault_rnw_read: true,
             },
             ..Self::default()
         }

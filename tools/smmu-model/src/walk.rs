@@ -4,8 +4,13 @@
 //! 4KB, 16KB and 64KB granules, 48-bit descriptors (no FEAT_LPA/LPA2), start level from TxSZ,
 //! table/block/page descriptors, hierarchical permissions (unless HADx), Access flag (no HTTU),
 //! Address Size checks against the CD's effective IPS for table and output addresses.
+//!
+//! Stage 2 (Arm ARM D8, spec 3.4 and 5.2): the same descriptor formats with S2AP, start level
+//! from S2SL0, up to 16 concatenated start-level tables. In a nested configuration every stage
+//! 1 table address (TTBx included) is an IPA that stage 2 translates first; a stage 2 fault
+//! there is reported with CLASS = TT.
 
-use crate::config::{Cd, TableCfg};
+use crate::config::{Cd, S2Cfg, TableCfg};
 use crate::spec::{bit, bits};
 use physmem::PhysMem;
 
@@ -16,6 +21,100 @@ pub(crate) enum WalkFault {
     AddrSize,
     Access,
     Permission,
+}
+
+/// Why a stage 1 walk stopped: a stage 1 fault, or a stage 2 fault on the IPA of one of its
+/// tables (nested configurations only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WalkError {
+    S1(WalkFault),
+    S2 { fault: WalkFault, ipa: u64 },
+}
+
+impl From<WalkFault> for WalkError {
+    fn from(f: WalkFault) -> Self {
+        Self::S1(f)
+    }
+}
+
+/// A stage 2 translation: the page or block holding an IPA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct S2Entry {
+    /// Output address of the IPA.
+    pub pa: u64,
+}
+
+/// Walks the stage 2 tables of `s2` for `ipa` (a `write` or a read). Checks, in QEMU's order
+/// (the architecture gives them no order among themselves for one descriptor): IPA within
+/// S2T0SZ, descriptor validity, Access flag (unless S2AFFD), S2AP[7:6] (bit 6 read, bit 7
+/// write), output address within the effective S2PS.
+pub(crate) fn walk_s2(
+    mem: &PhysMem,
+    s2: &S2Cfg,
+    ipa: u64,
+    write: bool,
+) -> Result<S2Entry, WalkFault> {
+    let g = s2.granule;
+    let stride = g - 3;
+    let inputsize = 64 - s2.tsz;
+    if ipa >> inputsize != 0 {
+        return Err(WalkFault::Translation);
+    }
+    let mut level = s2.start_level;
+    // The start level resolves every IPA bit above it: with concatenated tables more than
+    // `stride` bits. The (concatenated) start table is aligned to its size.
+    let start_bits = inputsize - level_lsb(g, level);
+    let mut base = s2.ttb & !((8u64 << start_bits) - 1);
+    loop {
+        let lsb = level_lsb(g, level);
+        let nbits = if level == s2.start_level {
+            start_bits
+        } else {
+            stride
+        };
+        let index = (ipa >> lsb) & ((1u64 << nbits) - 1);
+        let desc = mem.read_u64(base + index * 8);
+        let is_leaf = match desc & 3 {
+            0b01 => {
+                if level == 3 || !block_allowed(g, level) {
+                    return Err(WalkFault::Translation);
+                }
+                true
+            }
+            0b11 => level == 3,
+            _ => return Err(WalkFault::Translation),
+        };
+        if !is_leaf {
+            base = desc & oa_mask(g);
+            level += 1;
+            continue;
+        }
+        if !bit(desc, 10) && !s2.affd {
+            return Err(WalkFault::Access);
+        }
+        let allowed = if write { bit(desc, 7) } else { bit(desc, 6) };
+        if !allowed {
+            return Err(WalkFault::Permission);
+        }
+        let oa = desc & oa_mask(lsb);
+        if oa >> s2.ps_bits != 0 {
+            return Err(WalkFault::AddrSize);
+        }
+        return Ok(S2Entry {
+            pa: oa | (ipa & ((1u64 << lsb) - 1)),
+        });
+    }
+}
+
+/// The PA of a stage 1 table at `addr`: `addr` itself, or its stage 2 translation (a read)
+/// when nesting.
+fn table_pa(mem: &PhysMem, s2: Option<&S2Cfg>, addr: u64) -> Result<u64, WalkError> {
+    match s2 {
+        None => Ok(addr),
+        Some(s2) => walk_s2(mem, s2, addr, false)
+            .map(|e| e.pa)
+            .map_err(|fault| WalkError::S2 { fault, ipa: addr }),
+    }
 }
 
 /// Stage 1 permissions of a translation, combined over the leaf and its table descriptors.
@@ -111,7 +210,8 @@ fn oa_mask(lsb: u32) -> u64 {
     ((1u64 << 48) - 1) & !((1u64 << lsb) - 1)
 }
 
-/// Walks `tt` for `va` (already range-checked against TxSZ by the caller).
+/// Walks `tt` for `va` (already range-checked against TxSZ by the caller); with `s2`, the
+/// table addresses are IPAs translated by that stage 2 and the entry's `pa` is an IPA.
 pub(crate) fn walk(
     mem: &PhysMem,
     cd: &Cd,
@@ -119,7 +219,8 @@ pub(crate) fn walk(
     va: u64,
     acc: &Acc,
     vmid: u16,
-) -> Result<TlbEntry, WalkFault> {
+    s2: Option<&S2Cfg>,
+) -> Result<TlbEntry, WalkError> {
     let g = tt.granule;
     let stride = g - 3;
     let inputsize = 64 - tt.tsz;
@@ -138,21 +239,21 @@ pub(crate) fn walk(
             stride
         };
         let index = (va >> lsb) & ((1u64 << nbits) - 1);
-        let desc = mem.read_u64(base + index * 8);
+        let desc = mem.read_u64(table_pa(mem, s2, base)? + index * 8);
         let is_leaf = match desc & 3 {
             0b01 => {
                 if level == 3 || !block_allowed(g, level) {
-                    return Err(WalkFault::Translation);
+                    return Err(WalkFault::Translation.into());
                 }
                 true
             }
             0b11 => level == 3,
-            _ => return Err(WalkFault::Translation),
+            _ => return Err(WalkFault::Translation.into()),
         };
         if !is_leaf {
             let next = desc & oa_mask(g);
             if next >> cd.ips_bits != 0 {
-                return Err(WalkFault::AddrSize);
+                return Err(WalkFault::AddrSize.into());
             }
             if !tt.had {
                 ap_table_no_el0 |= bit(desc, 61);
@@ -166,18 +267,18 @@ pub(crate) fn walk(
         }
         let oa = desc & oa_mask(lsb);
         if oa >> cd.ips_bits != 0 {
-            return Err(WalkFault::AddrSize);
+            return Err(WalkFault::AddrSize.into());
         }
         // Access flag (AF[10]); HTTU is not implemented, so AF == 0 faults unless CD.AFFD.
         if !bit(desc, 10) && !cd.affd {
-            return Err(WalkFault::Access);
+            return Err(WalkFault::Access.into());
         }
         perms.read_only = bit(desc, 7) || ap_table_ro;
         perms.el0 = bit(desc, 6) && !ap_table_no_el0;
         perms.uxn = bit(desc, 54) || uxn_table;
         perms.pxn = bit(desc, 53) || pxn_table;
         if !permits(&perms, cd, acc) {
-            return Err(WalkFault::Permission);
+            return Err(WalkFault::Permission.into());
         }
         let attr_idx = bits(desc, 4, 2);
         return Ok(TlbEntry {
@@ -212,5 +313,54 @@ mod tests {
         assert!(!block_allowed(12, 0));
         assert!(block_allowed(12, 1));
         assert!(!block_allowed(16, 1));
+    }
+
+    fn s2(ttb: u64) -> S2Cfg {
+        // 4KB granule, 40-bit IPA (S2T0SZ 24) from level 1: two concatenated level 1 tables.
+        S2Cfg {
+            tsz: 24,
+            start_level: 1,
+            granule: 12,
+            ps_bits: 40,
+            ttb,
+            affd: false,
+            record: true,
+        }
+    }
+
+    #[test]
+    fn s2_concatenated_start_tables_block_and_s2ap() {
+        let mem = PhysMem::new(0x4000_0000, 1 << 20);
+        let ttb = 0x4000_0000;
+        // IPA 0x80_4000_0000: IPA[39] selects the second table, index 1 there (8 KB table).
+        let ro_block = 0x4000_0000 | 0b01 | (0b01 << 6) | (1 << 10);
+        mem.write_u64(ttb + 4096 + 8, ro_block);
+        let e = walk_s2(&mem, &s2(ttb), 0x80_4000_1234, false).unwrap();
+        assert_eq!(e.pa, 0x4000_1234);
+        // S2AP = 0b01: read only.
+        assert_eq!(
+            walk_s2(&mem, &s2(ttb), 0x80_4000_1234, true),
+            Err(WalkFault::Permission)
+        );
+        // AF = 0 faults before the permission check unless S2AFFD.
+        mem.write_u64(ttb + 4096 + 8, ro_block & !(1 << 10));
+        assert_eq!(
+            walk_s2(&mem, &s2(ttb), 0x80_4000_0000, true),
+            Err(WalkFault::Access)
+        );
+        let affd = S2Cfg {
+            affd: true,
+            ..s2(ttb)
+        };
+        assert!(walk_s2(&mem, &affd, 0x80_4000_0000, false).is_ok());
+        // Beyond the 40-bit IPA space, and an invalid descriptor.
+        assert_eq!(
+            walk_s2(&mem, &s2(ttb), 1 << 40, false),
+            Err(WalkFault::Translation)
+        );
+        assert_eq!(
+            walk_s2(&mem, &s2(ttb), 0x4000_0000, false),
+            Err(WalkFault::Translation)
+        );
     }
 }

@@ -229,10 +229,28 @@ pub fn rig_pasid(cfg: SmmuConfig) -> Option<Rig> {
     rig_on(cfg, false, None, true)
 }
 
+/// [`rig_pasid`] with stage 2 as well (`arm-smmuv3.stage=nested`: SMMU_IDR0.S1P and S2P), for
+/// nested STEs.
+#[track_caller]
+pub fn rig_pasid_nested(cfg: SmmuConfig) -> Option<Rig> {
+    rig_start(cfg, false, None, true, true)
+}
+
 #[track_caller]
 fn rig_on(cfg: SmmuConfig, hide_ril: bool, sid_bits: Option<u32>, pasid: bool) -> Option<Rig> {
+    rig_start(cfg, hide_ril, sid_bits, pasid, false)
+}
+
+#[track_caller]
+fn rig_start(
+    cfg: SmmuConfig,
+    hide_ril: bool,
+    sid_bits: Option<u32>,
+    pasid: bool,
+    nested: bool,
+) -> Option<Rig> {
     qtest::require_qemu()?;
-    let qc = if pasid {
+    let mut qc = if pasid {
         QemuConfig::default()
             .devices(["edu-pasid,dma_mask=0xffffffffffffffff"])
             .arg("-global")
@@ -240,6 +258,9 @@ fn rig_on(cfg: SmmuConfig, hide_ril: bool, sid_bits: Option<u32>, pasid: bool) -
     } else {
         QemuConfig::default().devices(["edu,dma_mask=0xffffffffffffffff"])
     };
+    if nested {
+        qc = qc.arg("-global").arg("arm-smmuv3.stage=nested");
+    }
     let m = Machine::start(&qc).expect("start QEMU");
     let edu = if pasid { m.edu_pasid() } else { m.edu() }.unwrap();
     let sid = edu.stream_id();
