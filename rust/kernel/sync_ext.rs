@@ -121,21 +121,20 @@ impl<T: ?Sized, const ID: u64> WorkFlush for Work<T, ID> {
 /// A job a [`JobWorker`] runs, in process context on the system long workqueue (it may sleep).
 pub trait Job: Send + Sized + 'static {
     /// Does the job; consumes it, so what it holds (device references) is released after.
-    /// `ticket` says whether the worker was cancelled since the job was submitted (a reset:
-    /// stop, and report nothing).
+    /// `ticket` says whether the worker was aborted since the job was submitted (a reset: stop,
+    /// and report nothing).
     fn run(self, ticket: &Ticket<'_>);
 }
 
-/// A running job's view of its worker's cancellations ([`JobWorker::abort`],
-/// [`JobWorker::cancel`]).
+/// A running job's view of its worker's cancellations ([`JobWorker::abort`]).
 pub struct Ticket<'a> {
     gen: &'a AtomicU64,
     mine: u64,
 }
 
 impl Ticket<'_> {
-    /// Whether the worker was cancelled since the job was submitted. Read under the lock the
-    /// canceller calls [`JobWorker::abort`] under, the answer holds until that lock is dropped.
+    /// Whether the worker was aborted since the job was submitted. Read under the lock the
+    /// driver calls [`JobWorker::abort`] under, the answer holds until that lock is dropped.
     pub fn cancelled(&self) -> bool {
         self.gen.load(Ordering::Acquire) != self.mine
     }
@@ -160,7 +159,7 @@ impl Ticket<'_> {
 pub struct JobWorker<J: Job> {
     #[pin]
     pending: Mutex<Option<(J, u64)>>,
-    /// Bumped by every cancellation: a job submitted at an older value is cancelled.
+    /// Bumped by every abort: a job submitted at an older value is cancelled.
     gen: AtomicU64,
     #[pin]
     work: Work<JobWorker<J>>,
@@ -211,11 +210,10 @@ impl<J: Job> JobWorker<J> {
         self.gen.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Cancels: marks the running job cancelled ([`JobWorker::abort`]), drops the pending one
-    /// and waits until the running one returned: no job runs after this. Must not be called
-    /// from a job (it would wait for itself; lockdep reports it).
+    /// Drops the pending job and waits until a running one returned: no job runs after this.
+    /// Does not [`JobWorker::abort`]: the running job finishes as it sees its ticket. Must not
+    /// be called from a job (it would wait for itself; lockdep reports it).
     pub fn cancel(&self) {
-        self.abort();
         let old = self.pending.lock().take();
         drop(old);
         self.work.flush();

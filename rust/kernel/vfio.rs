@@ -213,7 +213,7 @@ impl<T: DeviceOps> Device<T> {
         let mut pages = crate::alloc::KVec::with_capacity(npage, crate::alloc::flags::GFP_KERNEL)?;
         // SAFETY: `pages` has room for `npage` pointers; the core validates the rest.
         let n = unsafe {
-            bindings::vfio_pin_pages(self.as_raw(), iova, npage as c_int, prot.bits(), pages.as_mut_ptr())
+            bindings::vfio_pin_pages(self.as_raw(), iova, npage as c_int, prot.to_c(), pages.as_mut_ptr())
         };
         if n < 0 {
             return Err(Error::from_errno(n));
