@@ -524,7 +524,7 @@ fn register_device_cases(suite: &mut Suite) {
         let c = d.route(cfg + 0x10, 4);
         labtest_ensure!(case, c == Ok(vpci::Target::Config(vpci::RegionAccess { index: 7, offset: 0x10, len: 4 })), "config access: {:?}", c);
         labtest_ensure!(case, matches!(d.route(cfg, 256), Ok(vpci::Target::Config(_))), "whole config read refused");
-        labtest_ensure!(case, case.check("bar0", d.cfg.read32(0x10))? == 0 && d.cfg.msi_enabled() == false, "BAR0/MSI at reset");
+        labtest_ensure!(case, case.check("bar0", d.cfg.read32(0x10))? == 0 && !d.cfg.msi_enabled(), "BAR0/MSI at reset");
         labtest_ensure!(case, d.irqs.count(vpci::MSI_IRQ_INDEX) == 1 && d.irqs.count(vpci::REQ_IRQ_INDEX) == 1 && d.irqs.count(vpci::INTX_IRQ_INDEX) == 0, "IRQ vectors");
         for (pos, len, what) in [
             (bar + 2, 4, "misaligned register"),
