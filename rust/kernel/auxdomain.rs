@@ -54,8 +54,11 @@ use crate::{
 };
 use policy::{usable_pasid_range, Attachment, AuxPolicy, Mapper, PasidLimits, Translation};
 
+/// The one `Prot` (`kernel::iommu::Prot`), also the policy's: the portable policy refers to it
+/// as `super::Prot`, which each code including it provides.
+pub use crate::iommu::Prot;
 pub use policy::{
-    DoorbellInfo, MsiSource, MsiWindow, Prot, ReservedKind, ReservedRegion, Teardown, Unsupported,
+    DoorbellInfo, MsiSource, MsiWindow, ReservedKind, ReservedRegion, Teardown, Unsupported,
     MAX_ATTACH, SW_MSI_BASE, SW_MSI_SIZE,
 };
 
@@ -237,20 +240,6 @@ impl<'a> IommuBackend<'a> {
     }
 }
 
-/// The policy's protections as the IOMMU API's flags, one by one.
-fn iommu_prot(p: Prot) -> iommu::Prot {
-    [
-        (Prot::READ, iommu::Prot::READ),
-        (Prot::WRITE, iommu::Prot::WRITE),
-        (Prot::CACHE, iommu::Prot::CACHE),
-        (Prot::NOEXEC, iommu::Prot::NOEXEC),
-        (Prot::MMIO, iommu::Prot::MMIO),
-    ]
-    .into_iter()
-    .filter(|(ours, _)| p.contains(*ours))
-    .fold(iommu::Prot::NONE, |acc, (_, k)| acc | k)
-}
-
 impl Mapper for IommuBackend<'_> {
     type Error = Error;
 
@@ -266,7 +255,7 @@ impl Mapper for IommuBackend<'_> {
         if self.pages(iova, size).any(|p| self.domain.iova_to_phys(p).is_some()) {
             return Err(EEXIST);
         }
-        self.domain.map(iova, paddr, len, iommu_prot(prot), GFP_KERNEL)
+        self.domain.map(iova, paddr, len, prot, GFP_KERNEL)
     }
 
     fn iova_to_phys(&self, iova: u64) -> Option<u64> {

@@ -29,35 +29,29 @@ use crate::{
 /// An I/O virtual address.
 pub type Iova = u64;
 
-/// Mapping permissions (`IOMMU_READ`, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prot(i32);
+// The project's one `Prot` (`drivers/smmuv3/src/smmuv3/prot/` in the project, compiled here from
+// the very same file as the host tests: `docs/portable-code.md`).
+#[path = "portable/prot/mod.rs"]
+mod prot;
+
+/// Mapping permissions (`IOMMU_READ`, ...): the project's portable `Prot`, shared with the
+/// SMMUv3 core and the aux-domain policy.
+pub use prot::Prot;
+
+// The portable bits are Linux's: checked here, where they meet C, so they cross unchanged.
+const _: () = {
+    assert!(Prot::READ.bits() == bindings::IOMMU_READ);
+    assert!(Prot::WRITE.bits() == bindings::IOMMU_WRITE);
+    assert!(Prot::CACHE.bits() == bindings::IOMMU_CACHE);
+    assert!(Prot::NOEXEC.bits() == bindings::IOMMU_NOEXEC);
+    assert!(Prot::MMIO.bits() == bindings::IOMMU_MMIO);
+    assert!(Prot::PRIV.bits() == bindings::IOMMU_PRIV);
+};
 
 impl Prot {
-    /// The device may read.
-    pub const READ: Prot = Prot(bindings::IOMMU_READ as i32);
-    /// The device may write.
-    pub const WRITE: Prot = Prot(bindings::IOMMU_WRITE as i32);
-    /// Cache-coherent access.
-    pub const CACHE: Prot = Prot(bindings::IOMMU_CACHE as i32);
-    /// No instruction fetch.
-    pub const NOEXEC: Prot = Prot(bindings::IOMMU_NOEXEC as i32);
-    /// Device memory (e.g. an MSI doorbell).
-    pub const MMIO: Prot = Prot(bindings::IOMMU_MMIO as i32);
-
-    /// Raw `IOMMU_*` bits.
-    pub fn bits(self) -> i32 {
-        self.0
-    }
-
-    /// No access (the empty set, to build a `Prot` flag by flag).
-    pub const NONE: Prot = Prot(0);
-}
-
-impl core::ops::BitOr for Prot {
-    type Output = Prot;
-    fn bitor(self, rhs: Prot) -> Prot {
-        Prot(self.0 | rhs.0)
+    /// The `int prot` the C IOMMU and VFIO calls take (the bits are Linux's, checked above).
+    pub fn to_c(self) -> crate::ffi::c_int {
+        self.bits() as crate::ffi::c_int
     }
 }
 
@@ -185,7 +179,7 @@ impl Domain {
         }
         // SAFETY: valid domain (type invariant); the core validates alignment.
         to_result(unsafe {
-            bindings::iommu_map(self.ptr, iova as _, paddr, size, prot.0, gfp.as_raw())
+            bindings::iommu_map(self.ptr, iova as _, paddr, size, prot.to_c(), gfp.as_raw())
         })
     }
 

@@ -143,7 +143,9 @@ impl fmt::Write for SysfsBuf<'_> {
     }
 }
 
-/// An mdev driver.
+/// An mdev driver. A `#[vtable]` trait: the optional callbacks an implementation defines
+/// (`get_available`, `show_description`) are the ones registered with the mdev core.
+#[macros::vtable]
 pub trait Driver: Send + Sync + 'static {
     /// Per-mdev data, returned by `probe` and given back to `remove`.
     type Data: ForeignOwnable + Send + Sync;
@@ -153,22 +155,18 @@ pub trait Driver: Send + Sync + 'static {
     const DEVICE_API: &'static CStr;
     /// If non-zero, the mdev core counts available instances itself (shared by all types).
     const MAX_INSTANCES: u32 = 0;
-    /// Whether [`Driver::get_available`] is implemented (else `MAX_INSTANCES` is used).
-    const HAS_GET_AVAILABLE: bool = false;
-    /// Whether [`Driver::show_description`] is implemented.
-    const HAS_DESCRIPTION: bool = false;
 
     /// An mdev was created: set it up (typically allocate and register a VFIO device).
     fn probe(mdev: &Device) -> Result<Self::Data>;
     /// The mdev is being removed.
     fn remove(_mdev: &Device, _data: Self::Data) {}
-    /// How many more mdevs of `ty` can be created.
+    /// How many more mdevs of `ty` can be created (without it, `MAX_INSTANCES` counts).
     fn get_available(_ty: &Type) -> u32 {
-        0
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
     }
     /// Writes the type's description.
     fn show_description(_ty: &Type, _out: &mut SysfsBuf<'_>) -> Result {
-        Ok(())
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
     /// Set only by [`parent::Via`]: its parents must be registered by [`parent::Registration`].
@@ -219,7 +217,7 @@ impl<T: Driver> DriverRegistration<T> {
                 if T::HAS_GET_AVAILABLE {
                     (*d).get_available = Some(get_available_cb::<T>);
                 }
-                if T::HAS_DESCRIPTION {
+                if T::HAS_SHOW_DESCRIPTION {
                     (*d).show_description = Some(show_description_cb::<T>);
                 }
                 (*d).driver.name = T::NAME.as_char_ptr();

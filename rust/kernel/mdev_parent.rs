@@ -51,7 +51,17 @@ pub struct TypeInfo<D> {
     pub data: D,
 }
 
-/// An mdev driver whose parents own data (see the [module documentation](self)).
+impl<D> TypeInfo<D> {
+    /// A type named `sysfs_name` in sysfs (after the driver's prefix) and `pretty_name` for
+    /// people, with the driver's `data`.
+    pub const fn new(sysfs_name: &'static CStr, pretty_name: &'static CStr, data: D) -> Self {
+        Self { desc: TypeDesc { sysfs_name, pretty_name }, data }
+    }
+}
+
+/// An mdev driver whose parents own data (see the [module documentation](self)). A
+/// `#[vtable]` trait: `description` is shown only by drivers that define it.
+#[macros::vtable]
 pub trait ParentDriver: Send + Sync + Sized + 'static {
     /// Per-parent data, owned by the [`Registration`].
     type ParentData: Send + Sync;
@@ -76,7 +86,7 @@ pub trait ParentDriver: Send + Sync + Sized + 'static {
     fn available(parent: &Self::ParentData, ty: &Self::TypeData) -> u32;
     /// Writes the type's description.
     fn description(_parent: &Self::ParentData, _ty: &Self::TypeData, _out: &mut SysfsBuf<'_>) -> Result {
-        Ok(())
+        crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
     }
 }
 
@@ -121,12 +131,13 @@ unsafe fn mdev_data<T: ParentDriver>(mdev: &Device) -> &T::Data {
     unsafe { &*bindings::dev_get_drvdata(addr_of_mut!((*mdev.as_raw()).dev)).cast::<T::Data>() }
 }
 
+#[macros::vtable]
 impl<T: ParentDriver> Driver for Via<T> {
     type Data = KBox<T::Data>;
     const NAME: &'static CStr = T::NAME;
     const DEVICE_API: &'static CStr = T::DEVICE_API;
-    const HAS_GET_AVAILABLE: bool = true;
-    const HAS_DESCRIPTION: bool = true;
+    // Registered only if the driver has it (`available` is required).
+    const HAS_SHOW_DESCRIPTION: bool = T::HAS_DESCRIPTION;
     #[doc(hidden)]
     const DATA_PARENT: bool = true;
 
@@ -146,6 +157,10 @@ impl<T: ParentDriver> Driver for Via<T> {
     }
 
     fn show_description(ty: &Type, out: &mut SysfsBuf<'_>) -> Result {
+        if !T::HAS_DESCRIPTION {
+            // Not registered then (`HAS_SHOW_DESCRIPTION`); keeps the default out of the build.
+            return Ok(());
+        }
         T::description(parent_data::<T>(ty), type_data::<T>(ty)?, out)
     }
 
@@ -377,35 +392,84 @@ impl<T: ParentDriver> ModuleDriver<T> {
     }
 }
 
-/// Declares a module `name` that registers an mdev driver and a PCI driver (named `driver`, the
-/// prefix of the mdev types' sysfs names) together: the mdev driver
-/// first (the PCI probe registers parents with it, through `<mdev type>::mdev_driver()`), and
-/// on unload the PCI driver first (removing every parent and mdev), then the mdev driver.
+/// What [`module_mdev_pci_driver!`](crate::module_mdev_pci_driver) declares for
+/// [`PciParent`]: the module's registered mdev driver and the PCI IDs of its parents.
+#[doc(hidden)]
+#[cfg(CONFIG_PCI)]
+pub trait ModuleMdev: ParentDriver {
+    /// The PCI devices the driver is the mdev parent of.
+    const ID_TABLE: crate::pci::IdTable<()>;
+    /// The registration; `ENODEV` outside the module's lifetime.
+    fn module_driver() -> Result<Arc<DriverReg<Self>>>;
+}
+
+/// An mdev driver whose parents are PCI devices. With
+/// [`module_mdev_pci_driver!`](crate::module_mdev_pci_driver) the module's PCI driver is
+/// [`PciParent<Self>`]: it binds the devices of the module's `pci_ids`, makes each one's
+/// parent data with [`PciParentDriver::parent_data`] and registers the device as an mdev
+/// parent, unregistered (every mdev removed first, then the data dropped) at unbind.
+#[cfg(CONFIG_PCI)]
+pub trait PciParentDriver: ParentDriver {
+    /// Sets up a bound device (enable it, map its BARs, ...); the result is the parent's data.
+    fn parent_data(pdev: &crate::pci::Device<crate::pci::Core>) -> Result<Self::ParentData>;
+}
+
+/// The PCI driver of a [`PciParentDriver`]: owns the parent registration of each bound device.
+#[cfg(CONFIG_PCI)]
+pub struct PciParent<T: PciParentDriver> {
+    _parent: Pin<KBox<Registration<T>>>,
+}
+
+#[cfg(CONFIG_PCI)]
+impl<T: PciParentDriver + ModuleMdev> crate::pci::Driver for PciParent<T> {
+    type IdInfo = ();
+    const ID_TABLE: crate::pci::IdTable<()> = <T as ModuleMdev>::ID_TABLE;
+
+    fn probe(pdev: &crate::pci::Device<crate::pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+        let data = T::parent_data(pdev)?;
+        let parent = Registration::new(pdev.as_ref(), &T::module_driver()?, data)?;
+        Ok(KBox::pin(Self { _parent: parent }, GFP_KERNEL)?)
+    }
+}
+
+/// Declares a module `name` that registers the mdev driver `mdev` (a [`PciParentDriver`]) and
+/// its PCI driver [`PciParent`] (named `driver`, the prefix of the mdev types' sysfs names,
+/// binding the `(vendor, device)` IDs of `pci_ids`) together: the mdev driver first (the PCI probe registers parents with it), and on unload the
+/// PCI driver first (removing every parent and mdev), then the mdev driver.
 ///
 /// # Examples
 ///
 /// ```ignore
 /// kernel::module_mdev_pci_driver! {
-///     pci: EduPci, mdev: EduMdev, driver: "edu",
+///     mdev: EduMdev, driver: "edu", pci_ids: [(0x1234, 0x11e8)],
 ///     name: "edu_mdev_min", author: "...", description: "...", license: "GPL",
 /// }
 /// ```
 #[macro_export]
 macro_rules! module_mdev_pci_driver {
-    (pci: $pci:ty, mdev: $mdev:ty, driver: $driver:tt, name: $name:tt, author: $author:tt,
-     description: $desc:tt, license: $license:tt $(,)?) => {
+    (mdev: $mdev:ty, driver: $driver:tt, pci_ids: [$(($vendor:expr, $device:expr)),+ $(,)?],
+     name: $name:tt, author: $author:tt, description: $desc:tt, license: $license:tt $(,)?) => {
         static __MDEV_DRIVER: $crate::mdev::parent::ModuleDriver<$mdev> =
             $crate::mdev::parent::ModuleDriver::new();
 
-        impl $mdev {
-            /// The module's mdev driver, for [`kernel::mdev::parent::Registration::new`].
-            fn mdev_driver() -> $crate::error::Result<$crate::sync::Arc<$crate::mdev::parent::DriverReg<$mdev>>> {
+        $crate::pci_device_table!(
+            __MDEV_PCI_IDS,
+            (),
+            [$(($crate::pci::DeviceId::from_id($vendor, $device), ())),+]
+        );
+
+        impl $crate::mdev::parent::ModuleMdev for $mdev {
+            const ID_TABLE: $crate::pci::IdTable<()> = __MDEV_PCI_IDS.table();
+
+            fn module_driver() -> $crate::error::Result<$crate::sync::Arc<$crate::mdev::parent::DriverReg<$mdev>>> {
                 __MDEV_DRIVER.get()
             }
         }
 
+        type __MdevPci = $crate::mdev::parent::PciParent<$mdev>;
+
         struct __MdevPciModule {
-            pci: ::core::option::Option<::core::pin::Pin<$crate::alloc::KBox<$crate::pci::Registration<$pci>>>>,
+            pci: ::core::option::Option<::core::pin::Pin<$crate::alloc::KBox<$crate::pci::Registration<__MdevPci>>>>,
         }
 
         impl $crate::Module for __MdevPciModule {
@@ -414,7 +478,7 @@ macro_rules! module_mdev_pci_driver {
                 // SAFETY: module init runs once, before anything else uses the slot.
                 unsafe { __MDEV_DRIVER.set(drv) };
                 match $crate::alloc::KBox::pin_init(
-                    $crate::pci::Registration::<$pci>::new($crate::c_str!($driver), module),
+                    $crate::pci::Registration::<__MdevPci>::new($crate::c_str!($driver), module),
                     $crate::alloc::flags::GFP_KERNEL,
                 ) {
                     Ok(pci) => Ok(Self { pci: Some(pci) }),
@@ -444,4 +508,57 @@ macro_rules! module_mdev_pci_driver {
             license: $license,
         }
     };
+}
+
+/// A parent's capacity, in units its types take (one per mdev, or more for a bigger type):
+/// what every mdev driver counts for `available_instances` and refuses a create with.
+///
+/// [`Capacity::take`] reserves units atomically (two concurrent creates never both get the
+/// last one) and returns a [`Reserved`] that gives them back when dropped: kept in the mdev's
+/// data, after its VFIO registration, the units return once the mdev is gone.
+pub struct Capacity {
+    free: core::sync::atomic::AtomicU32,
+}
+
+impl Capacity {
+    /// A capacity of `total` units, all free.
+    pub fn new(total: u32) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self { free: core::sync::atomic::AtomicU32::new(total) }, GFP_KERNEL)?)
+    }
+
+    /// Reserves `units` (at least one: `EINVAL` for 0); `ENOSPC`, with nothing taken, when
+    /// fewer are free.
+    pub fn take(self: &Arc<Self>, units: u32) -> Result<Reserved> {
+        if units == 0 {
+            return Err(EINVAL);
+        }
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |f| f.checked_sub(units))
+            .map_err(|_| ENOSPC)?;
+        Ok(Reserved { cap: self.clone(), units })
+    }
+
+    /// How many reservations of `units` fit now (`available_instances`); 0 for 0 units.
+    pub fn available(&self, units: u32) -> u32 {
+        self.free.load(Ordering::Acquire).checked_div(units).unwrap_or(0)
+    }
+}
+
+/// Units reserved with [`Capacity::take`]; given back on drop.
+pub struct Reserved {
+    cap: Arc<Capacity>,
+    units: u32,
+}
+
+impl Reserved {
+    /// The units held.
+    pub fn units(&self) -> u32 {
+        self.units
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.cap.free.fetch_add(self.units, Ordering::AcqRel);
+    }
 }

@@ -14,6 +14,7 @@
 //! operation, run it off the register-write path, cancel it at reset" worker every device model
 //! otherwise writes as a struct, a `HasWork` impl and a `WorkItem` impl.
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use crate::{
     bindings,
     init::PinInit,
@@ -120,7 +121,23 @@ impl<T: ?Sized, const ID: u64> WorkFlush for Work<T, ID> {
 /// A job a [`JobWorker`] runs, in process context on the system long workqueue (it may sleep).
 pub trait Job: Send + Sized + 'static {
     /// Does the job; consumes it, so what it holds (device references) is released after.
-    fn run(self);
+    /// `ticket` says whether the worker was aborted since the job was submitted (a reset: stop,
+    /// and report nothing).
+    fn run(self, ticket: &Ticket<'_>);
+}
+
+/// A running job's view of its worker's cancellations ([`JobWorker::abort`]).
+pub struct Ticket<'a> {
+    gen: &'a AtomicU64,
+    mine: u64,
+}
+
+impl Ticket<'_> {
+    /// Whether the worker was aborted since the job was submitted. Read under the lock the
+    /// driver calls [`JobWorker::abort`] under, the answer holds until that lock is dropped.
+    pub fn cancelled(&self) -> bool {
+        self.gen.load(Ordering::Acquire) != self.mine
+    }
 }
 
 /// One work item with one pending job: [`JobWorker::submit`] queues a job,
@@ -133,7 +150,7 @@ pub trait Job: Send + Sized + 'static {
 ///
 /// ```ignore
 /// struct Copy { /* what the copy needs, with references keeping it alive */ }
-/// impl Job for Copy { fn run(self) { /* ... */ } }
+/// impl Job for Copy { fn run(self, t: &Ticket<'_>) { /* ...; stop if t.cancelled() */ } }
 /// let worker: Arc<JobWorker<Copy>> = JobWorker::new()?;
 /// worker.submit(Copy { /* ... */ });
 /// worker.cancel(); // at reset: nothing runs after this returns
@@ -141,7 +158,9 @@ pub trait Job: Send + Sized + 'static {
 #[macros::pin_data]
 pub struct JobWorker<J: Job> {
     #[pin]
-    pending: Mutex<Option<J>>,
+    pending: Mutex<Option<(J, u64)>>,
+    /// Bumped by every abort: a job submitted at an older value is cancelled.
+    gen: AtomicU64,
     #[pin]
     work: Work<JobWorker<J>>,
 }
@@ -155,8 +174,8 @@ impl<J: Job> WorkItem for JobWorker<J> {
         // Taken before running, so the lock is not held by the job (it may sleep, and a
         // `submit` from another thread must not wait for it).
         let job = this.pending.lock().take();
-        if let Some(job) = job {
-            job.run();
+        if let Some((job, mine)) = job {
+            job.run(&Ticket { gen: &this.gen, mine });
         }
     }
 }
@@ -167,6 +186,7 @@ impl<J: Job> JobWorker<J> {
         Arc::pin_init(
             pin_init!(Self {
                 pending <- new_mutex!(None, "JobWorker::pending"),
+                gen: AtomicU64::new(0),
                 work <- new_work!("JobWorker::work"),
             }),
             GFP_KERNEL,
@@ -176,15 +196,23 @@ impl<J: Job> JobWorker<J> {
     /// Queues `job`, replacing a job still pending (which is dropped, not run): only the
     /// newest start counts, as when a guest rewrites a start register.
     pub fn submit(self: &Arc<Self>, job: J) {
-        let old = self.pending.lock().replace(job);
+        let old = self.pending.lock().replace((job, self.gen.load(Ordering::Acquire)));
         // Dropped outside the lock: it may hold the last reference to a device.
         drop(old);
         // Already queued (`Err`) is fine: that run takes the new job.
         let _ = workqueue::system_long().enqueue(self.clone());
     }
 
+    /// Marks the running job cancelled (its [`Ticket`] says so from now on) without waiting:
+    /// a device model calls it under the lock its job reports under, so a job either reported
+    /// before the reset or sees it; then [`JobWorker::cancel`] outside that lock.
+    pub fn abort(&self) {
+        self.gen.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Drops the pending job and waits until a running one returned: no job runs after this.
-    /// Must not be called from a job (it would wait for itself; lockdep reports it).
+    /// Does not [`JobWorker::abort`]: the running job finishes as it sees its ticket. Must not
+    /// be called from a job (it would wait for itself; lockdep reports it).
     pub fn cancel(&self) {
         let old = self.pending.lock().take();
         drop(old);

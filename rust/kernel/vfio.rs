@@ -213,7 +213,7 @@ impl<T: DeviceOps> Device<T> {
         let mut pages = crate::alloc::KVec::with_capacity(npage, crate::alloc::flags::GFP_KERNEL)?;
         // SAFETY: `pages` has room for `npage` pointers; the core validates the rest.
         let n = unsafe {
-            bindings::vfio_pin_pages(self.as_raw(), iova, npage as c_int, prot.bits(), pages.as_mut_ptr())
+            bindings::vfio_pin_pages(self.as_raw(), iova, npage as c_int, prot.to_c(), pages.as_mut_ptr())
         };
         if n < 0 {
             return Err(Error::from_errno(n));
@@ -587,6 +587,101 @@ impl UnmapFence {
         // SAFETY: truncation; the elements are `Copy` (nothing to drop).
         unsafe { st.ranges.set_len(0) };
         st.all = false;
+    }
+}
+
+/// What a driver that pins user pages for its own DMA needs so that `dma_unmap` can always
+/// complete: an [`UnmapFence`] and a lock held for as long as pins are.
+///
+/// A driver pins only through a [`PinScope`] ([`PinGate::scope`]), which refuses fenced ranges
+/// (`EFAULT`) and keeps the lock while the pins it made live; [`PinGate::unmap`], called from
+/// [`DeviceOps::dma_unmap`], fences the range first and then takes the lock, so when it returns
+/// nothing is pinned in the range and nothing will be until the unmapping task returns to user
+/// space (see [`UnmapFence`] for why both are needed with type1).
+#[macros::pin_data]
+pub struct PinGate {
+    fence: UnmapFence,
+    #[pin]
+    pinning: crate::sync::Mutex<()>,
+}
+
+impl PinGate {
+    /// A gate with nothing fenced.
+    pub fn new() -> impl PinInit<Self, Error> {
+        crate::try_pin_init!(Self {
+            fence: UnmapFence::new()?,
+            pinning <- crate::new_mutex!((), "vfio::PinGate"),
+        }? Error)
+    }
+
+    /// Holds off [`PinGate::unmap`] until the scope, and every pin made through it, is dropped.
+    /// Keep a scope short (a piece of work): an unmap waits for it.
+    pub fn scope(&self) -> PinScope<'_> {
+        PinScope { _held: self.pinning.lock(), fence: &self.fence }
+    }
+
+    /// For [`DeviceOps::dma_unmap`]: fences `iova..iova + length`, then waits for the scope
+    /// holding pins (if any) to end.
+    pub fn unmap(&self, iova: u64, length: u64) {
+        self.fence.begin(iova, length);
+        drop(self.pinning.lock());
+    }
+
+    /// Whether the pages holding the `len` bytes at `iova` can be pinned with `prot` now
+    /// (pins, then unpins them): for a device model that refuses a command before moving a
+    /// byte when part of it is unmapped. `EINVAL` for an empty or wrapping range or one of
+    /// more than 512 pages, `EFAULT` in a fenced range, the pinning error otherwise.
+    pub fn pinnable<T: DeviceOps>(&self, dev: &Device<T>, iova: u64, len: u64, prot: crate::iommu::Prot) -> Result {
+        let (first, npage) = page_span(iova, len)?;
+        self.scope().pin(dev, first, npage, prot).map(drop)
+    }
+
+    /// Lifts every fence (the device was closed: nothing of the old user is pinned any more).
+    pub fn clear(&self) {
+        self.fence.clear();
+    }
+}
+
+/// The first page and the number of pages holding `len` bytes at `iova`; `EINVAL` for an
+/// empty or wrapping range, or one of more than 512 pages (`vfio_pin_pages`' limit).
+pub fn page_span(iova: u64, len: u64) -> Result<(u64, usize)> {
+    let page = crate::page::PAGE_SIZE as u64;
+    let last = iova.checked_add(len.checked_sub(1).ok_or(EINVAL)?).ok_or(EINVAL)?;
+    let first = iova & !(page - 1);
+    let npage = usize::try_from((last & !(page - 1)) / page - first / page + 1).map_err(|_| EINVAL)?;
+    if npage > 512 {
+        return Err(EINVAL);
+    }
+    Ok((first, npage))
+}
+
+/// A [`PinGate`] held: pins made through it hold off unmaps until they and the scope drop.
+pub struct PinScope<'a> {
+    _held: crate::sync::lock::Guard<'a, (), crate::sync::lock::mutex::MutexBackend>,
+    fence: &'a UnmapFence,
+}
+
+impl PinScope<'_> {
+    /// `EFAULT` if part of `iova..iova + length` is being unmapped (fenced).
+    pub fn check(&self, iova: u64, length: u64) -> Result {
+        if self.fence.blocks(iova, length) {
+            return Err(EFAULT);
+        }
+        Ok(())
+    }
+
+    /// [`Device::pin_pages`] unless part of the range is being unmapped (`EFAULT`); the pins
+    /// cannot outlive the scope.
+    pub fn pin<'b, T: DeviceOps>(
+        &'b self,
+        dev: &'b Device<T>,
+        iova: u64,
+        npage: usize,
+        prot: crate::iommu::Prot,
+    ) -> Result<PinnedPages<'b, T>> {
+        let length = (npage as u64).saturating_mul(crate::page::PAGE_SIZE as u64);
+        self.check(iova, length)?;
+        dev.pin_pages(iova, npage, prot)
     }
 }
 

@@ -356,3 +356,115 @@ impl IrqEventfds {
         self.fds = [const { None }; NUM_IRQS as usize];
     }
 }
+
+/// Where a [`RegisterDevice`] access goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The config region (any length inside it for reads; 1, 2 or 4 aligned bytes for writes).
+    Config(RegionAccess),
+    /// The 32-bit register at this offset of BAR0 (the access is one aligned `u32`).
+    Register(u64),
+}
+
+/// The result of [`RegisterDevice::write`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Config space took this many bytes (through its write mask).
+    Config(usize),
+    /// The user wrote `value` to the register at `offset` of BAR0: the driver's to apply
+    /// (4 bytes consumed).
+    Register {
+        /// Offset in BAR0.
+        offset: u64,
+        /// The value written.
+        value: u32,
+    },
+}
+
+/// The vfio-pci face of a device whose whole interface is BAR0 of 32-bit registers and one MSI
+/// vector: config space (IDs, BAR0, an MSI capability), the region layout, the information
+/// ioctls and the eventfds behind `VFIO_DEVICE_SET_IRQS` (MSI and the request IRQ).
+///
+/// What a mediated device model repeats around its registers, in one place: a driver keeps it
+/// in its device state (under the lock that guards its registers) and routes `read`, `write`
+/// and `ioctl` through it, keeping only the registers themselves.
+#[cfg(CONFIG_EVENTFD)]
+pub struct RegisterDevice {
+    /// The emulated config space.
+    pub cfg: ConfigSpace,
+    /// The interrupt eventfds (MSI and request).
+    pub irqs: IrqEventfds,
+    bar0_size: u32,
+}
+
+#[cfg(CONFIG_EVENTFD)]
+impl RegisterDevice {
+    /// Interrupt indices with one vector each.
+    pub const IRQS: &'static [u32] = &[MSI_IRQ_INDEX, REQ_IRQ_INDEX];
+    /// Offset of the MSI capability in config space.
+    pub const MSI_CAP: usize = 0x40;
+
+    /// A device with these IDs, class code and revision (as [`ConfigSpace::new`]) and a 32-bit
+    /// BAR0 of `bar0_size` bytes (a power of two, at least 16: `EINVAL` otherwise).
+    pub fn new(vendor: u16, device: u16, class: u32, revision: u8, bar0_size: u32) -> Result<Self> {
+        let mut cfg = ConfigSpace::new(vendor, device, class, revision);
+        cfg.add_bar32(0, bar0_size)?;
+        cfg.add_msi(Self::MSI_CAP)?;
+        Ok(Self { cfg, irqs: IrqEventfds::new(Self::IRQS), bar0_size })
+    }
+
+    /// Size of region `index`: BAR0, config space, 0 (absent) for the others.
+    pub fn region_size(&self, index: u32) -> u64 {
+        match index {
+            BAR0_REGION_INDEX => u64::from(self.bar0_size),
+            CONFIG_REGION_INDEX => CONFIG_SIZE as u64,
+            _ => 0,
+        }
+    }
+
+    /// Routes an access of `len` bytes at device-file `pos`: `EINVAL` outside a present region
+    /// or for a BAR0 access that is not one aligned `u32`.
+    pub fn route(&self, pos: u64, len: usize) -> Result<Target> {
+        let a = RegionAccess::decode(pos, len, |i| self.region_size(i))?;
+        match a.index {
+            CONFIG_REGION_INDEX => Ok(Target::Config(a)),
+            _ => Ok(Target::Register(a.aligned(&[4])?.offset)),
+        }
+    }
+
+    /// A `read(2)` of the device file: config space from here, a register from `reg(offset)`;
+    /// returns the bytes read.
+    pub fn read(&self, buf: &mut UserSliceWriter, pos: u64, reg: impl FnOnce(u64) -> u32) -> Result<usize> {
+        match self.route(pos, buf.len())? {
+            Target::Config(a) => self.cfg.read_user(&a, buf),
+            Target::Register(offset) => {
+                buf.write_slice(&reg(offset).to_le_bytes())?;
+                Ok(4)
+            }
+        }
+    }
+
+    /// A `write(2)` of the device file: config space is written here, a register write is
+    /// returned for the driver to apply (after it dropped the lock guarding `self`, if the
+    /// register's effect needs it).
+    pub fn write(&mut self, buf: &mut UserSliceReader, pos: u64) -> Result<Written> {
+        match self.route(pos, buf.len())? {
+            Target::Config(a) => Ok(Written::Config(self.cfg.write_user(&a, buf)?)),
+            Target::Register(offset) => {
+                let mut b = [0u8; 4];
+                buf.read_slice(&mut b)?;
+                Ok(Written::Register { offset, value: u32::from_le_bytes(b) })
+            }
+        }
+    }
+
+    /// The device ioctls but `VFIO_DEVICE_RESET` (the driver's): the information ioctls (see
+    /// [`info_ioctl`]) and `VFIO_DEVICE_SET_IRQS`; `ENOTTY` for other commands.
+    pub fn ioctl(&mut self, cmd: u32, arg: usize) -> Result<isize> {
+        if cmd == uapi::DEVICE_SET_IRQS {
+            return self.irqs.set_irqs_from_user(arg);
+        }
+        let irqs = &self.irqs;
+        info_ioctl(cmd, arg, |i| self.region_size(i), |i| irqs.count(i)).unwrap_or(Err(ENOTTY))
+    }
+}

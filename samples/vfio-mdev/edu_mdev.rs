@@ -1483,12 +1483,11 @@ kernel::device_attribute!(MODE_ATTR, ModeAttr, "mode", 0o444);
 
 struct MdevDriver;
 
+#[vtable]
 impl mdev::Driver for MdevDriver {
     type Data = KBox<MdevData>;
     const NAME: &'static CStr = c_str!("edu_mdev");
     const DEVICE_API: &'static CStr = c_str!("vfio-pci");
-    const HAS_GET_AVAILABLE: bool = true;
-    const HAS_DESCRIPTION: bool = true;
 
     fn probe(mdev: &mdev::Device) -> Result<Self::Data> {
         let parent = registry_find(mdev.parent_device()).ok_or(ENODEV)?;

@@ -12,17 +12,18 @@ use kernel::{
     alloc::{flags::GFP_KERNEL, KVec},
     c_str,
     delay::msleep,
-    error::code::{EBADF, EINVAL},
+    delay::read_poll_timeout,
+    error::code::{EBADF, EFAULT, EINVAL, ENOSPC, ETIMEDOUT},
     labtest::{Case, Failed, Suite},
     labtest_ensure, mdev,
-    mdev::parent::{AttributeGroup, MdevAttribute, ModuleDriver, ParentDriver, Registration, TypeInfo},
+    mdev::parent::{AttributeGroup, Capacity, MdevAttribute, ModuleDriver, ParentDriver, Registration, Reserved, TypeInfo},
     new_work, pci,
     prelude::*,
     str::{CStr, CString},
     sync::Arc,
-    sync_ext::{Completion, Job, JobWorker, WorkFlush},
+    sync_ext::{Completion, Job, JobWorker, Ticket, WorkFlush},
     sysfs,
-    vfio::{pci as vpci, uapi},
+    vfio::{self, pci as vpci, uapi},
     workqueue::{self, impl_has_work, Work, WorkItem},
 };
 
@@ -45,8 +46,8 @@ const UUID: &str = "9c3b6a10-8f25-4d7e-9a61-0c2f3e4d5a01";
 /// Per-parent data: what the callbacks count, and its own drop check.
 struct Shared {
     name: CString,
-    /// Units left (types take 1 or 2).
-    free: AtomicU32,
+    /// Units (types take 1 or 2), 3 in all.
+    cap: Arc<Capacity>,
     probes: AtomicU32,
     removes: AtomicU32,
 }
@@ -68,12 +69,13 @@ struct Units(u32);
 
 /// Per-mdev data.
 struct MdevData {
-    units: u32,
+    units: Reserved,
     first_uuid_byte: u8,
 }
 
 struct TestMdev;
 
+#[vtable]
 impl ParentDriver for TestMdev {
     type ParentData = Shared;
     type TypeData = Units;
@@ -81,28 +83,24 @@ impl ParentDriver for TestMdev {
     const NAME: &'static CStr = c_str!("abs_mdev_fw_mdev");
     const DEVICE_API: &'static CStr = c_str!("vfio-pci");
     const TYPES: &'static [TypeInfo<Units>] = &[
-        TypeInfo { desc: mdev::TypeDesc { sysfs_name: c_str!("one"), pretty_name: c_str!("fw one") }, data: Units(1) },
-        TypeInfo { desc: mdev::TypeDesc { sysfs_name: c_str!("two"), pretty_name: c_str!("fw two") }, data: Units(2) },
+        TypeInfo::new(c_str!("one"), c_str!("fw one"), Units(1)),
+        TypeInfo::new(c_str!("two"), c_str!("fw two"), Units(2)),
     ];
     const ATTRIBUTES: Option<&'static AttributeGroup<Self>> = Some(&ATTRS);
 
     fn probe(parent: &Shared, mdev: &mdev::Device, ty: &Units) -> Result<MdevData> {
-        let free = parent.free.load(Ordering::Acquire);
-        if free < ty.0 {
-            return Err(ENOSPC);
-        }
-        parent.free.store(free - ty.0, Ordering::Release);
+        let units = parent.cap.take(ty.0)?;
         parent.probes.fetch_add(1, Ordering::AcqRel);
-        Ok(MdevData { units: ty.0, first_uuid_byte: mdev.uuid()[0] })
+        Ok(MdevData { units, first_uuid_byte: mdev.uuid()[0] })
     }
 
-    fn remove(parent: &Shared, _mdev: &mdev::Device, data: MdevData) {
-        parent.free.fetch_add(data.units, Ordering::AcqRel);
+    fn remove(parent: &Shared, _mdev: &mdev::Device, _data: MdevData) {
+        // The units return when `_data` drops.
         parent.removes.fetch_add(1, Ordering::AcqRel);
     }
 
     fn available(parent: &Shared, ty: &Units) -> u32 {
-        parent.free.load(Ordering::Acquire) / ty.0
+        parent.cap.available(ty.0)
     }
 
     fn description(parent: &Shared, ty: &Units, out: &mut mdev::SysfsBuf<'_>) -> Result {
@@ -117,7 +115,7 @@ struct Info;
 impl MdevAttribute<TestMdev> for Info {
     fn show(parent: &Shared, _mdev: &mdev::Device, data: &MdevData, out: &mut sysfs::Buffer<'_>) -> Result {
         use core::fmt::Write;
-        writeln!(out, "units {} uuid0 {:02x} probes {}", data.units, data.first_uuid_byte, parent.probes.load(Ordering::Relaxed))
+        writeln!(out, "units {} uuid0 {:02x} probes {}", data.units.units(), data.first_uuid_byte, parent.probes.load(Ordering::Relaxed))
             .map_err(|_| EINVAL)
     }
 }
@@ -147,7 +145,7 @@ impl pci::Driver for EduParent {
         PLAIN_PARENT_REFUSED.store(plain.err() == Some(EINVAL), Ordering::Release);
         let name = CString::try_from_fmt(kernel::fmt!("{}", dev.as_ref().name()))?;
         let name2 = CString::try_from_fmt(kernel::fmt!("{}", dev.as_ref().name()))?;
-        let shared = Shared { name, free: AtomicU32::new(3), probes: AtomicU32::new(0), removes: AtomicU32::new(0) };
+        let shared = Shared { name, cap: Capacity::new(3)?, probes: AtomicU32::new(0), removes: AtomicU32::new(0) };
         let parent = Registration::new(dev.as_ref(), &drv, shared)?;
         let old = PARENT_NAME.swap(KBox::into_raw(KBox::new(name2, GFP_KERNEL)?), Ordering::AcqRel);
         if !old.is_null() {
@@ -435,7 +433,7 @@ struct TestJob {
 }
 
 impl Job for TestJob {
-    fn run(self) {
+    fn run(self, _t: &Ticket<'_>) {
         msleep(self.delay_ms);
         self.log.ran.fetch_or(self.bit, Ordering::AcqRel);
     }
@@ -489,6 +487,158 @@ fn job_cases(suite: &mut Suite) {
     });
 }
 
+
+// ---- capacity, register device, pin gate, polling -------------------------------------------
+
+fn capacity_cases(suite: &mut Suite) {
+    suite.run("capacity_reserves_and_gives_back", |case| {
+        let cap = case.check("alloc", Capacity::new(3))?;
+        let two = case.check("take 2", cap.take(2))?;
+        labtest_ensure!(case, two.units() == 2 && cap.available(1) == 1 && cap.available(2) == 0, "after taking 2 of 3: {} / {}", cap.available(1), cap.available(2));
+        labtest_ensure!(case, cap.take(2).err() == Some(ENOSPC), "took 2 with 1 free");
+        labtest_ensure!(case, cap.available(1) == 1, "a refused take changed the count: {}", cap.available(1));
+        let one = case.check("take last", cap.take(1))?;
+        labtest_ensure!(case, cap.take(1).err() == Some(ENOSPC) && cap.available(1) == 0, "took past the capacity");
+        drop(two);
+        drop(one);
+        labtest_ensure!(case, cap.available(1) == 3, "dropped reservations gave back {} of 3", cap.available(1));
+        Ok(())
+    });
+    suite.run("capacity_bad_input", |case| {
+        let cap = case.check("alloc", Capacity::new(2))?;
+        labtest_ensure!(case, cap.take(0).err() == Some(EINVAL), "take(0) accepted");
+        labtest_ensure!(case, cap.available(0) == 0, "available(0) = {}", cap.available(0));
+        labtest_ensure!(case, cap.take(u32::MAX).err() == Some(ENOSPC) && cap.available(1) == 2, "take(u32::MAX) changed the count");
+        let empty = case.check("alloc", Capacity::new(0))?;
+        labtest_ensure!(case, empty.take(1).err() == Some(ENOSPC) && empty.available(1) == 0, "an empty capacity gave a unit");
+        Ok(())
+    });
+}
+
+fn register_device_cases(suite: &mut Suite) {
+    suite.run("register_device_routes_accesses", |case| {
+        let d = case.check("new", vpci::RegisterDevice::new(0x1234, 0xed02, 0x08_80_00, 1, 0x1000))?;
+        let (bar, cfg) = (vpci::region_offset(vpci::BAR0_REGION_INDEX), vpci::region_offset(vpci::CONFIG_REGION_INDEX));
+        labtest_ensure!(case, d.region_size(0) == 0x1000 && d.region_size(7) == 256 && d.region_size(1) == 0, "region sizes");
+        labtest_ensure!(case, d.route(bar + 0x80, 4) == Ok(vpci::Target::Register(0x80)), "register access: {:?}", d.route(bar + 0x80, 4));
+        let c = d.route(cfg + 0x10, 4);
+        labtest_ensure!(case, c == Ok(vpci::Target::Config(vpci::RegionAccess { index: 7, offset: 0x10, len: 4 })), "config access: {:?}", c);
+        labtest_ensure!(case, matches!(d.route(cfg, 256), Ok(vpci::Target::Config(_))), "whole config read refused");
+        labtest_ensure!(case, case.check("bar0", d.cfg.read32(0x10))? == 0 && !d.cfg.msi_enabled(), "BAR0/MSI at reset");
+        labtest_ensure!(case, d.irqs.count(vpci::MSI_IRQ_INDEX) == 1 && d.irqs.count(vpci::REQ_IRQ_INDEX) == 1 && d.irqs.count(vpci::INTX_IRQ_INDEX) == 0, "IRQ vectors");
+        for (pos, len, what) in [
+            (bar + 2, 4, "misaligned register"),
+            (bar, 2, "2-byte register"),
+            (bar, 8, "8-byte register"),
+            (bar + 0x1000, 4, "past BAR0"),
+            (vpci::region_offset(1), 4, "absent BAR1"),
+            (cfg + 0xfe, 4, "across the end of config"),
+            (bar, 0, "empty"),
+            (u64::MAX, 4, "huge offset"),
+        ] {
+            labtest_ensure!(case, d.route(pos, len) == Err(EINVAL), "{} accepted: {:?}", what, d.route(pos, len));
+        }
+        Ok(())
+    });
+    suite.run("register_device_bad_bar_refused", |case| {
+        for size in [0, 8, 0x1800, u32::MAX] {
+            labtest_ensure!(case, vpci::RegisterDevice::new(0x1234, 0xed02, 0, 0, size).err() == Some(EINVAL), "BAR0 of {:#x} bytes accepted", size);
+        }
+        Ok(())
+    });
+}
+
+fn pin_gate_cases(suite: &mut Suite) {
+    suite.run("page_span_bad_input", |case| {
+        labtest_ensure!(case, vfio::page_span(0x1000, 0x1000) == Ok((0x1000, 1)), "{:?}", vfio::page_span(0x1000, 0x1000));
+        labtest_ensure!(case, vfio::page_span(0x1ffc, 8) == Ok((0x1000, 2)), "straddling: {:?}", vfio::page_span(0x1ffc, 8));
+        labtest_ensure!(case, vfio::page_span(0, 512 * 4096) == Ok((0, 512)), "512 pages: {:?}", vfio::page_span(0, 512 * 4096));
+        labtest_ensure!(case, vfio::page_span(u64::MAX, 1) == Ok((!0xfff, 1)), "the last byte: {:?}", vfio::page_span(u64::MAX, 1));
+        for (iova, len, what) in [(0x1000, 0, "empty"), (u64::MAX - 3, 8, "wrapping"), (0, 512 * 4096 + 1, "513 pages")] {
+            labtest_ensure!(case, vfio::page_span(iova, len) == Err(EINVAL), "{} range accepted: {:?}", what, vfio::page_span(iova, len));
+        }
+        Ok(())
+    });
+    suite.run("pin_gate_fences_and_waits_for_scopes", |case| {
+        let gate = case.check("alloc", Arc::pin_init(vfio::PinGate::new(), GFP_KERNEL))?;
+        let (log, w) = (case.check("alloc", job_log())?, case.check("worker", JobWorker::new())?);
+        labtest_ensure!(case, gate.scope().check(0x1000, 0x1000).is_ok(), "fenced before any unmap");
+        w.submit(HoldScope { gate: gate.clone(), log: log.clone(), delay_ms: 100 });
+        let started = read_poll_timeout(|| Ok(log.ran.load(Ordering::Acquire)), |r| r & 1 != 0, 5, 1000);
+        labtest_ensure!(case, started.is_ok(), "the scope-holding job never started");
+        gate.unmap(0x1000, 0x1000);
+        let ran = log.ran.load(Ordering::Acquire);
+        labtest_ensure!(case, ran & 2 != 0, "unmap returned while a scope was held (ran {:#x})", ran);
+        let s = gate.scope();
+        labtest_ensure!(case, s.check(0x1000, 1) == Err(EFAULT) && s.check(0xfff, 2) == Err(EFAULT), "the unmapped range is not fenced");
+        labtest_ensure!(case, s.check(0x2000, 0x1000).is_ok() && s.check(0, 0x1000).is_ok(), "a neighbouring range is fenced");
+        drop(s);
+        gate.clear();
+        labtest_ensure!(case, gate.scope().check(0x1000, 0x1000).is_ok(), "fenced after clear");
+        w.cancel();
+        Ok(())
+    });
+    suite.run("read_poll_timeout_results", |case| {
+        let mut n = 0u32;
+        let r = read_poll_timeout(|| { n += 1; Ok(n) }, |&v| v == 3, 1, 1000);
+        labtest_ensure!(case, r == Ok(3), "poll until 3: {:?}", r);
+        let r = read_poll_timeout(|| Ok(0u32), |&v| v == 1, 10, 50);
+        labtest_ensure!(case, r == Err(ETIMEDOUT), "a never-true condition gave {:?}", r);
+        let mut calls = 0;
+        let r: Result<u32> = read_poll_timeout(|| { calls += 1; Err(EBADF) }, |_| true, 1, 1000);
+        labtest_ensure!(case, r == Err(EBADF) && calls == 1, "an op error gave {:?} after {} calls", r, calls);
+        Ok(())
+    });
+}
+
+/// A job that sleeps `delay_ms`, then records its ticket: bit 1 cancelled, bit 2 not.
+struct TicketJob {
+    log: Arc<JobLog>,
+    delay_ms: u32,
+}
+
+impl Job for TicketJob {
+    fn run(self, t: &Ticket<'_>) {
+        msleep(self.delay_ms);
+        self.log.ran.fetch_or(if t.cancelled() { 1 } else { 2 }, Ordering::AcqRel);
+    }
+}
+
+fn ticket_cases(suite: &mut Suite) {
+    suite.run("job_worker_ticket_sees_cancel", |case| {
+        let (log, w) = (case.check("alloc", job_log())?, case.check("worker", JobWorker::new())?);
+        w.submit(TicketJob { log: log.clone(), delay_ms: 100 });
+        msleep(20); // The job is running (sleeping) now.
+        w.abort();
+        let before = log.ran.load(Ordering::Acquire);
+        w.cancel();
+        let ran = log.ran.load(Ordering::Acquire);
+        labtest_ensure!(case, before == 0 && ran == 1, "running job's ticket after abort: ran {:#x} (want 0x1; before cancel {:#x})", ran, before);
+        w.submit(TicketJob { log: log.clone(), delay_ms: 0 });
+        let r = read_poll_timeout(|| Ok(log.ran.load(Ordering::Acquire)), |r| r & 2 != 0, 5, 1000);
+        labtest_ensure!(case, r == Ok(3), "a job submitted after the cancel saw it: {:?}", r);
+        w.cancel();
+        Ok(())
+    });
+}
+
+/// A job that holds a `PinGate` scope for `delay_ms` (bit 1: holding; bit 2: about to release).
+struct HoldScope {
+    gate: Arc<vfio::PinGate>,
+    log: Arc<JobLog>,
+    delay_ms: u32,
+}
+
+impl Job for HoldScope {
+    fn run(self, _t: &Ticket<'_>) {
+        let scope = self.gate.scope();
+        self.log.ran.fetch_or(1, Ordering::AcqRel);
+        msleep(self.delay_ms);
+        self.log.ran.fetch_or(2, Ordering::AcqRel);
+        drop(scope);
+    }
+}
+
 struct AbsMdevFw;
 
 impl kernel::Module for AbsMdevFw {
@@ -498,6 +648,10 @@ impl kernel::Module for AbsMdevFw {
         irq_cases(&mut suite);
         sync_cases(&mut suite);
         job_cases(&mut suite);
+        capacity_cases(&mut suite);
+        register_device_cases(&mut suite);
+        pin_gate_cases(&mut suite);
+        ticket_cases(&mut suite);
         let drv = mdev::DriverRegistration::new_arc(module);
         suite.run("mdev_driver_registered", |case| {
             labtest_ensure!(case, drv.is_ok(), "mdev_register_driver: {:?}", drv.as_ref().err());

@@ -188,12 +188,11 @@ static FIRST_VFIO: AtomicPtr<ARef<vfio::Device<MdevState>>> = AtomicPtr::new(cor
 
 struct MdevDriver;
 
+#[vtable]
 impl mdev::Driver for MdevDriver {
     type Data = Pin<KBox<MdevData>>;
     const NAME: &'static CStr = c_str!("abs_vfio_mdev");
     const DEVICE_API: &'static CStr = c_str!("vfio-pci");
-    const HAS_GET_AVAILABLE: bool = true;
-    const HAS_DESCRIPTION: bool = true;
 
     fn probe(mdev: &mdev::Device) -> Result<Self::Data> {
         MDEV_PROBES.fetch_add(1, Ordering::Relaxed);

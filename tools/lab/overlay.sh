@@ -72,7 +72,7 @@ append_lines drivers/iommu/Makefile 'obj-$(CONFIG_ARM_SMMU_V3_RUST) += arm/rust-
 
 # Portable code compiled into the kernel crate: rust/kernel/portable/<name> -> <dir in the repo>.
 mkdir -p "$ksrc/rust/kernel/portable"
-for link in ioasid=ioasid/src/ioasid auxpolicy=drivers/auxdomain/src/auxdomain/policy; do
+for link in ioasid=ioasid/src/ioasid auxpolicy=drivers/auxdomain/src/auxdomain/policy prot=drivers/smmuv3/src/smmuv3/prot; do
     name=${link%%=*} src=$LAB_ROOT/${link#*=}
     [ -d "$src" ] || continue
     if [ "$(readlink "$ksrc/rust/kernel/portable/$name" 2>/dev/null)" != "$src" ]; then

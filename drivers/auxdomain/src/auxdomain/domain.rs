@@ -23,7 +23,7 @@ use super::smmuv3::cmd::Command;
 use super::smmuv3::device::{Smmu, MAX_MASTER_SIDS};
 use super::smmuv3::dma::{DmaAllocator, DmaMemory, Mmio};
 use super::smmuv3::domain::{tlbi_command, DomainError, S1Domain};
-use super::smmuv3::pgtable::{self, Config, InvFeatures, Invalidation, PageTable, PageTableStore};
+use super::smmuv3::pgtable::{Config, InvFeatures, Invalidation, PageTable, PageTableStore};
 use super::smmuv3::queue::CmdBatch;
 use super::smmuv3::store::TableStore;
 
@@ -70,12 +70,6 @@ fn atc_inv_all(sid: u32, ssid: Option<u32>) -> Command {
     }
 }
 
-/// The policy's protections are the IOMMU API's `IOMMU_*` bits, which the page table uses
-/// too.
-fn pt_prot(p: Prot) -> pgtable::Prot {
-    pgtable::Prot(p.0)
-}
-
 /// Maps through the [`S1Domain`] (no invalidation needed to fill invalid entries).
 struct S1Map<'a, A: DmaAllocator, S: PageTableStore<A::Memory>>(&'a mut S1Domain<A, S>);
 
@@ -85,7 +79,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> Mapper for S1Map<'_, A, S> {
         self.0.page_table().config().granule.size()
     }
     fn map(&mut self, iova: u64, paddr: u64, size: u64, prot: Prot) -> Result<(), DomainError> {
-        self.0.map(iova, paddr, size, pt_prot(prot))
+        self.0.map(iova, paddr, size, prot)
     }
     fn iova_to_phys(&self, iova: u64) -> Option<u64> {
         self.0.page_table().iova_to_phys(iova)

@@ -4,6 +4,8 @@
 //! See `docs/auxdomain.md`.
 
 use super::smmuv3;
+/// The one `Prot` (`smmuv3::prot`), also the policy's (`policy` refers to it as `super::Prot`).
+pub use smmuv3::prot::Prot;
 
 #[warn(missing_docs)]
 pub mod policy;
@@ -19,6 +21,6 @@ pub use device::{AuxDevice, DeviceInfo, PasidCap, RidMode};
 pub use domain::{AuxDomain, NoSnoopControl, SmmuTarget, SnoopControl};
 pub use error::{Error, Result, Unsupported};
 pub use policy::{
-    AuxPolicy, DoorbellInfo, MsiSource, MsiWindow, Prot, ReservedKind, ReservedRegion, Teardown,
+    AuxPolicy, DoorbellInfo, MsiSource, MsiWindow, ReservedKind, ReservedRegion, Teardown,
     MAX_ATTACH, MAX_DOORBELLS, MAX_VECTORS, SW_MSI_BASE, SW_MSI_SIZE,
 };

@@ -27,6 +27,8 @@ mod golden_tests;
 #[warn(missing_docs)]
 pub mod pgtable;
 #[warn(missing_docs)]
+pub mod prot;
+#[warn(missing_docs)]
 pub mod queue;
 #[warn(missing_docs)]
 pub mod regs;

@@ -12,7 +12,9 @@
 //!   `iommu_attach_device_pasid`).
 //!
 //! Both builds compile these very files (`docs/portable-code.md`); this module refers to
-//! nothing outside itself.
+//! nothing outside itself but `super::Prot`, the project's one `Prot`, which each includer
+//! provides: `smmuv3::prot::Prot` on the host (the crate this one depends on), the kernel
+//! crate's `kernel::iommu::Prot` (the same file, entered through the overlay) in the kernel.
 
 #[warn(missing_docs)]
 pub mod error;
@@ -23,10 +25,11 @@ pub mod state;
 #[warn(missing_docs)]
 pub mod types;
 
+pub use super::Prot;
 pub use error::{BackendError, Error, Unsupported};
 pub use pasid::{usable_pasid_range, PasidLimits};
 pub use state::{Attachment, AuxPolicy, Mapper, Translation};
 pub use types::{
-    DoorbellInfo, MsiSource, MsiWindow, Prot, ReservedKind, ReservedRegion, Teardown, MAX_ATTACH,
+    DoorbellInfo, MsiSource, MsiWindow, ReservedKind, ReservedRegion, Teardown, MAX_ATTACH,
     MAX_DOORBELLS, MAX_VECTORS, SW_MSI_BASE, SW_MSI_SIZE,
 };

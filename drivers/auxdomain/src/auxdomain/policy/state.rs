@@ -12,9 +12,10 @@ use core::ptr::addr_of_mut;
 
 use super::error::{BackendError, Error};
 use super::types::{
-    DoorbellInfo, MsiSource, MsiWindow, Prot, ReservedKind, ReservedRegion, Teardown,
-    DOORBELL_PROT, MAX_ATTACH, MAX_DOORBELLS, MAX_VECTORS,
+    DoorbellInfo, MsiSource, MsiWindow, ReservedKind, ReservedRegion, Teardown, DOORBELL_PROT,
+    MAX_ATTACH, MAX_DOORBELLS, MAX_VECTORS,
 };
+use super::Prot;
 
 /// Mapping side of a backend: enough for maps and doorbell bindings.
 pub trait Mapper {

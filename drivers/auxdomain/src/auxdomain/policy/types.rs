@@ -13,38 +13,12 @@ pub const SW_MSI_BASE: u64 = 0x800_0000;
 /// Linux's `MSI_IOVA_LENGTH`.
 pub const SW_MSI_SIZE: u64 = 0x10_0000;
 
-/// Access rights of a mapping, as the IOMMU API spells them (`IOMMU_READ`...); each backend
-/// turns them into its page-table attributes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Prot(pub u32);
-
-impl Prot {
-    /// Device reads allowed.
-    pub const READ: Prot = Prot(1 << 0);
-    /// Device writes allowed.
-    pub const WRITE: Prot = Prot(1 << 1);
-    /// Cacheable, coherent memory (added to every map while coherency is enforced).
-    pub const CACHE: Prot = Prot(1 << 2);
-    /// Not executable.
-    pub const NOEXEC: Prot = Prot(1 << 3);
-    /// Device memory (MMIO, e.g. a doorbell).
-    pub const MMIO: Prot = Prot(1 << 4);
-
-    /// Whether every bit of `other` is set.
-    pub const fn contains(self, other: Prot) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl core::ops::BitOr for Prot {
-    type Output = Prot;
-    fn bitor(self, rhs: Prot) -> Prot {
-        Prot(self.0 | rhs.0)
-    }
-}
+// Access rights of a mapping: the one `Prot`, provided by the code including the policy (see
+// `super`).
+use super::Prot;
 
 /// Prot of a doorbell mapping (Linux `iommu_dma_get_msi_page`: write, no-exec, MMIO).
-pub const DOORBELL_PROT: Prot = Prot(Prot::WRITE.0 | Prot::NOEXEC.0 | Prot::MMIO.0);
+pub const DOORBELL_PROT: Prot = Prot::WRITE.union(Prot::NOEXEC).union(Prot::MMIO);
 
 /// The reserved IOVA window where doorbells are mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

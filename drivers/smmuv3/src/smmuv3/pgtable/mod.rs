@@ -172,41 +172,9 @@ impl Granule {
     }
 }
 
-/// Linux-compatible protection flags (include/linux/iommu.h:18-32, same bit values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Prot(pub u32);
-
-impl Prot {
-    /// IOMMU_READ.
-    pub const READ: Prot = Prot(1 << 0);
-    /// IOMMU_WRITE.
-    pub const WRITE: Prot = Prot(1 << 1);
-    /// IOMMU_CACHE: cache-coherent DMA (Normal write-back, inner shareable).
-    pub const CACHE: Prot = Prot(1 << 2);
-    /// IOMMU_NOEXEC: execute-never (UXN and PXN).
-    pub const NOEXEC: Prot = Prot(1 << 3);
-    /// IOMMU_MMIO: Device-nGnRE memory (e.g. MSI doorbells).
-    pub const MMIO: Prot = Prot(1 << 4);
-    /// IOMMU_PRIV: privileged-only access (AP[1] clear).
-    pub const PRIV: Prot = Prot(1 << 5);
-
-    /// Whether every flag of `other` is set.
-    pub const fn contains(self, other: Prot) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Union of two sets of flags.
-    pub const fn union(self, other: Prot) -> Prot {
-        Prot(self.0 | other.0)
-    }
-}
-
-impl core::ops::BitOr for Prot {
-    type Output = Prot;
-    fn bitor(self, rhs: Prot) -> Prot {
-        self.union(rhs)
-    }
-}
+/// Linux-compatible protection flags: the one definition is `super::prot` (shared with the
+/// aux-domain policy and the kernel crate's `kernel::iommu::Prot`).
+pub use super::prot::Prot;
 
 /// MAIR value for CD.MAIR0 matching the attribute indices used by the descriptors: index 0
 /// Normal non-cacheable (0x44), 1 Normal write-back RW-allocate (0xff), 2 Device-nGnRE
