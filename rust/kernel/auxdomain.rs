@@ -14,7 +14,8 @@
 //!   what the IOMMU offers it (`dev->iommu->max_pasids`) and refuses with `EOPNOTSUPP` and a
 //!   message when either is missing. 6.12's `iommu_attach_device_pasid` returns success for a
 //!   device with no PASIDs without programming anything; this layer never gets that far.
-//! - [`AuxDomain`] is an [`iommu::Domain`] (`iommu_paging_domain_alloc`): not tied to the device
+//! - [`AuxDomain`] is the policy's one `AuxDomain` over [`IommuBackend`], an [`iommu::Domain`]
+//!   (`iommu_paging_domain_alloc`): not tied to the device
 //!   it was allocated for, attachable at PASIDs of any device behind the same IOMMU
 //!   (`iommu_attach_device_pasid`) and as a device's requester-ID domain. Its MSI window gets
 //!   the kernel's MSI cookie (`iommu_get_msi_cookie`), so requester-ID MSIs of a device whose
@@ -25,6 +26,8 @@
 //!   Arm io-pgtable WARNs on mapping over a mapping, unmapping a hole, or an IOVA beyond the
 //!   aperture) and `iommu_unmap` completes the IOTLB and ATC invalidations before returning.
 //!
+//! Calls that would take a context on another backend (unmap, MSI deactivation and affinity,
+//! the coherency switch) take `()` here: the IOMMU driver needs nothing from the caller.
 //! Callers serialise calls on one [`AuxDomain`] (`&mut self`), e.g. under their own lock.
 //!
 //! # Examples
@@ -35,6 +38,7 @@
 //! dom.attach(&adev, pasid)?;
 //! dom.map(0x10_0000, phys, 4096, Prot::READ | Prot::WRITE)?;
 //! let addr = dom.msi_activate(&adev, MsiSource::Queue { pasid, queue: 0 }, doorbell)?;
+//! dom.unmap((), 0x10_0000, 4096)?;
 //! ```
 
 // The portable policy (`drivers/auxdomain/src/auxdomain/policy/` in the project); its own
@@ -52,7 +56,11 @@ use crate::{
     sync::Arc,
     types::ARef,
 };
-use policy::{usable_pasid_range, Attachment, AuxPolicy, Mapper, PasidLimits, Translation};
+use core::borrow::{Borrow, BorrowMut};
+use policy::{
+    usable_pasid_range, Attach, Attachment, AuxBackend, AuxPolicy, Coherency, DeviceFacts,
+    DeviceId, Invalidate, Mapper, PasidLimits,
+};
 
 /// The one `Prot` (`kernel::iommu::Prot`), also the policy's: the portable policy refers to it
 /// as `super::Prot`, which each code including it provides.
@@ -88,6 +96,11 @@ fn report(dev: Option<&Device>, what: &str, e: AuxError) -> Error {
         Some(d) => crate::dev_err!(d, "aux domain: {}: {} (errno {})\n", what, e.describe(), e.errno()),
         None => crate::pr_err!("aux domain: {}: {} (errno {})\n", what, e.describe(), e.errno()),
     }
+    to_error(e)
+}
+
+/// The kernel error of `e`: the IOMMU API's own, or the policy's errno.
+fn to_error(e: AuxError) -> Error {
     match e {
         policy::Error::Backend(k) => k,
         other => Error::from_errno(-other.errno()),
@@ -208,22 +221,97 @@ impl AuxDevice {
     }
 }
 
-/// The IOMMU API as the policy's backend. `iommu_map`/`iommu_unmap` are only called on ranges
-/// known to be inside the aperture and wholly unmapped (map) or only over mapped runs (unmap):
-/// the Arm io-pgtable WARNs otherwise, and a user can reach these paths.
-struct IommuBackend<'a> {
-    domain: &'a Domain,
-    granule: u64,
+impl DeviceId for &AuxDevice {
+    fn id(&self) -> u32 {
+        self.id
+    }
 }
 
-impl<'a> IommuBackend<'a> {
-    fn new(domain: &'a Domain, granule: u64) -> Self {
-        Self { domain, granule }
-    }
+/// What keeps one attachment in place: dropping it detaches.
+// The attachments are held for their `Drop` only.
+#[allow(dead_code)]
+enum Link {
+    Pasid(iommu::PasidAttachment),
+    Rid(iommu::Attachment),
+}
 
+/// The IOMMU API as the backend of an [`AuxDomain`]: a paging domain and the handles of its
+/// attachments. `iommu_map`/`iommu_unmap` are only called on ranges known to be inside the
+/// aperture and wholly unmapped (map) or only over mapped runs (unmap): the Arm io-pgtable
+/// WARNs otherwise, and a user can reach these paths.
+///
+/// # Invariants
+///
+/// `links` has [`MAX_ATTACH`] entries and holds exactly the attachments the domain's policy
+/// records, under the same (device, PASID) keys.
+pub struct IommuBackend {
+    /// Declared first: dropped (detached) before the domain reference.
+    links: KVec<Option<(u32, Option<u32>, Link)>>,
+    domain: Arc<Domain>,
+}
+
+/// The policy's tables, on the heap so that an [`AuxDomain`] is a few words: it is returned by
+/// value and kept in drivers' arrays, and copies of kilobytes on a 16 KiB kernel stack overflow
+/// it (a test module with aux domains in locals did). Dropped after the backend (so after every
+/// attachment is gone): unbinds the doorbells a user forgot, then frees the domain (last
+/// reference).
+pub struct Tables {
+    policy: KBox<AuxPolicy<()>>,
+    domain: Arc<Domain>,
+}
+
+/// A paging domain usable at PASIDs of any device behind its IOMMU and as a requester-ID
+/// domain, with an MSI window and a no-snoop switch: the policy's one `AuxDomain` over the
+/// IOMMU API. Detaches everything and unbinds every doorbell left when dropped.
+pub type AuxDomain = policy::AuxDomain<IommuBackend>;
+
+// The promise above, checked at build time: six words, whatever the policy's table sizes.
+const _: () = assert!(core::mem::size_of::<AuxDomain>() <= 6 * core::mem::size_of::<usize>());
+
+impl Borrow<AuxPolicy<()>> for Tables {
+    fn borrow(&self) -> &AuxPolicy<()> {
+        &self.policy
+    }
+}
+
+impl BorrowMut<AuxPolicy<()>> for Tables {
+    fn borrow_mut(&mut self) -> &mut AuxPolicy<()> {
+        &mut self.policy
+    }
+}
+
+impl Drop for Tables {
+    fn drop(&mut self) {
+        // The backend was dropped first (field order of `AuxDomain`): nothing is attached.
+        loop {
+            let next = self.policy.attachment_list().next();
+            let Some((dev, pasid)) = next else { break };
+            let _ = self.policy.remove_attach::<Error>(dev, pasid);
+        }
+        let domain = &self.domain;
+        let t = self.policy.teardown(|iova, size| {
+            let len = usize::try_from(size).map_err(|_| ERANGE)?;
+            domain.unmap(iova, len);
+            Ok(())
+        });
+        match t {
+            Ok(t) if t.doorbells != 0 || t.vectors != 0 => crate::pr_info!(
+                "aux domain: freed with {} doorbell bindings and {} MSI sources still active\n",
+                t.doorbells,
+                t.vectors
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                report(None, "teardown", e);
+            }
+        }
+    }
+}
+
+impl IommuBackend {
     /// `EINVAL` for an empty or misaligned range, `ERANGE` beyond the aperture.
     fn check_range(&self, iova: u64, size: u64) -> Result<usize> {
-        let mask = self.granule - 1;
+        let mask = self.granule() - 1;
         if size == 0 || (iova | size) & mask != 0 {
             return Err(EINVAL);
         }
@@ -235,21 +323,22 @@ impl<'a> IommuBackend<'a> {
     }
 
     fn pages(&self, iova: u64, size: u64) -> impl Iterator<Item = u64> {
-        let g = self.granule;
+        let g = self.granule();
         (0..size / g).map(move |i| iova + i * g)
     }
 }
 
-impl Mapper for IommuBackend<'_> {
+impl Mapper for IommuBackend {
     type Error = Error;
 
+    /// The smallest page size of the domain.
     fn granule(&self) -> u64 {
-        self.granule
+        1u64 << self.domain.pgsize_bitmap().trailing_zeros().min(63)
     }
 
     fn map(&mut self, iova: u64, paddr: u64, size: u64, prot: Prot) -> Result {
         let len = self.check_range(iova, size)?;
-        if paddr & (self.granule - 1) != 0 {
+        if paddr & (self.granule() - 1) != 0 {
             return Err(EINVAL);
         }
         if self.pages(iova, size).any(|p| self.domain.iova_to_phys(p).is_some()) {
@@ -263,14 +352,35 @@ impl Mapper for IommuBackend<'_> {
     }
 }
 
-impl Translation for IommuBackend<'_> {
+impl AuxBackend for IommuBackend {
     type Target = ();
+    type Policy = Tables;
+    type Failure = Error;
 
+    fn fail(&self, what: &'static str, dev: Option<u32>, e: AuxError) -> Error {
+        match dev {
+            Some(id) => {
+                crate::pr_err!("aux domain: {} (requester ID {:#06x}): {} (errno {})\n", what, id, e.describe(), e.errno());
+                to_error(e)
+            }
+            None => report(None, what, e),
+        }
+    }
+
+    /// Unmaps a doorbell page of a domain attached nowhere.
+    fn release(&mut self, iova: u64, size: u64) -> Result {
+        let len = usize::try_from(size).map_err(|_| ERANGE)?;
+        self.domain.unmap(iova, len);
+        Ok(())
+    }
+}
+
+impl Invalidate<()> for IommuBackend {
     /// Unmaps the mapped runs of the range; `iommu_unmap` invalidates the IOTLB and the ATCs
     /// of every attached device before it returns.
-    fn unmap(&mut self, iova: u64, size: u64, _attached: &[Option<Attachment<()>>]) -> Result<u64> {
+    fn unmap(&mut self, _: &mut (), iova: u64, size: u64, _: &[Option<Attachment<()>>]) -> Result<u64> {
         self.check_range(iova, size)?;
-        let g = self.granule;
+        let g = self.granule();
         let mut done = 0u64;
         let mut run: Option<(u64, u64)> = None;
         let flush = |run: (u64, u64)| -> Result<u64> {
@@ -296,36 +406,71 @@ impl Translation for IommuBackend<'_> {
     }
 }
 
-/// What keeps one attachment in place: dropping it detaches.
-// The attachments are held for their `Drop` only.
-#[allow(dead_code)]
-enum Link {
-    Pasid(iommu::PasidAttachment),
-    Rid(iommu::Attachment),
+impl Coherency<()> for IommuBackend {
+    /// `ops->enforce_cache_coherency` (arm-smmu-v3 in 6.12 has none: `EINVAL`).
+    fn enforce(&mut self, _: &mut (), _: &[Option<Attachment<()>>]) -> core::result::Result<(), AuxError> {
+        if self.domain.enforce_cache_coherency() {
+            Ok(())
+        } else {
+            Err(AuxError::CoherencyUnsupported)
+        }
+    }
 }
 
-/// A paging domain usable at PASIDs of any device behind its IOMMU and as a requester-ID
-/// domain, with an MSI window and a no-snoop switch. Detaches everything and unbinds every
-/// doorbell left when dropped.
-///
-/// # Invariants
-///
-/// `links` has [`MAX_ATTACH`] entries and holds exactly the attachments `policy` records,
-/// under the same (device, PASID) keys; `policy.granule` is the smallest page size of `domain`.
-pub struct AuxDomain {
-    domain: Arc<Domain>,
-    /// The policy's tables (a few KiB) and the links are on the heap so that an `AuxDomain` is a
-    /// few words: it is returned by value and kept in drivers' arrays, and copies of kilobytes
-    /// on a 16 KiB kernel stack overflow it (a test module with aux domains in locals did).
-    policy: KBox<AuxPolicy<()>>,
-    granule: u64,
-    links: KVec<Option<(u32, Option<u32>, Link)>>,
+impl Attach<&AuxDevice> for IommuBackend {
+    fn facts(dev: &&AuxDevice) -> DeviceFacts {
+        DeviceFacts {
+            id: dev.id,
+            pasids: dev.pasids,
+            snoop_control: dev.snoop_control,
+        }
+    }
+
+    fn target(&self, _: &&AuxDevice) {}
+
+    /// The IOMMU core refuses a busy PASID or group itself (`EBUSY` from the attach).
+    fn check(&self, _: &&AuxDevice, _: Option<u32>) -> core::result::Result<(), AuxError> {
+        Ok(())
+    }
+
+    /// `iommu_attach_device_pasid` (`EBUSY`: another domain holds the PASID) or
+    /// `iommu_attach_device` (`EBUSY`: the group has another non-default domain).
+    fn attach(&mut self, dev: &mut &AuxDevice, a: &Attachment<()>) -> core::result::Result<(), AuxError> {
+        let link = match a.pasid {
+            Some(p) => self.domain.attach_device_pasid(&dev.dev, p).map(Link::Pasid).map_err(|e| {
+                if e == EBUSY {
+                    AuxError::PasidInUse
+                } else {
+                    AuxError::Backend(e)
+                }
+            })?,
+            None => self.domain.attach_device(&dev.dev).map(Link::Rid).map_err(AuxError::Backend)?,
+        };
+        // The policy saw a free slot, so `links` has one too (invariant).
+        let slot = self.links.iter_mut().find(|l| l.is_none()).ok_or(AuxError::NoSpace)?;
+        *slot = Some((a.dev, a.pasid, link));
+        Ok(())
+    }
+
+    /// Drops the attachment's handle (`iommu_detach_device[_pasid]`).
+    fn detach(&mut self, _: &mut &AuxDevice, a: &Attachment<()>) -> core::result::Result<(), AuxError> {
+        for l in self.links.iter_mut() {
+            if matches!(l, Some((d, p, _)) if *d == a.dev && *p == a.pasid) {
+                *l = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing per attachment: `enforce_cache_coherency` covers the whole domain.
+    fn force_snoop(&mut self, _: &mut &AuxDevice, _: &Attachment<()>, _: bool) {}
+
+    fn fail_at(&self, dev: &&AuxDevice, what: &'static str, e: AuxError) -> Error {
+        report(Some(dev.device()), what, e)
+    }
 }
 
-// The promise above, checked at build time: six words, whatever the policy's table sizes.
-const _: () = assert!(core::mem::size_of::<AuxDomain>() <= 6 * core::mem::size_of::<usize>());
-
-impl AuxDomain {
+impl policy::AuxDomain<IommuBackend> {
     /// A new paging domain from the IOMMU of `dev` (the domain is not tied to `dev`), with the
     /// MSI window `window` (granule-aligned, inside the aperture: `EINVAL` otherwise) and the
     /// kernel's MSI cookie at the window base.
@@ -333,252 +478,34 @@ impl AuxDomain {
         let domain = Domain::new_paging(dev).inspect_err(|e| {
             crate::dev_err!(dev, "aux domain: no paging domain: {:?}\n", e);
         })?;
-        let granule = 1u64 << domain.pgsize_bitmap().trailing_zeros().min(63);
-        let ias = 64 - domain.aperture_end().leading_zeros();
-        // Built in place in its box: on the stack the tables would cost KiBs of frame.
-        let mut policy = KBox::<AuxPolicy<()>>::new_uninit(GFP_KERNEL)?;
-        AuxPolicy::new_in::<Error>(&mut policy, window, granule, ias)
-            .map_err(|e| report(Some(dev), "MSI window does not fit the domain", e))?;
-        // SAFETY: `new_in` returned `Ok`, so it initialised the box.
-        let policy = unsafe { policy.assume_init() };
         let mut links = KVec::with_capacity(MAX_ATTACH, GFP_KERNEL)?;
         for _ in 0..MAX_ATTACH {
             links.push(None, GFP_KERNEL)?;
         }
+        let backend = IommuBackend {
+            links,
+            domain: domain.clone(),
+        };
+        let ias = 64 - domain.aperture_end().leading_zeros();
+        // Built in place in its box: on the stack the tables would cost KiBs of frame.
+        let mut policy = KBox::<AuxPolicy<()>>::new_uninit(GFP_KERNEL)?;
+        AuxPolicy::new_in::<Error>(&mut policy, window, backend.granule(), ias)
+            .map_err(|e| report(Some(dev), "MSI window does not fit the domain", e))?;
+        // SAFETY: `new_in` returned `Ok`, so it initialised the box.
+        let policy = unsafe { policy.assume_init() };
         domain.get_msi_cookie(window.base).inspect_err(|e| {
             crate::dev_err!(dev, "aux domain: MSI cookie at {:#x}: {:?}\n", window.base, e);
         })?;
-        Ok(Self {
-            domain,
-            policy,
-            granule,
-            links,
-        })
+        Ok(Self::from_parts(backend, Tables { policy, domain }))
     }
 
     /// The IOMMU domain (e.g. for `iommu_domain`-level C APIs).
     pub fn domain(&self) -> &Arc<Domain> {
-        &self.domain
+        &self.backend().domain
     }
 
     /// The smallest page size of the domain.
     pub fn granule(&self) -> u64 {
-        self.granule
-    }
-
-    /// The reserved regions this domain adds: the MSI window.
-    pub fn reserved_regions(&self) -> [ReservedRegion; 1] {
-        self.policy.reserved_regions()
-    }
-
-    /// The PASID at which the domain is attached to `dev`, if any.
-    pub fn pasid_of(&self, dev: &AuxDevice) -> Option<u32> {
-        self.policy.pasid_of(dev.id)
-    }
-
-    /// Number of attachments (requester-ID attachments included).
-    pub fn attachments(&self) -> usize {
-        self.policy.attachments()
-    }
-
-    fn record(dev: &AuxDevice, pasid: Option<u32>) -> Attachment<()> {
-        Attachment {
-            dev: dev.id,
-            pasid,
-            snoop_control: dev.snoop_control,
-            target: (),
-        }
-    }
-
-    fn keep(&mut self, dev: u32, pasid: Option<u32>, link: Link) -> Result {
-        let slot = self.links.iter_mut().find(|l| l.is_none()).ok_or(ENOSPC)?;
-        *slot = Some((dev, pasid, link));
-        Ok(())
-    }
-
-    fn attach_with(
-        &mut self,
-        dev: &AuxDevice,
-        pasid: Option<u32>,
-        link: impl FnOnce(&Arc<Domain>) -> Result<Link>,
-    ) -> core::result::Result<(), AuxError> {
-        let a = Self::record(dev, pasid);
-        self.policy.check_attach::<Error>(&a)?;
-        let l = link(&self.domain).map_err(|e| match pasid {
-            Some(_) if e == EBUSY => AuxError::PasidInUse,
-            _ => AuxError::Backend(e),
-        })?;
-        // `check_attach` saw a free slot in the policy, so `links` has one too (invariant).
-        self.keep(dev.id, pasid, l).map_err(AuxError::Backend)?;
-        self.policy.record_attach(a)
-    }
-
-    /// Attaches the domain at `pasid` of `dev` (`iommu_attach_device_pasid`). `EOPNOTSUPP`
-    /// for a device without PASIDs, `EINVAL` for a PASID outside the device's range (PASID 0
-    /// included) or a device that cannot keep coherency while it is enforced, `EEXIST` if
-    /// already attached there, `EBUSY` if another domain holds the PASID, `ENOSPC` beyond
-    /// [`MAX_ATTACH`] attachments.
-    pub fn attach(&mut self, dev: &AuxDevice, pasid: u32) -> Result {
-        let r = match dev.pasids {
-            None => Err(AuxError::PasidDisabled),
-            Some((min, max)) if pasid < min || pasid > max => Err(AuxError::InvalidPasid),
-            Some(_) => self.attach_with(dev, Some(pasid), |d| {
-                d.attach_device_pasid(&dev.dev, pasid).map(Link::Pasid)
-            }),
-        };
-        r.map_err(|e| report(Some(dev.device()), "attach at PASID", e))
-    }
-
-    /// Makes the domain `dev`'s requester-ID domain (`iommu_attach_device`: untagged DMA and
-    /// PCIe MSIs translate here; the MSI cookie maps the doorbells of MSIs allocated while
-    /// attached). `EBUSY` if the device's group is attached to another non-default domain.
-    pub fn attach_rid(&mut self, dev: &AuxDevice) -> Result {
-        self.attach_with(dev, None, |d| d.attach_device(&dev.dev).map(Link::Rid))
-            .map_err(|e| report(Some(dev.device()), "attach as requester-ID domain", e))
-    }
-
-    fn detach_key(&mut self, dev: &AuxDevice, pasid: Option<u32>) -> Result {
-        let r = self.policy.remove_attach::<Error>(dev.id, pasid).map(|_| {
-            for l in self.links.iter_mut() {
-                if matches!(l, Some((d, p, _)) if *d == dev.id && *p == pasid) {
-                    // Dropping the link detaches (`iommu_detach_device[_pasid]`).
-                    *l = None;
-                }
-            }
-        });
-        r.map_err(|e| report(Some(dev.device()), "detach", e))
-    }
-
-    /// Detaches the domain from `pasid` of `dev`; `ENOENT` if it is not attached there. MSI
-    /// sources of the PASID stay bound until deactivated (or the domain is dropped).
-    pub fn detach(&mut self, dev: &AuxDevice, pasid: u32) -> Result {
-        self.detach_key(dev, Some(pasid))
-    }
-
-    /// Stops being `dev`'s requester-ID domain (the group returns to its default domain).
-    pub fn detach_rid(&mut self, dev: &AuxDevice) -> Result {
-        self.detach_key(dev, None)
-    }
-
-    /// VFIO/iommufd `enforce_cache_coherency`: one-way; `EBUSY` after the first mapping,
-    /// `EINVAL` if an attached device, or the IOMMU driver itself, cannot block No_snoop
-    /// (arm-smmu-v3 in 6.12 cannot: the call is refused there, with a message).
-    pub fn enforce_cache_coherency(&mut self) -> Result {
-        let domain = &self.domain;
-        self.policy
-            .enforce_cache_coherency::<Error>(|_| {
-                if domain.enforce_cache_coherency() {
-                    Ok(())
-                } else {
-                    Err(AuxError::CoherencyUnsupported)
-                }
-            })
-            .map_err(|e| report(None, "enforce cache coherency", e))
-    }
-
-    /// Maps [`iova`, `iova + size`) to `paddr`. `EADDRINUSE` if the range touches the MSI
-    /// window, `EINVAL` if empty or not granule-aligned, `ERANGE` beyond the aperture,
-    /// `EEXIST` over an existing mapping.
-    pub fn map(&mut self, iova: u64, paddr: u64, size: u64, prot: Prot) -> Result {
-        let mut b = IommuBackend::new(&self.domain, self.granule);
-        self.policy
-            .map(&mut b, iova, paddr, size, prot)
-            .map_err(|e| report(None, "map", e))
-    }
-
-    /// Unmaps what is mapped in [`iova`, `iova + size`) and returns the bytes unmapped; the
-    /// IOTLB and device ATCs are invalidated before it returns. `EADDRINUSE` for the MSI
-    /// window, `EBUSY` over a user-placed doorbell.
-    pub fn unmap(&mut self, iova: u64, size: u64) -> Result<u64> {
-        let mut b = IommuBackend::new(&self.domain, self.granule);
-        self.policy
-            .unmap(&mut b, iova, size)
-            .map_err(|e| report(None, "unmap", e))
-    }
-
-    /// Output address of `iova`.
-    pub fn iova_to_phys(&self, iova: u64) -> Option<u64> {
-        self.domain.iova_to_phys(iova)
-    }
-
-    /// Binds `doorbell` for an MSI source of `dev` and returns the message address to program:
-    /// requester-ID vectors need this domain to be `dev`'s requester-ID domain, queue messages
-    /// its attachment at that PASID (`EINVAL` otherwise). Bindings are refcounted per doorbell
-    /// page; the page is taken from the window pages nobody (the MSI cookie included) maps.
-    pub fn msi_activate(&mut self, dev: &AuxDevice, src: MsiSource, doorbell: u64) -> Result<u64> {
-        let mut b = IommuBackend::new(&self.domain, self.granule);
-        let r = self.policy.msi_activate(&mut b, dev.id, src, doorbell);
-        r.map_err(|e| report(Some(dev.device()), "MSI activate", e))
-    }
-
-    /// Like [`AuxDomain::msi_activate`] at a user-chosen IOVA (nested case).
-    pub fn msi_activate_at(
-        &mut self,
-        dev: &AuxDevice,
-        src: MsiSource,
-        doorbell: u64,
-        iova: u64,
-    ) -> Result<u64> {
-        let mut b = IommuBackend::new(&self.domain, self.granule);
-        let r = self.policy.msi_activate_at(&mut b, dev.id, src, doorbell, iova);
-        r.map_err(|e| report(Some(dev.device()), "MSI activate at IOVA", e))
-    }
-
-    /// Drops the source's doorbell reference; the last one unmaps the doorbell.
-    pub fn msi_deactivate(&mut self, dev: &AuxDevice, src: MsiSource) -> Result {
-        let mut b = IommuBackend::new(&self.domain, self.granule);
-        let r = self.policy.msi_deactivate(&mut b, dev.id, src);
-        r.map_err(|e| report(Some(dev.device()), "MSI deactivate", e))
-    }
-
-    /// The source moved to `doorbell` (affinity change): the new doorbell is bound before the
-    /// old one is put. Returns the new message address.
-    pub fn msi_set_affinity(&mut self, dev: &AuxDevice, src: MsiSource, doorbell: u64) -> Result<u64> {
-        let mut b = IommuBackend::new(&self.domain, self.granule);
-        let r = self.policy.msi_set_affinity(&mut b, dev.id, src, doorbell);
-        r.map_err(|e| report(Some(dev.device()), "MSI affinity change", e))
-    }
-
-    /// References held on the doorbell page containing `doorbell`.
-    pub fn doorbell_refs(&self, doorbell: u64) -> u32 {
-        self.policy.doorbell_refs(doorbell)
-    }
-
-    /// Every doorbell binding.
-    pub fn doorbells(&self) -> impl Iterator<Item = DoorbellInfo> + '_ {
-        self.policy.doorbells()
-    }
-
-    /// Active MSI sources.
-    pub fn active_vectors(&self) -> usize {
-        self.policy.active_vectors()
-    }
-}
-
-impl Drop for AuxDomain {
-    fn drop(&mut self) {
-        // Detach everything first (dropping the links), then unbind the doorbells a user forgot.
-        for l in self.links.iter_mut() {
-            if let Some((dev, pasid, _)) = l.take() {
-                let _ = self.policy.remove_attach::<Error>(dev, pasid);
-            }
-        }
-        let domain = &self.domain;
-        let t = self.policy.teardown(|iova, size| {
-            let len = usize::try_from(size).map_err(|_| ERANGE)?;
-            domain.unmap(iova, len);
-            Ok(())
-        });
-        match t {
-            Ok(t) if t.doorbells != 0 || t.vectors != 0 => crate::pr_info!(
-                "aux domain: freed with {} doorbell bindings and {} MSI sources still active\n",
-                t.doorbells,
-                t.vectors
-            ),
-            Ok(_) => {}
-            Err(e) => {
-                report(None, "teardown", e);
-            }
-        }
+        self.backend().granule()
     }
 }

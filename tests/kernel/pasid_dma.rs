@@ -128,6 +128,19 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         labtest_ensure!(case, range == Some((1, (1 << 20) - 1)), "PASID range {range:?}");
         Ok(())
     });
+    suite.run("pasid_outside_driver_range_refused", |case| {
+        // The driver's range is checked by the one `AuxDomain` (the same code as on the host
+        // model): PASIDs the IOMMU would take but the driver excluded never reach it.
+        let narrow = case.check("enable 8..=15", AuxDevice::enable(pdev, 8, 15))?;
+        let mut dom = case.check("new", AuxDomain::new(d, MsiWindow::default()))?;
+        for p in [0, 7, 16] {
+            let r = dom.attach(&narrow, p);
+            labtest_ensure!(case, r == Err(EINVAL) && dom.attachments() == 0, "attach at {p}: {r:?}");
+        }
+        case.check("attach at 8", dom.attach(&narrow, 8))?;
+        case.check("detach at 8", dom.detach(&narrow, 8))?;
+        Ok(())
+    });
     suite.run("pasid_dma_through_its_aux_domain_only", |case| {
         let pattern = load_pattern(case, d, bar, 0x5a)?;
 
@@ -207,7 +220,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         let r = pasid_dma(case, bar, Some(9), IOVA)?;
         labtest_ensure!(case, r == 0, "first DMA at PASID 9: result {r}");
         expect(case, "first DMA", [true, false, false])?;
-        let n = case.check("unmap A", a.unmap(IOVA, 4096))?;
+        let n = case.check("unmap A", a.unmap((), IOVA, 4096))?;
         labtest_ensure!(case, n == 4096, "unmapped {n}");
         case.check("remap A", a.map(IOVA, page_to_phys(&p1), 4096, rw))?;
         let r = pasid_dma(case, bar, Some(9), IOVA)?;
@@ -270,7 +283,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
             labtest_ensure!(case, got == (0, IMS_CTRL_FAULT, 0),
                 "PASID 22 (no doorbell in its domain): (result, IMS, interrupts) {got:?}");
             // After msi_deactivate, A's message faults too.
-            case.check("msi_deactivate", a.msi_deactivate(&adev, src))?;
+            case.check("msi_deactivate", a.msi_deactivate((), &adev, src))?;
             labtest_ensure!(case, a.iova_to_phys(addr).is_none(), "doorbell still mapped at {addr:#x}");
             let got = pasid_dma_irq(case, bar, count, 21)?;
             labtest_ensure!(case, got == (0, IMS_CTRL_FAULT, 0),

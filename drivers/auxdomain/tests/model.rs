@@ -80,12 +80,13 @@ fn enable_pasid_checks_device_and_smmu() {
     let mut d = r.domain();
     for bad in [0, 15, 101, 255, 256, 1 << 20] {
         let e = d
-            .attach(&mut r.smmu, &mut dev, bad, &mut r.snoop)
+            .attach((&mut r.smmu, &mut dev, &mut r.snoop), bad)
             .unwrap_err();
         assert_eq!((e, e.errno()), (Error::InvalidPasid, 22), "pasid {bad}");
     }
-    d.attach(&mut r.smmu, &mut dev, 16, &mut r.snoop).unwrap();
-    d.attach(&mut r.smmu, &mut dev, 100, &mut r.snoop).unwrap();
+    d.attach((&mut r.smmu, &mut dev, &mut r.snoop), 16).unwrap();
+    d.attach((&mut r.smmu, &mut dev, &mut r.snoop), 100)
+        .unwrap();
     // 20-bit device on a 20-bit SMMU: the full range.
     let (dev2, _) = r.device(6);
     assert_eq!(dev2.pasid_range(), (1, (1 << 20) - 1));
@@ -106,7 +107,7 @@ fn sixty_four_domains_isolated_on_one_device() {
         d.map(0x10_0000, p.dma_addr(), 4096, RW).unwrap();
         d.map(0x4000_0000 + i * 0x1000, p.dma_addr(), 4096, RW)
             .unwrap();
-        d.attach(&mut r.smmu, &mut dev, pasid, &mut r.snoop)
+        d.attach((&mut r.smmu, &mut dev, &mut r.snoop), pasid)
             .unwrap();
         assert_eq!(d.pasid_of(dev.id()), Some(pasid));
         doms.push((d, pasid));
@@ -138,7 +139,7 @@ fn sixty_four_domains_isolated_on_one_device() {
     // 2-level CD table: PASIDs 1..=64 live in one leaf.
     assert_eq!(dev.master().cd_table().unwrap().leaves(), 1);
     for (mut d, pasid) in doms {
-        d.detach(&mut r.smmu, &mut dev, pasid, &mut r.snoop)
+        d.detach((&mut r.smmu, &mut dev, &mut r.snoop), pasid)
             .unwrap();
         pasids.free(pasid);
         d.destroy(&mut r.smmu, &mut r.asids).ok().unwrap();
@@ -155,16 +156,16 @@ fn detach_leaves_no_stale_translation() {
     let mut d = r.domain();
     let p = r.page();
     d.map(0x20_0000, p.dma_addr(), 4096, RW).unwrap();
-    d.attach(&mut r.smmu, &mut dev, 42, &mut r.snoop).unwrap();
+    d.attach((&mut r.smmu, &mut dev, &mut r.snoop), 42).unwrap();
     pci.dma_write(req(Some(42), 0x20_0000), &[7]).unwrap();
     assert!(r.model.iotlb_entries().iter().any(|e| e.asid == d.asid()));
-    d.detach(&mut r.smmu, &mut dev, 42, &mut r.snoop).unwrap();
+    d.detach((&mut r.smmu, &mut dev, &mut r.snoop), 42).unwrap();
     assert!(!r.model.iotlb_entries().iter().any(|e| e.asid == d.asid()));
     let (id, ssv, ssid) = fault(pci.dma_write(req(Some(42), 0x20_0000), &[9]));
     assert_eq!((id, ssv, ssid), (C_BAD_CD, true, 42));
     assert_eq!(p.read_u64(0) & 0xff, 7);
     // Unmap while attached: the next DMA faults (TLBI + sync done by unmap).
-    d.attach(&mut r.smmu, &mut dev, 42, &mut r.snoop).unwrap();
+    d.attach((&mut r.smmu, &mut dev, &mut r.snoop), 42).unwrap();
     pci.dma_write(req(Some(42), 0x20_0000), &[8]).unwrap();
     assert_eq!(d.unmap(&mut r.smmu, 0x20_0000, 4096).unwrap(), 4096);
     let (id, _, _) = fault(pci.dma_write(req(Some(42), 0x20_0000), &[9]));
@@ -182,7 +183,7 @@ fn cd_table_grows_lazily() {
     d.map(0x1000, p.dma_addr(), 4096, RW).unwrap();
     let mut leaves = vec![];
     for pasid in [1, 1023, 1024, 5000, (1 << 20) - 1] {
-        d.attach(&mut r.smmu, &mut dev, pasid, &mut r.snoop)
+        d.attach((&mut r.smmu, &mut dev, &mut r.snoop), pasid)
             .unwrap();
         pci.dma_write(req(Some(pasid), 0x1000), &[pasid as u8])
             .unwrap();
@@ -203,17 +204,17 @@ fn attach_error_paths() {
     let (mut dev, _) = r.device(0x40);
     let mut a = r.domain();
     let mut b = r.domain();
-    a.attach(&mut r.smmu, &mut dev, 7, &mut r.snoop).unwrap();
+    a.attach((&mut r.smmu, &mut dev, &mut r.snoop), 7).unwrap();
     let e = a
-        .attach(&mut r.smmu, &mut dev, 7, &mut r.snoop)
+        .attach((&mut r.smmu, &mut dev, &mut r.snoop), 7)
         .unwrap_err();
     assert_eq!((e, e.errno()), (Error::AlreadyAttached, 17));
     let e = b
-        .attach(&mut r.smmu, &mut dev, 7, &mut r.snoop)
+        .attach((&mut r.smmu, &mut dev, &mut r.snoop), 7)
         .unwrap_err();
     assert_eq!((e, e.errno()), (Error::PasidInUse, 16));
     let e = b
-        .detach(&mut r.smmu, &mut dev, 7, &mut r.snoop)
+        .detach((&mut r.smmu, &mut dev, &mut r.snoop), 7)
         .unwrap_err();
     assert_eq!((e, e.errno()), (Error::NotAttached, 2));
     // Freeing an attached domain, disabling PASIDs with a domain attached: EBUSY.
@@ -225,11 +226,11 @@ fn attach_error_paths() {
     dev = dev2;
     // ENOSPC past MAX_ATTACH attachments of one domain.
     for pasid in 100..100 + MAX_ATTACH as u32 - 1 {
-        a.attach(&mut r.smmu, &mut dev, pasid, &mut r.snoop)
+        a.attach((&mut r.smmu, &mut dev, &mut r.snoop), pasid)
             .unwrap();
     }
     let e = a
-        .attach(&mut r.smmu, &mut dev, 999, &mut r.snoop)
+        .attach((&mut r.smmu, &mut dev, &mut r.snoop), 999)
         .unwrap_err();
     assert_eq!((e, e.errno()), (Error::NoSpace, 28));
     // Window geometry is validated.
@@ -267,9 +268,9 @@ fn one_domain_on_several_devices_and_pasids() {
     let mut dom = r.domain();
     let page = r.page();
     dom.map(0x9000, page.dma_addr(), 4096, RW).unwrap();
-    dom.attach(&mut r.smmu, &mut d1, 5, &mut r.snoop).unwrap();
-    dom.attach(&mut r.smmu, &mut d1, 7, &mut r.snoop).unwrap();
-    dom.attach(&mut r.smmu, &mut d2, 9, &mut r.snoop).unwrap();
+    dom.attach((&mut r.smmu, &mut d1, &mut r.snoop), 5).unwrap();
+    dom.attach((&mut r.smmu, &mut d1, &mut r.snoop), 7).unwrap();
+    dom.attach((&mut r.smmu, &mut d2, &mut r.snoop), 9).unwrap();
     assert_eq!(dom.pasid_of(0x50), Some(5));
     assert_eq!(dom.pasid_of(0x51), Some(9));
     assert_eq!(dom.pasid_of(0x52), None);
@@ -281,7 +282,7 @@ fn one_domain_on_several_devices_and_pasids() {
     // PASID 9 on device 1 is not attached: C_BAD_CD or C_BAD_SUBSTREAMID, never a hit.
     let (id, _, ssid) = fault(p1.dma_write(req(Some(9), 0x9000), &[1]));
     assert_eq!((id, ssid), (C_BAD_CD, 9));
-    dom.detach(&mut r.smmu, &mut d1, 5, &mut r.snoop).unwrap();
+    dom.detach((&mut r.smmu, &mut d1, &mut r.snoop), 5).unwrap();
     p1.dma_write(req(Some(7), 0x9003), &[4]).unwrap();
     assert_eq!(dom.pasid_of(0x50), Some(7));
 }
@@ -294,7 +295,8 @@ fn requester_id_rules() {
     let rid_page = r.page();
     let mut aux = r.domain();
     aux.map(0x1000, page.dma_addr(), 4096, RW).unwrap();
-    aux.attach(&mut r.smmu, &mut dev, 3, &mut r.snoop).unwrap();
+    aux.attach((&mut r.smmu, &mut dev, &mut r.snoop), 3)
+        .unwrap();
     // Blocked: untagged DMA is F_STREAM_DISABLED.
     let (id, _, _) = fault(pci.dma_write(req(None, 0x1000), &[1]));
     assert_eq!(id, F_STREAM_DISABLED);
@@ -309,7 +311,8 @@ fn requester_id_rules() {
     // (F_STREAM_DISABLED, IHI0070 5.2 S1DSS = 0b10).
     let mut rid = r.domain();
     rid.map(0x1000, rid_page.dma_addr(), 4096, RW).unwrap();
-    rid.attach_rid(&mut r.smmu, &mut dev, &mut r.snoop).unwrap();
+    rid.attach_rid((&mut r.smmu, &mut dev, &mut r.snoop))
+        .unwrap();
     assert_eq!(dev.rid_mode(), RidMode::Domain(rid.asid()));
     pci.dma_write(req(None, 0x1010), &[0x22]).unwrap();
     assert_eq!(rid_page.read_u64(0x10), 0x22);
@@ -317,28 +320,27 @@ fn requester_id_rules() {
     assert_eq!(id, F_STREAM_DISABLED);
     // Aux attach at PASID 0 is refused: it is the RID context.
     let e = aux
-        .attach(&mut r.smmu, &mut dev, 0, &mut r.snoop)
+        .attach((&mut r.smmu, &mut dev, &mut r.snoop), 0)
         .unwrap_err();
     assert_eq!(e, Error::InvalidPasid);
     // A second RID domain, or changing the RID mode under it: EBUSY.
     let mut other = r.domain();
     let e = other
-        .attach_rid(&mut r.smmu, &mut dev, &mut r.snoop)
+        .attach_rid((&mut r.smmu, &mut dev, &mut r.snoop))
         .unwrap_err();
     assert_eq!((e, e.errno()), (Error::StillAttached, 16));
     let e = dev.set_rid_mode(&mut r.smmu, RidMode::Blocked).unwrap_err();
     assert_eq!(e, Error::StillAttached);
     let e = other
-        .detach_rid(&mut r.smmu, &mut dev, RidMode::Blocked, &mut r.snoop)
+        .detach_rid((&mut r.smmu, &mut dev, &mut r.snoop))
         .unwrap_err();
     assert_eq!(e, Error::NotAttached);
-    let e = rid
-        .detach_rid(&mut r.smmu, &mut dev, RidMode::Domain(1), &mut r.snoop)
-        .unwrap_err();
-    assert_eq!(e, Error::InvalidArgument);
-    // Back to blocked: untagged traffic stops, no stale CD 0.
-    rid.detach_rid(&mut r.smmu, &mut dev, RidMode::Blocked, &mut r.snoop)
+    // Detaching returns to the mode set before (identity), then back to blocked: untagged
+    // traffic stops, no stale CD 0.
+    rid.detach_rid((&mut r.smmu, &mut dev, &mut r.snoop))
         .unwrap();
+    assert_eq!(dev.rid_mode(), RidMode::Identity);
+    dev.set_rid_mode(&mut r.smmu, RidMode::Blocked).unwrap();
     let (id, _, _) = fault(pci.dma_write(req(None, 0x1000), &[1]));
     assert_eq!(id, F_STREAM_DISABLED);
     pci.dma_write(req(Some(3), 0x1008), &[0x44]).unwrap();
@@ -401,9 +403,11 @@ fn doorbells_refcounted_across_activate_affinity_deactivate() {
     let db1 = db.dma_addr() + 0x40;
     let db2 = db.dma_addr() + 0x1_0040;
     let mut rid = r.domain();
-    rid.attach_rid(&mut r.smmu, &mut dev, &mut r.snoop).unwrap();
+    rid.attach_rid((&mut r.smmu, &mut dev, &mut r.snoop))
+        .unwrap();
     let mut aux = r.domain();
-    aux.attach(&mut r.smmu, &mut dev, 12, &mut r.snoop).unwrap();
+    aux.attach((&mut r.smmu, &mut dev, &mut r.snoop), 12)
+        .unwrap();
 
     // PCIe MSI vectors: requester-ID tagged, so they use the RID domain's doorbell mapping.
     let v0 = MsiSource::Rid { vector: 0 };
@@ -486,10 +490,11 @@ fn doorbells_refcounted_across_activate_affinity_deactivate() {
         db1,
     )
     .unwrap();
-    aux.detach(&mut r.smmu, &mut dev, 12, &mut r.snoop).unwrap();
+    aux.detach((&mut r.smmu, &mut dev, &mut r.snoop), 12)
+        .unwrap();
     let t = aux.destroy(&mut r.smmu, &mut r.asids).ok().unwrap();
     assert_eq!((t.doorbells, t.vectors), (2, 2));
-    rid.detach_rid(&mut r.smmu, &mut dev, RidMode::Blocked, &mut r.snoop)
+    rid.detach_rid((&mut r.smmu, &mut dev, &mut r.snoop))
         .unwrap();
     let t = rid.destroy(&mut r.smmu, &mut r.asids).ok().unwrap();
     assert_eq!(t, auxdomain::Teardown::default());
@@ -503,7 +508,7 @@ fn user_specified_msi_iova() {
     let db = r.mem.alloc_zeroed(0x2_0000, 0x1_0000).unwrap();
     let (db1, db2) = (db.dma_addr() + 0x40, db.dma_addr() + 0x1_0040);
     let mut d = r.domain();
-    d.attach_rid(&mut r.smmu, &mut dev, &mut r.snoop).unwrap();
+    d.attach_rid((&mut r.smmu, &mut dev, &mut r.snoop)).unwrap();
     let p = r.page();
     d.map(0x7000_0000, p.dma_addr(), 4096, RW).unwrap();
     let v = |n| MsiSource::Rid { vector: n };
@@ -556,7 +561,7 @@ fn msi_tables_fill_up_with_enospc() {
     let mut r = Rig::new();
     let (mut dev, _) = r.device(0x90);
     let mut d = r.domain();
-    d.attach_rid(&mut r.smmu, &mut dev, &mut r.snoop).unwrap();
+    d.attach_rid((&mut r.smmu, &mut dev, &mut r.snoop)).unwrap();
     for n in 0..auxdomain::MAX_DOORBELLS as u64 {
         d.msi_activate(
             &dev,
@@ -588,7 +593,7 @@ fn msi_tables_fill_up_with_enospc() {
     let mut small = r.domain_in(w).unwrap();
     let (mut dev2, _) = r.device(0x91);
     small
-        .attach_rid(&mut r.smmu, &mut dev2, &mut r.snoop)
+        .attach_rid((&mut r.smmu, &mut dev2, &mut r.snoop))
         .unwrap();
     small
         .msi_activate(&dev2, MsiSource::Rid { vector: 0 }, 0x1000_0000)
@@ -608,7 +613,7 @@ fn no_snoop_policy() {
     let mut plain = r.domain();
     plain.map(0x1000, page.dma_addr(), 4096, RW).unwrap();
     plain
-        .attach(&mut r.smmu, &mut dev, 1, &mut r.snoop)
+        .attach((&mut r.smmu, &mut dev, &mut r.snoop), 1)
         .unwrap();
     assert_eq!(
         pci.dma_write(ns_req(Some(1), 0x1000), &[1]).unwrap(),
@@ -624,8 +629,10 @@ fn no_snoop_policy() {
     assert!(enf.coherency_enforced());
     enf.map(0x1000, page.dma_addr(), 4096, RW).unwrap();
     let (mut dev2, mut pci2) = r.device(0xa1);
-    enf.attach(&mut r.smmu, &mut dev, 2, &mut r.snoop).unwrap();
-    enf.attach(&mut r.smmu, &mut dev2, 2, &mut r.snoop).unwrap();
+    enf.attach((&mut r.smmu, &mut dev, &mut r.snoop), 2)
+        .unwrap();
+    enf.attach((&mut r.smmu, &mut dev2, &mut r.snoop), 2)
+        .unwrap();
     for (p, pasid) in [(&mut pci, 2), (&mut pci2, 2)] {
         assert_eq!(
             p.dma_write(ns_req(Some(pasid), 0x1000), &[2]).unwrap(),
@@ -647,26 +654,27 @@ fn no_snoop_policy() {
     };
     let mut weak = AuxDevice::enable_pasid(&mut r.smmu, &info, RidMode::Blocked).unwrap();
     let e = enf
-        .attach(&mut r.smmu, &mut weak, 3, &mut r.snoop)
+        .attach((&mut r.smmu, &mut weak, &mut r.snoop), 3)
         .unwrap_err();
     assert_eq!((e, e.errno()), (Error::CoherencyUnsupported, 22));
     let e = enf
-        .attach_rid(&mut r.smmu, &mut weak, &mut r.snoop)
+        .attach_rid((&mut r.smmu, &mut weak, &mut r.snoop))
         .unwrap_err();
     assert_eq!(e, Error::CoherencyUnsupported);
     assert!(!weak.pasid_in_use(3));
     // A domain cannot switch while such a device is attached.
     let mut fresh = r.domain();
     fresh
-        .attach(&mut r.smmu, &mut weak, 3, &mut r.snoop)
+        .attach((&mut r.smmu, &mut weak, &mut r.snoop), 3)
         .unwrap();
     let e = fresh.enforce_cache_coherency(&mut r.snoop).unwrap_err();
     assert_eq!(e, Error::CoherencyUnsupported);
     assert!(!fresh.coherency_enforced());
     // Detach un-forces: a plain domain later at the same PASID is non-coherent again.
-    enf.detach(&mut r.smmu, &mut dev, 2, &mut r.snoop).unwrap();
+    enf.detach((&mut r.smmu, &mut dev, &mut r.snoop), 2)
+        .unwrap();
     plain
-        .attach(&mut r.smmu, &mut dev, 2, &mut r.snoop)
+        .attach((&mut r.smmu, &mut dev, &mut r.snoop), 2)
         .unwrap();
     assert_eq!(
         pci.dma_write(ns_req(Some(2), 0x1000), &[3]).unwrap(),
@@ -675,7 +683,7 @@ fn no_snoop_policy() {
     // Enforcement with attached capable devices forces them at the switch.
     let mut late = r.domain();
     let (mut dev3, mut pci3) = r.device(0xa3);
-    late.attach(&mut r.smmu, &mut dev3, 4, &mut r.snoop)
+    late.attach((&mut r.smmu, &mut dev3, &mut r.snoop), 4)
         .unwrap();
     late.enforce_cache_coherency(&mut r.snoop).unwrap();
     late.map(0x1000, page.dma_addr(), 4096, RW).unwrap();
@@ -685,7 +693,7 @@ fn no_snoop_policy() {
     );
     // NoSnoopControl is usable by callers that never enforce.
     let mut d = r.domain();
-    d.attach(&mut r.smmu, &mut dev3, 5, &mut NoSnoopControl)
+    d.attach((&mut r.smmu, &mut dev3, &mut NoSnoopControl), 5)
         .unwrap();
 }
 
@@ -700,12 +708,12 @@ fn ats_masters_get_atc_invalidations() {
     let mut d = r.domain();
     let p = r.page();
     d.map(0x1000, p.dma_addr(), 4096, RW).unwrap();
-    d.attach(&mut r.smmu, &mut dev, 8, &mut r.snoop).unwrap();
+    d.attach((&mut r.smmu, &mut dev, &mut r.snoop), 8).unwrap();
     let atc = |r: &Rig| r.model.stats().commands.get(&0x40).copied().unwrap_or(0);
     let before = atc(&r);
     d.unmap(&mut r.smmu, 0x1000, 4096).unwrap();
     assert_eq!(atc(&r), before + 1);
-    d.detach(&mut r.smmu, &mut dev, 8, &mut r.snoop).unwrap();
+    d.detach((&mut r.smmu, &mut dev, &mut r.snoop), 8).unwrap();
     assert_eq!(atc(&r), before + 2);
 }
 
@@ -733,10 +741,12 @@ fn cost_figures() {
         (s1.commands - s0.commands, s1.syncs - s0.syncs)
     };
     let a = measure(&mut r, "attach (new CD leaf)", &mut |r| {
-        d.attach(&mut r.smmu, &mut dev, 2000, &mut r.snoop).unwrap()
+        d.attach((&mut r.smmu, &mut dev, &mut r.snoop), 2000)
+            .unwrap()
     });
     let b = measure(&mut r, "attach (leaf exists)", &mut |r| {
-        d.attach(&mut r.smmu, &mut dev, 2001, &mut r.snoop).unwrap()
+        d.attach((&mut r.smmu, &mut dev, &mut r.snoop), 2001)
+            .unwrap()
     });
     d.map(0x10_0000, p.dma_addr(), 4096, RW).unwrap();
     d.map(0x40_0000, p.dma_addr(), 1 << 21, RW).unwrap();
@@ -751,7 +761,8 @@ fn cost_figures() {
         d.unmap(&mut r.smmu, 0x80_0000, 64 * 4096).unwrap();
     });
     let det = measure(&mut r, "detach", &mut |r| {
-        d.detach(&mut r.smmu, &mut dev, 2001, &mut r.snoop).unwrap()
+        d.detach((&mut r.smmu, &mut dev, &mut r.snoop), 2001)
+            .unwrap()
     });
     measure(&mut r, "msi activate (new doorbell)", &mut |_| {
         d.msi_activate(

@@ -125,7 +125,7 @@ impl World {
         let World { r, devs, doms, .. } = self;
         match *op {
             Op::Attach(d, v, p) => {
-                let res = doms[d].attach(&mut r.smmu, &mut devs[v], PASIDS[p], &mut r.snoop);
+                let res = doms[d].attach((&mut r.smmu, &mut devs[v], &mut r.snoop), PASIDS[p]);
                 match self.attached.get(&(v, p)) {
                     None => {
                         if doms[d].attachments() == auxdomain::MAX_ATTACH {
@@ -143,7 +143,7 @@ impl World {
                 }
             }
             Op::Detach(d, v, p) => {
-                let res = doms[d].detach(&mut r.smmu, &mut devs[v], PASIDS[p], &mut r.snoop);
+                let res = doms[d].detach((&mut r.smmu, &mut devs[v], &mut r.snoop), PASIDS[p]);
                 if self.attached.get(&(v, p)) == Some(&d) {
                     res.unwrap();
                     self.attached.remove(&(v, p));
@@ -246,10 +246,8 @@ impl World {
         for ((v, p), d) in att {
             self.doms[d]
                 .detach(
-                    &mut self.r.smmu,
-                    &mut self.devs[v],
+                    (&mut self.r.smmu, &mut self.devs[v], &mut self.r.snoop),
                     PASIDS[p],
-                    &mut self.r.snoop,
                 )
                 .unwrap();
         }

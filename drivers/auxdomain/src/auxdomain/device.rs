@@ -69,6 +69,9 @@ pub struct AuxDevice<D: DmaMemory, S: TableStore<D>> {
     pub(super) ats: bool,
     pub(super) snoop_control: bool,
     pub(super) rid: RidMode,
+    /// What untagged traffic does without a requester-ID domain (`Blocked` or `Identity`):
+    /// what detaching the requester-ID domain returns to.
+    pub(super) rid_idle: RidMode,
     /// Aux attachments (PASID != 0).
     pub(super) aux_count: u32,
 }
@@ -80,7 +83,8 @@ impl<D: DmaMemory, S: TableStore<D>> AuxDevice<D, S> {
     /// `[max(min_pasid, 1), min(max_pasid, 2^bits - 1)]` with `bits` = min(device, SMMU, CD
     /// table format), allocates the CD table and points every StreamID's STE at it with
     /// S1DSS from `rid` (`Blocked` or `Identity`; a requester-ID domain is attached later with
-    /// [`super::AuxDomain::attach_rid`]).
+    /// `AuxDomain::attach_rid`; detaching it returns to `rid`, or to what
+    /// [`AuxDevice::set_rid_mode`] set since).
     pub fn enable_pasid<M: Mmio, A: DmaAllocator<Memory = D>>(
         smmu: &mut Smmu<M, A, S>,
         info: &DeviceInfo<'_>,
@@ -118,6 +122,7 @@ impl<D: DmaMemory, S: TableStore<D>> AuxDevice<D, S> {
             ats: info.ats,
             snoop_control: info.snoop_control,
             rid,
+            rid_idle: rid,
             aux_count: 0,
         })
     }
@@ -153,6 +158,7 @@ impl<D: DmaMemory, S: TableStore<D>> AuxDevice<D, S> {
             _ => {
                 smmu.attach_cd_table(&mut self.master, mode.s1dss())?;
                 self.rid = mode;
+                self.rid_idle = mode;
                 Ok(())
             }
         }
@@ -199,12 +205,5 @@ impl<D: DmaMemory, S: TableStore<D>> AuxDevice<D, S> {
             Some(t) => t.slot(pasid).is_some() && t.read(pasid).v(),
             None => false,
         }
-    }
-
-    pub(super) fn check_pasid(&self, pasid: u32) -> Result<()> {
-        if pasid < self.min_pasid || pasid > self.max_pasid {
-            return Err(Error::InvalidPasid);
-        }
-        Ok(())
     }
 }

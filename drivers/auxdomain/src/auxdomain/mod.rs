@@ -18,7 +18,7 @@ pub mod domain;
 pub mod error;
 
 pub use device::{AuxDevice, DeviceInfo, PasidCap, RidMode};
-pub use domain::{AuxDomain, NoSnoopControl, SmmuTarget, SnoopControl};
+pub use domain::{AuxDomain, NoSnoopControl, SmmuBackend, SmmuDev, SmmuTarget, SnoopControl};
 pub use error::{Error, Result, Unsupported};
 pub use policy::{
     AuxPolicy, DoorbellInfo, MsiSource, MsiWindow, ReservedKind, ReservedRegion, Teardown,

@@ -74,7 +74,7 @@ impl Parent {
         let pasid = self.pasids.alloc(1, (1 << 20) - 1);
         let mut dom = self.r.domain();
         dom.enforce_cache_coherency(&mut self.r.snoop).unwrap();
-        dom.attach(&mut self.r.smmu, &mut self.dev, pasid, &mut self.r.snoop)
+        dom.attach((&mut self.r.smmu, &mut self.dev, &mut self.r.snoop), pasid)
             .unwrap();
         let doorbell = self.r.page();
         let queue = self.next_queue;
@@ -109,7 +109,7 @@ impl Parent {
             .msi_deactivate(&mut self.r.smmu, self.dev.id(), src)
             .unwrap();
         m.dom
-            .detach(&mut self.r.smmu, &mut self.dev, pasid, &mut self.r.snoop)
+            .detach((&mut self.r.smmu, &mut self.dev, &mut self.r.snoop), pasid)
             .unwrap();
         let t = m
             .dom

@@ -4,10 +4,11 @@
 //!
 //! An [`AuxPolicy`] keeps a domain's (device, PASID) attachments, its reserved MSI window and
 //! refcounted doorbell bindings, the active MSI sources and the one-way no-snoop switch, and
-//! takes every decision those need (errors included). The page table and the invalidations
-//! belong to a backend behind [`Mapper`] and [`Translation`]:
+//! takes every decision those need (errors included). [`AuxDomain`] is the one auxiliary
+//! domain: the policy over a backend ([`AuxBackend`], [`Attach`], [`Invalidate`],
+//! [`Coherency`]) that owns the page table, the invalidations and the attachments in hardware:
 //!
-//! - the project's SMMUv3 driver core (`super::AuxDomain`, proven on the SMMUv3 model);
+//! - the project's SMMUv3 driver core (`super::SmmuBackend`, proven on the SMMUv3 model);
 //! - the kernel's IOMMU API (`kernel::auxdomain`, over 6.12's paging domains and
 //!   `iommu_attach_device_pasid`).
 //!
@@ -16,6 +17,8 @@
 //! provides: `smmuv3::prot::Prot` on the host (the crate this one depends on), the kernel
 //! crate's `kernel::iommu::Prot` (the same file, entered through the overlay) in the kernel.
 
+#[warn(missing_docs)]
+pub mod domain;
 #[warn(missing_docs)]
 pub mod error;
 #[warn(missing_docs)]
@@ -26,6 +29,7 @@ pub mod state;
 pub mod types;
 
 pub use super::Prot;
+pub use domain::{Attach, AuxBackend, AuxDomain, Coherency, DeviceFacts, DeviceId, Invalidate};
 pub use error::{BackendError, Error, Unsupported};
 pub use pasid::{usable_pasid_range, PasidLimits};
 pub use state::{Attachment, AuxPolicy, Mapper, Translation};
