@@ -23,6 +23,7 @@
 //! - `Shared::masters` (spinlock): StreamID -> device, for fault reports; innermost.
 //!
 //! Allocations made under these locks are `GFP_ATOMIC` (the DMA API maps from atomic context).
+use core::cell::Cell;
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
     c_str, dev_err, dev_info,
@@ -114,25 +115,126 @@ impl Mmio for Regs {
     }
 }
 
-/// Page-table memory by physical address (index = address >> 12).
-struct PtStore(XArrayMap<Block>);
+/// Page-table memory by physical address.
+///
+/// The tables live in `slots`; `index` maps a table's physical address (>> 12) to its slot.
+/// Every walk looks up one table per non-root level here: with an `xa_load` each, `map` of one
+/// page made three XArray walks (docs/rust-smmuv3.md, "Figures"). Walks mostly revisit the same few tables (a DMA-API
+/// IOVA range, map/unmap cycles), so the last [`RECENT`] look-ups are remembered as
+/// (address, slot) pairs and checked first. A remembered pair is only a hint: a hit is
+/// confirmed by the slot's block having that address, so a slot freed or reused by another
+/// table simply misses, and nothing needs invalidating on `remove`.
+struct PtStore {
+    slots: KVec<PtSlot>,
+    /// First free slot (`NO_SLOT`: none); free slots link to the next one.
+    free: u32,
+    index: XArrayMap<u32>,
+    recent: [Cell<(u64, u32)>; RECENT],
+    /// The `recent` entry to replace next.
+    victim: Cell<usize>,
+}
+
+/// A [`PtStore`] slot: a table, or free with the next free slot.
+enum PtSlot {
+    Table(Block),
+    Free(u32),
+}
+
+/// No slot (end of the free list; `recent` entries that cannot hit).
+const NO_SLOT: u32 = u32::MAX;
+
+/// Look-ups [`PtStore`] remembers: one per level below the root of a 4-level walk, + 1.
+const RECENT: usize = 4;
 
 fn pt_index(addr: u64) -> Option<u32> {
     u32::try_from(addr >> 12).ok()
 }
 
+impl PtStore {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            slots: KVec::new(),
+            free: NO_SLOT,
+            index: XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?,
+            recent: [const { Cell::new((0, NO_SLOT)) }; RECENT],
+            victim: Cell::new(0),
+        })
+    }
+
+    /// The table in `slot` if it is the one at `pa`.
+    #[inline]
+    fn table_at(&self, pa: u64, slot: u32) -> Option<&Block> {
+        match self.slots.get(slot as usize)? {
+            PtSlot::Table(b) if b.0.phys() == pa => Some(b),
+            _ => None,
+        }
+    }
+}
+
 impl PageTableStore<Block> for PtStore {
     fn insert(&mut self, mem: Block) -> Result<(), AllocError> {
         let index = pt_index(mem.dma_addr()).ok_or(AllocError)?;
-        self.0
-            .insert(index, mem, GFP_ATOMIC)
-            .map_err(|_| AllocError)
+        let reused = self.free != NO_SLOT;
+        let slot = if reused {
+            self.free
+        } else {
+            let s = u32::try_from(self.slots.len()).map_err(|_| AllocError)?;
+            if s == NO_SLOT {
+                return Err(AllocError);
+            }
+            self.slots
+                .push(PtSlot::Free(NO_SLOT), GFP_ATOMIC)
+                .map_err(|_| AllocError)?;
+            s
+        };
+        if self.index.insert(index, slot, GFP_ATOMIC).is_err() {
+            // A new slot stays at the end of the free list (it links to NO_SLOT).
+            if !reused {
+                self.free = slot;
+            }
+            return Err(AllocError);
+        }
+        let Some(entry) = self.slots.get_mut(slot as usize) else {
+            return Err(AllocError);
+        };
+        if let PtSlot::Free(next) = core::mem::replace(entry, PtSlot::Table(mem)) {
+            self.free = next;
+        }
+        Ok(())
     }
+    #[inline]
     fn get(&self, dma_addr: u64) -> Option<&Block> {
-        self.0.get(pt_index(dma_addr)?)
+        for r in &self.recent {
+            let (pa, slot) = r.get();
+            if pa == dma_addr {
+                if let Some(b) = self.table_at(pa, slot) {
+                    return Some(b);
+                }
+            }
+        }
+        let slot = *self.index.get(pt_index(dma_addr)?)?;
+        let b = self.table_at(dma_addr, slot)?;
+        let v = self.victim.get();
+        if let Some(r) = self.recent.get(v) {
+            r.set((dma_addr, slot));
+        }
+        self.victim.set((v + 1) % RECENT);
+        Some(b)
     }
     fn remove(&mut self, dma_addr: u64) -> Option<Block> {
-        self.0.remove(pt_index(dma_addr)?)
+        let slot = self.index.remove(pt_index(dma_addr)?)?;
+        let entry = self.slots.get_mut(slot as usize)?;
+        match core::mem::replace(entry, PtSlot::Free(self.free)) {
+            PtSlot::Table(b) => {
+                self.free = slot;
+                Some(b)
+            }
+            // The index named a free slot: put it back as it was.
+            free => {
+                *entry = free;
+                None
+            }
+        }
     }
     fn dma_wmb(&self) {
         dma_pages::dma_wmb()
@@ -740,7 +842,7 @@ impl IommuOps for Smmuv3 {
             .find(|g| f.pgsize_bitmap & g.size() != 0)
             .ok_or(ENODEV)?;
         let cfg = domain::page_table_config(&f, granule).map_err(domain_err)?;
-        let store = PtStore(XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?);
+        let store = PtStore::new()?;
         let dom = {
             let mut hw = smmu.hw.lock();
             S1Domain::new(cfg, Alloc, store, &mut hw.asids, domain::inv_features(&f))

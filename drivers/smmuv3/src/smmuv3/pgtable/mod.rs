@@ -634,13 +634,31 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             }
             Ok((va, 0))
         };
+        // Writes the leaves of [va, stop), every one of them known invalid.
+        let fill = |mut va: u64, stop: u64| {
+            let mut off = self.offset(va, level);
+            while va < stop {
+                mem.write_u64(off, template | (va.wrapping_add(delta) & oa));
+                va += lsize;
+                off += 8;
+            }
+        };
         match pass {
             MapPass::Prepare => scan(va, end, false),
+            // At the last level every entry of the run takes a leaf, and the prepare pass read
+            // each one invalid: no need to read them again. Above it, table descriptors (kept
+            // empty tables included) must be found to descend into them.
+            MapPass::Commit if level == 3 => {
+                fill(va, end);
+                Ok((end, 0))
+            }
             MapPass::Commit => scan(va, end, true),
             // Check the whole run first (EEXIST before any write), then write what it found.
             MapPass::Single => {
                 let stop = scan(va, end, false)?;
-                scan(va, stop.0, true)?;
+                // Every entry of [va, stop) was just read invalid and takes a leaf: one check
+                // loop, one store loop, like io-pgtable-arm's `arm_lpae_init_pte`.
+                fill(va, stop.0);
                 Ok(stop)
             }
         }
