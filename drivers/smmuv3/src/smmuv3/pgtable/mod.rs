@@ -310,6 +310,14 @@ pub struct PageTable<A: DmaAllocator, S: PageTableStore<A::Memory>> {
     start_level: u32,
     /// Number of descriptors in the root table.
     root_entries: u64,
+    /// Walk cache of `map`: `walk[l]` = (IOVA >> span shift of a level-`l - 1` entry, address
+    /// of the level-`l` table that entry points at), for the tables the last maps descended
+    /// into. `map` starts at the deepest cached table whose span covers its range instead of
+    /// at the root (a DMA-API map of one page: one table, not four). An entry is valid while
+    /// that table stays linked there: tables are unlinked only by a covering `unmap`
+    /// (`clear_level`), which empties the cache; nothing else replaces a table descriptor
+    /// (a map descends into an existing table, a split only replaces block descriptors).
+    walk: [Option<(u64, u64)>; 4],
 }
 
 /// What a map pass does (see the module documentation).
@@ -364,6 +372,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             cfg,
             start_level,
             root_entries,
+            walk: [None; 4],
         })
     }
 
@@ -414,6 +423,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     }
 
     /// Number of descriptors in a table at `level`.
+    #[inline]
     fn entries(&self, level: u32) -> u64 {
         if level == self.start_level {
             self.root_entries
@@ -423,6 +433,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     }
 
     /// Byte offset of the descriptor for `va` in a table at `level`.
+    #[inline]
     fn offset(&self, va: u64, level: u32) -> usize {
         let idx = (va >> self.cfg.granule.level_shift(level)) & (self.entries(level) - 1);
         (idx * 8) as usize
@@ -526,7 +537,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             paddr,
             attrs: prot_to_attrs(prot),
         };
-        let root = self.root.dma_addr();
+        let (table, level) = self.walk_start(iova, end);
         // A range inside one level-2 entry has its leaves in one table (level 3), or is that
         // entry (a level-2 block); every level above has one entry on its path. `map_run`
         // checks a table's whole run before writing it, so a single walk that checks then
@@ -534,11 +545,39 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let l2 = self.cfg.granule.level_shift(2);
         if self.start_level <= 2 && iova >> l2 != (end - 1) >> l2 {
             for pass in [MapPass::Prepare, MapPass::Commit] {
-                self.map_level(root, self.start_level, iova, end, &req, pass)?;
+                self.map_level(table, level, iova, end, &req, pass)?;
             }
             return Ok(());
         }
-        self.map_level(root, self.start_level, iova, end, &req, MapPass::Single)
+        self.map_level(table, level, iova, end, &req, MapPass::Single)
+    }
+
+    /// Where a walk for `[iova, end)` may start: the deepest table of the walk cache whose
+    /// span covers the range, else the root (see [`PageTable::walk`]).
+    #[inline]
+    fn walk_start(&self, iova: u64, end: u64) -> (u64, u32) {
+        let g = self.cfg.granule;
+        let mut level = 3;
+        while level > self.start_level {
+            if let Some(Some((prefix, table))) = self.walk.get(level as usize) {
+                let s = g.level_shift(level - 1);
+                if iova >> s == *prefix && (end - 1) >> s == *prefix {
+                    return (*table, level);
+                }
+            }
+            level -= 1;
+        }
+        (self.root.dma_addr(), self.start_level)
+    }
+
+    /// Records in the walk cache that `table` (level `level`) is the one below the entry
+    /// of level `level - 1` translating `va`.
+    #[inline]
+    fn remember_walk(&mut self, level: u32, va: u64, table: u64) {
+        let s = self.cfg.granule.level_shift(level - 1);
+        if let Some(w) = self.walk.get_mut(level as usize) {
+            *w = Some((va >> s, table));
+        }
     }
 
     fn map_level(
@@ -564,7 +603,10 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             match Self::kind(desc, level) {
                 // `map_run` stops at a leaf with `EEXIST`: not reached.
                 Kind::Leaf => return Err(PgtableError::Exists),
-                Kind::Table(next) => self.map_level(next, level + 1, va, chunk_end, req, pass)?,
+                Kind::Table(next) => {
+                    self.remember_walk(level + 1, va, next);
+                    self.map_level(next, level + 1, va, chunk_end, req, pass)?
+                }
                 // `map_run` stops at an invalid entry only when it needs a table.
                 Kind::Invalid => match pass {
                     MapPass::Prepare | MapPass::Single => {
@@ -574,6 +616,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                         let next = self.new_table(|_| 0)?;
                         self.store.dma_wmb();
                         self.write(table, level, va, next | TYPE_TABLE_OR_PAGE)?;
+                        self.remember_walk(level + 1, va, next);
                         self.map_level(next, level + 1, va, chunk_end, req, pass)?;
                     }
                     // Prepare created every table the commit needs.
@@ -782,6 +825,8 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             unmapped += self.clear_level(next, level + 1, va, chunk_end, ctx, gather)?;
             if va == entry_start && chunk_end == entry_end {
                 self.write(table, level, va, 0)?;
+                // The walk cache may name the unlinked table or tables below it.
+                self.walk = [None; 4];
                 gather.add_walk(entry_start, lsize, self.cfg.granule.shift());
                 self.retire(next, gather)?;
             }
