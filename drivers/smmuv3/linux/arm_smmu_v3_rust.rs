@@ -50,6 +50,7 @@ use smmuv3::{
     dma::{AllocError, DmaAllocator, DmaMemory, Mmio},
     domain::{self, S1Domain},
     event::Event,
+    cdtab::LEAF_BYTES,
     pgtable::{Granule, PageTableStore, Prot},
     ste::{s1dss, MasterOptions},
     store::TableStore,
@@ -79,10 +80,17 @@ impl DmaMemory for Block {
     fn write_u64(&self, offset: usize, value: u64) {
         self.0.write_u64(offset, value)
     }
+    fn first_nonzero(&self, offset: usize, count: usize) -> usize {
+        self.0.first_nonzero(offset, count)
+    }
+    fn write_run(&self, offset: usize, count: usize, first: u64, step: u64) {
+        self.0.write_run(offset, count, first, step)
+    }
 }
 
-/// Page-block allocator. Always `GFP_ATOMIC`: the core allocates level-2 stream tables, CD
-/// tables and page tables under the spinlocks above.
+/// Page-block allocator. Always `GFP_ATOMIC`: the core allocates level-2 stream tables and
+/// page tables under the spinlocks above (CD tables and leaves come from [`CdPrealloc`]; this
+/// is their fallback only).
 #[derive(Clone, Copy, Default)]
 struct Alloc;
 
@@ -92,6 +100,73 @@ impl DmaAllocator for Alloc {
         ZeroedPages::alloc(size, align, GFP_ATOMIC)
             .map(Block)
             .map_err(|_| AllocError)
+    }
+}
+
+/// Page-block allocator that may sleep (`GFP_KERNEL`), for [`CdPrealloc`].
+#[derive(Clone, Copy, Default)]
+struct SleepAlloc;
+
+impl DmaAllocator for SleepAlloc {
+    type Memory = Block;
+    fn alloc_zeroed(&self, size: usize, align: usize) -> Result<Block, AllocError> {
+        ZeroedPages::alloc(size, align, GFP_KERNEL)
+            .map(Block)
+            .map_err(|_| AllocError)
+    }
+}
+
+/// The CD-table memory one CD write may need (the table on a master's first attach, the
+/// 64 KiB leaf holding a PASID's CD in a 2-level table), allocated with `GFP_KERNEL` before
+/// the master's spinlock is taken and installed under it ([`CdPrealloc::install`]): a
+/// fragmented system then refuses an attach only where the C driver would (it allocates them
+/// with `GFP_KERNEL` too), not because an order-4 `GFP_ATOMIC` allocation failed. If another
+/// attach installed a table or leaf in between, ours is a spare, freed when this is dropped
+/// (callers declare it before their lock guards, so that happens after unlocking).
+#[derive(Default)]
+struct CdPrealloc {
+    table: Option<CoreCdTable>,
+    leaf: Option<Block>,
+}
+
+impl CdPrealloc {
+    /// Allocates what writing the CD of `ssid` of `master` needs as things stand now.
+    /// Nothing for an SSID beyond the master's width (refused later, under the lock).
+    fn new(master: &Master, ssid: u32) -> Result<Self> {
+        let (bits, need_table, need_leaf) = {
+            let st = master.state.lock();
+            let c = &st.core;
+            (c.ssid_bits(), c.cd_table().is_none(), c.cd_leaf_needed(ssid))
+        };
+        if u64::from(ssid) >= 1u64 << bits {
+            return Ok(Self::default());
+        }
+        let table = if need_table {
+            // The master's bits already respect the SMMU's CD2L (at most 10 without it).
+            Some(CoreCdTable::new(&SleepAlloc, bits, true).map_err(core_err)?)
+        } else {
+            None
+        };
+        let leaf = if need_leaf {
+            Some(Block(ZeroedPages::alloc(LEAF_BYTES, LEAF_BYTES, GFP_KERNEL)?))
+        } else {
+            None
+        };
+        Ok(Self { table, leaf })
+    }
+
+    /// Installs in `m` (under its master's lock) what it still lacks; the rest stays here.
+    fn install(&mut self, m: &mut CoreMaster, ssid: u32) {
+        if let Some(t) = self.table.take() {
+            if let Err(t) = m.install_cd_table(t) {
+                self.table = Some(t);
+            }
+        }
+        if let Some(l) = self.leaf.take() {
+            if let Err(l) = m.add_cd_leaf(ssid, l) {
+                self.leaf = Some(l);
+            }
+        }
     }
 }
 
@@ -267,6 +342,7 @@ impl TableStore<Block> for L2Store {
 type CoreSmmu = Smmu<Regs, Alloc, L2Store>;
 type CoreMaster = smmuv3::device::Master<Block, L2Store>;
 type CoreDomain = S1Domain<Alloc, PtStore>;
+type CoreCdTable = smmuv3::cdtab::CdTable<Block, L2Store>;
 
 fn core_err(e: smmuv3::error::Error) -> Error {
     Error::from_errno(-e.errno())
@@ -528,8 +604,10 @@ impl DomainOps for Paging {
             return Err(EINVAL);
         }
         let cd = self.dom.lock().as_ref().ok_or(EBUSY)?.cd();
+        let mut pre = CdPrealloc::new(master, 0)?;
         let mut guard = master.state.lock();
         let st = &mut *guard;
+        pre.install(&mut st.core, 0);
         let mut hw = self.smmu.hw.lock();
         hw.smmu.ensure_cd_table(&mut st.core).map_err(core_err)?;
         hw.smmu.write_cd(&mut st.core, 0, &cd).map_err(core_err)?;
@@ -547,6 +625,7 @@ impl DomainOps for Paging {
         }
         let cd = self.dom.lock().as_ref().ok_or(EBUSY)?.cd();
         let key = self as *const Self as usize;
+        let mut pre = CdPrealloc::new(master, pasid)?;
         let mut guard = master.state.lock();
         let st = &mut *guard;
         let bits = st.core.ssid_bits();
@@ -569,6 +648,7 @@ impl DomainOps for Paging {
             return Err(EBUSY);
         }
         st.pasids.insert(pasid, key, GFP_ATOMIC)?;
+        pre.install(&mut st.core, pasid);
         let mut hw = self.smmu.hw.lock();
         let r = attach_pasid_cd(&mut hw.smmu, st, pasid, &cd);
         if let Err(e) = r {

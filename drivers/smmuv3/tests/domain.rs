@@ -232,7 +232,11 @@ fn unmap_split_in_calls_gathers_one_range_tlbi_one_sync() {
     let base = 1u64 << 40;
     // Physical address offset by 2 pages within 2 MiB: pages only, no blocks.
     let pa = 0x9000_2000;
-    let calls = [(base + K4, 511 * K4), (base + (2 << 20), 2 << 20), (base + (4 << 20), K4)];
+    let calls = [
+        (base + K4, 511 * K4),
+        (base + (2 << 20), 2 << 20),
+        (base + (4 << 20), K4),
+    ];
     let map = |d: &mut Dom| d.map(base + K4, pa, 1024 * K4, RW).unwrap();
 
     // Per call: four TLBIs and three CMD_SYNCs.
@@ -258,7 +262,11 @@ fn unmap_split_in_calls_gathers_one_range_tlbi_one_sync() {
     assert_eq!(m.live_blocks(), live, "unlinked table kept until the sync");
     d.flush(&mut s).unwrap();
     assert_eq!(fake.opcodes(), [op::TLBI_NH_VA, op::CMD_SYNC]);
-    assert_eq!(m.live_blocks(), live - 1, "unlinked table freed after the sync");
+    assert_eq!(
+        m.live_blocks(),
+        live - 1,
+        "unlinked table freed after the sync"
+    );
     // The range covers the three calls: base + 4K, 1024 pages, non-leaf (a table went).
     // Word 1: addr | TG 4K (1) << 10 (TTL 0, non-leaf).
     assert_eq!(fake.log()[0][1], (base + K4) | 1 << 10);

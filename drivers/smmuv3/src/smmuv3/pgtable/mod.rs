@@ -656,6 +656,15 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         // must handle.
         let scan = move |mut va: u64, stop: u64, write: bool| -> Result<(u64, u64), PgtableError> {
             let mut off = self.offset(va, level);
+            if !write && leaf_ok && va & (lsize - 1) == 0 {
+                // The whole entries from `va` that hold zero take leaves: skip them in one
+                // tight loop (the common case: all of them), the loop below goes on from
+                // the first one that is not zero.
+                let n = ((stop - va) >> shift) as usize;
+                let k = mem.first_nonzero(off, n);
+                va += (k as u64) << shift;
+                off += k * 8;
+            }
             while va < stop {
                 let desc = mem.read_u64(off);
                 match Self::kind(desc, level) {
@@ -677,14 +686,13 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             }
             Ok((va, 0))
         };
-        // Writes the leaves of [va, stop), every one of them known invalid.
-        let fill = |mut va: u64, stop: u64| {
-            let mut off = self.offset(va, level);
-            while va < stop {
-                mem.write_u64(off, template | (va.wrapping_add(delta) & oa));
-                va += lsize;
-                off += 8;
-            }
+        // Writes the leaves of [va, stop) (whole entries, every one known invalid). The
+        // output addresses stay below 2^OAS (checked by `map`), so consecutive descriptors
+        // differ by `lsize` with no carry into the attribute bits.
+        let fill = |va: u64, stop: u64| {
+            let n = ((stop - va) >> shift) as usize;
+            let first = template | (va.wrapping_add(delta) & oa);
+            mem.write_run(self.offset(va, level), n, first, lsize);
         };
         match pass {
             MapPass::Prepare => scan(va, end, false),
