@@ -25,7 +25,10 @@
 //! Allocations made under these locks are `GFP_ATOMIC` (the DMA API maps from atomic context).
 use core::cell::Cell;
 use kernel::{
-    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    alloc::{
+        flags::{GFP_ATOMIC, GFP_KERNEL},
+        Flags,
+    },
     c_str, dev_err, dev_info,
     device::Device,
     dma_pages::{self, ZeroedPages},
@@ -46,11 +49,11 @@ mod smmuv3;
 
 use smmuv3::{
     asid::{AsidAllocator, AsidBits},
+    cdtab::LEAF_BYTES,
     device::{Features, Smmu, SmmuConfig},
     dma::{AllocError, DmaAllocator, DmaMemory, Mmio},
     domain::{self, S1Domain},
     event::Event,
-    cdtab::LEAF_BYTES,
     pgtable::{Granule, PageTableStore, Prot},
     ste::{s1dss, MasterOptions},
     store::TableStore,
@@ -97,10 +100,14 @@ struct Alloc;
 impl DmaAllocator for Alloc {
     type Memory = Block;
     fn alloc_zeroed(&self, size: usize, align: usize) -> Result<Block, AllocError> {
-        ZeroedPages::alloc(size, align, GFP_ATOMIC)
-            .map(Block)
-            .map_err(|_| AllocError)
+        alloc_block(size, align, GFP_ATOMIC)
     }
+}
+
+fn alloc_block(size: usize, align: usize, gfp: Flags) -> Result<Block, AllocError> {
+    ZeroedPages::alloc(size, align, gfp)
+        .map(Block)
+        .map_err(|_| AllocError)
 }
 
 /// Page-block allocator that may sleep (`GFP_KERNEL`), for [`CdPrealloc`].
@@ -110,9 +117,7 @@ struct SleepAlloc;
 impl DmaAllocator for SleepAlloc {
     type Memory = Block;
     fn alloc_zeroed(&self, size: usize, align: usize) -> Result<Block, AllocError> {
-        ZeroedPages::alloc(size, align, GFP_KERNEL)
-            .map(Block)
-            .map_err(|_| AllocError)
+        alloc_block(size, align, GFP_KERNEL)
     }
 }
 
@@ -148,7 +153,7 @@ impl CdPrealloc {
             None
         };
         let leaf = if need_leaf {
-            Some(Block(ZeroedPages::alloc(LEAF_BYTES, LEAF_BYTES, GFP_KERNEL)?))
+            Some(SleepAlloc.alloc_zeroed(LEAF_BYTES, LEAF_BYTES).map_err(|_| ENOMEM)?)
         } else {
             None
         };

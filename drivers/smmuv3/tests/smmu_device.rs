@@ -390,6 +390,25 @@ fn s1cfg(asid: u16, ttbr: u64) -> S1Config {
     }
 }
 
+/// The first commands after a CD write that linked a new leaf for StreamIDs 0x10 and 0x11:
+/// CFGI_CD with Leaf = 0 (the invalid L1 descriptor may be cached) for each, then CMD_SYNC.
+fn assert_new_leaf_invalidated_first(fake: &FakeSmmu) {
+    let first: Vec<(u64, u64, u64)> = fake
+        .log()
+        .iter()
+        .take(3)
+        .map(|c| (c[0] & 0xff, c[0] >> 32, c[1] & 1))
+        .collect();
+    assert_eq!(
+        first,
+        [
+            (op::CFGI_CD as u64, 0x10, 0),
+            (op::CFGI_CD as u64, 0x11, 0),
+            (op::CMD_SYNC as u64, 0, 0)
+        ]
+    );
+}
+
 /// The kernel driver allocates a master's CD table and its leaves before taking its
 /// spinlocks (with an allocator that may sleep) and installs them under the lock: the SMMU's
 /// allocator is then not used by the CD write, a spare from a lost race is handed back, and a
@@ -432,20 +451,7 @@ fn cd_table_and_leaf_allocated_by_the_caller() {
     assert_eq!((d4 & 1, d4 & 0x000f_ffff_ffff_f000), (1, leaf_addr), "L1CD");
     assert_eq!(m.read_u64(leaf_addr + (5000 % 1024) * 64 + 8), 0x9100_0000);
     // The new L1 descriptor is invalidated first: CFGI_CD with Leaf = 0 for both StreamIDs.
-    let first: Vec<(u64, u64, u64)> = fake
-        .log()
-        .iter()
-        .take(3)
-        .map(|c| (c[0] & 0xff, c[0] >> 32, c[1] & 1))
-        .collect();
-    assert_eq!(
-        first,
-        [
-            (op::CFGI_CD as u64, 0x10, 0),
-            (op::CFGI_CD as u64, 0x11, 0),
-            (op::CMD_SYNC as u64, 0, 0)
-        ]
-    );
+    assert_new_leaf_invalidated_first(&fake);
     // Linked once: the next CD in that leaf needs no L1 invalidation.
     fake.clear_log();
     s.write_cd(&mut master, 5001, &Cd::s1(&s1cfg(3, 0x9200_0000)))
@@ -497,20 +503,7 @@ fn cd_table_two_level_with_lazy_leaves() {
         "TTB0"
     );
     // New leaf: CFGI_CD with Leaf = 0 for both StreamIDs + sync, then per step CFGI_CD x2 + sync.
-    let log = fake.log();
-    let first: Vec<(u64, u64, u64)> = log
-        .iter()
-        .take(3)
-        .map(|c| (c[0] & 0xff, c[0] >> 32, c[1] & 1))
-        .collect();
-    assert_eq!(
-        first,
-        [
-            (op::CFGI_CD as u64, 0x10, 0),
-            (op::CFGI_CD as u64, 0x11, 0),
-            (op::CMD_SYNC as u64, 0, 0)
-        ]
-    );
+    assert_new_leaf_invalidated_first(&fake);
     // Change the ASID hitlessly, then clear.
     let st = s
         .write_cd(&mut master, 5000, &Cd::s1(&s1cfg(3, 0x9100_0000)))
