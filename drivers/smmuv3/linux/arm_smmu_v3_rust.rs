@@ -91,33 +91,24 @@ impl DmaMemory for Block {
     }
 }
 
-/// Page-block allocator. Always `GFP_ATOMIC`: the core allocates level-2 stream tables and
-/// page tables under the spinlocks above (CD tables and leaves come from [`CdPrealloc`]; this
-/// is their fallback only).
-#[derive(Clone, Copy, Default)]
-struct Alloc;
+/// Page-block allocator with the given flags. [`Alloc::ATOMIC`] is the core's: it allocates
+/// level-2 stream tables and page tables under the spinlocks above (CD tables and leaves
+/// come from [`CdPrealloc`], which allocates with [`Alloc::SLEEP`]; `ATOMIC` is only their
+/// fallback).
+#[derive(Clone, Copy)]
+struct Alloc(Flags);
+
+impl Alloc {
+    const ATOMIC: Alloc = Alloc(GFP_ATOMIC);
+    const SLEEP: Alloc = Alloc(GFP_KERNEL);
+}
 
 impl DmaAllocator for Alloc {
     type Memory = Block;
     fn alloc_zeroed(&self, size: usize, align: usize) -> Result<Block, AllocError> {
-        alloc_block(size, align, GFP_ATOMIC)
-    }
-}
-
-fn alloc_block(size: usize, align: usize, gfp: Flags) -> Result<Block, AllocError> {
-    ZeroedPages::alloc(size, align, gfp)
-        .map(Block)
-        .map_err(|_| AllocError)
-}
-
-/// Page-block allocator that may sleep (`GFP_KERNEL`), for [`CdPrealloc`].
-#[derive(Clone, Copy, Default)]
-struct SleepAlloc;
-
-impl DmaAllocator for SleepAlloc {
-    type Memory = Block;
-    fn alloc_zeroed(&self, size: usize, align: usize) -> Result<Block, AllocError> {
-        alloc_block(size, align, GFP_KERNEL)
+        ZeroedPages::alloc(size, align, self.0)
+            .map(Block)
+            .map_err(|_| AllocError)
     }
 }
 
@@ -148,12 +139,12 @@ impl CdPrealloc {
         }
         let table = if need_table {
             // The master's bits already respect the SMMU's CD2L (at most 10 without it).
-            Some(CoreCdTable::new(&SleepAlloc, bits, true).map_err(core_err)?)
+            Some(CoreCdTable::new(&Alloc::SLEEP, bits, true).map_err(core_err)?)
         } else {
             None
         };
         let leaf = if need_leaf {
-            Some(SleepAlloc.alloc_zeroed(LEAF_BYTES, LEAF_BYTES).map_err(|_| ENOMEM)?)
+            Some(Alloc::SLEEP.alloc_zeroed(LEAF_BYTES, LEAF_BYTES).map_err(|_| ENOMEM)?)
         } else {
             None
         };
@@ -1001,7 +992,7 @@ fn new_core_domain(smmu: &Shared, cfg: smmuv3::pgtable::Config) -> Result<CoreDo
     let mut hw = smmu.hw.lock();
     S1Domain::new(
         cfg,
-        Alloc,
+        Alloc::ATOMIC,
         store,
         &mut hw.asids,
         domain::inv_features(&smmu.features),
@@ -1095,7 +1086,7 @@ fn enable_smmu(pdev: &platform::Device<platform::Core>) -> Result<CoreSmmu> {
         irqs: true,
         ..SmmuConfig::default()
     };
-    let mut smmu = CoreSmmu::probe(Regs(regs), Alloc, cfg).map_err(|e| {
+    let mut smmu = CoreSmmu::probe(Regs(regs), Alloc::ATOMIC, cfg).map_err(|e| {
         dev_err!(dev, "probe failed: {:?}\n", e);
         core_err(e)
     })?;
