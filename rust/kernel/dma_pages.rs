@@ -128,6 +128,50 @@ impl ZeroedPages {
     }
 }
 
+impl ZeroedPages {
+    /// The `count` words from byte `offset`, if they are 8-aligned and inside the block.
+    #[inline]
+    fn words(&self, offset: usize, count: usize) -> Option<*mut u64> {
+        let end = count.checked_mul(8)?.checked_add(offset)?;
+        if offset % 8 != 0 || end > self.len {
+            return None;
+        }
+        // SAFETY: `offset + 8 * count <= len`, inside the block (type invariant).
+        Some(unsafe { self.virt.as_ptr().add(offset / 8) })
+    }
+
+    /// The index of the first non-zero word among the `count` words from byte `offset`
+    /// (8-aligned, inside the block), `count` if all are zero; 0 for a range outside the block.
+    #[inline]
+    pub fn first_nonzero(&self, offset: usize, count: usize) -> usize {
+        let Some(p) = self.words(offset, count) else {
+            return 0;
+        };
+        for i in 0..count {
+            // SAFETY: word `i` of a range checked to be inside the block, owned by `self`.
+            if unsafe { core::ptr::read_volatile(p.add(i)) } != 0 {
+                return i;
+            }
+        }
+        count
+    }
+
+    /// Writes `first + i * step` (wrapping) to the `count` words from byte `offset`
+    /// (8-aligned, inside the block), each as one store; nothing for a range outside the block.
+    #[inline]
+    pub fn write_run(&self, offset: usize, count: usize, first: u64, step: u64) {
+        let Some(p) = self.words(offset, count) else {
+            return;
+        };
+        let mut v = first;
+        for i in 0..count {
+            // SAFETY: as in `first_nonzero`.
+            unsafe { core::ptr::write_volatile(p.add(i), v.to_le()) };
+            v = v.wrapping_add(step);
+        }
+    }
+}
+
 impl Drop for ZeroedPages {
     fn drop(&mut self) {
         // SAFETY: allocated with this order and owned (type invariant); freed once, here.

@@ -23,8 +23,12 @@
 //! - `Shared::masters` (spinlock): StreamID -> device, for fault reports; innermost.
 //!
 //! Allocations made under these locks are `GFP_ATOMIC` (the DMA API maps from atomic context).
+use core::cell::Cell;
 use kernel::{
-    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    alloc::{
+        flags::{GFP_ATOMIC, GFP_KERNEL},
+        Flags,
+    },
     c_str, dev_err, dev_info,
     device::Device,
     dma_pages::{self, ZeroedPages},
@@ -45,6 +49,7 @@ mod smmuv3;
 
 use smmuv3::{
     asid::{AsidAllocator, AsidBits},
+    cdtab::LEAF_BYTES,
     device::{Features, Smmu, SmmuConfig},
     dma::{AllocError, DmaAllocator, DmaMemory, Mmio},
     domain::{self, S1Domain},
@@ -78,19 +83,86 @@ impl DmaMemory for Block {
     fn write_u64(&self, offset: usize, value: u64) {
         self.0.write_u64(offset, value)
     }
+    fn first_nonzero(&self, offset: usize, count: usize) -> usize {
+        self.0.first_nonzero(offset, count)
+    }
+    fn write_run(&self, offset: usize, count: usize, first: u64, step: u64) {
+        self.0.write_run(offset, count, first, step)
+    }
 }
 
-/// Page-block allocator. Always `GFP_ATOMIC`: the core allocates level-2 stream tables, CD
-/// tables and page tables under the spinlocks above.
-#[derive(Clone, Copy, Default)]
-struct Alloc;
+/// Page-block allocator with the given flags. [`Alloc::ATOMIC`] is the core's: it allocates
+/// level-2 stream tables and page tables under the spinlocks above (CD tables and leaves
+/// come from [`CdPrealloc`], which allocates with [`Alloc::SLEEP`]; `ATOMIC` is only their
+/// fallback).
+#[derive(Clone, Copy)]
+struct Alloc(Flags);
+
+impl Alloc {
+    const ATOMIC: Alloc = Alloc(GFP_ATOMIC);
+    const SLEEP: Alloc = Alloc(GFP_KERNEL);
+}
 
 impl DmaAllocator for Alloc {
     type Memory = Block;
     fn alloc_zeroed(&self, size: usize, align: usize) -> Result<Block, AllocError> {
-        ZeroedPages::alloc(size, align, GFP_ATOMIC)
+        ZeroedPages::alloc(size, align, self.0)
             .map(Block)
             .map_err(|_| AllocError)
+    }
+}
+
+/// The CD-table memory one CD write may need (the table on a master's first attach, the
+/// 64 KiB leaf holding a PASID's CD in a 2-level table), allocated with `GFP_KERNEL` before
+/// the master's spinlock is taken and installed under it ([`CdPrealloc::install`]): a
+/// fragmented system then refuses an attach only where the C driver would (it allocates them
+/// with `GFP_KERNEL` too), not because an order-4 `GFP_ATOMIC` allocation failed. If another
+/// attach installed a table or leaf in between, ours is a spare, freed when this is dropped
+/// (callers declare it before their lock guards, so that happens after unlocking).
+#[derive(Default)]
+struct CdPrealloc {
+    table: Option<CoreCdTable>,
+    leaf: Option<Block>,
+}
+
+impl CdPrealloc {
+    /// Allocates what writing the CD of `ssid` of `master` needs as things stand now.
+    /// Nothing for an SSID beyond the master's width (refused later, under the lock).
+    fn new(master: &Master, ssid: u32) -> Result<Self> {
+        let (bits, need_table, need_leaf) = {
+            let st = master.state.lock();
+            let c = &st.core;
+            (c.ssid_bits(), c.cd_table().is_none(), c.cd_leaf_needed(ssid))
+        };
+        if u64::from(ssid) >= 1u64 << bits {
+            return Ok(Self::default());
+        }
+        let table = if need_table {
+            // The master's bits already respect the SMMU's CD2L (at most 10 without it).
+            Some(CoreCdTable::new(&Alloc::SLEEP, bits, true).map_err(core_err)?)
+        } else {
+            None
+        };
+        let leaf = if need_leaf {
+            Some(Alloc::SLEEP.alloc_zeroed(LEAF_BYTES, LEAF_BYTES).map_err(|_| ENOMEM)?)
+        } else {
+            None
+        };
+        Ok(Self { table, leaf })
+    }
+
+    /// Installs in `m` (under its master's lock) what it still lacks; the rest stays here.
+    fn install(&mut self, m: &mut CoreMaster, ssid: u32) {
+        if let Some(t) = self.table.take() {
+            if let Err(t) = m.install_cd_table(t) {
+                self.table = Some(t);
+            }
+        }
+        if let Some(l) = self.leaf.take() {
+            if let Err(l) = m.add_cd_leaf(ssid, l) {
+                self.leaf = Some(l);
+            }
+        }
     }
 }
 
@@ -114,25 +186,126 @@ impl Mmio for Regs {
     }
 }
 
-/// Page-table memory by physical address (index = address >> 12).
-struct PtStore(XArrayMap<Block>);
+/// Page-table memory by physical address.
+///
+/// The tables live in `slots`; `index` maps a table's physical address (>> 12) to its slot.
+/// Every walk looks up one table per non-root level here: with an `xa_load` each, `map` of one
+/// page made three XArray walks (docs/rust-smmuv3.md, "Figures"). Walks mostly revisit the same few tables (a DMA-API
+/// IOVA range, map/unmap cycles), so the last [`RECENT`] look-ups are remembered as
+/// (address, slot) pairs and checked first. A remembered pair is only a hint: a hit is
+/// confirmed by the slot's block having that address, so a slot freed or reused by another
+/// table simply misses, and nothing needs invalidating on `remove`.
+struct PtStore {
+    slots: KVec<PtSlot>,
+    /// First free slot (`NO_SLOT`: none); free slots link to the next one.
+    free: u32,
+    index: XArrayMap<u32>,
+    recent: [Cell<(u64, u32)>; RECENT],
+    /// The `recent` entry to replace next.
+    victim: Cell<usize>,
+}
+
+/// A [`PtStore`] slot: a table, or free with the next free slot.
+enum PtSlot {
+    Table(Block),
+    Free(u32),
+}
+
+/// No slot (end of the free list; `recent` entries that cannot hit).
+const NO_SLOT: u32 = u32::MAX;
+
+/// Look-ups [`PtStore`] remembers: one per level below the root of a 4-level walk, + 1.
+const RECENT: usize = 4;
 
 fn pt_index(addr: u64) -> Option<u32> {
     u32::try_from(addr >> 12).ok()
 }
 
+impl PtStore {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            slots: KVec::new(),
+            free: NO_SLOT,
+            index: XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?,
+            recent: [const { Cell::new((0, NO_SLOT)) }; RECENT],
+            victim: Cell::new(0),
+        })
+    }
+
+    /// The table in `slot` if it is the one at `pa`.
+    #[inline]
+    fn table_at(&self, pa: u64, slot: u32) -> Option<&Block> {
+        match self.slots.get(slot as usize)? {
+            PtSlot::Table(b) if b.0.phys() == pa => Some(b),
+            _ => None,
+        }
+    }
+}
+
 impl PageTableStore<Block> for PtStore {
     fn insert(&mut self, mem: Block) -> Result<(), AllocError> {
         let index = pt_index(mem.dma_addr()).ok_or(AllocError)?;
-        self.0
-            .insert(index, mem, GFP_ATOMIC)
-            .map_err(|_| AllocError)
+        let reused = self.free != NO_SLOT;
+        let slot = if reused {
+            self.free
+        } else {
+            let s = u32::try_from(self.slots.len()).map_err(|_| AllocError)?;
+            if s == NO_SLOT {
+                return Err(AllocError);
+            }
+            self.slots
+                .push(PtSlot::Free(NO_SLOT), GFP_ATOMIC)
+                .map_err(|_| AllocError)?;
+            s
+        };
+        if self.index.insert(index, slot, GFP_ATOMIC).is_err() {
+            // A new slot stays at the end of the free list (it links to NO_SLOT).
+            if !reused {
+                self.free = slot;
+            }
+            return Err(AllocError);
+        }
+        let Some(entry) = self.slots.get_mut(slot as usize) else {
+            return Err(AllocError);
+        };
+        if let PtSlot::Free(next) = core::mem::replace(entry, PtSlot::Table(mem)) {
+            self.free = next;
+        }
+        Ok(())
     }
+    #[inline]
     fn get(&self, dma_addr: u64) -> Option<&Block> {
-        self.0.get(pt_index(dma_addr)?)
+        for r in &self.recent {
+            let (pa, slot) = r.get();
+            if pa == dma_addr {
+                if let Some(b) = self.table_at(pa, slot) {
+                    return Some(b);
+                }
+            }
+        }
+        let slot = *self.index.get(pt_index(dma_addr)?)?;
+        let b = self.table_at(dma_addr, slot)?;
+        let v = self.victim.get();
+        if let Some(r) = self.recent.get(v) {
+            r.set((dma_addr, slot));
+        }
+        self.victim.set((v + 1) % RECENT);
+        Some(b)
     }
     fn remove(&mut self, dma_addr: u64) -> Option<Block> {
-        self.0.remove(pt_index(dma_addr)?)
+        let slot = self.index.remove(pt_index(dma_addr)?)?;
+        let entry = self.slots.get_mut(slot as usize)?;
+        match core::mem::replace(entry, PtSlot::Free(self.free)) {
+            PtSlot::Table(b) => {
+                self.free = slot;
+                Some(b)
+            }
+            // The index named a free slot: put it back as it was.
+            free => {
+                *entry = free;
+                None
+            }
+        }
     }
     fn dma_wmb(&self) {
         dma_pages::dma_wmb()
@@ -165,6 +338,7 @@ impl TableStore<Block> for L2Store {
 type CoreSmmu = Smmu<Regs, Alloc, L2Store>;
 type CoreMaster = smmuv3::device::Master<Block, L2Store>;
 type CoreDomain = S1Domain<Alloc, PtStore>;
+type CoreCdTable = smmuv3::cdtab::CdTable<Block, L2Store>;
 
 fn core_err(e: smmuv3::error::Error) -> Error {
     Error::from_errno(-e.errno())
@@ -426,8 +600,10 @@ impl DomainOps for Paging {
             return Err(EINVAL);
         }
         let cd = self.dom.lock().as_ref().ok_or(EBUSY)?.cd();
+        let mut pre = CdPrealloc::new(master, 0)?;
         let mut guard = master.state.lock();
         let st = &mut *guard;
+        pre.install(&mut st.core, 0);
         let mut hw = self.smmu.hw.lock();
         hw.smmu.ensure_cd_table(&mut st.core).map_err(core_err)?;
         hw.smmu.write_cd(&mut st.core, 0, &cd).map_err(core_err)?;
@@ -445,6 +621,7 @@ impl DomainOps for Paging {
         }
         let cd = self.dom.lock().as_ref().ok_or(EBUSY)?.cd();
         let key = self as *const Self as usize;
+        let mut pre = CdPrealloc::new(master, pasid)?;
         let mut guard = master.state.lock();
         let st = &mut *guard;
         let bits = st.core.ssid_bits();
@@ -467,6 +644,7 @@ impl DomainOps for Paging {
             return Err(EBUSY);
         }
         st.pasids.insert(pasid, key, GFP_ATOMIC)?;
+        pre.install(&mut st.core, pasid);
         let mut hw = self.smmu.hw.lock();
         let r = attach_pasid_cd(&mut hw.smmu, st, pasid, &cd);
         if let Err(e) = r {
@@ -519,8 +697,12 @@ impl DomainOps for Paging {
         let Some(dom) = dom.as_mut() else {
             return 0;
         };
-        let mut hw = self.smmu.hw.lock();
-        match dom.unmap(&mut hw.smmu, iova, size) {
+        // Into the domain's gather only: the IOMMU core ends every unmap with `iotlb_sync`
+        // (`iommu_unmap`; `iommu_unmap_fast` callers - DMA API, VFIO - call it themselves
+        // before reusing the IOVAs or the pages), so the `unmap_pages` calls of one unmap (it
+        // splits a range at block boundaries) share its TLBIs and one CMD_SYNC, as the C
+        // driver's `iommu_iotlb_gather`.
+        match dom.unmap_deferred(iova, size) {
             Ok(n) => n as usize,
             Err(e) => {
                 dev_err!(
@@ -535,10 +717,31 @@ impl DomainOps for Paging {
         }
     }
 
+    fn iotlb_sync(&self) {
+        let mut dom = self.dom.lock();
+        let Some(d) = dom.as_mut() else {
+            return;
+        };
+        if !d.flush_pending() {
+            // Nothing unmapped since the last sync: no command, no `hw` lock.
+            return;
+        }
+        // TLBIs for everything gathered, one CMD_SYNC, then the unlinked tables are freed.
+        // On failure the gather is kept and the next sync retries it.
+        if let Err(e) = d.flush(&mut self.smmu.hw.lock().smmu) {
+            dev_err!(
+                &*self.smmu.dev,
+                "TLB invalidation after unmap failed (retried at the next sync): {:?}\n",
+                e
+            );
+        }
+    }
+
     fn flush_iotlb_all(&self) {
-        let dom = self.dom.lock();
-        if let Some(d) = dom.as_ref() {
-            if let Err(e) = self.smmu.hw.lock().smmu.inv_asid(d.asid()) {
+        let mut dom = self.dom.lock();
+        if let Some(d) = dom.as_mut() {
+            // The whole ASID, which covers what is gathered too.
+            if let Err(e) = d.flush_all(&mut self.smmu.hw.lock().smmu) {
                 dev_err!(
                     &*self.smmu.dev,
                     "TLB invalidation of ASID {} failed: {:?}\n",
@@ -740,15 +943,11 @@ impl IommuOps for Smmuv3 {
             .find(|g| f.pgsize_bitmap & g.size() != 0)
             .ok_or(ENODEV)?;
         let cfg = domain::page_table_config(&f, granule).map_err(domain_err)?;
-        let store = PtStore(XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?);
-        let dom = {
-            let mut hw = smmu.hw.lock();
-            S1Domain::new(cfg, Alloc, store, &mut hw.asids, domain::inv_features(&f))
-                .map_err(domain_err)?
-        };
+        let dom = KBox::pin_init(new_spinlock!(None, "smmuv3_domain"), GFP_KERNEL)?;
+        *dom.lock() = Some(new_core_domain(smmu, cfg)?);
         let paging = Paging {
             smmu: smmu.clone(),
-            dom: KBox::pin_init(new_spinlock!(Some(dom), "smmuv3_domain"), GFP_KERNEL)?,
+            dom,
         };
         let geo = Geometry {
             pgsize_bitmap: granule.pgsize_bitmap() & f.pgsize_bitmap,
@@ -773,7 +972,7 @@ impl IommuOps for Smmuv3 {
             // SMMUv3 cannot make PCIe No_snoop transactions snoop, and 6.12 has no firmware
             // flag saying the root complex does (docs/rust-smmuv3.md): no
             // `EnforceCacheCoherency`, no `enforce_cache_coherency` op. No `DeferredFlush`:
-            // every unmap invalidates synchronously, a flush queue would gain nothing.
+            // every unmap is invalidated by its own `iotlb_sync` (strict).
             _ => false,
         }
     }
@@ -781,6 +980,24 @@ impl IommuOps for Smmuv3 {
     fn sw_msi_region(_master: &Master) -> Option<(u64, usize)> {
         Some((MSI_IOVA_BASE, MSI_IOVA_LENGTH))
     }
+}
+
+/// A domain's page table (root allocated) and ASID. In a frame of its own: the core's
+/// `S1Domain` (its gather and page-table walk cache) is built on the stack before it moves
+/// into the domain's lock, and with the registration code around it went over the 2 KiB
+/// stack-frame rule (`tools/lab/framecheck.sh`).
+#[inline(never)]
+fn new_core_domain(smmu: &Shared, cfg: smmuv3::pgtable::Config) -> Result<CoreDomain> {
+    let store = PtStore::new()?;
+    let mut hw = smmu.hw.lock();
+    S1Domain::new(
+        cfg,
+        Alloc::ATOMIC,
+        store,
+        &mut hw.asids,
+        domain::inv_features(&smmu.features),
+    )
+    .map_err(domain_err)
 }
 
 /// The bound platform device: its IOMMU registration and interrupts.
@@ -869,7 +1086,7 @@ fn enable_smmu(pdev: &platform::Device<platform::Core>) -> Result<CoreSmmu> {
         irqs: true,
         ..SmmuConfig::default()
     };
-    let mut smmu = CoreSmmu::probe(Regs(regs), Alloc, cfg).map_err(|e| {
+    let mut smmu = CoreSmmu::probe(Regs(regs), Alloc::ATOMIC, cfg).map_err(|e| {
         dev_err!(dev, "probe failed: {:?}\n", e);
         core_err(e)
     })?;

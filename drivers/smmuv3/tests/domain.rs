@@ -217,6 +217,64 @@ fn deferred_unmaps_share_one_sync() {
     assert!(fake.log().is_empty());
 }
 
+/// What the kernel driver's `unmap_pages` + `iotlb_sync` do for one `iommu_unmap`: the IOMMU
+/// core splits a range at block boundaries (`iommu_pgsize()` with paddr = iova) into several
+/// `unmap_pages` calls, here 511 pages up to the 2 MiB boundary, one 2 MiB (a whole level-3
+/// table of pages) and one page. Each call only gathers (`unmap_deferred`); `iotlb_sync`
+/// (`flush`) then sends one range TLBI and one CMD_SYNC for all three. Flushing per call (the
+/// driver before, `unmap`) sent four TLBIs and three CMD_SYNCs.
+#[test]
+fn unmap_split_in_calls_gathers_one_range_tlbi_one_sync() {
+    let (m, fake) = setup(RIL);
+    let mut s = smmu(&m, &fake, 1000);
+    let mut asids = AsidAllocator::new(AsidBits::Bits16);
+    let mut d = domain(&m, &s, &mut asids);
+    let base = 1u64 << 40;
+    // Physical address offset by 2 pages within 2 MiB: pages only, no blocks.
+    let pa = 0x9000_2000;
+    let calls = [
+        (base + K4, 511 * K4),
+        (base + (2 << 20), 2 << 20),
+        (base + (4 << 20), K4),
+    ];
+    let map = |d: &mut Dom| d.map(base + K4, pa, 1024 * K4, RW).unwrap();
+
+    // Per call: four TLBIs and three CMD_SYNCs.
+    map(&mut d);
+    fake.clear_log();
+    for (iova, size) in calls {
+        d.unmap(&mut s, iova, size).unwrap();
+    }
+    let per_call = fake.opcodes();
+    assert_eq!(per_call.iter().filter(|&&o| o == op::CMD_SYNC).count(), 3);
+    // The 511 pages take two range commands (NUM/SCALE cannot say 511 at once).
+    assert_eq!(per_call.len(), 7);
+
+    // Gathered: one range TLBI, one CMD_SYNC; the level-3 table the middle call unlinked is
+    // freed only after that sync.
+    map(&mut d);
+    fake.clear_log();
+    let live = m.live_blocks();
+    for (iova, size) in calls {
+        assert_eq!(d.unmap_deferred(iova, size).unwrap(), size);
+    }
+    assert!(fake.log().is_empty(), "nothing issued before iotlb_sync");
+    assert_eq!(m.live_blocks(), live, "unlinked table kept until the sync");
+    d.flush(&mut s).unwrap();
+    assert_eq!(fake.opcodes(), [op::TLBI_NH_VA, op::CMD_SYNC]);
+    assert_eq!(
+        m.live_blocks(),
+        live - 1,
+        "unlinked table freed after the sync"
+    );
+    // The range covers the three calls: base + 4K, 1024 pages, non-leaf (a table went).
+    // Word 1: addr | TG 4K (1) << 10 (TTL 0, non-leaf).
+    assert_eq!(fake.log()[0][1], (base + K4) | 1 << 10);
+    for (iova, _) in calls {
+        assert_eq!(d.page_table().iova_to_phys(iova), None);
+    }
+}
+
 #[test]
 fn rejected_tlbi_escalates_to_whole_asid_before_freeing() {
     let (m, fake) = setup(RIL);

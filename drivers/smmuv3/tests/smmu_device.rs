@@ -7,9 +7,10 @@ mod fake_smmu;
 use fake_smmu::*;
 use physmem::PhysMem;
 use smmuv3::cd::{Cd, S1Config};
+use smmuv3::cdtab::{CdTable, LEAF_BYTES};
 use smmuv3::cmd::{op, CmdEntry, Command};
 use smmuv3::device::{Smmu, SmmuConfig};
-use smmuv3::dma::Mmio;
+use smmuv3::dma::{DmaAllocator, DmaMemory, Mmio};
 use smmuv3::error::{CmdErrorKind, Error};
 use smmuv3::event::Event;
 use smmuv3::queue::{CmdQueue, EventQueue, Poll};
@@ -389,6 +390,78 @@ fn s1cfg(asid: u16, ttbr: u64) -> S1Config {
     }
 }
 
+/// The first commands after a CD write that linked a new leaf for StreamIDs 0x10 and 0x11:
+/// CFGI_CD with Leaf = 0 (the invalid L1 descriptor may be cached) for each, then CMD_SYNC.
+fn assert_new_leaf_invalidated_first(fake: &FakeSmmu) {
+    let first: Vec<(u64, u64, u64)> = fake
+        .log()
+        .iter()
+        .take(3)
+        .map(|c| (c[0] & 0xff, c[0] >> 32, c[1] & 1))
+        .collect();
+    assert_eq!(
+        first,
+        [
+            (op::CFGI_CD as u64, 0x10, 0),
+            (op::CFGI_CD as u64, 0x11, 0),
+            (op::CMD_SYNC as u64, 0, 0)
+        ]
+    );
+}
+
+/// The kernel driver allocates a master's CD table and its leaves before taking its
+/// spinlocks (with an allocator that may sleep) and installs them under the lock: the SMMU's
+/// allocator is then not used by the CD write, a spare from a lost race is handed back, and a
+/// leaf added that way is linked and invalidated exactly like one allocated on the spot.
+#[test]
+fn cd_table_and_leaf_allocated_by_the_caller() {
+    let m = mem();
+    let fake = FakeSmmu::qemu_like(m.clone());
+    let mut s = smmu(&m, &fake, SmmuConfig::default());
+    s.enable().unwrap();
+    let mut master = s
+        .new_master(&[0x10, 0x11], 20, MasterOptions::default())
+        .unwrap();
+    assert!(
+        master.cd_leaf_needed(5000),
+        "2-level table to be: leaf needed"
+    );
+    let table = CdTable::new(&m, master.ssid_bits(), true).unwrap();
+    let spare = CdTable::new(&m, master.ssid_bits(), true).unwrap();
+    assert!(master.install_cd_table(table).is_ok());
+    // Another attach installed one first: its table is handed back (and freed by the caller).
+    assert!(master.install_cd_table(spare).is_err());
+    assert!(master.cd_leaf_needed(5000));
+    let leaf = m.alloc_zeroed(LEAF_BYTES, LEAF_BYTES).unwrap();
+    let leaf_addr = leaf.dma_addr();
+    assert!(master.add_cd_leaf(5000, leaf).is_ok());
+    assert!(!master.cd_leaf_needed(5000));
+    let spare_leaf = m.alloc_zeroed(LEAF_BYTES, LEAF_BYTES).unwrap();
+    assert!(master.add_cd_leaf(5001, spare_leaf).is_err(), "same leaf");
+    assert_eq!(master.cd_table().unwrap().leaves(), 1);
+
+    s.attach_cd_table(&mut master, s1dss::SSID0).unwrap();
+    let l1 = s.read_ste(0x10).cd_table_addr();
+    fake.clear_log();
+    let live = m.live_blocks();
+    s.write_cd(&mut master, 5000, &Cd::s1(&s1cfg(2, 0x9100_0000)))
+        .unwrap();
+    assert_eq!(m.live_blocks(), live, "nothing allocated by the CD write");
+    let d4 = m.read_u64(l1 + 4 * 8);
+    assert_eq!((d4 & 1, d4 & 0x000f_ffff_ffff_f000), (1, leaf_addr), "L1CD");
+    assert_eq!(m.read_u64(leaf_addr + (5000 % 1024) * 64 + 8), 0x9100_0000);
+    // The new L1 descriptor is invalidated first: CFGI_CD with Leaf = 0 for both StreamIDs.
+    assert_new_leaf_invalidated_first(&fake);
+    // Linked once: the next CD in that leaf needs no L1 invalidation.
+    fake.clear_log();
+    s.write_cd(&mut master, 5001, &Cd::s1(&s1cfg(3, 0x9200_0000)))
+        .unwrap();
+    assert!(fake
+        .log()
+        .iter()
+        .all(|c| c[1] & 1 == 1 || c[0] & 0xff != op::CFGI_CD as u64));
+}
+
 #[test]
 fn cd_table_two_level_with_lazy_leaves() {
     let m = mem();
@@ -430,20 +503,7 @@ fn cd_table_two_level_with_lazy_leaves() {
         "TTB0"
     );
     // New leaf: CFGI_CD with Leaf = 0 for both StreamIDs + sync, then per step CFGI_CD x2 + sync.
-    let log = fake.log();
-    let first: Vec<(u64, u64, u64)> = log
-        .iter()
-        .take(3)
-        .map(|c| (c[0] & 0xff, c[0] >> 32, c[1] & 1))
-        .collect();
-    assert_eq!(
-        first,
-        [
-            (op::CFGI_CD as u64, 0x10, 0),
-            (op::CFGI_CD as u64, 0x11, 0),
-            (op::CMD_SYNC as u64, 0, 0)
-        ]
-    );
+    assert_new_leaf_invalidated_first(&fake);
     // Change the ASID hitlessly, then clear.
     let st = s
         .write_cd(&mut master, 5000, &Cd::s1(&s1cfg(3, 0x9100_0000)))

@@ -21,6 +21,8 @@ pub const L2_SHIFT: u32 = 10;
 /// Largest linear table (log2 entries) when 2-level tables are unavailable: 64KB, like
 /// Linux's CTXDESC_LINEAR_CDMAX.
 pub const LINEAR_MAX_BITS: u32 = 10;
+/// Bytes of one leaf of a 2-level table (allocated naturally aligned).
+pub const LEAF_BYTES: usize = CD_BYTES * L2_ENTRIES as usize;
 /// Widest SubstreamID (IHI0070: 20 bits).
 pub const MAX_SSID_BITS: u32 = 20;
 
@@ -126,16 +128,55 @@ impl<D: DmaMemory, S: TableStore<D>> CdTable<D, S> {
                 if idx >= *l1_entries {
                     return Err(Error::InvalidArgument);
                 }
-                if leaves.get(idx).is_some() {
+                let leaf_addr = match leaves.get(idx) {
+                    Some(leaf) => leaf.dma_addr(),
+                    None => {
+                        // Naturally aligned, as the kernel page allocator would give it.
+                        let leaf = alloc.alloc_zeroed(LEAF_BYTES, LEAF_BYTES)?;
+                        let addr = leaf.dma_addr();
+                        leaves.insert(idx, leaf).map_err(|_| Error::NoSpace)?;
+                        addr
+                    }
+                };
+                // A leaf added by the caller ([`CdTable::add_leaf`]) is linked here too.
+                let desc = L1Cd::new(leaf_addr).0[0];
+                if l1.read_u64(idx as usize * 8) == desc {
                     return Ok(false);
                 }
-                let bytes = CD_BYTES * L2_ENTRIES as usize;
-                // Naturally aligned, as the kernel page allocator would give it.
-                let leaf = alloc.alloc_zeroed(bytes, bytes)?;
-                let desc = L1Cd::new(leaf.dma_addr());
-                leaves.insert(idx, leaf).map_err(|_| Error::NoSpace)?;
-                l1.write_u64(idx as usize * 8, desc.0[0]);
+                l1.write_u64(idx as usize * 8, desc);
                 Ok(true)
+            }
+        }
+    }
+
+    /// Whether the CD of `ssid` lies in a leaf not allocated yet (2-level tables only).
+    pub fn leaf_missing(&self, ssid: u32) -> bool {
+        match &self.layout {
+            Layout::Linear(_) => false,
+            Layout::TwoLevel { leaves, .. } => leaves.get(ssid >> L2_SHIFT).is_none(),
+        }
+    }
+
+    /// Adds `leaf` (zeroed, at least [`LEAF_BYTES`], naturally aligned), allocated by the
+    /// caller beforehand (outside its locks, with an allocator that may sleep), as the leaf
+    /// holding the CD of `ssid`. The level-1 descriptor is written (and must be invalidated)
+    /// by the next [`CdTable::prepare`] of an SSID in it, as for a leaf `prepare` allocates.
+    /// Gives the leaf back when there is one already (another attach added it first), for a
+    /// linear table, an SSID beyond the table, a block too small, or no room in the store.
+    pub fn add_leaf(&mut self, ssid: u32, leaf: D) -> core::result::Result<(), D> {
+        if (ssid as u64) >= (1u64 << self.bits) || leaf.size() < LEAF_BYTES {
+            return Err(leaf);
+        }
+        match &mut self.layout {
+            Layout::Linear(_) => Err(leaf),
+            Layout::TwoLevel {
+                l1_entries, leaves, ..
+            } => {
+                let idx = ssid >> L2_SHIFT;
+                if idx >= *l1_entries || leaves.get(idx).is_some() {
+                    return Err(leaf);
+                }
+                leaves.insert(idx, leaf)
             }
         }
     }

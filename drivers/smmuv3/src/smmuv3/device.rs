@@ -254,6 +254,40 @@ impl<D: DmaMemory, S: TableStore<D>> Master<D, S> {
     pub fn options(&self) -> MasterOptions {
         self.opts
     }
+
+    /// Whether writing the CD of `ssid` needs a CD-table leaf that does not exist yet: its
+    /// table is (or, not allocated yet, will be) 2-level and that leaf is missing.
+    pub fn cd_leaf_needed(&self, ssid: u32) -> bool {
+        match &self.cd_table {
+            Some(t) => t.leaf_missing(ssid),
+            None => self.ssid_bits > cdtab::L2_SHIFT,
+        }
+    }
+
+    /// Installs `table` as the master's CD table, allocated by the caller beforehand (outside
+    /// its locks) with [`CdTable::new`]`(alloc, self.ssid_bits(), true)` (the bits already
+    /// respect the SMMU's CD2L: at most 10 without it, a linear table). Gives it back when the
+    /// master has a table already (another attach installed one first: the caller frees the
+    /// spare) or its width is not the master's.
+    pub fn install_cd_table(
+        &mut self,
+        table: CdTable<D, S>,
+    ) -> core::result::Result<(), CdTable<D, S>> {
+        if self.cd_table.is_some() || table.ssid_bits() != self.ssid_bits {
+            return Err(table);
+        }
+        self.cd_table = Some(table);
+        Ok(())
+    }
+
+    /// Adds a leaf for the CD of `ssid` to the master's CD table ([`CdTable::add_leaf`]);
+    /// gives it back if there is no table or the leaf exists already.
+    pub fn add_cd_leaf(&mut self, ssid: u32, leaf: D) -> core::result::Result<(), D> {
+        match self.cd_table.as_mut() {
+            Some(t) => t.add_leaf(ssid, leaf),
+            None => Err(leaf),
+        }
+    }
 }
 
 /// STE update target for the hitless writer: sync = CFGI_STE + CMD_SYNC.

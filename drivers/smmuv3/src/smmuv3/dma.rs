@@ -25,6 +25,25 @@ pub trait DmaMemory {
     fn read_u64(&self, offset: usize) -> u64;
     /// Writes the 64-bit word at byte `offset` (8-aligned, inside the block) as one store.
     fn write_u64(&self, offset: usize, value: u64);
+
+    /// The index of the first non-zero word among the `count` words from byte `offset`, or
+    /// `count` if they are all zero (page-table runs: the descriptors a map may fill). An
+    /// implementation may stop early (return a smaller index) on a range it cannot check.
+    fn first_nonzero(&self, offset: usize, count: usize) -> usize {
+        (0..count)
+            .find(|i| self.read_u64(offset + i * 8) != 0)
+            .unwrap_or(count)
+    }
+
+    /// Writes `first + i * step` to the `count` words from byte `offset`, each as one store
+    /// (a run of leaf descriptors).
+    fn write_run(&self, offset: usize, count: usize, first: u64, step: u64) {
+        let mut v = first;
+        for i in 0..count {
+            self.write_u64(offset + i * 8, v);
+            v = v.wrapping_add(step);
+        }
+    }
 }
 
 /// Source of [`DmaMemory`] blocks.

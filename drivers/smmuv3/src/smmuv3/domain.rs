@@ -319,6 +319,20 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> S1Domain<A, S> {
         Ok(())
     }
 
+    /// Invalidates the whole ASID (CMD_TLBI_NH_ASID + CMD_SYNC, `flush_iotlb_all`): this
+    /// covers every pending deferred unmap, so the gather is emptied and the retired tables
+    /// freed. On failure both are kept for the next flush.
+    pub fn flush_all<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
+        &mut self,
+        smmu: &mut Smmu<M, SA, SS>,
+    ) -> Result<(), DomainError> {
+        self.stats.tlbis += 1;
+        self.stats.syncs += 1;
+        smmu.inv_asid(self.asid)?;
+        self.release();
+        Ok(())
+    }
+
     fn release(&mut self) {
         let n = self.pt.release_retired(&mut self.gather);
         self.stats.tables_freed += n as u64;

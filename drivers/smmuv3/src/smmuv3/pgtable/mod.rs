@@ -278,6 +278,14 @@ pub struct PageTable<A: DmaAllocator, S: PageTableStore<A::Memory>> {
     start_level: u32,
     /// Number of descriptors in the root table.
     root_entries: u64,
+    /// Walk cache of `map`: `walk[l]` = (IOVA >> span shift of a level-`l - 1` entry, address
+    /// of the level-`l` table that entry points at), for the tables the last maps descended
+    /// into. `map` starts at the deepest cached table whose span covers its range instead of
+    /// at the root (a DMA-API map of one page: one table, not four). An entry is valid while
+    /// that table stays linked there: tables are unlinked only by a covering `unmap`
+    /// (`clear_level`), which empties the cache; nothing else replaces a table descriptor
+    /// (a map descends into an existing table, a split only replaces block descriptors).
+    walk: [Option<(u64, u64)>; 4],
 }
 
 /// What a map pass does (see the module documentation).
@@ -332,6 +340,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             cfg,
             start_level,
             root_entries,
+            walk: [None; 4],
         })
     }
 
@@ -382,6 +391,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     }
 
     /// Number of descriptors in a table at `level`.
+    #[inline]
     fn entries(&self, level: u32) -> u64 {
         if level == self.start_level {
             self.root_entries
@@ -391,6 +401,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     }
 
     /// Byte offset of the descriptor for `va` in a table at `level`.
+    #[inline]
     fn offset(&self, va: u64, level: u32) -> usize {
         let idx = (va >> self.cfg.granule.level_shift(level)) & (self.entries(level) - 1);
         (idx * 8) as usize
@@ -494,7 +505,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             paddr,
             attrs: prot_to_attrs(prot),
         };
-        let root = self.root.dma_addr();
+        let (table, level) = self.walk_start(iova, end);
         // A range inside one level-2 entry has its leaves in one table (level 3), or is that
         // entry (a level-2 block); every level above has one entry on its path. `map_run`
         // checks a table's whole run before writing it, so a single walk that checks then
@@ -502,11 +513,39 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let l2 = self.cfg.granule.level_shift(2);
         if self.start_level <= 2 && iova >> l2 != (end - 1) >> l2 {
             for pass in [MapPass::Prepare, MapPass::Commit] {
-                self.map_level(root, self.start_level, iova, end, &req, pass)?;
+                self.map_level(table, level, iova, end, &req, pass)?;
             }
             return Ok(());
         }
-        self.map_level(root, self.start_level, iova, end, &req, MapPass::Single)
+        self.map_level(table, level, iova, end, &req, MapPass::Single)
+    }
+
+    /// Where a walk for `[iova, end)` may start: the deepest table of the walk cache whose
+    /// span covers the range, else the root (see [`PageTable::walk`]).
+    #[inline]
+    fn walk_start(&self, iova: u64, end: u64) -> (u64, u32) {
+        let g = self.cfg.granule;
+        let mut level = 3;
+        while level > self.start_level {
+            if let Some(Some((prefix, table))) = self.walk.get(level as usize) {
+                let s = g.level_shift(level - 1);
+                if iova >> s == *prefix && (end - 1) >> s == *prefix {
+                    return (*table, level);
+                }
+            }
+            level -= 1;
+        }
+        (self.root.dma_addr(), self.start_level)
+    }
+
+    /// Records in the walk cache that `table` (level `level`) is the one below the entry
+    /// of level `level - 1` translating `va`.
+    #[inline]
+    fn remember_walk(&mut self, level: u32, va: u64, table: u64) {
+        let s = self.cfg.granule.level_shift(level - 1);
+        if let Some(w) = self.walk.get_mut(level as usize) {
+            *w = Some((va >> s, table));
+        }
     }
 
     fn map_level(
@@ -532,7 +571,10 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             match Self::kind(desc, level) {
                 // `map_run` stops at a leaf with `EEXIST`: not reached.
                 Kind::Leaf => return Err(PgtableError::Exists),
-                Kind::Table(next) => self.map_level(next, level + 1, va, chunk_end, req, pass)?,
+                Kind::Table(next) => {
+                    self.remember_walk(level + 1, va, next);
+                    self.map_level(next, level + 1, va, chunk_end, req, pass)?
+                }
                 // `map_run` stops at an invalid entry only when it needs a table.
                 Kind::Invalid => match pass {
                     MapPass::Prepare | MapPass::Single => {
@@ -542,6 +584,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                         let next = self.new_table(|_| 0)?;
                         self.store.dma_wmb();
                         self.write(table, level, va, next | TYPE_TABLE_OR_PAGE)?;
+                        self.remember_walk(level + 1, va, next);
                         self.map_level(next, level + 1, va, chunk_end, req, pass)?;
                     }
                     // Prepare created every table the commit needs.
@@ -581,6 +624,15 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         // must handle.
         let scan = move |mut va: u64, stop: u64, write: bool| -> Result<(u64, u64), PgtableError> {
             let mut off = self.offset(va, level);
+            if !write && leaf_ok && va & (lsize - 1) == 0 {
+                // The whole entries from `va` that hold zero take leaves: skip them in one
+                // tight loop (the common case: all of them), the loop below goes on from
+                // the first one that is not zero.
+                let n = ((stop - va) >> shift) as usize;
+                let k = mem.first_nonzero(off, n);
+                va += (k as u64) << shift;
+                off += k * 8;
+            }
             while va < stop {
                 let desc = mem.read_u64(off);
                 match Self::kind(desc, level) {
@@ -602,13 +654,30 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             }
             Ok((va, 0))
         };
+        // Writes the leaves of [va, stop) (whole entries, every one known invalid). The
+        // output addresses stay below 2^OAS (checked by `map`), so consecutive descriptors
+        // differ by `lsize` with no carry into the attribute bits.
+        let fill = |va: u64, stop: u64| {
+            let n = ((stop - va) >> shift) as usize;
+            let first = template | (va.wrapping_add(delta) & oa);
+            mem.write_run(self.offset(va, level), n, first, lsize);
+        };
         match pass {
             MapPass::Prepare => scan(va, end, false),
+            // At the last level every entry of the run takes a leaf, and the prepare pass read
+            // each one invalid: no need to read them again. Above it, table descriptors (kept
+            // empty tables included) must be found to descend into them.
+            MapPass::Commit if level == 3 => {
+                fill(va, end);
+                Ok((end, 0))
+            }
             MapPass::Commit => scan(va, end, true),
             // Check the whole run first (EEXIST before any write), then write what it found.
             MapPass::Single => {
                 let stop = scan(va, end, false)?;
-                scan(va, stop.0, true)?;
+                // Every entry of [va, stop) was just read invalid and takes a leaf: one check
+                // loop, one store loop, like io-pgtable-arm's `arm_lpae_init_pte`.
+                fill(va, stop.0);
                 Ok(stop)
             }
         }
@@ -732,6 +801,8 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             unmapped += self.clear_level(next, level + 1, va, chunk_end, ctx, gather)?;
             if va == entry_start && chunk_end == entry_end {
                 self.write(table, level, va, 0)?;
+                // The walk cache may name the unlinked table or tables below it.
+                self.walk = [None; 4];
                 gather.add_walk(entry_start, lsize, self.cfg.granule.shift());
                 self.retire(next, gather)?;
             }
