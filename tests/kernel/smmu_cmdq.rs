@@ -46,18 +46,22 @@ const SZ_4K: usize = 4096;
 const IOVA: u64 = 0x4000_1000;
 const IOVA2: u64 = 0x4010_0000;
 
-/// What one strict `iommu_unmap` of a lone 4 KiB page sends, per driver:
-/// - C `arm-smmu-v3` (6.12): `arm_smmu_iotlb_sync` -> `arm_smmu_tlb_inv_range_domain`: one
-///   `TLBI_NH_VA` for the page (a range command of one page with RIL, QEMU has it; no
-///   `TLBI_EL2_VA`: QEMU's SMMU has no `IDR0.HYP`), submitted as a batch that ends in a
-///   CMD_SYNC (`arm_smmu_cmdq_batch_submit`); no `ATC_INV` (no ATS master);
-/// - the Rust driver: `S1Domain::unmap` issues the gathered leaf TLBI and one CMD_SYNC
-///   (docs/rust-smmuv3.md, "Decision 3" and "Figures").
+/// What one strict `iommu_unmap` of a lone 4 KiB page sends on the C `arm-smmu-v3` (6.12):
+/// `arm_smmu_iotlb_sync` -> `arm_smmu_tlb_inv_range_domain`: one `TLBI_NH_VA` for the page (a
+/// range command of one page with RIL, which QEMU has; not `TLBI_EL2_VA`: QEMU's SMMU has no
+/// `IDR0.HYP`), submitted as a batch that ends in a CMD_SYNC (`arm_smmu_cmdq_batch_submit`);
+/// no `ATC_INV` (no ATS master).
+const C_UNMAP_4K: &[(u8, u32)] = &[(op::TLBI_NH_VA, 1), (op::CMD_SYNC, 1)];
+/// The same on the Rust driver: `S1Domain::unmap` issues the gathered leaf TLBI and one
+/// CMD_SYNC (docs/rust-smmuv3.md, "Decision 3" and "Figures").
+const RUST_UNMAP_4K: &[(u8, u32)] = &[(op::CMD_SYNC, 1), (op::TLBI_NH_VA, 1)];
+
+/// The documented commands of a 4 KiB unmap for the driver this kernel has.
 fn unmap_4k_expected() -> &'static [(u8, u32)] {
     if cmdq::C_DRIVER {
-        &[(op::TLBI_NH_VA, 1), (op::CMD_SYNC, 1)]
+        C_UNMAP_4K
     } else {
-        &[(op::TLBI_NH_VA, 1), (op::CMD_SYNC, 1)]
+        RUST_UNMAP_4K
     }
 }
 
