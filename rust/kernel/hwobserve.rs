@@ -25,27 +25,17 @@
 use crate::{
     bindings,
     error::{code::*, Result},
-    io::IoMem,
+    platform::IoRemap,
     str::CStr,
 };
 use core::ffi::c_void;
 
-/// The registers of a device-tree device, mapped a second time, read-only.
-///
-/// # Invariants
-///
-/// `io` describes an `ioremap` mapping of `phys..phys + io.len()` owned by this value and
-/// unmapped exactly once, in `drop`.
+/// The registers of a device-tree device, mapped a second time, read-only (the mapping's write
+/// accessors are not exposed).
 pub struct MmioView {
-    io: IoMem,
+    io: IoRemap,
     phys: u64,
 }
-
-// SAFETY: the mapping has no thread affinity; reads through `readl`/`readq` are safe from any
-// thread.
-unsafe impl Send for MmioView {}
-// SAFETY: `&MmioView` only reads registers.
-unsafe impl Sync for MmioView {}
 
 /// What [`MmioView::of_compatible`] found: the number of available nodes and the first one's
 /// `reg` 0 range.
@@ -99,16 +89,7 @@ impl MmioView {
         if len < min_len {
             return Err(EINVAL);
         }
-        // SAFETY: FFI call mapping a device's register range described by the firmware (not
-        // RAM: `ioremap` refuses RAM itself).
-        let addr = unsafe { bindings::ioremap(start, len) };
-        if addr.is_null() {
-            return Err(ENOMEM);
-        }
-        // SAFETY: `ioremap` mapped `len` bytes, unmapped only when `self` is dropped.
-        let io = unsafe { IoMem::new(addr as usize, len) };
-        // INVARIANT: mapped just above.
-        Ok(Self { io, phys: start })
+        Ok(Self { io: IoRemap::new(start, len)?, phys: start })
     }
 
     /// Physical address of the mapped registers.
@@ -124,13 +105,6 @@ impl MmioView {
     /// Reads the 64-bit register at `offset` (`EINVAL` if outside or misaligned).
     pub fn read64(&self, offset: usize) -> Result<u64> {
         self.io.read64(offset)
-    }
-}
-
-impl Drop for MmioView {
-    fn drop(&mut self) {
-        // SAFETY: mapped by `ioremap` and owned (type invariant).
-        unsafe { bindings::iounmap(self.io.addr() as *mut c_void) };
     }
 }
 

@@ -61,26 +61,43 @@ const SZ_2M: u64 = 2 << 20;
 /// IOVA of every mapping: 2 MiB-aligned (+ 4 KiB for the page runs).
 const IOVA: u64 = 0x4000_0000;
 
+/// Times `map` (of what `prepare` made, untimed) then `unmap` of what `map` returned,
+/// [`ROUNDS`] times after one untimed warm-up round (it warms the page tables and caches);
+/// (map ns, unmap ns) medians.
+fn time_pair<P, T>(
+    mut prepare: impl FnMut() -> Result<P, Failed>,
+    mut map: impl FnMut(P) -> Result<T, Failed>,
+    mut unmap: impl FnMut(T) -> Result<(), Failed>,
+) -> Result<(u64, u64), Failed> {
+    let (mut m, mut u) = ([0u64; ROUNDS], [0u64; ROUNDS]);
+    for i in 0..=ROUNDS {
+        let p = prepare()?;
+        let t0 = Ktime::ktime_get();
+        let x = map(p)?;
+        let tm = since(t0);
+        let t1 = Ktime::ktime_get();
+        unmap(x)?;
+        let tu = since(t1);
+        if i > 0 {
+            m[i - 1] = tm;
+            u[i - 1] = tu;
+        }
+    }
+    Ok((median(&mut m), median(&mut u)))
+}
+
 /// Times `iommu_map` then `iommu_unmap` of `size` bytes at `iova` -> `pa`; (map ns, unmap ns)
 /// medians.
 fn time_map_unmap(case: &Case<'_>, dom: &Domain, iova: u64, pa: u64, size: usize) -> Result<(u64, u64), Failed> {
-    let rw = Prot::READ | Prot::WRITE;
-    let (mut map, mut unmap) = ([0u64; ROUNDS], [0u64; ROUNDS]);
-    for i in 0..=ROUNDS {
-        let t0 = Ktime::ktime_get();
-        case.check("map", dom.map(iova, pa, size, rw, GFP_KERNEL))?;
-        let m = since(t0);
-        let t1 = Ktime::ktime_get();
-        let n = dom.unmap(iova, size);
-        let u = since(t1);
-        labtest_ensure!(case, n == size, "unmapped {n} of {size} bytes");
-        // Round 0 warms the page tables and caches: not counted.
-        if i > 0 {
-            map[i - 1] = m;
-            unmap[i - 1] = u;
-        }
-    }
-    Ok((median(&mut map), median(&mut unmap)))
+    time_pair(
+        || Ok(()),
+        |()| case.check("map", dom.map(iova, pa, size, Prot::READ | Prot::WRITE, GFP_KERNEL)),
+        |()| {
+            let n = dom.unmap(iova, size);
+            labtest_ensure!(case, n == size, "unmapped {n} of {size} bytes");
+            Ok(())
+        },
+    )
 }
 
 fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, _bar: &Devres<pci::Bar>) {
@@ -96,42 +113,32 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, _bar: &Devres<pci::Bar
         let (m512, u512) = time_map_unmap(case, &dom, IOVA + page4k, pa + page4k, 512 * SZ_4K)?;
         let (m2m, u2m) = time_map_unmap(case, &dom, IOVA, pa, SZ_2M as usize)?;
 
-        let (mut dmap, mut dunmap) = ([0u64; ROUNDS], [0u64; ROUNDS]);
-        for i in 0..=ROUNDS {
-            let p = case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?;
-            let t0 = Ktime::ktime_get();
-            let m = case.check("dma_map_page", PageMapping::new(d, p, 0, SZ_4K, Direction::ToDevice))?;
-            let tm = since(t0);
-            // Dropping unmaps, then frees the page: the unmap is timed alone below.
-            let t1 = Ktime::ktime_get();
-            drop(m);
-            let tu = since(t1);
-            if i > 0 {
-                dmap[i - 1] = tm;
-                dunmap[i - 1] = tu;
-            }
-        }
+        // Dropping a PageMapping unmaps, then frees the page (both timed); the 64 KiB block
+        // is kept.
+        let (dm4, du4) = time_pair(
+            || case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into)),
+            |p| case.check("dma_map_page", PageMapping::new(d, p, 0, SZ_4K, Direction::ToDevice)),
+            |m| {
+                drop(m);
+                Ok(())
+            },
+        )?;
         let block = case.check("alloc 64 KiB", ZeroedPages::alloc(SZ_64K, SZ_64K, GFP_KERNEL))?;
-        let (mut dmap64, mut dunmap64) = ([0u64; ROUNDS], [0u64; ROUNDS]);
-        for i in 0..=ROUNDS {
-            let t0 = Ktime::ktime_get();
-            let m = case.check("dma_map_page 64 KiB", BlockMapping::new(d, &block, SZ_64K, Direction::ToDevice))?;
-            let tm = since(t0);
-            let t1 = Ktime::ktime_get();
-            drop(m);
-            let tu = since(t1);
-            if i > 0 {
-                dmap64[i - 1] = tm;
-                dunmap64[i - 1] = tu;
-            }
-        }
+        let (dm64, du64) = time_pair(
+            || Ok(()),
+            |()| case.check("dma_map_page 64 KiB", BlockMapping::new(d, &block, SZ_64K, Direction::ToDevice)),
+            |m| {
+                drop(m);
+                Ok(())
+            },
+        )?;
         pr_info!(
             "labtest-bench: smmu_bench: driver={} rounds={ROUNDS} iommu_map_4k_ns={m1} iommu_unmap_4k_ns={u1} iommu_map_16x4k_ns={m16} iommu_unmap_16x4k_ns={u16} iommu_map_512x4k_ns={m512} iommu_unmap_512x4k_ns={u512} iommu_map_2m_ns={m2m} iommu_unmap_2m_ns={u2m} dma_map_page_4k_ns={} dma_unmap_page_4k_free_ns={} dma_map_page_64k_ns={} dma_unmap_page_64k_ns={} (medians)\n",
             driver_key(),
-            median(&mut dmap),
-            median(&mut dunmap),
-            median(&mut dmap64),
-            median(&mut dunmap64),
+            dm4,
+            du4,
+            dm64,
+            du64,
         );
         Ok(())
     });
