@@ -32,3 +32,5 @@ const xa_mark_t RUST_CONST_HELPER_XA_PRESENT = XA_PRESENT;
 #include <linux/mm.h>
 #include <linux/task_work.h>
 #include <linux/completion.h>
+#include <linux/of_address.h>
+#include <linux/uaccess.h>

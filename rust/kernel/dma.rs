@@ -9,6 +9,9 @@
 //!   may write the memory at any time, so no Rust reference to it is ever handed out).
 //! - [`PageMapping`]: an owned [`Page`] mapped with `dma_map_page`, unmapped on drop (before the
 //!   page is freed).
+//! - [`BlockMapping`]: the first bytes of a physically contiguous [`ZeroedPages`] block mapped
+//!   with one `dma_map_page` (a buffer larger than a page), unmapped on drop; it borrows the
+//!   block, which therefore outlives the mapping.
 //!
 //! Both keep a reference on their device. They should be dropped before the device's driver
 //! unbinds (keep them in the driver data); the DMA API tolerates a free after unbind.
@@ -17,6 +20,7 @@ use crate::{
     alloc::Flags,
     bindings,
     device::Device,
+    dma_pages::ZeroedPages,
     error::{code::*, Result},
     page::{Page, PAGE_SIZE},
     types::{ARef, AsBytes, FromBytes},
@@ -250,6 +254,75 @@ impl PageMapping {
 impl Drop for PageMapping {
     fn drop(&mut self) {
         // SAFETY: by the type invariant, unmapped exactly once, here, before `page` is freed.
+        unsafe {
+            bindings::dma_unmap_page_attrs(self.dev.as_raw(), self.addr, self.len, self.dir.raw(), 0)
+        };
+    }
+}
+
+/// The first `len` bytes of a [`ZeroedPages`] block mapped for streaming DMA with one
+/// `dma_map_page` of its first page (the DMA API maps a physically contiguous range that
+/// starts in that page); unmapped on drop.
+///
+/// # Invariants
+///
+/// `addr` is the successful `dma_map_page` mapping of the first `len` bytes of `block` for
+/// `dev` in direction `dir`; it is unmapped exactly once, in `drop`, while `block` is still
+/// borrowed (so still allocated).
+pub struct BlockMapping<'a> {
+    dev: ARef<Device>,
+    block: &'a ZeroedPages,
+    addr: DmaAddr,
+    len: usize,
+    dir: Direction,
+}
+
+impl<'a> BlockMapping<'a> {
+    /// Maps the first `len` bytes of `block` for `dev` (`EINVAL` if `len` is 0 or longer than
+    /// the block; `ENOMEM` if the DMA API cannot map it).
+    pub fn new(dev: &Device, block: &'a ZeroedPages, len: usize, dir: Direction) -> Result<Self> {
+        if len == 0 || len > block.len() {
+            return Err(EINVAL);
+        }
+        // SAFETY: valid device; the block is an allocated, physically contiguous run of pages
+        // starting at its first page, at least `len` bytes long (checked above), and stays
+        // allocated while borrowed.
+        let addr = unsafe {
+            bindings::dma_map_page_attrs(dev.as_raw(), block.first_page(), 0, len, dir.raw(), 0)
+        };
+        // SAFETY: valid device.
+        if unsafe { bindings::dma_mapping_error(dev.as_raw(), addr) } != 0 {
+            return Err(ENOMEM);
+        }
+        // INVARIANT: mapped above.
+        Ok(Self { dev: dev.into(), block, addr, len, dir })
+    }
+
+    /// The device address of the mapping.
+    pub fn dma_addr(&self) -> DmaAddr {
+        self.addr
+    }
+
+    /// Mapped length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never: `new` rejects `len == 0`).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The mapped block.
+    pub fn block(&self) -> &'a ZeroedPages {
+        self.block
+    }
+}
+
+impl Drop for BlockMapping<'_> {
+    fn drop(&mut self) {
+        // SAFETY: mapped (type invariant), unmapped exactly once, here, while the block is
+        // still borrowed.
         unsafe {
             bindings::dma_unmap_page_attrs(self.dev.as_raw(), self.addr, self.len, self.dir.raw(), 0)
         };

@@ -98,6 +98,11 @@ impl ZeroedPages {
         self.len == 0
     }
 
+    /// The block's first `struct page` (for `dma_map_page` of the block, [`crate::dma::BlockMapping`]).
+    pub(crate) fn first_page(&self) -> *mut bindings::page {
+        self.page.as_ptr()
+    }
+
     #[inline]
     fn word(&self, offset: usize) -> Option<*mut u64> {
         if offset % 8 != 0 || offset.checked_add(8)? > self.len {

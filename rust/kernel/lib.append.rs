@@ -60,3 +60,6 @@ pub mod iommu_driver;
 pub mod modparam;
 // Project overlay: completions (upstream `sync::completion` since v6.16) and work flushing.
 pub mod sync_ext;
+// Project overlay: read-only views of a DT device's registers and of RAM another driver owns.
+#[cfg(CONFIG_OF)]
+pub mod hwobserve;

@@ -91,15 +91,7 @@ impl Device<Core> {
         if len < min_len {
             return Err(EINVAL);
         }
-        // SAFETY: FFI call mapping a physical range described by the firmware.
-        let addr = unsafe { bindings::ioremap(start, len) };
-        if addr.is_null() {
-            return Err(ENOMEM);
-        }
-        // SAFETY: `ioremap` mapped `len` bytes, unmapped only when the `IoRemap` is dropped.
-        let io = unsafe { IoMem::new(addr as usize, len) };
-        // INVARIANT: mapped just above, unmapped only in `drop`.
-        Ok(IoRemap { io })
+        IoRemap::new(start, len)
     }
 
     /// The Linux IRQ number of the wired interrupt named `name` (`interrupt-names`), or
@@ -124,6 +116,22 @@ impl Device<Core> {
 /// `drop`.
 pub struct IoRemap {
     io: IoMem,
+}
+
+impl IoRemap {
+    /// Maps `len` bytes of a device's registers at physical address `start`, a range the
+    /// firmware describes (`ioremap` itself refuses RAM).
+    pub(crate) fn new(start: u64, len: usize) -> Result<Self> {
+        // SAFETY: FFI call mapping a physical range described by the firmware.
+        let addr = unsafe { bindings::ioremap(start, len) };
+        if addr.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `ioremap` mapped `len` bytes, unmapped only when the `IoRemap` is dropped.
+        let io = unsafe { IoMem::new(addr as usize, len) };
+        // INVARIANT: mapped just above, unmapped only in `drop`.
+        Ok(IoRemap { io })
+    }
 }
 
 impl Deref for IoRemap {

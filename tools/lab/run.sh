@@ -72,6 +72,10 @@ esac
 # log_buf_len: the default 128 KiB ring can wrap during a KUnit-heavy boot before labtest reads
 # it (labtest fails the run on lost records, tools/guest/labtest/src/kmsg.rs).
 append="console=ttyAMA0 panic=-1 log_buf_len=4M lab.mode=$mode lab.platform=$platform"
+# initcall_debug: the driver core then logs "probe of <dev> returned <r> after <n> usecs" for
+# every probe (at KERN_DEBUG: not on the console), which bench:smmu_probe_time reads for the
+# SMMU whichever driver binds it.
+append+=" initcall_debug"
 [ -n "$filter" ] && append+=" lab.filter=$filter"
 [ -n "$extra" ] && append+=" $extra"
 [ -x "$LAB_QEMU" ] || { echo "run.sh: no QEMU at $LAB_QEMU: run tools/lab/setup.sh (or tools/qemu/build.sh)" >&2; exit 1; }

@@ -20,7 +20,13 @@
 //!   measurement on both parents of one boot, edu (mediated) and edu-pasid (PASID mode: the
 //!   pages are mapped in the mdev's aux domain instead of the parent's DMA domain, the DMA is
 //!   tagged), alternating, and the latency of attaching an aux domain at an mdev's PASID and of
-//!   detaching it (the sample's own accounting, over mdev creates and removes).
+//!   detaching it (the sample's own accounting, over mdev creates and removes); then the
+//!   SMMU commands and CMD_SYNCs per piece in each mode, counted from the SMMU's command queue
+//!   (`tests/kernel/smmu_cmdq_window.rs`, loaded around single copies: independent of the
+//!   driver). Runs on both SMMUv3 drivers' kernels (every non-debug flavour).
+//! - `bench:smmu_probe_time` (every non-debug flavour): how long the driver core's probe of
+//!   the SMMU took, whichever driver bound it, from the `probe of <dev> returned 0 after <n>
+//!   usecs` line `initcall_debug` (on the lab's kernel command line) makes the driver core log.
 
 use crate::user_tests::UserTest;
 use mdev_client::*;
@@ -71,11 +77,105 @@ pub const ALL: &[UserTest] = &[
     },
 ];
 
-/// The benchmarks of the PASID platforms.
+/// The benchmarks of the PASID platforms (every non-debug flavour: they compare the SMMUv3
+/// drivers too).
 pub const PASID: &[UserTest] = &[UserTest {
     name: "bench:mdev_pasid_vs_mediated",
     run: pasid_vs_mediated,
 }];
+
+/// The benchmarks of the SMMUv3 driver itself, run on every non-debug flavour (the C and the
+/// Rust driver's kernels).
+pub const DRIVER: &[UserTest] = &[UserTest {
+    name: "bench:smmu_probe_time",
+    run: smmu_probe_time,
+}];
+
+/// `probe of ...` lines of the boot log (`initcall_debug`), for [`smmu_probe_time`].
+static PROBES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Keeps a boot log line for the benchmarks that read the boot (the driver core's probe
+/// timings).
+pub fn boot_line(line: &str) {
+    if let Some(l) = line.trim_start().strip_prefix("probe of ") {
+        if let Ok(mut p) = PROBES.lock() {
+            p.push(l.to_string());
+        }
+    }
+}
+
+/// `(returned, usecs)` of `<dev> returned <r> after <n> usecs` (the text after `probe of `) if
+/// it is about `dev`.
+fn parse_probe(line: &str, dev: &str) -> Option<(i64, u64)> {
+    let rest = line.strip_prefix(dev)?.strip_prefix(" returned ")?;
+    let (r, rest) = rest.split_once(" after ")?;
+    let us = rest.strip_suffix(" usecs")?;
+    Some((r.trim().parse().ok()?, us.trim().parse().ok()?))
+}
+
+/// The platform device of the system's SMMUv3 (device-tree `compatible` `arm,smmu-v3`) and the
+/// driver bound to it.
+fn smmu_device() -> Result<(String, String), String> {
+    let dir = Path::new("/sys/bus/platform/devices");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let p = e.map_err(|e| e.to_string())?.path();
+        let compat = std::fs::read(p.join("of_node/compatible")).unwrap_or_default();
+        if compat.split(|&b| b == 0).any(|c| c == b"arm,smmu-v3") {
+            found.push(p);
+        }
+    }
+    let [p] = found.as_slice() else {
+        return Err(format!(
+            "{} platform devices compatible with arm,smmu-v3, want 1",
+            found.len()
+        ));
+    };
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let driver = std::fs::read_link(p.join("driver"))
+        .map_err(|e| format!("{name}: no driver bound ({e})"))?;
+    let driver = driver
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((name, driver))
+}
+
+/// `c` for the C `arm-smmu-v3`, `rust` for the project's driver: the `driver=` of the figure
+/// lines, grouped by `tools/lab/compare-drivers.sh`.
+fn driver_key(driver: &str) -> &'static str {
+    match driver {
+        "arm-smmu-v3" => "c",
+        "arm_smmu_v3_rust" => "rust",
+        _ => "other",
+    }
+}
+
+fn smmu_probe_time() -> Result<(), String> {
+    let (dev, driver) = smmu_device()?;
+    let probes = PROBES.lock().map_err(|_| "probe lines lock poisoned")?;
+    let runs: Vec<(i64, u64)> = probes.iter().filter_map(|l| parse_probe(l, &dev)).collect();
+    let Some(&(_, us)) = runs.iter().find(|(r, _)| *r == 0) else {
+        return Err(format!(
+            "no 'probe of {dev} returned 0 after N usecs' in the boot log ({} probe lines, {} of \
+             {dev}): the kernel needs initcall_debug on its command line (tools/lab/run.sh adds it)",
+            probes.len(),
+            runs.len()
+        ));
+    };
+    let deferred = runs.iter().filter(|(r, _)| *r != 0).count();
+    bench(format!(
+        "smmu_probe: driver={} probe_us={us} deferred={deferred} ({driver} on {dev}: the driver \
+         core's really_probe, i.e. the driver's whole probe (reset, queues, stream table, IRQs, \
+         IOMMU registration) plus the core's pinctrl/DMA set-up around it; once per boot) \
+         [tools/lab/run.sh test --filter bench:smmu_probe]",
+        driver_key(&driver)
+    ));
+    Ok(())
+}
 
 /// The figure lines of the unmediated peer of `bench:mdev_copy_driver_time`
 /// (`tests/kernel/edu_dma_peer.rs`).
@@ -407,17 +507,239 @@ fn pasid_vs_mediated() -> Result<(), String> {
     }
     bench(format!(
         "mdev_pasid_attach_detach: {N} mdev creates/removes on edu-pasid: aux domain alloc + \
-         iommu_attach_device_pasid {} us mean, iommu_detach_device_pasid + free {} us mean; \
-         commands/CMD_SYNCs per piece not counted (the C arm-smmu-v3 driver keeps no such \
-         counter) [{PASID_COMMAND}]",
+         iommu_attach_device_pasid {} us mean, iommu_detach_device_pasid + free {} us mean \
+         [{PASID_COMMAND}]",
         an / a.max(1) / 1000,
         dn / dt.max(1) / 1000,
+    ));
+    // Commands per piece, counted apart from the timed copies (loading the counting window
+    // module between copies would disturb their times).
+    let p = commands_per_piece(&pasid, 0xb400)?;
+    let m = commands_per_piece(&mediated, 0xb410)?;
+    if p.driver != m.driver {
+        return Err(format!(
+            "counted on two drivers: {} and {}",
+            p.driver, m.driver
+        ));
+    }
+    let keys = |mode: &str, c: &PieceCommands| {
+        format!(
+            "{mode}_piece_cmds={} {mode}_piece_syncs={} {mode}_64k_cmds={} {mode}_64k_syncs={} \
+             {mode}_64k_pieces={} {mode}_attach_cmds={} {mode}_attach_syncs={} \
+             {mode}_detach_cmds={} {mode}_detach_syncs={}",
+            c.one.commands,
+            c.one.syncs,
+            c.big.commands,
+            c.big.syncs,
+            c.big_pieces,
+            c.create.commands,
+            c.create.syncs,
+            c.remove.commands,
+            c.remove.syncs,
+        )
+    };
+    let text = |c: &PieceCommands| {
+        format!(
+            "a 4 KiB copy (1 piece): {}; a 64 KiB copy ({} pieces): {} ({:.2} commands + {:.2} \
+             CMD_SYNC per piece); mdev create: {}; remove: {}",
+            c.one.kinds,
+            c.big_pieces,
+            c.big.kinds,
+            c.big.commands as f64 / c.big_pieces.max(1) as f64,
+            c.big.syncs as f64 / c.big_pieces.max(1) as f64,
+            c.create.kinds,
+            c.remove.kinds,
+        )
+    };
+    bench(format!(
+        "mdev_commands: driver={} {} {} (SMMU commands counted from the command queue around \
+         single copies, each repeated until two agree); PASID mode (edu-pasid): {}; mediated \
+         mode (edu): {} [{PASID_COMMAND}]",
+        p.driver,
+        keys("pasid", &p),
+        keys("mediated", &m),
+        text(&p),
+        text(&m),
     ));
     Ok(())
 }
 
+/// The commands the SMMU's queue received in a counting window (`smmu_cmdq_window.ko`).
+#[derive(PartialEq, Eq)]
+struct Window {
+    /// `c` or `rust`.
+    driver: String,
+    commands: u64,
+    syncs: u64,
+    /// The opcodes, e.g. `2 CMD_SYNC + 2 TLBI_NH_VA`.
+    kinds: String,
+}
+
+const WINDOW_MODULE: &str = "smmu_cmdq_window";
+
+/// Runs `f` inside a counting window: `insmod` of the window module before, `rmmod` after,
+/// and its line from the kernel log.
+fn counted<T>(f: impl FnOnce() -> Result<T, String>) -> Result<(Window, T), String> {
+    let mut log = crate::kmsg::Kmsg::open().map_err(|e| format!("/dev/kmsg: {e}"))?;
+    log.drain();
+    let tag = format!("{WINDOW_MODULE}: ");
+    let line_of = |lines: Vec<String>| {
+        lines
+            .into_iter()
+            .find_map(|l| l.find(&tag).map(|i| l[i + tag.len()..].to_string()))
+    };
+    let o = std::process::Command::new("insmod")
+        .arg(format!("/lib/labtest/{WINDOW_MODULE}.ko"))
+        .output()
+        .map_err(|e| format!("insmod {WINDOW_MODULE}: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "insmod {WINDOW_MODULE}: {} ({})",
+            String::from_utf8_lossy(&o.stderr).trim(),
+            line_of(log.drain()).unwrap_or_default()
+        ));
+    }
+    let r = f();
+    let rm = std::process::Command::new("rmmod")
+        .arg(WINDOW_MODULE)
+        .output();
+    if !matches!(rm, Ok(ref o) if o.status.success()) {
+        return Err(format!("rmmod {WINDOW_MODULE} failed"));
+    }
+    let r = r?;
+    let line =
+        line_of(log.drain()).ok_or(format!("no '{tag}' line in the kernel log after rmmod"))?;
+    if let Some(e) = line.strip_prefix("error: ") {
+        return Err(format!("counting window: {e}"));
+    }
+    let driver = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("driver="))
+        .ok_or(format!("no driver= in {line:?}"))?
+        .to_string();
+    let num = |k: &str| parse_key(&line, k).ok_or(format!("no {k}= in {line:?}"));
+    let kinds = line
+        .split_once('(')
+        .and_then(|(_, k)| k.strip_suffix(')'))
+        .unwrap_or("?")
+        .to_string();
+    Ok((
+        Window {
+            driver,
+            commands: num("commands")?,
+            syncs: num("syncs")?,
+            kinds,
+        },
+        r,
+    ))
+}
+
+/// Repeats the counted `measure` until two windows in a row agree (other activity only adds
+/// commands), at most 5 times.
+fn stable_window<T>(
+    mut measure: impl FnMut() -> Result<(Window, T), String>,
+) -> Result<(Window, T), String> {
+    let mut prev = measure()?;
+    for _ in 0..4 {
+        let next = measure()?;
+        if next.0 == prev.0 {
+            return Ok(next);
+        }
+        prev = next;
+    }
+    Err(format!(
+        "5 counting windows around the same operation never agreed twice in a row (last: {}): \
+         other commands on the SMMU?",
+        prev.0.kinds
+    ))
+}
+
+/// Commands counted around single copies of an mdev of `parent`, and around an mdev's create
+/// and remove.
+struct PieceCommands {
+    driver: String,
+    /// A one-page copy: one piece.
+    one: Window,
+    /// A 64 KiB copy.
+    big: Window,
+    big_pieces: u64,
+    create: Window,
+    remove: Window,
+}
+
+fn commands_per_piece(parent: &Path, n: u32) -> Result<PieceCommands, String> {
+    let stats = Path::new("/sys/kernel/debug/edu_mdev").join(parent_bdf(parent)?);
+    let pieces = || -> Result<u64, String> {
+        read_stats(&stats)?
+            .get("pieces")
+            .copied()
+            .ok_or("no pieces in stats".into())
+    };
+    // An mdev's create (PASID mode: its aux domain attached at its PASID) and remove.
+    let mut i = 0;
+    let (create, ()) = stable_window(|| {
+        i += 1;
+        let u = uuid(n + i);
+        let r =
+            counted(|| create_mdev(parent, "edu-small", &u).map_err(|e| format!("create: {e}")));
+        let _ = remove_mdev(&u);
+        r
+    })?;
+    let (remove, ()) = stable_window(|| {
+        i += 1;
+        let u = uuid(n + i);
+        create_mdev(parent, "edu-small", &u).map_err(|e| format!("create: {e}"))?;
+        counted(|| remove_mdev(&u).map_err(|e| format!("remove: {e}")))
+    })?;
+    let m = uuid(n);
+    create_mdev(parent, "edu-small", &m).map_err(|e| format!("create: {e}"))?;
+    let r = (|| -> Result<PieceCommands, String> {
+        let mut s = Session::open(&m)?;
+        // Not counted: the first copy of a session may set up what later ones reuse.
+        s.copy_checked(1, 0, 0, 4096)?;
+        let copy = |s: &mut Session, len: usize| {
+            let p0 = pieces()?;
+            let (w, ()) = counted(|| s.copy_checked(2, 0, 0, len))?;
+            Ok::<_, String>((w, pieces()? - p0))
+        };
+        let (one, one_pieces) = stable_window(|| copy(&mut s, 4096))?;
+        if one_pieces != 1 {
+            return Err(format!("a 4 KiB copy counted {one_pieces} pieces, want 1"));
+        }
+        let (big, big_pieces) = stable_window(|| copy(&mut s, BUF_LEN))?;
+        Ok(PieceCommands {
+            driver: one.driver.clone(),
+            one,
+            big,
+            big_pieces,
+            create,
+            remove,
+        })
+    })();
+    let _ = remove_mdev(&m);
+    r
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn probe_lines() {
+        let l = "9050000.smmuv3 returned 0 after 12345 usecs";
+        assert_eq!(super::parse_probe(l, "9050000.smmuv3"), Some((0, 12345)));
+        assert_eq!(super::parse_probe(l, "9050000.smmu"), None);
+        assert_eq!(
+            super::parse_probe(
+                "9050000.smmuv3 returned -517 after 3 usecs",
+                "9050000.smmuv3"
+            ),
+            Some((-517, 3))
+        );
+        assert_eq!(
+            super::parse_probe("9050000.smmuv3 returned 0", "9050000.smmuv3"),
+            None
+        );
+    }
+
     #[test]
     fn figure_keys() {
         let l = "edu_dma_peer: rounds=20 per_page_ns=41000 map_ns=3000";

@@ -11,9 +11,11 @@
 //!    a failed test;
 //! 3. user-space tests registered in [`user_tests`];
 //! 4. on the release kernel only (`/lib/labtest/flavour`, written by `guest.sh`), the
-//!    benchmarks in [`bench`] and the modules marked `bench` in `modules.list`: they print
-//!    `BENCH` lines; one that produced its figures prints `BENCH-DONE` and is not counted as a
-//!    passed test, one that could not measure is a failure.
+//!    benchmarks in [`bench`] and the modules marked `bench` in `modules.list` (there, for the
+//!    flavours it names; and [`bench::DRIVER`] and [`bench::PASID`], which compare the SMMUv3
+//!    drivers, on every non-debug flavour): they print `BENCH` lines; one that produced its
+//!    figures prints `BENCH-DONE` and is not counted as a passed test, one that could not
+//!    measure is a failure.
 //!
 //! A full run then checks every result name against the platform's expected results
 //! ([`expect`], `lab.platform=` on the kernel command line): a suite that did not run, ran
@@ -118,6 +120,7 @@ fn boot_results(r: &mut Runner, log: &[String]) {
         if let Some(o) = parse_io_pgtable(line) {
             r.report(&o);
         }
+        bench::boot_line(line);
     }
     for o in &ktap.outcomes {
         r.report(o);
@@ -359,11 +362,18 @@ fn main() {
         println!("labtest: vm:* tests not run (no VMM disk: run.sh --vm)");
         &[]
     };
+    // The benchmarks that compare the SMMUv3 drivers (probe time, commands per piece) run on
+    // every non-debug flavour: the C driver's kernel and the Rust driver's.
+    let driver_benches = if flavour.ends_with("debug") {
+        &[][..]
+    } else {
+        bench::DRIVER
+    };
     // The PASID platforms add the tests of PASID mode and its benchmark.
     let (pasid_tests, pasid_benches) = if mdev_client::pasid_platform() {
         (
             user_tests::PASID,
-            if benches.is_empty() {
+            if driver_benches.is_empty() {
                 &[][..]
             } else {
                 bench::PASID
@@ -379,7 +389,13 @@ fn main() {
         .chain(pasid_tests)
         .chain(vms)
         .map(|t| (t, false))
-        .chain(benches.iter().chain(pasid_benches).map(|t| (t, true)))
+        .chain(
+            benches
+                .iter()
+                .chain(pasid_benches)
+                .chain(driver_benches)
+                .map(|t| (t, true)),
+        )
     {
         if !r.selected(t.name) {
             continue;
