@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Benchmark of the SMMUv3 driver under the IOMMU and DMA APIs, the same module on the C
-//! `arm-smmu-v3` (flavour `release`) and on the Rust driver (flavour `rust-smmu`): compare
+//! `arm-smmu-v3` (flavour `c-smmu`) and on the Rust driver (flavour `release`): compare
 //! figures from alternating boots of the two kernels (docs/rust-smmuv3.md, "Figures").
 //!
 //! - `iommu_map` / `iommu_unmap` of 4 KiB x 1, x 16 and x 512 (one call each; the IOVA and the

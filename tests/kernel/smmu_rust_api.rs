@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Guest test of the Rust SMMUv3 driver (`drivers/smmuv3/linux/`, flavour `rust-smmu` only)
+//! Guest test of the Rust SMMUv3 driver (`drivers/smmuv3/linux/`, flavours `release`, `debug`)
 //! through the IOMMU API on edu: the stale-translation oracle (remap an IOVA to another page and
 //! DMA: QEMU keeps stale IOTLB entries, so a missing TLBI sends the DMA to the old page), bad
 //! input answered with an errno and no WARN (overlapping map, map beyond the input address

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest's user-space programs (static aarch64, from the workspace) and the initramfs
 # for one kernel flavour: busybox, /init, the project's modules and the programs.
-# usage: guest.sh [release|debug]   -> prints the initramfs path
+# usage: guest.sh [release|debug|c-smmu|c-smmu-debug]   -> prints the initramfs path
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Builds the lab kernel: unpacks Linux 6.12 into the cache, applies the project's rust/ overlay,
-# configures from configs/<flavour>.config and builds Image + in-tree modules, then the project's
-# out-of-tree modules (top-level Kbuild). Incremental: a second run rebuilds only what changed.
+# configures from the flavour's fragments in configs/ and builds Image + in-tree modules, then the
+# project's out-of-tree modules (top-level Kbuild). Incremental: a second run rebuilds only what
+# changed.
 #
-# usage: kernel.sh [release|debug|rust-smmu|rust-smmu-debug]   (default release; FLAVOUR env too)
+# usage: kernel.sh [release|debug|c-smmu|c-smmu-debug]   (default release; FLAVOUR env too)
+#   release, debug: the project's Rust SMMUv3 driver built in (the lab's default platform);
+#   c-smmu, c-smmu-debug: the C arm-smmu-v3 driver (the baseline). See kenv.sh.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -24,9 +27,11 @@ fi
 
 # --- configuration ---------------------------------------------------------------------------
 mkdir -p "$KBUILD"
+# base.config has the C arm-smmu-v3 (upstream's driver, with its KUnit suite); rust-smmu.config,
+# merged last, turns it off and builds the Rust driver in: every flavour but c-smmu*.
 fragments=("$here/configs/base.config")
-case "$FLAVOUR" in debug|rust-smmu-debug) fragments+=("$here/configs/debug.config") ;; esac
-case "$FLAVOUR" in rust-smmu*) fragments+=("$here/configs/rust-smmu.config") ;; esac
+case "$FLAVOUR" in *debug) fragments+=("$here/configs/debug.config") ;; esac
+case "$FLAVOUR" in c-smmu*) ;; *) fragments+=("$here/configs/rust-smmu.config") ;; esac
 want=$(cat "${fragments[@]}" | sha256sum | cut -c1-16)
 if [ ! -f "$KBUILD/.config" ] || [ "$(cat "$KBUILD/.lab-config" 2>/dev/null)" != "$want" ]; then
     log "configuring from ${fragments[*]##*/}"

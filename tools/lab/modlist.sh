@@ -4,7 +4,7 @@
 # tests/kernel/Kbuild: every test module built must be listed or excluded with a reason
 # ("exclude <module> <reason>"), every listed module must be built, and the list must exist.
 # A module that is built but in no list would otherwise never run, and nothing would say so.
-# usage: modlist.sh release|debug|rust-smmu|rust-smmu-debug
+# usage: modlist.sh release|debug|c-smmu|c-smmu-debug
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -39,7 +39,8 @@ while read -r m rest; do
     for w in $rest; do
         case "$w" in
         bench) bench=" bench" ;;
-        release|debug|rust-smmu|rust-smmu-debug) flavours+=("$w") ;;
+        release|debug|c-smmu|c-smmu-debug) flavours+=("$w") ;;
+        rust-smmu|rust-smmu-debug) die "$m: flavour '$w' is gone (the Rust SMMUv3 driver is now release/debug; the C driver c-smmu/c-smmu-debug)" ;;
         platform=?*) [ -f "$here/expected/${w#platform=}.list" ] ||
                          die "$m: $w names a platform with no tools/lab/expected/${w#platform=}.list"
                      platform=" $w" ;;

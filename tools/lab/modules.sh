@@ -27,7 +27,7 @@ mapfile -t kos < <(find "$mdir" -name '*.ko' | sort)
 printf '%s\n' "${kos[@]}"
 # Rust has no -Wframe-larger-than: check the frames of the project's modules, of the kernel
 # crate with our overlay (a 14 KiB frame in a test module once overflowed the 16 KiB stack) and
-# of the project's built-in drivers on the flavours that build them (the rust-smmu ones build
+# of the project's built-in drivers on the flavours that build them (release and debug build
 # the Rust SMMUv3 driver into the Image, so it never shows up as a .ko).
 # A flavour whose config enables a driver must have its object (a missing one is an error, not
 # a silent pass); an object left over from an earlier config is not part of the Image: skipped.

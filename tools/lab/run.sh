@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boots the lab guest in QEMU (arm64 virt, SMMUv3, GICv3, edu, no network) and judges the run.
 #
-# usage: run.sh test|demo|shell [--flavour release|debug|rust-smmu|rust-smmu-debug]
+# usage: run.sh test|demo|shell [--flavour release|debug|c-smmu|c-smmu-debug]
 #               [--platform edu|pasid|pasid-noits] [--filter NAME] [--append KERNEL-ARGS] [--gdb] [--timeout S]
 #               [--vm]
 #
@@ -12,6 +12,8 @@
 #        the timeout.
 # demo:  runs the guest demo script with the same log checks.
 # shell: interactive shell on the serial console (Ctrl-A X quits QEMU).
+# --flavour: the kernel (kenv.sh): release (the default) and debug have the project's Rust SMMUv3
+#        driver, c-smmu and c-smmu-debug the C arm-smmu-v3 (the baseline).
 # --gdb: QEMU waits for gdb on tcp::1234 (see docs/lab.md).
 # --append: extra kernel command-line arguments (e.g. kunit.filter_glob=... to see what a
 #        missing KUnit case does to the verdict).

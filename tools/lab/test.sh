@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The project's test command: every test, host and guest.
 #   1. lab set-up (idempotent), 2. host `cargo test` for the whole workspace (includes the
-#   qtest-driven QEMU tests), 3. kernel build + guest tests on the release kernel, on the
-#   stock platform (edu) and on the PASID platform (run.sh --platform pasid), then the
-#   rust-smmu flavour (the Rust SMMUv3 driver) on the PASID platform, 4. the stock
-#   platform on the debug kernel (KASAN, lockdep, kmemleak, fault injection), and its tests
-#   named "pasid" on the PASID platform, unless LAB_SKIP_DEBUG=1. Lints (rustfmt, clippy on the host workspace, CLIPPY=1 on the kernel
-#   modules) fail the run too.
+#   qtest-driven QEMU tests), 3. kernel build + guest tests on the release kernel (the
+#   project's Rust SMMUv3 driver, the lab's default platform) on the stock platform (edu),
+#   the PASID platform (run.sh --platform pasid) and, for its one test, the PASID platform
+#   without isolated MSIs (pasid-noits), 4. the C arm-smmu-v3 baseline (flavour c-smmu) on
+#   the PASID platform, unless LAB_SKIP_C_SMMU=1, 5. the debug kernel (the Rust driver with
+#   KASAN, lockdep, kmemleak, fault injection) on edu and on the PASID platform, every suite
+#   on both, unless LAB_SKIP_DEBUG=1. Three kernel builds. Lints (rustfmt, clippy on the
+#   host workspace, CLIPPY=1 on the kernel modules) fail the run too.
 # Host tests that need QEMU fail without it; with LAB_NO_QEMU=1 they print a "LAB-SKIP" line
 # instead (tools/qtest: require_qemu) and are counted here as skipped, not passed.
 # Ends with one "N passed, N failed, N skipped" line over everything (benchmarks are reported
@@ -15,6 +17,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 start=$SECONDS
+[ -z "${LAB_SKIP_RUST_SMMU:-}" ] || {
+    echo "test.sh: LAB_SKIP_RUST_SMMU is gone: the Rust SMMUv3 driver is the default (release, debug); LAB_SKIP_C_SMMU=1 leaves out the C-driver baseline" >&2
+    exit 2
+}
 stamp() { printf '[test] %s (%ds)\n' "$*" $((SECONDS - start)); }
 
 stamp "set-up"
@@ -37,9 +43,7 @@ lint_status=0
 
 guest_passed=0 guest_failed=0 guest_skipped=0 guest_status=0 runs=()
 flavours=(release)
-# The Rust SMMUv3 driver (docs/rust-smmuv3.md) in place of arm-smmu-v3, on the PASID platform
-# only (SubstreamIDs: its set_dev_pasid runs); LAB_SKIP_RUST_SMMU=1 leaves it out.
-[ "${LAB_SKIP_RUST_SMMU:-0}" = 1 ] || flavours+=(rust-smmu)
+[ "${LAB_SKIP_C_SMMU:-0}" = 1 ] || flavours+=(c-smmu)
 [ "${LAB_SKIP_DEBUG:-0}" = 1 ] || flavours+=(debug)
 for f in "${flavours[@]}"; do
     stamp "kernel build ($f)"
@@ -50,14 +54,17 @@ for f in "${flavours[@]}"; do
         stamp "lints: rustdoc of the kernel crate with the overlay"
         "$here/rustdoc.sh" || { echo "[test] FAILED: rustdoc"; lint_status=1; }
     fi
-    # The release kernel also runs on the PASID platform (SMMUv3 with SubstreamIDs + edu-pasid)
-    # and, for its one test, on the PASID platform without isolated MSIs (GICv2); the Rust
-    # SMMUv3 driver runs on the PASID platform (its set_dev_pasid runs there); the debug kernel
-    # runs everything on edu and, on the PASID platform, the tests named "pasid" (PASID-tagged
-    # DMA through kernel::auxdomain, the sample's PASID mode) with kmemleak.
+    # The release kernel runs on both platforms and, for its one test, on the PASID platform
+    # without isolated MSIs (GICv2); the debug kernel runs every suite on both platforms (the
+    # PASID machine is where set_dev_pasid, the aux domains' CD tables and the sample's PASID
+    # mode run under KASAN, lockdep and kmemleak). The C baseline runs every suite once, on the
+    # PASID platform: there its KUnit suite, the io-pgtable selftest, smmu_bench (the figures
+    # the Rust driver is compared with) and the PASID suites (pasid_dma, auxdomain, the
+    # sample's PASID mode through arm-smmu-v3's set_dev_pasid) all run, and a suite that
+    # passes only on the Rust driver would show up.
     case "$f" in
     release) platforms=(edu pasid pasid-noits) ;;
-    rust-smmu) platforms=(pasid) ;;
+    c-smmu) platforms=(pasid) ;;
     debug) platforms=(edu pasid) ;;
     *) platforms=(edu) ;;
     esac
@@ -69,7 +76,6 @@ for f in "${flavours[@]}"; do
         set +e
         only=()
         [ "$plat" = pasid-noits ] && only=(--filter mdev:pasid_msi)
-        [ "$f/$plat" = debug/pasid ] && only=(--filter pasid)
         "$here/run.sh" test --flavour "$f" --platform "$plat" "${only[@]}"
         s=$?
         set -e

@@ -18,6 +18,10 @@
 
 use std::collections::BTreeMap;
 
+/// The kernel flavours (`tools/lab/kenv.sh`): `release` and `debug` carry the project's Rust
+/// SMMUv3 driver, `c-smmu` and `c-smmu-debug` the C `arm-smmu-v3` (the baseline).
+pub const FLAVOURS: [&str; 4] = ["release", "debug", "c-smmu", "c-smmu-debug"];
+
 /// One manifest line that applies to the running flavour.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -44,11 +48,11 @@ pub fn parse(text: &str, flavour: &str) -> Result<Vec<Entry>, String> {
             .parse()
             .map_err(|_| format!("line {}: count {count:?} is not a number", i + 1))?;
         let flavours: Vec<&str> = w.collect();
-        if let Some(f) = flavours
-            .iter()
-            .find(|f| !matches!(**f, "release" | "debug" | "rust-smmu" | "rust-smmu-debug"))
-        {
-            return Err(format!("line {}: unknown flavour {f:?}", i + 1));
+        if let Some(f) = flavours.iter().find(|f| !FLAVOURS.contains(f)) {
+            return Err(format!(
+                "line {}: unknown flavour {f:?} (want one of {FLAVOURS:?})",
+                i + 1
+            ));
         }
         if out.iter().any(|e| e.name == name)
             && (flavours.is_empty() || flavours.contains(&flavour))
@@ -162,6 +166,9 @@ kmemleak 1 debug
         assert!(parse("x", "release").is_err());
         assert!(parse("x y", "release").is_err());
         assert!(parse("x 1 fast", "release").is_err());
+        // The flavours before the Rust driver became the default are gone.
+        assert!(parse("x 1 rust-smmu", "release").is_err());
+        assert!(parse("x 1 c-smmu\nx 2 release", "c-smmu").is_ok());
         assert!(parse("x 1\nx 2", "release").is_err());
         assert!(parse("x 1 release\nx 2 debug", "release").is_ok());
     }

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 const MODULE_LIST: &str = "/lib/labtest/modules.list";
 const MODULE_DIR: &str = "/lib/labtest";
-/// The kernel flavour the initramfs was built for (`release` or `debug`).
+/// The kernel flavour the initramfs was built for ([`expect::FLAVOURS`]).
 const FLAVOUR: &str = "/lib/labtest/flavour";
 /// The expected results, one file per platform (`tools/lab/expected/`).
 const EXPECTED_DIR: &str = "/lib/labtest/expected";

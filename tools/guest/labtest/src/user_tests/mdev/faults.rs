@@ -284,7 +284,11 @@ fn complete_mdev(u: &str) -> Result<(), String> {
         .parse()
         .map_err(|e| format!("pasid of {u}: {e}"))?;
     ensure(pasid >= 1, || format!("{u}: PASID {pasid}"))?;
-    ensure(mdev_attr(u, "mode")? == "mediated", || format!("{u}: mode"))?;
+    // The parent's mode: mediated on edu, PASID on edu-pasid (the PASID platform's parent).
+    let (mode, want) = (mdev_attr(u, "mode")?, expected_mode());
+    ensure(mode == want, || {
+        format!("{u}: mode {mode:?}, want {want:?}")
+    })?;
     cdev_path(u)?;
     std::fs::read_link(mdev_path(u).join("iommu_group"))
         .map(drop)

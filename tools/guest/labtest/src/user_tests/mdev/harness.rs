@@ -217,7 +217,8 @@ impl User<'_> {
 
 fn stress_secs() -> u64 {
     let flavour = std::fs::read_to_string("/lib/labtest/flavour").unwrap_or_default();
-    if flavour.trim() == "debug" {
+    // Both debug flavours (debug, c-smmu-debug).
+    if flavour.trim().ends_with("debug") {
         30
     } else {
         15

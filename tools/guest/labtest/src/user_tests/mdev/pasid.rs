@@ -169,7 +169,7 @@ pub fn unmapped_iova_faults() -> Result<(), String> {
     ensure(log.contains(&want), || format!("no '{want}' line"))?;
     // The SMMU driver's reports since the copy started: a translation fault (0x10) with SSV set
     // and SubstreamID = the mdev's PASID. arm-smmu-v3 prints the raw record (at most 10 per
-    // 5 s); the Rust driver (rust-smmu flavours) decodes it and names the SSID.
+    // 5 s); the Rust driver (release and debug flavours) decodes it and names the SSID.
     let pasid: u64 = pasid.parse().map_err(|e| format!("pasid: {e}"))?;
     let events = smmu_events(log.lines().skip(lines0));
     let ours = events
