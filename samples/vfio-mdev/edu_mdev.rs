@@ -25,14 +25,15 @@
 //!    RESET, `dma_unmap`.
 //! 5. **The mdev driver** (`mdev_driver.rs`, [`MdevDriver`]): probe (PASID, VFIO device, sysfs
 //!    attributes), remove.
-//! 6. **The PCI driver** ([`EduParent`]) and the module (here).
+//! 6. **The parent** (here): edu's PCI side ([`EduParent`], the parent's data) and the module,
+//!    through `kernel::mdev::parent` (no registry of parents: callbacks get their parent's data).
 //!
 //! Measurement, not driver logic: `measure.rs` ([`CopyStats`]: what each copy costs the driver
 //! itself, in debugfs `edu_mdev/<parent>`, with a CPU `memcpy` peer in `edu_mdev/peer_memcpy`).
 
 use core::{
     fmt::Write,
-    sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
 };
 use kernel::{
     alloc::flags::GFP_KERNEL,
@@ -45,10 +46,16 @@ use kernel::{
     ioasid::{OwnerKind, PasidSet},
     iommu,
     iommu::Prot,
-    irq, mdev, new_condvar, new_mutex, new_work, pci,
+    irq, mdev,
+    mdev::parent::{
+        AttributeGroup, Capacity, MdevAttribute, ModuleData, ModuleMdev, ParentDriver,
+        PciParentDriver, Reserved, TypeInfo,
+    },
+    new_condvar, new_mutex, new_work, pci,
     prelude::*,
     str::CStr,
     sync::{Arc, CondVar, Mutex},
+    sync_ext::WorkFlush,
     sysfs,
     time::{msecs_to_jiffies, Ktime},
     types::ARef,
@@ -64,14 +71,6 @@ use kernel::{
 mod copy_engine;
 use copy_engine::{Access, Copy, CopyError};
 
-module! {
-    type: EduMdevModule,
-    name: "edu_mdev",
-    author: "pasid-mdev project",
-    description: "Sample mediated device: edu shared by VFIO mdevs, one PASID each",
-    license: "GPL",
-}
-
 // ---- 1. types and capacity -------------------------------------------------------------------
 
 /// The page size (pieces, pinning, mappings).
@@ -81,32 +80,33 @@ const SLOTS: u32 = 8;
 /// Most mdevs per parent (all small).
 const MAX_MDEVS: usize = SLOTS as usize;
 
-/// An mdev type: its sysfs names and the slots an instance takes.
+/// An mdev type's data: the slots an instance takes, for people its name and description.
 struct EduType {
-    desc: mdev::TypeDesc,
+    name: &'static str,
     slots: u32,
     description: &'static str,
 }
 
-const TYPES: [EduType; 2] = [
-    EduType {
-        desc: mdev::TypeDesc {
-            sysfs_name: c_str!("small"),
-            pretty_name: c_str!("edu-small"),
+const TYPES: [TypeInfo<EduType>; 2] = [
+    TypeInfo::new(
+        c_str!("small"),
+        c_str!("edu-small"),
+        EduType {
+            name: "edu-small",
+            slots: 1,
+            description: "virtual DMA copy engine, 1/8 of the edu engine",
         },
-        slots: 1,
-        description: "virtual DMA copy engine, 1/8 of the edu engine",
-    },
-    EduType {
-        desc: mdev::TypeDesc {
-            sysfs_name: c_str!("large"),
-            pretty_name: c_str!("edu-large"),
+    ),
+    TypeInfo::new(
+        c_str!("large"),
+        c_str!("edu-large"),
+        EduType {
+            name: "edu-large",
+            slots: 2,
+            description: "virtual DMA copy engine, 2/8 of the edu engine",
         },
-        slots: 2,
-        description: "virtual DMA copy engine, 2/8 of the edu engine",
-    },
+    ),
 ];
-const TYPE_DESCS: [mdev::TypeDesc; 2] = [TYPES[0].desc, TYPES[1].desc];
 
 /// PASIDs handed to mdevs (0 is the RID's).
 const PASID_RANGE: core::ops::RangeInclusive<u32> = 1..=(1 << 20) - 1;
@@ -140,50 +140,51 @@ use mdev_driver::*;
 use measure::*;
 use vfio_dev::*;
 
-// ---- 6. the PCI driver and the module ---------------------------------------------------------
+// ---- 6. the parent (edu's PCI side) and the module -------------------------------------------
 
-/// Parents of this module (what the mdev callbacks, which get only a device, look up) and the
-/// mdev driver they register with.
-#[pin_data]
-struct Registry {
-    drv: Arc<mdev::DriverRegistration<MdevDriver>>,
-    /// `edu_mdev/` in debugfs (None if debugfs is unavailable). Outlives every parent's and
-    /// the module's files in it: the module drops them first.
-    debugfs: Option<debugfs::Dir>,
-    #[pin]
-    parents: Mutex<[Option<Arc<ParentShared>>; 4]>,
+kernel::module_mdev_pci_driver! {
+    mdev: MdevDriver, data: EduModule, driver: "edu",
+    pci_ids: [(edu::VENDOR_ID, edu::DEVICE_ID), (edu::VENDOR_ID, edu::PASID_DEVICE_ID)],
+    name: "edu_mdev", author: "pasid-mdev project",
+    description: "Sample mediated device: edu shared by VFIO mdevs, one PASID each",
+    license: "GPL",
 }
 
-/// Set while the module is loaded (see [`EduMdevModule`]).
-static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(core::ptr::null_mut());
-
-fn registry() -> Option<&'static Registry> {
-    let p = REGISTRY.load(Ordering::Acquire);
-    // SAFETY: non-null only while the module owns the pinned registry; the drivers whose
-    // callbacks call this are unregistered before it is cleared and freed.
-    (!p.is_null()).then(|| unsafe { &*p })
+/// What the module owns besides its drivers: debugfs `edu_mdev/` (the parents' files go in
+/// it) and `edu_mdev/peer_memcpy`. `None`s if debugfs is unavailable.
+struct EduModule {
+    // Field order: the file before its directory.
+    _peer: Option<debugfs::DirFile<PeerMemcpy>>,
+    debugfs: Option<Arc<debugfs::Dir>>,
 }
 
-fn registry_find(parent: &Device) -> Option<Arc<ParentShared>> {
-    let key = parent.as_raw_ptr();
-    registry()?
-        .parents
-        .lock()
-        .iter()
-        .flatten()
-        .find(|p| AsRef::<Device>::as_ref(&*p.pdev).as_raw_ptr() == key)
-        .cloned()
+impl ModuleData for EduModule {
+    fn new(_module: &'static ThisModule) -> Result<Self> {
+        let debugfs = debugfs::Dir::new(c_str!("edu_mdev"), None)
+            .inspect_err(|e| pr_err!("edu_mdev: no debugfs directory ({:?})\n", e))
+            .ok()
+            .and_then(|dir| Arc::new(dir, GFP_KERNEL).ok());
+        let peer = debugfs.as_ref().and_then(|dir| {
+            let data = Arc::new(PeerMemcpy, GFP_KERNEL).ok()?;
+            debugfs::Dir::show_file_in(dir, c_str!("peer_memcpy"), data, &PEER_FOPS)
+                .inspect_err(|e| pr_err!("edu_mdev: no peer_memcpy file ({:?})\n", e))
+                .ok()
+        });
+        Ok(Self {
+            _peer: peer,
+            debugfs,
+        })
+    }
 }
 
-/// The PCI driver's data for one edu.
+/// The parent's data, for one bound edu (or edu-pasid): the shared state, edu's interrupt and
+/// the debugfs stats file. The framework drops it after every mdev of the parent is removed.
 struct EduParent {
-    /// `Some` until drop; dropping it removes all mdevs of the parent.
-    parent: Option<Pin<KBox<mdev::Parent<MdevDriver>>>>,
     shared: Arc<ParentShared>,
     /// edu's MSI, if it could be set up (freed after the engine stopped).
     irq: Option<Pin<KBox<irq::Registration<EduIrq>>>>,
     /// debugfs `edu_mdev/<parent>`: the driver time accounting.
-    _stats: Option<debugfs::File<'static, CopyStats>>,
+    _stats: Option<debugfs::DirFile<CopyStats>>,
 }
 
 /// edu's interrupt: acknowledges it and wakes the engine worker.
@@ -210,37 +211,15 @@ impl irq::Handler for EduIrq {
     }
 }
 
-kernel::pci_device_table!(
-    EDU_IDS,
-    EngineCaps,
-    [
-        (
-            pci::DeviceId::from_id(edu::VENDOR_ID, edu::DEVICE_ID),
-            EDU_ENGINE
-        ),
-        (
-            pci::DeviceId::from_id(edu::VENDOR_ID, edu::PASID_DEVICE_ID),
+impl PciParentDriver for MdevDriver {
+    fn parent_data(pdev: &pci::Device<pci::Core>) -> Result<EduParent> {
+        // The engine's capabilities, by device.
+        let caps = if pdev.device_id() == edu::PASID_DEVICE_ID {
             EDU_PASID_ENGINE
-        ),
-    ]
-);
-
-impl pci::Driver for EduParent {
-    type IdInfo = EngineCaps;
-    const ID_TABLE: pci::IdTable<EngineCaps> = EDU_IDS.table();
-
-    fn probe(pdev: &pci::Device<pci::Core>, caps: &EngineCaps) -> Result<Pin<KBox<Self>>> {
-        let reg = registry().ok_or(ENODEV)?;
-        let shared = ParentShared::new(pdev, *caps)?;
-        {
-            let mut parents = reg.parents.lock();
-            let free = parents.iter_mut().find(|p| p.is_none()).ok_or(ENOSPC)?;
-            *free = Some(shared.clone());
-        }
-        let parent = KBox::pin_init(
-            mdev::Parent::new(pdev.as_ref(), &reg.drv, &TYPE_DESCS),
-            GFP_KERNEL,
-        );
+        } else {
+            EDU_ENGINE
+        };
+        let shared = ParentShared::new(pdev, caps)?;
         // edu's MSI completes the engine's DMAs; without it the engine polls.
         let irq = pdev
             .alloc_irq_vectors(1, 1, pci::IrqTypes::MSI)
@@ -257,40 +236,29 @@ impl pci::Driver for EduParent {
                 None
             }
         };
-        let stats = reg.debugfs.as_ref().and_then(|dir| {
+        let module = Self::module_data()?;
+        let stats = module.debugfs.as_ref().and_then(|dir| {
             let name = AsRef::<Device>::as_ref(pdev).name();
-            dir.show_file(name, shared.stats.clone(), &STATS_FOPS)
+            debugfs::Dir::show_file_in(dir, name, shared.stats.clone(), &STATS_FOPS)
                 .inspect_err(|e| dev_err!(pdev, "edu_mdev: no debugfs stats file ({:?})\n", e))
                 .ok()
         });
-        let mut this = EduParent {
-            parent: None,
-            shared,
-            irq,
-            _stats: stats,
-        };
-        // On error `this` drops: taken out of the registry, engine stopped.
-        this.parent = Some(parent?);
         dev_info!(
             pdev,
             "edu_mdev: mdev parent with types edu-small, edu-large ({} slots)\n",
             SLOTS
         );
-        Ok(KBox::pin(this, GFP_KERNEL)?)
+        Ok(EduParent {
+            shared,
+            irq,
+            _stats: stats,
+        })
     }
 }
 
 impl Drop for EduParent {
     fn drop(&mut self) {
-        // Removes every mdev (each waits for its user), then nothing can reach the engine.
-        drop(self.parent.take());
-        if let Some(reg) = registry() {
-            for p in reg.parents.lock().iter_mut() {
-                if p.as_ref().is_some_and(|p| Arc::ptr_eq(p, &self.shared)) {
-                    *p = None;
-                }
-            }
-        }
+        // Every mdev is gone (the framework removed them first): nothing can reach the engine.
         self.shared.shutdown();
         drop(self.irq.take());
         dev_info!(
@@ -298,66 +266,6 @@ impl Drop for EduParent {
             "edu_mdev: parent removed ({} edu completion interrupts)\n",
             self.shared.irq_count.load(Ordering::Relaxed)
         );
-    }
-}
-
-struct EduMdevModule {
-    pci: Option<Pin<KBox<pci::Registration<EduParent>>>>,
-    /// debugfs `edu_mdev/peer_memcpy` (dropped before the registry that holds its directory).
-    _peer: Option<debugfs::File<'static, PeerMemcpy>>,
-    /// Owned here, reached through [`REGISTRY`] (kept alive until the drivers are gone).
-    _registry: Pin<KBox<Registry>>,
-}
-
-impl kernel::Module for EduMdevModule {
-    fn init(module: &'static ThisModule) -> Result<Self> {
-        let drv = mdev::DriverRegistration::<MdevDriver>::new_arc(module)?;
-        let debugfs = debugfs::Dir::new(c_str!("edu_mdev"), None)
-            .inspect_err(|e| pr_err!("edu_mdev: no debugfs directory ({:?})\n", e))
-            .ok();
-        let registry = KBox::pin_init(
-            pin_init!(Registry { drv, debugfs, parents <- new_mutex!([const { None }; 4]) }),
-            GFP_KERNEL,
-        )?;
-        REGISTRY.store(
-            core::ptr::from_ref::<Registry>(&registry).cast_mut(),
-            Ordering::Release,
-        );
-        let pci = KBox::pin_init(
-            pci::Registration::<EduParent>::new(c_str!("edu"), module),
-            GFP_KERNEL,
-        );
-        match pci {
-            Ok(pci) => {
-                // The directory lives in the registry, which `Self` drops after `_peer`.
-                let peer = self::registry()
-                    .and_then(|r| r.debugfs.as_ref())
-                    .and_then(|dir| {
-                        let data = Arc::new(PeerMemcpy, GFP_KERNEL).ok()?;
-                        dir.show_file(c_str!("peer_memcpy"), data, &PEER_FOPS)
-                            .inspect_err(|e| pr_err!("edu_mdev: no peer_memcpy file ({:?})\n", e))
-                            .ok()
-                    });
-                Ok(Self {
-                    pci: Some(pci),
-                    _peer: peer,
-                    _registry: registry,
-                })
-            }
-            Err(e) => {
-                REGISTRY.store(core::ptr::null_mut(), Ordering::Release);
-                Err(e)
-            }
-        }
-    }
-}
-
-impl Drop for EduMdevModule {
-    fn drop(&mut self) {
-        // Unbinds every edu (removing their mdevs) before the registry goes.
-        drop(self.pci.take());
-        REGISTRY.store(core::ptr::null_mut(), Ordering::Release);
-        // `_registry` drops after this: the mdev driver is unregistered last.
     }
 }
 

@@ -1,18 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The parent's shared state ([`ParentShared`]: PCI device, BAR, PASID set, mdev slots) and its
+//! The parent's shared state ([`ParentShared`]: PCI device, BAR, PASID set, engine slots) and its
 //! engine: one work item serving all mdevs in turn, one page-sized piece per turn
 //! (RAM -> edu buffer -> RAM).
 
 use super::*;
-
-/// One mdev of a parent: what sysfs and capacity accounting need.
-pub(crate) struct Slot {
-    /// The mdev's `struct device` (identity only, for the sysfs attributes).
-    pub(crate) dev: usize,
-    pub(crate) pasid: u32,
-    pub(crate) slots: u32,
-}
 
 /// A copy waiting for (or getting) the engine.
 pub(crate) struct Job {
@@ -53,8 +45,11 @@ pub(crate) struct ParentShared {
     pub(crate) caps: EngineCaps,
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) pasids: PasidSet<'static>,
+    /// Engine slots: every mdev takes its type's share.
+    pub(crate) slots: Arc<Capacity>,
+    /// Which mdev ids (indices of the engine's per-mdev state) are in use.
     #[pin]
-    pub(crate) mdevs: Mutex<[Option<Slot>; MAX_MDEVS]>,
+    pub(crate) ids: Mutex<[bool; MAX_MDEVS]>,
     #[pin]
     pub(crate) engine: Mutex<Engine>,
     /// Signalled when the engine finishes a piece or goes idle.
@@ -138,7 +133,8 @@ impl ParentShared {
                 caps,
                 backend,
                 pasids,
-                mdevs <- new_mutex!([const { None }; MAX_MDEVS], "edu_mdev::mdevs"),
+                slots: Capacity::new(SLOTS)?,
+                ids <- new_mutex!([false; MAX_MDEVS], "edu_mdev::ids"),
                 engine <- new_mutex!(Engine {
                     queue: [const { None }; MAX_MDEVS],
                     next_seq: 0,
@@ -181,22 +177,6 @@ impl ParentShared {
             "edu_mdev: PASID mode needs isolated MSIs (an MSI controller such as GICv3's ITS, or interrupt remapping) and this parent has none: open refused (module parameter allow_unsafe_interrupts=1 overrides)\n"
         );
         Err(EPERM)
-    }
-
-    /// Free engine slots.
-    pub(crate) fn free_slots(mdevs: &[Option<Slot>; MAX_MDEVS]) -> u32 {
-        SLOTS - mdevs.iter().flatten().map(|s| s.slots).sum::<u32>()
-    }
-
-    /// The PASID of the mdev whose device is `dev`.
-    pub(crate) fn pasid_of(&self, dev: &Device) -> Option<u32> {
-        let key = dev.as_raw_ptr() as usize;
-        self.mdevs
-            .lock()
-            .iter()
-            .flatten()
-            .find(|s| s.dev == key)
-            .map(|s| s.pasid)
     }
 
     // -- the engine --
@@ -591,8 +571,7 @@ impl ParentShared {
         drop(e);
         // The worker may still be returning from `run`: wait until it did, so neither this
         // object nor the module's code goes away under it.
-        // SAFETY: `work` is an initialised work item of this live, pinned object.
-        unsafe { kernel::bindings::flush_work(Work::raw_get(&self.work)) };
+        self.work.flush();
     }
 }
 
