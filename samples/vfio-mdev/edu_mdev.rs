@@ -42,7 +42,6 @@ use kernel::{
     device::Device,
     devres::Devres,
     dma::Direction,
-    eventfd::EventFd,
     ioasid::{OwnerKind, PasidSet},
     iommu,
     iommu::Prot,
@@ -60,7 +59,7 @@ use kernel::{
     time::{msecs_to_jiffies, Ktime},
     types::ARef,
     uaccess::{UserSliceReader, UserSliceWriter},
-    vfio::{self, uapi},
+    vfio::{self, pci as vpci, uapi},
     workqueue::{self, impl_has_work, Work, WorkItem},
 };
 

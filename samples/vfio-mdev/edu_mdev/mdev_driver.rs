@@ -103,7 +103,7 @@ impl ParentDriver for MdevDriver {
                 id,
                 pasid,
                 fence: vfio::UnmapFence::new()?,
-                st <- new_mutex!(DevState { cfg: ConfigSpace::new(), regs: Regs::default(), msi: None, req: None }),
+                st <- new_mutex!(DevState { pci: pci_face()?, regs: Regs::default() }),
             }),
         )?;
         let reg = vfio::Registration::new(&vdev)?;

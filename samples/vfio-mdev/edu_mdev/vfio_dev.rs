@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The mdev as a VFIO device ([`MdevVfio`]): emulated config space and BAR0 register file
-//! (`docs/sample-mdev.md`), region/IRQ info, SET_IRQS, RESET, `dma_unmap`.
+//! The mdev as a VFIO device ([`MdevVfio`]): the BAR0 register file of the copy engine
+//! (`docs/sample-mdev.md`), RESET and `dma_unmap`; config space, region routing, the info
+//! ioctls and SET_IRQS are `kernel::vfio::pci::RegisterDevice`'s.
 
 use super::*;
 
@@ -28,65 +29,14 @@ pub(crate) mod regs {
     pub(crate) const RESET_MAGIC: u32 = 1;
 }
 
-pub(crate) const BAR0_SIZE: u64 = 0x1000;
-pub(crate) const CFG_SIZE: usize = 256;
-pub(crate) const REGION_SHIFT: u32 = 40;
-pub(crate) const BAR0_INDEX: u32 = 0;
-pub(crate) const CONFIG_INDEX: u32 = 7;
-pub(crate) const NUM_REGIONS: u32 = 9;
-pub(crate) const MSI_INDEX: u32 = 1;
-pub(crate) const REQ_INDEX: u32 = 4;
-pub(crate) const NUM_IRQS: u32 = 5;
-/// The emulated device's IDs.
-pub(crate) const VENDOR: u16 = 0x1234;
-pub(crate) const DEVICE: u16 = 0xed01;
-pub(crate) const MSI_CAP: usize = 0x40;
+/// BAR0's size (the register file).
+pub(crate) const BAR0_SIZE: u32 = 0x1000;
 
-/// Emulated PCI config space: values and, per byte, which bits the user may write.
-pub(crate) struct ConfigSpace {
-    pub(crate) val: [u8; CFG_SIZE],
-    pub(crate) wmask: [u8; CFG_SIZE],
-}
-
-impl ConfigSpace {
-    pub(crate) fn new() -> Self {
-        let mut c = ConfigSpace {
-            val: [0; CFG_SIZE],
-            wmask: [0; CFG_SIZE],
-        };
-        let mut put = |off: usize, bytes: &[u8], wmask: &[u8]| {
-            c.val[off..off + bytes.len()].copy_from_slice(bytes);
-            c.wmask[off..off + wmask.len()].copy_from_slice(wmask);
-        };
-        put(0x00, &VENDOR.to_le_bytes(), &[]);
-        put(0x02, &DEVICE.to_le_bytes(), &[]);
-        // Command: memory space, bus master, INTx disable are writable. Status: cap list.
-        put(0x04, &[0, 0, 0x10, 0], &[0x06, 0x04]);
-        // Revision 1, class 08 80 00 (other system peripheral).
-        put(0x08, &[0x01, 0x00, 0x80, 0x08], &[]);
-        // BAR0: 32-bit non-prefetchable memory, BAR0_SIZE bytes (the mask does the sizing).
-        put(0x10, &[0; 4], &(!(BAR0_SIZE as u32 - 1)).to_le_bytes());
-        put(0x2c, &VENDOR.to_le_bytes(), &[]);
-        put(0x2e, &DEVICE.to_le_bytes(), &[]);
-        put(0x34, &[MSI_CAP as u8], &[]);
-        // MSI capability: 64-bit, one vector; enable, address and data writable.
-        put(MSI_CAP, &[0x05, 0x00, 0x80, 0x00], &[0, 0, 0x01, 0]);
-        put(MSI_CAP + 4, &[0; 4], &[0xfc, 0xff, 0xff, 0xff]);
-        put(MSI_CAP + 8, &[0; 4], &[0xff; 4]);
-        put(MSI_CAP + 12, &[0; 2], &[0xff; 2]);
-        c
-    }
-
-    pub(crate) fn read(&self, off: usize, out: &mut [u8]) {
-        out.copy_from_slice(&self.val[off..off + out.len()]);
-    }
-
-    pub(crate) fn write(&mut self, off: usize, data: &[u8]) {
-        for (i, b) in data.iter().enumerate() {
-            let m = self.wmask[off + i];
-            self.val[off + i] = (self.val[off + i] & !m) | (b & m);
-        }
-    }
+/// The emulated device's vfio-pci face: IDs, class `08 80 00` (other system peripheral),
+/// revision 1, BAR0 and one MSI vector (`kernel::vfio::pci`: config space with its write masks,
+/// region routing, the information ioctls and the SET_IRQS eventfds).
+pub(crate) fn pci_face() -> Result<vpci::RegisterDevice> {
+    vpci::RegisterDevice::new(0x1234, 0xed01, 0x08_80_00, 1, BAR0_SIZE)
 }
 
 /// The copy engine's registers of one mdev.
@@ -103,10 +53,8 @@ pub(crate) struct Regs {
 
 /// Mutable state of an mdev's VFIO device.
 pub(crate) struct DevState {
-    pub(crate) cfg: ConfigSpace,
+    pub(crate) pci: vpci::RegisterDevice,
     pub(crate) regs: Regs,
-    pub(crate) msi: Option<EventFd>,
-    pub(crate) req: Option<EventFd>,
 }
 
 /// The VFIO device of an mdev.
@@ -141,9 +89,7 @@ impl MdevVfio {
             st.regs.completed = st.regs.completed.wrapping_add(1);
         }
         if irq {
-            if let Some(msi) = &st.msi {
-                msi.signal();
-            }
+            st.pci.irqs.signal(vpci::MSI_IRQ_INDEX);
         }
     }
 
@@ -231,18 +177,18 @@ impl MdevVfio {
         }
     }
 
-    pub(crate) fn read_reg(&self, off: u64) -> u32 {
-        let st = self.st.lock();
+    /// The register at `off`, from the registers `r` (locked by the caller).
+    pub(crate) fn read_reg(&self, r: &Regs, off: u64) -> u32 {
         match off {
             regs::ID => regs::ID_VALUE,
             regs::PASID => self.pasid,
-            regs::SRC_LO => st.regs.src as u32,
-            regs::SRC_HI => (st.regs.src >> 32) as u32,
-            regs::DST_LO => st.regs.dst as u32,
-            regs::DST_HI => (st.regs.dst >> 32) as u32,
-            regs::LEN => st.regs.len,
-            regs::STATUS => st.regs.status,
-            regs::COMPLETED => st.regs.completed,
+            regs::SRC_LO => r.src as u32,
+            regs::SRC_HI => (r.src >> 32) as u32,
+            regs::DST_LO => r.dst as u32,
+            regs::DST_HI => (r.dst >> 32) as u32,
+            regs::LEN => r.len,
+            regs::STATUS => r.status,
+            regs::COMPLETED => r.completed,
             regs::MAX_LEN => copy_engine::COPY_MAX as u32,
             _ => 0,
         }
@@ -267,58 +213,6 @@ impl MdevVfio {
             ..Regs::default()
         };
     }
-
-    /// Splits a device-file offset into (region index, offset in the region).
-    pub(crate) fn region(offset: u64) -> (u32, u64) {
-        (
-            (offset >> REGION_SHIFT) as u32,
-            offset & ((1 << REGION_SHIFT) - 1),
-        )
-    }
-
-    pub(crate) fn set_irqs(dev: &vfio::Device<Self>, arg: usize) -> Result<isize> {
-        let count = |i: u32| {
-            if i == MSI_INDEX || i == REQ_INDEX {
-                1
-            } else {
-                0
-            }
-        };
-        let set = uapi::IrqSet::from_user(arg, NUM_IRQS, count)?;
-        if set.index != MSI_INDEX && set.index != REQ_INDEX {
-            // Only "disable" (count 0) of the absent interrupts gets here.
-            return Ok(0);
-        }
-        let mut st = dev.st.lock();
-        let slot = if set.index == MSI_INDEX {
-            &mut st.msi
-        } else {
-            &mut st.req
-        };
-        match (set.action, &set.data) {
-            (uapi::IrqAction::Trigger, uapi::IrqSetData::Eventfd(fds)) => {
-                *slot = match fds.first() {
-                    Some(&fd) if fd >= 0 => Some(EventFd::from_fd(fd)?),
-                    _ => None,
-                };
-            }
-            (uapi::IrqAction::Trigger, uapi::IrqSetData::None) if set.count == 0 => *slot = None,
-            // Loopback: fire the interrupt now.
-            (uapi::IrqAction::Trigger, uapi::IrqSetData::None) => {
-                if let Some(e) = slot {
-                    e.signal();
-                }
-            }
-            (uapi::IrqAction::Trigger, uapi::IrqSetData::Bool(b)) => {
-                if let (Some(e), Some(true)) = (slot.as_ref(), b.first()) {
-                    e.signal();
-                }
-            }
-            // Not maskable.
-            _ => return Err(EINVAL),
-        }
-        Ok(0)
-    }
 }
 
 impl vfio::DeviceOps for MdevVfio {
@@ -328,7 +222,7 @@ impl vfio::DeviceOps for MdevVfio {
         dev.parent.check_msi_isolation()?;
         dev.fence.clear();
         let mut st = dev.st.lock();
-        st.cfg = ConfigSpace::new();
+        st.pci = pci_face()?;
         let gen = st.regs.gen + 1;
         st.regs = Regs {
             gen,
@@ -341,128 +235,51 @@ impl vfio::DeviceOps for MdevVfio {
         // No pinning after close: take all copies off the engine first.
         let mut st = dev.st.lock();
         Self::reset_locked(dev, &mut st);
-        st.msi = None;
-        st.req = None;
+        st.pci.irqs.clear();
         drop(st);
         // Nothing of this user is pinned any more, and the next user maps afresh.
         dev.fence.clear();
     }
 
     fn read(dev: &vfio::Device<Self>, mut buf: UserSliceWriter, offset: u64) -> Result<usize> {
-        let (index, off) = Self::region(offset);
-        let len = buf.len();
-        match index {
-            CONFIG_INDEX => {
-                // Reads of any length inside the space: a VMM (QEMU's vfio-pci) reads it whole
-                // at start-up. Writes stay 1/2/4 bytes, the sizes of a guest's accesses.
-                let o = usize::try_from(off).map_err(|_| EINVAL)?;
-                if len == 0 || o > CFG_SIZE || len > CFG_SIZE - o {
-                    return Err(EINVAL);
-                }
-                let mut tmp = [0u8; CFG_SIZE];
-                dev.st.lock().cfg.read(o, &mut tmp[..len]);
-                buf.write_slice(&tmp[..len])?;
-                Ok(len)
-            }
-            BAR0_INDEX => {
-                if len != 4 || off % 4 != 0 || off >= BAR0_SIZE {
-                    return Err(EINVAL);
-                }
-                buf.write_slice(&dev.read_reg(off).to_le_bytes())?;
-                Ok(4)
-            }
-            _ => Err(EINVAL),
-        }
+        let st = dev.st.lock();
+        st.pci
+            .read(&mut buf, offset, |off| dev.read_reg(&st.regs, off))
     }
 
     fn write(dev: &vfio::Device<Self>, mut buf: UserSliceReader, offset: u64) -> Result<usize> {
-        let (index, off) = Self::region(offset);
-        let len = buf.len();
-        match index {
-            CONFIG_INDEX => {
-                let o = usize::try_from(off).map_err(|_| EINVAL)?;
-                if !matches!(len, 1 | 2 | 4) || o + len > CFG_SIZE {
-                    return Err(EINVAL);
-                }
-                let mut tmp = [0u8; 4];
-                buf.read_slice(&mut tmp[..len])?;
-                dev.st.lock().cfg.write(o, &tmp[..len]);
-                Ok(len)
-            }
-            BAR0_INDEX => {
-                if len != 4 || off % 4 != 0 || off >= BAR0_SIZE {
-                    return Err(EINVAL);
-                }
-                let mut tmp = [0u8; 4];
-                buf.read_slice(&mut tmp)?;
-                Self::write_reg(dev, off, u32::from_le_bytes(tmp));
+        // A register's effect takes the state lock itself: not held across it.
+        let written = dev.st.lock().pci.write(&mut buf, offset)?;
+        match written {
+            vpci::Written::Config(n) => Ok(n),
+            vpci::Written::Register { offset, value } => {
+                Self::write_reg(dev, offset, value);
                 Ok(4)
             }
-            _ => Err(EINVAL),
         }
     }
 
     fn ioctl(dev: &vfio::Device<Self>, cmd: u32, arg: usize) -> Result<isize> {
-        match cmd {
-            uapi::DEVICE_GET_INFO => uapi::DeviceInfo {
-                flags: uapi::DEVICE_FLAGS_PCI | uapi::DEVICE_FLAGS_RESET,
-                num_regions: NUM_REGIONS,
-                num_irqs: NUM_IRQS,
-            }
-            .reply_to_user(arg),
-            uapi::DEVICE_GET_REGION_INFO => {
-                let req = uapi::RegionInfoRequest::from_user(arg, NUM_REGIONS)?;
-                let rw = uapi::REGION_READ | uapi::REGION_WRITE;
-                let (flags, size) = match req.index {
-                    BAR0_INDEX => (rw, BAR0_SIZE),
-                    CONFIG_INDEX => (rw, CFG_SIZE as u64),
-                    _ => (0, 0),
-                };
-                uapi::RegionInfo {
-                    flags,
-                    size,
-                    offset: u64::from(req.index) << REGION_SHIFT,
-                    caps: None,
-                }
-                .reply_to_user(&req, arg)
-            }
-            uapi::DEVICE_GET_IRQ_INFO => {
-                let req = uapi::IrqInfoRequest::from_user(arg, NUM_IRQS)?;
-                match req.index {
-                    MSI_INDEX | REQ_INDEX => {
-                        req.reply_to_user(arg, uapi::IRQ_INFO_EVENTFD | uapi::IRQ_INFO_NORESIZE, 1)
-                    }
-                    _ => req.reply_to_user(arg, 0, 0),
-                }
-            }
-            uapi::DEVICE_SET_IRQS => Self::set_irqs(dev, arg),
-            uapi::DEVICE_RESET => {
-                Self::reset(dev);
-                Ok(0)
-            }
-            _ => Err(ENOTTY),
+        if cmd == uapi::DEVICE_RESET {
+            Self::reset(dev);
+            return Ok(0);
         }
+        dev.st.lock().pci.ioctl(cmd, arg)
     }
 
     fn request(dev: &vfio::Device<Self>, count: u32) {
         let st = dev.st.lock();
-        match &st.req {
-            Some(req) => {
-                if count == 0 {
-                    dev_info!(
-                        dev.device(),
-                        "edu_mdev: asking the user to release the device\n"
-                    );
-                }
-                req.signal();
-            }
-            None if count == 0 => {
-                dev_info!(
-                    dev.device(),
-                    "edu_mdev: device in use and no request eventfd: waiting for close\n"
-                );
-            }
-            None => {}
+        let asked = st.pci.irqs.signal(vpci::REQ_IRQ_INDEX);
+        if count == 0 && asked {
+            dev_info!(
+                dev.device(),
+                "edu_mdev: asking the user to release the device\n"
+            );
+        } else if count == 0 {
+            dev_info!(
+                dev.device(),
+                "edu_mdev: device in use and no request eventfd: waiting for close\n"
+            );
         }
     }
 
