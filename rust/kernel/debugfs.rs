@@ -107,6 +107,31 @@ impl Dir {
     }
 }
 
+/// A [`File`] that holds a reference on its directory instead of borrowing it: for a file
+/// owned by something that cannot borrow the directory (a device's file in its module's
+/// directory, kept in the device's data). Removed on drop, then the reference is dropped.
+pub struct DirFile<T: Show> {
+    // Field order: the file is removed before the directory can go.
+    _file: File<'static, T>,
+    _dir: Arc<Dir>,
+}
+
+impl Dir {
+    /// [`Dir::show_file`] in `dir`, the result keeping `dir` alive.
+    pub fn show_file_in<T: Show>(
+        dir: &Arc<Dir>,
+        name: &CStr,
+        data: Arc<T>,
+        fops: &'static ShowFops<T>,
+    ) -> Result<DirFile<T>> {
+        // SAFETY: the `DirFile` owns a reference on `dir`, dropped after the file is removed
+        // (field order): the directory outlives the file, which is what the borrow of a
+        // `File` stands for.
+        let d: &'static Dir = unsafe { &*core::ptr::from_ref::<Dir>(dir) };
+        Ok(DirFile { _file: d.show_file(name, data, fops)?, _dir: dir.clone() })
+    }
+}
+
 impl Drop for Dir {
     fn drop(&mut self) {
         // SAFETY: created by us (type invariant); waits for running file operations.

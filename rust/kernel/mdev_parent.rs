@@ -337,52 +337,56 @@ macro_rules! mdev_attribute_group {
     };
 }
 
-/// The mdev driver registration of a module, set while its PCI driver is registered (what a
-/// PCI probe needs to register a parent). Used by
-/// [`module_mdev_pci_driver!`](crate::module_mdev_pci_driver), which sets it before
-/// registering the PCI driver and takes it after unregistering it.
+/// A reference a module holds while its PCI driver is registered, for that driver's probes:
+/// the module's mdev driver registration ([`ModuleDriver`]) and the module's own data
+/// ([`ModuleData`]). Used by [`module_mdev_pci_driver!`](crate::module_mdev_pci_driver), which
+/// sets it before registering the PCI driver and takes it after unregistering it.
 ///
 /// # Invariants
 ///
-/// `drv` is null or from `Arc::into_raw`, owning one reference.
-pub struct ModuleDriver<T: ParentDriver> {
-    drv: AtomicPtr<DriverReg<T>>,
+/// `p` is null or from `Arc::into_raw`, owning one reference.
+pub struct ModuleSlot<D: Send + Sync> {
+    p: AtomicPtr<D>,
 }
 
-impl<T: ParentDriver> ModuleDriver<T> {
+/// The mdev driver registration of a module, set while its PCI driver is registered (what a
+/// PCI probe needs to register a parent).
+pub type ModuleDriver<T> = ModuleSlot<DriverReg<T>>;
+
+impl<D: Send + Sync> ModuleSlot<D> {
     /// An empty slot.
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
-        Self { drv: AtomicPtr::new(core::ptr::null_mut()) }
+        Self { p: AtomicPtr::new(core::ptr::null_mut()) }
     }
 
-    /// Stores the registration.
+    /// Stores `d`.
     ///
     /// # Safety
     ///
     /// No other `set` or `take` may run concurrently, and the slot must be empty.
     #[doc(hidden)]
-    pub unsafe fn set(&self, drv: Arc<DriverReg<T>>) {
+    pub unsafe fn set(&self, d: Arc<D>) {
         // INVARIANT: one reference moves into the slot.
-        self.drv.store(Arc::into_raw(drv).cast_mut(), Ordering::Release);
+        self.p.store(Arc::into_raw(d).cast_mut(), Ordering::Release);
     }
 
-    /// Takes the registration back.
+    /// Takes the reference back.
     ///
     /// # Safety
     ///
-    /// No [`ModuleDriver::get`] may run concurrently or later (the module unregistered the PCI
+    /// No [`ModuleSlot::get`] may run concurrently or later (the module unregistered the PCI
     /// driver whose probe calls it).
     #[doc(hidden)]
-    pub unsafe fn take(&self) -> Option<Arc<DriverReg<T>>> {
-        let p = self.drv.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    pub unsafe fn take(&self) -> Option<Arc<D>> {
+        let p = self.p.swap(core::ptr::null_mut(), Ordering::AcqRel);
         // SAFETY: from `Arc::into_raw` (type invariant), taken out of the slot once.
         (!p.is_null()).then(|| unsafe { Arc::from_raw(p) })
     }
 
-    /// A reference to the registration; `ENODEV` outside the module's lifetime.
-    pub fn get(&self) -> Result<Arc<DriverReg<T>>> {
-        let p = self.drv.load(Ordering::Acquire);
+    /// A reference to what the slot holds; `ENODEV` outside the module's lifetime.
+    pub fn get(&self) -> Result<Arc<D>> {
+        let p = self.p.load(Ordering::Acquire);
         if p.is_null() {
             return Err(ENODEV);
         }
@@ -392,15 +396,35 @@ impl<T: ParentDriver> ModuleDriver<T> {
     }
 }
 
+/// What a module declared with [`module_mdev_pci_driver!`](crate::module_mdev_pci_driver) owns
+/// besides its drivers (its `data:`), e.g. a debugfs directory its parents put their files in:
+/// made before the drivers are registered, dropped after they are unregistered (every parent
+/// and mdev gone). Parents reach it with [`ModuleMdev::module_data`]. `()` when there is none.
+pub trait ModuleData: Send + Sync + Sized + 'static {
+    /// Makes the data at module load.
+    fn new(module: &'static crate::ThisModule) -> Result<Self>;
+}
+
+impl ModuleData for () {
+    fn new(_module: &'static crate::ThisModule) -> Result<Self> {
+        Ok(())
+    }
+}
+
 /// What [`module_mdev_pci_driver!`](crate::module_mdev_pci_driver) declares for
 /// [`PciParent`]: the module's registered mdev driver and the PCI IDs of its parents.
 #[doc(hidden)]
 #[cfg(CONFIG_PCI)]
 pub trait ModuleMdev: ParentDriver {
+    /// The module's own data (its `data:`, else `()`).
+    type ModuleData: ModuleData;
     /// The PCI devices the driver is the mdev parent of.
     const ID_TABLE: crate::pci::IdTable<()>;
     /// The registration; `ENODEV` outside the module's lifetime.
     fn module_driver() -> Result<Arc<DriverReg<Self>>>;
+    /// The module's data; `ENODEV` outside the module's lifetime (never in a PCI probe or an
+    /// mdev callback).
+    fn module_data() -> Result<Arc<Self::ModuleData>>;
 }
 
 /// An mdev driver whose parents are PCI devices. With
@@ -435,7 +459,9 @@ impl<T: PciParentDriver + ModuleMdev> crate::pci::Driver for PciParent<T> {
 /// Declares a module `name` that registers the mdev driver `mdev` (a [`PciParentDriver`]) and
 /// its PCI driver [`PciParent`] (named `driver`, the prefix of the mdev types' sysfs names,
 /// binding the `(vendor, device)` IDs of `pci_ids`) together: the mdev driver first (the PCI probe registers parents with it), and on unload the
-/// PCI driver first (removing every parent and mdev), then the mdev driver.
+/// PCI driver first (removing every parent and mdev), then the mdev driver. With `data: D` (a
+/// [`ModuleData`]), the module also owns a `D`, made first and dropped last, which parents
+/// reach with [`ModuleMdev::module_data`].
 ///
 /// # Examples
 ///
@@ -447,10 +473,14 @@ impl<T: PciParentDriver + ModuleMdev> crate::pci::Driver for PciParent<T> {
 /// ```
 #[macro_export]
 macro_rules! module_mdev_pci_driver {
-    (mdev: $mdev:ty, driver: $driver:tt, pci_ids: [$(($vendor:expr, $device:expr)),+ $(,)?],
+    (mdev: $mdev:ty, $(data: $data:ty,)? driver: $driver:tt, pci_ids: [$(($vendor:expr, $device:expr)),+ $(,)?],
      name: $name:tt, author: $author:tt, description: $desc:tt, license: $license:tt $(,)?) => {
+        type __MdevModuleData = $crate::__mdev_module_data!($($data)?);
+
         static __MDEV_DRIVER: $crate::mdev::parent::ModuleDriver<$mdev> =
             $crate::mdev::parent::ModuleDriver::new();
+        static __MDEV_DATA: $crate::mdev::parent::ModuleSlot<__MdevModuleData> =
+            $crate::mdev::parent::ModuleSlot::new();
 
         $crate::pci_device_table!(
             __MDEV_PCI_IDS,
@@ -459,6 +489,12 @@ macro_rules! module_mdev_pci_driver {
         );
 
         impl $crate::mdev::parent::ModuleMdev for $mdev {
+            type ModuleData = __MdevModuleData;
+
+            fn module_data() -> $crate::error::Result<$crate::sync::Arc<__MdevModuleData>> {
+                __MDEV_DATA.get()
+            }
+
             const ID_TABLE: $crate::pci::IdTable<()> = __MDEV_PCI_IDS.table();
 
             fn module_driver() -> $crate::error::Result<$crate::sync::Arc<$crate::mdev::parent::DriverReg<$mdev>>> {
@@ -474,9 +510,14 @@ macro_rules! module_mdev_pci_driver {
 
         impl $crate::Module for __MdevPciModule {
             fn init(module: &'static $crate::ThisModule) -> $crate::error::Result<Self> {
+                let data = <__MdevModuleData as $crate::mdev::parent::ModuleData>::new(module)?;
+                let data = $crate::sync::Arc::new(data, $crate::alloc::flags::GFP_KERNEL)?;
                 let drv = $crate::mdev::DriverRegistration::new_arc(module)?;
-                // SAFETY: module init runs once, before anything else uses the slot.
-                unsafe { __MDEV_DRIVER.set(drv) };
+                // SAFETY: module init runs once, before anything else uses the slots.
+                unsafe {
+                    __MDEV_DATA.set(data);
+                    __MDEV_DRIVER.set(drv);
+                }
                 match $crate::alloc::KBox::pin_init(
                     $crate::pci::Registration::<__MdevPci>::new($crate::c_str!($driver), module),
                     $crate::alloc::flags::GFP_KERNEL,
@@ -485,6 +526,8 @@ macro_rules! module_mdev_pci_driver {
                     Err(e) => {
                         // SAFETY: no PCI driver is registered, so no probe calls `get`.
                         drop(unsafe { __MDEV_DRIVER.take() });
+                        // SAFETY: as above.
+                        drop(unsafe { __MDEV_DATA.take() });
                         Err(e)
                     }
                 }
@@ -497,6 +540,8 @@ macro_rules! module_mdev_pci_driver {
                 drop(self.pci.take());
                 // SAFETY: the PCI driver is unregistered, so no probe calls `get` any more.
                 drop(unsafe { __MDEV_DRIVER.take() });
+                // SAFETY: as above; the module's data goes last.
+                drop(unsafe { __MDEV_DATA.take() });
             }
         }
 
@@ -508,6 +553,15 @@ macro_rules! module_mdev_pci_driver {
             license: $license,
         }
     };
+}
+
+/// The module data type of [`module_mdev_pci_driver!`](crate::module_mdev_pci_driver): its
+/// `data:`, else `()`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __mdev_module_data {
+    () => { () };
+    ($t:ty) => { $t };
 }
 
 /// A parent's capacity, in units its types take (one per mdev, or more for a bigger type):

@@ -7,16 +7,19 @@
 //! The mdev cases register a parent on edu and create/remove mdevs through sysfs, as user
 //! space would. Every count the checks read lives in the parent's data, not in a global: the
 //! point of the framework is that callbacks reach it.
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use core::{
+    fmt::Write,
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering},
+};
 use kernel::{
     alloc::{flags::GFP_KERNEL, KVec},
-    c_str,
+    c_str, debugfs,
     delay::msleep,
     delay::read_poll_timeout,
-    error::code::{EBADF, EFAULT, EINVAL, ENOSPC, ETIMEDOUT},
+    error::code::{EBADF, EFAULT, EINVAL, ENODEV, ENOENT, ENOSPC, ETIMEDOUT},
     labtest::{Case, Failed, Suite},
     labtest_ensure, mdev,
-    mdev::parent::{AttributeGroup, Capacity, MdevAttribute, ModuleDriver, ParentDriver, Registration, Reserved, TypeInfo},
+    mdev::parent::{AttributeGroup, Capacity, MdevAttribute, ModuleDriver, ModuleSlot, ParentDriver, Registration, Reserved, TypeInfo},
     new_work, pci,
     prelude::*,
     str::{CStr, CString},
@@ -29,7 +32,7 @@ use kernel::{
 
 #[path = "common/kfile.rs"]
 mod kfile;
-use kfile::{sysfs_read, sysfs_write};
+use kfile::{file_opens, sysfs_read, sysfs_write};
 
 module! {
     type: AbsMdevFw,
@@ -104,7 +107,6 @@ impl ParentDriver for TestMdev {
     }
 
     fn description(parent: &Shared, ty: &Units, out: &mut mdev::SysfsBuf<'_>) -> Result {
-        use core::fmt::Write;
         writeln!(out, "{} units on {}", ty.0, parent.name.to_str().map_err(|_| EINVAL)?).map_err(|_| EINVAL)
     }
 }
@@ -114,7 +116,6 @@ struct Info;
 
 impl MdevAttribute<TestMdev> for Info {
     fn show(parent: &Shared, _mdev: &mdev::Device, data: &MdevData, out: &mut sysfs::Buffer<'_>) -> Result {
-        use core::fmt::Write;
         writeln!(out, "units {} uuid0 {:02x} probes {}", data.units.units(), data.first_uuid_byte, parent.probes.load(Ordering::Relaxed))
             .map_err(|_| EINVAL)
     }
@@ -515,6 +516,54 @@ fn capacity_cases(suite: &mut Suite) {
     });
 }
 
+// ---- module data: the slot parents reach it through, debugfs files that keep their directory ----
+
+/// A debugfs file's content for the `DirFile` case.
+struct Marker;
+
+impl debugfs::Show for Marker {
+    fn show(&self, m: &mut debugfs::SeqFile) -> Result {
+        writeln!(m, "marker 1").map_err(|_| EINVAL)
+    }
+}
+
+kernel::debugfs_show_fops!(MARKER_FOPS, Marker);
+
+fn module_data_cases(suite: &mut Suite) {
+    suite.run("module_slot_set_get_take", |case| {
+        let slot = ModuleSlot::<Marker>::new();
+        labtest_ensure!(case, slot.get().err() == Some(ENODEV), "empty slot gave a reference");
+        let data = case.check("alloc", Arc::new(Marker, GFP_KERNEL).map_err(Error::from))?;
+        // SAFETY: a local slot, empty, used by this thread only.
+        unsafe { slot.set(data.clone()) };
+        let got = case.check("get", slot.get())?;
+        labtest_ensure!(case, Arc::ptr_eq(&got, &data), "get returned another object");
+        // SAFETY: as above; no `get` runs any more.
+        let taken = unsafe { slot.take() };
+        labtest_ensure!(case, taken.as_ref().is_some_and(|t| Arc::ptr_eq(t, &data)), "take returned another object");
+        labtest_ensure!(case, slot.get().err() == Some(ENODEV), "get after take gave a reference");
+        // SAFETY: as above.
+        labtest_ensure!(case, unsafe { slot.take() }.is_none(), "second take gave a reference");
+        Ok(())
+    });
+    suite.run("debugfs_dir_file_keeps_its_directory", |case| {
+        let path = c_str!("/sys/kernel/debug/abs_mdev_fw/marker");
+        let dir = case.check("dir", debugfs::Dir::new(c_str!("abs_mdev_fw"), None))?;
+        let dir = case.check("alloc", Arc::new(dir, GFP_KERNEL).map_err(Error::from))?;
+        let data = case.check("alloc", Arc::new(Marker, GFP_KERNEL).map_err(Error::from))?;
+        let file = case.check("file", debugfs::Dir::show_file_in(&dir, c_str!("marker"), data, &MARKER_FOPS))?;
+        // The file's reference is now the directory's last one.
+        drop(dir);
+        // (Opened, not read: the kernel cannot `kernel_read` a `seq_file` without `read_iter`.)
+        let kept = file_opens(path);
+        labtest_ensure!(case, kept.is_ok(), "file gone with the creator's directory reference dropped: {:?}", kept.err());
+        drop(file);
+        let gone = file_opens(path).err();
+        labtest_ensure!(case, gone == Some(ENOENT), "file still there after drop: {:?}", gone);
+        Ok(())
+    });
+}
+
 fn register_device_cases(suite: &mut Suite) {
     suite.run("register_device_routes_accesses", |case| {
         let d = case.check("new", vpci::RegisterDevice::new(0x1234, 0xed02, 0x08_80_00, 1, 0x1000))?;
@@ -649,6 +698,7 @@ impl kernel::Module for AbsMdevFw {
         sync_cases(&mut suite);
         job_cases(&mut suite);
         capacity_cases(&mut suite);
+        module_data_cases(&mut suite);
         register_device_cases(&mut suite);
         pin_gate_cases(&mut suite);
         ticket_cases(&mut suite);

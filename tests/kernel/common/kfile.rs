@@ -22,6 +22,16 @@ pub(crate) fn sysfs_write(path: &CStr, data: &[u8]) -> Result {
     }
 }
 
+/// Opens the file at `path` read-only and closes it: `Ok` if it exists and opens (for files
+/// the kernel cannot `kernel_read`, such as `seq_file`s without `read_iter`).
+pub(crate) fn file_opens(path: &CStr) -> Result {
+    // SAFETY: NUL-terminated path; O_RDONLY.
+    let f = kernel::error::from_err_ptr(unsafe { bindings::filp_open(path.as_char_ptr(), 0, 0) })?;
+    // SAFETY: closes the file opened above.
+    unsafe { bindings::filp_close(f, core::ptr::null_mut()) };
+    Ok(())
+}
+
 /// Reads up to 256 bytes of the file at `path`.
 pub(crate) fn sysfs_read(path: &CStr) -> Result<KVec<u8>> {
     // SAFETY: NUL-terminated path; O_RDONLY.

@@ -25,7 +25,7 @@ impl Prot {
     pub const NOEXEC: Prot = Prot(1 << 3);
     /// IOMMU_MMIO: device memory (Device-nGnRE, e.g. an MSI doorbell).
     pub const MMIO: Prot = Prot(1 << 4);
-    /// IOMMU_PRIV: privileged-only access (AP[1] clear).
+    /// IOMMU_PRIV: privileged-only access (`AP[1]` clear).
     pub const PRIV: Prot = Prot(1 << 5);
 
     /// The `IOMMU_*` bits.
