@@ -355,7 +355,7 @@ mod mdev {
         s.space.unmap(SRC_IOVA, BUF_LEN as u64)?;
         let st = s.dev.wait(30_000)?;
         ensure(
-            CopyError::from_status(st) == Some(Err(CopyError::Unmapped as u32)),
+            status_outcome(st) == Some(Err(CopyError::Unmapped as u32)),
             || format!("STATUS {st:#x} after unmapping the source"),
         )
     }
@@ -748,7 +748,7 @@ mod mdev {
         })?;
         let sa_status = sa.dev.wait(60_000)?;
         let a_ms = t.elapsed().as_millis();
-        ensure(CopyError::from_status(sa_status) == Some(Ok(())), || {
+        ensure(status_outcome(sa_status) == Some(Ok(())), || {
             format!("A: STATUS {sa_status:#x}")
         })?;
         ensure(sa.dst.bytes().iter().all(|&x| x == 0xa5), || {
@@ -772,7 +772,7 @@ mod mdev {
         s.space.unmap(DST_IOVA, BUF_LEN as u64)?;
         let unmapped = t.elapsed().as_millis();
         let st = s.dev.wait(30_000)?;
-        let r = CopyError::from_status(st);
+        let r = status_outcome(st);
         ensure(r == Some(Err(CopyError::Unmapped as u32)), || {
             format!(
                 "STATUS {st:#x} after unmapping the destination (STATUS {before:#x} before, unmapped at {unmapped} ms, done at {} ms)",
@@ -805,7 +805,7 @@ mod mdev {
             let snapshot = s.dst.bytes().to_vec();
             let st = s.dev.wait(30_000)?;
             ensure(
-                CopyError::from_status(st) == Some(Err(CopyError::Unmapped as u32)),
+                status_outcome(st) == Some(Err(CopyError::Unmapped as u32)),
                 || format!("{path}: STATUS {st:#x} after unmapping the destination"),
             )?;
             let copied = snapshot.iter().filter(|&&b| b == 0xc3).count();

@@ -53,49 +53,19 @@ pub const CONFIG_INDEX: u32 = 7;
 pub const MSI_INDEX: u32 = 1;
 pub const REQ_INDEX: u32 = 4;
 
-/// Register offsets of the virtual copy engine (BAR0).
-pub mod regs {
-    pub const ID: u64 = 0x00;
-    pub const ID_VALUE: u32 = 0x7e01_0001;
-    pub const PASID: u64 = 0x04;
-    pub const SRC_LO: u64 = 0x08;
-    pub const SRC_HI: u64 = 0x0c;
-    pub const DST_LO: u64 = 0x10;
-    pub const DST_HI: u64 = 0x14;
-    pub const LEN: u64 = 0x18;
-    pub const CMD: u64 = 0x1c;
-    pub const STATUS: u64 = 0x20;
-    pub const RESET: u64 = 0x24;
-    pub const COMPLETED: u64 = 0x28;
-    pub const MAX_LEN: u64 = 0x2c;
-    pub const CMD_START: u32 = 1;
-    pub const CMD_IRQ: u32 = 2;
-    pub const STATUS_BUSY: u32 = 1;
-    pub const STATUS_DONE: u32 = 2;
-}
+/// The copy engine's register file and `ERROR` codes (`docs/sample-mdev.md`, "BAR0: the copy
+/// engine"), as the sample defines them: one definition, like a uAPI header shared by the
+/// kernel and its users.
+pub use copy_engine::{regfile::regs, CopyError};
 
-/// `ERROR` codes of the `STATUS` register.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CopyError {
-    Busy = 1,
-    BadLength = 2,
-    BadAlignment = 3,
-    Unmapped = 4,
-    Overlap = 5,
-    Overflow = 6,
-    Aborted = 7,
-    BadCommand = 8,
-    Device = 9,
-}
-
-impl CopyError {
-    pub fn from_status(status: u32) -> Option<Result<(), u32>> {
-        if status & regs::STATUS_DONE == 0 {
-            return None;
-        }
-        let code = (status >> 8) & 0xff;
-        Some(if code == 0 { Ok(()) } else { Err(code) })
+/// What a `STATUS` value says about the last command: `None` while it has not ended (`DONE`
+/// clear), else `Ok(())` or `Err(ERROR code)`.
+pub fn status_outcome(status: u32) -> Option<Result<(), u32>> {
+    if status & regs::STATUS_DONE == 0 {
+        return None;
     }
+    let code = (status >> regs::ERROR_SHIFT) & 0xff;
+    Some(if code == 0 { Ok(()) } else { Err(code) })
 }
 
 /// The calling thread's `errno` after a failed call.
@@ -702,7 +672,7 @@ impl Device {
     pub fn copy(&self, src: u64, dst: u64, len: u32) -> Result<Result<(), u32>, String> {
         self.start_copy(src, dst, len)?;
         let s = self.wait(30_000)?;
-        CopyError::from_status(s).ok_or_else(|| format!("STATUS {s:#x} without DONE"))
+        status_outcome(s).ok_or_else(|| format!("STATUS {s:#x} without DONE"))
     }
 }
 

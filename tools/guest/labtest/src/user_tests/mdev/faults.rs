@@ -612,7 +612,7 @@ fn user_copy(dev: &Device, len: u32) -> OpResult {
         "STATUS read",
         dev.file.read_at(&mut st, dev.bar0 + regs::STATUS),
     )?;
-    match CopyError::from_status(u32::from_le_bytes(st)) {
+    match status_outcome(u32::from_le_bytes(st)) {
         Some(Ok(())) => Ok(()),
         _ => Err(("copy STATUS", -1)),
     }
@@ -805,7 +805,7 @@ fn worker_sweep(attr: &str, s: &mut Session) -> Result<u32, String> {
         let st = settle(s)?;
         let injected = !armed()?;
         write_knob(&Path::new(DEBUGFS).join(&times), "0")?;
-        match CopyError::from_status(st) {
+        match status_outcome(st) {
             Some(Ok(())) => {
                 copied(s, 4096)?;
                 if injected {

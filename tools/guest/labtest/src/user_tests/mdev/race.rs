@@ -121,7 +121,7 @@ pub(super) fn run_copy(
 ) -> Result<Result<(), u32>, String> {
     d.start_copy(src, dst, len)?;
     let s = wait_idle(d, Duration::from_secs(60))?;
-    CopyError::from_status(s).ok_or_else(|| format!("STATUS {s:#x} without DONE"))
+    status_outcome(s).ok_or_else(|| format!("STATUS {s:#x} without DONE"))
 }
 
 /// Three users of one address space loop copies from R (to `dst`) while the main thread unmaps
@@ -315,7 +315,7 @@ pub fn race_reset_cmd() -> Result<(), String> {
             // The CMD came after the reset: a legitimate copy.
             later_cmds += 1;
             let st = wait_idle(da, Duration::from_secs(60))?;
-            ensure(CopyError::from_status(st) == Some(Ok(())), || {
+            ensure(status_outcome(st) == Some(Ok(())), || {
                 format!("round {round}: copy after the reset: STATUS {st:#x}")
             })?;
             continue;
