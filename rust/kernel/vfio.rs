@@ -334,12 +334,12 @@ impl<T: DeviceOps> PinnedPages<'_, T> {
     /// Maps pinned page `i` for DMA by `dev` (`dma_map_page`), typically the parent device of
     /// a mediated device that moves the data with its own DMA engine. The mapping borrows the
     /// pin, so it is unmapped (on drop) before the page can be unpinned.
-    pub fn dma_map(&self, i: usize, dev: &device::Device, dir: crate::dma::Direction) -> Result<PinnedPageDma<'_>> {
+    pub fn dma_map(&self, i: usize, dev: &device::Device, dir: crate::dma::DataDirection) -> Result<PinnedPageDma<'_>> {
         let page = *self.pages.get(i).ok_or(EINVAL)?;
         // SAFETY: `page` is pinned (type invariant) and stays so while the result borrows
         // `self`; `dev` is a valid device.
         let addr = unsafe {
-            bindings::dma_map_page_attrs(dev.as_raw(), page, 0, crate::page::PAGE_SIZE, dir.raw(), 0)
+            bindings::dma_map_page_attrs(dev.as_raw(), page, 0, crate::page::PAGE_SIZE, dir.into(), 0)
         };
         // SAFETY: valid device.
         if unsafe { bindings::dma_mapping_error(dev.as_raw(), addr) } != 0 {
@@ -359,7 +359,7 @@ impl<T: DeviceOps> PinnedPages<'_, T> {
 pub struct PinnedPageDma<'a> {
     dev: crate::types::ARef<device::Device>,
     addr: crate::dma::DmaAddr,
-    dir: crate::dma::Direction,
+    dir: crate::dma::DataDirection,
     _pin: core::marker::PhantomData<&'a ()>,
 }
 
@@ -374,7 +374,7 @@ impl Drop for PinnedPageDma<'_> {
     fn drop(&mut self) {
         // SAFETY: mapped (type invariant), unmapped once, here.
         unsafe {
-            bindings::dma_unmap_page_attrs(self.dev.as_raw(), self.addr, crate::page::PAGE_SIZE, self.dir.raw(), 0)
+            bindings::dma_unmap_page_attrs(self.dev.as_raw(), self.addr, crate::page::PAGE_SIZE, self.dir.into(), 0)
         };
     }
 }

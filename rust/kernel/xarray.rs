@@ -572,7 +572,7 @@ impl<T> XArrayMapReader<T> {
     ///
     /// The map this reader came from is alive for the call.
     pub unsafe fn read<R>(&self, id: u32, f: impl FnOnce(NonNull<T>) -> R) -> Option<R> {
-        let rcu = crate::rcu::read_lock();
+        let rcu = crate::sync::rcu::read_lock();
         // SAFETY: the array is alive (caller) and initialised.
         let s = unsafe { bindings::xa_load(self.xa, id as _) }.cast::<Slot<T>>();
         let r = (!s.is_null()).then(|| {
