@@ -42,6 +42,8 @@ pub fn page_to_phys(page: &Page) -> u64 {
 /// pass it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
+// The C compiler picks the enum's integer type; the casts keep the discriminants `u32` whichever.
+#[allow(clippy::unnecessary_cast)]
 pub enum DataDirection {
     /// `DMA_BIDIRECTIONAL`
     Bidirectional = bindings::dma_data_direction_DMA_BIDIRECTIONAL as u32,

@@ -431,7 +431,7 @@ impl<T: Driver> Parent<T> {
                 }),
                 GFP_KERNEL,
             )?,
-            types: new_type_objs(descs, &**releases)?,
+            types: new_type_objs(descs, releases)?,
             type_ptrs: type_ptr_array(types)?,
             driver,
             parent <- Opaque::try_ffi_init(|p: *mut bindings::mdev_parent| {
