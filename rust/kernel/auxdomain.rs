@@ -44,7 +44,6 @@
 // The portable policy (`drivers/auxdomain/src/auxdomain/policy/` in the project); its own
 // module documentation describes it.
 #[path = "portable/auxpolicy/mod.rs"]
-#[allow(missing_docs, unreachable_pub, unused_imports, dead_code, clippy::all)]
 pub mod policy;
 
 use crate::{

@@ -35,24 +35,28 @@ pub fn page_to_phys(page: &Page) -> u64 {
     unsafe { bindings::page_to_phys(page.as_ptr()) }
 }
 
-/// Direction of a streaming mapping.
+/// Direction of a streaming mapping (C `enum dma_data_direction`), upstream's name and values.
+///
+/// Upstream also has `None` (`DMA_NONE`); it is left out here because every mapping call
+/// of this module would `BUG()` on it (`valid_dma_direction`), so safe code must not be able to
+/// pass it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+#[repr(u32)]
+// The C compiler picks the enum's integer type; the casts keep the discriminants `u32` whichever.
+#[allow(clippy::unnecessary_cast)]
+pub enum DataDirection {
     /// `DMA_BIDIRECTIONAL`
-    Bidirectional,
+    Bidirectional = bindings::dma_data_direction_DMA_BIDIRECTIONAL as u32,
     /// `DMA_TO_DEVICE`: the device reads.
-    ToDevice,
+    ToDevice = bindings::dma_data_direction_DMA_TO_DEVICE as u32,
     /// `DMA_FROM_DEVICE`: the device writes.
-    FromDevice,
+    FromDevice = bindings::dma_data_direction_DMA_FROM_DEVICE as u32,
 }
 
-impl Direction {
-    pub(crate) fn raw(self) -> bindings::dma_data_direction {
-        match self {
-            Direction::Bidirectional => bindings::dma_data_direction_DMA_BIDIRECTIONAL,
-            Direction::ToDevice => bindings::dma_data_direction_DMA_TO_DEVICE,
-            Direction::FromDevice => bindings::dma_data_direction_DMA_FROM_DEVICE,
-        }
+impl From<DataDirection> for bindings::dma_data_direction {
+    fn from(direction: DataDirection) -> Self {
+        // CAST: the discriminants are the C values (above), which are small and non-negative.
+        direction as u32 as Self
     }
 }
 
@@ -199,19 +203,19 @@ pub struct PageMapping {
     addr: DmaAddr,
     offset: usize,
     len: usize,
-    dir: Direction,
+    dir: DataDirection,
 }
 
 impl PageMapping {
     /// Maps `len` bytes at `offset` of `page` for `dev` (`dma_map_page`).
-    pub fn new(dev: &Device, page: Page, offset: usize, len: usize, dir: Direction) -> Result<Self> {
+    pub fn new(dev: &Device, page: Page, offset: usize, len: usize, dir: DataDirection) -> Result<Self> {
         let end = offset.checked_add(len).ok_or(EINVAL)?;
         if len == 0 || end > PAGE_SIZE {
             return Err(EINVAL);
         }
         // SAFETY: valid device; `page` is an allocated page we own; range checked above.
         let addr = unsafe {
-            bindings::dma_map_page_attrs(dev.as_raw(), page.as_ptr(), offset, len, dir.raw(), 0)
+            bindings::dma_map_page_attrs(dev.as_raw(), page.as_ptr(), offset, len, dir.into(), 0)
         };
         // SAFETY: valid device.
         if unsafe { bindings::dma_mapping_error(dev.as_raw(), addr) } != 0 {
@@ -240,12 +244,12 @@ impl PageMapping {
     pub fn with_cpu<R>(&mut self, f: impl FnOnce(&mut Page, usize, usize) -> R) -> R {
         // SAFETY: mapped (type invariant).
         unsafe {
-            bindings::dma_sync_single_for_cpu(self.dev.as_raw(), self.addr, self.len, self.dir.raw())
+            bindings::dma_sync_single_for_cpu(self.dev.as_raw(), self.addr, self.len, self.dir.into())
         };
         let r = f(&mut self.page, self.offset, self.len);
         // SAFETY: as above; ownership goes back to the device.
         unsafe {
-            bindings::dma_sync_single_for_device(self.dev.as_raw(), self.addr, self.len, self.dir.raw())
+            bindings::dma_sync_single_for_device(self.dev.as_raw(), self.addr, self.len, self.dir.into())
         };
         r
     }
@@ -255,7 +259,7 @@ impl Drop for PageMapping {
     fn drop(&mut self) {
         // SAFETY: by the type invariant, unmapped exactly once, here, before `page` is freed.
         unsafe {
-            bindings::dma_unmap_page_attrs(self.dev.as_raw(), self.addr, self.len, self.dir.raw(), 0)
+            bindings::dma_unmap_page_attrs(self.dev.as_raw(), self.addr, self.len, self.dir.into(), 0)
         };
     }
 }
@@ -274,13 +278,13 @@ pub struct BlockMapping<'a> {
     block: &'a ZeroedPages,
     addr: DmaAddr,
     len: usize,
-    dir: Direction,
+    dir: DataDirection,
 }
 
 impl<'a> BlockMapping<'a> {
     /// Maps the first `len` bytes of `block` for `dev` (`EINVAL` if `len` is 0 or longer than
     /// the block; `ENOMEM` if the DMA API cannot map it).
-    pub fn new(dev: &Device, block: &'a ZeroedPages, len: usize, dir: Direction) -> Result<Self> {
+    pub fn new(dev: &Device, block: &'a ZeroedPages, len: usize, dir: DataDirection) -> Result<Self> {
         if len == 0 || len > block.len() {
             return Err(EINVAL);
         }
@@ -288,7 +292,7 @@ impl<'a> BlockMapping<'a> {
         // starting at its first page, at least `len` bytes long (checked above), and stays
         // allocated while borrowed.
         let addr = unsafe {
-            bindings::dma_map_page_attrs(dev.as_raw(), block.first_page(), 0, len, dir.raw(), 0)
+            bindings::dma_map_page_attrs(dev.as_raw(), block.first_page(), 0, len, dir.into(), 0)
         };
         // SAFETY: valid device.
         if unsafe { bindings::dma_mapping_error(dev.as_raw(), addr) } != 0 {
@@ -324,7 +328,7 @@ impl Drop for BlockMapping<'_> {
         // SAFETY: mapped (type invariant), unmapped exactly once, here, while the block is
         // still borrowed.
         unsafe {
-            bindings::dma_unmap_page_attrs(self.dev.as_raw(), self.addr, self.len, self.dir.raw(), 0)
+            bindings::dma_unmap_page_attrs(self.dev.as_raw(), self.addr, self.len, self.dir.into(), 0)
         };
     }
 }

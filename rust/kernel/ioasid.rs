@@ -32,7 +32,6 @@
 // The portable allocator core (`ioasid/src/ioasid/` in the project), compiled from the same
 // files as the host tests; its own module documentation describes it.
 #[path = "portable/ioasid/mod.rs"]
-#[allow(missing_docs, unreachable_pub, unused_imports, dead_code, clippy::all)]
 pub mod portable;
 
 pub use portable::{

@@ -6,8 +6,6 @@ pub mod xarray;
 pub mod ioasid;
 // Project overlay: the IDA (benchmark peer of the PASID allocator).
 pub mod ida;
-// Project overlay: RCU read-side critical sections.
-pub mod rcu;
 // Project overlay: revocable data.
 pub mod revocable;
 // Project overlay: device-managed resources.

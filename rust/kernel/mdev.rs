@@ -203,30 +203,33 @@ unsafe impl<T: Driver> Sync for DriverRegistration<T> {}
 impl<T: Driver> DriverRegistration<T> {
     /// Registers driver `T` (`mdev_register_driver`) for `module`.
     pub fn new(module: &'static crate::ThisModule) -> impl PinInit<Self, Error> {
-        // SAFETY: on success every field is initialised (`_p` is a ZST); on failure nothing was
-        // registered and nothing needs dropping (a failed registration must not run `drop`).
-        unsafe {
-            crate::init::pin_init_from_closure(move |slot: *mut Self| {
-                let d = Opaque::raw_get(core::ptr::addr_of!((*slot).drv));
-                // All-zero is a valid `mdev_driver`.
-                d.write(core::mem::zeroed());
-                (*d).device_api = T::DEVICE_API.as_char_ptr();
-                (*d).max_instances = T::MAX_INSTANCES;
-                (*d).probe = Some(probe_cb::<T>);
-                (*d).remove = Some(remove_cb::<T>);
-                if T::HAS_GET_AVAILABLE {
-                    (*d).get_available = Some(get_available_cb::<T>);
+        crate::try_pin_init!(Self {
+            // A failed registration leaves nothing registered, and `drop` (which unregisters)
+            // does not run for an initializer that failed.
+            drv <- Opaque::try_ffi_init(move |d: *mut bindings::mdev_driver| {
+                // SAFETY: `d` is valid for writes and pinned (`try_ffi_init`); all-zero is a
+                // valid, unregistered `mdev_driver`; the callbacks and strings are `'static`.
+                unsafe {
+                    d.write(core::mem::zeroed());
+                    (*d).device_api = T::DEVICE_API.as_char_ptr();
+                    (*d).max_instances = T::MAX_INSTANCES;
+                    (*d).probe = Some(probe_cb::<T>);
+                    (*d).remove = Some(remove_cb::<T>);
+                    if T::HAS_GET_AVAILABLE {
+                        (*d).get_available = Some(get_available_cb::<T>);
+                    }
+                    if T::HAS_SHOW_DESCRIPTION {
+                        (*d).show_description = Some(show_description_cb::<T>);
+                    }
+                    (*d).driver.name = T::NAME.as_char_ptr();
+                    (*d).driver.dev_groups = T::dev_groups().cast_mut();
+                    (*d).driver.owner = module.as_ptr();
                 }
-                if T::HAS_SHOW_DESCRIPTION {
-                    (*d).show_description = Some(show_description_cb::<T>);
-                }
-                (*d).driver.name = T::NAME.as_char_ptr();
-                (*d).driver.dev_groups = T::dev_groups().cast_mut();
-                (*d).driver.owner = module.as_ptr();
-                // Initialised and pinned until `drop`.
-                to_result(bindings::mdev_register_driver(d))
-            })
-        }
+                // SAFETY: initialised above, and pinned until `drop` unregisters it.
+                to_result(unsafe { bindings::mdev_register_driver(d) })
+            }),
+            _p: PhantomData,
+        }? Error)
     }
 
     /// Registers the driver in a new [`Arc`] (what [`Parent::new`] needs).
@@ -410,101 +413,110 @@ impl<T: Driver> Parent<T> {
     }
 
     /// [`Parent::new`] without the check (for [`parent::Registration`]).
+    ///
+    /// The fields the registration points into (the types, their pointer array, the release
+    /// count and the driver) are initialised first; if the registration fails, the initializer
+    /// drops them and `drop` (which unregisters) does not run.
     fn new_unchecked<'a>(
         dev: &'a device::Device,
         driver: &Arc<DriverRegistration<T>>,
-        types: &'a [TypeDesc],
+        descs: &'a [TypeDesc],
     ) -> impl PinInit<Self, Error> + 'a {
         let driver = driver.clone();
-        let mut boxes = KVec::new();
-        let mut ptrs = KVec::new();
-        let releases = Arc::pin_init(
-            crate::pin_init!(TypeReleases {
-                pending <- crate::new_spinlock!(0, "mdev::Parent::releases"),
-                cv <- crate::new_condvar!("mdev::Parent::releases"),
+        crate::try_pin_init!(Self {
+            releases: Arc::pin_init(
+                crate::pin_init!(TypeReleases {
+                    pending <- crate::new_spinlock!(0, "mdev::Parent::releases"),
+                    cv <- crate::new_condvar!("mdev::Parent::releases"),
+                }),
+                GFP_KERNEL,
+            )?,
+            types: new_type_objs(descs, releases)?,
+            type_ptrs: type_ptr_array(types)?,
+            driver,
+            parent <- Opaque::try_ffi_init(|p: *mut bindings::mdev_parent| {
+                // SAFETY: `p` is valid for writes and pinned (`try_ffi_init`); all-zero is a
+                // valid, unregistered `mdev_parent`. `dev` is a bound device; the driver is
+                // registered; the types and their array are fields of the registration, which
+                // keeps them until after `mdev_unregister_parent` (type invariant).
+                to_result(unsafe {
+                    p.write(core::mem::zeroed());
+                    bindings::mdev_register_parent(
+                        p,
+                        dev.as_raw(),
+                        driver.as_raw(),
+                        type_ptrs.as_mut_ptr(),
+                        type_ptrs.len() as c_uint,
+                    )
+                })?;
+                // SAFETY: the types were just registered, and stay so until we unregister.
+                if let Err(e) = unsafe { install_type_release(type_ptrs, releases) } {
+                    // SAFETY: registered above; the types get back the core's release.
+                    unsafe { bindings::mdev_unregister_parent(p) };
+                    return Err(e);
+                }
+                Ok(())
             }),
-            GFP_KERNEL,
-        );
-        let prep: Result<Arc<TypeReleases>> = (|| {
-            let releases = releases?;
-            if types.is_empty() {
-                return Err(EINVAL);
-            }
-            for t in types {
-                let b = KBox::new(
-                    TypeObj { ty: Opaque::uninit(), releases: &*releases },
-                    GFP_KERNEL,
-                )?;
-                // SAFETY: `b` is ours; all-zero is a valid, unregistered `mdev_type`; then set
-                // the two fields the driver owns.
-                unsafe {
-                    b.ty.get().write(core::mem::zeroed());
-                    (*b.ty.get()).sysfs_name = t.sysfs_name.as_char_ptr();
-                    (*b.ty.get()).pretty_name = t.pretty_name.as_char_ptr();
-                }
-                ptrs.push(b.ty.get(), GFP_KERNEL)?;
-                boxes.push(b, GFP_KERNEL)?;
-            }
-            Ok(releases)
-        })();
-        // SAFETY: on success every field is initialised; on failure the fields written so far
-        // are dropped here and nothing is registered (a failed registration must not run
-        // `drop`, which would unregister).
-        unsafe {
-            crate::init::pin_init_from_closure(move |slot: *mut Self| {
-                let releases = prep?;
-                let p = Opaque::raw_get(core::ptr::addr_of!((*slot).parent));
-                p.write(core::mem::zeroed());
-                addr_of_mut!((*slot).types).write(boxes);
-                addr_of_mut!((*slot).type_ptrs).write(ptrs);
-                addr_of_mut!((*slot).releases).write(releases);
-                addr_of_mut!((*slot).driver).write(driver);
-                // The types and their array live in the slot until after unregistration.
-                let ret = to_result(bindings::mdev_register_parent(
-                    p,
-                    dev.as_raw(),
-                    (*slot).driver.as_raw(),
-                    (*slot).type_ptrs.as_ptr().cast_mut(),
-                    (*slot).type_ptrs.len() as c_uint,
-                ));
-                // The types get our release (see `TYPE_KTYPE`) before anything can release them:
-                // the core holds them until `mdev_unregister_parent`. (A failed registration
-                // released the types it had added with the core's release; that path keeps the
-                // old limit: with `CONFIG_DEBUG_KOBJECT_RELEASE` their release may come late.)
-                let ret = ret.and_then(|()| {
-                    let ptrs: &KVec<*mut bindings::mdev_type> = &(*slot).type_ptrs;
-                    let releases: &TypeReleases = &(*slot).releases;
-                    match type_ktype((*ptrs[0]).kobj.ktype) {
-                        Ok(kt) => {
-                            *releases.pending.lock() = ptrs.len();
-                            for &t in ptrs.iter() {
-                                // A pointer-sized store racing only with readers of the same
-                                // operations (the copy has the core's sysfs ops and groups).
-                                core::ptr::write_volatile(addr_of_mut!((*t).kobj.ktype), kt);
-                            }
-                            Ok(())
-                        }
-                        Err(e) => {
-                            bindings::mdev_unregister_parent(p);
-                            Err(e)
-                        }
-                    }
-                });
-                if ret.is_err() {
-                    core::ptr::drop_in_place(addr_of_mut!((*slot).types));
-                    core::ptr::drop_in_place(addr_of_mut!((*slot).type_ptrs));
-                    core::ptr::drop_in_place(addr_of_mut!((*slot).releases));
-                    core::ptr::drop_in_place(addr_of_mut!((*slot).driver));
-                }
-                ret
-            })
-        }
+        }? Error)
     }
 
     /// Number of types.
     pub fn type_count(&self) -> usize {
         self.types.len()
     }
+}
+
+/// One unregistered `mdev_type` per description, counted by `releases` once registered.
+fn new_type_objs(descs: &[TypeDesc], releases: &TypeReleases) -> Result<KVec<KBox<TypeObj>>> {
+    if descs.is_empty() {
+        return Err(EINVAL);
+    }
+    let mut objs = KVec::with_capacity(descs.len(), GFP_KERNEL)?;
+    for t in descs {
+        let b = KBox::new(TypeObj { ty: Opaque::uninit(), releases }, GFP_KERNEL)?;
+        // SAFETY: `b` is ours; all-zero is a valid, unregistered `mdev_type`; then set the two
+        // fields the driver owns.
+        unsafe {
+            b.ty.get().write(core::mem::zeroed());
+            (*b.ty.get()).sysfs_name = t.sysfs_name.as_char_ptr();
+            (*b.ty.get()).pretty_name = t.pretty_name.as_char_ptr();
+        }
+        objs.push(b, GFP_KERNEL)?;
+    }
+    Ok(objs)
+}
+
+/// The `mdev_type` pointer array `mdev_register_parent` takes.
+fn type_ptr_array(objs: &KVec<KBox<TypeObj>>) -> Result<KVec<*mut bindings::mdev_type>> {
+    let mut ptrs = KVec::with_capacity(objs.len(), GFP_KERNEL)?;
+    for b in objs.iter() {
+        ptrs.push(b.ty.get(), GFP_KERNEL)?;
+    }
+    Ok(ptrs)
+}
+
+/// Gives the registered `types` our release (see `TYPE_KTYPE`) and counts them in `releases`.
+///
+/// The core holds the types until `mdev_unregister_parent`, so nothing can release them before
+/// this runs. (A failed registration released the types it had added with the core's release;
+/// that path keeps the old limit: with `CONFIG_DEBUG_KOBJECT_RELEASE` their release may come
+/// late.)
+///
+/// # Safety
+///
+/// Every pointer in `types` is an `mdev_type` registered with a parent that stays registered
+/// for the call, and is the `ty` of a [`TypeObj`] counted by `releases`.
+unsafe fn install_type_release(types: &[*mut bindings::mdev_type], releases: &TypeReleases) -> Result {
+    let first = *types.first().ok_or(EINVAL)?;
+    // SAFETY: a registered type (caller): its kobject's ktype is the core's.
+    let kt = type_ktype(unsafe { (*first).kobj.ktype })?;
+    *releases.pending.lock() = types.len();
+    for &t in types {
+        // SAFETY: a registered type (caller). A pointer-sized store racing only with readers of
+        // the same operations (the copy has the core's sysfs ops and groups).
+        unsafe { core::ptr::write_volatile(addr_of_mut!((*t).kobj.ktype), kt) };
+    }
+    Ok(())
 }
 
 #[macros::pinned_drop]

@@ -7,7 +7,7 @@
 //! an RCU read-side critical section; [`Revocable::revoke`] clears the availability flag, waits
 //! for a grace period and then drops the data in place.
 
-use crate::rcu;
+use crate::sync::rcu;
 use core::{
     cell::UnsafeCell,
     mem::ManuallyDrop,

@@ -334,12 +334,12 @@ impl<T: DeviceOps> PinnedPages<'_, T> {
     /// Maps pinned page `i` for DMA by `dev` (`dma_map_page`), typically the parent device of
     /// a mediated device that moves the data with its own DMA engine. The mapping borrows the
     /// pin, so it is unmapped (on drop) before the page can be unpinned.
-    pub fn dma_map(&self, i: usize, dev: &device::Device, dir: crate::dma::Direction) -> Result<PinnedPageDma<'_>> {
+    pub fn dma_map(&self, i: usize, dev: &device::Device, dir: crate::dma::DataDirection) -> Result<PinnedPageDma<'_>> {
         let page = *self.pages.get(i).ok_or(EINVAL)?;
         // SAFETY: `page` is pinned (type invariant) and stays so while the result borrows
         // `self`; `dev` is a valid device.
         let addr = unsafe {
-            bindings::dma_map_page_attrs(dev.as_raw(), page, 0, crate::page::PAGE_SIZE, dir.raw(), 0)
+            bindings::dma_map_page_attrs(dev.as_raw(), page, 0, crate::page::PAGE_SIZE, dir.into(), 0)
         };
         // SAFETY: valid device.
         if unsafe { bindings::dma_mapping_error(dev.as_raw(), addr) } != 0 {
@@ -359,7 +359,7 @@ impl<T: DeviceOps> PinnedPages<'_, T> {
 pub struct PinnedPageDma<'a> {
     dev: crate::types::ARef<device::Device>,
     addr: crate::dma::DmaAddr,
-    dir: crate::dma::Direction,
+    dir: crate::dma::DataDirection,
     _pin: core::marker::PhantomData<&'a ()>,
 }
 
@@ -374,7 +374,7 @@ impl Drop for PinnedPageDma<'_> {
     fn drop(&mut self) {
         // SAFETY: mapped (type invariant), unmapped once, here.
         unsafe {
-            bindings::dma_unmap_page_attrs(self.dev.as_raw(), self.addr, crate::page::PAGE_SIZE, self.dir.raw(), 0)
+            bindings::dma_unmap_page_attrs(self.dev.as_raw(), self.addr, crate::page::PAGE_SIZE, self.dir.into(), 0)
         };
     }
 }
@@ -832,13 +832,17 @@ unsafe extern "C" fn dma_unmap_cb<T: DeviceOps>(vdev: *mut bindings::vfio_device
 
 /// Typed, validated VFIO device ioctl arguments (`include/uapi/linux/vfio.h`).
 ///
-/// Every request is parsed from the user's bytes after checking `argsz` against the structure's
-/// minimum size; replies are written back truncated to the user's `argsz`, as the VFIO ABI
-/// requires. The `parse_*`/`encode` functions work on byte slices so they can be tested without
-/// user memory; the `*_from_user`/`to_user` wrappers use [`UserSlice`] only.
+/// Requests are read from user memory as the bindgen structures (`bindings::vfio_*`): the first
+/// `minsz` bytes (`offsetofend` of the last field the ioctl requires, as the C handlers copy), the
+/// rest zero. `argsz` is checked against `minsz`; replies are the same structures, written back
+/// truncated to the user's `argsz`, as the VFIO ABI requires. The `parse`/`encode` functions work
+/// on the structures so they can be tested without user memory; the `from_user`/`to_user`
+/// wrappers use [`UserSlice`] only.
 pub mod uapi {
     use super::*;
     use crate::alloc::{flags::GFP_KERNEL, KVec};
+    use crate::types::{AsBytes, FromBytes};
+    use core::mem::{offset_of, size_of, MaybeUninit};
 
     const VFIO_BASE: u32 = 100;
     const fn vfio_io(nr: u32) -> u32 {
@@ -856,94 +860,134 @@ pub mod uapi {
     pub const DEVICE_RESET: u32 = vfio_io(11);
 
     /// `VFIO_DEVICE_FLAGS_RESET`
-    pub const DEVICE_FLAGS_RESET: u32 = 1 << 0;
+    pub const DEVICE_FLAGS_RESET: u32 = bindings::VFIO_DEVICE_FLAGS_RESET;
     /// `VFIO_DEVICE_FLAGS_PCI`
-    pub const DEVICE_FLAGS_PCI: u32 = 1 << 1;
+    pub const DEVICE_FLAGS_PCI: u32 = bindings::VFIO_DEVICE_FLAGS_PCI;
     /// `VFIO_REGION_INFO_FLAG_READ`
-    pub const REGION_READ: u32 = 1 << 0;
+    pub const REGION_READ: u32 = bindings::VFIO_REGION_INFO_FLAG_READ;
     /// `VFIO_REGION_INFO_FLAG_WRITE`
-    pub const REGION_WRITE: u32 = 1 << 1;
+    pub const REGION_WRITE: u32 = bindings::VFIO_REGION_INFO_FLAG_WRITE;
     /// `VFIO_REGION_INFO_FLAG_MMAP`
-    pub const REGION_MMAP: u32 = 1 << 2;
+    pub const REGION_MMAP: u32 = bindings::VFIO_REGION_INFO_FLAG_MMAP;
     /// `VFIO_REGION_INFO_FLAG_CAPS`
-    pub const REGION_CAPS: u32 = 1 << 3;
+    pub const REGION_CAPS: u32 = bindings::VFIO_REGION_INFO_FLAG_CAPS;
     /// `VFIO_IRQ_INFO_EVENTFD`
-    pub const IRQ_INFO_EVENTFD: u32 = 1 << 0;
+    pub const IRQ_INFO_EVENTFD: u32 = bindings::VFIO_IRQ_INFO_EVENTFD;
     /// `VFIO_IRQ_INFO_MASKABLE`
-    pub const IRQ_INFO_MASKABLE: u32 = 1 << 1;
+    pub const IRQ_INFO_MASKABLE: u32 = bindings::VFIO_IRQ_INFO_MASKABLE;
     /// `VFIO_IRQ_INFO_AUTOMASKED`
-    pub const IRQ_INFO_AUTOMASKED: u32 = 1 << 2;
+    pub const IRQ_INFO_AUTOMASKED: u32 = bindings::VFIO_IRQ_INFO_AUTOMASKED;
     /// `VFIO_IRQ_INFO_NORESIZE`
-    pub const IRQ_INFO_NORESIZE: u32 = 1 << 3;
-    const SET_DATA_NONE: u32 = 1 << 0;
-    const SET_DATA_BOOL: u32 = 1 << 1;
-    const SET_DATA_EVENTFD: u32 = 1 << 2;
-    const SET_ACTION_MASK: u32 = 1 << 3;
-    const SET_ACTION_UNMASK: u32 = 1 << 4;
-    const SET_ACTION_TRIGGER: u32 = 1 << 5;
+    pub const IRQ_INFO_NORESIZE: u32 = bindings::VFIO_IRQ_INFO_NORESIZE;
+    const SET_DATA_NONE: u32 = bindings::VFIO_IRQ_SET_DATA_NONE;
+    const SET_DATA_BOOL: u32 = bindings::VFIO_IRQ_SET_DATA_BOOL;
+    const SET_DATA_EVENTFD: u32 = bindings::VFIO_IRQ_SET_DATA_EVENTFD;
+    const SET_ACTION_MASK: u32 = bindings::VFIO_IRQ_SET_ACTION_MASK;
+    const SET_ACTION_UNMASK: u32 = bindings::VFIO_IRQ_SET_ACTION_UNMASK;
+    const SET_ACTION_TRIGGER: u32 = bindings::VFIO_IRQ_SET_ACTION_TRIGGER;
     const SET_DATA_MASK: u32 = SET_DATA_NONE | SET_DATA_BOOL | SET_DATA_EVENTFD;
     const SET_ACTION_MASK_ALL: u32 = SET_ACTION_MASK | SET_ACTION_UNMASK | SET_ACTION_TRIGGER;
-
-    /// `sizeof(struct vfio_device_info)` and its `minsz` (up to `num_irqs`).
-    pub const DEVICE_INFO_SIZE: usize = 24;
-    const DEVICE_INFO_MINSZ: usize = 16;
-    /// `sizeof(struct vfio_region_info)` (= its `minsz`).
-    pub const REGION_INFO_SIZE: usize = 32;
-    /// `sizeof(struct vfio_irq_info)` (= its `minsz`).
-    pub const IRQ_INFO_SIZE: usize = 16;
-    /// `minsz` of `struct vfio_irq_set` (up to `count`).
-    pub const IRQ_SET_MINSZ: usize = 20;
     /// `VFIO_REGION_INFO_CAP_SPARSE_MMAP`
-    pub const CAP_SPARSE_MMAP: u16 = 1;
+    pub const CAP_SPARSE_MMAP: u16 = bindings::VFIO_REGION_INFO_CAP_SPARSE_MMAP as u16;
     /// `VFIO_REGION_INFO_CAP_TYPE`
-    pub const CAP_TYPE: u16 = 2;
+    pub const CAP_TYPE: u16 = bindings::VFIO_REGION_INFO_CAP_TYPE as u16;
 
-    crate::static_assert!(DEVICE_INFO_SIZE == core::mem::size_of::<bindings::vfio_device_info>());
-    crate::static_assert!(REGION_INFO_SIZE == core::mem::size_of::<bindings::vfio_region_info>());
-    crate::static_assert!(IRQ_INFO_SIZE == core::mem::size_of::<bindings::vfio_irq_info>());
-    crate::static_assert!(IRQ_SET_MINSZ == core::mem::size_of::<bindings::vfio_irq_set>());
+    /// `struct vfio_device_info`
+    pub type DeviceInfoArg = bindings::vfio_device_info;
+    /// `struct vfio_region_info`
+    pub type RegionInfoArg = bindings::vfio_region_info;
+    /// `struct vfio_irq_info`
+    pub type IrqInfoArg = bindings::vfio_irq_info;
+    /// `struct vfio_irq_set` (the fixed header; the data follows it)
+    pub type IrqSetArg = bindings::vfio_irq_set;
 
-    fn u32_at(b: &[u8], off: usize) -> Result<u32> {
-        let s = b.get(off..off + 4).ok_or(EINVAL)?;
-        Ok(u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+    /// `minsz` of `VFIO_DEVICE_GET_INFO`: up to `num_irqs` (`cap_offset` came later).
+    pub const DEVICE_INFO_MINSZ: usize = offset_of!(DeviceInfoArg, num_irqs) + size_of::<u32>();
+    /// `minsz` of `VFIO_DEVICE_GET_REGION_INFO`: up to `offset`, the whole structure.
+    pub const REGION_INFO_MINSZ: usize = offset_of!(RegionInfoArg, offset) + size_of::<u64>();
+    /// `minsz` of `VFIO_DEVICE_GET_IRQ_INFO`: up to `count`, the whole structure.
+    pub const IRQ_INFO_MINSZ: usize = offset_of!(IrqInfoArg, count) + size_of::<u32>();
+    /// `minsz` of `VFIO_DEVICE_SET_IRQS`: up to `count`; the data follows.
+    pub const IRQ_SET_MINSZ: usize = offset_of!(IrqSetArg, count) + size_of::<u32>();
+
+    // The replies are written byte for byte: no padding may leak kernel memory (`AsBytes`).
+    crate::static_assert!(size_of::<DeviceInfoArg>() == 6 * 4);
+    crate::static_assert!(size_of::<RegionInfoArg>() == 4 * 4 + 2 * 8);
+    crate::static_assert!(size_of::<IrqInfoArg>() == 4 * 4);
+    crate::static_assert!(size_of::<IrqSetArg>() == IRQ_SET_MINSZ);
+    crate::static_assert!(size_of::<bindings::vfio_info_cap_header>() == 2 + 2 + 4);
+    crate::static_assert!(size_of::<bindings::vfio_region_sparse_mmap_area>() == 2 * 8);
+    crate::static_assert!(offset_of!(bindings::vfio_region_info_cap_sparse_mmap, areas) == 8 + 8);
+
+    // SAFETY: `repr(C)` structures of integers only (and, for `vfio_irq_set`, a zero-sized
+    // trailing array): every bit pattern is valid; no interior mutability.
+    unsafe impl FromBytes for DeviceInfoArg {}
+    // SAFETY: as above.
+    unsafe impl FromBytes for RegionInfoArg {}
+    // SAFETY: as above.
+    unsafe impl FromBytes for IrqInfoArg {}
+    // SAFETY: as above.
+    unsafe impl FromBytes for IrqSetArg {}
+    // SAFETY: integers only and no padding (sizes asserted above): every byte is initialised.
+    unsafe impl AsBytes for DeviceInfoArg {}
+    // SAFETY: as above.
+    unsafe impl AsBytes for RegionInfoArg {}
+    // SAFETY: as above.
+    unsafe impl AsBytes for IrqInfoArg {}
+    // SAFETY: as above.
+    unsafe impl AsBytes for bindings::vfio_info_cap_header {}
+    // SAFETY: as above.
+    unsafe impl AsBytes for bindings::vfio_region_sparse_mmap_area {}
+
+    /// The bytes of `v` (6.12's `AsBytes` has no `as_bytes` yet).
+    fn bytes_of<T: AsBytes>(v: &T) -> &[u8] {
+        // SAFETY: `v` is valid for reads of its size, and every byte of an `AsBytes` value is
+        // initialised.
+        unsafe { core::slice::from_raw_parts(core::ptr::from_ref(v).cast::<u8>(), size_of::<T>()) }
     }
 
-    fn put_u32(b: &mut [u8], off: usize, v: u32) {
-        if let Some(s) = b.get_mut(off..off + 4) {
-            s.copy_from_slice(&v.to_ne_bytes());
-        }
-    }
-
-    fn put_u64(b: &mut [u8], off: usize, v: u64) {
-        if let Some(s) = b.get_mut(off..off + 8) {
-            s.copy_from_slice(&v.to_ne_bytes());
-        }
-    }
-
-    /// Checks the leading `argsz` against `minsz`; returns it.
-    pub fn check_argsz(bytes: &[u8], minsz: usize) -> Result<u32> {
-        if bytes.len() < minsz {
+    /// A `T` from the first `minsz` bytes of `bytes`, the rest zero, as C copies `minsz` bytes
+    /// into a zeroed structure. `EINVAL` if `bytes` is shorter than `minsz` or `minsz` longer
+    /// than `T`.
+    pub fn from_prefix<T: FromBytes>(bytes: &[u8], minsz: usize) -> Result<T> {
+        let src = bytes.get(..minsz).ok_or(EINVAL)?;
+        if minsz > size_of::<T>() {
             return Err(EINVAL);
         }
-        let argsz = u32_at(bytes, 0)?;
+        let mut v = MaybeUninit::<T>::zeroed();
+        // SAFETY: `v` has room for `size_of::<T>() >= minsz` bytes; the regions do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), v.as_mut_ptr().cast::<u8>(), minsz) };
+        // SAFETY: every byte is initialised (zeroed, then partly copied) and any bytes are a
+        // valid `T` (`FromBytes`).
+        Ok(unsafe { v.assume_init() })
+    }
+
+    /// Reads a `T` from the first `minsz` bytes at user address `arg`, the rest zero.
+    pub fn read_user<T: FromBytes>(arg: usize, minsz: usize) -> Result<T> {
+        if minsz > size_of::<T>() {
+            return Err(EINVAL);
+        }
+        let mut v = MaybeUninit::<T>::zeroed();
+        // SAFETY: `v` is `size_of::<T>() >= minsz` bytes, writable; `MaybeUninit<u8>` has no
+        // validity requirement.
+        let dst = unsafe { core::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<MaybeUninit<u8>>(), minsz) };
+        UserSlice::new(arg, minsz).reader().read_raw(dst)?;
+        // SAFETY: as in `from_prefix`.
+        Ok(unsafe { v.assume_init() })
+    }
+
+    /// Writes `reply` truncated to the user's `argsz`.
+    pub fn write_user(arg: usize, argsz: u32, reply: &[u8]) -> Result {
+        let n = reply.len().min(argsz as usize);
+        UserSlice::new(arg, n).writer().write_slice(&reply[..n])
+    }
+
+    /// Checks `argsz` against `minsz`; returns it.
+    pub fn check_argsz(argsz: u32, minsz: usize) -> Result<u32> {
         if (argsz as usize) < minsz {
             return Err(EINVAL);
         }
         Ok(argsz)
-    }
-
-    /// Reads the first `minsz` bytes of an ioctl argument from user memory.
-    pub fn read_user(arg: usize, minsz: usize) -> Result<KVec<u8>> {
-        let mut v = KVec::new();
-        v.extend_with(minsz, 0, GFP_KERNEL)?;
-        UserSlice::new(arg, minsz).reader().read_slice(&mut v)?;
-        Ok(v)
-    }
-
-    /// Writes a reply, truncated to the user's `argsz`.
-    pub fn write_user(arg: usize, argsz: u32, reply: &[u8]) -> Result {
-        let n = reply.len().min(argsz as usize);
-        UserSlice::new(arg, n).writer().write_slice(&reply[..n])
     }
 
     /// `VFIO_DEVICE_GET_INFO` reply.
@@ -958,26 +1002,26 @@ pub mod uapi {
     }
 
     impl DeviceInfo {
-        /// Validates the request bytes; returns the user's `argsz`.
-        pub fn parse(req: &[u8]) -> Result<u32> {
-            check_argsz(req, DEVICE_INFO_MINSZ)
+        /// Validates the request; returns the user's `argsz`.
+        pub fn parse(req: &DeviceInfoArg) -> Result<u32> {
+            check_argsz(req.argsz, DEVICE_INFO_MINSZ)
         }
 
         /// Encodes the reply (no capabilities).
-        pub fn encode(&self, argsz: u32) -> [u8; DEVICE_INFO_SIZE] {
-            let mut b = [0u8; DEVICE_INFO_SIZE];
-            put_u32(&mut b, 0, argsz.max(DEVICE_INFO_SIZE as u32));
-            put_u32(&mut b, 4, self.flags);
-            put_u32(&mut b, 8, self.num_regions);
-            put_u32(&mut b, 12, self.num_irqs);
-            b
+        pub fn encode(&self, argsz: u32) -> DeviceInfoArg {
+            DeviceInfoArg {
+                argsz: argsz.max(size_of::<DeviceInfoArg>() as u32),
+                flags: self.flags,
+                num_regions: self.num_regions,
+                num_irqs: self.num_irqs,
+                ..Default::default()
+            }
         }
 
         /// Handles `VFIO_DEVICE_GET_INFO` with user argument `arg`.
         pub fn reply_to_user(&self, arg: usize) -> Result<isize> {
-            let req = read_user(arg, DEVICE_INFO_MINSZ)?;
-            let argsz = Self::parse(&req)?;
-            write_user(arg, argsz, &self.encode(argsz))?;
+            let argsz = Self::parse(&read_user(arg, DEVICE_INFO_MINSZ)?)?;
+            write_user(arg, argsz, bytes_of(&self.encode(argsz)))?;
             Ok(0)
         }
     }
@@ -985,30 +1029,32 @@ pub mod uapi {
     /// A region-info capability chain under construction.
     pub struct CapChain {
         bytes: KVec<u8>,
-        last_next: Option<usize>,
+        /// Offset in `bytes` and contents of the last header, linked to the next one added.
+        last: Option<(usize, bindings::vfio_info_cap_header)>,
     }
 
     impl CapChain {
         /// An empty chain.
         pub fn new() -> Self {
-            Self { bytes: KVec::new(), last_next: None }
+            Self { bytes: KVec::new(), last: None }
         }
 
         /// Appends a capability (`struct vfio_info_cap_header` + `payload`, 8-byte aligned).
         pub fn add(&mut self, id: u16, version: u16, payload: &[u8]) -> Result {
+            const HDR: usize = size_of::<bindings::vfio_info_cap_header>();
             let start = self.bytes.len();
-            let len = (8 + payload.len()).checked_add(7).ok_or(EINVAL)? & !7;
+            let len = (HDR + payload.len()).checked_add(7).ok_or(EINVAL)? & !7;
+            // Offsets count from the start of the info structure the chain follows.
+            let off = u32::try_from(size_of::<RegionInfoArg>() + start).map_err(|_| EINVAL)?;
             self.bytes.extend_with(len, 0, GFP_KERNEL)?;
-            let b = &mut self.bytes[start..];
-            b[0..2].copy_from_slice(&id.to_ne_bytes());
-            b[2..4].copy_from_slice(&version.to_ne_bytes());
-            b[8..8 + payload.len()].copy_from_slice(payload);
-            // Link the previous header to this one; offsets count from the info struct start.
-            if let Some(prev) = self.last_next {
-                let off = (REGION_INFO_SIZE + start) as u32;
-                self.bytes[prev..prev + 4].copy_from_slice(&off.to_ne_bytes());
+            let hdr = bindings::vfio_info_cap_header { id, version, next: 0 };
+            self.bytes[start..start + HDR].copy_from_slice(bytes_of(&hdr));
+            self.bytes[start + HDR..start + HDR + payload.len()].copy_from_slice(payload);
+            if let Some((prev, mut prev_hdr)) = self.last.take() {
+                prev_hdr.next = off;
+                self.bytes[prev..prev + HDR].copy_from_slice(bytes_of(&prev_hdr));
             }
-            self.last_next = Some(start + 4);
+            self.last = Some((start, hdr));
             Ok(())
         }
 
@@ -1029,14 +1075,18 @@ pub mod uapi {
         }
     }
 
-    /// Builds the payload of a `VFIO_REGION_INFO_CAP_SPARSE_MMAP` capability.
+    /// Builds the payload of a `VFIO_REGION_INFO_CAP_SPARSE_MMAP` capability (the part of
+    /// `struct vfio_region_info_cap_sparse_mmap` after its header).
     pub fn sparse_mmap_payload(areas: &[(u64, u64)]) -> Result<KVec<u8>> {
-        let mut v = KVec::new();
-        v.extend_with(8 + 16 * areas.len(), 0, GFP_KERNEL)?;
-        put_u32(&mut v, 0, areas.len() as u32);
-        for (i, (off, size)) in areas.iter().enumerate() {
-            put_u64(&mut v, 8 + 16 * i, *off);
-            put_u64(&mut v, 16 + 16 * i, *size);
+        const HDR: usize = size_of::<bindings::vfio_info_cap_header>();
+        let first = offset_of!(bindings::vfio_region_info_cap_sparse_mmap, areas) - HDR;
+        let nr = offset_of!(bindings::vfio_region_info_cap_sparse_mmap, nr_areas) - HDR;
+        let nr_areas = u32::try_from(areas.len()).map_err(|_| EINVAL)?;
+        let mut v = KVec::with_capacity(first + areas.len() * size_of::<bindings::vfio_region_sparse_mmap_area>(), GFP_KERNEL)?;
+        v.extend_with(first, 0, GFP_KERNEL)?;
+        v[nr..nr + 4].copy_from_slice(&nr_areas.to_ne_bytes());
+        for &(offset, size) in areas {
+            v.extend_from_slice(bytes_of(&bindings::vfio_region_sparse_mmap_area { offset, size }), GFP_KERNEL)?;
         }
         Ok(v)
     }
@@ -1051,19 +1101,18 @@ pub mod uapi {
     }
 
     impl RegionInfoRequest {
-        /// Parses and validates the request against `num_regions`.
-        pub fn parse(req: &[u8], num_regions: u32) -> Result<Self> {
-            let argsz = check_argsz(req, REGION_INFO_SIZE)?;
-            let index = u32_at(req, 8)?;
-            if index >= num_regions {
+        /// Validates the request against `num_regions`.
+        pub fn parse(req: &RegionInfoArg, num_regions: u32) -> Result<Self> {
+            let argsz = check_argsz(req.argsz, REGION_INFO_MINSZ)?;
+            if req.index >= num_regions {
                 return Err(EINVAL);
             }
-            Ok(Self { argsz, index })
+            Ok(Self { argsz, index: req.index })
         }
 
         /// Reads and validates the request from user memory.
         pub fn from_user(arg: usize, num_regions: u32) -> Result<Self> {
-            Self::parse(&read_user(arg, REGION_INFO_SIZE)?, num_regions)
+            Self::parse(&read_user(arg, REGION_INFO_MINSZ)?, num_regions)
         }
     }
 
@@ -1084,23 +1133,26 @@ pub mod uapi {
         /// only the fixed part is returned with `argsz` set to the size needed and
         /// `cap_offset` 0 (the VFIO convention).
         pub fn encode(&self, req: &RegionInfoRequest) -> Result<KVec<u8>> {
+            const FIXED: usize = size_of::<RegionInfoArg>();
             let caps = self.caps.map(|c| c.as_bytes()).unwrap_or(&[]);
-            let needed = REGION_INFO_SIZE + caps.len();
+            let needed = FIXED + caps.len();
             let fits = (req.argsz as usize) >= needed;
-            let mut b = KVec::new();
-            b.extend_with(if fits { needed } else { REGION_INFO_SIZE }, 0, GFP_KERNEL)?;
             let mut flags = self.flags;
             if !caps.is_empty() {
                 flags |= REGION_CAPS;
             }
-            put_u32(&mut b, 0, needed.max(req.argsz as usize) as u32);
-            put_u32(&mut b, 4, flags);
-            put_u32(&mut b, 8, req.index);
-            put_u32(&mut b, 12, if fits && !caps.is_empty() { REGION_INFO_SIZE as u32 } else { 0 });
-            put_u64(&mut b, 16, self.size);
-            put_u64(&mut b, 24, self.offset);
+            let info = RegionInfoArg {
+                argsz: u32::try_from(needed.max(req.argsz as usize)).map_err(|_| EINVAL)?,
+                flags,
+                index: req.index,
+                cap_offset: if fits && !caps.is_empty() { FIXED as u32 } else { 0 },
+                size: self.size,
+                offset: self.offset,
+            };
+            let mut b = KVec::with_capacity(if fits { needed } else { FIXED }, GFP_KERNEL)?;
+            b.extend_from_slice(bytes_of(&info), GFP_KERNEL)?;
             if fits {
-                b[REGION_INFO_SIZE..].copy_from_slice(caps);
+                b.extend_from_slice(caps, GFP_KERNEL)?;
             }
             Ok(b)
         }
@@ -1108,7 +1160,7 @@ pub mod uapi {
         /// Writes the reply for `req` to user memory at `arg`.
         pub fn reply_to_user(&self, req: &RegionInfoRequest, arg: usize) -> Result<isize> {
             let b = self.encode(req)?;
-            write_user(arg, req.argsz.max(REGION_INFO_SIZE as u32), &b)?;
+            write_user(arg, req.argsz.max(size_of::<RegionInfoArg>() as u32), &b)?;
             Ok(0)
         }
     }
@@ -1123,34 +1175,28 @@ pub mod uapi {
     }
 
     impl IrqInfoRequest {
-        /// Parses and validates the request against `num_irqs`.
-        pub fn parse(req: &[u8], num_irqs: u32) -> Result<Self> {
-            let argsz = check_argsz(req, IRQ_INFO_SIZE)?;
-            let index = u32_at(req, 8)?;
-            if index >= num_irqs {
+        /// Validates the request against `num_irqs`.
+        pub fn parse(req: &IrqInfoArg, num_irqs: u32) -> Result<Self> {
+            let argsz = check_argsz(req.argsz, IRQ_INFO_MINSZ)?;
+            if req.index >= num_irqs {
                 return Err(EINVAL);
             }
-            Ok(Self { argsz, index })
+            Ok(Self { argsz, index: req.index })
         }
 
         /// Reads and validates the request from user memory.
         pub fn from_user(arg: usize, num_irqs: u32) -> Result<Self> {
-            Self::parse(&read_user(arg, IRQ_INFO_SIZE)?, num_irqs)
+            Self::parse(&read_user(arg, IRQ_INFO_MINSZ)?, num_irqs)
         }
 
         /// Encodes the reply.
-        pub fn encode(&self, flags: u32, count: u32) -> [u8; IRQ_INFO_SIZE] {
-            let mut b = [0u8; IRQ_INFO_SIZE];
-            put_u32(&mut b, 0, self.argsz);
-            put_u32(&mut b, 4, flags);
-            put_u32(&mut b, 8, self.index);
-            put_u32(&mut b, 12, count);
-            b
+        pub fn encode(&self, flags: u32, count: u32) -> IrqInfoArg {
+            IrqInfoArg { argsz: self.argsz, flags, index: self.index, count }
         }
 
         /// Writes the reply to user memory at `arg`.
         pub fn reply_to_user(&self, arg: usize, flags: u32, count: u32) -> Result<isize> {
-            write_user(arg, self.argsz, &self.encode(flags, count))?;
+            write_user(arg, self.argsz, bytes_of(&self.encode(flags, count)))?;
             Ok(0)
         }
     }
@@ -1195,13 +1241,10 @@ pub mod uapi {
     impl IrqSet {
         /// Validates the fixed header (as `vfio_set_irqs_validate_and_prepare` does) for a
         /// device with `num_irqs` indices whose index `i` has `irq_count(i)` vectors; returns
-        /// `(argsz, data size)`.
-        pub fn check_header(hdr: &[u8], num_irqs: u32, irq_count: impl Fn(u32) -> u32) -> Result<(u32, usize)> {
-            let argsz = check_argsz(hdr, IRQ_SET_MINSZ)?;
-            let flags = u32_at(hdr, 4)?;
-            let index = u32_at(hdr, 8)?;
-            let start = u32_at(hdr, 12)?;
-            let count = u32_at(hdr, 16)?;
+        /// the size of the data that follows it.
+        pub fn check_header(hdr: &IrqSetArg, num_irqs: u32, irq_count: impl Fn(u32) -> u32) -> Result<usize> {
+            let argsz = check_argsz(hdr.argsz, IRQ_SET_MINSZ)?;
+            let (flags, index, start, count) = (hdr.flags, hdr.index, hdr.start, hdr.count);
             if flags & !(SET_DATA_MASK | SET_ACTION_MASK_ALL) != 0
                 || (flags & SET_DATA_MASK).count_ones() != 1
                 || (flags & SET_ACTION_MASK_ALL).count_ones() != 1
@@ -1222,20 +1265,19 @@ pub mod uapi {
             if elem != 0 && (count == 0 || (argsz as usize) < IRQ_SET_MINSZ + size) {
                 return Err(EINVAL);
             }
-            Ok((argsz, size))
+            Ok(size)
         }
 
-        /// Parses a whole request (header followed by its data).
-        pub fn parse(bytes: &[u8], num_irqs: u32, irq_count: impl Fn(u32) -> u32) -> Result<Self> {
-            let (_, size) = Self::check_header(bytes, num_irqs, irq_count)?;
-            let flags = u32_at(bytes, 4)?;
-            let data = bytes.get(IRQ_SET_MINSZ..IRQ_SET_MINSZ + size).ok_or(EINVAL)?;
-            let action = match flags & SET_ACTION_MASK_ALL {
+        /// Parses a whole request: the header and the `data` that followed it.
+        pub fn parse(hdr: &IrqSetArg, data: &[u8], num_irqs: u32, irq_count: impl Fn(u32) -> u32) -> Result<Self> {
+            let size = Self::check_header(hdr, num_irqs, irq_count)?;
+            let data = data.get(..size).ok_or(EINVAL)?;
+            let action = match hdr.flags & SET_ACTION_MASK_ALL {
                 SET_ACTION_MASK => IrqAction::Mask,
                 SET_ACTION_UNMASK => IrqAction::Unmask,
                 _ => IrqAction::Trigger,
             };
-            let data = match flags & SET_DATA_MASK {
+            let data = match hdr.flags & SET_DATA_MASK {
                 SET_DATA_BOOL => {
                     let mut v = KVec::with_capacity(size, GFP_KERNEL)?;
                     for &b in data {
@@ -1252,21 +1294,18 @@ pub mod uapi {
                 }
                 _ => IrqSetData::None,
             };
-            Ok(Self {
-                index: u32_at(bytes, 8)?,
-                start: u32_at(bytes, 12)?,
-                count: u32_at(bytes, 16)?,
-                action,
-                data,
-            })
+            Ok(Self { index: hdr.index, start: hdr.start, count: hdr.count, action, data })
         }
 
-        /// Reads and validates a request from user memory.
+        /// Reads and validates a request from user memory: the header once, then the data that
+        /// follows it (as C's `memdup_user(arg + minsz, data_size)`), so nothing is read twice.
         pub fn from_user(arg: usize, num_irqs: u32, irq_count: impl Fn(u32) -> u32 + Copy) -> Result<Self> {
-            let hdr = read_user(arg, IRQ_SET_MINSZ)?;
-            let (_, size) = Self::check_header(&hdr, num_irqs, irq_count)?;
-            let all = read_user(arg, IRQ_SET_MINSZ + size)?;
-            Self::parse(&all, num_irqs, irq_count)
+            let hdr: IrqSetArg = read_user(arg, IRQ_SET_MINSZ)?;
+            let size = Self::check_header(&hdr, num_irqs, irq_count)?;
+            let mut data = KVec::new();
+            data.extend_with(size, 0, GFP_KERNEL)?;
+            UserSlice::new(arg.checked_add(IRQ_SET_MINSZ).ok_or(EFAULT)?, size).reader().read_slice(&mut data)?;
+            Self::parse(&hdr, &data, num_irqs, irq_count)
         }
     }
 }

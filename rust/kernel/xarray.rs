@@ -20,8 +20,8 @@
 //! let mut guard = xa.lock();
 //! let id = guard.alloc(1..=10, KBox::new(7, GFP_KERNEL)?, GFP_KERNEL)?;
 //! assert_eq!(id, 1);
-//! assert_eq!(guard.load(id).map(|v| *v), Some(7));
-//! assert!(guard.erase(id).is_some());
+//! assert_eq!(guard.get(id).map(|v| *v), Some(7));
+//! assert!(guard.remove(id).is_some());
 //! # Ok::<(), Error>(())
 //! ```
 
@@ -109,7 +109,7 @@ impl<T: ForeignOwnable> PinnedDrop for XArray<T> {
             let entry = {
                 let mut guard = self.lock();
                 let Some(index) = guard.find_from(0).map(|(i, _)| i) else { break };
-                guard.erase(index)
+                guard.remove(index)
             };
             drop(entry);
         }
@@ -149,8 +149,8 @@ impl<'a, T: ForeignOwnable> Guard<'a, T> {
         (!p.is_null()).then_some((index as u32, p))
     }
 
-    /// Borrows the entry at `index`, if any.
-    pub fn load(&self, index: u32) -> Option<T::Borrowed<'_>> {
+    /// Borrows the entry at `index`, if any (upstream's name; `xa_load`).
+    pub fn get(&self, index: u32) -> Option<T::Borrowed<'_>> {
         let p = self.load_raw(index);
         if p.is_null() {
             return None;
@@ -163,7 +163,7 @@ impl<'a, T: ForeignOwnable> Guard<'a, T> {
     /// Returns the first present index `>= start` and a borrow of its entry.
     pub fn find_from(&self, start: u32) -> Option<(u32, T::Borrowed<'_>)> {
         let (index, p) = self.find_raw(start)?;
-        // SAFETY: as in `load`.
+        // SAFETY: as in `get`.
         Some((index, unsafe { T::borrow(p) }))
     }
 
@@ -190,8 +190,8 @@ impl<'a, T: ForeignOwnable> Guard<'a, T> {
         Ok(id)
     }
 
-    /// Removes and returns the entry at `index`.
-    pub fn erase(&mut self, index: u32) -> Option<T> {
+    /// Removes and returns the entry at `index` (upstream's name; `__xa_erase`).
+    pub fn remove(&mut self, index: u32) -> Option<T> {
         // SAFETY: the lock is held, as `__xa_erase` requires.
         let p = unsafe { bindings::__xa_erase(self.raw(), index as _) };
         // SAFETY: entries come from `into_foreign`; erased, it is no longer owned by the array,
@@ -572,7 +572,7 @@ impl<T> XArrayMapReader<T> {
     ///
     /// The map this reader came from is alive for the call.
     pub unsafe fn read<R>(&self, id: u32, f: impl FnOnce(NonNull<T>) -> R) -> Option<R> {
-        let rcu = crate::rcu::read_lock();
+        let rcu = crate::sync::rcu::read_lock();
         // SAFETY: the array is alive (caller) and initialised.
         let s = unsafe { bindings::xa_load(self.xa, id as _) }.cast::<Slot<T>>();
         let r = (!s.is_null()).then(|| {

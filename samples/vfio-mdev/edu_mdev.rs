@@ -41,7 +41,7 @@ use kernel::{
     c_str, debugfs, dev_err, dev_info, dev_warn,
     device::Device,
     devres::Devres,
-    dma::Direction,
+    dma::DataDirection,
     ioasid::{OwnerKind, PasidSet},
     iommu,
     iommu::Prot,

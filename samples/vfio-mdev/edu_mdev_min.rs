@@ -14,7 +14,7 @@ use kernel::{
     delay::read_poll_timeout,
     device,
     devres::Devres,
-    dma::Direction,
+    dma::DataDirection,
     iommu::Prot,
     mdev,
     mdev::parent::{Capacity, ParentDriver, PciParentDriver, Reserved, TypeInfo},
@@ -115,8 +115,8 @@ impl Edu {
     /// one DMA in and one out (each polled until done: edu takes 100 ms of virtual time), with
     /// edu to itself meanwhile.
     fn copy(&self, src: &PinnedPages<'_, Mdev>, dst: &PinnedPages<'_, Mdev>, p: &Piece) -> Result {
-        let s = src.dma_map(0, &self.dev, Direction::ToDevice)?;
-        let d = dst.dma_map(0, &self.dev, Direction::Bidirectional)?;
+        let s = src.dma_map(0, &self.dev, DataDirection::ToDevice)?;
+        let d = dst.dma_map(0, &self.dev, DataDirection::Bidirectional)?;
         let (from, to) = (s.dma_addr() + p.src % PAGE, d.dma_addr() + p.dst % PAGE);
         let _engine = self.engine.lock();
         let (buf, start) = (edu::DMA_BUF, edu::DMA_START);

@@ -297,6 +297,13 @@ const DATA_EVENTFD: u32 = 4;
 const ACTION_MASK: u32 = 8;
 const ACTION_TRIGGER: u32 = 32;
 
+/// Parses a `VFIO_DEVICE_SET_IRQS` argument as the handler reads it from user memory: the
+/// `vfio_irq_set` header, then the data after it.
+fn parse_irq_set(b: &[u8], irq_count: impl Fn(u32) -> u32) -> Result<uapi::IrqSet> {
+    let hdr: uapi::IrqSetArg = uapi::from_prefix(b, uapi::IRQ_SET_MINSZ)?;
+    uapi::IrqSet::parse(&hdr, b.get(uapi::IRQ_SET_MINSZ..).unwrap_or(&[]), vpci::NUM_IRQS, irq_count)
+}
+
 /// A `vfio_irq_set` (argsz, flags, index, start, count) followed by `data`.
 fn irq_set(flags: u32, index: u32, start: u32, count: u32, data: &[u8]) -> Result<KVec<u8>> {
     let mut v = KVec::new();
@@ -312,7 +319,7 @@ fn irq_cases(suite: &mut Suite) {
     static SUPPORTED: [u32; 2] = [vpci::MSI_IRQ_INDEX, vpci::REQ_IRQ_INDEX];
     suite.run("set_irqs_bad_input_refused", |case| {
         let fds = vpci::IrqEventfds::new(&SUPPORTED);
-        let parse = |b: &[u8]| uapi::IrqSet::parse(b, vpci::NUM_IRQS, |i| fds.count(i));
+        let parse = |b: &[u8]| parse_irq_set(b, |i| fds.count(i));
         let msi = vpci::MSI_IRQ_INDEX;
         let fd = (-1i32).to_ne_bytes();
         for (b, what) in [
@@ -336,7 +343,7 @@ fn irq_cases(suite: &mut Suite) {
     });
     suite.run("set_irqs_applies_to_eventfds", |case| {
         let mut fds = vpci::IrqEventfds::new(&SUPPORTED);
-        let parse = |b: &[u8], f: &vpci::IrqEventfds| uapi::IrqSet::parse(b, vpci::NUM_IRQS, |i| f.count(i));
+        let parse = |b: &[u8], f: &vpci::IrqEventfds| parse_irq_set(b, |i| f.count(i));
         let msi = vpci::MSI_IRQ_INDEX;
         labtest_ensure!(case, fds.count(msi) == 1 && fds.count(vpci::INTX_IRQ_INDEX) == 0, "vector counts");
         // An fd number no process has open.

@@ -16,7 +16,7 @@ use kernel::{
     delay::msleep,
     dev_info,
     devres::Devres,
-    dma::{CoherentAllocation, Direction, PageMapping},
+    dma::{CoherentAllocation, DataDirection, PageMapping},
     error::code::{EINVAL, ENXIO},
     irq,
     labtest::Suite,
@@ -249,9 +249,9 @@ fn probe_cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, info: u32, bar: 
         }
         edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF + 0x800, 256, edu::DMA_START)?;
         let page = case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?;
-        let bad = PageMapping::new(dev.as_ref(), case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?, 4000, 200, Direction::FromDevice);
+        let bad = PageMapping::new(dev.as_ref(), case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?, 4000, 200, DataDirection::FromDevice);
         labtest_ensure!(case, bad.is_err(), "mapping past the page end accepted");
-        let mut m = case.check("map", PageMapping::new(dev.as_ref(), page, 0, 256, Direction::FromDevice))?;
+        let mut m = case.check("map", PageMapping::new(dev.as_ref(), page, 0, 256, DataDirection::FromDevice))?;
         edu::dma(case, bar, edu::DMA_BUF + 0x800, m.dma_addr(), 256, edu::DMA_START | edu::DMA_TO_RAM)?;
         let mut back = [0u8; 256];
         // SAFETY: `back` is 256 writable bytes, within the page.

@@ -309,6 +309,21 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
+/// The uAPI structure `T` whose first `minsz` bytes are `words` (the rest zero), as the
+/// handlers read it from user memory; a default (all-zero) one if `words` is too short.
+fn arg<T: kernel::types::FromBytes + Default>(words: &[u32], minsz: usize) -> T {
+    uapi::from_prefix(&bytes(words), minsz).unwrap_or_default()
+}
+
+/// A `VFIO_DEVICE_SET_IRQS` argument: the header's 5 words, then the data.
+fn irq_set(words: &[u32]) -> (uapi::IrqSetArg, KVec<u8>) {
+    let all = bytes(words);
+    let data = all.get(uapi::IRQ_SET_MINSZ..).unwrap_or(&[]);
+    let mut v = KVec::new();
+    let _ = v.extend_from_slice(data, GFP_KERNEL);
+    (arg(words, uapi::IRQ_SET_MINSZ), v)
+}
+
 fn uapi_cases(suite: &mut Suite) {
     suite.run("uapi_ioctl_numbers_match_c", |case| {
         labtest_ensure!(case, uapi::DEVICE_GET_INFO == 0x3b6b, "GET_INFO {:#x}", uapi::DEVICE_GET_INFO);
@@ -317,17 +332,20 @@ fn uapi_cases(suite: &mut Suite) {
         Ok(())
     });
     suite.run("uapi_device_info_argsz_checked", |case| {
-        labtest_ensure!(case, uapi::DeviceInfo::parse(&bytes(&[8, 0, 0, 0])) == Err(EINVAL), "argsz 8 accepted");
-        labtest_ensure!(case, uapi::DeviceInfo::parse(&bytes(&[16, 0])) == Err(EINVAL), "short buffer accepted");
-        let argsz = case.check("parse", uapi::DeviceInfo::parse(&bytes(&[16, 0, 0, 0])))?;
+        let minsz = uapi::DEVICE_INFO_MINSZ;
+        labtest_ensure!(case, minsz == 16, "minsz {minsz} (offsetofend num_irqs is 16)");
+        labtest_ensure!(case, uapi::DeviceInfo::parse(&arg(&[8, 0, 0, 0], minsz)) == Err(EINVAL), "argsz 8 accepted");
+        labtest_ensure!(case, uapi::DeviceInfo::parse(&arg(&[15, 0, 0, 0], minsz)) == Err(EINVAL), "argsz 15 accepted");
+        let argsz = case.check("parse", uapi::DeviceInfo::parse(&arg(&[16, 0, 0, 0], minsz)))?;
         let r = uapi::DeviceInfo { flags: uapi::DEVICE_FLAGS_PCI, num_regions: 9, num_irqs: 5 }.encode(argsz);
-        labtest_ensure!(case, u32_at(&r, 0) == 24 && u32_at(&r, 8) == 9 && u32_at(&r, 12) == 5, "reply {:?}", &r[..16]);
+        labtest_ensure!(case, r.argsz == 24 && r.num_regions == 9 && r.num_irqs == 5, "reply {} {} {}", r.argsz, r.num_regions, r.num_irqs);
         Ok(())
     });
     suite.run("uapi_region_info_index_and_caps", |case| {
-        let bad = uapi::RegionInfoRequest::parse(&bytes(&[32, 0, 9, 0, 0, 0, 0, 0]), 9);
+        let minsz = uapi::REGION_INFO_MINSZ;
+        let bad = uapi::RegionInfoRequest::parse(&arg(&[32, 0, 9, 0, 0, 0, 0, 0], minsz), 9);
         labtest_ensure!(case, bad == Err(EINVAL), "index 9 of 9 accepted");
-        let small = uapi::RegionInfoRequest::parse(&bytes(&[16, 0, 0, 0, 0, 0, 0, 0]), 9);
+        let small = uapi::RegionInfoRequest::parse(&arg(&[16, 0, 0, 0, 0, 0, 0, 0], minsz), 9);
         labtest_ensure!(case, small == Err(EINVAL), "argsz 16 accepted");
         let mut caps = uapi::CapChain::new();
         let sparse = case.check("sparse", uapi::sparse_mmap_payload(&[(0, 0x1000), (0x2000, 0x1000)]))?;
@@ -337,13 +355,13 @@ fn uapi_cases(suite: &mut Suite) {
         labtest_ensure!(case, chain_len == 48 + 16, "chain length {chain_len}");
         let info = uapi::RegionInfo { flags: uapi::REGION_READ, size: 0x1000, offset: 0, caps: Some(&caps) };
         // argsz too small for the caps: fixed part only, argsz = needed, cap_offset 0.
-        let req = case.check("parse", uapi::RegionInfoRequest::parse(&bytes(&[32, 0, 2, 0, 0, 0, 0, 0]), 9))?;
+        let req = case.check("parse", uapi::RegionInfoRequest::parse(&arg(&[32, 0, 2, 0, 0, 0, 0, 0], minsz), 9))?;
         let r = case.check("encode", info.encode(&req))?;
         labtest_ensure!(case, r.len() == 32, "reply length {}", r.len());
         labtest_ensure!(case, u32_at(&r, 0) == 32 + chain_len as u32, "argsz {}", u32_at(&r, 0));
         labtest_ensure!(case, u32_at(&r, 4) & uapi::REGION_CAPS != 0 && u32_at(&r, 12) == 0, "flags/cap_offset");
         // Big enough: the chain follows, linked by offsets from the struct start.
-        let req = case.check("parse", uapi::RegionInfoRequest::parse(&bytes(&[200, 0, 2, 0, 0, 0, 0, 0]), 9))?;
+        let req = case.check("parse", uapi::RegionInfoRequest::parse(&arg(&[200, 0, 2, 0, 0, 0, 0, 0], minsz), 9))?;
         let r = case.check("encode", info.encode(&req))?;
         labtest_ensure!(case, r.len() == 32 + chain_len && u32_at(&r, 12) == 32, "cap_offset {}", u32_at(&r, 12));
         let first_next = u32_at(&r, 32 + 4);
@@ -353,15 +371,20 @@ fn uapi_cases(suite: &mut Suite) {
         Ok(())
     });
     suite.run("uapi_irq_info_index_checked", |case| {
-        labtest_ensure!(case, uapi::IrqInfoRequest::parse(&bytes(&[16, 0, 5, 0]), 5) == Err(EINVAL), "index 5 of 5");
-        let req = case.check("parse", uapi::IrqInfoRequest::parse(&bytes(&[16, 0, 1, 0]), 5))?;
+        let minsz = uapi::IRQ_INFO_MINSZ;
+        labtest_ensure!(case, uapi::IrqInfoRequest::parse(&arg(&[16, 0, 5, 0], minsz), 5) == Err(EINVAL), "index 5 of 5");
+        labtest_ensure!(case, uapi::IrqInfoRequest::parse(&arg(&[12, 0, 1, 0], minsz), 5) == Err(EINVAL), "argsz 12 accepted");
+        let req = case.check("parse", uapi::IrqInfoRequest::parse(&arg(&[16, 0, 1, 0], minsz), 5))?;
         let r = req.encode(uapi::IRQ_INFO_EVENTFD, 1);
-        labtest_ensure!(case, u32_at(&r, 4) == uapi::IRQ_INFO_EVENTFD && u32_at(&r, 12) == 1, "reply");
+        labtest_ensure!(case, r.flags == uapi::IRQ_INFO_EVENTFD && r.count == 1 && r.index == 1, "reply");
         Ok(())
     });
     suite.run("uapi_set_irqs_malformed_rejected", |case| {
         let count = |i: u32| if i == 1 { 1 } else { 0 };
-        let parse = |w: &[u32]| uapi::IrqSet::parse(&bytes(w), 5, count);
+        let parse = |w: &[u32]| {
+            let (hdr, data) = irq_set(w);
+            uapi::IrqSet::parse(&hdr, &data, 5, count)
+        };
         // Two data types.
         labtest_ensure!(case, parse(&[24, SET_DATA_BOOL | SET_DATA_EVENTFD | SET_ACTION_TRIGGER, 1, 0, 1, 0]).is_err(), "two data types");
         // No action.
@@ -380,12 +403,16 @@ fn uapi_cases(suite: &mut Suite) {
     });
     suite.run("uapi_set_irqs_valid_parsed", |case| {
         let count = |i: u32| if i == 1 { 2 } else { 0 };
-        let s = case.check("parse", uapi::IrqSet::parse(&bytes(&[28, SET_DATA_EVENTFD | SET_ACTION_TRIGGER, 1, 0, 2, 5, u32::MAX]), 5, count))?;
+        let parse = |w: &[u32]| {
+            let (hdr, data) = irq_set(w);
+            uapi::IrqSet::parse(&hdr, &data, 5, count)
+        };
+        let s = case.check("parse", parse(&[28, SET_DATA_EVENTFD | SET_ACTION_TRIGGER, 1, 0, 2, 5, u32::MAX]))?;
         labtest_ensure!(case, s.action == uapi::IrqAction::Trigger && s.index == 1 && s.count == 2, "{s:?}");
         labtest_ensure!(case, matches!(&s.data, uapi::IrqSetData::Eventfd(v) if v[..] == [5, -1]), "data {:?}", s.data);
-        let s = case.check("parse", uapi::IrqSet::parse(&bytes(&[20, SET_DATA_NONE | SET_ACTION_TRIGGER, 1, 0, 0]), 5, count))?;
+        let s = case.check("parse", parse(&[20, SET_DATA_NONE | SET_ACTION_TRIGGER, 1, 0, 0]))?;
         labtest_ensure!(case, s.count == 0 && s.data == uapi::IrqSetData::None, "disable-all {s:?}");
-        let s = case.check("parse", uapi::IrqSet::parse(&bytes(&[24, SET_DATA_BOOL | SET_ACTION_MASK, 1, 1, 1, 1]), 5, count))?;
+        let s = case.check("parse", parse(&[24, SET_DATA_BOOL | SET_ACTION_MASK, 1, 1, 1, 1]))?;
         labtest_ensure!(case, s.action == uapi::IrqAction::Mask && matches!(&s.data, uapi::IrqSetData::Bool(v) if v[..] == [true]), "{s:?}");
         Ok(())
     });

@@ -15,7 +15,7 @@ use kernel::{
     alloc::flags::GFP_KERNEL,
     delay::msleep,
     devres::Devres,
-    dma::{Direction, PageMapping},
+    dma::{DataDirection, PageMapping},
     labtest::{Case, Failed, Suite},
     labtest_ensure,
     page::Page,
@@ -85,8 +85,8 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
                 case.check("write_raw", unsafe { src.write_raw(pattern.as_ptr(), off, 64) })?;
             }
             let t0 = Ktime::ktime_get();
-            let s = case.check("map src", PageMapping::new(d, src, 0, PAGE, Direction::ToDevice))?;
-            let mut m = case.check("map dst", PageMapping::new(d, dst, 0, PAGE, Direction::FromDevice))?;
+            let s = case.check("map src", PageMapping::new(d, src, 0, PAGE, DataDirection::ToDevice))?;
+            let mut m = case.check("map dst", PageMapping::new(d, dst, 0, PAGE, DataDirection::FromDevice))?;
             map[i] = since(t0);
             let (p1, w1) = timed_dma(case, bar, s.dma_addr(), edu::DMA_BUF, edu::DMA_START)?;
             let (p2, w2) = timed_dma(case, bar, edu::DMA_BUF, m.dma_addr(), edu::DMA_START | edu::DMA_TO_RAM)?;

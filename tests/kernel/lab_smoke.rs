@@ -45,10 +45,10 @@ fn xarray_cases(suite: &mut Suite) {
             let got = case.check("alloc", alloc_in(&xa, 5..=100, want.into()))?;
             labtest_ensure!(case, got == want, "alloc returned {got}, expected {want}");
         }
-        drop(xa.lock().erase(6));
+        drop(xa.lock().remove(6));
         let got = case.check("alloc", alloc_in(&xa, 5..=100, 60))?;
         labtest_ensure!(case, got == 6, "freed index 6 not reused (got {got})");
-        labtest_ensure!(case, xa.lock().load(6).copied() == Some(60), "load(6) wrong");
+        labtest_ensure!(case, xa.lock().get(6).copied() == Some(60), "get(6) wrong");
         Ok(())
     });
     suite.run("xarray_alloc1_skips_zero", |case| {
@@ -79,8 +79,8 @@ fn xarray_cases(suite: &mut Suite) {
         let found = g.find_from(3).map(|(i, v)| (i, *v));
         labtest_ensure!(case, found == Some((40, 2)), "find_from(3) = {found:?}");
         labtest_ensure!(case, g.find_from(41).is_none(), "find_from past the last entry");
-        labtest_ensure!(case, g.erase(40).as_deref() == Some(&2), "erase(40)");
-        labtest_ensure!(case, g.erase(40).is_none(), "second erase(40) found something");
+        labtest_ensure!(case, g.remove(40).as_deref() == Some(&2), "remove(40)");
+        labtest_ensure!(case, g.remove(40).is_none(), "second remove(40) found something");
         Ok(())
     });
     suite.run("xarray_drop_frees_entries", |case| {

@@ -25,7 +25,7 @@ use core::fmt::Write;
 use kernel::{
     alloc::flags::GFP_KERNEL,
     devres::Devres,
-    dma::{page_to_phys, BlockMapping, Direction, PageMapping},
+    dma::{page_to_phys, BlockMapping, DataDirection, PageMapping},
     dma_pages::ZeroedPages,
     iommu::{Domain, Prot},
     labtest::{Case, Failed, Suite},
@@ -117,7 +117,7 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, _bar: &Devres<pci::Bar
         // is kept.
         let (dm4, du4) = time_pair(
             || case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into)),
-            |p| case.check("dma_map_page", PageMapping::new(d, p, 0, SZ_4K, Direction::ToDevice)),
+            |p| case.check("dma_map_page", PageMapping::new(d, p, 0, SZ_4K, DataDirection::ToDevice)),
             |m| {
                 drop(m);
                 Ok(())
@@ -126,7 +126,7 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, _bar: &Devres<pci::Bar
         let block = case.check("alloc 64 KiB", ZeroedPages::alloc(SZ_64K, SZ_64K, GFP_KERNEL))?;
         let (dm64, du64) = time_pair(
             || Ok(()),
-            |()| case.check("dma_map_page 64 KiB", BlockMapping::new(d, &block, SZ_64K, Direction::ToDevice)),
+            |()| case.check("dma_map_page 64 KiB", BlockMapping::new(d, &block, SZ_64K, DataDirection::ToDevice)),
             |m| {
                 drop(m);
                 Ok(())
@@ -188,7 +188,7 @@ fn commands_per_unmap_counted(case: &Case<'_>, d: &kernel::device::Device) -> Re
     let (c, _) = q
         .count_stable(|| {
             let p = Page::alloc_page(GFP_KERNEL).map_err(|_| CountError::Op("alloc_page", ENOMEM))?;
-            let m = PageMapping::new(d, p, 0, SZ_4K, Direction::ToDevice)
+            let m = PageMapping::new(d, p, 0, SZ_4K, DataDirection::ToDevice)
                 .map_err(|e| CountError::Op("dma_map_page", e))?;
             Ok(q.count(|| drop(m))?.0)
         })
@@ -198,7 +198,7 @@ fn commands_per_unmap_counted(case: &Case<'_>, d: &kernel::device::Device) -> Re
     for unmap in [false, true] {
         let (c, _) = q
             .count_stable(|| {
-                let (c, m) = q.count(|| BlockMapping::new(d, &block, SZ_64K, Direction::ToDevice))?;
+                let (c, m) = q.count(|| BlockMapping::new(d, &block, SZ_64K, DataDirection::ToDevice))?;
                 let m = m.map_err(|e| CountError::Op("dma_map_page 64 KiB", e))?;
                 let (cu, ()) = q.count(|| drop(m))?;
                 Ok(if unmap { cu } else { c })

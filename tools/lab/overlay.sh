@@ -44,6 +44,10 @@ append() { # pristine-file overlay-part
 append rust/kernel/lib.rs kernel/lib.append.rs
 append rust/bindings/bindings_helper.h bindings/bindings_helper.append.h
 append rust/helpers/helpers.c helpers/helpers.append.c
+# Items later mainline has in files 6.12 already ships: `Opaque::try_ffi_init` (types.rs) and the
+# `sync::rcu` module (sync.rs), appended so the rest of those files stays 6.12's own.
+append rust/kernel/types.rs kernel/types.append.rs
+append rust/kernel/sync.rs kernel/sync.append.rs
 
 # In-tree drivers: <repo dir>=<kernel dir>=<portable core linked as <kernel dir>/<name>>.
 append_lines() { # pristine-file lines...

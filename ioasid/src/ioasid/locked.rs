@@ -52,7 +52,8 @@ impl<P: Platform> Notifiers<P> {
 
     fn notify(&self, r: &Release<P::Data>) {
         let _ = for_each(&self.store, |_, sub| -> Result<(), ()> {
-            if sub.filter.is_none_or(|f| f == r.set()) {
+            // Not `Option::is_none_or` (Rust 1.82): the kernel's MSRV is 1.78.
+            if !matches!(sub.filter, Some(f) if f != r.set()) {
                 if let Some(n) = &sub.notifier {
                     n.released(r.set(), r.pasid(), r.data());
                 }

@@ -349,14 +349,13 @@ impl<M: BlockMemory> Lookup for HotTable<M> {
 impl<M: BlockMemory> Drop for HotTable<M> {
     fn drop(&mut self) {
         // No reader runs any more (readers are used only while the table exists).
-        let blocks = (0..self.nblocks)
-            // SAFETY: `b < nblocks`.
-            .map(|b| {
-                unsafe { &*self.top.as_ptr().add(b) }
-                    .blk
-                    .load(Ordering::Relaxed)
-                    .cast::<u8>()
-            });
+        let blocks = (0..self.nblocks).map(|b| {
+            // SAFETY: `b < nblocks` entries, alive as long as `self`.
+            unsafe { &*self.top.as_ptr().add(b) }
+                .blk
+                .load(Ordering::Relaxed)
+                .cast::<u8>()
+        });
         let block_layout = Layout::new::<Block>();
         for blk in blocks.filter_map(NonNull::new) {
             // SAFETY: blocks come from `alloc_zeroed(block_layout)` and are unused now.

@@ -61,7 +61,7 @@ pub(crate) trait Backend: Send + Sync {
         pasid: u32,
         page: &'a vfio::PinnedPages<'_, MdevVfio>,
         iova: u64,
-        dir: Direction,
+        dir: DataDirection,
     ) -> Result<Mapped<'a>>;
 }
 
@@ -84,7 +84,7 @@ impl Backend for Mediated {
         _pasid: u32,
         page: &'a vfio::PinnedPages<'_, MdevVfio>,
         _iova: u64,
-        dir: Direction,
+        dir: DataDirection,
     ) -> Result<Mapped<'a>> {
         Ok(Mapped::Dma(page.dma_map(0, &self.dev, dir)?))
     }
@@ -180,9 +180,9 @@ impl Backend for PasidAux {
         pasid: u32,
         page: &'a vfio::PinnedPages<'_, MdevVfio>,
         iova: u64,
-        dir: Direction,
+        dir: DataDirection,
     ) -> Result<Mapped<'a>> {
-        let prot = if dir == Direction::ToDevice {
+        let prot = if dir == DataDirection::ToDevice {
             auxdomain::Prot::READ
         } else {
             auxdomain::Prot::READ | auxdomain::Prot::WRITE

@@ -331,9 +331,9 @@ impl ParentShared {
         let t1 = now_ns();
         st.add(&st.pin_ns, t1.saturating_sub(t0));
         let dir = if src_pin.is_some() {
-            Direction::FromDevice
+            DataDirection::FromDevice
         } else {
-            Direction::Bidirectional
+            DataDirection::Bidirectional
         };
         // Fault injection (`inject_unmapped_dst`, PASID mode, tests only): the destination page
         // stays pinned but is not mapped in the mdev's domain, so the tagged DMA to it faults
@@ -349,7 +349,7 @@ impl ParentShared {
         let s = match &src_pin {
             Some(pin) => Some(
                 backend
-                    .map(vdev.pasid, pin, sp, Direction::ToDevice)
+                    .map(vdev.pasid, pin, sp, DataDirection::ToDevice)
                     .map_err(|_| CopyError::Device)?,
             ),
             None => None,

@@ -19,7 +19,7 @@ use core::marker::PhantomData;
 /// # Examples
 ///
 /// ```
-/// let g = kernel::rcu::read_lock();
+/// let g = kernel::sync::rcu::read_lock();
 /// // ... read RCU-protected data ...
 /// drop(g);
 /// ```
