@@ -190,7 +190,11 @@ impl Pages {
     }
 }
 
-fn setup(case: &Case<'_>, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>, n: usize, salt: u8) -> Result<(Arc<Race>, KVec<Arc<Domain>>, Pages), Failed> {
+/// A case's race state, its domains and their pages.
+type Setup = (Arc<Race>, KVec<Arc<Domain>>, Pages);
+
+/// `n` domains, each with its own zeroed page at [`IOVA`], and edu-pasid's buffer loaded.
+fn setup(case: &Case<'_>, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>, n: usize, salt: u8) -> Result<Setup, Failed> {
     let d: &Device = pdev.as_ref();
     let pattern = load_pattern(case, d, bar, salt)?;
     let mut doms = KVec::new();
