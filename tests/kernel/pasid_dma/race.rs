@@ -120,7 +120,16 @@ impl Race {
             self.max_in_flight.fetch_max(n, Ordering::SeqCst);
             let res = dom.attach_device_pasid(&self.dev, job.pasid);
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            if outs.push(Outcome { slot: job.slot, res }, GFP_KERNEL).is_err() {
+            if outs
+                .push(
+                    Outcome {
+                        slot: job.slot,
+                        res,
+                    },
+                    GFP_KERNEL,
+                )
+                .is_err()
+            {
                 lost += 1;
             }
         }
@@ -137,15 +146,26 @@ impl Race {
 
     /// Runs `jobs` on [`WORKERS`] workers (job i on worker i % [`WORKERS`], in order) that
     /// start at the same moment; returns the attach outcomes.
-    fn phase(self: &Arc<Self>, case: &Case<'_>, phase: u32, jobs: KVec<Job>) -> Result<KVec<Outcome>, Failed> {
+    fn phase(
+        self: &Arc<Self>,
+        case: &Case<'_>,
+        phase: u32,
+        jobs: KVec<Job>,
+    ) -> Result<KVec<Outcome>, Failed> {
         let mut split: [KVec<Job>; WORKERS] = core::array::from_fn(|_| KVec::new());
         for (i, job) in jobs.into_iter().enumerate() {
-            case.check("push", split[i % WORKERS].push(job, GFP_KERNEL).map_err(Into::into))?;
+            case.check(
+                "push",
+                split[i % WORKERS].push(job, GFP_KERNEL).map_err(Into::into),
+            )?;
         }
         let mut spawned = 0;
         for part in split {
             let race = self.clone();
-            if workqueue::system_unbound().try_spawn(GFP_KERNEL, move || race.work(phase, part)).is_ok() {
+            if workqueue::system_unbound()
+                .try_spawn(GFP_KERNEL, move || race.work(phase, part))
+                .is_ok()
+            {
                 spawned += 1;
             } else {
                 // Arrive for it, or the other worker would wait for it forever.
@@ -160,8 +180,16 @@ impl Race {
         let lost = g.lost;
         (g.done, g.lost) = (0, 0);
         drop(g);
-        labtest_ensure!(case, lost == 0, "phase {phase}: {lost} outcomes not stored (ENOMEM)");
-        labtest_ensure!(case, spawned == WORKERS, "phase {phase}: {spawned} of {WORKERS} workers spawned (ENOMEM)");
+        labtest_ensure!(
+            case,
+            lost == 0,
+            "phase {phase}: {lost} outcomes not stored (ENOMEM)"
+        );
+        labtest_ensure!(
+            case,
+            spawned == WORKERS,
+            "phase {phase}: {spawned} of {WORKERS} workers spawned (ENOMEM)"
+        );
         Ok(out)
     }
 }
@@ -175,22 +203,41 @@ struct Pages {
 impl Pages {
     /// DMAs at `pasid` and checks that it landed in page `want` only (`None`: it faulted and
     /// nothing was written); zeroes what it wrote.
-    fn dma(&self, case: &Case<'_>, bar: &Devres<pci::Bar>, pasid: u32, want: Option<usize>, what: &str) -> Result<(), Failed> {
+    fn dma(
+        &self,
+        case: &Case<'_>,
+        bar: &Devres<pci::Bar>,
+        pasid: u32,
+        want: Option<usize>,
+        what: &str,
+    ) -> Result<(), Failed> {
         let r = pasid_dma(case, bar, Some(pasid), IOVA)?;
         let mut hit = None;
         for (i, p) in self.pages.iter().enumerate() {
             let got = read_page(case, p)?;
             if got == self.pattern {
-                labtest_ensure!(case, hit.is_none(), "{what}: PASID {pasid:#x} wrote pages {hit:?} and {i}");
+                labtest_ensure!(
+                    case,
+                    hit.is_none(),
+                    "{what}: PASID {pasid:#x} wrote pages {hit:?} and {i}"
+                );
                 hit = Some(i);
                 zero_page(case, p)?;
             } else {
-                labtest_ensure!(case, got == [0; LEN as usize], "{what}: PASID {pasid:#x}: page {i} holds {:?}", &got[..4]);
+                labtest_ensure!(
+                    case,
+                    got == [0; LEN as usize],
+                    "{what}: PASID {pasid:#x}: page {i} holds {:?}",
+                    &got[..4]
+                );
             }
         }
         let want_r = if want.is_some() { 0 } else { 1 };
-        labtest_ensure!(case, r == want_r && hit == want,
-            "{what}: PASID {pasid:#x} reached domain {hit:?} (result {r}), want domain {want:?}");
+        labtest_ensure!(
+            case,
+            r == want_r && hit == want,
+            "{what}: PASID {pasid:#x} reached domain {hit:?} (result {r}), want domain {want:?}"
+        );
         Ok(())
     }
 }
@@ -199,40 +246,74 @@ impl Pages {
 type Setup = (Arc<Race>, KVec<Arc<Domain>>, Pages);
 
 /// `n` domains, each with its own zeroed page at [`IOVA`], and edu-pasid's buffer loaded.
-fn setup(case: &Case<'_>, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>, n: usize, salt: u8) -> Result<Setup, Failed> {
+fn setup(
+    case: &Case<'_>,
+    pdev: &pci::Device<pci::Core>,
+    bar: &Devres<pci::Bar>,
+    n: usize,
+    salt: u8,
+) -> Result<Setup, Failed> {
     let d: &Device = pdev.as_ref();
     let pattern = load_pattern(case, d, bar, salt)?;
     let mut doms = KVec::new();
     let mut pages = KVec::new();
     for _ in 0..n {
-        let page = case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?;
+        let page = case.check(
+            "alloc_page",
+            Page::alloc_page(GFP_KERNEL).map_err(Into::into),
+        )?;
         zero_page(case, &page)?;
         let dom = case.check("new_paging", Domain::new_paging(d))?;
-        case.check("map", dom.map(IOVA, page_to_phys(&page), 4096, Prot::READ | Prot::WRITE, GFP_KERNEL))?;
+        case.check(
+            "map",
+            dom.map(
+                IOVA,
+                page_to_phys(&page),
+                4096,
+                Prot::READ | Prot::WRITE,
+                GFP_KERNEL,
+            ),
+        )?;
         case.check("push", doms.push(dom, GFP_KERNEL).map_err(Into::into))?;
         case.check("push", pages.push(page, GFP_KERNEL).map_err(Into::into))?;
     }
-    let race = case.check("Arc::pin_init", Arc::pin_init(pin_init!(Race {
-        dev: d.into(),
-        gate <- new_mutex!(Gate { done: 0, out: KVec::new(), lost: 0 }),
-        arrived: AtomicU32::new(0),
-        cv <- new_condvar!(),
-        in_flight: AtomicU32::new(0),
-        max_in_flight: AtomicU32::new(0),
-    }), GFP_KERNEL))?;
+    let race = case.check(
+        "Arc::pin_init",
+        Arc::pin_init(
+            pin_init!(Race {
+                dev: d.into(),
+                gate <- new_mutex!(Gate { done: 0, out: KVec::new(), lost: 0 }),
+                arrived: AtomicU32::new(0),
+                cv <- new_condvar!(),
+                in_flight: AtomicU32::new(0),
+                max_in_flight: AtomicU32::new(0),
+            }),
+            GFP_KERNEL,
+        ),
+    )?;
     Ok((race, doms, Pages { pages, pattern }))
 }
 
 /// Sorts `out` into `atts` by slot; fails on an attach error unless `allow` accepts it.
-fn collect(case: &Case<'_>, what: &str, out: KVec<Outcome>, atts: &mut [Option<PasidAttachment>], mut allow: impl FnMut(usize, Error) -> bool) -> Result<(), Failed> {
+fn collect(
+    case: &Case<'_>,
+    what: &str,
+    out: KVec<Outcome>,
+    atts: &mut [Option<PasidAttachment>],
+    mut allow: impl FnMut(usize, Error) -> bool,
+) -> Result<(), Failed> {
     for o in out {
         match o.res {
             Ok(a) => {
-                let slot = atts.get_mut(o.slot).ok_or_else(|| case.fail(format_args!("slot {}", o.slot)))?;
+                let slot = atts
+                    .get_mut(o.slot)
+                    .ok_or_else(|| case.fail(format_args!("slot {}", o.slot)))?;
                 *slot = Some(a);
             }
             Err(e) if allow(o.slot, e) => {}
-            Err(e) => return Err(case.fail(format_args!("{what}: domain {} attach: {e:?}", o.slot))),
+            Err(e) => {
+                return Err(case.fail(format_args!("{what}: domain {} attach: {e:?}", o.slot)))
+            }
         }
     }
     Ok(())

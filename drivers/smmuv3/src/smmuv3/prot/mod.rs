@@ -93,7 +93,14 @@ mod tests {
     #[test]
     fn from_bits_refuses_unknown_bits() {
         let mut all = Prot::NONE;
-        for p in [Prot::READ, Prot::WRITE, Prot::CACHE, Prot::NOEXEC, Prot::MMIO, Prot::PRIV] {
+        for p in [
+            Prot::READ,
+            Prot::WRITE,
+            Prot::CACHE,
+            Prot::NOEXEC,
+            Prot::MMIO,
+            Prot::PRIV,
+        ] {
             all = all | p;
             assert_eq!(Prot::from_bits(p.bits()), Some(p));
         }
@@ -102,7 +109,11 @@ mod tests {
         assert_eq!(Prot::from_bits(0), Some(Prot::NONE));
         for bit in 6..32 {
             assert_eq!(Prot::from_bits(1 << bit), None, "bit {bit}");
-            assert_eq!(Prot::from_bits(Prot::READ.bits() | 1 << bit), None, "READ | bit {bit}");
+            assert_eq!(
+                Prot::from_bits(Prot::READ.bits() | 1 << bit),
+                None,
+                "READ | bit {bit}"
+            );
         }
     }
 }
