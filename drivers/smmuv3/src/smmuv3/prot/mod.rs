@@ -70,18 +70,20 @@ impl core::ops::BitOr for Prot {
 mod tests {
     use super::Prot;
 
+    /// Every flag, in bit order (include/linux/iommu.h: IOMMU_READ (1 << 0) ... IOMMU_PRIV
+    /// (1 << 5)).
+    const FLAGS: [Prot; 6] = [
+        Prot::READ,
+        Prot::WRITE,
+        Prot::CACHE,
+        Prot::NOEXEC,
+        Prot::MMIO,
+        Prot::PRIV,
+    ];
+
     #[test]
     fn flags_are_linux_bits() {
-        // include/linux/iommu.h: IOMMU_READ (1 << 0) ... IOMMU_PRIV (1 << 5).
-        let all = [
-            Prot::READ,
-            Prot::WRITE,
-            Prot::CACHE,
-            Prot::NOEXEC,
-            Prot::MMIO,
-            Prot::PRIV,
-        ];
-        for (i, p) in all.iter().enumerate() {
+        for (i, p) in FLAGS.iter().enumerate() {
             assert_eq!(p.bits(), 1 << i);
         }
         let rw = Prot::READ | Prot::WRITE;
@@ -93,14 +95,7 @@ mod tests {
     #[test]
     fn from_bits_refuses_unknown_bits() {
         let mut all = Prot::NONE;
-        for p in [
-            Prot::READ,
-            Prot::WRITE,
-            Prot::CACHE,
-            Prot::NOEXEC,
-            Prot::MMIO,
-            Prot::PRIV,
-        ] {
+        for p in FLAGS {
             all = all | p;
             assert_eq!(Prot::from_bits(p.bits()), Some(p));
         }
