@@ -29,14 +29,10 @@ use crate::{
 /// An I/O virtual address.
 pub type Iova = u64;
 
-// The project's one `Prot` (`drivers/smmuv3/src/smmuv3/prot/` in the project, compiled here from
-// the very same file as the host tests: `docs/portable-code.md`).
-#[path = "portable/prot/mod.rs"]
-mod prot;
-
-/// Mapping permissions (`IOMMU_READ`, ...): the project's portable `Prot`, shared with the
-/// SMMUv3 core and the aux-domain policy.
-pub use prot::Prot;
+/// Mapping permissions (`IOMMU_READ`, ...): the project's one portable `Prot`
+/// (`drivers/smmuv3/src/smmuv3/prot/`), the SMMUv3 core's own ([`crate::smmuv3::prot`]),
+/// shared with the aux-domain policy.
+pub use crate::smmuv3::prot::Prot;
 
 // The portable bits are Linux's: checked here, where they meet C, so they cross unchanged.
 const _: () = {
@@ -52,6 +48,12 @@ impl Prot {
     /// The `int prot` the C IOMMU and VFIO calls take (the bits are Linux's, checked above).
     pub fn to_c(self) -> crate::ffi::c_int {
         self.bits() as crate::ffi::c_int
+    }
+
+    /// The flags of an `int prot` from C; `None` (the caller refuses it) for a negative value
+    /// or a bit no `IOMMU_*` flag above names.
+    pub fn from_c(prot: crate::ffi::c_int) -> Option<Prot> {
+        u32::try_from(prot).ok().and_then(Prot::from_bits)
     }
 }
 

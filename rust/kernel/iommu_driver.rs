@@ -49,7 +49,7 @@ use crate::{
     device::Device,
     error::{code::*, Error, Result},
     init::PinInit,
-    iommu::Capability,
+    iommu::{Capability, Prot},
     str::CStr,
     types::Opaque,
 };
@@ -81,7 +81,8 @@ pub trait DomainOps: Send + Sync + Sized + 'static {
         crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
-    /// Maps `pgcount` pages of `pgsize` bytes at `iova` to `paddr` with `IOMMU_*` flags `prot`.
+    /// Maps `pgcount` pages of `pgsize` bytes at `iova` to `paddr` with the rights `prot`
+    /// (converted from the core's `int` once, by the callback: unknown bits never get here).
     /// Returns the bytes mapped (all or, on error, none).
     fn map_pages(
         &self,
@@ -89,7 +90,7 @@ pub trait DomainOps: Send + Sync + Sized + 'static {
         paddr: u64,
         pgsize: usize,
         pgcount: usize,
-        prot: u32,
+        prot: Prot,
     ) -> Result<usize>;
 
     /// Unmaps up to `pgcount` pages of `pgsize` bytes at `iova`; returns the bytes unmapped
@@ -771,9 +772,13 @@ unsafe extern "C" fn map_pages_callback<T: IommuOps>(
     _gfp: bindings::gfp_t,
     mapped: *mut usize,
 ) -> c_int {
+    let Some(prot) = Prot::from_c(prot) else {
+        crate::pr_err!("iommu map of {pgcount} x {pgsize:#x} bytes at IOVA {iova:#x} refused: prot {prot:#x} has bits no IOMMU_* flag names\n");
+        return EINVAL.to_errno();
+    };
     // SAFETY: one of our paging domains.
     let p = unsafe { Domain::<T::Paging>::from_raw(dom) };
-    match p.map_pages(iova as u64, paddr, pgsize, pgcount, prot as u32) {
+    match p.map_pages(iova as u64, paddr, pgsize, pgcount, prot) {
         Ok(n) => {
             // SAFETY: the core passes a valid out pointer.
             unsafe { *mapped = n };

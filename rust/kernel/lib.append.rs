@@ -23,6 +23,13 @@ pub mod pci;
 pub mod dma;
 // Project overlay: sleeping delays.
 pub mod delay;
+// Project overlay: the portable SMMUv3 driver core (`drivers/smmuv3/src/smmuv3/` in the project,
+// overlay symlink `portable/smmuv3`), compiled once here from the very files the host tests
+// compile: the Rust SMMUv3 driver and `smmuv3_core_test.ko` use it as `kernel::smmuv3`, and its
+// `prot` is `kernel::iommu::Prot`. The kernel crate's lints apply to it unrelaxed (unsafe ones
+// included).
+#[path = "portable/smmuv3/mod.rs"]
+pub mod smmuv3;
 // Project overlay: IOMMU consumer API.
 #[cfg(CONFIG_IOMMU_API)]
 pub mod iommu;

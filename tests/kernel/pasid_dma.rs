@@ -39,6 +39,10 @@ module! {
 #[macro_use]
 mod edu;
 
+/// Concurrent attaches, detaches and re-attaches at PASIDs of the device.
+#[path = "pasid_dma/race.rs"]
+mod race;
+
 const IOVA: u64 = 0x10_0000;
 use edu::{DMA_PASID, DMA_PASID_EN, DMA_RESULT, IMS_ADDR_HI, IMS_ADDR_LO, IMS_CTRL, IMS_DATA};
 use edu::{IMS_CTRL_EN, IMS_CTRL_FAULT, IMS_CTRL_SENT};
@@ -319,6 +323,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         drop(att);
         Ok(())
     });
+    race::cases(suite, pdev, bar);
 }
 
 edu_suite_module!(PasidDmaTest, driver: "pasid_dma", suite: "pasid_dma", cases: cases, pasid_device: true);

@@ -11,7 +11,7 @@ use kernel::{
     alloc::flags::{__GFP_ZERO, GFP_KERNEL},
     devres::Devres,
     dma::{page_to_phys, CoherentAllocation},
-    error::code::EEXIST,
+    error::code::{EEXIST, EINVAL},
     iommu::{Domain, Prot},
     labtest::{Case, Failed, Suite},
     labtest_ensure,
@@ -149,6 +149,35 @@ fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>
         );
         let n = dom.unmap(IOVA + 0x10_0000, 4096);
         labtest_ensure!(case, n == 0, "unmap of nothing returned {n}");
+        labtest_ensure!(case, dom.iova_to_phys(IOVA) == Some(pa), "mapping lost");
+        Ok(())
+    });
+    suite.run("unaligned_unknown_prot_and_beyond_aperture_refused", |case| {
+        // Who refuses what (docs/rust-smmuv3.md, "Bad input at the IOMMU API"): the IOMMU
+        // core the unaligned ranges (`unaligned: ...`, EINVAL / 0 bytes), the overlay's
+        // `map_pages` callback a prot with bits no IOMMU_* flag names, the driver an unmap
+        // beyond its 48-bit input range. An errno or 0 bytes, a message, no WARN, nothing mapped.
+        let dom = case.check("new_paging", Domain::new_paging(d))?;
+        let a = zeroed_page(case)?;
+        let pa = page_to_phys(&a);
+        case.check("map", dom.map(IOVA, pa, 4096, rw, GFP_KERNEL))?;
+        let other = IOVA + 0x1_0000;
+        for (what, iova, phys, size) in [
+            ("IOVA", other + 0x800, pa, 4096),
+            ("physical address", other, pa + 0x800, 4096),
+            ("size", other, pa, 0x1800),
+        ] {
+            let r = dom.map(iova, phys, size, rw, GFP_KERNEL);
+            labtest_ensure!(case, r == Err(EINVAL), "map with an unaligned {what}: {r:?}");
+        }
+        // Bit 6 is no IOMMU_* flag (IOMMU_PRIV is bit 5): refused, not masked off and mapped.
+        let r = dom.map(other, pa, 4096, Prot(1 << 6) | rw, GFP_KERNEL);
+        labtest_ensure!(case, r == Err(EINVAL), "map with unknown prot bit 6: {r:?}");
+        labtest_ensure!(case, dom.iova_to_phys(other).is_none(), "a refused map left a translation");
+        let n = dom.unmap(IOVA + 0x800, 4096);
+        labtest_ensure!(case, n == 0, "unaligned unmap returned {n}");
+        let n = dom.unmap(1 << 48, 4096);
+        labtest_ensure!(case, n == 0, "unmap beyond the 48-bit input size returned {n}");
         labtest_ensure!(case, dom.iova_to_phys(IOVA) == Some(pa), "mapping lost");
         Ok(())
     });

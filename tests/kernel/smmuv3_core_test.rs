@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The portable SMMUv3 driver core (`drivers/smmuv3/src/smmuv3/`) compiled into a kernel module
-//! from the very same files as the host tests, and exercised in the guest: command encodings
-//! against golden values and a stage-1 page table on kernel memory.
+//! The portable SMMUv3 driver core (`drivers/smmuv3/src/smmuv3/`) as the kernel crate compiles
+//! it from the very same files as the host tests (`kernel::smmuv3`, the core the Rust SMMUv3
+//! driver runs on), exercised in the guest: command encodings against golden values and a
+//! stage-1 page table on kernel memory.
 //!
 //! The memory here is plain kernel memory with made-up bus addresses (no device walks these
 //! tables); the kernel DMA-backed allocator belongs to the SMMUv3 driver glue.
@@ -11,12 +12,9 @@ use kernel::{
     labtest::{Case, Failed, Suite},
     labtest_ensure,
     prelude::*,
+    smmuv3,
     xarray::XArrayMap,
 };
-
-#[path = "../../drivers/smmuv3/src/smmuv3/mod.rs"]
-#[allow(dead_code, unused_imports, unreachable_pub, missing_docs, clippy::all)]
-mod smmuv3;
 
 use smmuv3::{
     cmd::Command,

@@ -7,9 +7,9 @@
 #    helpers.c;
 #  - portable crates are linked into rust/kernel/portable/ so the kernel crate compiles the very
 #    same files as `cargo test` (see docs/portable-code.md);
-#  - in-tree (built-in capable) drivers are copied into their kernel directory, with their
-#    portable core linked next to them, and the parent Kconfig/Makefile get a `source`/`obj-`
-#    line (see docs/rust-smmuv3.md).
+#  - in-tree (built-in capable) drivers are copied into their kernel directory and the parent
+#    Kconfig/Makefile get a `source`/`obj-` line (see docs/rust-smmuv3.md); the portable core
+#    they use is the kernel crate's (`kernel::smmuv3`, linked below).
 # Files an earlier overlay added and that are gone from the repo are removed again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,7 +49,7 @@ append rust/helpers/helpers.c helpers/helpers.append.c
 append rust/kernel/types.rs kernel/types.append.rs
 append rust/kernel/sync.rs kernel/sync.append.rs
 
-# In-tree drivers: <repo dir>=<kernel dir>=<portable core linked as <kernel dir>/<name>>.
+# In-tree drivers: <repo dir>=<kernel dir>.
 append_lines() { # pristine-file lines...
     local target=$ksrc/$1 tmp
     shift
@@ -59,24 +59,31 @@ append_lines() { # pristine-file lines...
     install_if_changed "$tmp" "$target"
     rm -f "$tmp"
 }
-for drv in drivers/smmuv3/linux=drivers/iommu/arm/rust-smmuv3=smmuv3core=drivers/smmuv3/src/smmuv3; do
-    IFS== read -r src dst core_name core_src <<< "$drv"
+for drv in drivers/smmuv3/linux=drivers/iommu/arm/rust-smmuv3; do
+    IFS== read -r src dst <<< "$drv"
     [ -d "$LAB_ROOT/$src" ] || continue
     for f in "$LAB_ROOT/$src"/*; do
         install_if_changed "$f" "$ksrc/$dst/${f##*/}"
         echo "$dst/${f##*/}" >> "$new_manifest"
     done
-    if [ "$(readlink "$ksrc/$dst/$core_name" 2>/dev/null)" != "$LAB_ROOT/$core_src" ]; then
-        ln -sfn "$LAB_ROOT/$core_src" "$ksrc/$dst/$core_name"
-        echo "  overlay: $dst/$core_name -> $LAB_ROOT/$core_src"
-    fi
 done
+# The driver's own link to the core, from before the kernel crate compiled it once.
+if [ -L "$ksrc/drivers/iommu/arm/rust-smmuv3/smmuv3core" ]; then
+    rm -f "$ksrc/drivers/iommu/arm/rust-smmuv3/smmuv3core"
+    echo "  overlay: removed drivers/iommu/arm/rust-smmuv3/smmuv3core"
+fi
 append_lines drivers/iommu/Kconfig 'source "drivers/iommu/arm/rust-smmuv3/Kconfig"'
 append_lines drivers/iommu/Makefile 'obj-$(CONFIG_ARM_SMMU_V3_RUST) += arm/rust-smmuv3/'
 
 # Portable code compiled into the kernel crate: rust/kernel/portable/<name> -> <dir in the repo>.
+# Links of names no longer listed (`prot`: now part of `smmuv3`) are removed.
 mkdir -p "$ksrc/rust/kernel/portable"
-for link in ioasid=ioasid/src/ioasid auxpolicy=drivers/auxdomain/src/auxdomain/policy prot=drivers/smmuv3/src/smmuv3/prot; do
+links=(ioasid=ioasid/src/ioasid auxpolicy=drivers/auxdomain/src/auxdomain/policy smmuv3=drivers/smmuv3/src/smmuv3)
+for old in "$ksrc"/rust/kernel/portable/*; do
+    [ -L "$old" ] || continue
+    case " ${links[*]%%=*} " in *" ${old##*/} "*) ;; *) rm -f "$old"; echo "  overlay: removed rust/kernel/portable/${old##*/}" ;; esac
+done
+for link in "${links[@]}"; do
     name=${link%%=*} src=$LAB_ROOT/${link#*=}
     [ -d "$src" ] || continue
     if [ "$(readlink "$ksrc/rust/kernel/portable/$name" 2>/dev/null)" != "$src" ]; then

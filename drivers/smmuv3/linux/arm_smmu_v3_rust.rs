@@ -2,8 +2,9 @@
 //! ARM SMMUv3 IOMMU driver in Rust, on the project's portable SMMUv3 core.
 //!
 //! The hardware logic (ID registers, queues, stream and CD tables, the hitless STE/CD writer,
-//! stage-1 page tables and their invalidation) is `drivers/smmuv3/src/smmuv3/`, compiled here
-//! from the very files the host tests run against QEMU over qtest. This file is the glue:
+//! stage-1 page tables and their invalidation) is `drivers/smmuv3/src/smmuv3/`, which the kernel
+//! crate compiles, as [`kernel::smmuv3`], from the very files the host tests run against QEMU
+//! over qtest. This file is the glue:
 //!
 //! - the portable core's [`Mmio`] over the `ioremap`ped register pages and its
 //!   [`DmaAllocator`]/[`DmaMemory`] over zeroed page blocks ([`kernel::dma_pages`]; the SMMU
@@ -33,19 +34,16 @@ use kernel::{
     device::Device,
     dma_pages::{self, ZeroedPages},
     fmt,
-    iommu::Capability,
+    iommu::{Capability, Prot},
     iommu_driver::{self, DomainOps, Geometry, IommuOps},
     irq, new_spinlock, of, platform,
     prelude::*,
+    smmuv3,
     str::CString,
     sync::{Arc, SpinLock},
     types::ARef,
     xarray::{AllocKind, XArrayMap},
 };
-
-#[path = "smmuv3core/mod.rs"]
-#[allow(dead_code, unused_imports, unreachable_pub, missing_docs, clippy::all)]
-mod smmuv3;
 
 use smmuv3::{
     asid::{AsidAllocator, AsidBits},
@@ -54,7 +52,7 @@ use smmuv3::{
     dma::{AllocError, DmaAllocator, DmaMemory, Mmio},
     domain::{self, S1Domain},
     event::Event,
-    pgtable::{Granule, PageTableStore, Prot},
+    pgtable::{Granule, PageTableStore},
     ste::{s1dss, MasterOptions},
     store::TableStore,
 };
@@ -664,13 +662,12 @@ impl DomainOps for Paging {
         paddr: u64,
         pgsize: usize,
         pgcount: usize,
-        prot: u32,
+        prot: Prot,
     ) -> Result<usize> {
         let size = size_of_pages(pgsize, pgcount)?;
         let mut dom = self.dom.lock();
         let dom = dom.as_mut().ok_or(EBUSY)?;
-        // IOMMU_READ..IOMMU_PRIV have the portable core's values.
-        match dom.map(iova, paddr, size, Prot(prot & 0x3f)) {
+        match dom.map(iova, paddr, size, prot) {
             Ok(()) => Ok(size as usize),
             Err(e) => {
                 let err = domain_err(e);

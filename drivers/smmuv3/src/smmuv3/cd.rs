@@ -63,9 +63,9 @@ bitfield! {
         ASET @ 0[47:47] => aset, set_aset: bool;
         /// ASID.
         ASID @ 0[63:48] => asid, set_asid: u16;
-        /// TTB0[51:4]: stage-1 table base (kept in place).
+        /// TTB0\[51:4\]: stage-1 table base (kept in place).
         TTB0 @ 1[51:4] => ttb0, set_ttb0: u64;
-        /// TTB1[51:4].
+        /// TTB1\[51:4\].
         TTB1 @ 2[51:4] => ttb1, set_ttb1: u64;
         /// MAIR0 and MAIR1 (the MAIR_EL1 value).
         MAIR @ 3[63:0] => mair, set_mair: u64;
@@ -79,7 +79,7 @@ bitfield! {
 pub struct S1Config {
     /// ASID tagging the TLB entries of this context.
     pub asid: u16,
-    /// TTB0 (bits outside [51:4] are dropped).
+    /// TTB0 (bits outside \[51:4\] are dropped).
     pub ttbr: u64,
     /// T0SZ.
     pub tsz: u8,
@@ -189,7 +189,7 @@ bitfield! {
     pub struct L1Cd[1] {
         /// V: the descriptor is valid.
         V @ 0[0:0] => v, set_v: bool;
-        /// L2Ptr[51:12]: physical address of the leaf table (kept in place).
+        /// L2Ptr\[51:12\]: physical address of the leaf table (kept in place).
         L2PTR @ 0[51:12] => l2ptr, set_l2ptr: u64;
     }
 }

@@ -49,11 +49,11 @@ bitfield! {
         TLBI_TTL @ 1[9:8] => tlbi_ttl, set_tlbi_ttl: u8;
         /// TLBI_*_VA: TG, granule of the range (0 none, 1 4KB, 2 16KB, 3 64KB).
         TLBI_TG @ 1[11:10] => tlbi_tg, set_tlbi_tg: u8;
-        /// TLBI_*_VA, ATC_INV, PREFETCH_ADDR: Address[63:12] (kept in place).
+        /// TLBI_*_VA, ATC_INV, PREFETCH_ADDR: Address\[63:12\] (kept in place).
         ADDR @ 1[63:12] => addr, set_addr: u64;
         /// ATC_INV: Size, log2 of the span in 4KB pages.
         ATC_SIZE @ 1[5:0] => atc_size, set_atc_size: u8;
-        /// CMD_SYNC: MSIAddress[51:2] (kept in place).
+        /// CMD_SYNC: MSIAddress\[51:2\] (kept in place).
         SYNC_MSIADDR @ 1[51:2] => sync_msiaddr, set_sync_msiaddr: u64;
         /// RESUME: STAG of the stalled transaction.
         RESUME_STAG @ 1[15:0] => resume_stag, set_resume_stag: u16;
@@ -113,7 +113,7 @@ pub enum SyncCs {
     None,
     /// Write `msidata` to `msiaddr` (the MSI doubles as a completion flag in memory).
     Msi {
-        /// Address of the MSI write (bits [51:2]).
+        /// Address of the MSI write (bits \[51:2\]).
         addr: u64,
         /// Data written.
         data: u32,
@@ -192,7 +192,7 @@ pub enum Command {
         asid: u16,
         /// VMID.
         vmid: u16,
-        /// Virtual address (bits [63:12] used).
+        /// Virtual address (bits \[63:12\] used).
         addr: u64,
         /// Only leaf entries (the walk cache is untouched).
         leaf: bool,
@@ -214,7 +214,7 @@ pub enum Command {
         sid: u32,
         /// SubstreamID, if the invalidation is per-PASID.
         ssid: Option<u32>,
-        /// Address (bits [63:12] used, aligned to the span).
+        /// Address (bits \[63:12\] used, aligned to the span).
         addr: u64,
         /// log2 of the span in 4KB pages (52: everything).
         size: u8,

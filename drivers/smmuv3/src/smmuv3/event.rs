@@ -37,11 +37,11 @@ bitfield! {
         CLASS @ 1[41:40] => class, set_class: u8;
         /// TTRnW: the faulting table access was a read (1) or a hardware update write.
         TTRNW @ 1[44:44] => ttrnw, set_ttrnw: bool;
-        /// InputAddr[63:0].
+        /// InputAddr\[63:0\].
         INPUT_ADDR @ 2[63:0] => input_addr, set_input_addr: u64;
-        /// IPA[51:12] of a stage-2 fault (kept in place).
+        /// IPA\[51:12\] of a stage-2 fault (kept in place).
         IPA @ 3[51:12] => ipa, set_ipa: u64;
-        /// FetchAddr[55:3] of a structure or descriptor fetch (kept in place).
+        /// FetchAddr\[55:3\] of a structure or descriptor fetch (kept in place).
         FETCH_ADDR @ 3[55:3] => fetch_addr, set_fetch_addr: u64;
     }
 }
@@ -116,7 +116,7 @@ pub struct Fault {
     pub class: u8,
     /// The transaction is stalled: `Some(STAG)` to pass to CMD_RESUME.
     pub stalled: Option<u16>,
-    /// IPA of a stage-2 fault (bits [51:12]).
+    /// IPA of a stage-2 fault (bits \[51:12\]).
     pub ipa: u64,
 }
 

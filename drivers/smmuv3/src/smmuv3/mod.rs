@@ -25,6 +25,10 @@ pub mod event;
 #[cfg(test)]
 mod golden_tests;
 #[warn(missing_docs)]
+// Its docs write bit ranges as the spec does (`[51:12]`, `Attr<n>`), which rustdoc reads as
+// links and HTML (the kernel crate's rustdoc fails on them). Escaped in the other modules;
+// here once the lockless page-table rewrite (issue 13) has landed, then this goes.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 pub mod pgtable;
 #[warn(missing_docs)]
 pub mod prot;

@@ -309,7 +309,7 @@ register! {
 register! {
     /// SMMU_GERROR_IRQ_CFG0: MSI address of the global error interrupt (0 disables the MSI).
     pub struct GerrorIrqCfg0: u64 @ 0x68 {
-        /// ADDR[51:2].
+        /// ADDR\[51:2\].
         ADDR @ [51:2] => addr, set_addr: u64;
     }
 }
@@ -317,7 +317,7 @@ register! {
 register! {
     /// SMMU_STRTAB_BASE: physical address of the stream table.
     pub struct StrtabBase: u64 @ 0x80 {
-        /// ADDR[51:6] (the table is aligned to its size, at least 64 bytes).
+        /// ADDR\[51:6\] (the table is aligned to its size, at least 64 bytes).
         ADDR @ [51:6] => addr, set_addr: u64;
         /// RA: read-allocate hint.
         RA @ [62:62] => ra, set_ra: bool;
@@ -341,7 +341,7 @@ register! {
     pub struct CmdqBase: u64 @ 0x90 {
         /// LOG2SIZE: log2 of the number of entries.
         LOG2SIZE @ [4:0] => log2size, set_log2size: u8;
-        /// ADDR[51:5].
+        /// ADDR\[51:5\].
         ADDR @ [51:5] => addr, set_addr: u64;
         /// RA: read-allocate hint.
         RA @ [62:62] => ra, set_ra: bool;
@@ -371,7 +371,7 @@ register! {
     pub struct EvtqBase: u64 @ 0xa0 {
         /// LOG2SIZE: log2 of the number of entries.
         LOG2SIZE @ [4:0] => log2size, set_log2size: u8;
-        /// ADDR[51:5].
+        /// ADDR\[51:5\].
         ADDR @ [51:5] => addr, set_addr: u64;
         /// WA: write-allocate hint.
         WA @ [62:62] => wa, set_wa: bool;
@@ -401,7 +401,7 @@ register! {
 register! {
     /// SMMU_EVENTQ_IRQ_CFG0: MSI address of the event queue interrupt (0 disables the MSI).
     pub struct EvtqIrqCfg0: u64 @ 0xb0 {
-        /// ADDR[51:2].
+        /// ADDR\[51:2\].
         ADDR @ [51:2] => addr, set_addr: u64;
     }
 }

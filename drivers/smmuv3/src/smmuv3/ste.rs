@@ -15,7 +15,7 @@ bitfield! {
         CONFIG @ 0[3:1] => config, set_config: u8;
         /// S1Fmt: CD table format (0 linear, 1 2-level 4KB leaves, 2 2-level 64KB leaves).
         S1FMT @ 0[5:4] => s1fmt, set_s1fmt: u8;
-        /// S1ContextPtr[51:6]: physical address of the CD table (kept in place, not shifted).
+        /// S1ContextPtr\[51:6\]: physical address of the CD table (kept in place, not shifted).
         S1CONTEXTPTR @ 0[51:6] => s1contextptr, set_s1contextptr: u64;
         /// S1CDMax: log2 of the number of CDs (SubstreamID bits); 0 means one CD, no SSIDs.
         S1CDMAX @ 0[63:59] => s1cdmax, set_s1cdmax: u8;
@@ -79,7 +79,7 @@ bitfield! {
         S2S @ 2[57:57] => s2s, set_s2s: bool;
         /// S2R: stage-2 faults are recorded.
         S2R @ 2[58:58] => s2r, set_s2r: bool;
-        /// S2TTB[51:4]: stage-2 table base (kept in place).
+        /// S2TTB\[51:4\]: stage-2 table base (kept in place).
         S2TTB @ 3[51:4] => s2ttb, set_s2ttb: u64;
     }
 }
@@ -210,7 +210,7 @@ pub struct S2Config {
     pub tg: u8,
     /// S2PS.
     pub ps: u8,
-    /// Stage-2 table base (VTTBR-like; bits outside [51:4] are dropped).
+    /// Stage-2 table base (VTTBR-like; bits outside \[51:4\] are dropped).
     pub vttbr: u64,
 }
 
@@ -352,7 +352,7 @@ bitfield! {
     pub struct L1Std[1] {
         /// Span: log2(number of STEs in the level-2 table) + 1; 0 means invalid.
         SPAN @ 0[4:0] => span, set_span: u8;
-        /// L2Ptr[51:6]: physical address of the level-2 table (kept in place).
+        /// L2Ptr\[51:6\]: physical address of the level-2 table (kept in place).
         L2PTR @ 0[51:6] => l2ptr, set_l2ptr: u64;
     }
 }

@@ -2,9 +2,11 @@
 //! The access rights of an I/O mapping: the one `Prot` of the project.
 //!
 //! Bit for bit Linux's `IOMMU_*` flags (include/linux/iommu.h:18-32), so the kernel crate,
-//! which compiles this very file as `kernel::iommu::Prot` (overlay symlink
-//! `rust/kernel/portable/prot`, `docs/portable-code.md`), checks the values against the
-//! bindings at build time and hands the bits to C unchanged. The SMMUv3 page tables
+//! which compiles the SMMUv3 core with this very file as `kernel::smmuv3` (overlay symlink
+//! `rust/kernel/portable/smmuv3`, `docs/portable-code.md`) and re-exports it as
+//! `kernel::iommu::Prot`, checks the values against the bindings at build time and hands the
+//! bits to C unchanged; an `int prot` from C enters through [`Prot::from_bits`], which refuses
+//! bits it does not know. The SMMUv3 page tables
 //! (`pgtable`) turn them into descriptor attributes; the aux-domain policy adds `CACHE` while
 //! coherency is enforced.
 
@@ -27,6 +29,19 @@ impl Prot {
     pub const MMIO: Prot = Prot(1 << 4);
     /// IOMMU_PRIV: privileged-only access (`AP[1]` clear).
     pub const PRIV: Prot = Prot(1 << 5);
+
+    /// Every flag above: the bits an `int prot` from C may carry.
+    pub const ALL: Prot = Prot(0x3f);
+
+    /// The flags of `bits`, or `None` if it has a bit no flag above names (a caller's bug, or
+    /// a flag newer than this code: refused rather than dropped).
+    pub const fn from_bits(bits: u32) -> Option<Prot> {
+        if bits & !Self::ALL.0 == 0 {
+            Some(Prot(bits))
+        } else {
+            None
+        }
+    }
 
     /// The `IOMMU_*` bits.
     pub const fn bits(self) -> u32 {
@@ -55,23 +70,45 @@ impl core::ops::BitOr for Prot {
 mod tests {
     use super::Prot;
 
+    /// Every flag, in bit order (include/linux/iommu.h: IOMMU_READ (1 << 0) ... IOMMU_PRIV
+    /// (1 << 5)).
+    const FLAGS: [Prot; 6] = [
+        Prot::READ,
+        Prot::WRITE,
+        Prot::CACHE,
+        Prot::NOEXEC,
+        Prot::MMIO,
+        Prot::PRIV,
+    ];
+
     #[test]
     fn flags_are_linux_bits() {
-        // include/linux/iommu.h: IOMMU_READ (1 << 0) ... IOMMU_PRIV (1 << 5).
-        let all = [
-            Prot::READ,
-            Prot::WRITE,
-            Prot::CACHE,
-            Prot::NOEXEC,
-            Prot::MMIO,
-            Prot::PRIV,
-        ];
-        for (i, p) in all.iter().enumerate() {
+        for (i, p) in FLAGS.iter().enumerate() {
             assert_eq!(p.bits(), 1 << i);
         }
         let rw = Prot::READ | Prot::WRITE;
         assert!(rw.contains(Prot::READ) && rw.contains(Prot::WRITE) && !rw.contains(Prot::CACHE));
         assert!(rw.contains(Prot::NONE));
         assert_eq!(Prot::default(), Prot::NONE);
+    }
+
+    #[test]
+    fn from_bits_refuses_unknown_bits() {
+        let mut all = Prot::NONE;
+        for p in FLAGS {
+            all = all | p;
+            assert_eq!(Prot::from_bits(p.bits()), Some(p));
+        }
+        assert_eq!(all, Prot::ALL);
+        assert_eq!(Prot::from_bits(Prot::ALL.bits()), Some(Prot::ALL));
+        assert_eq!(Prot::from_bits(0), Some(Prot::NONE));
+        for bit in 6..32 {
+            assert_eq!(Prot::from_bits(1 << bit), None, "bit {bit}");
+            assert_eq!(
+                Prot::from_bits(Prot::READ.bits() | 1 << bit),
+                None,
+                "READ | bit {bit}"
+            );
+        }
     }
 }
