@@ -95,7 +95,7 @@
 pub mod gather;
 pub mod pte;
 
-pub use gather::{Gather, InvFeatures, Invalidation, Plan, TlbiCost};
+pub use gather::{Gather, InvFeatures, Invalidation, LeafRange, Plan, TlbiCost};
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -174,6 +174,18 @@ impl Granule {
     /// D8-14..16): level 3 pages always; 4K blocks at levels 1-2; 16K and 64K at level 2.
     pub const fn leaf_allowed(self, level: u32) -> bool {
         matches!((self, level), (_, 3) | (_, 2) | (Self::G4K, 1))
+    }
+
+    /// The level (1..=3) whose entries span `1 << shift` bytes, if any.
+    pub const fn level_of_shift(self, shift: u32) -> Option<u32> {
+        let mut level = 1;
+        while level <= 3 {
+            if self.level_shift(level) == shift {
+                return Some(level);
+            }
+            level += 1;
+        }
+        None
     }
 
     /// CD.TG0 / TCR_EL1.TG0 encoding (Arm ARM D19: 0b00 4KB, 0b01 64KB, 0b10 16KB).
