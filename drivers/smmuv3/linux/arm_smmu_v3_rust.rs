@@ -203,7 +203,14 @@ impl Mmio for Regs {
 /// the domain is. `free` is taken only when a table is allocated or given back.
 struct PtStore {
     tables: SharedMap<Block>,
-    free: Pin<KBox<SpinLock<KVec<u64>>>>,
+    free: Pin<KBox<SpinLock<FreeList>>>,
+}
+
+/// Addresses of recycled tables: the first `len` entries of `slots` (the slots stay
+/// allocated for the next recycle; `KVec` has no `pop`).
+struct FreeList {
+    slots: KVec<u64>,
+    len: usize,
 }
 
 fn pt_index(addr: u64) -> Option<u32> {
@@ -214,7 +221,16 @@ impl PtStore {
     fn new() -> Result<Self> {
         Ok(Self {
             tables: SharedMap::new(GFP_KERNEL)?,
-            free: KBox::pin_init(new_spinlock!(KVec::new(), "smmuv3_pt_free"), GFP_KERNEL)?,
+            free: KBox::pin_init(
+                new_spinlock!(
+                    FreeList {
+                        slots: KVec::new(),
+                        len: 0
+                    },
+                    "smmuv3_pt_free"
+                ),
+                GFP_KERNEL,
+            )?,
         })
     }
 }
@@ -237,10 +253,23 @@ impl PageTableStore<Block> for PtStore {
     }
     fn recycle(&self, dma_addr: u64) {
         // Without room in the list the table just stays unused until the domain is freed.
-        let _ = self.free.lock().push(dma_addr, GFP_ATOMIC);
+        let mut f = self.free.lock();
+        let n = f.len;
+        match f.slots.get_mut(n) {
+            Some(slot) => *slot = dma_addr,
+            None => {
+                if f.slots.push(dma_addr, GFP_ATOMIC).is_err() {
+                    return;
+                }
+            }
+        }
+        f.len = n + 1;
     }
     fn reuse(&self) -> Option<u64> {
-        self.free.lock().pop()
+        let mut f = self.free.lock();
+        let n = f.len.checked_sub(1)?;
+        f.len = n;
+        f.slots.get(n).copied()
     }
     fn dma_wmb(&self) {
         dma_pages::dma_wmb()

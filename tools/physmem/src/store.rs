@@ -5,7 +5,8 @@ use smmuv3::dma::{AllocError, DmaMemory};
 use smmuv3::pgtable::PageTableStore;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Tables in write-once slots, found by DMA address through a locked index.
 ///
@@ -19,6 +20,17 @@ pub struct ArenaStore<M> {
     next: AtomicUsize,
     index: Mutex<HashMap<u64, usize>>,
     pool: Mutex<Vec<u64>>,
+    rendezvous: Option<Rendezvous>,
+}
+
+/// Holds the threads that are about to add a table until `n` of them are (or 2 ms passed):
+/// concurrent maps then all sit between reading an entry and installing a table there, the
+/// window a compare-and-swap must close, instead of taking turns on a loaded host.
+struct Rendezvous {
+    n: usize,
+    /// (threads waiting, generation).
+    state: Mutex<(usize, u64)>,
+    cv: Condvar,
 }
 
 impl<M> Default for ArenaStore<M> {
@@ -35,6 +47,46 @@ impl<M> ArenaStore<M> {
             next: AtomicUsize::new(0),
             index: Mutex::new(HashMap::new()),
             pool: Mutex::new(Vec::new()),
+            rendezvous: None,
+        }
+    }
+
+    /// A store whose table additions wait for each other, `n` threads at a time (see
+    /// `Rendezvous`): for tests of concurrent maps.
+    pub fn with_rendezvous(n: usize) -> Self {
+        Self {
+            rendezvous: Some(Rendezvous {
+                n,
+                state: Mutex::new((0, 0)),
+                cv: Condvar::new(),
+            }),
+            ..Self::default()
+        }
+    }
+
+    fn meet(&self) {
+        let Some(r) = &self.rendezvous else {
+            return;
+        };
+        let mut st = r.state.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = st.1;
+        st.0 += 1;
+        if st.0 >= r.n {
+            *st = (0, generation + 1);
+            r.cv.notify_all();
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_millis(2);
+        while st.1 == generation {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                st.0 -= 1;
+                return;
+            }
+            st =
+                r.cv.wait_timeout(st, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
         }
     }
 
@@ -64,6 +116,7 @@ impl<M> ArenaStore<M> {
 
 impl<M: DmaMemory> PageTableStore<M> for ArenaStore<M> {
     fn insert(&self, mem: M) -> Result<(), AllocError> {
+        self.meet();
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         let pa = mem.dma_addr();
         let slot = self.slots.get(i).ok_or(AllocError)?;
@@ -86,6 +139,7 @@ impl<M: DmaMemory> PageTableStore<M> for ArenaStore<M> {
         }
     }
     fn reuse(&self) -> Option<u64> {
+        self.meet();
         self.pool().pop()
     }
     fn dma_wmb(&self) {
