@@ -615,7 +615,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             paddr,
             attrs: prot_to_attrs(prot),
         };
-        let (table, level) = self.walk_start(iova, end);
+        let (table, level) = self.walk_start(iova, end, false);
         // A range inside one level-2 entry has its leaves in one table (level 3), or is that
         // entry (a level-2 block); every level above has one entry on its path. `map_run`
         // checks a table's whole run before writing it, so a single walk that checks then
@@ -633,7 +633,10 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// Where a walk for `[iova, end)` may start: the deepest table of the walk cache whose
     /// span covers the range, else the root (see [`PageTable::walk`]).
     #[inline]
-    fn walk_start(&self, iova: u64, end: u64) -> (u64, u32) {
+    ///
+    /// With `partial`, a table whose whole span the range covers is not a start (an unmap
+    /// must unlink it from its parent's entry, so it starts above).
+    fn walk_start(&self, iova: u64, end: u64, partial: bool) -> (u64, u32) {
         let g = self.cfg.granule;
         let mut level = 3;
         while level > self.start_level {
@@ -643,7 +646,8 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                 .and_then(|w| walk_unpack(w.load(Ordering::Relaxed)));
             if let Some((prefix, table)) = cached {
                 let s = g.level_shift(level - 1);
-                if iova >> s == prefix && (end - 1) >> s == prefix {
+                let whole = iova & ((1 << s) - 1) == 0 && end - iova == 1 << s;
+                if iova >> s == prefix && (end - 1) >> s == prefix && !(partial && whole) {
                     return (table, level);
                 }
             }
@@ -830,8 +834,15 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let end = self.check_iova(iova, size)?;
         gather.set_granule(self.cfg.granule);
         let mut split = [None, None];
-        let mut res = self.split_at(iova, &mut split[0]);
-        if res.is_ok() && end < 1u64 << self.cfg.ias {
+        // An address under a cached level-3 table has tables at every level above it (the
+        // walk cache's invariant), so no block to split: a DMA-API unmap of a page walks one
+        // table, not twelve.
+        let paged = |addr: u64| self.walk_start(addr, addr + 1, false).1 == 3;
+        let mut res = Ok(());
+        if !paged(iova) {
+            res = self.split_at(iova, &mut split[0]);
+        }
+        if res.is_ok() && end < 1u64 << self.cfg.ias && !paged(end) {
             res = self.split_at(end, &mut split[1]);
         }
         if let Err(e) = res {
@@ -842,9 +853,11 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             }
             return Err(e);
         }
-        let root = self.root.dma_addr();
+        // From the deepest cached table under which the range lies (a table the range covers
+        // whole is unlinked by its parent, so the walk starts above it).
+        let (table, level) = self.walk_start(iova, end, true);
         let ctx = ClearCtx { split };
-        let unmapped = self.clear_level(root, self.start_level, iova, end, &ctx, gather)?;
+        let unmapped = self.clear_level(table, level, iova, end, &ctx, gather)?;
         Ok(unmapped)
     }
 
