@@ -605,7 +605,7 @@ struct SharedEntry<T> {
     value: T,
 }
 
-/// Look-ups a [`SharedMap`] remembers.
+/// Look-ups a [`SharedMap`] remembers (direct-mapped by index).
 const SHARED_HINTS: usize = 4;
 
 /// An XArray of boxed values that grows through `&self` and is read without any lock.
@@ -624,7 +624,6 @@ const SHARED_HINTS: usize = 4;
 pub struct SharedMap<T: 'static> {
     xa: core::pin::Pin<crate::alloc::KBox<XArray<crate::alloc::KBox<SharedEntry<T>>>>>,
     hints: [core::sync::atomic::AtomicPtr<SharedEntry<T>>; SHARED_HINTS],
-    victim: core::sync::atomic::AtomicUsize,
 }
 
 // SAFETY: the map owns its `T`s; moving it moves them.
@@ -640,7 +639,6 @@ impl<T: 'static> SharedMap<T> {
             xa: crate::alloc::KBox::pin_init(XArray::new(AllocKind::Alloc), gfp)?,
             hints: [const { core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()) };
                 SHARED_HINTS],
-            victim: core::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -660,16 +658,17 @@ impl<T: 'static> SharedMap<T> {
     /// The value at `index`, without a lock.
     #[inline]
     pub fn get(&self, index: u32) -> Option<&T> {
-        for h in &self.hints {
+        // Direct-mapped: the hint for `index` is `hints[index % SHARED_HINTS]`.
+        let hint = self.hints.get(index as usize % SHARED_HINTS);
+        if let Some(h) = hint {
             let p = h.load(Ordering::Relaxed);
-            if p.is_null() {
-                continue;
-            }
-            // SAFETY: a non-null hint points at a stored entry (type invariant), which stays
-            // stored while `&self` is held (removal takes `&mut self`).
-            let e = unsafe { &*p };
-            if e.index == index {
-                return Some(&e.value);
+            if !p.is_null() {
+                // SAFETY: a non-null hint points at a stored entry (type invariant), which
+                // stays stored while `&self` is held (removal takes `&mut self`).
+                let e = unsafe { &*p };
+                if e.index == index {
+                    return Some(&e.value);
+                }
             }
         }
         // SAFETY: the array is initialised; `xa_load` takes the RCU read lock itself.
@@ -678,8 +677,7 @@ impl<T: 'static> SharedMap<T> {
         if p.is_null() {
             return None;
         }
-        let v = self.victim.fetch_add(1, Ordering::Relaxed) % SHARED_HINTS;
-        if let Some(h) = self.hints.get(v) {
+        if let Some(h) = hint {
             // INVARIANT: `p` is a stored entry.
             h.store(p, Ordering::Relaxed);
         }

@@ -834,15 +834,8 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         let end = self.check_iova(iova, size)?;
         gather.set_granule(self.cfg.granule);
         let mut split = [None, None];
-        // An address under a cached level-3 table has tables at every level above it (the
-        // walk cache's invariant), so no block to split: a DMA-API unmap of a page walks one
-        // table, not twelve.
-        let paged = |addr: u64| self.walk_start(addr, addr + 1, false).1 == 3;
-        let mut res = Ok(());
-        if !paged(iova) {
-            res = self.split_at(iova, &mut split[0]);
-        }
-        if res.is_ok() && end < 1u64 << self.cfg.ias && !paged(end) {
+        let mut res = self.split_at(iova, &mut split[0]);
+        if res.is_ok() && end < 1u64 << self.cfg.ias {
             res = self.split_at(end, &mut split[1]);
         }
         if let Err(e) = res {
@@ -864,10 +857,13 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// Splits every block that contains `addr` without starting at it, top-down, so that `addr`
     /// becomes a leaf boundary. Translation-preserving. `first` receives the largest block
     /// split (even if a later split fails).
+    ///
+    /// The walk starts at the deepest cached table covering `addr`: every entry above it is a
+    /// table (the walk cache's invariant), so no block there. Under a cached level-3 table
+    /// there is nothing to split at all (a DMA-API unmap of a page walks one table, not nine).
     fn split_at(&self, addr: u64, first: &mut Option<Split>) -> Result<(), PgtableError> {
         let g = self.cfg.granule;
-        let mut table = self.root.dma_addr();
-        let mut level = self.start_level;
+        let (mut table, mut level) = self.walk_start(addr, addr + 1, false);
         while level < 3 {
             let lshift = g.level_shift(level);
             let lsize = 1u64 << lshift;
