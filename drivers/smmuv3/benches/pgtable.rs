@@ -8,7 +8,7 @@
 //!    the unmap walk of `iommu.c`/`io-pgtable-arm.c` re-enacted below), with and without RIL.
 
 use smmuv3::dma::{AllocError, DmaAllocator, DmaMemory};
-use smmuv3::pgtable::{Config, Gather, Granule, InvFeatures, PageTable, PageTableStore, Prot};
+use smmuv3::pgtable::{Config, Gather, Granule, InvFeatures, PageTable, Prot};
 use std::cell::Cell;
 use std::time::Instant;
 

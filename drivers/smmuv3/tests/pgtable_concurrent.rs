@@ -88,11 +88,14 @@ fn interleaved_pages_share_tables() {
                         let iova = base + i * K4;
                         pt.map(iova, pa_of(iova), K4, RW).unwrap();
                     }
-                    for i in mine.clone().filter(|i| (i / THREADS + r) % 2 == 0) {
+                    for i in mine.clone().filter(|i| (i / THREADS + r).is_multiple_of(2)) {
                         assert_eq!(unmap(pt, base + i * K4, K4), K4);
                     }
                     if r + 1 < rounds {
-                        for i in mine.clone().filter(|i| (i / THREADS + r) % 2 != 0) {
+                        for i in mine
+                            .clone()
+                            .filter(|i| !(i / THREADS + r).is_multiple_of(2))
+                        {
                             assert_eq!(unmap(pt, base + i * K4, K4), K4);
                         }
                     }
@@ -104,7 +107,7 @@ fn interleaved_pages_share_tables() {
     check(
         &mem,
         &pt,
-        (0..pages).map(|i| (base + i * K4, (i / THREADS + last) % 2 != 0)),
+        (0..pages).map(|i| (base + i * K4, !(i / THREADS + last).is_multiple_of(2))),
     );
 }
 
