@@ -867,6 +867,11 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         while level < 3 {
             let lshift = g.level_shift(level);
             let lsize = 1u64 << lshift;
+            if addr & (lsize - 1) == 0 {
+                // An entry of this level, and any below it, starts at `addr` or ends before
+                // it: nothing to split (a block-aligned unmap reads no descriptor here).
+                break;
+            }
             let desc = self.read(table, level, addr)?;
             match Self::kind(desc, level) {
                 Kind::Invalid => break,
