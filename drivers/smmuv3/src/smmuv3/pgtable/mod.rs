@@ -616,6 +616,22 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             attrs: prot_to_attrs(prot),
         };
         let (table, level) = self.walk_start(iova, end, false);
+        // The common case, as io-pgtable-arm's `arm_lpae_init_pte`: the walk cache gave the
+        // table holding the whole range as leaves of its level (a page or a run of pages in a
+        // level-3 table, a block in a level-2 table). One check loop, one store loop, no
+        // descent; anything else (a kept table under a block-sized range, an existing leaf:
+        // `EEXIST`) takes the general path below.
+        let g = self.cfg.granule;
+        let lsize = 1u64 << g.level_shift(level);
+        if g.leaf_allowed(level) && (iova | size | paddr) & (lsize - 1) == 0 {
+            let mem = self.table(table)?;
+            let off = self.offset(iova, level);
+            let n = (size >> g.level_shift(level)) as usize;
+            if mem.first_nonzero(off, n) == n {
+                mem.write_run(off, n, self.leaf_desc(paddr, level, req.attrs), lsize);
+                return Ok(());
+            }
+        }
         // A range inside one level-2 entry has its leaves in one table (level 3), or is that
         // entry (a level-2 block); every level above has one entry on its path. `map_run`
         // checks a table's whole run before writing it, so a single walk that checks then
