@@ -606,7 +606,7 @@ struct SharedEntry<T> {
 }
 
 /// Look-ups a [`SharedMap`] remembers (direct-mapped by index).
-const SHARED_HINTS: usize = 4;
+const SHARED_HINTS: usize = 16;
 
 /// An XArray of boxed values that grows through `&self` and is read without any lock.
 ///

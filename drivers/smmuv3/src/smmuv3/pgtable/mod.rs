@@ -1111,8 +1111,9 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             return None;
         }
         let g = self.cfg.granule;
-        let mut table = self.root.dma_addr();
-        let mut level = self.start_level;
+        // From the deepest cached table covering `iova` (the DMA API looks up every page it
+        // unmaps: `iommu_dma_unmap_page`).
+        let (mut table, mut level) = self.walk_start(iova, iova + 1, false);
         loop {
             let desc = self.read(table, level, iova).ok()?;
             match Self::kind(desc, level) {
