@@ -4,7 +4,7 @@
 
 mod pgtable_common;
 
-use pgtable_common::{attrs, count_tables, walk, Fault, Store, WalkCfg};
+use pgtable_common::{attrs, count_tables, walk, wcfg, Fault, Store};
 use physmem::PhysMem;
 use smmuv3::pgtable::gather::LinuxModel;
 use smmuv3::pgtable::{
@@ -29,15 +29,6 @@ fn new_pt(granule: Granule, ias: u32) -> (PhysMem, Pt) {
     };
     let pt = PageTable::new(cfg, mem.clone(), Store::default()).unwrap();
     (mem, pt)
-}
-
-fn wcfg(pt: &Pt) -> WalkCfg {
-    let c = pt.s1_context();
-    WalkCfg {
-        ttb: c.ttb0,
-        granule: pt.config().granule.size(),
-        t0sz: c.t0sz as u32,
-    }
 }
 
 /// Unmaps and completes the invalidation protocol; returns bytes and the gather's plan.

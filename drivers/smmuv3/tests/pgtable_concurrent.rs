@@ -9,7 +9,7 @@
 
 mod pgtable_common;
 
-use pgtable_common::{count_tables, walk, Store, WalkCfg};
+use pgtable_common::{count_tables, walk, wcfg, Store};
 use physmem::PhysMem;
 use smmuv3::pgtable::{Config, Gather, Granule, PageTable, Prot};
 use std::sync::Barrier;
@@ -33,15 +33,6 @@ fn new_pt() -> (PhysMem, Pt) {
     let store = Store::with_rendezvous(THREADS as usize);
     let pt = PageTable::new(cfg, mem.clone(), store).unwrap();
     (mem, pt)
-}
-
-fn wcfg(pt: &Pt) -> WalkCfg {
-    let c = pt.s1_context();
-    WalkCfg {
-        ttb: c.ttb0,
-        granule: pt.config().granule.size(),
-        t0sz: c.t0sz as u32,
-    }
 }
 
 /// The output address the tests give `iova` (distinct per page, far from the tables).

@@ -23,6 +23,20 @@ pub struct WalkCfg {
     pub t0sz: u32,
 }
 
+/// The walker's view of `pt`'s CD fields (TTB0, granule, T0SZ).
+pub fn wcfg<A, S>(pt: &smmuv3::pgtable::PageTable<A, S>) -> WalkCfg
+where
+    A: smmuv3::dma::DmaAllocator,
+    S: smmuv3::pgtable::PageTableStore<A::Memory>,
+{
+    let c = pt.s1_context();
+    WalkCfg {
+        ttb: c.ttb0,
+        granule: pt.config().granule.size(),
+        t0sz: c.t0sz as u32,
+    }
+}
+
 /// Result of a successful walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Walked {
