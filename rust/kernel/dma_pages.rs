@@ -134,6 +134,27 @@ impl ZeroedPages {
 }
 
 impl ZeroedPages {
+    /// If the 64-bit word at `offset` (8-aligned, inside the block) holds `old`, replaces it
+    /// by `new`, atomically (`cmpxchg` semantics: a full barrier, so stores to other memory
+    /// before it, a new table's contents, are visible before `new` is); returns what it held.
+    /// All-ones for an offset outside the block (nothing written).
+    #[inline]
+    pub fn cmpxchg_u64(&self, offset: usize, old: u64, new: u64) -> u64 {
+        let Some(p) = self.word(offset) else {
+            return u64::MAX;
+        };
+        // SAFETY: an aligned word inside the block, owned by `self`, valid for the borrow; every
+        // other access to it is a single-copy-atomic 64-bit access (volatile or atomic).
+        let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p) };
+        let r = a.compare_exchange(
+            old.to_le(),
+            new.to_le(),
+            core::sync::atomic::Ordering::SeqCst,
+            core::sync::atomic::Ordering::SeqCst,
+        );
+        u64::from_le(r.unwrap_or_else(|cur| cur))
+    }
+
     /// The `count` words from byte `offset`, if they are 8-aligned and inside the block.
     #[inline]
     fn words(&self, offset: usize, count: usize) -> Option<*mut u64> {

@@ -64,6 +64,79 @@ pub struct Geometry {
     pub aperture_end: u64,
 }
 
+/// The IOMMU core's gather of one unmap (`struct iommu_iotlb_gather`), lent to
+/// [`DomainOps::unmap_pages`] and [`DomainOps::iotlb_sync`].
+///
+/// It lives on the caller's stack for one `iommu_unmap`/`iommu_unmap_fast` + `iommu_iotlb_sync`
+/// (DMA API, VFIO type1, iommufd), so a driver that gathers here instead of in its domain
+/// needs no domain lock for its unmaps: concurrent unmaps each have their own. The driver sees
+/// the C fields it may use: the range (`start`, `end`), the page size (`pgsize`) and
+/// `queued` (a flush queue will sync later). `freelist` is not exposed: a driver keeps the
+/// tables it frees itself.
+///
+/// # Invariants
+///
+/// `raw` is the core's gather for this call, not accessed by anyone else meanwhile.
+pub struct IotlbGather<'a> {
+    raw: &'a mut bindings::iommu_iotlb_gather,
+}
+
+impl<'a> IotlbGather<'a> {
+    /// Wraps the gather the core passed.
+    ///
+    /// # Safety
+    ///
+    /// `raw` is a valid, initialised gather that nothing else accesses during `'a`.
+    unsafe fn from_raw(raw: *mut bindings::iommu_iotlb_gather) -> Self {
+        // SAFETY: valid and exclusive for `'a` (caller).
+        Self { raw: unsafe { &mut *raw } }
+    }
+
+    /// The gathered range `[start, end)` and its page size, `None` if nothing is gathered.
+    pub fn range(&self) -> Option<(u64, u64, usize)> {
+        let g = &*self.raw;
+        (g.pgsize != 0 && g.start <= g.end)
+            .then(|| (g.start as u64, (g.end as u64).wrapping_add(1), g.pgsize))
+    }
+
+    /// Whether the core defers the sync to a flush queue (`queued`): never for a domain whose
+    /// driver does not claim `DeferredFlush`.
+    pub fn queued(&self) -> bool {
+        self.raw.queued
+    }
+
+    /// Adds `[iova, iova + size)` of pages of `pgsize` bytes if the gather is empty or holds
+    /// an adjacent or overlapping range of the same page size (`iommu_iotlb_gather_add_page`'s
+    /// rule); `false` (nothing added) otherwise: the driver then syncs what is gathered,
+    /// [`IotlbGather::reset`]s it and adds again.
+    pub fn try_add(&mut self, iova: u64, size: u64, pgsize: usize) -> bool {
+        let (Ok(start), Some(last)) = (usize::try_from(iova), size.checked_sub(1)) else {
+            return false;
+        };
+        let Some(end) = usize::try_from(last).ok().and_then(|l| start.checked_add(l)) else {
+            return false;
+        };
+        let g = &mut *self.raw;
+        if g.pgsize != 0 {
+            let disjoint = end.saturating_add(1) < g.start || start > g.end.saturating_add(1);
+            if g.pgsize != pgsize || disjoint {
+                return false;
+            }
+        }
+        g.pgsize = pgsize;
+        g.start = g.start.min(start);
+        g.end = g.end.max(end);
+        true
+    }
+
+    /// Empties the range (`iommu_iotlb_gather_init`'s values; `queued` and `freelist` kept).
+    pub fn reset(&mut self) {
+        self.raw.start = usize::MAX;
+        self.raw.end = 0;
+        self.raw.pgsize = 0;
+    }
+}
+
 /// The driver's operations on one of its paging domains (`struct iommu_domain_ops`).
 #[macros::vtable]
 pub trait DomainOps: Send + Sync + Sized + 'static {
@@ -95,11 +168,19 @@ pub trait DomainOps: Send + Sync + Sized + 'static {
 
     /// Unmaps up to `pgcount` pages of `pgsize` bytes at `iova`; returns the bytes unmapped
     /// (0 for a range with nothing mapped). The translations are gone from the IOTLB when this
-    /// returns, unless [`DomainOps::iotlb_sync`] is implemented to finish the job.
-    fn unmap_pages(&self, iova: u64, pgsize: usize, pgcount: usize) -> usize;
+    /// returns, unless [`DomainOps::iotlb_sync`] is implemented to finish the job: then what
+    /// is left to invalidate goes into `gather`, the caller's gather of this unmap (every
+    /// `unmap_pages` call of one `iommu_unmap` gets the same one).
+    fn unmap_pages(
+        &self,
+        iova: u64,
+        pgsize: usize,
+        pgcount: usize,
+        gather: &mut IotlbGather<'_>,
+    ) -> usize;
 
-    /// Finishes the invalidations of earlier unmaps (`iotlb_sync`).
-    fn iotlb_sync(&self) {
+    /// Finishes the invalidations gathered in `gather` by earlier unmaps (`iotlb_sync`).
+    fn iotlb_sync(&self, _gather: &mut IotlbGather<'_>) {
         crate::build_error(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
@@ -796,11 +877,14 @@ unsafe extern "C" fn unmap_pages_callback<T: IommuOps>(
     iova: crate::ffi::c_ulong,
     pgsize: usize,
     pgcount: usize,
-    _gather: *mut bindings::iommu_iotlb_gather,
+    gather: *mut bindings::iommu_iotlb_gather,
 ) -> usize {
     // SAFETY: one of our paging domains.
     let p = unsafe { Domain::<T::Paging>::from_raw(dom) };
-    p.unmap_pages(iova as u64, pgsize, pgcount)
+    // SAFETY: the core passes its gather of this unmap (`__iommu_unmap`), on its stack and
+    // used by no one else during the call.
+    let mut g = unsafe { IotlbGather::from_raw(gather) };
+    p.unmap_pages(iova as u64, pgsize, pgcount, &mut g)
 }
 
 /// # Safety
@@ -808,10 +892,14 @@ unsafe extern "C" fn unmap_pages_callback<T: IommuOps>(
 /// Called only by the C side, with the arguments its callback contract guarantees.
 unsafe extern "C" fn iotlb_sync_callback<T: IommuOps>(
     dom: *mut bindings::iommu_domain,
-    _g: *mut bindings::iommu_iotlb_gather,
+    gather: *mut bindings::iommu_iotlb_gather,
 ) {
     // SAFETY: one of our paging domains.
-    unsafe { Domain::<T::Paging>::from_raw(dom) }.iotlb_sync()
+    let p = unsafe { Domain::<T::Paging>::from_raw(dom) };
+    // SAFETY: the core passes the gather of the unmaps to finish (`iommu_iotlb_sync`), used
+    // by no one else during the call.
+    let mut g = unsafe { IotlbGather::from_raw(gather) };
+    p.iotlb_sync(&mut g)
 }
 
 /// # Safety

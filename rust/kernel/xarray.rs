@@ -598,3 +598,106 @@ impl<T> XArrayMapReader<T> {
 fn slot_value<T>(s: *mut Slot<T>) -> *mut T {
     s.cast::<u8>().wrapping_add(core::mem::offset_of!(Slot<T>, value)).cast::<T>()
 }
+
+/// An entry of a [`SharedMap`]: the value and the index it is stored at.
+struct SharedEntry<T> {
+    index: u32,
+    value: T,
+}
+
+/// Look-ups a [`SharedMap`] remembers (direct-mapped by index).
+const SHARED_HINTS: usize = 16;
+
+/// An XArray of boxed values that grows through `&self` and is read without any lock.
+///
+/// For tables that concurrent users extend and walk, like the page tables of an IOMMU domain
+/// whose map and unmap take no lock: [`insert`](SharedMap::insert) takes the array's own
+/// spinlock for the store only; [`get`](SharedMap::get) is one lock-free `xa_load` (or a hit in
+/// the last few look-ups), and the `&T` it returns lives as long as the shared borrow of the
+/// map, because entries are only ever removed through `&mut self` (or the map's drop).
+///
+/// # Invariants
+///
+/// Every entry of `xa` is a `KBox<SharedEntry<T>>` (from `into_foreign`) stored at its own
+/// `index`; entries are erased only by [`remove`](SharedMap::remove) and the drop, both
+/// `&mut self`. Every non-null pointer in `hints` points at an entry currently stored.
+pub struct SharedMap<T: 'static> {
+    xa: core::pin::Pin<crate::alloc::KBox<XArray<crate::alloc::KBox<SharedEntry<T>>>>>,
+    hints: [core::sync::atomic::AtomicPtr<SharedEntry<T>>; SHARED_HINTS],
+}
+
+// SAFETY: the map owns its `T`s; moving it moves them.
+unsafe impl<T: Send> Send for SharedMap<T> {}
+// SAFETY: through `&self`, values are only handed out as `&T` (so `T: Sync`) and inserted
+// from any thread (so `T: Send`); the array serialises its writers on its own lock.
+unsafe impl<T: Send + Sync> Sync for SharedMap<T> {}
+
+impl<T: 'static> SharedMap<T> {
+    /// An empty map.
+    pub fn new(gfp: Flags) -> Result<Self> {
+        Ok(Self {
+            xa: crate::alloc::KBox::pin_init(XArray::new(AllocKind::Alloc), gfp)?,
+            hints: [const { core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()) };
+                SHARED_HINTS],
+        })
+    }
+
+    /// Stores `value` at `index`, which must be free (`EBUSY` otherwise; `value` is dropped
+    /// on failure). Takes the array's spinlock; `gfp` for the entry and the array's nodes.
+    pub fn insert(&self, index: u32, value: T, gfp: Flags) -> Result {
+        let entry = crate::alloc::KBox::new(SharedEntry { index, value }, gfp)?;
+        let mut guard = self.xa.lock();
+        if !guard.load_raw(index).is_null() {
+            return Err(crate::error::code::EBUSY);
+        }
+        // Nothing to give back: the index was checked free under the same lock.
+        let _ = guard.store(index, entry, gfp)?;
+        Ok(())
+    }
+
+    /// The value at `index`, without a lock.
+    #[inline]
+    pub fn get(&self, index: u32) -> Option<&T> {
+        // Direct-mapped: the hint for `index` is `hints[index % SHARED_HINTS]`.
+        let hint = self.hints.get(index as usize % SHARED_HINTS);
+        if let Some(h) = hint {
+            let p = h.load(Ordering::Relaxed);
+            if !p.is_null() {
+                // SAFETY: a non-null hint points at a stored entry (type invariant), which
+                // stays stored while `&self` is held (removal takes `&mut self`).
+                let e = unsafe { &*p };
+                if e.index == index {
+                    return Some(&e.value);
+                }
+            }
+        }
+        // SAFETY: the array is initialised; `xa_load` takes the RCU read lock itself.
+        let p = unsafe { bindings::xa_load(self.xa.xa.get(), index as _) }
+            .cast::<SharedEntry<T>>();
+        if p.is_null() {
+            return None;
+        }
+        if let Some(h) = hint {
+            // INVARIANT: `p` is a stored entry.
+            h.store(p, Ordering::Relaxed);
+        }
+        // SAFETY: entries are `KBox<SharedEntry<T>>`s (type invariant), erased only through
+        // `&mut self`: it outlives the returned borrow of `self`.
+        Some(unsafe { &(*p).value })
+    }
+
+    /// Removes and returns the value at `index`.
+    pub fn remove(&mut self, index: u32) -> Option<T> {
+        for h in &self.hints {
+            if !h.load(Ordering::Relaxed).is_null() {
+                // SAFETY: as in `get`; no other access runs (`&mut self`).
+                if unsafe { (*h.load(Ordering::Relaxed)).index } == index {
+                    // INVARIANT: the entry is about to be erased.
+                    h.store(core::ptr::null_mut(), Ordering::Relaxed);
+                }
+            }
+        }
+        let e = self.xa.lock().erase(index)?;
+        Some(crate::alloc::KBox::into_inner(e).value)
+    }
+}

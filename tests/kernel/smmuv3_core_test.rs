@@ -13,7 +13,7 @@ use kernel::{
     labtest_ensure,
     prelude::*,
     smmuv3,
-    xarray::XArrayMap,
+    xarray::SharedMap,
 };
 
 use smmuv3::{
@@ -53,6 +53,12 @@ impl DmaMemory for Block {
             w.store(value, Ordering::Relaxed);
         }
     }
+    fn cmpxchg_u64(&self, offset: usize, old: u64, new: u64) -> u64 {
+        self.words.get(offset / 8).map_or(u64::MAX, |w| {
+            w.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+                .unwrap_or_else(|cur| cur)
+        })
+    }
 }
 
 /// Hands out naturally aligned bus addresses from a private window.
@@ -77,10 +83,10 @@ impl DmaAllocator for &Alloc {
 }
 
 /// Page-table memory by bus address, in an XArray (index = address / 4 KiB).
-struct Store(XArrayMap<Block>);
+struct Store(SharedMap<Block>);
 
 impl PageTableStore<Block> for Store {
-    fn insert(&mut self, mem: Block) -> Result<(), AllocError> {
+    fn insert(&self, mem: Block) -> Result<(), AllocError> {
         let index = (mem.addr >> 12) as u32;
         self.0.insert(index, mem, GFP_KERNEL).map_err(|_| AllocError)
     }
@@ -106,8 +112,8 @@ fn golden(case: &Case<'_>) -> Result<(), Failed> {
 fn pgtable(case: &Case<'_>) -> Result<(), Failed> {
     let alloc = Alloc { next: AtomicU64::new(0x8000_0000) };
     let store = Store(case.check(
-        "XArrayMap::new",
-        XArrayMap::new(kernel::xarray::AllocKind::Alloc, GFP_KERNEL),
+        "SharedMap::new",
+        SharedMap::new(GFP_KERNEL),
     )?);
     let cfg = Config { granule: Granule::G4K, ias: 48, oas: 44, coherent_walk: true };
     let mut pt = PageTable::new(cfg, &alloc, store)

@@ -8,9 +8,8 @@
 //!    the unmap walk of `iommu.c`/`io-pgtable-arm.c` re-enacted below), with and without RIL.
 
 use smmuv3::dma::{AllocError, DmaAllocator, DmaMemory};
-use smmuv3::pgtable::{Config, Gather, Granule, InvFeatures, PageTable, PageTableStore, Prot};
+use smmuv3::pgtable::{Config, Gather, Granule, InvFeatures, PageTable, Prot};
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::time::Instant;
 
 /// Zeroed words with a fake physical address.
@@ -32,6 +31,14 @@ impl DmaMemory for FastBlock {
     fn write_u64(&self, offset: usize, value: u64) {
         self.words[offset / 8].set(value)
     }
+    fn cmpxchg_u64(&self, offset: usize, old: u64, new: u64) -> u64 {
+        let w = &self.words[offset / 8];
+        let cur = w.get();
+        if cur == old {
+            w.set(new);
+        }
+        cur
+    }
 }
 
 #[derive(Default)]
@@ -51,22 +58,7 @@ impl DmaAllocator for &FastMem {
     }
 }
 
-#[derive(Default)]
-struct FastStore(HashMap<u64, FastBlock>);
-
-impl PageTableStore<FastBlock> for FastStore {
-    fn insert(&mut self, mem: FastBlock) -> Result<(), AllocError> {
-        self.0.insert(mem.pa, mem);
-        Ok(())
-    }
-    fn get(&self, pa: u64) -> Option<&FastBlock> {
-        self.0.get(&pa)
-    }
-    fn remove(&mut self, pa: u64) -> Option<FastBlock> {
-        self.0.remove(&pa)
-    }
-    fn dma_wmb(&self) {}
-}
+type FastStore = physmem::ArenaStore<FastBlock>;
 
 type Pt<'a> = PageTable<&'a FastMem, FastStore>;
 

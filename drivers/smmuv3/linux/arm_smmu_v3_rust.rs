@@ -20,11 +20,13 @@
 //! - `Shared::hw` (spinlock): the `Smmu` (command queue, stream table, CD-table writes) and the
 //!   ASID allocator. Taken from any context but hard IRQ (the interrupt handlers are threaded).
 //! - `Master::core` (spinlock): a device's StreamIDs and CD table; taken before `hw`.
-//! - `Paging::dom` (spinlock): a domain's page table and gather; taken before `hw`.
+//! - Paging domains have no lock: map and unmap are lockless (the page table's contract,
+//!   `drivers/smmuv3/src/smmuv3/pgtable`), each unmap gathers into the IOMMU core's
+//!   `iommu_iotlb_gather` of that call, and `iotlb_sync` takes only `hw` (the command queue).
+//!   A domain's page-table store takes its own spinlocks only to add a table or recycle one.
 //! - `Shared::masters` (spinlock): StreamID -> device, for fault reports; innermost.
 //!
 //! Allocations made under these locks are `GFP_ATOMIC` (the DMA API maps from atomic context).
-use core::cell::Cell;
 use kernel::{
     alloc::{
         flags::{GFP_ATOMIC, GFP_KERNEL},
@@ -35,14 +37,14 @@ use kernel::{
     dma_pages::{self, ZeroedPages},
     fmt,
     iommu::{Capability, Prot},
-    iommu_driver::{self, DomainOps, Geometry, IommuOps},
+    iommu_driver::{self, DomainOps, Geometry, IommuOps, IotlbGather},
     irq, new_spinlock, of, platform,
     prelude::*,
     smmuv3,
     str::CString,
     sync::{Arc, SpinLock},
     types::ARef,
-    xarray::{AllocKind, XArrayMap},
+    xarray::{AllocKind, SharedMap, XArrayMap},
 };
 
 use smmuv3::{
@@ -52,7 +54,7 @@ use smmuv3::{
     dma::{AllocError, DmaAllocator, DmaMemory, Mmio},
     domain::{self, S1Domain},
     event::Event,
-    pgtable::{Granule, PageTableStore},
+    pgtable::{Gather, Granule, LeafRange, PageTableStore},
     ste::{s1dss, MasterOptions},
     store::TableStore,
 };
@@ -80,6 +82,9 @@ impl DmaMemory for Block {
     }
     fn write_u64(&self, offset: usize, value: u64) {
         self.0.write_u64(offset, value)
+    }
+    fn cmpxchg_u64(&self, offset: usize, old: u64, new: u64) -> u64 {
+        self.0.cmpxchg_u64(offset, old, new)
     }
     fn first_nonzero(&self, offset: usize, count: usize) -> usize {
         self.0.first_nonzero(offset, count)
@@ -184,36 +189,27 @@ impl Mmio for Regs {
     }
 }
 
-/// Page-table memory by physical address.
+/// A paging domain's tables, found by physical address without a lock: map and unmap take
+/// none (docs/rust-smmuv3.md, "Lockless map and unmap").
 ///
-/// The tables live in `slots`; `index` maps a table's physical address (>> 12) to its slot.
-/// Every walk looks up one table per non-root level here: with an `xa_load` each, `map` of one
-/// page made three XArray walks (docs/rust-smmuv3.md, "Figures"). Walks mostly revisit the same few tables (a DMA-API
-/// IOVA range, map/unmap cycles), so the last [`RECENT`] look-ups are remembered as
-/// (address, slot) pairs and checked first. A remembered pair is only a hint: a hit is
-/// confirmed by the slot's block having that address, so a slot freed or reused by another
-/// table simply misses, and nothing needs invalidating on `remove`.
+/// `tables` ([`SharedMap`], index = address >> 12) grows through `&self` (the XArray's own
+/// lock, taken only when a table is added) and is read with a lock-free `xa_load` (or a hit in
+/// its last few look-ups). No table leaves it while the domain lives: a table an unmap
+/// unlinked goes, once its invalidation completed, to `free` for the next map that needs one.
+/// So every address a walk can reach stays mapped, even for a caller that maps and unmaps
+/// overlapping ranges concurrently against the IOMMU API's contract; the memory is freed when
+/// the domain is. `free` is taken only when a table is allocated or given back.
 struct PtStore {
-    slots: KVec<PtSlot>,
-    /// First free slot (`NO_SLOT`: none); free slots link to the next one.
-    free: u32,
-    index: XArrayMap<u32>,
-    recent: [Cell<(u64, u32)>; RECENT],
-    /// The `recent` entry to replace next.
-    victim: Cell<usize>,
+    tables: SharedMap<Block>,
+    free: Pin<KBox<SpinLock<FreeList>>>,
 }
 
-/// A [`PtStore`] slot: a table, or free with the next free slot.
-enum PtSlot {
-    Table(Block),
-    Free(u32),
+/// Addresses of recycled tables: the first `len` entries of `slots` (the slots stay
+/// allocated for the next recycle; `KVec` has no `pop`).
+struct FreeList {
+    slots: KVec<u64>,
+    len: usize,
 }
-
-/// No slot (end of the free list; `recent` entries that cannot hit).
-const NO_SLOT: u32 = u32::MAX;
-
-/// Look-ups [`PtStore`] remembers: one per level below the root of a 4-level walk, + 1.
-const RECENT: usize = 4;
 
 fn pt_index(addr: u64) -> Option<u32> {
     u32::try_from(addr >> 12).ok()
@@ -222,88 +218,56 @@ fn pt_index(addr: u64) -> Option<u32> {
 impl PtStore {
     fn new() -> Result<Self> {
         Ok(Self {
-            slots: KVec::new(),
-            free: NO_SLOT,
-            index: XArrayMap::new(AllocKind::Alloc, GFP_KERNEL)?,
-            recent: [const { Cell::new((0, NO_SLOT)) }; RECENT],
-            victim: Cell::new(0),
+            tables: SharedMap::new(GFP_KERNEL)?,
+            free: KBox::pin_init(
+                new_spinlock!(
+                    FreeList {
+                        slots: KVec::new(),
+                        len: 0
+                    },
+                    "smmuv3_pt_free"
+                ),
+                GFP_KERNEL,
+            )?,
         })
-    }
-
-    /// The table in `slot` if it is the one at `pa`.
-    #[inline]
-    fn table_at(&self, pa: u64, slot: u32) -> Option<&Block> {
-        match self.slots.get(slot as usize)? {
-            PtSlot::Table(b) if b.0.phys() == pa => Some(b),
-            _ => None,
-        }
     }
 }
 
 impl PageTableStore<Block> for PtStore {
-    fn insert(&mut self, mem: Block) -> Result<(), AllocError> {
+    fn insert(&self, mem: Block) -> Result<(), AllocError> {
         let index = pt_index(mem.dma_addr()).ok_or(AllocError)?;
-        let reused = self.free != NO_SLOT;
-        let slot = if reused {
-            self.free
-        } else {
-            let s = u32::try_from(self.slots.len()).map_err(|_| AllocError)?;
-            if s == NO_SLOT {
-                return Err(AllocError);
-            }
-            self.slots
-                .push(PtSlot::Free(NO_SLOT), GFP_ATOMIC)
-                .map_err(|_| AllocError)?;
-            s
-        };
-        if self.index.insert(index, slot, GFP_ATOMIC).is_err() {
-            // A new slot stays at the end of the free list (it links to NO_SLOT).
-            if !reused {
-                self.free = slot;
-            }
-            return Err(AllocError);
-        }
-        let Some(entry) = self.slots.get_mut(slot as usize) else {
-            return Err(AllocError);
-        };
-        if let PtSlot::Free(next) = core::mem::replace(entry, PtSlot::Table(mem)) {
-            self.free = next;
-        }
-        Ok(())
+        self.tables
+            .insert(index, mem, GFP_ATOMIC)
+            .map_err(|_| AllocError)
     }
     #[inline]
     fn get(&self, dma_addr: u64) -> Option<&Block> {
-        for r in &self.recent {
-            let (pa, slot) = r.get();
-            if pa == dma_addr {
-                if let Some(b) = self.table_at(pa, slot) {
-                    return Some(b);
+        self.tables
+            .get(pt_index(dma_addr)?)
+            .filter(|b| b.dma_addr() == dma_addr)
+    }
+    fn remove(&mut self, dma_addr: u64) -> Option<Block> {
+        self.tables.remove(pt_index(dma_addr)?)
+    }
+    fn recycle(&self, dma_addr: u64) {
+        // Without room in the list the table just stays unused until the domain is freed.
+        let mut f = self.free.lock();
+        let n = f.len;
+        match f.slots.get_mut(n) {
+            Some(slot) => *slot = dma_addr,
+            None => {
+                if f.slots.push(dma_addr, GFP_ATOMIC).is_err() {
+                    return;
                 }
             }
         }
-        let slot = *self.index.get(pt_index(dma_addr)?)?;
-        let b = self.table_at(dma_addr, slot)?;
-        let v = self.victim.get();
-        if let Some(r) = self.recent.get(v) {
-            r.set((dma_addr, slot));
-        }
-        self.victim.set((v + 1) % RECENT);
-        Some(b)
+        f.len = n + 1;
     }
-    fn remove(&mut self, dma_addr: u64) -> Option<Block> {
-        let slot = self.index.remove(pt_index(dma_addr)?)?;
-        let entry = self.slots.get_mut(slot as usize)?;
-        match core::mem::replace(entry, PtSlot::Free(self.free)) {
-            PtSlot::Table(b) => {
-                self.free = slot;
-                Some(b)
-            }
-            // The index named a free slot: put it back as it was.
-            free => {
-                *entry = free;
-                None
-            }
-        }
+    fn reuse(&self) -> Option<u64> {
+        let mut f = self.free.lock();
+        let n = f.len.checked_sub(1)?;
+        f.len = n;
+        f.slots.get(n).copied()
     }
     fn dma_wmb(&self) {
         dma_pages::dma_wmb()
@@ -577,10 +541,14 @@ fn set_plain_stes(smmu: &mut CoreSmmu, m: &CoreMaster, bypass: bool) -> Result {
 }
 
 /// A stage-1 paging domain.
+///
+/// No lock: maps and unmaps of disjoint ranges run concurrently (see the module's "Locking");
+/// attach, detach and PASID changes read only the domain's CD fields, which never change, and
+/// the core frees the domain (`drop`, `&mut self`) only after every device left it.
 struct Paging {
     smmu: Arc<Shared>,
     /// `None` only while being destroyed.
-    dom: Pin<KBox<SpinLock<Option<CoreDomain>>>>,
+    dom: Option<CoreDomain>,
 }
 
 fn size_of_pages(pgsize: usize, pgcount: usize) -> Result<u64> {
@@ -597,7 +565,7 @@ impl DomainOps for Paging {
             dev_err!(dev, "attach: the domain belongs to another SMMU\n");
             return Err(EINVAL);
         }
-        let cd = self.dom.lock().as_ref().ok_or(EBUSY)?.cd();
+        let cd = self.dom.as_ref().ok_or(EBUSY)?.cd();
         let mut pre = CdPrealloc::new(master, 0)?;
         let mut guard = master.state.lock();
         let st = &mut *guard;
@@ -617,7 +585,7 @@ impl DomainOps for Paging {
             dev_err!(dev, "PASID {}: the domain belongs to another SMMU\n", pasid);
             return Err(EINVAL);
         }
-        let cd = self.dom.lock().as_ref().ok_or(EBUSY)?.cd();
+        let cd = self.dom.as_ref().ok_or(EBUSY)?.cd();
         let key = self as *const Self as usize;
         let mut pre = CdPrealloc::new(master, pasid)?;
         let mut guard = master.state.lock();
@@ -665,8 +633,7 @@ impl DomainOps for Paging {
         prot: Prot,
     ) -> Result<usize> {
         let size = size_of_pages(pgsize, pgcount)?;
-        let mut dom = self.dom.lock();
-        let dom = dom.as_mut().ok_or(EBUSY)?;
+        let dom = self.dom.as_ref().ok_or(EBUSY)?;
         match dom.map(iova, paddr, size, prot) {
             Ok(()) => Ok(size as usize),
             Err(e) => {
@@ -686,59 +653,32 @@ impl DomainOps for Paging {
         }
     }
 
-    fn unmap_pages(&self, iova: u64, pgsize: usize, pgcount: usize) -> usize {
+    fn unmap_pages(
+        &self,
+        iova: u64,
+        pgsize: usize,
+        pgcount: usize,
+        gather: &mut IotlbGather<'_>,
+    ) -> usize {
         let Ok(size) = size_of_pages(pgsize, pgcount) else {
             return 0;
         };
-        let mut dom = self.dom.lock();
-        let Some(dom) = dom.as_mut() else {
+        let Some(dom) = self.dom.as_ref() else {
             return 0;
         };
-        // Into the domain's gather only: the IOMMU core ends every unmap with `iotlb_sync`
-        // (`iommu_unmap`; `iommu_unmap_fast` callers - DMA API, VFIO - call it themselves
-        // before reusing the IOVAs or the pages), so the `unmap_pages` calls of one unmap (it
-        // splits a range at block boundaries) share its TLBIs and one CMD_SYNC, as the C
-        // driver's `iommu_iotlb_gather`.
-        match dom.unmap_deferred(iova, size) {
-            Ok(n) => n as usize,
-            Err(e) => {
-                dev_err!(
-                    &*self.smmu.dev,
-                    "unmap of {:#x} bytes at IOVA {:#x} failed: {:?}\n",
-                    size,
-                    iova,
-                    e
-                );
-                0
-            }
-        }
+        self.unmap_gathered(dom, iova, size, gather)
     }
 
-    fn iotlb_sync(&self) {
-        let mut dom = self.dom.lock();
-        let Some(d) = dom.as_mut() else {
-            return;
-        };
-        if !d.flush_pending() {
-            // Nothing unmapped since the last sync: no command, no `hw` lock.
-            return;
-        }
-        // TLBIs for everything gathered, one CMD_SYNC, then the unlinked tables are freed.
-        // On failure the gather is kept and the next sync retries it.
-        if let Err(e) = d.flush(&mut self.smmu.hw.lock().smmu) {
-            dev_err!(
-                &*self.smmu.dev,
-                "TLB invalidation after unmap failed (retried at the next sync): {:?}\n",
-                e
-            );
+    fn iotlb_sync(&self, gather: &mut IotlbGather<'_>) {
+        if let Some(dom) = self.dom.as_ref() {
+            self.sync_gather(dom, gather);
         }
     }
 
     fn flush_iotlb_all(&self) {
-        let mut dom = self.dom.lock();
-        if let Some(d) = dom.as_mut() {
-            // The whole ASID, which covers what is gathered too.
-            if let Err(e) = d.flush_all(&mut self.smmu.hw.lock().smmu) {
+        if let Some(d) = self.dom.as_ref() {
+            // The whole ASID. Unmaps in flight keep their own gathers and sync them.
+            if let Err(e) = d.inv_asid(&mut self.smmu.hw.lock().smmu) {
                 dev_err!(
                     &*self.smmu.dev,
                     "TLB invalidation of ASID {} failed: {:?}\n",
@@ -750,17 +690,105 @@ impl DomainOps for Paging {
     }
 
     fn iova_to_phys(&self, iova: u64) -> u64 {
-        let dom = self.dom.lock();
-        dom.as_ref()
+        self.dom
+            .as_ref()
             .and_then(|d| d.page_table().iova_to_phys(iova))
             .unwrap_or(0)
     }
 }
 
+impl Paging {
+    /// The body of `unmap_pages`, in a frame of its own (the per-call [`Gather`] is ~0.6 KiB).
+    ///
+    /// The page table clears the range into a gather of this call. What an unmap usually
+    /// leaves, one run of leaves of one size, goes into the core's `gather` (merged with the
+    /// earlier calls of the same unmap, or after syncing them when it cannot be, the rule of
+    /// `iommu_iotlb_gather_add_page`), for `iotlb_sync`: one range TLBI and one CMD_SYNC per
+    /// unmap. Anything else (a table unlinked, whose walk must be invalidated before it is
+    /// recycled; a split block; a flush queue) is invalidated here and now, as io-pgtable-arm
+    /// flushes a walk before freeing a table.
+    #[inline(never)]
+    fn unmap_gathered(
+        &self,
+        dom: &CoreDomain,
+        iova: u64,
+        size: u64,
+        gather: &mut IotlbGather<'_>,
+    ) -> usize {
+        let mut g = Gather::new();
+        let unmapped = match dom.unmap_into(iova, size, &mut g) {
+            Ok(n) => n as usize,
+            Err(e) => {
+                dev_err!(
+                    &*self.smmu.dev,
+                    "unmap of {:#x} bytes at IOVA {:#x} failed: {:?}\n",
+                    size,
+                    iova,
+                    e
+                );
+                0
+            }
+        };
+        if g.is_empty() && g.retired_tables() == 0 {
+            return unmapped;
+        }
+        match g.leaf_range() {
+            Some(r) if !gather.queued() => {
+                let pgsize = 1usize << r.step_shift;
+                if !gather.try_add(r.start, r.size, pgsize) {
+                    self.sync_gather(dom, gather);
+                    // An empty gather takes any range.
+                    let _ = gather.try_add(r.start, r.size, pgsize);
+                }
+            }
+            _ => {
+                if let Err(e) = dom.flush_gather(&mut self.smmu.hw.lock().smmu, &mut g) {
+                    // The unlinked tables stay out of use (the store keeps them until the
+                    // domain is freed).
+                    dev_err!(
+                        &*self.smmu.dev,
+                        "TLB invalidation of an unmap at IOVA {:#x} failed: {:?}\n",
+                        iova,
+                        e
+                    );
+                }
+            }
+        }
+        unmapped
+    }
+
+    /// Invalidates what `gather` holds (one range of leaves: its TLBIs and one CMD_SYNC, under
+    /// the command-queue lock only) and empties it.
+    #[inline(never)]
+    fn sync_gather(&self, dom: &CoreDomain, gather: &mut IotlbGather<'_>) {
+        let Some((start, end, pgsize)) = gather.range() else {
+            return;
+        };
+        gather.reset();
+        let granule = dom.page_table().config().granule;
+        let r = LeafRange {
+            start,
+            size: end.wrapping_sub(start),
+            step_shift: pgsize.trailing_zeros(),
+        };
+        let mut g = Gather::from_leaf_range(granule, r);
+        if let Err(e) = dom.flush_gather(&mut self.smmu.hw.lock().smmu, &mut g) {
+            dev_err!(
+                &*self.smmu.dev,
+                "TLB invalidation after unmap of [{:#x}, {:#x}) failed: {:?}\n",
+                start,
+                end,
+                e
+            );
+        }
+    }
+}
+
+
 impl Drop for Paging {
     fn drop(&mut self) {
         // The core frees a domain only once no device is attached to it.
-        let Some(d) = self.dom.lock().take() else {
+        let Some(d) = self.dom.take() else {
             return;
         };
         let mut guard = self.smmu.hw.lock();
@@ -940,11 +968,9 @@ impl IommuOps for Smmuv3 {
             .find(|g| f.pgsize_bitmap & g.size() != 0)
             .ok_or(ENODEV)?;
         let cfg = domain::page_table_config(&f, granule).map_err(domain_err)?;
-        let dom = KBox::pin_init(new_spinlock!(None, "smmuv3_domain"), GFP_KERNEL)?;
-        *dom.lock() = Some(new_core_domain(smmu, cfg)?);
         let paging = Paging {
             smmu: smmu.clone(),
-            dom,
+            dom: Some(new_core_domain(smmu, cfg)?),
         };
         let geo = Geometry {
             pgsize_bitmap: granule.pgsize_bitmap() & f.pgsize_bitmap,

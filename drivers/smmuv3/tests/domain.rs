@@ -342,7 +342,7 @@ fn destroy_invalidates_the_asid_before_freeing_it() {
     let (m, fake) = setup(RIL);
     let mut s = smmu(&m, &fake, 100);
     let mut asids = AsidAllocator::new(AsidBits::Bits16);
-    let mut d = domain(&m, &s, &mut asids);
+    let d = domain(&m, &s, &mut asids);
     d.map(0x1000_0000, 0x9000_0000, K4, RW).unwrap();
     let asid = d.asid();
     // The SMMU does not answer: the domain comes back, its ASID still taken.

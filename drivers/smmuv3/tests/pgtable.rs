@@ -4,7 +4,7 @@
 
 mod pgtable_common;
 
-use pgtable_common::{attrs, count_tables, walk, Fault, Store, WalkCfg};
+use pgtable_common::{attrs, count_tables, walk, wcfg, Fault, Store};
 use physmem::PhysMem;
 use smmuv3::pgtable::gather::LinuxModel;
 use smmuv3::pgtable::{
@@ -29,15 +29,6 @@ fn new_pt(granule: Granule, ias: u32) -> (PhysMem, Pt) {
     };
     let pt = PageTable::new(cfg, mem.clone(), Store::default()).unwrap();
     (mem, pt)
-}
-
-fn wcfg(pt: &Pt) -> WalkCfg {
-    let c = pt.s1_context();
-    WalkCfg {
-        ttb: c.ttb0,
-        granule: pt.config().granule.size(),
-        t0sz: c.t0sz as u32,
-    }
 }
 
 /// Unmaps and completes the invalidation protocol; returns bytes and the gather's plan.
@@ -115,7 +106,7 @@ fn geometry_and_cd_values() {
 fn descriptor_golden_values() {
     // Bits from the Arm ARM D8.3/D8.4 (same as io-pgtable-arm.c:68-137): page 0b11, AttrIndx
     // [4:2], AP[1] bit 6 (EL0), AP[2] bit 7 (RO), SH [9:8], AF bit 10, nG bit 11, PXN 53, UXN 54.
-    let (mem, mut pt) = new_pt(Granule::G4K, 48);
+    let (mem, pt) = new_pt(Granule::G4K, 48);
     let pa = 0x1234_5000;
     let cases = [
         (RW | Prot::CACHE, 0xf47),                      // idx 1, SH inner, EL0, RW
@@ -147,7 +138,7 @@ fn blocks_per_granule() {
         (Granule::G64K, 512 << 20, 2),
     ];
     for (g, block, level) in cases {
-        let (mem, mut pt) = new_pt(g, 48);
+        let (mem, pt) = new_pt(g, 48);
         let gs = g.size();
         // One page, then the block, then one page: page / block / page.
         let iova = 4 * block - gs;
@@ -169,7 +160,7 @@ fn blocks_per_granule() {
             Err(Fault::Translation(3))
         );
         // Misaligned physical address: no block, pages only.
-        let (mem, mut pt) = new_pt(g, 48);
+        let (mem, pt) = new_pt(g, 48);
         pt.map(block, block + gs, block, RW).unwrap();
         let w = walk(&mem, &wcfg(&pt), block + 5 * gs).unwrap();
         assert_eq!((w.level, w.pa), (3, block + 6 * gs));
@@ -398,7 +389,7 @@ fn invalidation_plans_and_linux_comparison() {
     let base = 0x10_0000_0000u64;
     // (what, setup size and mapping, unmap size, ours no-RIL, ours RIL)
     for (pages, ours_no, ours_ril) in [(1u64, 1, 1), (16, 16, 1), (33, 33, 2), (511, 511, 2)] {
-        let (_m, mut pt) = new_pt(Granule::G4K, 48);
+        let (_m, pt) = new_pt(Granule::G4K, 48);
         pt.map(base + K4, 0, 511 * K4, RW).unwrap();
         let mut g = Gather::new();
         pt.unmap(base + K4, pages * K4, &mut g).unwrap();
@@ -431,7 +422,7 @@ fn invalidation_plans_and_linux_comparison() {
         );
     }
     // Threshold: 512 single pages (not a whole table) -> one ASID invalidation.
-    let (_m, mut pt) = new_pt(Granule::G4K, 48);
+    let (_m, pt) = new_pt(Granule::G4K, 48);
     pt.map(base + K4, 0, 512 * K4, RW).unwrap();
     let mut g = Gather::new();
     pt.unmap(base + K4, 512 * K4, &mut g).unwrap();
@@ -462,7 +453,7 @@ fn invalidation_plans_and_linux_comparison() {
     // A whole 2M of pages: the L3 table is retired; C flushes the walk (512 non-leaf + sync)
     // then the leaf range (1 + sync).
     // (The physical address is not 2M-aligned: pages, not a block.)
-    let (_m, mut pt) = new_pt(Granule::G4K, 48);
+    let (_m, pt) = new_pt(Granule::G4K, 48);
     pt.map(base, K4, 512 * K4, RW).unwrap();
     let mut g = Gather::new();
     pt.unmap(base, M2, &mut g).unwrap();
@@ -485,7 +476,7 @@ fn invalidation_plans_and_linux_comparison() {
     c.add_page(base, M2);
     assert_eq!(c.finish(), TlbiCost { tlbi: 513, sync: 2 });
     // A 2M block: one leaf command with TTL 2 (RIL), like C.
-    let (_m, mut pt) = new_pt(Granule::G4K, 48);
+    let (_m, pt) = new_pt(Granule::G4K, 48);
     pt.map(base, 0, M2, RW).unwrap();
     pt.map(base + 4 * M2, 0, M2, RW).unwrap(); // keeps the L2 table alive
     let mut g = Gather::new();
@@ -507,7 +498,7 @@ fn invalidation_plans_and_linux_comparison() {
         })
     ));
     // Gather overflow degrades to a whole-ASID invalidation.
-    let (_m, mut pt) = new_pt(Granule::G4K, 48);
+    let (_m, pt) = new_pt(Granule::G4K, 48);
     pt.map(base, 0, 64 * K4, RW).unwrap();
     let mut g = Gather::new();
     for p in (0..64).step_by(2) {

@@ -107,7 +107,7 @@ fn qemu_dma_4k_two_level_strtab_faults_and_msi() {
         1,
         "2-level in QEMU"
     );
-    let (mut dom, _master) = dma_both_directions(&mut r, Granule::G4K);
+    let (dom, _master) = dma_both_directions(&mut r, Granule::G4K);
 
     // MSI through a mapped doorbell IOVA (Linux's MSI_IOVA_BASE 0x0800_0000, mapped like
     // iommu_dma_get_msi_page(): WRITE | NOEXEC | MMIO) onto a RAM page.

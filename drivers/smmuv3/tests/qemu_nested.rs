@@ -76,7 +76,7 @@ fn setup(cfg: SmmuConfig) -> Option<(Rig, S2Config, GuestRamBlock)> {
 fn domains(r: &mut Rig, n: usize) -> Vec<(Dom, GuestRamBlock)> {
     (0..n)
         .map(|_| {
-            let mut d = r.domain(Granule::G4K);
+            let d = r.domain(Granule::G4K);
             let page = r.buf(4096, 4096);
             d.map(IOVA, page.dma_addr() + WINDOW, 4096, RW).unwrap();
             (d, page)

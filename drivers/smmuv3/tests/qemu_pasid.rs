@@ -81,7 +81,7 @@ fn master(r: &mut Rig, bits: u32) -> QMaster {
 fn domains(r: &mut Rig, n: usize) -> Vec<(Dom, GuestRamBlock)> {
     (0..n)
         .map(|_| {
-            let mut d = r.domain(Granule::G4K);
+            let d = r.domain(Granule::G4K);
             let page = r.buf(4096, 4096);
             d.map(IOVA, page.dma_addr(), 4096, RW).unwrap();
             (d, page)
@@ -373,7 +373,7 @@ fn qemu_pasid_interrupt_message_uses_its_cd() {
     };
     // PASID 1's domain maps the doorbell (as iommu_dma_get_msi_page() would), PASID 2's does
     // not; both map `IOVA`, so the DMAs themselves succeed. Untagged traffic is terminated.
-    let mut doms = domains(&mut r, 2);
+    let doms = domains(&mut r, 2);
     let db = r.buf(4096, 4096);
     let db_prot = Prot::WRITE | Prot::NOEXEC | Prot::MMIO;
     doms[0]

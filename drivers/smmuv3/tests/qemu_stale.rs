@@ -125,7 +125,7 @@ fn qemu_stale_remap_without_tlbi_uses_old_page() {
 /// STE S1 -> abort (`Smmu::set_abort`: hitless writer, CFGI_STE + CMD_SYNC per step).
 fn ste_to_abort(drop: bool) {
     let Some(mut r) = setup() else { return };
-    let mut dom = r.domain(Granule::G4K);
+    let dom = r.domain(Granule::G4K);
     let iova = 0x3000_0000u64;
     let p = r.buf(4096, 4096);
     dom.map(iova, p.dma_addr(), 4096, RW).unwrap();
@@ -171,8 +171,8 @@ fn qemu_stale_ste_abort_without_cfgi_ste_still_translates() {
 /// CFGI_CD + CMD_SYNC).
 fn cd_switch(drop: bool) {
     let Some(mut r) = setup() else { return };
-    let mut da = r.domain(Granule::G4K);
-    let mut db = r.domain(Granule::G4K);
+    let da = r.domain(Granule::G4K);
+    let db = r.domain(Granule::G4K);
     assert_ne!(da.asid(), db.asid());
     let iova = 0x4000_0000u64;
     let (pa, pb) = (r.buf(4096, 4096), r.buf(4096, 4096));
@@ -219,7 +219,7 @@ fn qemu_stale_cd_switch_without_cfgi_cd_uses_old_context() {
 /// the same ASID and maps the same IOVA elsewhere.
 fn asid_reuse(drop: bool) {
     let Some(mut r) = setup() else { return };
-    let mut da = r.domain(Granule::G4K);
+    let da = r.domain(Granule::G4K);
     let asid = da.asid();
     let iova = 0x5000_0000u64;
     let (pa, pb) = (r.buf(4096, 4096), r.buf(4096, 4096));
@@ -244,7 +244,7 @@ fn asid_reuse(drop: bool) {
     assert_eq!((st.tlbis, st.syncs), (1, 1));
     check_tampered(&r, drop, op::TLBI_NH_ASID, 1);
 
-    let mut db = r.domain(Granule::G4K);
+    let db = r.domain(Granule::G4K);
     assert_eq!(db.asid(), asid, "lowest free ASID is handed out again");
     db.map(iova, pb.dma_addr(), 4096, RW).unwrap();
     r.smmu.write_cd(&mut m, 0, &db.cd()).unwrap();

@@ -18,9 +18,7 @@
 
 use physmem::PhysMem;
 use smmu_model::{Access, Features, Quirks, SmmuModel, TxnAttrs};
-use smmuv3::dma::{AllocError, DmaAllocator, DmaMemory, Mmio};
-use smmuv3::pgtable::PageTableStore;
-use std::collections::HashMap;
+use smmuv3::dma::{DmaAllocator, Mmio};
 use std::fmt;
 
 pub mod planted;
@@ -171,28 +169,9 @@ impl Trace {
     }
 }
 
-/// A `HashMap`-backed page-table store for the driver's stage-1 tables.
-pub struct MapStore<M>(pub HashMap<u64, M>);
-
-impl<M> Default for MapStore<M> {
-    fn default() -> Self {
-        Self(HashMap::new())
-    }
-}
-
-impl<M: DmaMemory> PageTableStore<M> for MapStore<M> {
-    fn insert(&mut self, mem: M) -> Result<(), AllocError> {
-        self.0.insert(mem.dma_addr(), mem);
-        Ok(())
-    }
-    fn get(&self, dma_addr: u64) -> Option<&M> {
-        self.0.get(&dma_addr)
-    }
-    fn remove(&mut self, dma_addr: u64) -> Option<M> {
-        self.0.remove(&dma_addr)
-    }
-    fn dma_wmb(&self) {}
-}
+/// The page-table store for the driver's stage-1 tables (shared by concurrent callers, see
+/// `physmem::ArenaStore`).
+pub type MapStore<M> = physmem::ArenaStore<M>;
 
 // ---------------------------------------------------------------------------------------------
 // QEMU

@@ -684,7 +684,7 @@ fn tlbi<P: Platform>(c: &mut Ctx<P>) {
     let b = c.buffer(4096, 4096, 0);
     let other = c.buffer(4096, 4096, 0);
     let src = c.buffer(4096, 4096, 0xd7);
-    let (mut pt, _m, _) = s1_setup(c, Granule::G4K, 39, 9);
+    let (pt, _m, _) = s1_setup(c, Granule::G4K, 39, 9);
     let iova = 0x4000_0000u64;
     pt.map(iova, a.dma_addr(), 4096, RW).unwrap();
     // A neighbour keeps the level-3 table alive across the unmap below.
@@ -777,7 +777,7 @@ fn ssid_domains<P: Platform>(c: &mut Ctx<P>, n: usize) -> Vec<Dom<P>> {
     (0..n)
         .map(|i| {
             let page = c.buffer(4096, 4096, 0xa0 + i as u8);
-            let (mut pt, cfg) = s1_table(c, Granule::G4K, 39, 1 + i as u16);
+            let (pt, cfg) = s1_table(c, Granule::G4K, 39, 1 + i as u16);
             pt.map(SSID_IOVA, page.dma_addr(), 4096, RW).unwrap();
             Dom {
                 pt,

@@ -8,8 +8,11 @@
 //! plausible old entry.
 
 use smmuv3::dma::{AllocError, DmaAllocator, DmaMemory};
+
+mod store;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+pub use store::ArenaStore;
 
 const PAGE: u64 = 4096;
 /// Byte written over freed blocks.
@@ -87,6 +90,22 @@ impl PhysMem {
         self.write(pa, &v.to_le_bytes());
     }
 
+    /// If the little-endian 64-bit word at `pa` is `old`, writes `new`; returns what it held.
+    /// Atomic against every other access through this handle (one lock).
+    pub fn cmpxchg_u64(&self, pa: u64, old: u64, new: u64) -> u64 {
+        let mut inner = self.lock();
+        let page = inner
+            .pages
+            .entry(pa / PAGE)
+            .or_insert_with(|| Box::new([0; PAGE as usize]));
+        let o = (pa % PAGE) as usize;
+        let cur = u64::from_le_bytes(page[o..o + 8].try_into().unwrap_or([0; 8]));
+        if cur == old {
+            page[o..o + 8].copy_from_slice(&new.to_le_bytes());
+        }
+        cur
+    }
+
     /// Reads a little-endian 32-bit word.
     pub fn read_u32(&self, pa: u64) -> u32 {
         let mut b = [0; 4];
@@ -150,6 +169,13 @@ impl DmaMemory for Block {
             "bad offset {offset:#x}"
         );
         self.mem.write_u64(self.pa + offset as u64, value)
+    }
+    fn cmpxchg_u64(&self, offset: usize, old: u64, new: u64) -> u64 {
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= self.size,
+            "bad offset {offset:#x}"
+        );
+        self.mem.cmpxchg_u64(self.pa + offset as u64, old, new)
     }
 }
 

@@ -218,6 +218,16 @@ impl DmaMemory for GuestRamBlock {
             self.ram.qt.defer(e);
         }
     }
+    /// Read then write under the RAM's lock: atomic against the other compare-and-swaps of
+    /// this process (guest RAM has no atomic qtest command; the qtest rigs drive one thread).
+    fn cmpxchg_u64(&self, offset: usize, old: u64, new: u64) -> u64 {
+        let _serialised = self.ram.lock();
+        let cur = self.read_u64(offset);
+        if cur == old {
+            self.write_u64(offset, new);
+        }
+        cur
+    }
 }
 
 impl Drop for GuestRamBlock {

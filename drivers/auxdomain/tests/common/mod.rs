@@ -5,9 +5,9 @@
 
 use auxdomain::smmuv3::asid::{AsidAllocator, AsidBits};
 use auxdomain::smmuv3::device::{Smmu, SmmuConfig};
-use auxdomain::smmuv3::dma::{AllocError, DmaAllocator, DmaMemory};
+use auxdomain::smmuv3::dma::DmaAllocator;
 use auxdomain::smmuv3::domain::inv_features;
-use auxdomain::smmuv3::pgtable::{Config, Granule, PageTableStore};
+use auxdomain::smmuv3::pgtable::{Config, Granule};
 use auxdomain::Prot;
 use auxdomain::{AuxDevice, AuxDomain, DeviceInfo, MsiWindow, PasidCap, SnoopControl};
 use ioasid::{
@@ -17,7 +17,7 @@ use ioasid::{
 use physmem::{Block, PhysMem};
 use smmu_model::{Device, DmaRequest, Features, SmmuModel};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub type Drv = Smmu<SmmuModel, PhysMem>;
 pub type Dom = AuxDomain<PhysMem, MapStore>;
@@ -25,23 +25,8 @@ pub type Dev = AuxDevice<Block, auxdomain::smmuv3::store::FixedStore<Block, 64>>
 
 pub const RW: Prot = Prot(Prot::READ.0 | Prot::WRITE.0);
 
-/// Page-table store over a `HashMap`.
-#[derive(Default)]
-pub struct MapStore(pub HashMap<u64, Block>);
-
-impl PageTableStore<Block> for MapStore {
-    fn insert(&mut self, mem: Block) -> Result<(), AllocError> {
-        self.0.insert(mem.dma_addr(), mem);
-        Ok(())
-    }
-    fn get(&self, dma_addr: u64) -> Option<&Block> {
-        self.0.get(&dma_addr)
-    }
-    fn remove(&mut self, dma_addr: u64) -> Option<Block> {
-        self.0.remove(&dma_addr)
-    }
-    fn dma_wmb(&self) {}
-}
+/// Page-table store (see `physmem::ArenaStore`).
+pub type MapStore = physmem::ArenaStore<Block>;
 
 /// The model's No_snoop stripping, driven by the layer.
 #[derive(Clone)]

@@ -25,6 +25,12 @@ pub trait DmaMemory {
     fn read_u64(&self, offset: usize) -> u64;
     /// Writes the 64-bit word at byte `offset` (8-aligned, inside the block) as one store.
     fn write_u64(&self, offset: usize, value: u64);
+    /// Atomically replaces the 64-bit word at byte `offset` (8-aligned, inside the block) by
+    /// `new` if it holds `old`, and returns what it held (`old` on success). Page tables
+    /// install tables with it, so that concurrent maps sharing a parent entry link one table
+    /// (kernel: `cmpxchg64` on the linear map; host doubles: under their own lock). Full
+    /// barrier semantics: the table's contents written before are visible before the link.
+    fn cmpxchg_u64(&self, offset: usize, old: u64, new: u64) -> u64;
 
     /// The index of the first non-zero word among the `count` words from byte `offset`, or
     /// `count` if they are all zero (page-table runs: the descriptors a map may fill). An

@@ -35,7 +35,10 @@
 //! * A failed `unmap` (only `ENOMEM` while splitting a block, or bad arguments) unmapped
 //!   nothing; whatever its split recorded is still flushed.
 //!
-//! The caller serialises access (`&mut self`, `&mut Smmu`). The domain does not know which
+//! Maps and per-call unmaps ([`S1Domain::map`], [`S1Domain::unmap_into`] +
+//! [`S1Domain::flush_gather`]) take `&self` and may run concurrently on disjoint ranges (the
+//! page table's contract); only the command queue (`&mut Smmu`) is exclusive. The methods on
+//! the domain's own gather take `&mut self`. The domain does not know which
 //! masters use it: detaching them (their STE/CD no longer naming the ASID or the table) before
 //! [`S1Domain::destroy`] is the caller's job, as in Linux.
 
@@ -51,6 +54,7 @@ use super::pgtable::{
 };
 use super::queue::CmdBatch;
 use super::store::TableStore;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Errors of domain operations. [`DomainError::errno`] gives the errno for the kernel glue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,13 +169,28 @@ pub fn page_table_config(f: &Features, granule: Granule) -> Result<Config, Domai
     })
 }
 
+/// [`DomainStats`] as atomics, so that `&self` flushes can count.
+#[derive(Default)]
+struct Counters {
+    tlbis: AtomicU64,
+    syncs: AtomicU64,
+    escalations: AtomicU64,
+    tables_freed: AtomicU64,
+}
+
+impl Counters {
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// A stage-1 domain: page table + ASID + gather (see the module documentation).
 pub struct S1Domain<A: DmaAllocator, S: PageTableStore<A::Memory>> {
     pt: PageTable<A, S>,
     asid: u16,
     gather: Gather,
     inv: InvFeatures,
-    stats: DomainStats,
+    stats: Counters,
 }
 
 impl<A: DmaAllocator, S: PageTableStore<A::Memory>> S1Domain<A, S> {
@@ -191,7 +210,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> S1Domain<A, S> {
             asid,
             gather: Gather::new(),
             inv,
-            stats: DomainStats::default(),
+            stats: Counters::default(),
         })
     }
 
@@ -208,7 +227,13 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> S1Domain<A, S> {
 
     /// Invalidation counters so far.
     pub fn stats(&self) -> DomainStats {
-        self.stats
+        let c = &self.stats;
+        DomainStats {
+            tlbis: c.tlbis.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            escalations: c.escalations.load(Ordering::Relaxed),
+            tables_freed: c.tables_freed.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether unmapped entries still await invalidation (a failed or deferred flush).
@@ -240,9 +265,40 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> S1Domain<A, S> {
     }
 
     /// Maps `[iova, iova + size)` to `[paddr, paddr + size)` (see [`PageTable::map`]). Issues
-    /// no command.
-    pub fn map(&mut self, iova: u64, paddr: u64, size: u64, prot: Prot) -> Result<(), DomainError> {
+    /// no command. Concurrent callers allowed on disjoint ranges (the page table's contract,
+    /// "Concurrency" in [`super::pgtable`]).
+    pub fn map(&self, iova: u64, paddr: u64, size: u64, prot: Prot) -> Result<(), DomainError> {
         Ok(self.pt.map(iova, paddr, size, prot)?)
+    }
+
+    /// Unmaps `[iova, iova + size)` into the caller's `gather` (one per unmap call, the
+    /// IOMMU core's `iommu_iotlb_gather`), without invalidating: concurrent callers allowed
+    /// on disjoint ranges. [`S1Domain::flush_gather`] of that gather must follow before the
+    /// IOVAs or the pages they pointed at are reused.
+    pub fn unmap_into(
+        &self,
+        iova: u64,
+        size: u64,
+        gather: &mut Gather,
+    ) -> Result<u64, DomainError> {
+        Ok(self.pt.unmap(iova, size, gather)?)
+    }
+
+    /// Issues `gather`'s invalidations (one CMD_SYNC) for this domain's ASID, then gives the
+    /// tables it retired back to the store ([`PageTable::release_retired_shared`]) and empties
+    /// it. Only `smmu` (the command queue) is exclusive: the domain is shared. On failure the
+    /// gather is kept (tables included) for a retry.
+    pub fn flush_gather<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
+        &self,
+        smmu: &mut Smmu<M, SA, SS>,
+        gather: &mut Gather,
+    ) -> Result<(), DomainError> {
+        if !gather.is_empty() {
+            self.issue(smmu, gather)?;
+        }
+        let n = self.pt.release_retired_shared(gather);
+        Counters::add(&self.stats.tables_freed, n as u64);
+        Ok(())
     }
 
     /// Unmaps `[iova, iova + size)` and makes the change visible to the SMMU before returning:
@@ -284,15 +340,26 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> S1Domain<A, S> {
     /// otherwise land in the frame of every caller of `unmap` (the kernel driver's
     /// `unmap_pages` went over the 2 KiB frame rule), and a call is nothing next to the
     /// CMD_SYNC it waits for.
-    #[inline(never)]
     fn flush_gathered<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
         &mut self,
         smmu: &mut Smmu<M, SA, SS>,
     ) -> Result<(), DomainError> {
+        self.issue(smmu, &self.gather)?;
+        self.release();
+        Ok(())
+    }
+
+    /// The TLBIs of `gather` and one CMD_SYNC; a refused TLBI escalates to the whole ASID.
+    #[inline(never)]
+    fn issue<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
+        &self,
+        smmu: &mut Smmu<M, SA, SS>,
+        gather: &Gather,
+    ) -> Result<(), DomainError> {
         let mut batch = CmdBatch::default();
         let mut issued = 0u64;
         let mut res = Ok(());
-        for inv in self.gather.plan(self.inv) {
+        for inv in gather.plan(self.inv) {
             res = smmu.batch_add(&mut batch, &tlbi_command(self.asid, inv));
             if res.is_err() {
                 break;
@@ -301,22 +368,21 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> S1Domain<A, S> {
         }
         if res.is_ok() {
             res = smmu.batch_submit(&mut batch);
-            self.stats.syncs += 1;
+            Counters::add(&self.stats.syncs, 1);
         }
-        self.stats.tlbis += issued;
+        Counters::add(&self.stats.tlbis, issued);
         match res {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             // A TLBI was refused and skipped: fall back to the whole ASID.
             Err(Error::Command(_)) | Err(Error::InvalidArgument) => {
-                self.stats.escalations += 1;
-                self.stats.tlbis += 1;
-                self.stats.syncs += 1;
+                Counters::add(&self.stats.escalations, 1);
+                Counters::add(&self.stats.tlbis, 1);
+                Counters::add(&self.stats.syncs, 1);
                 smmu.inv_asid(self.asid)?;
+                Ok(())
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
-        self.release();
-        Ok(())
     }
 
     /// Invalidates the whole ASID (CMD_TLBI_NH_ASID + CMD_SYNC, `flush_iotlb_all`): this
@@ -326,16 +392,26 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> S1Domain<A, S> {
         &mut self,
         smmu: &mut Smmu<M, SA, SS>,
     ) -> Result<(), DomainError> {
-        self.stats.tlbis += 1;
-        self.stats.syncs += 1;
-        smmu.inv_asid(self.asid)?;
+        self.inv_asid(smmu)?;
         self.release();
+        Ok(())
+    }
+
+    /// CMD_TLBI_NH_ASID + CMD_SYNC for the domain's ASID, nothing else: `flush_iotlb_all` of
+    /// a shared domain (pending per-call gathers stay with their callers).
+    pub fn inv_asid<M: Mmio, SA: DmaAllocator, SS: TableStore<SA::Memory>>(
+        &self,
+        smmu: &mut Smmu<M, SA, SS>,
+    ) -> Result<(), DomainError> {
+        Counters::add(&self.stats.tlbis, 1);
+        Counters::add(&self.stats.syncs, 1);
+        smmu.inv_asid(self.asid)?;
         Ok(())
     }
 
     fn release(&mut self) {
         let n = self.pt.release_retired(&mut self.gather);
-        self.stats.tables_freed += n as u64;
+        Counters::add(&self.stats.tables_freed, n as u64);
     }
 
     /// Tears the domain down: CMD_TLBI_NH_ASID + CMD_SYNC, then the ASID goes back to
@@ -349,16 +425,14 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> S1Domain<A, S> {
         smmu: &mut Smmu<M, SA, SS>,
         asids: &mut AsidAllocator,
     ) -> Result<DomainStats, (Self, DomainError)> {
-        self.stats.tlbis += 1;
-        self.stats.syncs += 1;
-        if let Err(e) = smmu.inv_asid(self.asid) {
-            return Err((self, e.into()));
+        if let Err(e) = self.inv_asid(smmu) {
+            return Err((self, e));
         }
         // Everything of this ASID is gone from the TLBs: retired tables may go too.
         self.release();
         if let Err(e) = asids.free(self.asid) {
             return Err((self, e.into()));
         }
-        Ok(self.stats)
+        Ok(self.stats())
     }
 }

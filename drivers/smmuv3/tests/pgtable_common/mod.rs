@@ -8,37 +8,9 @@
 #![allow(dead_code)]
 
 use physmem::{Block, PhysMem};
-use smmuv3::dma::{AllocError, DmaMemory};
-use smmuv3::pgtable::PageTableStore;
-use std::collections::HashMap;
 
-/// `PageTableStore` over a `HashMap` keyed by DMA address.
-#[derive(Default)]
-pub struct Store {
-    map: HashMap<u64, Block>,
-}
-
-impl Store {
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-}
-
-impl PageTableStore<Block> for Store {
-    fn insert(&mut self, mem: Block) -> Result<(), AllocError> {
-        self.map.insert(mem.dma_addr(), mem);
-        Ok(())
-    }
-    fn get(&self, dma_addr: u64) -> Option<&Block> {
-        self.map.get(&dma_addr)
-    }
-    fn remove(&mut self, dma_addr: u64) -> Option<Block> {
-        self.map.remove(&dma_addr)
-    }
-    fn dma_wmb(&self) {
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    }
-}
+/// The host `PageTableStore` (shared by concurrent callers, see `physmem::ArenaStore`).
+pub type Store = physmem::ArenaStore<Block>;
 
 /// What the walker needs, as a CD would give it to the SMMU.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +21,20 @@ pub struct WalkCfg {
     pub granule: u64,
     /// T0SZ (16..=39).
     pub t0sz: u32,
+}
+
+/// The walker's view of `pt`'s CD fields (TTB0, granule, T0SZ).
+pub fn wcfg<A, S>(pt: &smmuv3::pgtable::PageTable<A, S>) -> WalkCfg
+where
+    A: smmuv3::dma::DmaAllocator,
+    S: smmuv3::pgtable::PageTableStore<A::Memory>,
+{
+    let c = pt.s1_context();
+    WalkCfg {
+        ttb: c.ttb0,
+        granule: pt.config().granule.size(),
+        t0sz: c.t0sz as u32,
+    }
 }
 
 /// Result of a successful walk.

@@ -16,14 +16,13 @@
 use qtest::{Edu, GuestRam, GuestRamBlock, Machine, QemuConfig, SmmuMmio};
 use smmuv3::asid::{AsidAllocator, AsidBits};
 use smmuv3::device::{Master, Smmu, SmmuConfig};
-use smmuv3::dma::{AllocError, DmaMemory, Mmio};
+use smmuv3::dma::{DmaMemory, Mmio};
 use smmuv3::domain::{self, S1Domain};
 use smmuv3::event::Event;
-use smmuv3::pgtable::{Granule, PageTableStore};
+use smmuv3::pgtable::Granule;
 use smmuv3::ste::MasterOptions;
 use smmuv3::store::FixedStore;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// SMMU_CMDQ_BASE, _PROD (IHI 0070 6.3.24-26), SMMU_IDR3 (6.3.4, RIL = bit 10).
@@ -173,22 +172,7 @@ impl Mmio for HwMmio {
 }
 
 /// `PageTableStore` over guest RAM blocks.
-#[derive(Default)]
-pub struct RamStore(HashMap<u64, GuestRamBlock>);
-
-impl PageTableStore<GuestRamBlock> for RamStore {
-    fn insert(&mut self, mem: GuestRamBlock) -> Result<(), AllocError> {
-        self.0.insert(mem.dma_addr(), mem);
-        Ok(())
-    }
-    fn get(&self, pa: u64) -> Option<&GuestRamBlock> {
-        self.0.get(&pa)
-    }
-    fn remove(&mut self, pa: u64) -> Option<GuestRamBlock> {
-        self.0.remove(&pa)
-    }
-    fn dma_wmb(&self) {}
-}
+pub type RamStore = physmem::ArenaStore<GuestRamBlock>;
 
 pub type Dom = S1Domain<GuestRam, RamStore>;
 pub type QSmmu = Smmu<HwMmio, GuestRam>;

@@ -121,7 +121,7 @@ fn nested_domains<P: Platform>(c: &mut Ctx<P>, n: usize) -> Vec<Dom<P>> {
     (0..n)
         .map(|i| {
             let page = c.buffer(4096, 4096, 0xa0 + i as u8);
-            let (mut pt, cfg) = s1_table(c, Granule::G4K, 39, 1 + i as u16);
+            let (pt, cfg) = s1_table(c, Granule::G4K, 39, 1 + i as u16);
             pt.map(SSID_IOVA, ipa(page.dma_addr()), 4096, RW).unwrap();
             Dom {
                 pt,
@@ -174,7 +174,7 @@ impl<P: Platform> Ctx<P> {
 /// on the output IPA is CLASS = IN.
 pub(super) fn nested_linear_cd<P: Platform>(c: &mut Ctx<P>) {
     let src = ssid_load(c);
-    let mut doms = nested_domains(c, 3);
+    let doms = nested_domains(c, 3);
     let s2 = S2::new(c);
     let table = c.p.alloc().alloc_zeroed(1024, 1024).expect("alloc");
     for (ssid, d) in [(0, 0), (1, 1), (15, 2)] {

@@ -61,6 +61,17 @@ struct Item {
     leaf: bool,
 }
 
+/// A range of leaves of one size (see [`Gather::leaf_range`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafRange {
+    /// First IOVA.
+    pub start: u64,
+    /// Bytes.
+    pub size: u64,
+    /// log2 of the leaves' size (the page size of `iommu_iotlb_gather`).
+    pub step_shift: u32,
+}
+
 /// What one or more unmaps of one page table left to invalidate, plus the tables they
 /// unlinked (freed by [`super::PageTable::release_retired`]). Use one gather per page table.
 #[derive(Debug, Clone)]
@@ -124,6 +135,32 @@ impl Gather {
 
     pub(super) fn set_granule(&mut self, g: Granule) {
         self.granule = Some(g);
+    }
+
+    /// The gather's content if it is exactly one range of leaves whose TTL is their level (no
+    /// walk invalidation, no split block, not the whole ASID, no retired table): what the
+    /// IOMMU core's `iommu_iotlb_gather` (start, end, page size) can carry to `iotlb_sync`.
+    pub fn leaf_range(&self) -> Option<LeafRange> {
+        if self.all || self.len != 1 || self.retired_count != 0 {
+            return None;
+        }
+        let it = self.items.first()?;
+        let level = self.granule?.level_of_shift(it.step_shift)?;
+        (it.leaf && u32::from(it.ttl) == level).then_some(LeafRange {
+            start: it.start,
+            size: it.size,
+            step_shift: it.step_shift,
+        })
+    }
+
+    /// A gather holding the leaves of `r` (TTL: their level), the reverse of
+    /// [`Gather::leaf_range`].
+    pub fn from_leaf_range(granule: Granule, r: LeafRange) -> Self {
+        let mut g = Self::new();
+        g.granule = Some(granule);
+        let ttl = granule.level_of_shift(r.step_shift).unwrap_or(0) as u8;
+        g.add(r.start, r.size, r.step_shift, ttl, true);
+        g
     }
 
     /// Requests a whole-ASID invalidation (e.g. after changing many entries).

@@ -59,12 +59,45 @@
 //! * Block splitting replaces the block descriptor by a table descriptor in one 64-bit store,
 //!   like io-pgtable-arm.c (`arm_lpae_split_blk_unmap`, line 584); no break-before-make.
 //!
-//! Locking is the caller's: all mutating methods take `&mut self`.
+//! # Concurrency (no lock, like io-pgtable-arm)
+//!
+//! [`PageTable::map`], [`PageTable::unmap`] and [`PageTable::release_retired_shared`] take
+//! `&self` and may run concurrently from any number of threads, **provided no two of them act
+//! on overlapping IOVA ranges at the same time** (the contract of the Linux IOMMU API, which
+//! io-pgtable-arm relies on too: the DMA-API IOVA allocator, VFIO type1 and iommufd never map
+//! or unmap overlapping ranges concurrently). Disjoint ranges may share tables:
+//! * a missing table is installed with a compare-and-swap of its parent descriptor
+//!   ([`DmaMemory::cmpxchg_u64`]); of two maps racing to install the same table, the loser
+//!   gives its fresh table back to the store ([`PageTableStore::recycle`]) and descends into
+//!   the winner's. A block split and a covering unmap's unlink are compare-and-swaps too, so a
+//!   table is unlinked (and retired) at most once per link;
+//! * leaves are plain single-copy-atomic stores: only the caller that owns a range writes its
+//!   leaves;
+//! * a table descriptor is followed through [`PageTableStore::get`], which must find tables
+//!   without a lock that excludes other callers, and refuses any address that is not one of its
+//!   own tables (`EIO`, never a wild access);
+//! * walk state is per call, except the walk cache ([`PageTable::walk`]), which is a set of
+//!   atomic words, each one (prefix, table) pair, emptied by every unlink;
+//! * tables unlinked by an unmap are queued on that call's [`Gather`] and handed back to the
+//!   store only after its invalidation completed: [`PageTable::release_retired_shared`]
+//!   recycles them (the store keeps owning them until it is dropped, see below), the `&mut`
+//!   [`PageTable::release_retired`] frees them.
+//!
+//! **A caller that breaks the contract** (overlapping map/unmap at the same time) gets what the
+//! C driver gives it, wrong translations **for that page table's own overlapping ranges**
+//! (a leaf lost, a table leaked until the page table is dropped, a translation through a table
+//! that was unlinked), but nothing worse: every table the walks can reach stays owned by the
+//! store until the page table is dropped (recycled tables included), every table descriptor
+//! the code writes names one of the store's tables, and a descriptor that does not is refused
+//! by the store. So no table is used after it was freed and no memory outside the store is
+//! read or written, whatever the interleaving.
 
 pub mod gather;
 pub mod pte;
 
-pub use gather::{Gather, InvFeatures, Invalidation, Plan, TlbiCost};
+pub use gather::{Gather, InvFeatures, Invalidation, LeafRange, Plan, TlbiCost};
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::dma::{DmaAllocator, DmaMemory};
 use pte::*;
@@ -143,6 +176,18 @@ impl Granule {
         matches!((self, level), (_, 3) | (_, 2) | (Self::G4K, 1))
     }
 
+    /// The level (1..=3) whose entries span `1 << shift` bytes, if any.
+    pub const fn level_of_shift(self, shift: u32) -> Option<u32> {
+        let mut level = 1;
+        while level <= 3 {
+            if self.level_shift(level) == shift {
+                return Some(level);
+            }
+            level += 1;
+        }
+        None
+    }
+
     /// CD.TG0 / TCR_EL1.TG0 encoding (Arm ARM D19: 0b00 4KB, 0b01 64KB, 0b10 16KB).
     pub const fn tg0(self) -> u8 {
         match self {
@@ -219,14 +264,32 @@ pub const fn prot_to_attrs(prot: Prot) -> u64 {
 /// Descriptors hold physical addresses; this is how the code gets back from one to the
 /// [`DmaMemory`] that reads and writes that table. The kernel implements it over an XArray
 /// indexed by `dma_addr >> granule_shift`, host tests over a `HashMap`.
+///
+/// `insert`, `get`, `recycle` and `reuse` take `&self` and are called concurrently by
+/// concurrent maps and unmaps (see the module documentation, "Concurrency"): `get` must not
+/// wait for them (the kernel's store is an RCU look-up; a host store may lock inside itself).
+/// Blocks leave the store only through `remove` (`&mut self`) or its drop, which is what makes
+/// the references `get` hands out valid for as long as the store is borrowed.
 pub trait PageTableStore<M: DmaMemory> {
     /// Takes ownership of `mem`. On failure the block is dropped (freed) and `Err` returned;
     /// the page table reports `ENOMEM`.
-    fn insert(&mut self, mem: M) -> Result<(), super::dma::AllocError>;
-    /// The block whose [`DmaMemory::dma_addr`] is `dma_addr`.
+    fn insert(&self, mem: M) -> Result<(), super::dma::AllocError>;
+    /// The block whose [`DmaMemory::dma_addr`] is `dma_addr`; `None` for any address that is
+    /// not the start of one of the store's blocks.
     fn get(&self, dma_addr: u64) -> Option<&M>;
     /// Removes and returns the block whose DMA address is `dma_addr` (dropping it frees it).
     fn remove(&mut self, dma_addr: u64) -> Option<M>;
+    /// Takes back a table that is unlinked and no longer walked by the SMMU (or was never
+    /// linked), for [`PageTableStore::reuse`]. The store keeps owning it. The default keeps it
+    /// until the store is dropped.
+    fn recycle(&self, dma_addr: u64) {
+        let _ = dma_addr;
+    }
+    /// A recycled table to use again (its contents are stale: the page table zeroes it), or
+    /// `None` to allocate a new one. The same table must not be handed out twice per recycle.
+    fn reuse(&self) -> Option<u64> {
+        None
+    }
     /// `dma_wmb()`: every earlier write to table memory is observable by the SMMU before any
     /// later one. Called between filling a new table and publishing its table descriptor.
     fn dma_wmb(&self);
@@ -278,14 +341,35 @@ pub struct PageTable<A: DmaAllocator, S: PageTableStore<A::Memory>> {
     start_level: u32,
     /// Number of descriptors in the root table.
     root_entries: u64,
-    /// Walk cache of `map`: `walk[l]` = (IOVA >> span shift of a level-`l - 1` entry, address
-    /// of the level-`l` table that entry points at), for the tables the last maps descended
-    /// into. `map` starts at the deepest cached table whose span covers its range instead of
-    /// at the root (a DMA-API map of one page: one table, not four). An entry is valid while
-    /// that table stays linked there: tables are unlinked only by a covering `unmap`
-    /// (`clear_level`), which empties the cache; nothing else replaces a table descriptor
-    /// (a map descends into an existing table, a split only replaces block descriptors).
-    walk: [Option<(u64, u64)>; 4],
+    /// Walk cache of `map`: `walk[l]` packs (IOVA >> span shift of a level-`l - 1` entry,
+    /// address of the level-`l` table that entry points at) into one atomic word
+    /// ([`walk_pack`]), for the tables the last maps descended into. `map` starts at the
+    /// deepest cached table whose span covers its range instead of at the root (a DMA-API map
+    /// of one page: one table, not four). An entry is valid while that table stays linked
+    /// there: tables are unlinked only by a covering `unmap` (`clear_level`), which empties
+    /// the cache; nothing else replaces a table descriptor (a map descends into an existing
+    /// table, a split only replaces block descriptors). Concurrent callers on disjoint ranges
+    /// cannot unlink a table whose span covers another caller's range (that unmap would
+    /// overlap it), so a cached entry they use cannot go stale under them; one word per entry,
+    /// so it is never torn.
+    walk: [AtomicU64; 4],
+}
+
+/// Packs a walk-cache entry: valid bit 63, the prefix (at most 27 bits: IOVA >> 21 of a 48-bit
+/// IAS) in bits 36..63, the table address >> 12 (at most 36 bits: 48-bit OA) in bits 0..36.
+/// `None` if the values do not fit (the entry is then simply not cached).
+#[inline]
+fn walk_pack(prefix: u64, table: u64) -> Option<u64> {
+    if prefix >> 27 != 0 || table >> 48 != 0 || table & 0xfff != 0 {
+        return None;
+    }
+    Some(1 << 63 | prefix << 36 | table >> 12)
+}
+
+/// The (prefix, table) of a valid walk-cache word.
+#[inline]
+fn walk_unpack(w: u64) -> Option<(u64, u64)> {
+    (w >> 63 != 0).then_some(((w >> 36) & ((1 << 27) - 1), (w & ((1 << 36) - 1)) << 12))
 }
 
 /// What a map pass does (see the module documentation).
@@ -340,7 +424,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             cfg,
             start_level,
             root_entries,
-            walk: [None; 4],
+            walk: [const { AtomicU64::new(0) }; 4],
         })
     }
 
@@ -419,11 +503,6 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         Ok(self.table(table)?.read_u64(self.offset(va, level)))
     }
 
-    fn write(&self, table: u64, level: u32, va: u64, desc: u64) -> Result<(), PgtableError> {
-        self.table(table)?.write_u64(self.offset(va, level), desc);
-        Ok(())
-    }
-
     /// Kind of a descriptor found at `level`.
     fn kind(desc: u64, level: u32) -> Kind {
         match (desc & 0b11, level) {
@@ -445,22 +524,59 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
         (attrs & leaf_attr_mask()) | (pa & oa_mask(self.cfg.granule.level_shift(level))) | ty
     }
 
-    /// Allocates a zeroed non-root table, fills it with `fill(index)` and registers it.
-    fn new_table(&mut self, fill: impl Fn(u64) -> u64) -> Result<u64, PgtableError> {
+    /// A non-root table filled with `fill(index)`, not linked yet: a recycled one from the
+    /// store (zeroed here), else a new zeroed one, registered in the store.
+    fn new_table(&self, fill: impl Fn(u64) -> u64) -> Result<u64, PgtableError> {
         let g = self.cfg.granule.size() as usize;
+        let n = g as u64 / 8;
+        let fill_in = |mem: &A::Memory, zero: bool| {
+            for i in 0..n {
+                let d = fill(i);
+                if d != 0 || zero {
+                    mem.write_u64((i * 8) as usize, d);
+                }
+            }
+        };
+        if let Some(pa) = self.store.reuse() {
+            match self.store.get(pa) {
+                Some(mem) if mem.size() >= g => {
+                    fill_in(mem, true);
+                    return Ok(pa);
+                }
+                // Not a table of this granule: leave it to the store.
+                _ => {}
+            }
+        }
         let mem = self
             .alloc
             .alloc_zeroed(g, g)
             .map_err(|_| PgtableError::NoMemory)?;
         let pa = mem.dma_addr();
-        for i in 0..(g as u64 / 8) {
-            let d = fill(i);
-            if d != 0 {
-                mem.write_u64((i * 8) as usize, d);
-            }
-        }
+        fill_in(&mem, false);
         self.store.insert(mem).map_err(|_| PgtableError::NoMemory)?;
         Ok(pa)
+    }
+
+    /// Publishes the fresh table `next` in the entry of `table` (level `level`) for `va` if
+    /// that entry still holds `old`: `dma_wmb` (the table's contents before its link), then a
+    /// compare-and-swap. Returns the entry's value: `old` if `next` was linked, else what
+    /// another caller put there first, in which case `next` goes back to the store.
+    fn install(
+        &self,
+        table: u64,
+        level: u32,
+        va: u64,
+        old: u64,
+        next: u64,
+    ) -> Result<u64, PgtableError> {
+        self.store.dma_wmb();
+        let prev =
+            self.table(table)?
+                .cmpxchg_u64(self.offset(va, level), old, next | TYPE_TABLE_OR_PAGE);
+        if prev != old {
+            self.store.recycle(next);
+        }
+        Ok(prev)
     }
 
     /// Checks `[iova, iova + size)` against the IAS and alignment rules.
@@ -482,13 +598,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// Errors: `EINVAL` for misalignment (to the granule), zero size or a `prot` without
     /// `READ`/`WRITE`; `ERANGE` outside IAS/OAS; `EEXIST` if any part is mapped; `ENOMEM`.
     /// On error no translation was added (see the module documentation).
-    pub fn map(
-        &mut self,
-        iova: u64,
-        paddr: u64,
-        size: u64,
-        prot: Prot,
-    ) -> Result<(), PgtableError> {
+    pub fn map(&self, iova: u64, paddr: u64, size: u64, prot: Prot) -> Result<(), PgtableError> {
         let end = self.check_iova(iova, size)?;
         if paddr & (self.cfg.granule.size() - 1) != 0 {
             return Err(PgtableError::InvalidArgument);
@@ -505,7 +615,23 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             paddr,
             attrs: prot_to_attrs(prot),
         };
-        let (table, level) = self.walk_start(iova, end);
+        let (table, level) = self.walk_start(iova, end, false);
+        // The common case, as io-pgtable-arm's `arm_lpae_init_pte`: the walk cache gave the
+        // table holding the whole range as leaves of its level (a page or a run of pages in a
+        // level-3 table, a block in a level-2 table). One check loop, one store loop, no
+        // descent; anything else (a kept table under a block-sized range, an existing leaf:
+        // `EEXIST`) takes the general path below.
+        let g = self.cfg.granule;
+        let lsize = 1u64 << g.level_shift(level);
+        if g.leaf_allowed(level) && (iova | size | paddr) & (lsize - 1) == 0 {
+            let mem = self.table(table)?;
+            let off = self.offset(iova, level);
+            let n = (size >> g.level_shift(level)) as usize;
+            if mem.first_nonzero(off, n) == n {
+                mem.write_run(off, n, self.leaf_desc(paddr, level, req.attrs), lsize);
+                return Ok(());
+            }
+        }
         // A range inside one level-2 entry has its leaves in one table (level 3), or is that
         // entry (a level-2 block); every level above has one entry on its path. `map_run`
         // checks a table's whole run before writing it, so a single walk that checks then
@@ -523,14 +649,22 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// Where a walk for `[iova, end)` may start: the deepest table of the walk cache whose
     /// span covers the range, else the root (see [`PageTable::walk`]).
     #[inline]
-    fn walk_start(&self, iova: u64, end: u64) -> (u64, u32) {
+    ///
+    /// With `partial`, a table whose whole span the range covers is not a start (an unmap
+    /// must unlink it from its parent's entry, so it starts above).
+    fn walk_start(&self, iova: u64, end: u64, partial: bool) -> (u64, u32) {
         let g = self.cfg.granule;
         let mut level = 3;
         while level > self.start_level {
-            if let Some(Some((prefix, table))) = self.walk.get(level as usize) {
+            let cached = self
+                .walk
+                .get(level as usize)
+                .and_then(|w| walk_unpack(w.load(Ordering::Relaxed)));
+            if let Some((prefix, table)) = cached {
                 let s = g.level_shift(level - 1);
-                if iova >> s == *prefix && (end - 1) >> s == *prefix {
-                    return (*table, level);
+                let whole = iova & ((1 << s) - 1) == 0 && end - iova == 1 << s;
+                if iova >> s == prefix && (end - 1) >> s == prefix && !(partial && whole) {
+                    return (table, level);
                 }
             }
             level -= 1;
@@ -541,15 +675,22 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// Records in the walk cache that `table` (level `level`) is the one below the entry
     /// of level `level - 1` translating `va`.
     #[inline]
-    fn remember_walk(&mut self, level: u32, va: u64, table: u64) {
+    fn remember_walk(&self, level: u32, va: u64, table: u64) {
         let s = self.cfg.granule.level_shift(level - 1);
-        if let Some(w) = self.walk.get_mut(level as usize) {
-            *w = Some((va >> s, table));
+        if let (Some(w), Some(v)) = (self.walk.get(level as usize), walk_pack(va >> s, table)) {
+            w.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Empties the walk cache (a table was unlinked).
+    fn forget_walks(&self) {
+        for w in &self.walk {
+            w.store(0, Ordering::Relaxed);
         }
     }
 
     fn map_level(
-        &mut self,
+        &self,
         table: u64,
         level: u32,
         start: u64,
@@ -581,9 +722,20 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                         if level >= 3 {
                             return Err(PgtableError::Corrupted);
                         }
-                        let next = self.new_table(|_| 0)?;
-                        self.store.dma_wmb();
-                        self.write(table, level, va, next | TYPE_TABLE_OR_PAGE)?;
+                        let fresh = self.new_table(|_| 0)?;
+                        let next = match self.install(table, level, va, desc, fresh)? {
+                            // Linked.
+                            prev if prev == desc => fresh,
+                            // Another map (of a disjoint range under the same entry) linked
+                            // its table first: use that one.
+                            prev => match Self::kind(prev, level) {
+                                Kind::Table(t) => t,
+                                // Only a caller overlapping this range can have put a leaf
+                                // here.
+                                Kind::Leaf => return Err(PgtableError::Exists),
+                                Kind::Invalid => return Err(PgtableError::Corrupted),
+                            },
+                        };
                         self.remember_walk(level + 1, va, next);
                         self.map_level(next, level + 1, va, chunk_end, req, pass)?;
                     }
@@ -694,12 +846,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// `gather`.
     ///
     /// Errors: `EINVAL` for misalignment or zero size, `ERANGE` beyond the IAS, `ENOMEM`.
-    pub fn unmap(
-        &mut self,
-        iova: u64,
-        size: u64,
-        gather: &mut Gather,
-    ) -> Result<u64, PgtableError> {
+    pub fn unmap(&self, iova: u64, size: u64, gather: &mut Gather) -> Result<u64, PgtableError> {
         let end = self.check_iova(iova, size)?;
         gather.set_granule(self.cfg.granule);
         let mut split = [None, None];
@@ -715,22 +862,32 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             }
             return Err(e);
         }
-        let root = self.root.dma_addr();
+        // From the deepest cached table under which the range lies (a table the range covers
+        // whole is unlinked by its parent, so the walk starts above it).
+        let (table, level) = self.walk_start(iova, end, true);
         let ctx = ClearCtx { split };
-        let unmapped = self.clear_level(root, self.start_level, iova, end, &ctx, gather)?;
+        let unmapped = self.clear_level(table, level, iova, end, &ctx, gather)?;
         Ok(unmapped)
     }
 
     /// Splits every block that contains `addr` without starting at it, top-down, so that `addr`
     /// becomes a leaf boundary. Translation-preserving. `first` receives the largest block
     /// split (even if a later split fails).
-    fn split_at(&mut self, addr: u64, first: &mut Option<Split>) -> Result<(), PgtableError> {
+    ///
+    /// The walk starts at the deepest cached table covering `addr`: every entry above it is a
+    /// table (the walk cache's invariant), so no block there. Under a cached level-3 table
+    /// there is nothing to split at all (a DMA-API unmap of a page walks one table, not nine).
+    fn split_at(&self, addr: u64, first: &mut Option<Split>) -> Result<(), PgtableError> {
         let g = self.cfg.granule;
-        let mut table = self.root.dma_addr();
-        let mut level = self.start_level;
+        let (mut table, mut level) = self.walk_start(addr, addr + 1, false);
         while level < 3 {
             let lshift = g.level_shift(level);
             let lsize = 1u64 << lshift;
+            if addr & (lsize - 1) == 0 {
+                // An entry of this level, and any below it, starts at `addr` or ends before
+                // it: nothing to split (a block-aligned unmap reads no descriptor here).
+                break;
+            }
             let desc = self.read(table, level, addr)?;
             match Self::kind(desc, level) {
                 Kind::Invalid => break,
@@ -751,8 +908,11 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
                         };
                         (desc & leaf_attr_mask()) | ((base + i * sub_size) & OA.mask()) | ty
                     })?;
-                    self.store.dma_wmb();
-                    self.write(table, level, addr, next | TYPE_TABLE_OR_PAGE)?;
+                    if self.install(table, level, addr, desc, next)? != desc {
+                        // The block changed under us: only a caller overlapping this range
+                        // can have done it. Look at the entry again.
+                        continue;
+                    }
                     if first.is_none() {
                         *first = Some(Split {
                             start: entry_start,
@@ -773,7 +933,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// A table is unlinked and retired only when the range covers its whole span (see the
     /// module documentation, "Freeing").
     fn clear_level(
-        &mut self,
+        &self,
         table: u64,
         level: u32,
         start: u64,
@@ -800,11 +960,15 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             };
             unmapped += self.clear_level(next, level + 1, va, chunk_end, ctx, gather)?;
             if va == entry_start && chunk_end == entry_end {
-                self.write(table, level, va, 0)?;
-                // The walk cache may name the unlinked table or tables below it.
-                self.walk = [None; 4];
-                gather.add_walk(entry_start, lsize, self.cfg.granule.shift());
-                self.retire(next, gather)?;
+                // Unlinked once: if the entry changed meanwhile (only a caller overlapping this
+                // range can change it), the table is not ours to retire.
+                let off = self.offset(va, level);
+                if self.table(table)?.cmpxchg_u64(off, desc, 0) == desc {
+                    // The walk cache may name the unlinked table or tables below it.
+                    self.forget_walks();
+                    gather.add_walk(entry_start, lsize, self.cfg.granule.shift());
+                    self.retire(next, gather)?;
+                }
             }
             va = chunk_end;
         }
@@ -880,7 +1044,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// Queues an unlinked table on the gather's retired list. The link lives in descriptor 0
     /// of the retired table itself, with bit 0 clear so that a stale walk sees an invalid
     /// descriptor; bit 1 marks "there is a next table".
-    fn retire(&mut self, pa: u64, gather: &mut Gather) -> Result<(), PgtableError> {
+    fn retire(&self, pa: u64, gather: &mut Gather) -> Result<(), PgtableError> {
         let t = self.table(pa)?;
         let link = match gather.retired {
             Some(next) => (next & OA.mask()) | 0b10,
@@ -896,19 +1060,40 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     /// invalidation from `gather.plan(..)` has completed (CMD_SYNC consumed): until then the
     /// SMMU may still walk those tables. Returns the number of tables freed.
     pub fn release_retired(&mut self, gather: &mut Gather) -> usize {
+        let store = &mut self.store;
+        Self::walk_retired(gather, |pa| store.remove(pa).map(|m| m.read_u64(0)))
+    }
+
+    /// [`PageTable::release_retired`] for concurrent callers: the retired tables go back to
+    /// the store ([`PageTableStore::recycle`]) for later maps, instead of being freed (a
+    /// caller breaking the range contract may still hold one; see the module documentation).
+    pub fn release_retired_shared(&self, gather: &mut Gather) -> usize {
+        Self::walk_retired(gather, |pa| {
+            let link = self.store.get(pa)?.read_u64(0);
+            self.store.recycle(pa);
+            Some(link)
+        })
+    }
+
+    /// Follows the retired list of `gather` (at most its count of tables: a caller breaking
+    /// the range contract may have written into a retired table, link included), giving each
+    /// table to `take`, which returns its descriptor 0 (the link) or `None` for an address the
+    /// store does not know. Empties the gather; returns the number of tables taken.
+    fn walk_retired(gather: &mut Gather, mut take: impl FnMut(u64) -> Option<u64>) -> usize {
         let mut next = gather.retired.take();
         let mut freed = 0;
         while let Some(pa) = next {
-            let Some(mem) = self.store.remove(pa) else {
+            if freed >= gather.retired_count {
+                break;
+            }
+            let Some(link) = take(pa) else {
                 break;
             };
-            let link = mem.read_u64(0);
-            next = if link & 0b10 != 0 {
+            next = if link & 0b11 == 0b10 {
                 Some(link & OA.mask())
             } else {
                 None
             };
-            drop(mem);
             freed += 1;
         }
         gather.reset();
@@ -926,8 +1111,9 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             return None;
         }
         let g = self.cfg.granule;
-        let mut table = self.root.dma_addr();
-        let mut level = self.start_level;
+        // From the deepest cached table covering `iova` (the DMA API looks up every page it
+        // unmaps: `iommu_dma_unmap_page`).
+        let (mut table, mut level) = self.walk_start(iova, iova + 1, false);
         loop {
             let desc = self.read(table, level, iova).ok()?;
             match Self::kind(desc, level) {
