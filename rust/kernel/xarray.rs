@@ -697,7 +697,7 @@ impl<T: 'static> SharedMap<T> {
                 }
             }
         }
-        let e = self.xa.lock().erase(index)?;
+        let e = self.xa.lock().remove(index)?;
         Some(crate::alloc::KBox::into_inner(e).value)
     }
 }
