@@ -591,18 +591,35 @@ impl UnmapFence {
 }
 
 /// What a driver that pins user pages for its own DMA needs so that `dma_unmap` can always
-/// complete: an [`UnmapFence`] and a lock held for as long as pins are.
+/// complete: an [`UnmapFence`] and a count of the scopes that may hold pins.
 ///
 /// A driver pins only through a [`PinScope`] ([`PinGate::scope`]), which refuses fenced ranges
-/// (`EFAULT`) and keeps the lock while the pins it made live; [`PinGate::unmap`], called from
-/// [`DeviceOps::dma_unmap`], fences the range first and then takes the lock, so when it returns
-/// nothing is pinned in the range and nothing will be until the unmapping task returns to user
-/// space (see [`UnmapFence`] for why both are needed with type1).
+/// (`EFAULT`) and keeps the gate busy while the pins it made live; [`PinGate::unmap`], called
+/// from [`DeviceOps::dma_unmap`], fences the range first and then waits until no scope is
+/// live, so when it returns nothing is pinned in the range and nothing will be until the
+/// unmapping task returns to user space (see [`UnmapFence`] for why both are needed with type1).
+/// Scopes do not exclude each other; a driver keeps one piece of work per gate at a time (an
+/// unmap waits until the count drops to zero, which a stream of overlapping scopes would
+/// delay).
+///
+/// The wait is a [`Completion`](crate::sync_ext::Completion), not a lock, and lockdep does not
+/// follow it. type1 calls `dma_unmap` holding `device_list_lock`, the pins and unpins a scope
+/// covers take `iommu->lock`, and type1's `register_device` (another device of the container
+/// being opened) takes `device_list_lock` under `iommu->lock`: the unpin type1 asks for from the
+/// callback closes that cycle whoever does it, the callback itself included. As a lock the
+/// gate made lockdep report the cycle through it (the minimal sample on the debug kernel); the
+/// deadlock it describes is type1's (`docs/sample-mdev.md`, "type1's lock cycle") and stays
+/// possible when another device of the container is opened or closed while an unmap waits for
+/// a DMA in flight.
 #[macros::pin_data]
 pub struct PinGate {
     fence: UnmapFence,
+    /// Live scopes.
     #[pin]
-    pinning: crate::sync::Mutex<()>,
+    live: crate::sync::SpinLock<usize>,
+    /// Completed while no scope is live.
+    #[pin]
+    idle: crate::sync_ext::Completion,
 }
 
 impl PinGate {
@@ -610,21 +627,32 @@ impl PinGate {
     pub fn new() -> impl PinInit<Self, Error> {
         crate::try_pin_init!(Self {
             fence: UnmapFence::new()?,
-            pinning <- crate::new_mutex!((), "vfio::PinGate"),
+            live <- crate::new_spinlock!(0, "vfio::PinGate::live"),
+            idle <- crate::sync_ext::Completion::new(),
         }? Error)
+        .pin_chain(|gate| {
+            gate.idle.complete_all();
+            Ok(())
+        })
     }
 
     /// Holds off [`PinGate::unmap`] until the scope, and every pin made through it, is dropped.
     /// Keep a scope short (a piece of work): an unmap waits for it.
     pub fn scope(&self) -> PinScope<'_> {
-        PinScope { _held: self.pinning.lock(), fence: &self.fence }
+        let mut live = self.live.lock();
+        if *live == 0 {
+            // Under `live`, so no scope's end can complete it in between.
+            self.idle.reinit();
+        }
+        *live += 1;
+        PinScope { gate: self }
     }
 
-    /// For [`DeviceOps::dma_unmap`]: fences `iova..iova + length`, then waits for the scope
-    /// holding pins (if any) to end.
+    /// For [`DeviceOps::dma_unmap`]: fences `iova..iova + length`, then waits until no scope
+    /// (which may hold pins) is live.
     pub fn unmap(&self, iova: u64, length: u64) {
         self.fence.begin(iova, length);
-        drop(self.pinning.lock());
+        self.idle.wait_for_completion();
     }
 
     /// Whether the pages holding the `len` bytes at `iova` can be pinned with `prot` now
@@ -632,8 +660,7 @@ impl PinGate {
     /// byte when part of it is unmapped. `EINVAL` for an empty or wrapping range or one of
     /// more than 512 pages, `EFAULT` in a fenced range, the pinning error otherwise.
     pub fn pinnable<T: DeviceOps>(&self, dev: &Device<T>, iova: u64, len: u64, prot: crate::iommu::Prot) -> Result {
-        let (first, npage) = page_span(iova, len)?;
-        self.scope().pin(dev, first, npage, prot).map(drop)
+        self.scope().pinnable(dev, iova, len, prot)
     }
 
     /// Lifts every fence (the device was closed: nothing of the old user is pinned any more).
@@ -657,14 +684,13 @@ pub fn page_span(iova: u64, len: u64) -> Result<(u64, usize)> {
 
 /// A [`PinGate`] held: pins made through it hold off unmaps until they and the scope drop.
 pub struct PinScope<'a> {
-    _held: crate::sync::lock::Guard<'a, (), crate::sync::lock::mutex::MutexBackend>,
-    fence: &'a UnmapFence,
+    gate: &'a PinGate,
 }
 
 impl PinScope<'_> {
     /// `EFAULT` if part of `iova..iova + length` is being unmapped (fenced).
     pub fn check(&self, iova: u64, length: u64) -> Result {
-        if self.fence.blocks(iova, length) {
+        if self.gate.fence.blocks(iova, length) {
             return Err(EFAULT);
         }
         Ok(())
@@ -682,6 +708,22 @@ impl PinScope<'_> {
         let length = (npage as u64).saturating_mul(crate::page::PAGE_SIZE as u64);
         self.check(iova, length)?;
         dev.pin_pages(iova, npage, prot)
+    }
+
+    /// [`PinGate::pinnable`] inside this scope.
+    pub fn pinnable<T: DeviceOps>(&self, dev: &Device<T>, iova: u64, len: u64, prot: crate::iommu::Prot) -> Result {
+        let (first, npage) = page_span(iova, len)?;
+        self.pin(dev, first, npage, prot).map(drop)
+    }
+}
+
+impl Drop for PinScope<'_> {
+    fn drop(&mut self) {
+        let mut live = self.gate.live.lock();
+        *live -= 1;
+        if *live == 0 {
+            self.gate.idle.complete_all();
+        }
     }
 }
 
