@@ -652,6 +652,12 @@ impl PinGate {
     /// (which may hold pins) is live.
     pub fn unmap(&self, iova: u64, length: u64) {
         self.fence.begin(iova, length);
+        self.wait_idle();
+    }
+
+    /// Waits until no scope is live (a scope begun meanwhile is waited for too): for a reset
+    /// that must return with none of the device's pins, and so none of its DMA, left.
+    pub fn wait_idle(&self) {
         self.idle.wait_for_completion();
     }
 

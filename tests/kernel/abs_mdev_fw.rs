@@ -739,6 +739,15 @@ fn pin_gate_cases(suite: &mut Suite) {
         drop(s);
         gate.clear();
         labtest_ensure!(case, gate.scope().check(0x1000, 0x1000).is_ok(), "fenced after clear");
+        // A reset's wait: no fence, but it waits for the scope too.
+        log.ran.store(0, Ordering::Release);
+        w.submit(HoldScope { gate: gate.clone(), log: log.clone(), delay_ms: 100 });
+        let started = read_poll_timeout(|| Ok(log.ran.load(Ordering::Acquire)), |r| r & 1 != 0, 5, 1000);
+        labtest_ensure!(case, started.is_ok(), "the second scope-holding job never started");
+        gate.wait_idle();
+        let ran = log.ran.load(Ordering::Acquire);
+        labtest_ensure!(case, ran & 2 != 0, "wait_idle returned while a scope was held (ran {:#x})", ran);
+        labtest_ensure!(case, gate.scope().check(0x1000, 0x1000).is_ok(), "wait_idle fenced something");
         w.cancel();
         Ok(())
     });

@@ -57,7 +57,7 @@ impl MdevVfio {
     pub(crate) fn reset_locked(dev: &vfio::Device<Self>, st: &mut vpci::DeviceState<RegFile>) {
         dev.gen.fetch_add(1, Ordering::AcqRel);
         drop(dev.parent.take_jobs(dev.id, None));
-        drop(dev.pins.scope());
+        dev.pins.wait_idle();
         st.regs.clear();
     }
 }
