@@ -594,15 +594,15 @@ impl UnmapFence {
 /// complete: an [`UnmapFence`] and a count of the scopes that may hold pins.
 ///
 /// A driver pins only through a [`PinScope`] ([`PinGate::scope`]), which refuses fenced ranges
-/// (`EFAULT`) and keeps the gate busy while the pins it made live; [`PinGate::unmap`], called
-/// from [`DeviceOps::dma_unmap`], fences the range first and then waits until no scope is
-/// live, so when it returns nothing is pinned in the range and nothing will be until the
-/// unmapping task returns to user space (see [`UnmapFence`] for why both are needed with type1).
-/// Scopes do not exclude each other; a driver keeps one piece of work per gate at a time (an
-/// unmap waits until the count drops to zero, which a stream of overlapping scopes would
-/// delay).
+/// (`EFAULT`) and is counted while the pins it made live; [`PinGate::unmap`], called from
+/// [`DeviceOps::dma_unmap`], fences the range first and then waits until every scope that was
+/// live ends, so when it returns nothing is pinned in the range and nothing will be until the
+/// unmapping task returns to user space (see [`UnmapFence`] for why both are needed with
+/// type1). Scopes begun after the wait started (which see the fence) are not waited for, so a
+/// device that keeps pinning cannot starve an unmap: scopes are counted in two epochs and a
+/// wait flips the epoch, then waits for the old one to drain.
 ///
-/// The wait is a [`Completion`](crate::sync_ext::Completion), not a lock, and lockdep does not
+/// The wait is a condition variable, not a lock held across the pins, and lockdep does not
 /// follow it. type1 calls `dma_unmap` holding `device_list_lock`, the pins and unpins a scope
 /// covers take `iommu->lock`, and type1's `register_device` (another device of the container
 /// being opened) takes `device_list_lock` under `iommu->lock`: the unpin type1 asks for from the
@@ -614,12 +614,20 @@ impl UnmapFence {
 #[macros::pin_data]
 pub struct PinGate {
     fence: UnmapFence,
-    /// Live scopes.
     #[pin]
-    live: crate::sync::SpinLock<usize>,
-    /// Completed while no scope is live.
+    state: crate::sync::Mutex<GateState>,
+    /// Notified when an epoch's last scope ends.
     #[pin]
-    idle: crate::sync_ext::Completion,
+    drained: crate::sync::CondVar,
+    /// Held by a waiter: one epoch flip at a time (never taken under a scope).
+    #[pin]
+    waiting: crate::sync::Mutex<()>,
+}
+
+/// Live scopes per epoch, and the epoch new scopes join.
+struct GateState {
+    live: [usize; 2],
+    epoch: usize,
 }
 
 impl PinGate {
@@ -627,38 +635,39 @@ impl PinGate {
     pub fn new() -> impl PinInit<Self, Error> {
         crate::try_pin_init!(Self {
             fence: UnmapFence::new()?,
-            live <- crate::new_spinlock!(0, "vfio::PinGate::live"),
-            idle <- crate::sync_ext::Completion::new(),
+            state <- crate::new_mutex!(GateState { live: [0; 2], epoch: 0 }, "vfio::PinGate::state"),
+            drained <- crate::new_condvar!("vfio::PinGate::drained"),
+            waiting <- crate::new_mutex!((), "vfio::PinGate::waiting"),
         }? Error)
-        .pin_chain(|gate| {
-            gate.idle.complete_all();
-            Ok(())
-        })
     }
 
     /// Holds off [`PinGate::unmap`] until the scope, and every pin made through it, is dropped.
     /// Keep a scope short (a piece of work): an unmap waits for it.
     pub fn scope(&self) -> PinScope<'_> {
-        let mut live = self.live.lock();
-        if *live == 0 {
-            // Under `live`, so no scope's end can complete it in between.
-            self.idle.reinit();
-        }
-        *live += 1;
-        PinScope { gate: self }
+        let mut st = self.state.lock();
+        let epoch = st.epoch;
+        st.live[epoch] += 1;
+        PinScope { gate: self, epoch }
     }
 
-    /// For [`DeviceOps::dma_unmap`]: fences `iova..iova + length`, then waits until no scope
-    /// (which may hold pins) is live.
+    /// For [`DeviceOps::dma_unmap`]: fences `iova..iova + length`, then waits until every scope
+    /// (which may hold pins) that was live ends.
     pub fn unmap(&self, iova: u64, length: u64) {
         self.fence.begin(iova, length);
         self.wait_idle();
     }
 
-    /// Waits until no scope is live (a scope begun meanwhile is waited for too): for a reset
-    /// that must return with none of the device's pins, and so none of its DMA, left.
+    /// Waits until every scope live when it was called has ended: for a reset that must return
+    /// with none of the device's pins, and so none of its DMA, left (a scope begun meanwhile
+    /// must see the reset itself, e.g. a generation the driver bumped before calling this).
     pub fn wait_idle(&self) {
-        self.idle.wait_for_completion();
+        let _one = self.waiting.lock();
+        let mut st = self.state.lock();
+        let old = st.epoch;
+        st.epoch ^= 1;
+        while st.live[old] != 0 {
+            self.drained.wait(&mut st);
+        }
     }
 
     /// Whether the pages holding the `len` bytes at `iova` can be pinned with `prot` now
@@ -691,6 +700,8 @@ pub fn page_span(iova: u64, len: u64) -> Result<(u64, usize)> {
 /// A [`PinGate`] held: pins made through it hold off unmaps until they and the scope drop.
 pub struct PinScope<'a> {
     gate: &'a PinGate,
+    /// The epoch it is counted in.
+    epoch: usize,
 }
 
 impl PinScope<'_> {
@@ -725,10 +736,10 @@ impl PinScope<'_> {
 
 impl Drop for PinScope<'_> {
     fn drop(&mut self) {
-        let mut live = self.gate.live.lock();
-        *live -= 1;
-        if *live == 0 {
-            self.gate.idle.complete_all();
+        let mut st = self.gate.state.lock();
+        st.live[self.epoch] -= 1;
+        if st.live[self.epoch] == 0 {
+            self.gate.drained.notify_all();
         }
     }
 }
