@@ -93,7 +93,9 @@ impl ParentDriver for MdevDriver {
             .tags_dma()
             .then(|| parent.stats.span(Phase::Attach));
         if let Err(e) = parent.backend.attach(pasid) {
-            timed.map(Span::discard);
+            if let Some(span) = timed {
+                span.discard();
+            }
             return Err(e);
         }
         drop(timed);
