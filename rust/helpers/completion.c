@@ -8,3 +8,15 @@ void rust_helper_init_completion(struct completion *x)
 {
 	init_completion(x);
 }
+
+/* reinit_completion() under the completion's wait-queue lock, which complete() and
+ * complete_all() take too: race-free against them, so Rust can offer it on a shared reference
+ * (re-arming a completion an interrupt handler signals). Not upstream. */
+void rust_helper_reinit_completion_locked(struct completion *x)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&x->wait.lock, flags);
+	reinit_completion(x);
+	raw_spin_unlock_irqrestore(&x->wait.lock, flags);
+}

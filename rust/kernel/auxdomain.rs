@@ -26,8 +26,9 @@
 //!   Arm io-pgtable WARNs on mapping over a mapping, unmapping a hole, or an IOVA beyond the
 //!   aperture) and `iommu_unmap` completes the IOTLB and ATC invalidations before returning.
 //!
-//! Calls that would take a context on another backend (unmap, MSI deactivation and affinity,
-//! the coherency switch) take `()` here: the IOMMU driver needs nothing from the caller.
+//! Calls that take a context on the host's SMMUv3 backend (`unmap_in`, `msi_deactivate_in`,
+//! `msi_set_affinity_in`, `enforce_cache_coherency_in`) have forms without it here (`unmap`,
+//! `msi_deactivate`, ...): the IOMMU driver needs nothing from the caller.
 //! Callers serialise calls on one [`AuxDomain`] (`&mut self`), e.g. under their own lock.
 //!
 //! # Examples
@@ -38,7 +39,7 @@
 //! dom.attach(&adev, pasid)?;
 //! dom.map(0x10_0000, phys, 4096, Prot::READ | Prot::WRITE)?;
 //! let addr = dom.msi_activate(&adev, MsiSource::Queue { pasid, queue: 0 }, doorbell)?;
-//! dom.unmap((), 0x10_0000, 4096)?;
+//! dom.unmap(0x10_0000, 4096)?;
 //! ```
 
 // The portable policy (`drivers/auxdomain/src/auxdomain/policy/` in the project); its own
@@ -490,6 +491,10 @@ impl policy::AuxDomain<IommuBackend> {
         let mut policy = KBox::<AuxPolicy<()>>::new_uninit(GFP_KERNEL)?;
         AuxPolicy::new_in::<Error>(&mut policy, window, backend.granule(), ias)
             .map_err(|e| report(Some(dev), "MSI window does not fit the domain", e))?;
+        // The one `unsafe` of this glue, kept on purpose: the tables must be built in place (on
+        // the stack they would cost KiBs of frame), and the portable policy, built on the host
+        // too, has neither an allocator nor pin-init, so it initialises a `MaybeUninit` slot
+        // (`new_in`) and only the box's owner can turn `KBox<MaybeUninit<_>>` into `KBox<_>`.
         // SAFETY: `new_in` returned `Ok`, so it initialised the box.
         let policy = unsafe { policy.assume_init() };
         domain.get_msi_cookie(window.base).inspect_err(|e| {

@@ -8,7 +8,9 @@
 //!
 //! [`Completion`] follows upstream's `kernel::sync::Completion` (v6.16,
 //! `rust/kernel/sync/completion.rs`): same constructor and method names, so moving to a newer
-//! kernel changes only the `use` line. [`WorkFlush`] is not upstream yet: a `flush_work` on a
+//! kernel changes only the `use` line; [`Completion::complete`] and [`Completion::reinit`] (a
+//! re-armable completion, safe under shared access) are additions upstream does not have yet.
+//! [`WorkFlush`] is not upstream yet: a `flush_work` on a
 //! `Work` the caller borrows, which is what makes it safe (the `work_struct` is initialised and
 //! cannot be freed while borrowed). [`JobWorker`] is not upstream either: the "guest started an
 //! operation, run it off the register-write path, cancel it at reset" worker every device model
@@ -85,12 +87,24 @@ impl Completion {
         unsafe { bindings::completion_done(self.inner.get()) }
     }
 
-    /// Makes it "not completed" again (`reinit_completion`); only when no waiter can be
-    /// sleeping on it, which `&mut` guarantees.
-    pub fn reinit(self: core::pin::Pin<&mut Self>) {
-        // SAFETY: initialised (type invariant); `reinit_completion` only writes `done`, which
-        // `&mut` makes race-free. Done by hand because it is an inline.
-        unsafe { (*self.inner.get()).done = 0 };
+    /// Wakes one waiter, or lets the next wait return at once (`complete`).
+    pub fn complete(&self) {
+        // SAFETY: initialised (type invariant).
+        unsafe { bindings::complete(self.inner.get()) };
+    }
+
+    /// Makes it "not completed" again (`reinit_completion`), to wait for the next event: a
+    /// device whose interrupt handler completes it re-arms it before starting the hardware.
+    ///
+    /// Safe on a shared reference, unlike C's `reinit_completion` (a plain store): it takes the
+    /// completion's wait-queue lock, which `complete`/`complete_all` take, so it never races
+    /// with an interrupt handler completing it. A waiter already sleeping keeps sleeping until
+    /// the next completion (or its timeout). An event that arrives before the re-arm is lost on
+    /// purpose, so re-arm before starting what completes it, then check the hardware's own
+    /// state after each wake (as a driver does anyway).
+    pub fn reinit(&self) {
+        // SAFETY: initialised (type invariant); the helper writes `done` under `wait.lock`.
+        unsafe { bindings::reinit_completion_locked(self.inner.get()) };
     }
 }
 

@@ -591,18 +591,43 @@ impl UnmapFence {
 }
 
 /// What a driver that pins user pages for its own DMA needs so that `dma_unmap` can always
-/// complete: an [`UnmapFence`] and a lock held for as long as pins are.
+/// complete: an [`UnmapFence`] and a count of the scopes that may hold pins.
 ///
 /// A driver pins only through a [`PinScope`] ([`PinGate::scope`]), which refuses fenced ranges
-/// (`EFAULT`) and keeps the lock while the pins it made live; [`PinGate::unmap`], called from
-/// [`DeviceOps::dma_unmap`], fences the range first and then takes the lock, so when it returns
-/// nothing is pinned in the range and nothing will be until the unmapping task returns to user
-/// space (see [`UnmapFence`] for why both are needed with type1).
+/// (`EFAULT`) and is counted while the pins it made live; [`PinGate::unmap`], called from
+/// [`DeviceOps::dma_unmap`], fences the range first and then waits until every scope that was
+/// live ends, so when it returns nothing is pinned in the range and nothing will be until the
+/// unmapping task returns to user space (see [`UnmapFence`] for why both are needed with
+/// type1). Scopes begun after the wait started (which see the fence) are not waited for, so a
+/// device that keeps pinning cannot starve an unmap: scopes are counted in two epochs and a
+/// wait flips the epoch, then waits for the old one to drain.
+///
+/// The wait is a condition variable, not a lock held across the pins, and lockdep does not
+/// follow it. type1 calls `dma_unmap` holding `device_list_lock`, the pins and unpins a scope
+/// covers take `iommu->lock`, and type1's `register_device` (another device of the container
+/// being opened) takes `device_list_lock` under `iommu->lock`: the unpin type1 asks for from the
+/// callback closes that cycle whoever does it, the callback itself included. As a lock the
+/// gate made lockdep report the cycle through it (the minimal sample on the debug kernel); the
+/// deadlock it describes is type1's (`docs/sample-mdev.md`, "type1's lock cycle") and stays
+/// possible when another device of the container is opened or closed while an unmap waits for
+/// a DMA in flight.
 #[macros::pin_data]
 pub struct PinGate {
     fence: UnmapFence,
     #[pin]
-    pinning: crate::sync::Mutex<()>,
+    state: crate::sync::Mutex<GateState>,
+    /// Notified when an epoch's last scope ends.
+    #[pin]
+    drained: crate::sync::CondVar,
+    /// Held by a waiter: one epoch flip at a time (never taken under a scope).
+    #[pin]
+    waiting: crate::sync::Mutex<()>,
+}
+
+/// Live scopes per epoch, and the epoch new scopes join.
+struct GateState {
+    live: [usize; 2],
+    epoch: usize,
 }
 
 impl PinGate {
@@ -610,21 +635,39 @@ impl PinGate {
     pub fn new() -> impl PinInit<Self, Error> {
         crate::try_pin_init!(Self {
             fence: UnmapFence::new()?,
-            pinning <- crate::new_mutex!((), "vfio::PinGate"),
+            state <- crate::new_mutex!(GateState { live: [0; 2], epoch: 0 }, "vfio::PinGate::state"),
+            drained <- crate::new_condvar!("vfio::PinGate::drained"),
+            waiting <- crate::new_mutex!((), "vfio::PinGate::waiting"),
         }? Error)
     }
 
     /// Holds off [`PinGate::unmap`] until the scope, and every pin made through it, is dropped.
     /// Keep a scope short (a piece of work): an unmap waits for it.
     pub fn scope(&self) -> PinScope<'_> {
-        PinScope { _held: self.pinning.lock(), fence: &self.fence }
+        let mut st = self.state.lock();
+        let epoch = st.epoch;
+        st.live[epoch] += 1;
+        PinScope { gate: self, epoch }
     }
 
-    /// For [`DeviceOps::dma_unmap`]: fences `iova..iova + length`, then waits for the scope
-    /// holding pins (if any) to end.
+    /// For [`DeviceOps::dma_unmap`]: fences `iova..iova + length`, then waits until every scope
+    /// (which may hold pins) that was live ends.
     pub fn unmap(&self, iova: u64, length: u64) {
         self.fence.begin(iova, length);
-        drop(self.pinning.lock());
+        self.wait_idle();
+    }
+
+    /// Waits until every scope live when it was called has ended: for a reset that must return
+    /// with none of the device's pins, and so none of its DMA, left (a scope begun meanwhile
+    /// must see the reset itself, e.g. a generation the driver bumped before calling this).
+    pub fn wait_idle(&self) {
+        let _one = self.waiting.lock();
+        let mut st = self.state.lock();
+        let old = st.epoch;
+        st.epoch ^= 1;
+        while st.live[old] != 0 {
+            self.drained.wait(&mut st);
+        }
     }
 
     /// Whether the pages holding the `len` bytes at `iova` can be pinned with `prot` now
@@ -632,8 +675,7 @@ impl PinGate {
     /// byte when part of it is unmapped. `EINVAL` for an empty or wrapping range or one of
     /// more than 512 pages, `EFAULT` in a fenced range, the pinning error otherwise.
     pub fn pinnable<T: DeviceOps>(&self, dev: &Device<T>, iova: u64, len: u64, prot: crate::iommu::Prot) -> Result {
-        let (first, npage) = page_span(iova, len)?;
-        self.scope().pin(dev, first, npage, prot).map(drop)
+        self.scope().pinnable(dev, iova, len, prot)
     }
 
     /// Lifts every fence (the device was closed: nothing of the old user is pinned any more).
@@ -657,14 +699,15 @@ pub fn page_span(iova: u64, len: u64) -> Result<(u64, usize)> {
 
 /// A [`PinGate`] held: pins made through it hold off unmaps until they and the scope drop.
 pub struct PinScope<'a> {
-    _held: crate::sync::lock::Guard<'a, (), crate::sync::lock::mutex::MutexBackend>,
-    fence: &'a UnmapFence,
+    gate: &'a PinGate,
+    /// The epoch it is counted in.
+    epoch: usize,
 }
 
 impl PinScope<'_> {
     /// `EFAULT` if part of `iova..iova + length` is being unmapped (fenced).
     pub fn check(&self, iova: u64, length: u64) -> Result {
-        if self.fence.blocks(iova, length) {
+        if self.gate.fence.blocks(iova, length) {
             return Err(EFAULT);
         }
         Ok(())
@@ -682,6 +725,22 @@ impl PinScope<'_> {
         let length = (npage as u64).saturating_mul(crate::page::PAGE_SIZE as u64);
         self.check(iova, length)?;
         dev.pin_pages(iova, npage, prot)
+    }
+
+    /// [`PinGate::pinnable`] inside this scope.
+    pub fn pinnable<T: DeviceOps>(&self, dev: &Device<T>, iova: u64, len: u64, prot: crate::iommu::Prot) -> Result {
+        let (first, npage) = page_span(iova, len)?;
+        self.pin(dev, first, npage, prot).map(drop)
+    }
+}
+
+impl Drop for PinScope<'_> {
+    fn drop(&mut self) {
+        let mut st = self.gate.state.lock();
+        st.live[self.epoch] -= 1;
+        if st.live[self.epoch] == 0 {
+            self.gate.drained.notify_all();
+        }
     }
 }
 

@@ -468,3 +468,140 @@ impl RegisterDevice {
         info_ioctl(cmd, arg, |i| self.region_size(i), |i| irqs.count(i)).unwrap_or(Err(ENOTTY))
     }
 }
+
+/// The identity of a [`RegisterDevice`]: its [`RegisterDevice::new`] arguments, so the framework
+/// can build a fresh one at every open.
+#[derive(Clone, Copy, Debug)]
+pub struct Face {
+    /// PCI vendor ID.
+    pub vendor: u16,
+    /// PCI device ID.
+    pub device: u16,
+    /// Class code (base class, subclass, programming interface).
+    pub class: u32,
+    /// Revision ID.
+    pub revision: u8,
+    /// BAR0's size in bytes (a power of two, at least 16).
+    pub bar0_size: u32,
+}
+
+#[cfg(CONFIG_EVENTFD)]
+impl Face {
+    /// A new [`RegisterDevice`] with this identity (config space at its reset values, no
+    /// eventfds).
+    pub fn build(&self) -> Result<RegisterDevice> {
+        RegisterDevice::new(self.vendor, self.device, self.class, self.revision, self.bar0_size)
+    }
+}
+
+/// What a register device keeps under its one lock: its vfio-pci face and the driver's
+/// registers (`R`).
+#[cfg(CONFIG_EVENTFD)]
+pub struct DeviceState<R> {
+    /// Config space, regions, eventfds.
+    pub pci: RegisterDevice,
+    /// The driver's registers.
+    pub regs: R,
+}
+
+#[cfg(CONFIG_EVENTFD)]
+impl<R: Default> DeviceState<R> {
+    /// A fresh face of identity `face` and registers at their reset values.
+    pub fn new(face: &Face) -> Result<Self> {
+        Ok(Self { pci: face.build()?, regs: R::default() })
+    }
+}
+
+/// A VFIO device whose interface is a [`RegisterDevice`]: implement this and the framework
+/// implements [`DeviceOps`](super::DeviceOps) for it, routing `read`, `write` and `ioctl` through
+/// the face, rebuilding it at open, resetting and dropping the eventfds at close and answering
+/// the core's release requests. The driver writes only its registers, its reset and its unmap.
+///
+/// Locking: the state lock ([`RegisterDeviceOps::state`]) is held across
+/// [`RegisterDeviceOps::read_reg`] and never across [`RegisterDeviceOps::write_reg`] or
+/// [`RegisterDeviceOps::reset`], which may take it themselves (a register's effect, e.g.
+/// queueing work under it) or wait for work that takes it.
+#[cfg(CONFIG_EVENTFD)]
+pub trait RegisterDeviceOps: Sized + Send + Sync + 'static {
+    /// Name of the ops (`vfio_device_ops.name`).
+    const NAME: &'static crate::str::CStr;
+    /// The device's vfio-pci identity.
+    const FACE: Face;
+    /// The driver's registers (`Default`: their reset values).
+    type Regs: Default + Send;
+
+    /// The lock guarding the face and the registers.
+    fn state(&self) -> &crate::sync::Mutex<DeviceState<Self::Regs>>;
+    /// What a read of the register at `offset` of BAR0 returns (state locked).
+    fn read_reg(dev: &super::Device<Self>, regs: &Self::Regs, offset: u64) -> u32;
+    /// A write of `value` to the register at `offset` of BAR0 (state not locked).
+    fn write_reg(dev: &super::Device<Self>, offset: u64, value: u32);
+    /// Device reset (`VFIO_DEVICE_RESET`, and at close): when it returns no work of the device
+    /// runs and its registers are at their reset values; the eventfds stay (state not locked).
+    fn reset(dev: &super::Device<Self>);
+    /// First open, before the face and registers are rebuilt (e.g. refuse with an error).
+    fn open(_dev: &super::Device<Self>) -> Result {
+        Ok(())
+    }
+    /// Last close, after the reset and after the eventfds were dropped.
+    fn close(_dev: &super::Device<Self>) {}
+    /// [`DeviceOps::dma_unmap`](super::DeviceOps::dma_unmap): unpin everything in the range.
+    fn unmap(dev: &super::Device<Self>, iova: u64, length: u64);
+}
+
+#[cfg(CONFIG_EVENTFD)]
+impl<T: RegisterDeviceOps> super::DeviceOps for T {
+    const NAME: &'static crate::str::CStr = <T as RegisterDeviceOps>::NAME;
+
+    fn open_device(dev: &super::Device<Self>) -> Result {
+        T::open(dev)?;
+        let fresh = DeviceState::new(&T::FACE)?;
+        *dev.state().lock() = fresh;
+        Ok(())
+    }
+
+    fn close_device(dev: &super::Device<Self>) {
+        T::reset(dev);
+        dev.state().lock().pci.irqs.clear();
+        T::close(dev);
+    }
+
+    fn read(dev: &super::Device<Self>, mut buf: UserSliceWriter, offset: u64) -> Result<usize> {
+        let st = dev.state().lock();
+        st.pci.read(&mut buf, offset, |off| T::read_reg(dev, &st.regs, off))
+    }
+
+    fn write(dev: &super::Device<Self>, mut buf: UserSliceReader, offset: u64) -> Result<usize> {
+        // Only the face's own decoding under the lock: the register's effect takes it itself.
+        let written = dev.state().lock().pci.write(&mut buf, offset)?;
+        match written {
+            Written::Config(n) => Ok(n),
+            Written::Register { offset, value } => {
+                T::write_reg(dev, offset, value);
+                Ok(4)
+            }
+        }
+    }
+
+    fn ioctl(dev: &super::Device<Self>, cmd: u32, arg: usize) -> Result<isize> {
+        if cmd == uapi::DEVICE_RESET {
+            T::reset(dev);
+            return Ok(0);
+        }
+        dev.state().lock().pci.ioctl(cmd, arg)
+    }
+
+    fn request(dev: &super::Device<Self>, count: u32) {
+        let asked = dev.state().lock().pci.irqs.signal(REQ_IRQ_INDEX);
+        // Said once per unregistration (the core asks again every 10 s).
+        if count == 0 && asked {
+            crate::dev_info!(dev.device(), "{}: asking the user to release the device\n", <T as RegisterDeviceOps>::NAME);
+        } else if count == 0 {
+            crate::dev_info!(dev.device(), "{}: device in use and no request eventfd: waiting for close\n", <T as RegisterDeviceOps>::NAME);
+        }
+    }
+
+    fn dma_unmap(dev: &super::Device<Self>, iova: u64, length: u64) {
+        T::unmap(dev, iova, length);
+    }
+}

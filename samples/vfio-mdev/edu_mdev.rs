@@ -19,10 +19,12 @@
 //! 3. **The parent and its engine** (`engine.rs`): [`ParentShared`] (the PCI device, its BAR,
 //!    the PASID set, the mdev slots and the engine queue with its worker) and
 //!    [`ParentShared::run_engine`]: one work item serving all mdevs in turn, one page-sized
-//!    piece per turn (RAM -> edu buffer -> RAM).
-//! 4. **The mdev as a VFIO device** (`vfio_dev.rs`, [`MdevVfio`]): emulated config space and
-//!    BAR0 register file (documented in `docs/sample-mdev.md`), region/IRQ info, SET_IRQS,
-//!    RESET, `dma_unmap`.
+//!    piece per turn (RAM -> edu buffer -> RAM), pinning through each mdev's `vfio::PinGate`
+//!    and sleeping on a `sync_ext::Completion` that edu's interrupt completes.
+//! 4. **The mdev as a VFIO device** (`vfio_dev.rs`, [`MdevVfio`]): the copy engine's
+//!    registers (the portable `RegFile`, documented in `docs/sample-mdev.md`) and what a write
+//!    starts, RESET, `dma_unmap`; config space, region/IRQ info and SET_IRQS are the
+//!    framework's (`vfio::pci::RegisterDeviceOps`).
 //! 5. **The mdev driver** (`mdev_driver.rs`, [`MdevDriver`]): probe (PASID, VFIO device, sysfs
 //!    attributes), remove.
 //! 6. **The parent** (here): edu's PCI side ([`EduParent`], the parent's data) and the module,
@@ -50,16 +52,15 @@ use kernel::{
         AttributeGroup, Capacity, MdevAttribute, ModuleData, ModuleMdev, ParentDriver,
         PciParentDriver, Reserved, TypeInfo,
     },
-    new_condvar, new_mutex, new_work, pci,
+    new_mutex, new_work, pci,
     prelude::*,
     str::CStr,
-    sync::{Arc, CondVar, Mutex},
-    sync_ext::WorkFlush,
+    sync::{Arc, Mutex},
+    sync_ext::{Completion, WorkFlush},
     sysfs,
     time::{msecs_to_jiffies, Ktime},
     types::ARef,
-    uaccess::{UserSliceReader, UserSliceWriter},
-    vfio::{self, pci as vpci, uapi},
+    vfio::{self, pci as vpci},
     workqueue::{self, impl_has_work, Work, WorkItem},
 };
 
@@ -68,7 +69,10 @@ use kernel::{
 #[path = "engine/src/copy_engine/mod.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod copy_engine;
-use copy_engine::{Access, Copy, CopyError};
+use copy_engine::{
+    regfile::{RegFile, WriteEffect},
+    Access, Copy, CopyError,
+};
 
 // ---- 1. types and capacity -------------------------------------------------------------------
 
@@ -204,8 +208,7 @@ impl irq::Handler for EduIrq {
             let _ = bar.write32(status, edu::IRQ_ACK);
         }
         p.irq_count.fetch_add(1, Ordering::Relaxed);
-        p.irq_fired.store(true, Ordering::Release);
-        p.irq_cv.notify_all();
+        p.dma_done.complete_all();
         irq::IrqReturn::Handled
     }
 }

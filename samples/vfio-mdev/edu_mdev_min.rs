@@ -23,8 +23,7 @@ use kernel::{
     sync::{Arc, Mutex},
     sync_ext::{Job, JobWorker, Ticket},
     types::ARef,
-    uaccess::{UserSliceReader, UserSliceWriter},
-    vfio::{self, pci as vpci, uapi, PinnedPages},
+    vfio::{self, pci as vpci, PinnedPages},
 };
 
 // The copy engine's portable rules and edu's registers, shared with the tests (docs/portable-code.md).
@@ -69,7 +68,7 @@ impl ParentDriver for Edu {
             edu: edu.clone(),
             copier: JobWorker::new()?,
             pins <- vfio::PinGate::new(),
-            st <- new_mutex!(State::new()?),
+            st <- new_mutex!(vpci::DeviceState::new(&FACE)?),
         });
         let dev = vfio::Device::new(mdev.as_ref(), init)?;
         Ok((vfio::Registration::new(&dev)?, slot))
@@ -184,22 +183,15 @@ impl CopyJob {
 
 // ---- 4. the mdev's VFIO device: config space, BAR0 register file, interrupts ---------------
 
-const BAR0_SIZE: u32 = 0x1000;
-
-/// An mdev's vfio-pci face (config space, regions, eventfds: `vpci::RegisterDevice`) and
-/// copy-engine registers (portable: `copy_engine::regfile`).
-struct State {
-    pci: vpci::RegisterDevice,
-    regs: RegFile,
-}
-
-impl State {
-    fn new() -> Result<Self> {
-        let pci = vpci::RegisterDevice::new(edu::VENDOR_ID, 0xed01, 0x08_80_00, 1, BAR0_SIZE)?;
-        let regs = RegFile::default();
-        Ok(Self { pci, regs })
-    }
-}
+/// An mdev's vfio-pci face (config space, regions, eventfds: `vpci::RegisterDeviceOps` does
+/// them); its registers are the portable `copy_engine::regfile`.
+const FACE: vpci::Face = vpci::Face {
+    vendor: edu::VENDOR_ID,
+    device: 0xed01,
+    class: 0x08_80_00,
+    revision: 1,
+    bar0_size: 0x1000,
+};
 
 /// The VFIO device of an mdev.
 #[pin_data]
@@ -210,22 +202,20 @@ struct Mdev {
     #[pin]
     pins: vfio::PinGate,
     #[pin]
-    st: Mutex<State>,
+    st: Mutex<vpci::DeviceState<RegFile>>,
 }
 
-impl Mdev {
-    /// A reset: clears the registers (and the eventfds unless `keep_irqs`); the running copy
-    /// is cancelled under the state lock, so it stops and reports nothing; returns when no
-    /// copy runs.
-    fn reset(dev: &vfio::Device<Self>, keep_irqs: bool) {
-        let mut st = dev.st.lock();
-        st.regs.clear();
-        dev.copier.abort();
-        if !keep_irqs {
-            st.pci.irqs.clear();
-        }
-        drop(st);
-        dev.copier.cancel();
+impl vpci::RegisterDeviceOps for Mdev {
+    const NAME: &'static CStr = c_str!("edu-mdev-min");
+    const FACE: vpci::Face = FACE;
+    type Regs = RegFile;
+
+    fn state(&self) -> &Mutex<vpci::DeviceState<RegFile>> {
+        &self.st
+    }
+
+    fn read_reg(_dev: &vfio::Device<Self>, regs: &RegFile, off: u64) -> u32 {
+        regs.read(off, 0)
     }
 
     /// A register write; a started copy is queued under the state lock (a reset cancels under
@@ -242,57 +232,32 @@ impl Mdev {
             }
             WriteEffect::Reset => {
                 drop(st);
-                Self::reset(dev, true);
+                Self::reset(dev);
             }
             WriteEffect::None => {}
         }
     }
-}
 
-impl vfio::DeviceOps for Mdev {
-    const NAME: &'static CStr = c_str!("edu-mdev-min");
+    /// Clears the registers; the running copy is cancelled under the state lock, so it stops
+    /// and reports nothing; returns when no copy runs.
+    fn reset(dev: &vfio::Device<Self>) {
+        let mut st = dev.st.lock();
+        st.regs.clear();
+        dev.copier.abort();
+        drop(st);
+        dev.copier.cancel();
+    }
 
-    fn open_device(dev: &vfio::Device<Self>) -> Result {
+    fn open(dev: &vfio::Device<Self>) -> Result {
         dev.pins.clear();
-        *dev.st.lock() = State::new()?;
         Ok(())
     }
 
-    fn close_device(dev: &vfio::Device<Self>) {
-        Self::reset(dev, false);
+    fn close(dev: &vfio::Device<Self>) {
         dev.pins.clear();
     }
 
-    fn read(dev: &vfio::Device<Self>, mut buf: UserSliceWriter, pos: u64) -> Result<usize> {
-        let st = dev.st.lock();
-        st.pci.read(&mut buf, pos, |off| st.regs.read(off, 0))
-    }
-
-    fn write(dev: &vfio::Device<Self>, mut buf: UserSliceReader, pos: u64) -> Result<usize> {
-        // A register's effect takes the state lock itself: not held across it.
-        let written = dev.st.lock().pci.write(&mut buf, pos)?;
-        match written {
-            vpci::Written::Config(n) => Ok(n),
-            vpci::Written::Register { offset, value } => {
-                Self::write_reg(dev, offset, value);
-                Ok(4)
-            }
-        }
-    }
-
-    fn ioctl(dev: &vfio::Device<Self>, cmd: u32, arg: usize) -> Result<isize> {
-        if cmd == uapi::DEVICE_RESET {
-            Self::reset(dev, true);
-            return Ok(0);
-        }
-        dev.st.lock().pci.ioctl(cmd, arg)
-    }
-
-    fn request(dev: &vfio::Device<Self>, _count: u32) {
-        dev.st.lock().pci.irqs.signal(vpci::REQ_IRQ_INDEX);
-    }
-
-    fn dma_unmap(dev: &vfio::Device<Self>, iova: u64, length: u64) {
+    fn unmap(dev: &vfio::Device<Self>, iova: u64, length: u64) {
         dev.pins.unmap(iova, length);
     }
 }

@@ -16,7 +16,7 @@ use kernel::{
     c_str, debugfs,
     delay::msleep,
     delay::read_poll_timeout,
-    error::code::{EBADF, EFAULT, EINVAL, ENODEV, ENOENT, ENOSPC, ETIMEDOUT},
+    error::code::{EBADF, EFAULT, EINVAL, ENODEV, ENOENT, ENOSPC, ENOTTY, ETIMEDOUT},
     labtest::{Case, Failed, Suite},
     labtest_ensure, mdev,
     mdev::parent::{AttributeGroup, Capacity, MdevAttribute, ModuleDriver, ModuleSlot, ParentDriver, Registration, Reserved, TypeInfo},
@@ -128,6 +128,103 @@ static MDEV_DRIVER: ModuleDriver<TestMdev> = ModuleDriver::new();
 static PLAIN_PARENT_REFUSED: AtomicBool = AtomicBool::new(false);
 static PARENT_NAME: AtomicPtr<CString> = AtomicPtr::new(core::ptr::null_mut());
 
+// ---- a register device on the framework's default ops ------------------------------------------
+
+/// The hooks `RegDev` saw, in order: one decimal digit each (1 reset, 2 open, 3 close, 4 unmap).
+static REG_HOOKS: AtomicU32 = AtomicU32::new(0);
+/// The first check of `register_device_ops_check` that failed (0: none; u32::MAX: not run).
+static REG_OPS_FAILED: AtomicU32 = AtomicU32::new(u32::MAX);
+
+fn hook(n: u32) {
+    let _ = REG_HOOKS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| Some(h * 10 + n));
+}
+
+#[pin_data]
+struct RegDev {
+    #[pin]
+    st: kernel::sync::Mutex<vpci::DeviceState<u32>>,
+}
+
+impl vpci::RegisterDeviceOps for RegDev {
+    const NAME: &'static CStr = c_str!("abs-mdev-fw-regs");
+    const FACE: vpci::Face = vpci::Face { vendor: 0x1234, device: 0xed03, class: 0x08_80_00, revision: 2, bar0_size: 0x100 };
+    type Regs = u32;
+
+    fn state(&self) -> &kernel::sync::Mutex<vpci::DeviceState<u32>> {
+        &self.st
+    }
+    fn read_reg(_dev: &vfio::Device<Self>, regs: &u32, offset: u64) -> u32 {
+        *regs + offset as u32
+    }
+    fn write_reg(dev: &vfio::Device<Self>, _offset: u64, value: u32) {
+        dev.st.lock().regs = value;
+    }
+    fn reset(dev: &vfio::Device<Self>) {
+        dev.st.lock().regs = 0;
+        hook(1);
+    }
+    fn open(_dev: &vfio::Device<Self>) -> Result {
+        hook(2);
+        Ok(())
+    }
+    fn close(_dev: &vfio::Device<Self>) {
+        hook(3);
+    }
+    fn unmap(_dev: &vfio::Device<Self>, _iova: u64, _length: u64) {
+        hook(4);
+    }
+}
+
+/// The framework's `DeviceOps` for a `RegisterDeviceOps` device, without a user (the
+/// `read`/`write` paths need user memory: every `mdev:*` test runs them through both samples).
+/// Returns the first failing check's number, 0 if none.
+fn register_device_ops_check(parent: &kernel::device::Device) -> u32 {
+    use vfio::DeviceOps;
+    let Ok(mut state) = vpci::DeviceState::<u32>::new(&<RegDev as vpci::RegisterDeviceOps>::FACE) else {
+        return 1;
+    };
+    state.regs = 7;
+    let Ok(d) = vfio::Device::new(parent, try_pin_init!(RegDev { st <- kernel::new_mutex!(state) })) else {
+        return 1;
+    };
+    REG_HOOKS.store(0, Ordering::Release);
+    // 2: the name is the driver's.
+    if <RegDev as DeviceOps>::NAME.as_bytes() != b"abs-mdev-fw-regs" {
+        return 2;
+    }
+    // 3: open calls the driver's hook, then rebuilds the face and registers.
+    if RegDev::open_device(&d).is_err() || d.st.lock().regs != 0 || REG_HOOKS.load(Ordering::Acquire) != 2 {
+        return 3;
+    }
+    let cfg = d.st.lock().pci.cfg.read32(0).unwrap_or(0);
+    // 4: the face has the driver's identity.
+    if cfg != 0xed03_1234 || d.st.lock().pci.region_size(vpci::BAR0_REGION_INDEX) != 0x100 {
+        return 4;
+    }
+    // 5: VFIO_DEVICE_RESET is the driver's reset.
+    d.st.lock().regs = 5;
+    if RegDev::ioctl(&d, uapi::DEVICE_RESET, 0) != Ok(0) || d.st.lock().regs != 0 || REG_HOOKS.load(Ordering::Acquire) != 21 {
+        return 5;
+    }
+    // 6: other commands go to the face (ENOTTY for an unknown one).
+    if RegDev::ioctl(&d, 0x3b7f, 0) != Err(ENOTTY) {
+        return 6;
+    }
+    // 7: dma_unmap is the driver's unmap.
+    RegDev::dma_unmap(&d, 0x1000, 0x1000);
+    if REG_HOOKS.load(Ordering::Acquire) != 214 {
+        return 7;
+    }
+    // 8: close resets, then calls the driver's close; 9: a release request without an
+    // eventfd signals nothing.
+    RegDev::close_device(&d);
+    if REG_HOOKS.load(Ordering::Acquire) != 21413 || d.st.lock().pci.irqs.is_set(vpci::REQ_IRQ_INDEX) {
+        return 8;
+    }
+    RegDev::request(&d, 1);
+    0
+}
+
 // ---- the PCI driver: one parent per edu ------------------------------------------------------
 
 struct EduParent {
@@ -146,6 +243,7 @@ impl pci::Driver for EduParent {
         PLAIN_PARENT_REFUSED.store(plain.err() == Some(EINVAL), Ordering::Release);
         let name = CString::try_from_fmt(kernel::fmt!("{}", dev.as_ref().name()))?;
         let name2 = CString::try_from_fmt(kernel::fmt!("{}", dev.as_ref().name()))?;
+        REG_OPS_FAILED.store(register_device_ops_check(dev.as_ref()), Ordering::Release);
         let shared = Shared { name, cap: Capacity::new(3)?, probes: AtomicU32::new(0), removes: AtomicU32::new(0) };
         let parent = Registration::new(dev.as_ref(), &drv, shared)?;
         let old = PARENT_NAME.swap(KBox::into_raw(KBox::new(name2, GFP_KERNEL)?), Ordering::AcqRel);
@@ -417,6 +515,23 @@ fn sync_cases(suite: &mut Suite) {
         labtest_ensure!(case, w.ran.load(Ordering::Acquire) && w.done.is_done(), "woken before the work ran");
         Ok(())
     });
+    suite.run("completion_reinit_rearms_shared", |case| {
+        // Shared (`Arc`), as an interrupt handler and a waiter share it.
+        let w = case.check("alloc", worker(50))?;
+        let done: &Completion = &w.done;
+        done.complete_all();
+        labtest_ensure!(case, done.is_done() && done.wait_for_completion_timeout(1), "complete_all did not complete");
+        done.reinit();
+        labtest_ensure!(case, !done.is_done(), "done after reinit");
+        labtest_ensure!(case, !done.wait_for_completion_timeout(2), "a wait after reinit returned true before any completion");
+        let _ = workqueue::system().enqueue(w.clone());
+        labtest_ensure!(case, w.done.wait_for_completion_timeout(1000) && w.ran.load(Ordering::Acquire), "the re-armed completion missed the work's completion");
+        w.work.flush();
+        w.done.reinit();
+        w.done.complete();
+        labtest_ensure!(case, w.done.wait_for_completion_timeout(1) && !w.done.is_done(), "complete() did not let exactly one wait through");
+        Ok(())
+    });
     suite.run("work_flush_waits_for_the_run", |case| {
         let w = case.check("alloc", worker(100))?;
         let _ = workqueue::system().enqueue(w.clone());
@@ -631,6 +746,15 @@ fn pin_gate_cases(suite: &mut Suite) {
         drop(s);
         gate.clear();
         labtest_ensure!(case, gate.scope().check(0x1000, 0x1000).is_ok(), "fenced after clear");
+        // A reset's wait: no fence, but it waits for the scope too.
+        log.ran.store(0, Ordering::Release);
+        w.submit(HoldScope { gate: gate.clone(), log: log.clone(), delay_ms: 100 });
+        let started = read_poll_timeout(|| Ok(log.ran.load(Ordering::Acquire)), |r| r & 1 != 0, 5, 1000);
+        labtest_ensure!(case, started.is_ok(), "the second scope-holding job never started");
+        gate.wait_idle();
+        let ran = log.ran.load(Ordering::Acquire);
+        labtest_ensure!(case, ran & 2 != 0, "wait_idle returned while a scope was held (ran {:#x})", ran);
+        labtest_ensure!(case, gate.scope().check(0x1000, 0x1000).is_ok(), "wait_idle fenced something");
         w.cancel();
         Ok(())
     });
@@ -721,6 +845,11 @@ impl kernel::Module for AbsMdevFw {
             let name = PARENT_NAME.swap(core::ptr::null_mut(), Ordering::AcqRel);
             suite.run("parent_registered_on_edu", |case| {
                 labtest_ensure!(case, reg.is_ok() && !name.is_null(), "pci registration / parent: {:?}", reg.as_ref().err());
+                Ok(())
+            });
+            suite.run("register_device_ops_default", |case| {
+                let failed = REG_OPS_FAILED.load(Ordering::Acquire);
+                labtest_ensure!(case, failed == 0, "check {} failed (hooks seen {}; u32::MAX: probe never ran it)", failed, REG_HOOKS.load(Ordering::Acquire));
                 Ok(())
             });
             if !name.is_null() {

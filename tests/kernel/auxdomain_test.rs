@@ -90,11 +90,11 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         let r = dom.map(IOVA - g, phys, 2 * g, rw);
         labtest_ensure!(case, r == Err(EEXIST), "map straddling a mapping: {r:?}");
         // Unmaps of holes unmap nothing (no WARN); partial ranges unmap what is mapped.
-        let n = case.check("unmap hole", dom.unmap((), IOVA + 16 * g, 4 * g))?;
+        let n = case.check("unmap hole", dom.unmap(IOVA + 16 * g, 4 * g))?;
         labtest_ensure!(case, n == 0, "hole unmapped {n}");
-        let r = dom.unmap((), w.base, g);
+        let r = dom.unmap(w.base, g);
         labtest_ensure!(case, r == Err(EADDRINUSE), "unmap in window: {r:?}");
-        let n = case.check("unmap", dom.unmap((), IOVA - 4 * g, 8 * g))?;
+        let n = case.check("unmap", dom.unmap(IOVA - 4 * g, 8 * g))?;
         labtest_ensure!(case, n == g, "unmapped {n}");
         labtest_ensure!(case, dom.iova_to_phys(IOVA).is_none(), "still mapped");
         Ok(())
@@ -158,12 +158,12 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         let r = dom.msi_activate(&adev, q, DOORBELL_A);
         labtest_ensure!(case, r == Err(EINVAL), "queue message without a PASID attachment: {r:?}");
         // Affinity: the new doorbell is bound before the old reference goes.
-        let b0 = case.check("affinity", dom.msi_set_affinity((), &adev, v0, DOORBELL_B))?;
+        let b0 = case.check("affinity", dom.msi_set_affinity(&adev, v0, DOORBELL_B))?;
         labtest_ensure!(case, b0 != a0 && dom.iova_to_phys(b0) == Some(DOORBELL_B), "moved to {b0:#x}");
         labtest_ensure!(case, dom.doorbell_refs(DOORBELL_A) == 1 && dom.doorbell_refs(DOORBELL_B) == 1, "refs after affinity");
-        case.check("deactivate v1", dom.msi_deactivate((), &adev, v1))?;
+        case.check("deactivate v1", dom.msi_deactivate(&adev, v1))?;
         labtest_ensure!(case, dom.doorbell_refs(DOORBELL_A) == 0 && dom.iova_to_phys(a0).is_none(), "last put did not unmap {a0:#x}");
-        let r = dom.msi_deactivate((), &adev, v1);
+        let r = dom.msi_deactivate(&adev, v1);
         labtest_ensure!(case, r == Err(ENOENT), "double deactivate: {r:?}");
         // A user-chosen IOVA must keep the doorbell's page offset and stay off mappings.
         let r = dom.msi_activate_at(&adev, v1, DOORBELL_A, IOVA);
@@ -177,16 +177,16 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         let mut dom = case.check("new", AuxDomain::new(d, MsiWindow::default()))?;
         let page = case.check("alloc_page", Page::alloc_page(GFP_KERNEL).map_err(Into::into))?;
         case.check("map", dom.map(IOVA, page_to_phys(&page), 4096, rw))?;
-        let r = dom.enforce_cache_coherency(());
+        let r = dom.enforce_cache_coherency();
         labtest_ensure!(case, r == Err(EBUSY), "enforce after the first map: {r:?}");
         let mut fresh = case.check("new", AuxDomain::new(d, MsiWindow::default()))?;
         // 6.12's arm-smmu-v3 has no enforce_cache_coherency operation: refused, not faked.
-        let r = fresh.enforce_cache_coherency(());
+        let r = fresh.enforce_cache_coherency();
         labtest_ensure!(case, r == Err(EINVAL), "enforce on arm-smmu-v3 6.12: {r:?}");
         // Refused means unchanged: the domain still maps without IOMMU_CACHE being forced.
         case.check("map fresh", fresh.map(IOVA, page_to_phys(&page), 4096, rw))?;
-        case.check("unmap", dom.unmap((), IOVA, 4096).map(|_| ()))?;
-        case.check("unmap fresh", fresh.unmap((), IOVA, 4096).map(|_| ()))?;
+        case.check("unmap", dom.unmap(IOVA, 4096).map(|_| ()))?;
+        case.check("unmap fresh", fresh.unmap(IOVA, 4096).map(|_| ()))?;
         Ok(())
     });
     suite.run("window_must_fit", |case| {

@@ -224,7 +224,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         let r = pasid_dma(case, bar, Some(9), IOVA)?;
         labtest_ensure!(case, r == 0, "first DMA at PASID 9: result {r}");
         expect(case, "first DMA", [true, false, false])?;
-        let n = case.check("unmap A", a.unmap((), IOVA, 4096))?;
+        let n = case.check("unmap A", a.unmap(IOVA, 4096))?;
         labtest_ensure!(case, n == 4096, "unmapped {n}");
         case.check("remap A", a.map(IOVA, page_to_phys(&p1), 4096, rw))?;
         let r = pasid_dma(case, bar, Some(9), IOVA)?;
@@ -287,7 +287,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
             labtest_ensure!(case, got == (0, IMS_CTRL_FAULT, 0),
                 "PASID 22 (no doorbell in its domain): (result, IMS, interrupts) {got:?}");
             // After msi_deactivate, A's message faults too.
-            case.check("msi_deactivate", a.msi_deactivate((), &adev, src))?;
+            case.check("msi_deactivate", a.msi_deactivate(&adev, src))?;
             labtest_ensure!(case, a.iova_to_phys(addr).is_none(), "doorbell still mapped at {addr:#x}");
             let got = pasid_dma_irq(case, bar, count, 21)?;
             labtest_ensure!(case, got == (0, IMS_CTRL_FAULT, 0),

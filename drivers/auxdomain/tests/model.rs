@@ -167,7 +167,7 @@ fn detach_leaves_no_stale_translation() {
     // Unmap while attached: the next DMA faults (TLBI + sync done by unmap).
     d.attach((&mut r.smmu, &mut dev, &mut r.snoop), 42).unwrap();
     pci.dma_write(req(Some(42), 0x20_0000), &[8]).unwrap();
-    assert_eq!(d.unmap(&mut r.smmu, 0x20_0000, 4096).unwrap(), 4096);
+    assert_eq!(d.unmap_in(&mut r.smmu, 0x20_0000, 4096).unwrap(), 4096);
     let (id, _, _) = fault(pci.dma_write(req(Some(42), 0x20_0000), &[9]));
     assert_eq!(id, F_TRANSLATION);
     assert_eq!(p.read_u64(0) & 0xff, 8);
@@ -375,7 +375,7 @@ fn msi_window_is_reserved() {
             (Error::ReservedIova, 98),
             "{iova:#x}+{size:#x}"
         );
-        let e = d.unmap(&mut r.smmu, iova, size).unwrap_err();
+        let e = d.unmap_in(&mut r.smmu, iova, size).unwrap_err();
         assert_eq!(e, Error::ReservedIova);
     }
     d.map(SW_MSI_BASE - 4096, p.dma_addr(), 4096, RW).unwrap();
@@ -445,7 +445,7 @@ fn doorbells_refcounted_across_activate_affinity_deactivate() {
 
     // Affinity change of vector 1 to db2: new page bound, db1 refcount drops.
     let a1b = rid
-        .msi_set_affinity(&mut r.smmu, dev.id(), v1, db2)
+        .msi_set_affinity_in(&mut r.smmu, dev.id(), v1, db2)
         .unwrap();
     assert_ne!(a1b & !0xfff, a0 & !0xfff);
     assert_eq!(rid.doorbell_refs(db1), 1);
@@ -454,21 +454,23 @@ fn doorbells_refcounted_across_activate_affinity_deactivate() {
     pci.signal_msi(1).unwrap();
     assert_eq!(r.mem.read_u32(db2), 0xcccc);
     // Affinity within the same page: no new binding.
-    rid.msi_set_affinity(&mut r.smmu, dev.id(), v1, db2 + 4)
+    rid.msi_set_affinity_in(&mut r.smmu, dev.id(), v1, db2 + 4)
         .unwrap();
     assert_eq!(rid.doorbells().count(), 2);
     // Deactivate: refs to zero, doorbell unmapped and invalidated: MSI now faults.
-    rid.msi_deactivate(&mut r.smmu, dev.id(), v0).unwrap();
+    rid.msi_deactivate_in(&mut r.smmu, dev.id(), v0).unwrap();
     assert_eq!(rid.doorbell_refs(db1), 0);
     let e = pci.signal_msi(0).unwrap_err();
     assert!(matches!(e, DmaError::Translate { .. }));
-    let e = rid.msi_deactivate(&mut r.smmu, dev.id(), v0).unwrap_err();
+    let e = rid
+        .msi_deactivate_in(&mut r.smmu, dev.id(), v0)
+        .unwrap_err();
     assert_eq!((e, e.errno()), (Error::NotAttached, 2));
     let e = rid
-        .msi_set_affinity(&mut r.smmu, dev.id(), v0, db1)
+        .msi_set_affinity_in(&mut r.smmu, dev.id(), v0, db1)
         .unwrap_err();
     assert_eq!(e, Error::NotAttached);
-    rid.msi_deactivate(&mut r.smmu, dev.id(), v1).unwrap();
+    rid.msi_deactivate_in(&mut r.smmu, dev.id(), v1).unwrap();
     assert_eq!(rid.doorbells().count(), 0);
 
     // Forgotten bindings are torn down with the domain.
@@ -540,7 +542,7 @@ fn user_specified_msi_iova() {
     // Users can neither map over nor unmap it.
     let e = d.map(0x9000_0000, p.dma_addr(), 4096, RW).unwrap_err();
     assert_eq!(e.errno(), 17);
-    let e = d.unmap(&mut r.smmu, 0x8fff_f000, 0x2000).unwrap_err();
+    let e = d.unmap_in(&mut r.smmu, 0x8fff_f000, 0x2000).unwrap_err();
     assert_eq!((e, e.errno()), (Error::DoorbellInUse, 16));
     // Default activation of db2 gets its own window slot (keyed by PA, not shared with the
     // user-placed binding).
@@ -548,10 +550,10 @@ fn user_specified_msi_iova() {
     assert!((SW_MSI_BASE..SW_MSI_BASE + SW_MSI_SIZE).contains(&a3));
     assert_ne!(a3 & !0xfff, SW_MSI_BASE + 0x5000);
     assert_eq!(d.doorbell_refs(db2), 2);
-    d.msi_deactivate(&mut r.smmu, dev.id(), v(2)).unwrap();
-    d.unmap(&mut r.smmu, 0x8fff_f000, 0x2000).unwrap();
+    d.msi_deactivate_in(&mut r.smmu, dev.id(), v(2)).unwrap();
+    d.unmap_in(&mut r.smmu, 0x8fff_f000, 0x2000).unwrap();
     for n in [0, 1, 3] {
-        d.msi_deactivate(&mut r.smmu, dev.id(), v(n)).unwrap();
+        d.msi_deactivate_in(&mut r.smmu, dev.id(), v(n)).unwrap();
     }
     assert_eq!(d.doorbells().count(), 0);
 }
@@ -620,12 +622,12 @@ fn no_snoop_policy() {
         Coherency::NonCoherent
     );
     // After the first mapping: EBUSY.
-    let e = plain.enforce_cache_coherency(&mut r.snoop).unwrap_err();
+    let e = plain.enforce_cache_coherency_in(&mut r.snoop).unwrap_err();
     assert_eq!((e, e.errno()), (Error::CoherencyAfterMap, 16));
     // Enforced before mapping: every DMA of every attached device is coherent.
     let mut enf = r.domain();
-    enf.enforce_cache_coherency(&mut r.snoop).unwrap();
-    enf.enforce_cache_coherency(&mut r.snoop).unwrap(); // one-way, idempotent
+    enf.enforce_cache_coherency_in(&mut r.snoop).unwrap();
+    enf.enforce_cache_coherency_in(&mut r.snoop).unwrap(); // one-way, idempotent
     assert!(enf.coherency_enforced());
     enf.map(0x1000, page.dma_addr(), 4096, RW).unwrap();
     let (mut dev2, mut pci2) = r.device(0xa1);
@@ -667,7 +669,7 @@ fn no_snoop_policy() {
     fresh
         .attach((&mut r.smmu, &mut weak, &mut r.snoop), 3)
         .unwrap();
-    let e = fresh.enforce_cache_coherency(&mut r.snoop).unwrap_err();
+    let e = fresh.enforce_cache_coherency_in(&mut r.snoop).unwrap_err();
     assert_eq!(e, Error::CoherencyUnsupported);
     assert!(!fresh.coherency_enforced());
     // Detach un-forces: a plain domain later at the same PASID is non-coherent again.
@@ -685,7 +687,7 @@ fn no_snoop_policy() {
     let (mut dev3, mut pci3) = r.device(0xa3);
     late.attach((&mut r.smmu, &mut dev3, &mut r.snoop), 4)
         .unwrap();
-    late.enforce_cache_coherency(&mut r.snoop).unwrap();
+    late.enforce_cache_coherency_in(&mut r.snoop).unwrap();
     late.map(0x1000, page.dma_addr(), 4096, RW).unwrap();
     assert_eq!(
         pci3.dma_write(ns_req(Some(4), 0x1000), &[4]).unwrap(),
@@ -711,7 +713,7 @@ fn ats_masters_get_atc_invalidations() {
     d.attach((&mut r.smmu, &mut dev, &mut r.snoop), 8).unwrap();
     let atc = |r: &Rig| r.model.stats().commands.get(&0x40).copied().unwrap_or(0);
     let before = atc(&r);
-    d.unmap(&mut r.smmu, 0x1000, 4096).unwrap();
+    d.unmap_in(&mut r.smmu, 0x1000, 4096).unwrap();
     assert_eq!(atc(&r), before + 1);
     d.detach((&mut r.smmu, &mut dev, &mut r.snoop), 8).unwrap();
     assert_eq!(atc(&r), before + 2);
@@ -752,13 +754,13 @@ fn cost_figures() {
     d.map(0x40_0000, p.dma_addr(), 1 << 21, RW).unwrap();
     d.map(0x80_0000, p.dma_addr(), 64 * 4096, RW).unwrap();
     let u1 = measure(&mut r, "unmap 4K page", &mut |r| {
-        d.unmap(&mut r.smmu, 0x10_0000, 4096).unwrap();
+        d.unmap_in(&mut r.smmu, 0x10_0000, 4096).unwrap();
     });
     measure(&mut r, "unmap 2M block", &mut |r| {
-        d.unmap(&mut r.smmu, 0x40_0000, 1 << 21).unwrap();
+        d.unmap_in(&mut r.smmu, 0x40_0000, 1 << 21).unwrap();
     });
     measure(&mut r, "unmap 64 pages (table freed)", &mut |r| {
-        d.unmap(&mut r.smmu, 0x80_0000, 64 * 4096).unwrap();
+        d.unmap_in(&mut r.smmu, 0x80_0000, 64 * 4096).unwrap();
     });
     let det = measure(&mut r, "detach", &mut |r| {
         d.detach((&mut r.smmu, &mut dev, &mut r.snoop), 2001)
@@ -776,7 +778,7 @@ fn cost_figures() {
         .unwrap();
     });
     measure(&mut r, "msi deactivate (last ref)", &mut |r| {
-        d.msi_deactivate(
+        d.msi_deactivate_in(
             &mut r.smmu,
             dev.id(),
             MsiSource::Queue {

@@ -165,7 +165,7 @@ impl World {
                 }
             }
             Op::Unmap(d, page) => {
-                let n = doms[d].unmap(&mut r.smmu, iova(page), 4096).unwrap();
+                let n = doms[d].unmap_in(&mut r.smmu, iova(page), 4096).unwrap();
                 let was = self.mapped.remove(&(d, page));
                 assert_eq!(n, if was { 4096 } else { 0 });
                 // Probe every attachment of the domain at that page: no stale entry.
@@ -202,7 +202,7 @@ impl World {
                     pasid: PASIDS[p],
                     queue: q,
                 };
-                let res = doms[d].msi_deactivate(&mut r.smmu, devs[v].id(), src);
+                let res = doms[d].msi_deactivate_in(&mut r.smmu, devs[v].id(), src);
                 if self.msi.remove(&(d, v, p, q)).is_some() {
                     res.unwrap();
                 } else {
@@ -232,7 +232,7 @@ impl World {
                 queue: q,
             };
             self.doms[d]
-                .msi_deactivate(&mut self.r.smmu, self.devs[v].id(), src)
+                .msi_deactivate_in(&mut self.r.smmu, self.devs[v].id(), src)
                 .unwrap();
         }
         for dom in &self.doms {

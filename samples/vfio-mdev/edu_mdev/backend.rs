@@ -110,7 +110,7 @@ impl PasidAux {
         let mut d = self.domains.lock();
         if let Some((_, dom, _)) = d.iter_mut().flatten().find(|(p, ..)| *p == pasid) {
             // Errors are logged by the layer; nothing else can be done from a drop.
-            let _ = dom.unmap((), iova, PAGE);
+            let _ = dom.unmap(iova, PAGE);
         }
     }
 
@@ -127,7 +127,7 @@ impl PasidAux {
         let (doorbell, data) = self.dev.msi_doorbell(0).ok()?;
         let src = MsiSource::Queue { pasid, queue: 0 };
         let addr = dom.msi_activate(&self.dev, src, doorbell).ok()?;
-        let bound = !INJECT_NO_DOORBELL.get() || dom.msi_deactivate((), &self.dev, src).is_err();
+        let bound = !INJECT_NO_DOORBELL.get() || dom.msi_deactivate(&self.dev, src).is_err();
         Some((addr, data, bound))
     }
 }
@@ -143,7 +143,7 @@ impl Backend for PasidAux {
         let mut dom = AuxDomain::new(self.dev.device(), MsiWindow::default())?;
         // Coherency is enforced before the first mapping when the IOMMU can (VFIO's rule).
         if self.dev.snoop_control() {
-            dom.enforce_cache_coherency(())?;
+            dom.enforce_cache_coherency()?;
         }
         dom.attach(&self.dev, pasid)?;
         let msg = self.bind_doorbell(&mut dom, pasid);
@@ -160,7 +160,7 @@ impl Backend for PasidAux {
         {
             if let Some((_, dom, Some((.., true)))) = s {
                 // Errors are logged by the layer; dropping the domain unbinds what is left.
-                let _ = dom.msi_deactivate((), &self.dev, MsiSource::Queue { pasid, queue: 0 });
+                let _ = dom.msi_deactivate(&self.dev, MsiSource::Queue { pasid, queue: 0 });
             }
             // Dropping the domain detaches it from the PASID and frees it.
             *s = None;

@@ -9,31 +9,42 @@ use super::*;
 /// A copy waiting for (or getting) the engine.
 pub(crate) struct Job {
     pub(crate) vdev: ARef<vfio::Device<MdevVfio>>,
-    pub(crate) src: u64,
-    pub(crate) dst: u64,
-    pub(crate) len: u64,
+    pub(crate) copy: Copy,
     /// Bytes already copied.
     pub(crate) done: u64,
     pub(crate) irq: bool,
-    /// The mdev's register generation at submission (a reset makes older jobs stale).
+    /// The mdev's reset generation at submission (a reset makes older jobs stale).
     pub(crate) gen: u64,
     /// Queue order.
     pub(crate) seq: u64,
 }
 
-/// The engine's state, under [`ParentShared::engine`].
+impl Job {
+    /// The mdev was reset since the job was submitted: it must not touch the mdev's memory.
+    /// Read inside the mdev's pin scope or under the engine lock (see `reset_locked`).
+    fn stale(&self) -> bool {
+        self.vdev.gen.load(Ordering::Acquire) != self.gen
+    }
+
+    fn touches(&self, id: usize, range: Option<(u64, u64)>) -> bool {
+        let c = &self.copy;
+        self.vdev.id == id
+            && range.map_or(true, |(iova, len)| {
+                overlaps(c.src, c.len, iova, len) || overlaps(c.dst, c.len, iova, len)
+            })
+    }
+}
+
+/// The engine's queue, under [`ParentShared::engine`]: shared by the parent's mdevs, served one
+/// piece per turn in submission order (a driver's scheduling policy, so it is the sample's: the
+/// minimal sample gives each mdev its own `JobWorker` and lets them take turns on edu's lock).
 pub(crate) struct Engine {
     /// At most one job per mdev, so [`MAX_MDEVS`] entries suffice; ordered by `seq`.
     pub(crate) queue: [Option<Job>; MAX_MDEVS],
     pub(crate) next_seq: u64,
-    /// The mdev (slot id) whose piece is on the hardware right now.
-    pub(crate) running: Option<usize>,
     /// The work item is queued or running.
     pub(crate) worker_active: bool,
     pub(crate) stopping: bool,
-    /// Per mdev: aborts in progress. The worker does not start pieces of a fenced mdev, so an
-    /// abort waiting for a piece is not overtaken by the next one.
-    pub(crate) fence: [u32; MAX_MDEVS],
 }
 
 /// Everything of a parent that its mdevs and the engine worker share.
@@ -52,23 +63,17 @@ pub(crate) struct ParentShared {
     pub(crate) ids: Mutex<[bool; MAX_MDEVS]>,
     #[pin]
     pub(crate) engine: Mutex<Engine>,
-    /// Signalled when the engine finishes a piece or goes idle.
-    #[pin]
-    pub(crate) engine_cv: CondVar,
     #[pin]
     pub(crate) work: Work<ParentShared>,
-    /// Set by edu's completion interrupt ([`EduIrq`]); the worker sleeps on `irq_cv`.
-    pub(crate) irq_fired: AtomicBool,
+    /// edu's completion interrupt ([`EduIrq`]) completes it; re-armed before each DMA.
+    #[pin]
+    pub(crate) dma_done: Completion,
     pub(crate) irq_count: AtomicU32,
     /// A DMA whose completion is edu-pasid's interrupt message is running: an interrupt with
     /// edu's interrupt status clear is ours.
     pub(crate) message_armed: AtomicBool,
     /// Driver time accounting (debugfs `edu_mdev/<parent>`).
     pub(crate) stats: Arc<CopyStats>,
-    #[pin]
-    pub(crate) irq_lock: Mutex<()>,
-    #[pin]
-    pub(crate) irq_cv: CondVar,
 }
 
 impl_has_work! {
@@ -138,19 +143,14 @@ impl ParentShared {
                 engine <- new_mutex!(Engine {
                     queue: [const { None }; MAX_MDEVS],
                     next_seq: 0,
-                    running: None,
                     worker_active: false,
                     stopping: false,
-                    fence: [0; MAX_MDEVS],
                 }, "edu_mdev::engine"),
-                engine_cv <- new_condvar!("edu_mdev::engine_cv"),
                 work <- new_work!("edu_mdev::work"),
-                irq_fired: AtomicBool::new(false),
+                dma_done <- Completion::new(),
                 irq_count: AtomicU32::new(0),
                 message_armed: AtomicBool::new(false),
                 stats: Arc::new(CopyStats::default(), GFP_KERNEL)?,
-                irq_lock <- new_mutex!((), "edu_mdev::irq_lock"),
-                irq_cv <- new_condvar!("edu_mdev::irq_cv"),
             }),
             GFP_KERNEL,
         )
@@ -182,15 +182,15 @@ impl ParentShared {
     // -- the engine --
 
     /// Queues `job`; starts the worker if it is idle. Fails with `Aborted` if the parent is
-    /// going away and with `Busy` if the mdev has a copy queued or on the engine already (the
-    /// caller's registers say it has not; a stale job must never take a second queue entry).
+    /// going away and with `Busy` if the mdev has a copy queued already (the caller's registers
+    /// say it has not; a stale job must never take a second queue entry).
     pub(crate) fn submit(self: &Arc<Self>, mut job: Job) -> core::result::Result<(), CopyError> {
         let mut e = self.engine.lock();
         if e.stopping {
             return Err(CopyError::Aborted);
         }
         let id = job.vdev.id;
-        if e.running == Some(id) || e.queue.iter().flatten().any(|j| j.vdev.id == id) {
+        if e.queue.iter().flatten().any(|j| j.vdev.id == id) {
             return Err(CopyError::Busy);
         }
         job.seq = e.next_seq;
@@ -213,93 +213,64 @@ impl ParentShared {
     /// queue, so every mdev with a copy gets the engine in turn.
     pub(crate) fn run_engine(&self) {
         loop {
-            let t0 = now_ns();
+            let queueing = self.stats.span(Phase::Complete);
             let mut e = self.engine.lock();
             let next = e
                 .queue
                 .iter()
                 .enumerate()
-                .filter_map(|(i, j)| j.as_ref().map(|j| (i, j)))
-                .filter(|(_, j)| e.fence[j.vdev.id] == 0)
-                .map(|(i, j)| (i, j.seq))
+                .filter_map(|(i, j)| j.as_ref().map(|j| (i, j.seq)))
                 .min_by_key(|&(_, seq)| seq)
                 .map(|(i, _)| i);
             let Some(i) = next.filter(|_| !e.stopping) else {
                 e.worker_active = false;
-                self.engine_cv.notify_all();
                 return;
             };
             let Some(mut job) = e.queue[i].take() else {
                 continue;
             };
-            // A range the user is unmapping is not pinned again before the unmap is over (see
-            // `vfio::UnmapFence`). Checked under the engine lock that `dma_unmap`'s abort takes
-            // after fencing: either the fence is seen here or the abort sees `running` and waits.
-            let fenced =
-                job.vdev.fence.blocks(job.src, job.len) || job.vdev.fence.blocks(job.dst, job.len);
-            if !fenced {
-                e.running = Some(job.vdev.id);
-            }
             drop(e);
-            let t1 = now_ns();
+            drop(queueing);
 
-            let r = if fenced {
-                Err(CopyError::Unmapped)
-            } else {
-                self.copy_piece(&job)
-            };
+            let r = self.copy_piece(&job);
 
-            let t2 = now_ns();
+            let _completing = self.stats.span(Phase::Complete);
             let mut e = self.engine.lock();
-            e.running = None;
             let finished = match r {
-                Ok(n) => {
+                // Reset since it was submitted: dropped (the reset took the mdev's jobs off
+                // the queue and nothing reports it).
+                _ if job.stale() => None,
+                Ok(n) if job.done + n < job.copy.len => {
                     job.done += n;
-                    if job.done < job.len {
-                        job.seq = e.next_seq;
-                        e.next_seq += 1;
-                        // Back to the end of the queue, in any free entry (a submission may
-                        // have taken the one it came from). There is one: at most one job per
-                        // mdev and this one is not queued.
-                        match e.queue.iter_mut().find(|q| q.is_none()) {
-                            Some(free) => {
-                                *free = Some(job);
-                                None
-                            }
-                            None => Some((job, Some(CopyError::Device))),
+                    job.seq = e.next_seq;
+                    e.next_seq += 1;
+                    // Back to the end of the queue, in any free entry (a submission may
+                    // have taken the one it came from). There is one: at most one job per
+                    // mdev and this one is not queued.
+                    match e.queue.iter_mut().find(|q| q.is_none()) {
+                        Some(free) => {
+                            *free = Some(job);
+                            None
                         }
-                    } else {
-                        Some((job, None))
+                        None => Some((job, Some(CopyError::Device))),
                     }
                 }
+                Ok(_) => Some((job, None)),
                 Err(err) => Some((job, Some(err))),
             };
-            self.engine_cv.notify_all();
             drop(e);
-            let done = finished.is_some();
             if let Some((job, err)) = finished {
                 job.vdev.complete(&job, err);
-                if err.is_none() {
-                    self.stats.copies.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            // Queue handling and completion: the time outside `copy_piece`.
-            let st = &self.stats;
-            st.add(&st.complete_ns, t1.saturating_sub(t0) + since(t2));
-            if done {
-                self.stats.ended.fetch_add(1, Ordering::Relaxed);
+                self.stats.count(Event::Ended { ok: err.is_none() });
             }
         }
     }
 
     /// Copies the next piece of `job`: at most one page on each side and at most edu's buffer.
-    /// The two pages are pinned and mapped only for this piece.
+    /// The two pages are pinned and mapped only for this piece, inside the mdev's pin scope
+    /// (before the first piece, every page of the copy is pinned once to check it is mapped).
     pub(crate) fn copy_piece(&self, job: &Job) -> core::result::Result<u64, CopyError> {
-        let copy = Copy {
-            src: job.src,
-            dst: job.dst,
-            len: job.len,
-        };
+        let copy = &job.copy;
         let p = copy
             .piece(job.done, PAGE, edu::DMA_BUF_SIZE as u64)
             .ok_or(CopyError::Device)?;
@@ -308,28 +279,29 @@ impl ParentShared {
         let backend = &*self.backend;
         let st = &self.stats;
         let tag = backend.tags_dma().then_some(vdev.pasid);
-        if job.done == 0 {
-            let t = now_ns();
-            let r = if tag.is_some() && !pasid_reachable(&copy) {
-                Err(CopyError::Unmapped)
-            } else {
-                MdevVfio::check_mapped(vdev, &copy)
-            };
-            st.add(&st.validate_ns, since(t));
-            r?;
+        let scope = vdev.pins.scope();
+        if job.stale() {
+            return Err(CopyError::Aborted);
         }
-        let t0 = now_ns();
+        if job.done == 0 {
+            let _t = st.span(Phase::Validate);
+            if tag.is_some() && !pasid_reachable(copy) {
+                return Err(CopyError::Unmapped);
+            }
+            check_mapped(&scope, vdev, copy)?;
+        }
+        let pinning = st.span(Phase::Pin);
         // Source and destination in one page: pinned and mapped once, read-write.
-        let dst_pin = vdev
-            .pin_pages(dp, 1, Prot::READ | Prot::WRITE)
+        let dst_pin = scope
+            .pin(vdev, dp, 1, Prot::READ | Prot::WRITE)
             .map_err(pin_error)?;
         let src_pin = if p.one_page(PAGE) {
             None
         } else {
-            Some(vdev.pin_pages(sp, 1, Prot::READ).map_err(pin_error)?)
+            Some(scope.pin(vdev, sp, 1, Prot::READ).map_err(pin_error)?)
         };
-        let t1 = now_ns();
-        st.add(&st.pin_ns, t1.saturating_sub(t0));
+        drop(pinning);
+        let mapping = st.span(Phase::Map);
         let dir = if src_pin.is_some() {
             DataDirection::FromDevice
         } else {
@@ -354,7 +326,7 @@ impl ParentShared {
             ),
             None => None,
         };
-        st.add(&st.map_ns, since(t1));
+        drop(mapping);
         let src_addr = s.as_ref().unwrap_or(&d).addr() + p.src % PAGE;
         self.edu_dma(src_addr, edu::DMA_BUF, p.len, edu::DMA_START, tag)?;
         self.edu_dma(
@@ -364,15 +336,15 @@ impl ParentShared {
             edu::DMA_START | edu::DMA_TO_RAM,
             tag,
         )?;
-        // Unmapped, then unpinned (on an error above, the same happens as the locals drop).
-        let t2 = now_ns();
+        // Unmapped, then unpinned, then the scope ends (on an error above, the same happens
+        // as the locals drop).
+        let _t = st.span(Phase::UnmapUnpin);
         drop(s);
         drop(d);
         drop(src_pin);
         drop(dst_pin);
-        st.add(&st.unmap_unpin_ns, since(t2));
-        st.pieces.fetch_add(1, Ordering::Relaxed);
-        st.bytes.fetch_add(p.len, Ordering::Relaxed);
+        drop(scope);
+        st.count(Event::Piece { bytes: p.len });
         Ok(p.len)
     }
 
@@ -397,13 +369,12 @@ impl ParentShared {
             let bar = self.bar.try_access().ok_or(CopyError::Device)?;
             f(&bar).map_err(|_| CopyError::Device)
         };
-        let st = &self.stats;
-        let t0 = now_ns();
-        let mut waited = 0;
+        let mut clock = self.stats.dma_clock();
         // PASID mode: the completion is the message tagged like the DMA, through the mdev's
         // domain (where its doorbell is bound).
         let msg = tag.and_then(|p| self.backend.completion_message(p));
-        self.irq_fired.store(false, Ordering::Release);
+        // Re-armed before edu is started: the interrupt of this DMA cannot be missed.
+        self.dma_done.reinit();
         self.message_armed.store(msg.is_some(), Ordering::Release);
         io(&|b| {
             if self.caps.pasid_tagged_dma {
@@ -424,32 +395,26 @@ impl ParentShared {
             b.write64(cmd | edu::DMA_IRQ, edu::DMA_CMD)
         })?;
         // Sleep until edu's completion MSI (see `EduIrq`); the timeout keeps this working, by
-        // polling, if the interrupt is lost or there is none.
+        // polling, if the interrupt is lost or there is none. Re-armed before each look at
+        // edu's status, so an interrupt after the look ends the next wait at once.
         for _ in 0..200 {
             let busy = {
                 let bar = self.bar.try_access().ok_or(CopyError::Device)?;
                 bar.read64(edu::DMA_CMD).map_err(|_| CopyError::Device)? & edu::DMA_START != 0
             };
             if !busy {
-                let result = match tag {
+                return match tag {
                     Some(pasid) => self
                         .dma_result(pasid, src, dst)?
                         .and(self.message_result(pasid, msg)?),
                     None => Ok(()),
                 };
-                st.add(&st.edu_wait_ns, waited);
-                st.add(&st.program_ns, since(t0).saturating_sub(waited));
-                return result;
             }
-            let w = now_ns();
-            let mut g = self.irq_lock.lock();
-            if !self.irq_fired.swap(false, Ordering::AcqRel) {
-                let _ = self
-                    .irq_cv
-                    .wait_interruptible_timeout(&mut g, msecs_to_jiffies(20));
-            }
-            drop(g);
-            waited += since(w);
+            clock.waiting(|| {
+                self.dma_done
+                    .wait_for_completion_timeout(msecs_to_jiffies(20))
+            });
+            self.dma_done.reinit();
         }
         dev_err!(&*self.pdev, "edu DMA did not complete\n");
         Err(CopyError::Device)
@@ -468,7 +433,7 @@ impl ParentShared {
         Ok(match r {
             0 => Ok(()),
             edu::DMA_RESULT_ERROR => {
-                self.stats.faults.fetch_add(1, Ordering::Relaxed);
+                self.stats.count(Event::DmaFault);
                 dev_info!(
                     &*self.pdev,
                     "edu_mdev: PASID {} DMA {:#x} -> {:#x} faulted in the IOMMU: copy ends as unmapped\n",
@@ -503,11 +468,11 @@ impl ParentShared {
         };
         let bar = self.bar.try_access().ok_or(CopyError::Device)?;
         let ctrl = bar.read32(edu::IMS_CTRL).map_err(|_| CopyError::Device)?;
-        if ctrl & edu::IMS_CTRL_FAULT == 0 {
-            self.stats.messages.fetch_add(1, Ordering::Relaxed);
+        let refused = ctrl & edu::IMS_CTRL_FAULT != 0;
+        self.stats.count(Event::Message { refused });
+        if !refused {
             return Ok(Ok(()));
         }
-        self.stats.message_faults.fetch_add(1, Ordering::Relaxed);
         dev_err!(
             &*self.pdev,
             "edu_mdev: PASID {} completion message to {:#x} faulted in the IOMMU (no doorbell in the mdev's domain): interrupt lost, copy ends with a device error\n",
@@ -518,61 +483,52 @@ impl ParentShared {
     }
 
     /// Takes the queued jobs of mdev `id` that touch `range` (all of them for `None`) off the
-    /// queue, waits until no piece of mdev `id` is on the hardware, and returns the jobs.
-    pub(crate) fn abort(
-        self: &Arc<Self>,
+    /// queue and returns them. A piece on the hardware is not waited for here: the mdev's pin
+    /// scope is (`PinGate::unmap`, `reset_locked`).
+    pub(crate) fn take_jobs(
+        &self,
         id: usize,
         range: Option<(u64, u64)>,
     ) -> [Option<Job>; MAX_MDEVS] {
         let mut out: [Option<Job>; MAX_MDEVS] = [const { None }; MAX_MDEVS];
         let mut e = self.engine.lock();
-        e.fence[id] += 1;
-        loop {
-            for q in e.queue.iter_mut() {
-                let hit = q.as_ref().is_some_and(|j| {
-                    j.vdev.id == id
-                        && match range {
-                            None => true,
-                            Some((iova, len)) => {
-                                overlaps(j.src, j.len, iova, len)
-                                    || overlaps(j.dst, j.len, iova, len)
-                            }
-                        }
-                });
-                if hit {
-                    if let Some(slot) = out.iter_mut().find(|o| o.is_none()) {
-                        *slot = q.take();
-                    }
-                }
-            }
-            if e.running != Some(id) {
-                break;
-            }
-            self.engine_cv.wait(&mut e);
-        }
-        e.fence[id] -= 1;
-        // The worker may have stopped with only fenced jobs left.
-        let kick = !e.worker_active && !e.stopping && e.queue.iter().any(Option::is_some);
-        e.worker_active |= kick;
-        drop(e);
-        if kick {
-            let _ = workqueue::system_long().enqueue(self.clone());
+        let taken = e
+            .queue
+            .iter_mut()
+            .filter(|q| q.as_ref().is_some_and(|j| j.touches(id, range)));
+        for (q, slot) in taken.zip(out.iter_mut()) {
+            *slot = q.take();
         }
         out
     }
 
-    /// Stops the engine: no new jobs, waits for the worker to finish and flushes it.
+    /// Stops the engine: no new jobs, the worker returns at its next turn; waits until it did,
+    /// so neither this object nor the module's code goes away under it.
     pub(crate) fn shutdown(&self) {
-        let mut e = self.engine.lock();
-        e.stopping = true;
-        while e.worker_active {
-            self.engine_cv.wait(&mut e);
-        }
-        drop(e);
-        // The worker may still be returning from `run`: wait until it did, so neither this
-        // object nor the module's code goes away under it.
+        self.engine.lock().stopping = true;
         self.work.flush();
     }
+}
+
+/// Checks that every page of `copy` is mapped (readable source, writable destination) by
+/// pinning each span once inside the mdev's pin scope, so a copy to partly unmapped memory
+/// fails before any byte moves. Run by the engine before the first piece, like a piece's pins:
+/// a `dma_unmap` waits for it and the unmap fence covers it (pinning from the `CMD` write,
+/// outside both, let `VFIO_IOMMU_UNMAP_DMA` find pages still pinned after the callback: issue
+/// 11).
+fn check_mapped(
+    scope: &vfio::PinScope<'_>,
+    dev: &vfio::Device<MdevVfio>,
+    copy: &Copy,
+) -> core::result::Result<(), CopyError> {
+    for (first, npages, access) in copy.page_spans(PAGE) {
+        let prot = match access {
+            Access::Read => Prot::READ,
+            Access::ReadWrite => Prot::READ | Prot::WRITE,
+        };
+        scope.pin(dev, first, npages, prot).map_err(pin_error)?;
+    }
+    Ok(())
 }
 
 /// PASID mode: whether the engine can reach both ranges of `copy` at the user's IOVAs. It

@@ -18,13 +18,12 @@ pub(crate) struct MdevSlot {
 impl Drop for MdevSlot {
     fn drop(&mut self) {
         let parent = &self.parent;
-        let t = now_ns();
+        let timed = parent
+            .backend
+            .tags_dma()
+            .then(|| parent.stats.span(Phase::Detach));
         parent.backend.detach(self.pasid);
-        if parent.backend.tags_dma() {
-            let st = &parent.stats;
-            st.add(&st.detach_ns, since(t));
-            st.detaches.fetch_add(1, Ordering::Relaxed);
-        }
+        drop(timed);
         let _ = parent.pasids.free(self.pasid);
         parent.ids.lock()[self.id] = false;
     }
@@ -89,21 +88,26 @@ impl ParentDriver for MdevDriver {
             _units: units,
         };
         // 2. The PASID attached (PASID mode), then the VFIO device.
-        let t = now_ns();
-        parent.backend.attach(pasid)?;
-        if parent.backend.tags_dma() {
-            let st = &parent.stats;
-            st.add(&st.attach_ns, since(t));
-            st.attaches.fetch_add(1, Ordering::Relaxed);
+        let timed = parent
+            .backend
+            .tags_dma()
+            .then(|| parent.stats.span(Phase::Attach));
+        if let Err(e) = parent.backend.attach(pasid) {
+            if let Some(span) = timed {
+                span.discard();
+            }
+            return Err(e);
         }
+        drop(timed);
         let vdev = vfio::Device::new(
             mdev.as_ref(),
             try_pin_init!(MdevVfio {
                 parent: parent.clone(),
                 id,
                 pasid,
-                fence: vfio::UnmapFence::new()?,
-                st <- new_mutex!(DevState { pci: pci_face()?, regs: Regs::default() }),
+                pins <- vfio::PinGate::new(),
+                gen: AtomicU64::new(0),
+                st <- new_mutex!(vpci::DeviceState::new(&FACE)?),
             }),
         )?;
         let reg = vfio::Registration::new(&vdev)?;

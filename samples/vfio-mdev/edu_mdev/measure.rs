@@ -3,18 +3,118 @@
 //! **Measurement only, not driver logic**: what each copy costs the driver itself
 //! ([`CopyStats`], debugfs `edu_mdev/<parent>`) and a CPU `memcpy` peer ([`PeerMemcpy`],
 //! debugfs `edu_mdev/peer_memcpy`), read by the benches in `tools/guest/labtest`. A driver
-//! modelled on this sample leaves this file (and the `stats` calls) out.
+//! modelled on this sample leaves this file (and the one-line `stats.span`/`stats.count`
+//! hooks) out.
 
 use super::*;
 
 /// Monotonic time in nanoseconds.
-pub(crate) fn now_ns() -> u64 {
+fn now_ns() -> u64 {
     Ktime::ktime_get().to_ns().try_into().unwrap_or(0)
 }
 
 /// Nanoseconds since `t0` (a [`now_ns`] value).
-pub(crate) fn since(t0: u64) -> u64 {
+fn since(t0: u64) -> u64 {
     now_ns().saturating_sub(t0)
+}
+
+/// The phases of the driver's own work that [`CopyStats`] times.
+#[derive(Clone, Copy)]
+pub(crate) enum Phase {
+    /// Checking and queueing a command; pinning its pages once to check them.
+    Validate,
+    /// Pinning a piece's pages.
+    Pin,
+    /// Mapping them for edu.
+    Map,
+    /// Unmapping and unpinning them.
+    UnmapUnpin,
+    /// The engine's queue handling and the completion.
+    Complete,
+    /// PASID mode: an mdev's aux domain created and attached / detached and freed (counted
+    /// too).
+    Attach,
+    Detach,
+}
+
+/// What [`CopyStats::count`] counts.
+#[derive(Clone, Copy)]
+pub(crate) enum Event {
+    /// A started copy was queued.
+    Submitted,
+    /// A copy ended, with or without error.
+    Ended { ok: bool },
+    /// A piece of `bytes` was copied.
+    Piece { bytes: u64 },
+    /// PASID mode: a DMA the IOMMU refused.
+    DmaFault,
+    /// PASID mode: a completion message the platform took, or refused.
+    Message { refused: bool },
+}
+
+/// The hook the driver files call: one line per timed phase (a guard that adds its time when
+/// dropped) or counted event; everything else about measuring is in this file.
+pub(crate) struct Span<'a> {
+    stats: &'a CopyStats,
+    phase: Phase,
+    t0: u64,
+}
+
+impl Span<'_> {
+    /// Not counted (the phase failed).
+    pub(crate) fn discard(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for Span<'_> {
+    fn drop(&mut self) {
+        let s = self.stats;
+        let ns = since(self.t0);
+        let counter = match self.phase {
+            Phase::Validate => &s.validate_ns,
+            Phase::Pin => &s.pin_ns,
+            Phase::Map => &s.map_ns,
+            Phase::UnmapUnpin => &s.unmap_unpin_ns,
+            Phase::Complete => &s.complete_ns,
+            Phase::Attach => {
+                s.attaches.fetch_add(1, Ordering::Relaxed);
+                &s.attach_ns
+            }
+            Phase::Detach => {
+                s.detaches.fetch_add(1, Ordering::Relaxed);
+                &s.detach_ns
+            }
+        };
+        counter.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+/// The time of one edu DMA: programming and status reads are driver time (`program_ns`), the
+/// sleeps until edu finishes are not (`edu_wait_ns`). Added when dropped.
+pub(crate) struct DmaClock<'a> {
+    stats: &'a CopyStats,
+    t0: u64,
+    waited: u64,
+}
+
+impl DmaClock<'_> {
+    /// Runs `wait` (a sleep until edu finishes), timed apart.
+    pub(crate) fn waiting<R>(&mut self, wait: impl FnOnce() -> R) -> R {
+        let t = now_ns();
+        let r = wait();
+        self.waited += since(t);
+        r
+    }
+}
+
+impl Drop for DmaClock<'_> {
+    fn drop(&mut self) {
+        let s = self.stats;
+        s.edu_wait_ns.fetch_add(self.waited, Ordering::Relaxed);
+        let program = since(self.t0).saturating_sub(self.waited);
+        s.program_ns.fetch_add(program, Ordering::Relaxed);
+    }
 }
 
 /// What copies cost the driver itself, in nanoseconds of its own code by phase, read through
@@ -57,8 +157,45 @@ pub(crate) struct CopyStats {
 }
 
 impl CopyStats {
-    pub(crate) fn add(&self, counter: &AtomicU64, ns: u64) {
-        counter.fetch_add(ns, Ordering::Relaxed);
+    /// Times `phase` until the returned guard drops.
+    pub(crate) fn span(&self, phase: Phase) -> Span<'_> {
+        Span {
+            stats: self,
+            phase,
+            t0: now_ns(),
+        }
+    }
+
+    /// Times one edu DMA ([`DmaClock`]).
+    pub(crate) fn dma_clock(&self) -> DmaClock<'_> {
+        DmaClock {
+            stats: self,
+            t0: now_ns(),
+            waited: 0,
+        }
+    }
+
+    /// Counts `event`.
+    pub(crate) fn count(&self, event: Event) {
+        let add = |c: &AtomicU64, n| {
+            c.fetch_add(n, Ordering::Relaxed);
+        };
+        match event {
+            Event::Submitted => add(&self.submitted, 1),
+            Event::Ended { ok } => {
+                add(&self.ended, 1);
+                if ok {
+                    add(&self.copies, 1);
+                }
+            }
+            Event::Piece { bytes } => {
+                add(&self.pieces, 1);
+                add(&self.bytes, bytes);
+            }
+            Event::DmaFault => add(&self.faults, 1),
+            Event::Message { refused: false } => add(&self.messages, 1),
+            Event::Message { refused: true } => add(&self.message_faults, 1),
+        }
     }
 }
 

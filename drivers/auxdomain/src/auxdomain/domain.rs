@@ -92,8 +92,8 @@ pub struct SmmuBackend<A: DmaAllocator, S: PageTableStore<A::Memory>> {
 /// ```ignore
 /// d.attach((&mut smmu, &mut dev, &mut snoop), pasid)?;   // CD at SSID = pasid
 /// d.attach_rid((&mut smmu, &mut dev, &mut snoop))?;      // CD 0, S1DSS = SSID0
-/// d.unmap(&mut smmu, iova, size)?;  d.msi_deactivate(&mut smmu, dev.id(), src)?;
-/// d.enforce_cache_coherency(&mut snoop)?;
+/// d.unmap_in(&mut smmu, iova, size)?;  d.msi_deactivate_in(&mut smmu, dev.id(), src)?;
+/// d.enforce_cache_coherency_in(&mut snoop)?;
 /// ```
 pub type AuxDomain<A, S> = policy::AuxDomain<SmmuBackend<A, S>>;
 

@@ -73,7 +73,7 @@ impl Parent {
     fn create(&mut self) -> u32 {
         let pasid = self.pasids.alloc(1, (1 << 20) - 1);
         let mut dom = self.r.domain();
-        dom.enforce_cache_coherency(&mut self.r.snoop).unwrap();
+        dom.enforce_cache_coherency_in(&mut self.r.snoop).unwrap();
         dom.attach((&mut self.r.smmu, &mut self.dev, &mut self.r.snoop), pasid)
             .unwrap();
         let doorbell = self.r.page();
@@ -106,7 +106,7 @@ impl Parent {
             queue: m.queue,
         };
         m.dom
-            .msi_deactivate(&mut self.r.smmu, self.dev.id(), src)
+            .msi_deactivate_in(&mut self.r.smmu, self.dev.id(), src)
             .unwrap();
         m.dom
             .detach((&mut self.r.smmu, &mut self.dev, &mut self.r.snoop), pasid)
@@ -191,7 +191,7 @@ impl Parent {
         let r2 = r1.and_then(|_| self.engine.dma_write(wq, &buf));
         for page in mapped {
             m.dom
-                .unmap(&mut self.r.smmu, page, PAGE)
+                .unmap_in(&mut self.r.smmu, page, PAGE)
                 .map_err(|_| CopyError::Device)?;
         }
         match r2 {
@@ -329,7 +329,7 @@ fn one_mdev_cannot_reach_another_ones_memory() {
         .get_mut(&b)
         .unwrap()
         .dom
-        .unmap(&mut p.r.smmu, 0x30_0000, PAGE)
+        .unmap_in(&mut p.r.smmu, 0x30_0000, PAGE)
         .unwrap();
     // Read-only source cannot be a destination.
     let c = Copy {

@@ -198,6 +198,7 @@ pub const FULL_SAMPLE_ONLY: &[(&str, &str)] = &[
         "checks the PASID-mode probe messages",
     ),
     ("mdev:debugfs_open_across_rmmod", "needs the debugfs files"),
+    ("mdev:fault_sweep", "uses the edu-large type"),
 ];
 
 /// The lab machine must expose QEMU's edu device (1234:11e8) on PCI: later tests depend on it.

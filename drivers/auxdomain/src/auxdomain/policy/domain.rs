@@ -325,7 +325,7 @@ impl<B: AuxBackend> AuxDomain<B> {
     /// VFIO/iommufd `enforce_cache_coherency` ([`AuxPolicy::enforce_cache_coherency`]):
     /// one-way; `EBUSY` after the first mapping, `EINVAL` if an attached device or the backend
     /// cannot block No_snoop.
-    pub fn enforce_cache_coherency<C>(&mut self, mut ctx: C) -> Result<(), B::Failure>
+    pub fn enforce_cache_coherency_in<C>(&mut self, mut ctx: C) -> Result<(), B::Failure>
     where
         B: Coherency<C>,
     {
@@ -359,7 +359,7 @@ impl<B: AuxBackend> AuxDomain<B> {
     /// Unmaps what is mapped in [`iova`, `iova + size`) and invalidates before returning;
     /// returns the bytes unmapped. `EADDRINUSE` for the MSI window, `EBUSY` over a user-placed
     /// doorbell.
-    pub fn unmap<C>(&mut self, mut ctx: C, iova: u64, size: u64) -> Result<u64, B::Failure>
+    pub fn unmap_in<C>(&mut self, mut ctx: C, iova: u64, size: u64) -> Result<u64, B::Failure>
     where
         B: Invalidate<C>,
     {
@@ -415,7 +415,7 @@ impl<B: AuxBackend> AuxDomain<B> {
 
     /// `msi_domain_deactivate`: drops the source's doorbell reference (the last one unmaps the
     /// doorbell and invalidates). `ENOENT` if not active.
-    pub fn msi_deactivate<C>(
+    pub fn msi_deactivate_in<C>(
         &mut self,
         mut ctx: C,
         dev: impl DeviceId,
@@ -435,7 +435,7 @@ impl<B: AuxBackend> AuxDomain<B> {
 
     /// `irq_set_affinity` moved the source to `doorbell` ([`AuxPolicy::msi_set_affinity`]:
     /// the new one is bound before the old one is put). Returns the new message address.
-    pub fn msi_set_affinity<C>(
+    pub fn msi_set_affinity_in<C>(
         &mut self,
         mut ctx: C,
         dev: impl DeviceId,
@@ -455,6 +455,49 @@ impl<B: AuxBackend> AuxDomain<B> {
             .borrow_mut()
             .msi_set_affinity(&mut t, id, src, doorbell);
         r.map_err(|e| self.backend.fail("MSI affinity change", Some(id), e))
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Backends that need no context from the caller (the kernel's IOMMU API: the IOMMU
+    // driver invalidates by itself). The `_in` forms above take the context another backend
+    // needs (the host's SMMUv3 core: `&mut Smmu`).
+
+    /// [`unmap_in`](Self::unmap_in) for a backend without a context.
+    pub fn unmap(&mut self, iova: u64, size: u64) -> Result<u64, B::Failure>
+    where
+        B: Invalidate<()>,
+    {
+        self.unmap_in((), iova, size)
+    }
+
+    /// [`msi_deactivate_in`](Self::msi_deactivate_in) for a backend without a context.
+    pub fn msi_deactivate(&mut self, dev: impl DeviceId, src: MsiSource) -> Result<(), B::Failure>
+    where
+        B: Invalidate<()>,
+    {
+        self.msi_deactivate_in((), dev, src)
+    }
+
+    /// [`msi_set_affinity_in`](Self::msi_set_affinity_in) for a backend without a context.
+    pub fn msi_set_affinity(
+        &mut self,
+        dev: impl DeviceId,
+        src: MsiSource,
+        doorbell: u64,
+    ) -> Result<u64, B::Failure>
+    where
+        B: Invalidate<()>,
+    {
+        self.msi_set_affinity_in((), dev, src, doorbell)
+    }
+
+    /// [`enforce_cache_coherency_in`](Self::enforce_cache_coherency_in) for a backend without a
+    /// context.
+    pub fn enforce_cache_coherency(&mut self) -> Result<(), B::Failure>
+    where
+        B: Coherency<()>,
+    {
+        self.enforce_cache_coherency_in(())
     }
 
     /// The message address of an active source.

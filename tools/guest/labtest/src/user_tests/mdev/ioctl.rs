@@ -299,7 +299,7 @@ fn device_cases(d: &Device) -> Result<(), String> {
 /// call that loses state shows in the copy at the end.
 pub fn bad_ioctls_group() -> Result<(), String> {
     let p = parent()?;
-    let m = Mdev::new(&p, "edu-small", 0x400)?;
+    let m = Mdev::new(&p, "edu-small", 0x500)?;
     let c = Container::open(&m.0)?;
     let dev = c.device(&m.0)?;
     // The fds stay valid: the session owns the container and its group.
@@ -454,7 +454,7 @@ pub fn bad_ioctls_group() -> Result<(), String> {
 /// (and device ioctls before the bind), then the device's own ioctls, then a copy.
 pub fn bad_ioctls_iommufd() -> Result<(), String> {
     let p = parent()?;
-    let m = Mdev::new(&p, "edu-small", 0x410)?;
+    let m = Mdev::new(&p, "edu-small", 0x510)?;
     let iommufd = rw("/dev/iommu")?;
     let ifd = iommufd.as_raw_fd();
     let mut alloc = vec![12u32, 0, 0];
