@@ -9,7 +9,7 @@
 //! The C driver is not tested here: io-pgtable-arm WARNs on an overlapping map by design.
 use kernel::{
     alloc::flags::{__GFP_ZERO, GFP_KERNEL},
-    devres::Devres,
+    device::Core,
     dma::{page_to_phys, CoherentAllocation},
     error::code::EEXIST,
     iommu::{Domain, Prot},
@@ -52,7 +52,7 @@ fn zeroed_page(case: &Case<'_>) -> Result<Page, Failed> {
 }
 
 /// edu writes the first `LEN` bytes of its buffer to `iova`.
-fn dma_to(case: &Case<'_>, bar: &Devres<pci::Bar>, iova: u64) -> Result<(), Failed> {
+fn dma_to(case: &Case<'_>, bar: &edu::Bar, iova: u64) -> Result<(), Failed> {
     edu::dma(
         case,
         bar,
@@ -67,7 +67,7 @@ fn dma_to(case: &Case<'_>, bar: &Devres<pci::Bar>, iova: u64) -> Result<(), Fail
 fn load_edu(
     case: &Case<'_>,
     dev: &kernel::device::Device,
-    bar: &Devres<pci::Bar>,
+    bar: &edu::Bar,
     pattern: &[u8; LEN],
 ) -> Result<(), Failed> {
     let src = case.check(
@@ -85,7 +85,7 @@ fn load_edu(
     )
 }
 
-fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
+fn cases(suite: &mut Suite, dev: &pci::Device<Core>, bar: &edu::Bar) {
     let d: &kernel::device::Device = dev.as_ref();
     let rw = Prot::READ | Prot::WRITE;
     suite.run("stale_translation_oracle_remap", |case| {
