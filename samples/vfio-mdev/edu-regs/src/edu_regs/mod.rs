@@ -113,9 +113,13 @@ mod tests {
     /// Every register fits in [`REGS_SIZE`] (64-bit ones with their 8 bytes).
     #[test]
     fn registers_inside_regs_size() {
-        let r32 = [ID, LIVENESS, FACTORIAL, STATUS, IRQ_STATUS, IRQ_RAISE, IRQ_ACK, DMA_PASID];
+        let r32 = [
+            ID, LIVENESS, FACTORIAL, STATUS, IRQ_STATUS, IRQ_RAISE, IRQ_ACK, DMA_PASID,
+        ];
         let r32b = [DMA_RESULT, IMS_ADDR_LO, IMS_ADDR_HI, IMS_DATA, IMS_CTRL];
         assert!(r32.iter().chain(r32b.iter()).all(|&r| r + 4 <= REGS_SIZE));
-        assert!([DMA_SRC, DMA_DST, DMA_COUNT, DMA_CMD].iter().all(|&r| r + 8 <= REGS_SIZE));
+        assert!([DMA_SRC, DMA_DST, DMA_COUNT, DMA_CMD]
+            .iter()
+            .all(|&r| r + 8 <= REGS_SIZE));
     }
 }
