@@ -47,7 +47,7 @@ impl<const SIZE: usize> IoRaw<SIZE> {
     }
 
     /// The base address.
-    #[inline]
+    #[inline(always)]
     pub fn addr(&self) -> usize {
         self.addr
     }
@@ -85,7 +85,7 @@ macro_rules! define_read {
         #[doc = concat!("Reads a `", stringify!($ty), "` at `offset`, checked at build time \
             against `SIZE` and the width's alignment (the offset must be a constant).")]
         $(#[$attr])*
-        #[inline]
+        #[inline(always)]
         pub fn $name(&self, offset: usize) -> $ty {
             let addr = self.io_addr_assert::<$ty>(offset);
             // SAFETY: `addr` is inside the mapping (build-time check against `SIZE`, which is
@@ -110,7 +110,7 @@ macro_rules! define_write {
         #[doc = concat!("Writes a `", stringify!($ty), "` at `offset`, checked at build time \
             against `SIZE` and the width's alignment (the offset must be a constant).")]
         $(#[$attr])*
-        #[inline]
+        #[inline(always)]
         pub fn $name(&self, value: $ty, offset: usize) {
             let addr = self.io_addr_assert::<$ty>(offset);
             // SAFETY: as for the build-time checked read.
@@ -143,7 +143,7 @@ impl<const SIZE: usize> Io<SIZE> {
     }
 
     /// The mapped address (for C APIs that take an `__iomem` pointer).
-    #[inline]
+    #[inline(always)]
     pub fn addr(&self) -> usize {
         self.0.addr()
     }
@@ -155,7 +155,7 @@ impl<const SIZE: usize> Io<SIZE> {
     }
 
     /// Whether an access of a `U` at `offset` fits in `size` bytes and is naturally aligned.
-    #[inline]
+    #[inline(always)]
     const fn offset_valid<U>(offset: usize, size: usize) -> bool {
         let type_size = core::mem::size_of::<U>();
         match offset.checked_add(type_size) {
@@ -172,7 +172,10 @@ impl<const SIZE: usize> Io<SIZE> {
         self.addr().checked_add(offset).ok_or(EINVAL)
     }
 
-    #[inline]
+    // Always inlined, like the accessors that call it: `build_assert!` is proven only where the
+    // constant offset is visible (a build without MIR inlining, such as clippy's, would
+    // otherwise keep the check and fail at modpost).
+    #[inline(always)]
     fn io_addr_assert<U>(&self, offset: usize) -> usize {
         build_assert!(Self::offset_valid::<U>(offset, SIZE));
         self.addr() + offset
