@@ -171,22 +171,24 @@ impl CdPrealloc {
 struct Regs(IoMem<MMIO_LEN>);
 
 impl Mmio for Regs {
-    // The offsets are the core's register constants, but they reach this impl through the
-    // portable `Mmio` trait as values (and through non-inlined helpers such as the core's
-    // `write_ack`), so the build-time checked `read32` cannot see them: the run-time checked
-    // accessors, against the mapping's length. A failed check reads all-ones, like a dead
-    // device.
+    // The offsets are the core's register constants (its `register!` accessors and
+    // `write_ack` are always inlined, like these), so the build-time checked accessors: an
+    // offset outside the `MMIO_LEN` mapped at probe, or misaligned, fails the build.
+    #[inline(always)]
     fn read32(&self, offset: usize) -> u32 {
-        self.0.try_read32(offset).unwrap_or(u32::MAX)
+        self.0.read32(offset)
     }
+    #[inline(always)]
     fn write32(&self, offset: usize, value: u32) {
-        let _ = self.0.try_write32(value, offset);
+        self.0.write32(value, offset)
     }
+    #[inline(always)]
     fn read64(&self, offset: usize) -> u64 {
-        self.0.try_read64(offset).unwrap_or(u64::MAX)
+        self.0.read64(offset)
     }
+    #[inline(always)]
     fn write64(&self, offset: usize, value: u64) {
-        let _ = self.0.try_write64(value, offset);
+        self.0.write64(value, offset)
     }
 }
 
