@@ -15,3 +15,9 @@ void rust_helper_writel(u32 v, volatile void __iomem *addr) { writel(v, addr); }
 #ifdef CONFIG_64BIT
 void rust_helper_writeq(u64 v, volatile void __iomem *addr) { writeq(v, addr); }
 #endif
+u32 rust_helper_readl_relaxed(const volatile void __iomem *addr) { return readl_relaxed(addr); }
+void rust_helper_writel_relaxed(u32 v, volatile void __iomem *addr) { writel_relaxed(v, addr); }
+#ifdef CONFIG_64BIT
+u64 rust_helper_readq_relaxed(const volatile void __iomem *addr) { return readq_relaxed(addr); }
+void rust_helper_writeq_relaxed(u64 v, volatile void __iomem *addr) { writeq_relaxed(v, addr); }
+#endif

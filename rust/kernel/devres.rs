@@ -4,52 +4,81 @@
 //!
 //! C header: [`include/linux/device.h`](srctree/include/linux/device.h) (`devm_add_action`).
 //!
-//! A [`Devres<T>`] owns `T` and registers a devres action on a device. When the device is
+//! A [`Devres<T>`] owns `T` and registers a devres action on a bound device. When the device is
 //! unbound from its driver, the action revokes `T` (dropping it, e.g. unmapping a BAR or freeing
 //! an IRQ), so a resource that belongs to a bound device can never be used after unbind, even if
-//! the `Devres` object itself lives longer. Dropping the `Devres` earlier releases `T` at once.
+//! the `Devres` object itself lives longer. Dropping the `Devres` earlier releases `T` at once;
+//! if that races with unbind, unbind waits until the drop has finished, so the device is never
+//! unbound (and its driver's module never unloaded) while `T` is still being released.
 //!
-//! Modelled on upstream Rust-for-Linux `rust/kernel/devres.rs` (6.13).
+//! Follows upstream's `rust/kernel/devres.rs` (v6.16): `new(&Device<Bound>, ..)`,
+//! [`Devres::access`] with a `&Device<Bound>` (no RCU read-side section, so the caller may
+//! sleep), [`Devres::try_access`] elsewhere, and a [`Completion`] the devres action waits on
+//! when `Drop` revoked first. Differences: the action stays registered after an early drop (6.12
+//! has no `devm_remove_action_nowarn`; the action then only drops its reference), and `access`
+//! also refuses a `Devres` whose data was revoked already (one relaxed load), so one kept past
+//! its binding and presented with the device of a later binding gives `ENXIO`, not freed data.
 
 use crate::{
     alloc::Flags,
     bindings,
-    device::Device,
-    error::{code::ENXIO, to_result, Result},
+    device::{Bound, Device},
+    error::{
+        code::{EINVAL, ENXIO},
+        to_result, Result,
+    },
+    init::InPlaceInit,
+    pin_init,
+    rcu,
     revocable::{Revocable, RevocableGuard},
     sync::Arc,
+    sync_ext::Completion,
+    types::ARef,
 };
 use core::ffi::c_void;
 
+#[macros::pin_data]
 struct DevresInner<T> {
+    dev: ARef<Device>,
     data: Revocable<T>,
+    /// Completed by `Devres::drop` once it has revoked (dropped) the data.
+    #[pin]
+    revoked: Completion,
 }
 
 /// Data bound to the lifetime of a device's driver binding.
 ///
 /// # Invariants
 ///
-/// One reference of the `Arc` is owned by a devres action registered on the device; the action
-/// revokes the data and drops that reference, exactly once (at unbind or device release).
+/// One reference of the `Arc` is owned by a devres action registered on `dev` while it was
+/// bound; the action revokes the data and drops that reference, exactly once, at unbind.
 ///
 /// # Examples
 ///
 /// ```ignore
-/// let res = Devres::new(dev, 42u32, GFP_KERNEL)?;
-/// assert_eq!(*res.try_access().unwrap(), 42);
+/// fn probe(pdev: &pci::Device<Core>) -> Result {
+///     let res = Devres::new(pdev.as_ref(), 42u32, GFP_KERNEL)?;
+///     assert_eq!(*res.access(pdev.as_ref())?, 42);
+///     // Where no bound device is at hand (an IRQ handler, a work item):
+///     assert_eq!(res.try_access().map(|v| *v), Some(42));
+///     Ok(())
+/// }
 /// ```
 pub struct Devres<T: Send + 'static>(Arc<DevresInner<T>>);
 
 impl<T: Send + 'static> Devres<T> {
     /// Binds `data` to `dev`'s current driver binding. On error `data` is dropped.
-    ///
-    /// `dev` must be bound to a driver (or being probed): devres actions run at unbind.
-    pub fn new(dev: &Device, data: T, flags: Flags) -> Result<Self> {
-        let inner = Arc::new(DevresInner { data: Revocable::new(data) }, flags)?;
+    pub fn new(dev: &Device<Bound>, data: T, flags: Flags) -> Result<Self> {
+        let init = pin_init!(DevresInner {
+            dev: ARef::from(dev),
+            data: Revocable::new(data),
+            revoked <- Completion::new(),
+        });
+        let inner = Arc::pin_init(init, flags)?;
         let action_ref = inner.clone().into_raw();
-        // SAFETY: `dev` is a valid device; `callback` is a function of the kernel image (it
-        // outlives any devres action); `action_ref` is an owned `Arc` reference that the action
-        // takes back.
+        // SAFETY: `dev` is a valid, bound device; `callback` is a function of the kernel image
+        // (it outlives any devres action); `action_ref` is an owned `Arc` reference that the
+        // action takes back.
         let ret = unsafe {
             bindings::devm_add_action(
                 dev.as_raw(),
@@ -73,7 +102,36 @@ impl<T: Send + 'static> Devres<T> {
         // SAFETY: `ptr` is the `Arc` reference handed to `devm_add_action` in `new`, given back
         // exactly once (type invariant).
         let inner = unsafe { Arc::from_raw(ptr.cast_const().cast::<DevresInner<T>>()) };
-        inner.data.revoke();
+        if !inner.data.revoke() {
+            // `Devres::drop` revoked first and may still be dropping the data: unbind must not
+            // go on (disable the device, release its regions, let the module go) before that
+            // is done.
+            inner.revoked.wait_for_completion();
+        }
+    }
+
+    /// The data, for a caller that proves with `dev` that the device is bound: no RCU
+    /// read-side section, so the caller may sleep while it holds the reference.
+    ///
+    /// `EINVAL` (with a message) when `dev` is not the device the data was bound to; `ENXIO`
+    /// when the data is gone already (a `Devres` kept past the binding it was made in).
+    pub fn access<'a>(&'a self, dev: &'a Device<Bound>) -> Result<&'a T> {
+        if self.0.dev.as_raw() != dev.as_raw() {
+            crate::dev_err!(
+                dev,
+                "Devres::access: resource of {} accessed with another device\n",
+                self.0.dev.name()
+            );
+            return Err(EINVAL);
+        }
+        if !self.0.data.is_available() {
+            return Err(ENXIO);
+        }
+        // SAFETY: the data is available and belongs to `dev`'s binding: it was not revoked yet
+        // (checked just above), the devres action that revokes it runs only at unbind, which
+        // cannot happen while `dev` is a `&Device<Bound>` (for `'a`), and `Drop` cannot run
+        // while `self` is borrowed.
+        Ok(unsafe { self.0.data.access() })
     }
 
     /// Accesses the data unless the device was unbound. Do not sleep while holding the guard
@@ -82,22 +140,26 @@ impl<T: Send + 'static> Devres<T> {
         self.0.data.try_access()
     }
 
-    /// Like [`Self::try_access`], with `ENXIO` when the device is gone.
-    pub fn access(&self) -> Result<RevocableGuard<'_, T>> {
-        self.try_access().ok_or(ENXIO)
+    /// Runs `f` on the data unless the device was unbound (`f` must not sleep).
+    pub fn try_access_with<R, F: FnOnce(&T) -> R>(&self, f: F) -> Option<R> {
+        self.try_access().map(|t| f(&t))
     }
 
-    /// Whether the data is still available (the device is still bound).
-    pub fn is_available(&self) -> bool {
-        self.0.data.is_available()
+    /// Accesses the data within an RCU critical section the caller already holds.
+    pub fn try_access_with_guard<'a>(&'a self, guard: &'a rcu::Guard) -> Option<&'a T> {
+        self.0.data.try_access_with_guard(guard)
     }
 }
 
 impl<T: Send + 'static> Drop for Devres<T> {
     fn drop(&mut self) {
-        // Release the resource now; the devres action keeps its reference until unbind, where
-        // its revoke is a no-op.
-        self.0.data.revoke();
+        // SAFETY: every access borrows `self` (guards and `access` references alike), so none
+        // is left while `drop` runs: no grace period to wait for.
+        if unsafe { self.0.data.revoke_nosync() } {
+            // The devres action keeps its reference until unbind; if it is running right now it
+            // waits for this.
+            self.0.revoked.complete_all();
+        }
     }
 }
 
@@ -110,7 +172,7 @@ impl<T: Send + 'static> Drop for Devres<T> {
 /// must remain valid code until then (a function of the kernel image, or of a module that
 /// unbinds `dev` before it is unloaded).
 pub(crate) unsafe fn add_action_or_reset(
-    dev: &Device,
+    dev: &Device<Bound>,
     action: unsafe extern "C" fn(*mut c_void),
     data: *mut c_void,
 ) -> Result {

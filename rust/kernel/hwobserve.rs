@@ -25,7 +25,7 @@
 use crate::{
     bindings,
     error::{code::*, Result},
-    platform::IoRemap,
+    io::mem::IoMem,
     str::CStr,
 };
 use core::ffi::c_void;
@@ -33,7 +33,7 @@ use core::ffi::c_void;
 /// The registers of a device-tree device, mapped a second time, read-only (the mapping's write
 /// accessors are not exposed).
 pub struct MmioView {
-    io: IoRemap,
+    io: IoMem,
     phys: u64,
 }
 
@@ -89,7 +89,7 @@ impl MmioView {
         if len < min_len {
             return Err(EINVAL);
         }
-        Ok(Self { io: IoRemap::new(start, len)?, phys: start })
+        Ok(Self { io: IoMem::new(start, len)?, phys: start })
     }
 
     /// Physical address of the mapped registers.
@@ -99,12 +99,12 @@ impl MmioView {
 
     /// Reads the 32-bit register at `offset` (`EINVAL` if outside or misaligned).
     pub fn read32(&self, offset: usize) -> Result<u32> {
-        self.io.read32(offset)
+        self.io.try_read32(offset)
     }
 
     /// Reads the 64-bit register at `offset` (`EINVAL` if outside or misaligned).
     pub fn read64(&self, offset: usize) -> Result<u64> {
-        self.io.read64(offset)
+        self.io.try_read64(offset)
     }
 }
 

@@ -14,7 +14,7 @@
 use crate::{
     alloc::flags::GFP_KERNEL,
     bindings,
-    device::Device,
+    device::{Bound, Device},
     devres::Devres,
     error::{to_result, Error},
     init::PinInit,
@@ -156,14 +156,14 @@ impl<T: Send + Sync + 'static> Registration<T> {
 
     /// Whether the IRQ is still requested (false after the device was unbound).
     pub fn is_active(&self) -> bool {
-        self.free.as_ref().is_some_and(|f| f.is_available())
+        self.free.as_ref().is_some_and(|f| f.try_access().is_some())
     }
 
     /// # Safety
     ///
     /// `hard`/`thread` must be this `T`'s trampolines (they cast `dev_id` to `&T`).
     unsafe fn init<'a>(
-        dev: &'a Device,
+        dev: &'a Device<Bound>,
         irq: u32,
         flags: Flags,
         name: &'static CStr,
@@ -211,7 +211,7 @@ impl<T: Send + Sync + 'static> Registration<T> {
 impl<T: Handler> Registration<T> {
     /// Requests `irq` for `dev` (which must be bound to a driver) with a hard-IRQ handler.
     pub fn new<'a>(
-        dev: &'a Device,
+        dev: &'a Device<Bound>,
         irq: u32,
         flags: Flags,
         name: &'static CStr,
@@ -225,7 +225,7 @@ impl<T: Handler> Registration<T> {
 impl<T: ThreadedHandler> Registration<T> {
     /// Requests `irq` for `dev` with a threaded handler (`request_threaded_irq`).
     pub fn new_threaded<'a>(
-        dev: &'a Device,
+        dev: &'a Device<Bound>,
         irq: u32,
         flags: Flags,
         name: &'static CStr,

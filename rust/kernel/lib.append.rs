@@ -10,8 +10,6 @@ pub mod ida;
 pub mod revocable;
 // Project overlay: device-managed resources.
 pub mod devres;
-// Project overlay: device printing and helpers.
-pub mod device_ext;
 // Project overlay: bounds-checked MMIO.
 pub mod io;
 // Project overlay: interrupt handlers.

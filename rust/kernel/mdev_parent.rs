@@ -435,7 +435,7 @@ pub trait ModuleMdev: ParentDriver {
 #[cfg(CONFIG_PCI)]
 pub trait PciParentDriver: ParentDriver {
     /// Sets up a bound device (enable it, map its BARs, ...); the result is the parent's data.
-    fn parent_data(pdev: &crate::pci::Device<crate::pci::Core>) -> Result<Self::ParentData>;
+    fn parent_data(pdev: &crate::pci::Device<crate::device::Core>) -> Result<Self::ParentData>;
 }
 
 /// The PCI driver of a [`PciParentDriver`]: owns the parent registration of each bound device.
@@ -449,7 +449,7 @@ impl<T: PciParentDriver + ModuleMdev> crate::pci::Driver for PciParent<T> {
     type IdInfo = ();
     const ID_TABLE: crate::pci::IdTable<()> = <T as ModuleMdev>::ID_TABLE;
 
-    fn probe(pdev: &crate::pci::Device<crate::pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+    fn probe(pdev: &crate::pci::Device<crate::device::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
         let data = T::parent_data(pdev)?;
         let parent = Registration::new(pdev.as_ref(), &T::module_driver()?, data)?;
         Ok(KBox::pin(Self { _parent: parent }, GFP_KERNEL)?)

@@ -7,26 +7,30 @@
 //! - [`Driver`]: a PCI driver with an ID table ([`pci_device_table!`](crate::pci_device_table)),
 //!   `probe` returning the driver's pinned data and an optional `remove` hook; registered with
 //!   [`Registration`] or the [`module_pci_driver!`](crate::module_pci_driver) macro.
-//! - [`Device`]: a `struct pci_dev`. [`Device<Core>`] is what `probe`/`remove` see: the device
-//!   is bound (or being bound) and its device lock is held, so the methods that set up
-//!   device-bound resources (enable, bus master, DMA mask, BAR mapping, IRQ vectors, PASID) are
-//!   there. Everything set up through them is released at unbind at the latest.
-//! - [`Bar`]: a mapped BAR with bounds-checked 8/16/32/64-bit accessors ([`crate::io::IoMem`]),
-//!   handed out as a [`Devres<Bar>`] so it cannot be used after unbind.
+//! - [`Device`]: a `struct pci_dev` in a device context ([`device::Normal`],
+//!   [`device::Bound`], [`device::Core`]: the hierarchy of [`device::Device`], which
+//!   `AsRef` gives in the same context). `Device<Core>` is what `probe`/`remove` see: the
+//!   device is bound (or being bound) and its device lock is held, so the methods that set up
+//!   device-bound resources (enable, bus master, DMA mask, IRQ vectors, PASID) are there;
+//!   BAR mapping needs only `Device<Bound>`. Everything set up through them is released at
+//!   unbind at the latest.
+//! - [`Bar<SIZE>`]: a mapped BAR of at least `SIZE` bytes with build-time checked accessors for
+//!   constant register offsets below `SIZE` and run-time checked `try_*` ones
+//!   ([`crate::io::Io`]), handed out as a [`Devres<Bar>`] so it cannot be used after unbind.
 //!
-//! Modelled on upstream Rust-for-Linux `rust/kernel/pci.rs` (6.13..6.17), written for 6.12.
+//! Modelled on upstream Rust-for-Linux `rust/kernel/pci.rs` (v6.16), written for 6.12.
 
 use crate::{
     alloc::flags::GFP_KERNEL,
     bindings,
-    device,
+    device::{self, Bound, Core, DeviceContext, Normal},
     devres::{self, Devres},
     error::{code::*, from_result, to_result, Error, Result},
     init::PinInit,
-    io::IoMem,
+    io::{Io, IoRaw},
     irq,
     str::CStr,
-    types::{ARef, AlwaysRefCounted, ForeignOwnable, Opaque},
+    types::{ARef, AlwaysRefCounted, Opaque},
     ThisModule,
 };
 use crate::ffi::{c_int, c_void};
@@ -36,28 +40,14 @@ use core::{
     ptr::{addr_of_mut, NonNull},
 };
 
-/// Context marker: a device reference with no particular guarantee beyond its existence.
-pub struct Normal;
-/// Context marker: inside `probe`/`remove`; the device is bound and its lock is held.
-pub struct Core;
-
-/// Device context markers.
-pub trait DeviceContext: private::Sealed {}
-impl DeviceContext for Normal {}
-impl DeviceContext for Core {}
-mod private {
-    pub trait Sealed {}
-    impl Sealed for super::Normal {}
-    impl Sealed for super::Core {}
-}
-
 /// A PCI device (`struct pci_dev`).
 ///
 /// # Invariants
 ///
-/// The wrapped `pci_dev` is valid: for [`Normal`] because a reference count is held (through
-/// [`ARef`]) or a caller-guaranteed borrow, for [`Core`] because the driver core calls
-/// `probe`/`remove` with the device referenced, bound and locked.
+/// The wrapped `pci_dev` is valid, in context `Ctx` (see [`device::Device`]): for [`Normal`]
+/// because a reference count is held (through [`ARef`]) or a caller-guaranteed borrow, for
+/// [`Core`] because the driver core calls `probe`/`remove` with the device referenced, bound
+/// and locked.
 #[repr(transparent)]
 pub struct Device<Ctx: DeviceContext = Normal>(Opaque<bindings::pci_dev>, PhantomData<Ctx>);
 
@@ -323,11 +313,32 @@ unsafe extern "C" fn disable_pasid_action(p: *mut c_void) {
     unsafe { bindings::pci_disable_pasid(p.cast()) };
 }
 
-impl Device<Core> {
-    fn as_dev(&self) -> &device::Device {
+impl Device<Bound> {
+    fn as_dev(&self) -> &device::Device<Bound> {
         self.as_ref()
     }
 
+    /// Requests BAR `bar` for `name` and maps all of it, refusing (`EINVAL`) a BAR shorter
+    /// than `SIZE` bytes: the [`Bar<SIZE>`]'s build-time checked accessors reach any offset
+    /// below `SIZE`. The mapping and the region are released when the returned [`Devres`] is
+    /// dropped or at unbind.
+    pub fn iomap_region_sized<const SIZE: usize>(
+        &self,
+        bar: u32,
+        name: &'static CStr,
+    ) -> Result<Devres<Bar<SIZE>>> {
+        let bar = Bar::<SIZE>::new(self, bar, name)?;
+        Devres::new(self.as_dev(), bar, GFP_KERNEL)
+    }
+
+    /// [`Device::iomap_region_sized`] with no size known at build time: only the run-time
+    /// checked `try_*` accessors.
+    pub fn iomap_region(&self, bar: u32, name: &'static CStr) -> Result<Devres<Bar>> {
+        self.iomap_region_sized::<0>(bar, name)
+    }
+}
+
+impl Device<Core> {
     /// Enables the device (`pci_enable_device`); disabled again at unbind.
     pub fn enable_device(&self) -> Result {
         // SAFETY: bound device (type invariant).
@@ -353,13 +364,6 @@ impl Device<Core> {
         let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
         // SAFETY: bound device.
         to_result(unsafe { bindings::dma_set_mask_and_coherent(self.as_dev().as_raw(), mask) })
-    }
-
-    /// Requests BAR `bar` for `name` and maps its first `max_len` bytes (0: all of it). The
-    /// mapping and the region are released when the returned [`Devres`] is dropped or at unbind.
-    pub fn iomap_region(&self, bar: u32, max_len: usize, name: &'static CStr) -> Result<Devres<Bar>> {
-        let bar = Bar::new(self, bar, max_len, name)?;
-        Devres::new(self.as_dev(), bar, GFP_KERNEL)
     }
 
     /// Allocates between `min` and `max` interrupt vectors of the allowed `types`
@@ -410,20 +414,18 @@ impl Device<Core> {
     }
 }
 
-impl<Ctx: DeviceContext> AsRef<device::Device> for Device<Ctx> {
-    fn as_ref(&self) -> &device::Device {
-        // SAFETY: `dev` is the embedded generic device of a valid `pci_dev`.
-        unsafe { device::Device::as_ref(addr_of_mut!((*self.as_raw()).dev)) }
+impl<Ctx: DeviceContext> AsRef<device::Device<Ctx>> for Device<Ctx> {
+    fn as_ref(&self) -> &device::Device<Ctx> {
+        // SAFETY: `dev` is the embedded generic device of a valid `pci_dev`, in the same
+        // context.
+        unsafe { device::Device::from_raw(addr_of_mut!((*self.as_raw()).dev)) }
     }
 }
 
-impl Deref for Device<Core> {
-    type Target = Device;
-    fn deref(&self) -> &Device {
-        // SAFETY: same layout; a `Core` device is valid for the borrow in the `Normal` context.
-        unsafe { Device::from_raw(self.as_raw()) }
-    }
-}
+// SAFETY: `Device` is a transparent wrapper of a type that doesn't depend on `Device`'s generic
+// argument.
+crate::impl_device_context_deref!(unsafe { Device });
+crate::impl_device_context_into_aref!(Device);
 
 // SAFETY: `pci_dev_get`/`pci_dev_put` manage the reference count of the embedded device.
 unsafe impl AlwaysRefCounted for Device {
@@ -447,28 +449,32 @@ impl Device {
 
 // SAFETY: the PCI core synchronises the C state behind `&self` methods; the device may be
 // referenced and released from any thread.
-unsafe impl<Ctx: DeviceContext> Send for Device<Ctx> {}
+unsafe impl Send for Device {}
 // SAFETY: as above.
-unsafe impl<Ctx: DeviceContext> Sync for Device<Ctx> {}
+unsafe impl Sync for Device {}
 
-/// A requested and mapped BAR; its MMIO accessors come from [`IoMem`] through `Deref`.
+/// A requested and mapped BAR of at least `SIZE` bytes; its MMIO accessors come from
+/// [`Io<SIZE>`] through `Deref`.
 ///
 /// # Invariants
 ///
-/// `io` describes the `pci_iomap` mapping of BAR `num` of `pdev`, whose region is requested;
-/// both are released exactly once, in `drop`.
-pub struct Bar {
+/// `io` describes the `pci_iomap` mapping of all of BAR `num` of `pdev`, whose region is
+/// requested; both are released exactly once, in `drop`.
+pub struct Bar<const SIZE: usize = 0> {
     pdev: ARef<Device>,
-    io: IoMem,
+    io: IoRaw<SIZE>,
     num: i32,
 }
 
-impl Bar {
-    fn new(pdev: &Device<Core>, bar: u32, max_len: usize, name: &'static CStr) -> Result<Self> {
+impl<const SIZE: usize> Bar<SIZE> {
+    fn new(pdev: &Device<Bound>, bar: u32, name: &'static CStr) -> Result<Self> {
         let len = pdev.resource_len(bar);
         if len == 0 {
             return Err(ENODEV);
         }
+        let len = usize::try_from(len).map_err(|_| EINVAL)?;
+        // Refuse a BAR shorter than `SIZE` before requesting anything.
+        IoRaw::<SIZE>::new(0, len)?;
         // SAFETY: FFI call without preconditions on the flags value.
         let flags = unsafe { bindings::pci_resource_flags(pdev.as_raw(), bar as c_int) };
         if flags & (bindings::IORESOURCE_MEM as usize) == 0 {
@@ -477,21 +483,26 @@ impl Bar {
         let num = bar as c_int;
         // SAFETY: bound device, valid BAR index, 'static name.
         to_result(unsafe { bindings::pci_request_region(pdev.as_raw(), num, name.as_char_ptr()) })?;
-        // SAFETY: region requested; `max_len` 0 maps the whole BAR.
-        let addr = unsafe { bindings::pci_iomap(pdev.as_raw(), num, max_len as _) };
+        // SAFETY: region requested; a length of 0 maps the whole BAR.
+        let addr = unsafe { bindings::pci_iomap(pdev.as_raw(), num, 0) };
         if addr.is_null() {
             // SAFETY: requested just above.
             unsafe { bindings::pci_release_region(pdev.as_raw(), num) };
             return Err(ENOMEM);
         }
-        let maplen = if max_len == 0 { len } else { len.min(max_len as u64) };
-        // INVARIANT: mapped and requested above.
-        Ok(Bar {
-            pdev: (**pdev).get(),
-            // SAFETY: `pci_iomap` mapped `maplen` bytes, unmapped only in `drop`.
-            io: unsafe { IoMem::new(addr as usize, maplen as usize) },
-            num,
-        })
+        let io = match IoRaw::new(addr as usize, len) {
+            Ok(io) => io,
+            Err(e) => {
+                // SAFETY: mapped and requested just above, not handed out.
+                unsafe {
+                    bindings::pci_iounmap(pdev.as_raw(), addr);
+                    bindings::pci_release_region(pdev.as_raw(), num);
+                }
+                return Err(e);
+            }
+        };
+        // INVARIANT: mapped (all `len` bytes) and requested above.
+        Ok(Bar { pdev: ARef::from(pdev), io, num })
     }
 
     /// The BAR index.
@@ -500,14 +511,15 @@ impl Bar {
     }
 }
 
-impl Deref for Bar {
-    type Target = IoMem;
-    fn deref(&self) -> &IoMem {
-        &self.io
+impl<const SIZE: usize> Deref for Bar<SIZE> {
+    type Target = Io<SIZE>;
+    fn deref(&self) -> &Io<SIZE> {
+        // SAFETY: the mapping lives as long as `self` (type invariant).
+        unsafe { Io::from_raw(&self.io) }
     }
 }
 
-impl Drop for Bar {
+impl<const SIZE: usize> Drop for Bar<SIZE> {
     fn drop(&mut self) {
         // SAFETY: by the type invariant the mapping and region are ours and released once.
         unsafe {
@@ -709,9 +721,8 @@ unsafe extern "C" fn probe_callback<T: Driver>(
         let index = unsafe { (*id).driver_data };
         let info = T::ID_TABLE.info.get(index).ok_or(EINVAL)?;
         let data = T::probe(dev, info)?;
-        let ptr = data.into_foreign();
-        // SAFETY: valid device; the pointer is taken back in `remove_callback`.
-        unsafe { bindings::dev_set_drvdata(addr_of_mut!((*pdev).dev), ptr.cast_mut()) };
+        // Taken back in `remove_callback`.
+        dev.as_ref().set_drvdata(data);
         Ok(0)
     })
 }
@@ -722,11 +733,9 @@ unsafe extern "C" fn probe_callback<T: Driver>(
 unsafe extern "C" fn remove_callback<T: Driver>(pdev: *mut bindings::pci_dev) {
     // SAFETY: the PCI core calls `remove` with a valid, locked, bound device.
     let dev = unsafe { Device::<Core>::from_raw(pdev) };
-    // SAFETY: valid device.
-    let ptr = unsafe { bindings::dev_get_drvdata(addr_of_mut!((*pdev).dev)) };
-    // SAFETY: `ptr` came from `into_foreign` in `probe_callback` (remove only follows a
-    // successful probe), and is converted back exactly once, here.
-    let data = unsafe { core::pin::Pin::<crate::alloc::KBox<T>>::from_foreign(ptr) };
+    // SAFETY: `probe_callback` stored a `Pin<KBox<T>>` (remove only follows a successful
+    // probe); it is taken back exactly once, here.
+    let data = unsafe { dev.as_ref().drvdata_obtain::<core::pin::Pin<crate::alloc::KBox<T>>>() };
     T::remove(data.as_ref(), dev);
     drop(data);
 }

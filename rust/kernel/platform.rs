@@ -7,45 +7,34 @@
 //! - [`Driver`]: a platform driver matched through an OF table ([`crate::of::IdTable`]),
 //!   `probe` returning the driver's pinned data, an optional `remove`; registered with
 //!   [`Registration`] or [`module_platform_driver!`](crate::module_platform_driver).
-//! - [`Device`]: a `struct platform_device`; [`Device<Core>`] (inside `probe`/`remove`) maps
-//!   memory resources ([`IoRemap`]) and looks up wired interrupts.
+//! - [`Device`]: a `struct platform_device` in a device context ([`device::Normal`],
+//!   [`device::Bound`], [`device::Core`], the hierarchy of [`device::Device`]);
+//!   `Device<Core>` (inside `probe`/`remove`) maps memory resources ([`IoMem`]) and looks up
+//!   wired interrupts.
 //!
-//! Shaped like upstream Rust-for-Linux `rust/kernel/platform.rs` (6.13+), written for 6.12.
+//! Shaped like upstream Rust-for-Linux `rust/kernel/platform.rs` (v6.16), written for 6.12.
 
-use crate::ffi::{c_int, c_void};
+use crate::ffi::c_int;
 use crate::{
-    bindings, device,
+    bindings,
+    device::{self, Core, DeviceContext, Normal},
     error::{code::*, from_result, to_result, Error, Result},
     init::PinInit,
-    io::IoMem,
+    io::mem::IoMem,
     of,
     str::CStr,
-    types::{ForeignOwnable, Opaque},
+    types::Opaque,
     ThisModule,
 };
-use core::{marker::PhantomData, ops::Deref, ptr::addr_of_mut};
-
-/// Context marker: a device reference with no particular guarantee beyond its existence.
-pub struct Normal;
-/// Context marker: inside `probe`/`remove`; the device is bound (or being bound), locked.
-pub struct Core;
-
-/// Device context markers.
-pub trait DeviceContext: private::Sealed {}
-impl DeviceContext for Normal {}
-impl DeviceContext for Core {}
-mod private {
-    pub trait Sealed {}
-    impl Sealed for super::Normal {}
-    impl Sealed for super::Core {}
-}
+use core::{marker::PhantomData, ptr::addr_of_mut};
 
 /// A platform device (`struct platform_device`).
 ///
 /// # Invariants
 ///
-/// The wrapped `platform_device` is valid for the lifetime of the reference; for [`Core`] the
-/// driver core is running `probe`/`remove` on it with its device lock held.
+/// The wrapped `platform_device` is valid for the lifetime of the reference, in context `Ctx`
+/// (see [`device::Device`]): for [`Core`] the driver core is running `probe`/`remove` on it
+/// with its device lock held.
 #[repr(transparent)]
 pub struct Device<Ctx: DeviceContext = Normal>(Opaque<bindings::platform_device>, PhantomData<Ctx>);
 
@@ -63,17 +52,23 @@ impl<Ctx: DeviceContext> Device<Ctx> {
     }
 }
 
-impl<Ctx: DeviceContext> AsRef<device::Device> for Device<Ctx> {
-    fn as_ref(&self) -> &device::Device {
-        // SAFETY: the embedded `struct device` is valid as long as the platform device is.
-        unsafe { device::Device::as_ref(addr_of_mut!((*self.as_raw()).dev)) }
+impl<Ctx: DeviceContext> AsRef<device::Device<Ctx>> for Device<Ctx> {
+    fn as_ref(&self) -> &device::Device<Ctx> {
+        // SAFETY: the embedded `struct device` is valid, in the same context, as long as the
+        // platform device is.
+        unsafe { device::Device::from_raw(addr_of_mut!((*self.as_raw()).dev)) }
     }
 }
 
+// SAFETY: `Device` is a transparent wrapper of a type that doesn't depend on `Device`'s generic
+// argument.
+crate::impl_device_context_deref!(unsafe { Device });
+
 impl Device<Core> {
-    /// Maps memory resource `index` (`platform_get_resource` + `ioremap`), refusing it if it
-    /// is shorter than `min_len` bytes. The mapping is owned by the returned [`IoRemap`].
-    pub fn ioremap_resource(&self, index: u32, min_len: usize) -> Result<IoRemap> {
+    /// Maps memory resource `index` (`platform_get_resource` + `ioremap`), refusing it
+    /// (`EINVAL`) if it is shorter than `SIZE` bytes: the returned [`IoMem<SIZE>`]'s
+    /// build-time checked accessors reach any offset below `SIZE`.
+    pub fn ioremap_resource_sized<const SIZE: usize>(&self, index: u32) -> Result<IoMem<SIZE>> {
         // SAFETY: valid device (type invariant).
         let res = unsafe {
             bindings::platform_get_resource(self.as_raw(), bindings::IORESOURCE_MEM, index)
@@ -88,10 +83,7 @@ impl Device<Core> {
             .and_then(|l| l.checked_add(1))
             .ok_or(EINVAL)?;
         let len = usize::try_from(len).map_err(|_| EINVAL)?;
-        if len < min_len {
-            return Err(EINVAL);
-        }
-        IoRemap::new(start, len)
+        IoMem::new(start, len)
     }
 
     /// The Linux IRQ number of the wired interrupt named `name` (`interrupt-names`), or
@@ -105,46 +97,6 @@ impl Device<Core> {
             return Err(Error::from_errno(irq));
         }
         u32::try_from(irq).map_err(|_| EINVAL)
-    }
-}
-
-/// An `ioremap`ped memory resource with bounds-checked accessors ([`IoMem`] through `Deref`).
-///
-/// # Invariants
-///
-/// `io` describes an `ioremap` mapping owned by this value and unmapped exactly once, in
-/// `drop`.
-pub struct IoRemap {
-    io: IoMem,
-}
-
-impl IoRemap {
-    /// Maps `len` bytes of a device's registers at physical address `start`, a range the
-    /// firmware describes (`ioremap` itself refuses RAM).
-    pub(crate) fn new(start: u64, len: usize) -> Result<Self> {
-        // SAFETY: FFI call mapping a physical range described by the firmware.
-        let addr = unsafe { bindings::ioremap(start, len) };
-        if addr.is_null() {
-            return Err(ENOMEM);
-        }
-        // SAFETY: `ioremap` mapped `len` bytes, unmapped only when the `IoRemap` is dropped.
-        let io = unsafe { IoMem::new(addr as usize, len) };
-        // INVARIANT: mapped just above, unmapped only in `drop`.
-        Ok(IoRemap { io })
-    }
-}
-
-impl Deref for IoRemap {
-    type Target = IoMem;
-    fn deref(&self) -> &IoMem {
-        &self.io
-    }
-}
-
-impl Drop for IoRemap {
-    fn drop(&mut self) {
-        // SAFETY: mapped by `ioremap` and owned (type invariant).
-        unsafe { bindings::iounmap(self.io.addr() as *mut c_void) };
     }
 }
 
@@ -229,9 +181,8 @@ unsafe extern "C" fn probe_callback<T: Driver>(pdev: *mut bindings::platform_dev
         let data = unsafe { bindings::device_get_match_data(addr_of_mut!((*pdev).dev)) };
         let info = T::OF_ID_TABLE.info_of(data).ok_or(ENODEV)?;
         let data = T::probe(dev, info)?;
-        let ptr = data.into_foreign();
-        // SAFETY: valid device; the pointer is taken back in `remove_callback`.
-        unsafe { bindings::dev_set_drvdata(addr_of_mut!((*pdev).dev), ptr.cast_mut()) };
+        // Taken back in `remove_callback`.
+        dev.as_ref().set_drvdata(data);
         Ok(0)
     })
 }
@@ -242,11 +193,9 @@ unsafe extern "C" fn probe_callback<T: Driver>(pdev: *mut bindings::platform_dev
 unsafe extern "C" fn remove_callback<T: Driver>(pdev: *mut bindings::platform_device) {
     // SAFETY: the driver core calls `remove` with a valid, locked, bound device.
     let dev = unsafe { Device::<Core>::from_raw(pdev) };
-    // SAFETY: valid device.
-    let ptr = unsafe { bindings::dev_get_drvdata(addr_of_mut!((*pdev).dev)) };
-    // SAFETY: `ptr` came from `into_foreign` in `probe_callback` (remove only follows a
-    // successful probe) and is converted back exactly once, here.
-    let data = unsafe { core::pin::Pin::<crate::alloc::KBox<T>>::from_foreign(ptr) };
+    // SAFETY: `probe_callback` stored a `Pin<KBox<T>>` (remove only follows a successful
+    // probe); it is taken back exactly once, here.
+    let data = unsafe { dev.as_ref().drvdata_obtain::<core::pin::Pin<crate::alloc::KBox<T>>>() };
     T::remove(data.as_ref(), dev);
     drop(data);
 }

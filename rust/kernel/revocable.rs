@@ -85,21 +85,55 @@ impl<T> Revocable<T> {
         self.available.load(Ordering::Acquire)
     }
 
-    /// Revokes access and drops the data; returns whether this call did it (false if it was
-    /// revoked already).
+    /// Accesses the data directly, without an RCU read-side section (the caller may sleep).
     ///
-    /// Sleeps (waits for an RCU grace period) when it drops the data.
-    pub fn revoke(&self) -> bool {
+    /// # Safety
+    ///
+    /// The data must not have been revoked, and must not be revoked while the returned
+    /// reference lives.
+    pub unsafe fn access(&self) -> &T {
+        // SAFETY: not revoked, so initialised and not dropped (type invariant), for as long as
+        // the reference lives (the caller's promise).
+        unsafe { &*self.data.get() }
+    }
+
+    /// # Safety
+    ///
+    /// Without `SYNC`, no reader may be left (no guard, no `access` reference).
+    unsafe fn revoke_internal<const SYNC: bool>(&self) -> bool {
         if self.available.swap(false, Ordering::AcqRel) {
-            // Readers that saw `available == true` hold an RCU critical section: wait for them.
-            rcu::synchronize_rcu();
+            if SYNC {
+                // Readers that saw `available == true` hold an RCU critical section: wait.
+                rcu::synchronize_rcu();
+            }
             // SAFETY: this call moved `available` from true to false, so by the type invariant
-            // it is the only one to drop the data, and no reader can still see it.
+            // it is the only one to drop the data, and no reader can still see it (waited for
+            // above, or none left: the caller's promise).
             unsafe { ManuallyDrop::drop(&mut *self.data.get()) };
             true
         } else {
             false
         }
+    }
+
+    /// Revokes access and drops the data; returns whether this call did it (false if it was
+    /// revoked already).
+    ///
+    /// Sleeps (waits for an RCU grace period) when it drops the data.
+    pub fn revoke(&self) -> bool {
+        // SAFETY: `SYNC` waits for the readers.
+        unsafe { self.revoke_internal::<true>() }
+    }
+
+    /// Like [`Revocable::revoke`], without waiting for readers.
+    ///
+    /// # Safety
+    ///
+    /// No reader may be left: no guard of [`Revocable::try_access`] and no reference of
+    /// [`Revocable::access`] or [`Revocable::try_access_with_guard`].
+    pub unsafe fn revoke_nosync(&self) -> bool {
+        // SAFETY: no reader is left (the caller's promise).
+        unsafe { self.revoke_internal::<false>() }
     }
 }
 

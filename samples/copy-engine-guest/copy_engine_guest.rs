@@ -20,6 +20,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     c_str, dev_err, dev_info,
+    device::{self, Bound, Core},
     devres::Devres,
     dma::CoherentAllocation,
     irq, new_condvar, new_mutex, pci,
@@ -45,6 +46,9 @@ mod regs {
     pub(crate) const STATUS_DONE: u32 = 2;
     /// `STATUS.ERROR` when a page is not mapped in the mdev's container.
     pub(crate) const ERROR_UNMAPPED: u32 = 4;
+    /// Bytes the registers span: BAR0 is mapped with this size, so every offset above is
+    /// checked against it when building.
+    pub(crate) const SIZE: usize = STATUS + 4;
 }
 
 /// Size of each DMA buffer: the engine's `MAX_LEN` is 64 KiB, 16 KiB keeps the run short.
@@ -106,7 +110,7 @@ impl irq::ThreadedHandler for Msi {
 
 /// The bound device: its BAR, its MSI and the completion they share.
 struct CopyEngine {
-    bar: Devres<pci::Bar>,
+    bar: Devres<pci::Bar<{ regs::SIZE }>>,
     completion: Arc<Completion>,
     _msi: Pin<KBox<irq::Registration<Msi>>>,
 }
@@ -114,18 +118,18 @@ struct CopyEngine {
 impl CopyEngine {
     /// Runs one copy of `len` bytes from `src` to `dst` (device addresses) and waits for its
     /// MSI. Returns `STATUS.ERROR` (0: copied) and the time from `CMD` to the interrupt.
-    fn copy(&self, src: u64, dst: u64, len: u32) -> Result<(u32, u64)> {
+    ///
+    /// `dev` (bound) gives the BAR without an RCU guard, so it is held across the sleep.
+    fn copy(&self, dev: &device::Device<Bound>, src: u64, dst: u64, len: u32) -> Result<(u32, u64)> {
         *self.completion.done.lock() = false;
         let t0 = Ktime::ktime_get();
-        {
-            let bar = self.bar.access()?;
-            bar.write32(src as u32, regs::SRC_LO)?;
-            bar.write32((src >> 32) as u32, regs::SRC_HI)?;
-            bar.write32(dst as u32, regs::DST_LO)?;
-            bar.write32((dst >> 32) as u32, regs::DST_HI)?;
-            bar.write32(len, regs::LEN)?;
-            bar.write32(regs::CMD_START | regs::CMD_IRQ, regs::CMD)?;
-        }
+        let bar = self.bar.access(dev)?;
+        bar.write32(src as u32, regs::SRC_LO);
+        bar.write32((src >> 32) as u32, regs::SRC_HI);
+        bar.write32(dst as u32, regs::DST_LO);
+        bar.write32((dst >> 32) as u32, regs::DST_HI);
+        bar.write32(len, regs::LEN);
+        bar.write32(regs::CMD_START | regs::CMD_IRQ, regs::CMD);
         let mut done = self.completion.done.lock();
         let mut waited_ms = 0;
         while !*done {
@@ -145,7 +149,7 @@ impl CopyEngine {
         }
         drop(done);
         let us = (Ktime::ktime_get().to_ns() - t0.to_ns()) as u64 / 1000;
-        let status = self.bar.access()?.read32(regs::STATUS)?;
+        let status = bar.read32(regs::STATUS);
         if status & regs::STATUS_DONE == 0 {
             return Err(EIO);
         }
@@ -153,7 +157,7 @@ impl CopyEngine {
     }
 
     /// The checks run at probe; each logs one `result` line. Returns (passed, failed).
-    fn self_test(&self, pdev: &pci::Device, pasid: u32) -> Result<(u32, u32)> {
+    fn self_test(&self, pdev: &pci::Device<Bound>, pasid: u32) -> Result<(u32, u32)> {
         let src = CoherentAllocation::<u8>::alloc(pdev.as_ref(), BUF_LEN, GFP_KERNEL)?;
         let dst = CoherentAllocation::<u8>::alloc(pdev.as_ref(), BUF_LEN, GFP_KERNEL)?;
         let (mut passed, mut failed) = (0, 0);
@@ -173,7 +177,7 @@ impl CopyEngine {
             let len = if round < ROUNDS { 4096 } else { BUF_LEN as u32 };
             fill(&src, pasid, round)?;
             fill(&dst, !pasid, 0)?; // anything but the expected bytes
-            let outcome = match self.copy(src.dma_handle(), dst.dma_handle(), len) {
+            let outcome = match self.copy(pdev.as_ref(), src.dma_handle(), dst.dma_handle(), len) {
                 Ok((0, us)) => {
                     pr_info!("copy_us {} {}\n", len, us);
                     if same_bytes(&src, &dst, len as usize)? {
@@ -191,14 +195,14 @@ impl CopyEngine {
         // Isolation: addresses outside the VM's RAM reach nothing, in either direction.
         fill(&dst, !pasid, 0)?;
         let before = checksum(&dst)?;
-        let outcome = match self.copy(OUTSIDE_RAM, dst.dma_handle(), 4096) {
+        let outcome = match self.copy(pdev.as_ref(), OUTSIDE_RAM, dst.dma_handle(), 4096) {
             Ok((regs::ERROR_UNMAPPED, _)) if checksum(&dst)? == before => Ok(()),
             Ok((regs::ERROR_UNMAPPED, _)) => Err("refused, but the destination changed"),
             Ok(_) => Err("a source outside the VM's memory was not refused"),
             Err(_) => Err("no completion"),
         };
         report("isolation_source_outside_ram", outcome);
-        let outcome = match self.copy(src.dma_handle(), OUTSIDE_RAM, 4096) {
+        let outcome = match self.copy(pdev.as_ref(), src.dma_handle(), OUTSIDE_RAM, 4096) {
             Ok((regs::ERROR_UNMAPPED, _)) => Ok(()),
             Ok(_) => Err("a destination outside the VM's memory was not refused"),
             Err(_) => Err("no completion"),
@@ -240,15 +244,13 @@ impl pci::Driver for CopyEngine {
     type IdInfo = ();
     const ID_TABLE: pci::IdTable<()> = IDS.table();
 
-    fn probe(pdev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+    fn probe(pdev: &pci::Device<Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
         pdev.enable_device()?;
         pdev.set_master()?;
         pdev.dma_set_mask(64)?;
-        let bar = pdev.iomap_region(0, 0, c_str!("copy_engine_guest"))?;
-        let (id, pasid) = {
-            let io = bar.access()?;
-            (io.read32(regs::ID)?, io.read32(regs::PASID)?)
-        };
+        let bar = pdev.iomap_region_sized::<{ regs::SIZE }>(0, c_str!("copy_engine_guest"))?;
+        let io = bar.access(pdev.as_ref())?;
+        let (id, pasid) = (io.read32(regs::ID), io.read32(regs::PASID));
         if id != regs::ID_VALUE {
             dev_err!(
                 pdev,

@@ -41,7 +41,7 @@ use kernel::{
     alloc::flags::GFP_KERNEL,
     auxdomain::{self, AuxDevice, AuxDomain, MsiSource, MsiWindow},
     c_str, debugfs, dev_err, dev_info, dev_warn,
-    device::Device,
+    device::{Core, Device},
     devres::Devres,
     dma::DataDirection,
     ioasid::{OwnerKind, PasidSet},
@@ -199,13 +199,13 @@ impl irq::Handler for EduIrq {
         let Some(bar) = p.bar.try_access() else {
             return irq::IrqReturn::None;
         };
-        let status = bar.read32(edu::IRQ_STATUS).unwrap_or(0);
+        let status = bar.read32(edu::IRQ_STATUS);
         // edu-pasid's completion message leaves the interrupt status clear.
         if status == 0 && !p.message_armed.load(Ordering::Acquire) {
             return irq::IrqReturn::None;
         }
         if status != 0 {
-            let _ = bar.write32(status, edu::IRQ_ACK);
+            bar.write32(status, edu::IRQ_ACK);
         }
         p.irq_count.fetch_add(1, Ordering::Relaxed);
         p.dma_done.complete_all();
@@ -214,7 +214,7 @@ impl irq::Handler for EduIrq {
 }
 
 impl PciParentDriver for MdevDriver {
-    fn parent_data(pdev: &pci::Device<pci::Core>) -> Result<EduParent> {
+    fn parent_data(pdev: &pci::Device<Core>) -> Result<EduParent> {
         // The engine's capabilities, by device.
         let caps = if pdev.device_id() == edu::PASID_DEVICE_ID {
             EDU_PASID_ENGINE
@@ -240,7 +240,7 @@ impl PciParentDriver for MdevDriver {
         };
         let module = Self::module_data()?;
         let stats = module.debugfs.as_ref().and_then(|dir| {
-            let name = AsRef::<Device>::as_ref(pdev).name();
+            let name = pdev.as_ref().name();
             debugfs::Dir::show_file_in(dir, name, shared.stats.clone(), &STATS_FOPS)
                 .inspect_err(|e| dev_err!(pdev, "edu_mdev: no debugfs stats file ({:?})\n", e))
                 .ok()

@@ -85,7 +85,7 @@ impl ParentDriver for Edu {
 #[pin_data]
 struct Edu {
     dev: ARef<device::Device>,
-    bar: Devres<pci::Bar>,
+    bar: Devres<pci::Bar<{ edu::REGS_SIZE }>>,
     /// Held while a piece is on edu: one piece at a time, the mdevs take turns.
     #[pin]
     engine: Mutex<()>,
@@ -95,13 +95,13 @@ struct Edu {
 /// The PCI side: the framework's PCI driver binds edu (`pci_ids` above), registers it as the
 /// mdev parent with this data and unregisters it (mdevs first) on unbind.
 impl PciParentDriver for Edu {
-    fn parent_data(pdev: &pci::Device<pci::Core>) -> Result<Arc<Edu>> {
+    fn parent_data(pdev: &pci::Device<device::Core>) -> Result<Arc<Edu>> {
         pdev.enable_device()?;
         pdev.set_master()?;
         pdev.dma_set_mask(edu::DMA_BITS)?;
         let edu = try_pin_init!(Edu {
             dev: ARef::from(pdev.as_ref()),
-            bar: pdev.iomap_region(0, 0, c_str!("edu_mdev_min"))?,
+            bar: pdev.iomap_region_sized(0, c_str!("edu_mdev_min"))?,
             engine <- new_mutex!(()),
             slots: Capacity::new(MAX_MDEVS)?,
         });
@@ -120,12 +120,14 @@ impl Edu {
         let _engine = self.engine.lock();
         let (buf, start) = (edu::DMA_BUF, edu::DMA_START);
         for (src, dst, cmd) in [(from, buf, start), (buf, to, start | edu::DMA_TO_RAM)] {
-            // The BAR is reached per access: its guard must not be held while sleeping.
-            self.bar.access()?.write64(src, edu::DMA_SRC)?;
-            self.bar.access()?.write64(dst, edu::DMA_DST)?;
-            self.bar.access()?.write64(p.len, edu::DMA_COUNT)?;
-            self.bar.access()?.write64(cmd, edu::DMA_CMD)?;
-            let cmd = || self.bar.access().and_then(|b| b.read64(edu::DMA_CMD));
+            // Per access (`ENXIO` once unbound): the RCU guard must not be held while sleeping.
+            self.bar.try_access_with(|b| {
+                b.write64(src, edu::DMA_SRC);
+                b.write64(dst, edu::DMA_DST);
+                b.write64(p.len, edu::DMA_COUNT);
+                b.write64(cmd, edu::DMA_CMD);
+            }).ok_or(ENXIO)?;
+            let cmd = || self.bar.try_access_with(|b| b.read64(edu::DMA_CMD)).ok_or(ENXIO);
             read_poll_timeout(cmd, |c| c & edu::DMA_START == 0, 10, 3000)?;
         }
         Ok(())

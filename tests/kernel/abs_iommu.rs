@@ -6,7 +6,7 @@
 use kernel::{
     alloc::flags::GFP_KERNEL,
     dev_info,
-    devres::Devres,
+    device::Core,
     dma::{page_to_phys, CoherentAllocation},
     error::code::{EBUSY, EEXIST, EOPNOTSUPP},
     iommu::{self, Capability, Domain, Prot, ResvType},
@@ -36,7 +36,7 @@ const TEST_IOVA: u64 = 0x10_0000;
 
 
 
-fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
+fn cases(suite: &mut Suite, dev: &pci::Device<Core>, bar: &edu::Bar) {
     let d: &kernel::device::Device = dev.as_ref();
     suite.run("capabilities_and_max_pasids", |case| {
         labtest_ensure!(case, iommu::max_pasids(d) == 0, "edu max_pasids {}", iommu::max_pasids(d));

@@ -18,6 +18,7 @@ use kernel::{
     delay::read_poll_timeout,
     error::code::{EBADF, EFAULT, EINVAL, ENODEV, ENOENT, ENOSPC, ENOTTY, ETIMEDOUT},
     labtest::{Case, Failed, Suite},
+    device::Core,
     labtest_ensure, mdev,
     mdev::parent::{AttributeGroup, Capacity, MdevAttribute, ModuleDriver, ModuleSlot, ParentDriver, Registration, Reserved, TypeInfo},
     new_work, pci,
@@ -237,7 +238,7 @@ impl pci::Driver for EduParent {
     type IdInfo = ();
     const ID_TABLE: pci::IdTable<()> = EDU_IDS.table();
 
-    fn probe(dev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+    fn probe(dev: &pci::Device<Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
         let drv = MDEV_DRIVER.get()?;
         let plain = KBox::pin_init(mdev::Parent::new(dev.as_ref(), &drv, &[TestMdev::TYPES[0].desc]), GFP_KERNEL);
         PLAIN_PARENT_REFUSED.store(plain.err() == Some(EINVAL), Ordering::Release);

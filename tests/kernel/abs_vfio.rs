@@ -12,6 +12,7 @@ use kernel::{
     error::code::{EBADF, EINVAL},
     eventfd::EventFd,
     labtest::{Case, Failed, Suite},
+    device::Core,
     labtest_ensure, mdev, pci,
     new_mutex,
     prelude::*,
@@ -259,7 +260,7 @@ impl pci::Driver for EduParent {
     type IdInfo = ();
     const ID_TABLE: pci::IdTable<()> = EDU_IDS.table();
 
-    fn probe(dev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+    fn probe(dev: &pci::Device<Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
         let drv = MDEV_DRV.load(Ordering::Acquire);
         if drv.is_null() {
             return Err(ENODEV);

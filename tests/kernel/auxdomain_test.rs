@@ -9,7 +9,7 @@
 use kernel::{
     alloc::flags::GFP_KERNEL,
     auxdomain::{AuxDevice, AuxDomain, MsiSource, MsiWindow, Prot, ReservedKind},
-    devres::Devres,
+    device::Core,
     dma::{page_to_phys, CoherentAllocation},
     error::code::{EADDRINUSE, EBUSY, EEXIST, EINVAL, ENOENT, EOPNOTSUPP, ERANGE},
     labtest::Suite,
@@ -46,7 +46,7 @@ fn err_of<T>(r: &Result<T>) -> Option<Error> {
 
 
 
-fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
+fn cases(suite: &mut Suite, pdev: &pci::Device<Core>, bar: &edu::Bar) {
     let d: &kernel::device::Device = pdev.as_ref();
     let rw = Prot::READ | Prot::WRITE;
     suite.run("pasid_enable_refused_on_qemu", |case| {

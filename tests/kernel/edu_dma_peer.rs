@@ -14,7 +14,7 @@
 use kernel::{
     alloc::flags::GFP_KERNEL,
     delay::msleep,
-    devres::Devres,
+    device::Core,
     dma::{DataDirection, PageMapping},
     labtest::{Case, Failed, Suite},
     labtest_ensure,
@@ -46,22 +46,17 @@ const PAGE: usize = 4096;
 /// ns waiting: the sleeps and the status reads that found edu still busy). The driver sleeps
 /// until edu's completion interrupt instead of polling, so polls that only find edu busy are
 /// waiting here, not programming.
-fn timed_dma(case: &Case<'_>, bar: &Devres<pci::Bar>, src: u64, dst: u64, cmd: u64) -> Result<(u64, u64), Failed> {
+fn timed_dma(case: &Case<'_>, bar: &edu::Bar, src: u64, dst: u64, cmd: u64) -> Result<(u64, u64), Failed> {
     let t0 = Ktime::ktime_get();
-    case.check(
-        "program DMA",
-        bar.access().and_then(|b| {
-            b.write64(src, edu::DMA_SRC)?;
-            b.write64(dst, edu::DMA_DST)?;
-            b.write64(PAGE as u64, edu::DMA_COUNT)?;
-            b.write64(cmd, edu::DMA_CMD)
-        }),
-    )?;
+    bar.write64(src, edu::DMA_SRC);
+    bar.write64(dst, edu::DMA_DST);
+    bar.write64(PAGE as u64, edu::DMA_COUNT);
+    bar.write64(cmd, edu::DMA_CMD);
     let program = since(t0);
     let mut waited = 0;
     for _ in 0..600 {
         let t = Ktime::ktime_get();
-        let c = case.check("read cmd", bar.access().and_then(|b| b.read64(edu::DMA_CMD)))?;
+        let c = bar.read64(edu::DMA_CMD);
         if c & edu::DMA_START == 0 {
             return Ok((program + since(t), waited));
         }
@@ -71,7 +66,7 @@ fn timed_dma(case: &Case<'_>, bar: &Devres<pci::Bar>, src: u64, dst: u64, cmd: u
     Err(case.fail(format_args!("edu DMA did not complete in 3 s")))
 }
 
-fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
+fn cases(suite: &mut Suite, dev: &pci::Device<Core>, bar: &edu::Bar) {
     let d: &kernel::device::Device = dev.as_ref();
     suite.run("page_round_trip_timed", |case| {
         let (mut total, mut map, mut program, mut unmap) = ([0u64; ROUNDS], [0u64; ROUNDS], [0u64; ROUNDS], [0u64; ROUNDS]);

@@ -15,7 +15,7 @@ use kernel::{
     auxdomain::{AuxDevice, AuxDomain, MsiSource, MsiWindow, Prot},
     c_str,
     delay::msleep,
-    devres::Devres,
+    device::Core,
     dma::{page_to_phys, CoherentAllocation},
     error::code::{EBUSY, EINVAL},
     iommu::Domain as IommuDomain,
@@ -50,11 +50,11 @@ const LEN: u64 = 64;
 
 /// edu-pasid copies `LEN` bytes of its buffer to `iova`, tagged with `pasid` (None: untagged);
 /// returns its DMA result register.
-fn pasid_dma(case: &Case<'_>, bar: &Devres<pci::Bar>, pasid: Option<u32>, iova: u64) -> Result<u32, Failed> {
+fn pasid_dma(case: &Case<'_>, bar: &edu::Bar, pasid: Option<u32>, iova: u64) -> Result<u32, Failed> {
     let tag = pasid.map_or(0, |p| p | DMA_PASID_EN);
-    case.check("set PASID", bar.access().and_then(|b| b.write32(tag, DMA_PASID)))?;
+    bar.write32(tag, DMA_PASID);
     edu::dma(case, bar, edu::DMA_BUF, iova, LEN, edu::DMA_START | edu::DMA_TO_RAM)?;
-    case.check("read result", bar.access().and_then(|b| b.read32(DMA_RESULT)))
+    Ok(bar.read32(DMA_RESULT))
 }
 
 /// Counts the interrupts of edu-pasid's MSI vector (whether the PCI MSI or the interrupt
@@ -72,16 +72,16 @@ impl irq::Handler for Count {
 /// message's SENT/FAULT bits and how many interrupts arrived within 300 ms.
 fn pasid_dma_irq(
     case: &Case<'_>,
-    bar: &Devres<pci::Bar>,
+    bar: &edu::Bar,
     count: &AtomicU32,
     pasid: u32,
 ) -> Result<(u32, u32, u32), Failed> {
     let before = count.load(Ordering::Acquire);
-    case.check("set PASID", bar.access().and_then(|b| b.write32(pasid | DMA_PASID_EN, DMA_PASID)))?;
+    bar.write32(pasid | DMA_PASID_EN, DMA_PASID);
     let cmd = edu::DMA_START | edu::DMA_TO_RAM | edu::DMA_IRQ;
     edu::dma(case, bar, edu::DMA_BUF, IOVA, LEN, cmd)?;
-    let r = case.check("read result", bar.access().and_then(|b| b.read32(DMA_RESULT)))?;
-    let ims = case.check("read IMS", bar.access().and_then(|b| b.read32(IMS_CTRL)))?;
+    let r = bar.read32(DMA_RESULT);
+    let ims = bar.read32(IMS_CTRL);
     // The message is written when the DMA ends; the interrupt follows through the ITS. A
     // missing one gets the whole window.
     for _ in 0..30 {
@@ -112,18 +112,18 @@ fn zero_page(case: &Case<'_>, page: &Page) -> Result<(), Failed> {
 fn load_pattern(
     case: &Case<'_>,
     d: &kernel::device::Device,
-    bar: &Devres<pci::Bar>,
+    bar: &edu::Bar,
     salt: u8,
 ) -> Result<[u8; LEN as usize], Failed> {
     let src = case.check("alloc", CoherentAllocation::<u8>::alloc(d, 4096, GFP_KERNEL))?;
     let pattern: [u8; LEN as usize] = core::array::from_fn(|i| (i as u8) ^ salt);
     case.check("write_bytes", src.write_bytes(0, &pattern))?;
-    case.check("untagged", bar.access().and_then(|b| b.write32(0, DMA_PASID)))?;
+    bar.write32(0, DMA_PASID);
     edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF, LEN, edu::DMA_START)?;
     Ok(pattern)
 }
 
-fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
+fn cases(suite: &mut Suite, pdev: &pci::Device<Core>, bar: &edu::Bar) {
     let d: &kernel::device::Device = pdev.as_ref();
     let rw = Prot::READ | Prot::WRITE;
     suite.run("pasids_enabled", |case| {
@@ -189,7 +189,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         let r = pasid_dma(case, bar, Some(5), IOVA)?;
         let got_a = read_page(case, &page_a)?;
         labtest_ensure!(case, r == 0 && got_a == pattern, "PASID 5 after B's detach: result {r}");
-        case.check("untagged", bar.access().and_then(|b| b.write32(0, DMA_PASID)))?;
+        bar.write32(0, DMA_PASID);
         // Dropping A detaches it.
         drop(a);
         Ok(())
@@ -239,7 +239,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         labtest_ensure!(case, r == 0, "DMA after the re-attach: result {r}");
         expect(case, "DMA after the re-attach (stale CD if page 1)", [false, false, true])?;
         case.check("detach B", b.detach(&adev, 9))?;
-        case.check("untagged", bar.access().and_then(|b| b.write32(0, DMA_PASID)))?;
+        bar.write32(0, DMA_PASID);
         Ok(())
     });
     suite.run("pasid_tagged_interrupt_through_its_aux_domain_only", |case| {
@@ -267,14 +267,12 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
         let src = MsiSource::Queue { pasid: 21, queue: 0 };
         let addr = case.check("msi_activate", a.msi_activate(&adev, src, doorbell))?;
         labtest_ensure!(case, b.iova_to_phys(addr).is_none(), "B maps the doorbell IOVA {addr:#x}");
-        case.check("program IMS", bar.access().and_then(|b| {
-            b.write32(addr as u32, IMS_ADDR_LO)?;
-            b.write32((addr >> 32) as u32, IMS_ADDR_HI)?;
-            b.write32(data, IMS_DATA)?;
-            b.write32(IMS_CTRL_EN, IMS_CTRL)
-        }))?;
+        bar.write32(addr as u32, IMS_ADDR_LO);
+        bar.write32((addr >> 32) as u32, IMS_ADDR_HI);
+        bar.write32(data, IMS_DATA);
+        bar.write32(IMS_CTRL_EN, IMS_CTRL);
         let res = (|| {
-            let irq_status = |case: &Case<'_>| case.check("irq status", bar.access().and_then(|b| b.read32(edu::IRQ_STATUS)));
+            let irq_status = |_: &Case<'_>| -> Result<u32, Failed> { Ok(bar.read32(edu::IRQ_STATUS)) };
             // A: the message reaches the ITS through A's doorbell binding: one interrupt, and
             // it is the message (edu's PCI interrupt status stays clear).
             let got = pasid_dma_irq(case, bar, count, 21)?;
@@ -296,10 +294,8 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar
             Ok(())
         })();
         // Back to the PCI MSI and untagged DMA for the cases after this one.
-        case.check("IMS off", bar.access().and_then(|b| {
-            b.write32(0, IMS_CTRL)?;
-            b.write32(0, DMA_PASID)
-        }))?;
+        bar.write32(0, IMS_CTRL);
+        bar.write32(0, DMA_PASID);
         drop(reg);
         res
     });

@@ -24,7 +24,7 @@
 use core::fmt::Write;
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    devres::Devres,
+    device::Core,
     dma::{page_to_phys, BlockMapping, DataDirection, PageMapping},
     dma_pages::ZeroedPages,
     iommu::{Domain, Prot},
@@ -100,7 +100,7 @@ fn time_map_unmap(case: &Case<'_>, dom: &Domain, iova: u64, pa: u64, size: usize
     )
 }
 
-fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, _bar: &Devres<pci::Bar>) {
+fn cases(suite: &mut Suite, dev: &pci::Device<Core>, _bar: &edu::Bar) {
     let d: &kernel::device::Device = dev.as_ref();
     suite.run("iommu_and_dma_api_timed", |case| {
         let dom = case.check("new_paging", Domain::new_paging(d))?;

@@ -16,7 +16,7 @@
 //!   of spans longer than the queue.
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    devres::Devres,
+    device::Core,
     dma::page_to_phys,
     iommu::{Domain, Prot},
     labtest::{Case, Failed, Suite},
@@ -91,7 +91,7 @@ fn count_unmap(q: &Cmdq, dom: &Domain, iova: u64, pa: u64) -> Result<Counts, Cou
     r.map(|()| c)
 }
 
-fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, _bar: &Devres<pci::Bar>) {
+fn cases(suite: &mut Suite, dev: &pci::Device<Core>, _bar: &edu::Bar) {
     let d: &kernel::device::Device = dev.as_ref();
     let mut q: Option<Cmdq> = None;
     suite.run("finds_the_command_queue", |case| {

@@ -14,7 +14,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     alloc::flags::{__GFP_ZERO, GFP_KERNEL},
-    devres::Devres,
+    device::Core,
     dma::{page_to_phys, CoherentAllocation},
     error::code::{EEXIST, EINVAL},
     iommu::{Domain, Prot},
@@ -60,7 +60,7 @@ fn zeroed_page(case: &Case<'_>) -> Result<Page, Failed> {
 }
 
 /// edu writes the first `LEN` bytes of its buffer to `iova`.
-fn dma_to(case: &Case<'_>, bar: &Devres<pci::Bar>, iova: u64) -> Result<(), Failed> {
+fn dma_to(case: &Case<'_>, bar: &edu::Bar, iova: u64) -> Result<(), Failed> {
     edu::dma(
         case,
         bar,
@@ -75,7 +75,7 @@ fn dma_to(case: &Case<'_>, bar: &Devres<pci::Bar>, iova: u64) -> Result<(), Fail
 fn load_edu(
     case: &Case<'_>,
     dev: &kernel::device::Device,
-    bar: &Devres<pci::Bar>,
+    bar: &edu::Bar,
     pattern: &[u8; LEN],
 ) -> Result<(), Failed> {
     let src = case.check(
@@ -236,7 +236,7 @@ fn race_case(suite: &mut Suite, d: &kernel::device::Device) {
     });
 }
 
-fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
+fn cases(suite: &mut Suite, dev: &pci::Device<Core>, bar: &edu::Bar) {
     race_case(suite, dev.as_ref());
     let d: &kernel::device::Device = dev.as_ref();
     let rw = Prot::READ | Prot::WRITE;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Applies the project's rust/ overlay to a kernel source tree, idempotently and without touching
 # files that did not change (so the kernel build stays incremental):
-#  - rust/kernel/**, rust/helpers/** are copied (files named *.append.* excepted);
+#  - rust/kernel/**, rust/helpers/** are copied (files named *.append.* excepted); a file the
+#    kernel ships too (rust/kernel/device.rs) is saved as <file>.lab-orig first and restored
+#    when the overlay drops it;
 #  - rust/kernel/lib.append.rs, rust/bindings/bindings_helper.append.h and
 #    rust/helpers/helpers.append.c are appended to the pristine lib.rs, bindings_helper.h and
 #    helpers.c;
@@ -26,6 +28,11 @@ new_manifest=$(mktemp)
 if [ -d "$overlay" ]; then
     while IFS= read -r f; do
         rel=${f#"$overlay"/}
+        # A file 6.12 ships too (rust/kernel/device.rs): keep the pristine one to restore.
+        if [ -f "$ksrc/rust/$rel" ] && [ ! -f "$ksrc/rust/$rel.lab-orig" ] \
+            && ! grep -qxF "rust/$rel" "$manifest" 2>/dev/null; then
+            cp "$ksrc/rust/$rel" "$ksrc/rust/$rel.lab-orig"
+        fi
         install_if_changed "$f" "$ksrc/rust/$rel"
         echo "rust/$rel" >> "$new_manifest"
     done < <(find "$overlay/kernel" "$overlay/helpers" -type f ! -name '*.append.*' 2>/dev/null | sort)
@@ -94,7 +101,11 @@ done
 
 if [ -f "$manifest" ]; then
     comm -23 <(sort "$manifest") <(sort "$new_manifest") | while IFS= read -r gone; do
-        rm -f "$ksrc/$gone"; echo "  overlay: removed $gone"
+        if [ -f "$ksrc/$gone.lab-orig" ]; then
+            cp "$ksrc/$gone.lab-orig" "$ksrc/$gone"; echo "  overlay: restored pristine $gone"
+        else
+            rm -f "$ksrc/$gone"; echo "  overlay: removed $gone"
+        fi
     done
 fi
 mv "$new_manifest" "$manifest"

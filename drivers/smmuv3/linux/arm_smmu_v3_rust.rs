@@ -33,9 +33,10 @@ use kernel::{
         Flags,
     },
     c_str, dev_err, dev_info,
-    device::Device,
+    device::{Core, Device},
     dma_pages::{self, ZeroedPages},
     fmt,
+    io::mem::IoMem,
     iommu::{Capability, Prot},
     iommu_driver::{self, DomainOps, Geometry, IommuOps, IotlbGather},
     irq, new_spinlock, of, platform,
@@ -169,23 +170,28 @@ impl CdPrealloc {
     }
 }
 
-/// The SMMU's register pages.
-struct Regs(platform::IoRemap);
+/// The SMMU's register pages, mapped with at least [`MMIO_LEN`] bytes.
+struct Regs(IoMem<MMIO_LEN>);
 
 impl Mmio for Regs {
-    // Offsets come from the core's register declarations, all below MMIO_LEN (checked at
-    // probe); a failed check would read all-ones, like a dead device.
+    // The offsets are the core's register constants (its `register!` accessors and
+    // `write_ack` are always inlined, like these), so the build-time checked accessors: an
+    // offset outside the `MMIO_LEN` mapped at probe, or misaligned, fails the build.
+    #[inline(always)]
     fn read32(&self, offset: usize) -> u32 {
-        self.0.read32(offset).unwrap_or(u32::MAX)
+        self.0.read32(offset)
     }
+    #[inline(always)]
     fn write32(&self, offset: usize, value: u32) {
-        let _ = self.0.write32(value, offset);
+        self.0.write32(value, offset)
     }
+    #[inline(always)]
     fn read64(&self, offset: usize) -> u64 {
-        self.0.read64(offset).unwrap_or(u64::MAX)
+        self.0.read64(offset)
     }
+    #[inline(always)]
     fn write64(&self, offset: usize, value: u64) {
-        let _ = self.0.write64(value, offset);
+        self.0.write64(value, offset)
     }
 }
 
@@ -1042,10 +1048,10 @@ impl platform::Driver for SmmuDriver {
     // Client devices hold StreamIDs in this instance: no sysfs unbind (as the C driver).
     const SUPPRESS_BIND_ATTRS: bool = true;
 
-    fn probe(pdev: &platform::Device<platform::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+    fn probe(pdev: &platform::Device<Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
         // The core's `Smmu` is built and moved to the heap in frames of its own (see
         // `start_smmu`): here only the registrations.
-        let dev: &Device = pdev.as_ref();
+        let dev: &Device<Core> = pdev.as_ref();
         let shared = start_smmu(pdev)?;
         let evtq_irq = pdev.irq_by_name(c_str!("eventq")).inspect_err(|_| {
             dev_err!(dev, "no \"eventq\" interrupt\n");
@@ -1095,9 +1101,9 @@ impl platform::Driver for SmmuDriver {
 
 /// Maps the registers, probes the SMMU (ID registers, queues, stream table) and enables it.
 #[inline(never)]
-fn enable_smmu(pdev: &platform::Device<platform::Core>) -> Result<CoreSmmu> {
-    let dev: &Device = pdev.as_ref();
-    let regs = pdev.ioremap_resource(0, MMIO_LEN).inspect_err(|e| {
+fn enable_smmu(pdev: &platform::Device<Core>) -> Result<CoreSmmu> {
+    let dev: &Device<Core> = pdev.as_ref();
+    let regs = pdev.ioremap_resource_sized::<MMIO_LEN>(0).inspect_err(|e| {
         dev_err!(
             dev,
             "register space (needs {:#x} bytes) not mappable: {:?}\n",
@@ -1148,8 +1154,8 @@ fn enable_smmu(pdev: &platform::Device<platform::Core>) -> Result<CoreSmmu> {
 /// registrations in `probe`. Together they went over the 2 KiB stack-frame rule
 /// (`tools/lab/framecheck.sh`).
 #[inline(never)]
-fn start_smmu(pdev: &platform::Device<platform::Core>) -> Result<Arc<Shared>> {
-    let dev: &Device = pdev.as_ref();
+fn start_smmu(pdev: &platform::Device<Core>) -> Result<Arc<Shared>> {
+    let dev: &Device<Core> = pdev.as_ref();
     let smmu = enable_smmu(pdev)?;
     let f = *smmu.features();
 

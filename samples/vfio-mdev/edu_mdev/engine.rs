@@ -47,11 +47,14 @@ pub(crate) struct Engine {
     pub(crate) stopping: bool,
 }
 
+/// edu's BAR0, mapped with its registers' span: their offsets are checked when building.
+pub(crate) type EduBar = pci::Bar<{ edu::REGS_SIZE }>;
+
 /// Everything of a parent that its mdevs and the engine worker share.
 #[pin_data]
 pub(crate) struct ParentShared {
     pub(crate) pdev: ARef<pci::Device>,
-    pub(crate) bar: Devres<pci::Bar>,
+    pub(crate) bar: Devres<EduBar>,
     /// What the device's engine can do (from the ID table).
     pub(crate) caps: EngineCaps,
     pub(crate) backend: Arc<dyn Backend>,
@@ -88,12 +91,12 @@ impl WorkItem for ParentShared {
 }
 
 impl ParentShared {
-    pub(crate) fn new(pdev: &pci::Device<pci::Core>, caps: EngineCaps) -> Result<Arc<Self>> {
+    pub(crate) fn new(pdev: &pci::Device<Core>, caps: EngineCaps) -> Result<Arc<Self>> {
         pdev.enable_device()?;
         pdev.set_master()?;
         pdev.dma_set_mask(edu::DMA_BITS)?;
-        let bar = pdev.iomap_region(0, 0x1000, c_str!("edu_mdev"))?;
-        let id = bar.access()?.read32(edu::ID)?;
+        let bar = pdev.iomap_region_sized::<{ edu::REGS_SIZE }>(0, c_str!("edu_mdev"))?;
+        let id = bar.access(pdev.as_ref())?.read32(edu::ID);
         if id != edu::ID_VALUE {
             dev_err!(pdev, "not an edu device (id {:#x})\n", id);
             return Err(ENODEV);
@@ -365,9 +368,10 @@ impl ParentShared {
         cmd: u64,
         tag: Option<u32>,
     ) -> core::result::Result<(), CopyError> {
-        let io = |f: &dyn Fn(&pci::Bar) -> Result| -> core::result::Result<(), CopyError> {
+        let io = |f: &dyn Fn(&EduBar)| -> core::result::Result<(), CopyError> {
             let bar = self.bar.try_access().ok_or(CopyError::Device)?;
-            f(&bar).map_err(|_| CopyError::Device)
+            f(&bar);
+            Ok(())
         };
         let mut clock = self.stats.dma_clock();
         // PASID mode: the completion is the message tagged like the DMA, through the mdev's
@@ -380,19 +384,19 @@ impl ParentShared {
             if self.caps.pasid_tagged_dma {
                 // Untagged (0) unless in PASID mode; only edu-pasid has the register.
                 let reg = tag.map_or(0, |p| p | edu::DMA_PASID_EN);
-                b.write32(reg, edu::DMA_PASID)?;
+                b.write32(reg, edu::DMA_PASID);
                 if let Some((addr, data)) = msg {
-                    b.write32(addr as u32, edu::IMS_ADDR_LO)?;
-                    b.write32((addr >> 32) as u32, edu::IMS_ADDR_HI)?;
-                    b.write32(data, edu::IMS_DATA)?;
+                    b.write32(addr as u32, edu::IMS_ADDR_LO);
+                    b.write32((addr >> 32) as u32, edu::IMS_ADDR_HI);
+                    b.write32(data, edu::IMS_DATA);
                 }
                 let ctrl = if msg.is_some() { edu::IMS_CTRL_EN } else { 0 };
-                b.write32(ctrl, edu::IMS_CTRL)?;
+                b.write32(ctrl, edu::IMS_CTRL);
             }
-            b.write64(src, edu::DMA_SRC)?;
-            b.write64(dst, edu::DMA_DST)?;
-            b.write64(count, edu::DMA_COUNT)?;
-            b.write64(cmd | edu::DMA_IRQ, edu::DMA_CMD)
+            b.write64(src, edu::DMA_SRC);
+            b.write64(dst, edu::DMA_DST);
+            b.write64(count, edu::DMA_COUNT);
+            b.write64(cmd | edu::DMA_IRQ, edu::DMA_CMD);
         })?;
         // Sleep until edu's completion MSI (see `EduIrq`); the timeout keeps this working, by
         // polling, if the interrupt is lost or there is none. Re-armed before each look at
@@ -400,7 +404,7 @@ impl ParentShared {
         for _ in 0..200 {
             let busy = {
                 let bar = self.bar.try_access().ok_or(CopyError::Device)?;
-                bar.read64(edu::DMA_CMD).map_err(|_| CopyError::Device)? & edu::DMA_START != 0
+                bar.read64(edu::DMA_CMD) & edu::DMA_START != 0
             };
             if !busy {
                 return match tag {
@@ -429,7 +433,7 @@ impl ParentShared {
         dst: u64,
     ) -> core::result::Result<core::result::Result<(), CopyError>, CopyError> {
         let bar = self.bar.try_access().ok_or(CopyError::Device)?;
-        let r = bar.read32(edu::DMA_RESULT).map_err(|_| CopyError::Device)?;
+        let r = bar.read32(edu::DMA_RESULT);
         Ok(match r {
             0 => Ok(()),
             edu::DMA_RESULT_ERROR => {
@@ -467,7 +471,7 @@ impl ParentShared {
             return Ok(Ok(()));
         };
         let bar = self.bar.try_access().ok_or(CopyError::Device)?;
-        let ctrl = bar.read32(edu::IMS_CTRL).map_err(|_| CopyError::Device)?;
+        let ctrl = bar.read32(edu::IMS_CTRL);
         let refused = ctrl & edu::IMS_CTRL_FAULT != 0;
         self.stats.count(Event::Message { refused });
         if !refused {

@@ -9,7 +9,7 @@
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{
     delay::msleep,
-    devres::Devres,
+    device::Core,
     labtest::{Case, Failed, Suite},
     pci,
     prelude::*,
@@ -20,11 +20,14 @@ use kernel::{
 mod regs;
 pub(crate) use regs::*;
 
+/// edu's BAR0 as the cases see it: its registers' offsets are checked against [`REGS_SIZE`]
+/// when building (`read32(ID)`), a computed offset goes through `try_read32`.
+pub(crate) type Bar = pci::Bar<REGS_SIZE>;
+
 /// Waits (up to 3 s) until edu's DMA command register says the DMA is done.
-pub(crate) fn wait_dma(case: &Case<'_>, bar: &Devres<pci::Bar>) -> Result<(), Failed> {
+pub(crate) fn wait_dma(case: &Case<'_>, bar: &Bar) -> Result<(), Failed> {
     for _ in 0..300 {
-        let cmd = case.check("read cmd", bar.access().and_then(|b| b.read64(DMA_CMD)))?;
-        if cmd & DMA_START == 0 {
+        if bar.read64(DMA_CMD) & DMA_START == 0 {
             return Ok(());
         }
         msleep(10);
@@ -36,21 +39,16 @@ pub(crate) fn wait_dma(case: &Case<'_>, bar: &Devres<pci::Bar>) -> Result<(), Fa
 /// [`DMA_TO_RAM`] for edu buffer -> RAM) and waits for it.
 pub(crate) fn dma(
     case: &Case<'_>,
-    bar: &Devres<pci::Bar>,
+    bar: &Bar,
     src: u64,
     dst: u64,
     len: u64,
     cmd: u64,
 ) -> Result<(), Failed> {
-    case.check(
-        "program DMA",
-        bar.access().and_then(|b| {
-            b.write64(src, DMA_SRC)?;
-            b.write64(dst, DMA_DST)?;
-            b.write64(len, DMA_COUNT)?;
-            b.write64(cmd, DMA_CMD)
-        }),
-    )?;
+    bar.write64(src, DMA_SRC);
+    bar.write64(dst, DMA_DST);
+    bar.write64(len, DMA_COUNT);
+    bar.write64(cmd, DMA_CMD);
     wait_dma(case, bar)
 }
 
@@ -86,7 +84,7 @@ pub(crate) trait EduSuite: Send + Sync + 'static {
     /// Bind to the lab QEMU's edu-pasid (1234:11e9, docs/pasid-device.md) instead of edu.
     const PASID_DEVICE: bool = false;
     /// The cases, run once edu is enabled, bus master, with BAR0 mapped.
-    fn cases(suite: &mut Suite, dev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>);
+    fn cases(suite: &mut Suite, dev: &pci::Device<Core>, bar: &Bar);
 }
 
 kernel::pci_device_table!(EDU_IDS, (), [(pci::DeviceId::from_id(0x1234, 0x11e8), ())]);
@@ -103,12 +101,13 @@ impl<T: EduSuite> pci::Driver for EduDriver<T> {
         EDU_IDS.table()
     };
 
-    fn probe(dev: &pci::Device<pci::Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
+    fn probe(dev: &pci::Device<Core>, _info: &()) -> Result<Pin<KBox<Self>>> {
         dev.enable_device()?;
         dev.set_master()?;
         dev.dma_set_mask(28)?;
-        let bar = dev.iomap_region(0, 0, T::DRIVER)?;
-        with_suite(|s| T::cases(s, dev, &bar));
+        let bar = dev.iomap_region_sized::<REGS_SIZE>(0, T::DRIVER)?;
+        let bar = bar.access(dev.as_ref())?;
+        with_suite(|s| T::cases(s, dev, bar));
         Ok(KBox::pin(EduDriver(core::marker::PhantomData), kernel::alloc::flags::GFP_KERNEL)?)
     }
 }
@@ -161,8 +160,8 @@ macro_rules! edu_suite_module {
             const PASID_DEVICE: bool = $pasid;
             fn cases(
                 suite: &mut kernel::labtest::Suite,
-                dev: &kernel::pci::Device<kernel::pci::Core>,
-                bar: &kernel::devres::Devres<kernel::pci::Bar>,
+                dev: &kernel::pci::Device<kernel::device::Core>,
+                bar: &edu::Bar,
             ) {
                 $cases(suite, dev, bar)
             }

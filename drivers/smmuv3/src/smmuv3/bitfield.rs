@@ -209,13 +209,15 @@ macro_rules! register {
                 &[$((stringify!($cname), Self::$cname)),*];
 
             /// Reads the register.
-            #[inline]
+            // Always inlined: the offset stays a constant at the `Mmio` call (a kernel
+            // `Mmio` checks it when building).
+            #[inline(always)]
             pub fn read<M: super::dma::Mmio>(mmio: &M) -> Self {
                 Self(register!(@read $st, mmio, $off))
             }
 
             /// Writes the register.
-            #[inline]
+            #[inline(always)]
             pub fn write<M: super::dma::Mmio>(self, mmio: &M) {
                 register!(@write $st, mmio, $off, self.0)
             }

@@ -360,6 +360,10 @@ fn cfgi_cd_sync<M: Mmio, D: DmaMemory>(
 }
 
 /// Polls `ack` until it reads `value`.
+///
+/// Always inlined, so `reg` and `ack` reach the `Mmio` calls as the callers' constants (the
+/// kernel driver's `Mmio` checks register offsets when building).
+#[inline(always)]
 fn write_ack<M: Mmio>(mmio: &M, poll: Poll, reg: usize, ack: usize, value: u32) -> Result<()> {
     mmio.write32(reg, value);
     for _ in 0..poll.limit {

@@ -88,6 +88,11 @@ pub const IMS_CTRL_SENT: u32 = 1 << 30;
 /// be sent (a PASID asked while PASID Enable is clear).
 pub const IMS_CTRL_FAULT: u32 = 1 << 31;
 
+/// Bytes of BAR0 the registers above span (BAR0 itself is 1 MiB): the size drivers map BAR0
+/// with (`pci::Device::iomap_region_sized`), so every register offset here is checked against
+/// it when building.
+pub const REGS_SIZE: usize = 0x100;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +108,18 @@ mod tests {
         let ims = [DMA_RESULT, IMS_ADDR_LO, IMS_ADDR_HI, IMS_DATA, IMS_CTRL];
         assert!(ims.windows(2).all(|w| w[1] == w[0] + 4));
         assert_eq!(DMA_BUF_SIZE, 4096);
+    }
+
+    /// Every register fits in [`REGS_SIZE`] (64-bit ones with their 8 bytes).
+    #[test]
+    fn registers_inside_regs_size() {
+        let r32 = [
+            ID, LIVENESS, FACTORIAL, STATUS, IRQ_STATUS, IRQ_RAISE, IRQ_ACK, DMA_PASID,
+        ];
+        let r32b = [DMA_RESULT, IMS_ADDR_LO, IMS_ADDR_HI, IMS_DATA, IMS_CTRL];
+        assert!(r32.iter().chain(r32b.iter()).all(|&r| r + 4 <= REGS_SIZE));
+        assert!([DMA_SRC, DMA_DST, DMA_COUNT, DMA_CMD]
+            .iter()
+            .all(|&r| r + 8 <= REGS_SIZE));
     }
 }
