@@ -29,9 +29,8 @@ use crate::{
     },
     init::InPlaceInit,
     pin_init,
-    rcu,
     revocable::{Revocable, RevocableGuard},
-    sync::Arc,
+    sync::{rcu, Arc},
     sync_ext::Completion,
     types::ARef,
 };

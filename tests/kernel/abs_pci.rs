@@ -20,7 +20,7 @@ use kernel::{
     dev_info,
     devres::Devres,
     dma::{CoherentAllocation, DataDirection, PageMapping},
-    error::code::{EINVAL, ENODEV, ENXIO},
+    error::code::{EINVAL, ENODEV},
     irq,
     labtest::Suite,
     labtest_ensure,

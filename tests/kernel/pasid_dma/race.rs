@@ -15,13 +15,12 @@
 //! path is not reached: docs/rust-smmuv3.md). The case reports how many attaches were in
 //! flight at once and fails if they never overlapped (no race was tried), after up to
 //! [`EXTRA_ROUNDS`] more rounds for a loaded host.
-use super::{load_pattern, pasid_dma, read_page, zero_page, IOVA, LEN};
+use super::{edu, load_pattern, pasid_dma, read_page, zero_page, IOVA, LEN};
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     delay::msleep,
-    device::Device,
-    devres::Devres,
+    device::{Core, Device},
     dma::page_to_phys,
     error::code::EBUSY,
     iommu::{Domain, PasidAttachment, Prot},
@@ -206,7 +205,7 @@ impl Pages {
     fn dma(
         &self,
         case: &Case<'_>,
-        bar: &Devres<pci::Bar>,
+        bar: &edu::Bar,
         pasid: u32,
         want: Option<usize>,
         what: &str,
@@ -248,8 +247,8 @@ type Setup = (Arc<Race>, KVec<Arc<Domain>>, Pages);
 /// `n` domains, each with its own zeroed page at [`IOVA`], and edu-pasid's buffer loaded.
 fn setup(
     case: &Case<'_>,
-    pdev: &pci::Device<pci::Core>,
-    bar: &Devres<pci::Bar>,
+    pdev: &pci::Device<Core>,
+    bar: &edu::Bar,
     n: usize,
     salt: u8,
 ) -> Result<Setup, Failed> {
@@ -319,7 +318,7 @@ fn collect(
     Ok(())
 }
 
-pub(super) fn cases(suite: &mut Suite, pdev: &pci::Device<pci::Core>, bar: &Devres<pci::Bar>) {
+pub(super) fn cases(suite: &mut Suite, pdev: &pci::Device<Core>, bar: &edu::Bar) {
     suite.run("concurrent_attach_detach_reattach_own_domains", |case| {
         // Domains 0-3 are attached first, 4 and 5 replace 0 and 2 (detach and re-attach at
         // the same PASID, concurrently with each other).
