@@ -76,8 +76,8 @@
 //! * a table descriptor is followed through [`PageTableStore::get`], which must find tables
 //!   without a lock that excludes other callers, and refuses any address that is not one of its
 //!   own tables (`EIO`, never a wild access);
-//! * walk state is per call, except the walk cache (the `walk` field of `PageTable`), which is a set of
-//!   atomic words, each one (prefix, table) pair, emptied by every unlink;
+//! * walk state is per call, except the walk cache (the `walk` field of `PageTable`), which is
+//!   a set of atomic words, each one (prefix, table) pair, emptied by every unlink;
 //! * tables unlinked by an unmap are queued on that call's [`Gather`] and handed back to the
 //!   store only after its invalidation completed: [`PageTable::release_retired_shared`]
 //!   recycles them (the store keeps owning them until it is dropped, see below), the `&mut`
