@@ -50,7 +50,8 @@ use kfile::{sysfs_read, sysfs_write};
 static PROBES: AtomicU32 = AtomicU32::new(0);
 static REMOVES: AtomicU32 = AtomicU32::new(0);
 static DROPS: AtomicU32 = AtomicU32::new(0);
-
+/// `EduIrq` handlers dropped: a failed request must drop its handler exactly once.
+static IRQ_HANDLER_DROPS: AtomicU32 = AtomicU32::new(0);
 
 struct EduIrq {
     bar: Arc<Devres<edu::Bar>>,
@@ -71,6 +72,12 @@ impl irq::Handler for EduIrq {
         self.last_status.store(status, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Release);
         irq::IrqReturn::Handled
+    }
+}
+
+impl Drop for EduIrq {
+    fn drop(&mut self) {
+        IRQ_HANDLER_DROPS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -300,9 +307,27 @@ fn irq_case(suite: &mut Suite, dev: &pci::Device<Core>, bar: &Arc<Devres<edu::Ba
         dev_info!(dev, "abs_pci: took {} MSIs on irq {}\n", reg.handler().count.load(Ordering::Relaxed), reg.irq());
         let h = EduIrq { bar: bar.clone(), count: AtomicU32::new(0), last_status: AtomicU32::new(0) };
         let init = case.check("request_irq", dev.request_irq(0, c_str!("abs_pci2"), h))?;
+        let drops = IRQ_HANDLER_DROPS.load(Ordering::Relaxed);
         let again = KBox::pin_init(init, GFP_KERNEL);
         labtest_ensure!(case, again.is_err(), "second non-shared request of the same vector succeeded");
+        // The failed request dropped its own handler once, and nothing of the first one: that
+        // registration still takes the vector.
+        let dropped = IRQ_HANDLER_DROPS.load(Ordering::Relaxed) - drops;
+        labtest_ensure!(case, dropped == 1, "failed request dropped {dropped} handlers, not 1");
+        labtest_ensure!(case, reg.is_active(), "failed request freed the first registration");
+        case.check("access", bar.access(dev.as_ref()))?.write32(0x400, edu::IRQ_RAISE);
+        let mut seen = false;
+        for _ in 0..200 {
+            if reg.handler().count.load(Ordering::Acquire) >= 4 {
+                seen = true;
+                break;
+            }
+            msleep(5);
+        }
+        labtest_ensure!(case, seen, "MSI after the failed request not taken within 1 s");
         drop(reg);
+        let dropped = IRQ_HANDLER_DROPS.load(Ordering::Relaxed) - drops;
+        labtest_ensure!(case, dropped == 2, "{dropped} handlers dropped after the registration, not 2");
         Ok(())
     });
     suite.run("threaded_irq_handler_runs", |case| {
