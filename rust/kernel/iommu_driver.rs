@@ -414,6 +414,24 @@ unsafe extern "C" fn registration_node_release<T: IommuOps>(
 ) {
 }
 
+/// Removes and frees the devres node that points at `dev`'s registration of driver `T`.
+///
+/// # Safety
+///
+/// `dev` must be valid and hold such a node (added by [`Registration::new`]); it is destroyed
+/// once.
+unsafe fn destroy_node<T: IommuOps>(dev: *mut bindings::device) {
+    // SAFETY: valid device holding the node, identified by its release function (caller).
+    unsafe {
+        bindings::devres_destroy(
+            dev,
+            Some(registration_node_release::<T>),
+            None,
+            core::ptr::null_mut(),
+        )
+    };
+}
+
 impl<T: IommuOps> Registration<T> {
     /// Registers an IOMMU instance for hardware device `hwdev`, named `name` in sysfs
     /// (`/sys/class/iommu/<name>`), with the tables of `statics` and instance data `data`.
@@ -479,12 +497,7 @@ impl<T: IommuOps> Registration<T> {
                     // SAFETY: the node and the sysfs entry were added above; each is undone
                     // once, here, and `drop` does not run for a failed initializer.
                     unsafe {
-                        bindings::devres_destroy(
-                            dev,
-                            Some(registration_node_release::<T>),
-                            None,
-                            core::ptr::null_mut(),
-                        );
+                        destroy_node::<T>(dev);
                         bindings::iommu_device_sysfs_remove(raw);
                     }
                     return Err(Error::from_errno(r));
@@ -508,12 +521,7 @@ impl<T: IommuOps> PinnedDrop for Registration<T> {
         // SAFETY: registered, added to sysfs and the devres node present (type invariant);
         // each is undone once, here.
         unsafe {
-            bindings::devres_destroy(
-                dev,
-                Some(registration_node_release::<T>),
-                None,
-                core::ptr::null_mut(),
-            );
+            destroy_node::<T>(dev);
             bindings::iommu_device_unregister(self.raw.get());
             bindings::iommu_device_sysfs_remove(self.raw.get());
         }

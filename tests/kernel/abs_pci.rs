@@ -280,6 +280,17 @@ fn probe_cases(suite: &mut Suite, dev: &pci::Device<Core>, info: u32, bar: &Arc<
     });
 }
 
+/// Whether a handler's `count` reaches `n` within 1 s.
+fn reached(count: &AtomicU32, n: u32) -> bool {
+    for _ in 0..200 {
+        if count.load(Ordering::Acquire) >= n {
+            return true;
+        }
+        msleep(5);
+    }
+    false
+}
+
 fn irq_case(suite: &mut Suite, dev: &pci::Device<Core>, bar: &Arc<Devres<edu::Bar>>) -> Option<Pin<KBox<irq::Registration<EduThreaded>>>> {
     let mut kept = None;
     suite.run("msi_irq_raise_and_ack", |case| {
@@ -292,15 +303,7 @@ fn irq_case(suite: &mut Suite, dev: &pci::Device<Core>, bar: &Arc<Devres<edu::Ba
         labtest_ensure!(case, reg.is_active(), "registration inactive");
         for round in 1..=3u32 {
             case.check("access", bar.access(dev.as_ref()))?.write32(0x100 * round, edu::IRQ_RAISE);
-            let mut seen = false;
-            for _ in 0..200 {
-                if reg.handler().count.load(Ordering::Acquire) >= round {
-                    seen = true;
-                    break;
-                }
-                msleep(5);
-            }
-            labtest_ensure!(case, seen, "MSI {round} not taken within 1 s");
+            labtest_ensure!(case, reached(&reg.handler().count, round), "MSI {round} not taken within 1 s");
             let st = reg.handler().last_status.load(Ordering::Relaxed);
             labtest_ensure!(case, st == 0x100 * round, "irq status {st:#x}");
         }
@@ -316,15 +319,7 @@ fn irq_case(suite: &mut Suite, dev: &pci::Device<Core>, bar: &Arc<Devres<edu::Ba
         labtest_ensure!(case, dropped == 1, "failed request dropped {dropped} handlers, not 1");
         labtest_ensure!(case, reg.is_active(), "failed request freed the first registration");
         case.check("access", bar.access(dev.as_ref()))?.write32(0x400, edu::IRQ_RAISE);
-        let mut seen = false;
-        for _ in 0..200 {
-            if reg.handler().count.load(Ordering::Acquire) >= 4 {
-                seen = true;
-                break;
-            }
-            msleep(5);
-        }
-        labtest_ensure!(case, seen, "MSI after the failed request not taken within 1 s");
+        labtest_ensure!(case, reached(&reg.handler().count, 4), "MSI after the failed request not taken within 1 s");
         drop(reg);
         let dropped = IRQ_HANDLER_DROPS.load(Ordering::Relaxed) - drops;
         labtest_ensure!(case, dropped == 2, "{dropped} handlers dropped after the registration, not 2");
@@ -335,14 +330,7 @@ fn irq_case(suite: &mut Suite, dev: &pci::Device<Core>, bar: &Arc<Devres<edu::Ba
         let init = case.check("request_threaded_irq", dev.request_threaded_irq(0, irq::Flags::ONESHOT, c_str!("abs_pci_t"), h))?;
         let reg = case.check("request_threaded_irq", KBox::pin_init(init, GFP_KERNEL))?;
         case.check("access", bar.access(dev.as_ref()))?.write32(0x4242, edu::IRQ_RAISE);
-        let mut seen = false;
-        for _ in 0..200 {
-            if reg.handler().thread.load(Ordering::Acquire) >= 1 {
-                seen = true;
-                break;
-            }
-            msleep(5);
-        }
+        let seen = reached(&reg.handler().thread, 1);
         labtest_ensure!(case, seen, "thread handler did not run (hard part ran {} times)", reg.handler().hard.load(Ordering::Relaxed));
         kept = Some(reg);
         Ok(())
