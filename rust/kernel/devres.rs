@@ -30,8 +30,7 @@ use crate::{
     init::InPlaceInit,
     pin_init,
     revocable::{Revocable, RevocableGuard},
-    sync::{rcu, Arc},
-    sync_ext::Completion,
+    sync::{rcu, Arc, Completion},
     types::ARef,
 };
 use core::ffi::c_void;

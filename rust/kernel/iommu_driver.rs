@@ -47,13 +47,13 @@ use crate::{
     alloc::{flags::GFP_KERNEL, KBox},
     bindings, c_str,
     device::Device,
-    error::{code::*, Error, Result},
+    error::{code::*, to_result, Error, Result},
     init::PinInit,
     iommu::{Capability, Prot},
     str::CStr,
     types::Opaque,
 };
-use core::{marker::PhantomData, marker::PhantomPinned, ptr::addr_of_mut};
+use core::{marker::PhantomData, marker::PhantomPinned};
 
 /// What a new paging domain supports, written into its `struct iommu_domain`.
 #[derive(Clone, Copy, Debug)]
@@ -414,6 +414,24 @@ unsafe extern "C" fn registration_node_release<T: IommuOps>(
 ) {
 }
 
+/// Removes and frees the devres node that points at `dev`'s registration of driver `T`.
+///
+/// # Safety
+///
+/// `dev` must be valid and hold such a node (added by [`Registration::new`]); it is destroyed
+/// once.
+unsafe fn destroy_node<T: IommuOps>(dev: *mut bindings::device) {
+    // SAFETY: valid device holding the node, identified by its release function (caller).
+    unsafe {
+        bindings::devres_destroy(
+            dev,
+            Some(registration_node_release::<T>),
+            None,
+            core::ptr::null_mut(),
+        )
+    };
+}
+
 impl<T: IommuOps> Registration<T> {
     /// Registers an IOMMU instance for hardware device `hwdev`, named `name` in sysfs
     /// (`/sys/class/iommu/<name>`), with the tables of `statics` and instance data `data`.
@@ -426,60 +444,68 @@ impl<T: IommuOps> Registration<T> {
         max_pasids: u32,
         data: T::Instance,
     ) -> impl PinInit<Self, Error> + 'a {
-        // SAFETY: on success all fields are initialised; on failure everything done is undone
-        // and `data` dropped in place.
-        unsafe {
-            crate::init::pin_init_from_closure(move |slot: *mut Self| {
-                addr_of_mut!((*slot).data).write(data);
-                addr_of_mut!((*slot).hwdev).write(hwdev.into());
-                let raw = Opaque::raw_get(core::ptr::addr_of!((*slot).raw));
-                raw.write(core::mem::zeroed());
-                (*raw).max_pasids = max_pasids;
-                let dev = hwdev.as_raw();
-                let undo_data = |slot: *mut Self| {
-                    core::ptr::drop_in_place(addr_of_mut!((*slot).data));
-                    core::ptr::drop_in_place(addr_of_mut!((*slot).hwdev));
+        // `data` and `hwdev` are initialised before the IOMMU is registered (the core's
+        // callbacks reach `data` through the devres node). If a step of `raw` fails, its
+        // closure undoes the steps before it, and the initializer drops `data` and `hwdev`.
+        // (`dev` is taken here: inside the initializer `hwdev` names the initialised field.)
+        let dev = hwdev.as_raw();
+        crate::try_pin_init!(&this in Self {
+            data,
+            hwdev: hwdev.into(),
+            raw <- Opaque::try_ffi_init(move |raw: *mut bindings::iommu_device| {
+                // SAFETY: `raw` is valid for writes and pinned (`try_ffi_init`); all-zero is a
+                // valid, unregistered `iommu_device`; `dev` is a valid device and `name` a
+                // valid string (copied by the core) for the `"%s"` format.
+                let r = unsafe {
+                    raw.write(core::mem::zeroed());
+                    (*raw).max_pasids = max_pasids;
+                    bindings::iommu_device_sysfs_add(
+                        raw,
+                        dev,
+                        core::ptr::null_mut(),
+                        c_str!("%s").as_char_ptr(),
+                        name.as_char_ptr(),
+                    )
                 };
-                let r = bindings::iommu_device_sysfs_add(
-                    raw,
-                    dev,
-                    core::ptr::null_mut(),
-                    c_str!("%s").as_char_ptr(),
-                    name.as_char_ptr(),
-                );
-                if r != 0 {
-                    undo_data(slot);
-                    return Err(Error::from_errno(r));
-                }
-                let node = bindings::__devres_alloc_node(
-                    Some(registration_node_release::<T>),
-                    core::mem::size_of::<*const Self>(),
-                    bindings::GFP_KERNEL,
-                    bindings::NUMA_NO_NODE,
-                    c_str!("rust-iommu-registration").as_char_ptr(),
-                );
+                to_result(r)?;
+                // SAFETY: a devres node sized for one pointer, released by a function that
+                // owns nothing; the name is `'static`.
+                let node = unsafe {
+                    bindings::__devres_alloc_node(
+                        Some(registration_node_release::<T>),
+                        core::mem::size_of::<*const Self>(),
+                        bindings::GFP_KERNEL,
+                        bindings::NUMA_NO_NODE,
+                        c_str!("rust-iommu-registration").as_char_ptr(),
+                    )
+                };
                 if node.is_null() {
-                    bindings::iommu_device_sysfs_remove(raw);
-                    undo_data(slot);
+                    // SAFETY: added to sysfs above, removed once, here.
+                    unsafe { bindings::iommu_device_sysfs_remove(raw) };
                     return Err(ENOMEM);
                 }
-                node.cast::<*const Self>().write(slot);
-                bindings::devres_add(dev, node);
-                let r = bindings::iommu_device_register(raw, &statics.ops, dev);
+                // SAFETY: `node` holds room for one pointer; `this` is the pinned slot being
+                // initialised, which stays at this address until `drop` destroys the node.
+                // Adding the node hands it to `dev`.
+                unsafe {
+                    node.cast::<*const Self>().write(this.as_ptr());
+                    bindings::devres_add(dev, node);
+                }
+                // SAFETY: `raw` is initialised and pinned; `statics.ops` is `'static`.
+                let r = unsafe { bindings::iommu_device_register(raw, &statics.ops, dev) };
                 if r != 0 {
-                    bindings::devres_destroy(
-                        dev,
-                        Some(registration_node_release::<T>),
-                        None,
-                        core::ptr::null_mut(),
-                    );
-                    bindings::iommu_device_sysfs_remove(raw);
-                    undo_data(slot);
+                    // SAFETY: the node and the sysfs entry were added above; each is undone
+                    // once, here, and `drop` does not run for a failed initializer.
+                    unsafe {
+                        destroy_node::<T>(dev);
+                        bindings::iommu_device_sysfs_remove(raw);
+                    }
                     return Err(Error::from_errno(r));
                 }
                 Ok(())
-            })
-        }
+            }),
+            _pin: PhantomPinned,
+        }? Error)
     }
 
     /// The driver's instance data.
@@ -495,12 +521,7 @@ impl<T: IommuOps> PinnedDrop for Registration<T> {
         // SAFETY: registered, added to sysfs and the devres node present (type invariant);
         // each is undone once, here.
         unsafe {
-            bindings::devres_destroy(
-                dev,
-                Some(registration_node_release::<T>),
-                None,
-                core::ptr::null_mut(),
-            );
+            destroy_node::<T>(dev);
             bindings::iommu_device_unregister(self.raw.get());
             bindings::iommu_device_sysfs_remove(self.raw.get());
         }

@@ -118,8 +118,8 @@ impl Drop for FreeIrq {
 /// # Invariants
 ///
 /// While `free` holds a `FreeIrq`, the IRQ core may call the handler with `dev_id ==
-/// &self.handler`; `free` is dropped (or revoked) before `handler`, and the registration is
-/// pinned, so the cookie stays valid for as long as the IRQ is requested.
+/// &self.handler`; `free` is declared (so dropped) before `handler`, or revoked at unbind, and
+/// the registration is pinned, so the cookie stays valid for as long as the IRQ is requested.
 ///
 /// # Examples
 ///
@@ -136,10 +136,14 @@ impl Drop for FreeIrq {
 ///     GFP_KERNEL,
 /// )?;
 /// ```
+#[macros::pin_data]
 pub struct Registration<T: Send + Sync + 'static> {
-    free: Option<Devres<FreeIrq>>,
+    // Declared before `handler`, so it is dropped first: the IRQ is freed (waiting for running
+    // handlers) before the handler is dropped.
+    free: Devres<FreeIrq>,
     handler: T,
     irq: u32,
+    #[pin]
     _pin: PhantomPinned,
 }
 
@@ -156,7 +160,7 @@ impl<T: Send + Sync + 'static> Registration<T> {
 
     /// Whether the IRQ is still requested (false after the device was unbound).
     pub fn is_active(&self) -> bool {
-        self.free.as_ref().is_some_and(|f| f.try_access().is_some())
+        self.free.try_access().is_some()
     }
 
     /// # Safety
@@ -171,40 +175,34 @@ impl<T: Send + Sync + 'static> Registration<T> {
         hard: bindings::irq_handler_t,
         thread: bindings::irq_handler_t,
     ) -> impl PinInit<Self, Error> + 'a {
-        // SAFETY: the closure initialises every field or, on error, leaves nothing initialised
-        // behind (the handler is dropped in place before returning the error).
-        unsafe {
-            crate::init::pin_init_from_closure(move |slot: *mut Self| {
-                addr_of_mut!((*slot).handler).write(handler);
-                addr_of_mut!((*slot).irq).write(irq);
-                addr_of_mut!((*slot).free).write(None);
-                let cookie = addr_of_mut!((*slot).handler).cast::<c_void>();
+        // `handler` is initialised first, so the cookie points at it before the IRQ is
+        // requested. If `request_threaded_irq` or `Devres::new` fails, the initializer drops
+        // `handler` (the only field initialised) and nothing else; a failed `Devres::new` drops
+        // its `FreeIrq`, which frees the IRQ again.
+        crate::try_pin_init!(&this in Self {
+            handler,
+            free: {
+                // SAFETY: `this` points at the pinned slot being initialised; `handler` is
+                // initialised above and not moved until the registration is dropped.
+                let cookie = unsafe { addr_of_mut!((*this.as_ptr()).handler) }.cast::<c_void>();
                 // SAFETY: `name` is 'static; the trampolines only cast `cookie` back to `&T`,
                 // which stays valid until `free_irq` (type invariant, the slot is pinned).
-                let ret = to_result(bindings::request_threaded_irq(
-                    irq,
-                    hard,
-                    thread,
-                    flags.0 as _,
-                    name.as_char_ptr(),
-                    cookie,
-                ));
-                let res = ret.and_then(|()| {
-                    // On failure `FreeIrq` is dropped, freeing the IRQ again.
-                    Devres::new(dev, FreeIrq { irq, cookie }, GFP_KERNEL)
-                });
-                match res {
-                    Ok(d) => {
-                        *addr_of_mut!((*slot).free) = Some(d);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        core::ptr::drop_in_place(addr_of_mut!((*slot).handler));
-                        Err(e)
-                    }
-                }
-            })
-        }
+                to_result(unsafe {
+                    bindings::request_threaded_irq(
+                        irq,
+                        hard,
+                        thread,
+                        flags.0 as _,
+                        name.as_char_ptr(),
+                        cookie,
+                    )
+                })?;
+                Devres::new(dev, FreeIrq { irq, cookie }, GFP_KERNEL)?
+            },
+            // After `free`: an initialised field's name refers to the field from here on.
+            irq,
+            _pin: PhantomPinned,
+        }? Error)
     }
 }
 
@@ -243,13 +241,6 @@ impl<T: ThreadedHandler> Registration<T> {
                 Some(thread_trampoline::<T>),
             )
         }
-    }
-}
-
-impl<T: Send + Sync + 'static> Drop for Registration<T> {
-    fn drop(&mut self) {
-        // Free the IRQ (waiting for running handlers) before the handler is dropped.
-        self.free.take();
     }
 }
 

@@ -680,22 +680,27 @@ unsafe impl<T: Driver> Sync for Registration<T> {}
 impl<T: Driver> Registration<T> {
     /// Registers driver `T` under `name` for `module`.
     pub fn new(name: &'static CStr, module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        // SAFETY: on success every field is initialised (`_p` is a ZST); on failure nothing was
-        // registered and no field needs dropping, so the slot may be freed as is (a failed
-        // registration must not run `drop`, which would unregister).
-        unsafe {
-            crate::init::pin_init_from_closure(move |slot: *mut Self| {
-                let drv = Opaque::raw_get(core::ptr::addr_of!((*slot).drv));
-                // All-zero is a valid `pci_driver`.
-                drv.write(core::mem::zeroed());
-                (*drv).name = name.as_char_ptr();
-                (*drv).id_table = T::ID_TABLE.raw;
-                (*drv).probe = Some(probe_callback::<T>);
-                (*drv).remove = Some(remove_callback::<T>);
-                // The driver struct is pinned until `drop` unregisters it.
-                to_result(bindings::__pci_register_driver(drv, module.as_ptr(), name.as_char_ptr()))
-            })
-        }
+        crate::try_pin_init!(Self {
+            // A failed registration leaves nothing registered, and `drop` (which unregisters)
+            // does not run for an initializer that failed.
+            drv <- Opaque::try_ffi_init(move |drv: *mut bindings::pci_driver| {
+                // SAFETY: `drv` is valid for writes and pinned (`try_ffi_init`); all-zero is a
+                // valid, unregistered `pci_driver`; the callbacks, name and ID table are
+                // `'static`.
+                unsafe {
+                    drv.write(core::mem::zeroed());
+                    (*drv).name = name.as_char_ptr();
+                    (*drv).id_table = T::ID_TABLE.raw;
+                    (*drv).probe = Some(probe_callback::<T>);
+                    (*drv).remove = Some(remove_callback::<T>);
+                }
+                // SAFETY: initialised above, and pinned until `drop` unregisters it.
+                to_result(unsafe {
+                    bindings::__pci_register_driver(drv, module.as_ptr(), name.as_char_ptr())
+                })
+            }),
+            _p: PhantomData,
+        }? Error)
     }
 }
 

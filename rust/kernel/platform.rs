@@ -143,22 +143,26 @@ unsafe impl<T: Driver> Sync for Registration<T> {}
 impl<T: Driver> Registration<T> {
     /// Registers driver `T` under `name` for `module`.
     pub fn new(name: &'static CStr, module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        // SAFETY: on success every field is initialised (`_p` is a ZST); on failure nothing was
-        // registered and the slot may be freed as is.
-        unsafe {
-            crate::init::pin_init_from_closure(move |slot: *mut Self| {
-                let drv = Opaque::raw_get(core::ptr::addr_of!((*slot).drv));
-                // All-zero is a valid `platform_driver`.
-                drv.write(core::mem::zeroed());
-                (*drv).driver.name = name.as_char_ptr();
-                (*drv).driver.of_match_table = T::OF_ID_TABLE.as_ptr();
-                (*drv).driver.suppress_bind_attrs = T::SUPPRESS_BIND_ATTRS;
-                (*drv).probe = Some(probe_callback::<T>);
-                (*drv).__bindgen_anon_1.remove = Some(remove_callback::<T>);
-                // The driver struct is pinned until `drop` unregisters it.
-                to_result(bindings::__platform_driver_register(drv, module.as_ptr()))
-            })
-        }
+        crate::try_pin_init!(Self {
+            // A failed registration leaves nothing registered, and `drop` (which unregisters)
+            // does not run for an initializer that failed.
+            drv <- Opaque::try_ffi_init(move |drv: *mut bindings::platform_driver| {
+                // SAFETY: `drv` is valid for writes and pinned (`try_ffi_init`); all-zero is a
+                // valid, unregistered `platform_driver`; the callbacks, name and match table
+                // are `'static`.
+                unsafe {
+                    drv.write(core::mem::zeroed());
+                    (*drv).driver.name = name.as_char_ptr();
+                    (*drv).driver.of_match_table = T::OF_ID_TABLE.as_ptr();
+                    (*drv).driver.suppress_bind_attrs = T::SUPPRESS_BIND_ATTRS;
+                    (*drv).probe = Some(probe_callback::<T>);
+                    (*drv).__bindgen_anon_1.remove = Some(remove_callback::<T>);
+                }
+                // SAFETY: initialised above, and pinned until `drop` unregisters it.
+                to_result(unsafe { bindings::__platform_driver_register(drv, module.as_ptr()) })
+            }),
+            _p: PhantomData,
+        }? Error)
     }
 }
 

@@ -20,7 +20,7 @@
 //!    the PASID set, the mdev slots and the engine queue with its worker) and
 //!    [`ParentShared::run_engine`]: one work item serving all mdevs in turn, one page-sized
 //!    piece per turn (RAM -> edu buffer -> RAM), pinning through each mdev's `vfio::PinGate`
-//!    and sleeping on a `sync_ext::Completion` that edu's interrupt completes.
+//!    and sleeping on a `sync::Completion` that edu's interrupt completes.
 //! 4. **The mdev as a VFIO device** (`vfio_dev.rs`, [`MdevVfio`]): the copy engine's
 //!    registers (the portable `RegFile`, documented in `docs/sample-mdev.md`) and what a write
 //!    starts, RESET, `dma_unmap`; config space, region/IRQ info and SET_IRQS are the
@@ -55,8 +55,8 @@ use kernel::{
     new_mutex, new_work, pci,
     prelude::*,
     str::CStr,
-    sync::{Arc, Mutex},
-    sync_ext::{Completion, WorkFlush},
+    sync::{Arc, Completion, Mutex},
+    sync_ext::WorkFlush,
     sysfs,
     time::{msecs_to_jiffies, Ktime},
     types::ARef,

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Guest test of the mdev driver framework: `kernel::mdev::parent` (a parent that owns its
 //! data, typed per-type data, static mdev attributes), `kernel::vfio::pci` (virtual config
-//! space, region decoding, SET_IRQS validation and eventfds) and `kernel::sync_ext`
-//! (completion, work flushing, the one-slot job worker), with bad input for each.
+//! space, region decoding, SET_IRQS validation and eventfds), `kernel::sync::Completion` and
+//! `kernel::sync_ext` (work flushing, the one-slot job worker), with bad input for each.
 //!
 //! The mdev cases register a parent on edu and create/remove mdevs through sysfs, as user
 //! space would. Every count the checks read lives in the parent's data, not in a global: the
@@ -24,8 +24,8 @@ use kernel::{
     new_work, pci,
     prelude::*,
     str::{CStr, CString},
-    sync::Arc,
-    sync_ext::{Completion, Job, JobWorker, Ticket, WorkFlush},
+    sync::{Arc, Completion},
+    sync_ext::{Job, JobWorker, Ticket, WorkFlush},
     sysfs,
     vfio::{self, pci as vpci, uapi},
     workqueue::{self, impl_has_work, Work, WorkItem},

@@ -50,7 +50,8 @@ use kfile::{sysfs_read, sysfs_write};
 static PROBES: AtomicU32 = AtomicU32::new(0);
 static REMOVES: AtomicU32 = AtomicU32::new(0);
 static DROPS: AtomicU32 = AtomicU32::new(0);
-
+/// `EduIrq` handlers dropped: a failed request must drop its handler exactly once.
+static IRQ_HANDLER_DROPS: AtomicU32 = AtomicU32::new(0);
 
 struct EduIrq {
     bar: Arc<Devres<edu::Bar>>,
@@ -71,6 +72,12 @@ impl irq::Handler for EduIrq {
         self.last_status.store(status, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Release);
         irq::IrqReturn::Handled
+    }
+}
+
+impl Drop for EduIrq {
+    fn drop(&mut self) {
+        IRQ_HANDLER_DROPS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -273,6 +280,17 @@ fn probe_cases(suite: &mut Suite, dev: &pci::Device<Core>, info: u32, bar: &Arc<
     });
 }
 
+/// Whether a handler's `count` reaches `n` within 1 s.
+fn reached(count: &AtomicU32, n: u32) -> bool {
+    for _ in 0..200 {
+        if count.load(Ordering::Acquire) >= n {
+            return true;
+        }
+        msleep(5);
+    }
+    false
+}
+
 fn irq_case(suite: &mut Suite, dev: &pci::Device<Core>, bar: &Arc<Devres<edu::Bar>>) -> Option<Pin<KBox<irq::Registration<EduThreaded>>>> {
     let mut kept = None;
     suite.run("msi_irq_raise_and_ack", |case| {
@@ -285,24 +303,26 @@ fn irq_case(suite: &mut Suite, dev: &pci::Device<Core>, bar: &Arc<Devres<edu::Ba
         labtest_ensure!(case, reg.is_active(), "registration inactive");
         for round in 1..=3u32 {
             case.check("access", bar.access(dev.as_ref()))?.write32(0x100 * round, edu::IRQ_RAISE);
-            let mut seen = false;
-            for _ in 0..200 {
-                if reg.handler().count.load(Ordering::Acquire) >= round {
-                    seen = true;
-                    break;
-                }
-                msleep(5);
-            }
-            labtest_ensure!(case, seen, "MSI {round} not taken within 1 s");
+            labtest_ensure!(case, reached(&reg.handler().count, round), "MSI {round} not taken within 1 s");
             let st = reg.handler().last_status.load(Ordering::Relaxed);
             labtest_ensure!(case, st == 0x100 * round, "irq status {st:#x}");
         }
         dev_info!(dev, "abs_pci: took {} MSIs on irq {}\n", reg.handler().count.load(Ordering::Relaxed), reg.irq());
         let h = EduIrq { bar: bar.clone(), count: AtomicU32::new(0), last_status: AtomicU32::new(0) };
         let init = case.check("request_irq", dev.request_irq(0, c_str!("abs_pci2"), h))?;
+        let drops = IRQ_HANDLER_DROPS.load(Ordering::Relaxed);
         let again = KBox::pin_init(init, GFP_KERNEL);
         labtest_ensure!(case, again.is_err(), "second non-shared request of the same vector succeeded");
+        // The failed request dropped its own handler once, and nothing of the first one: that
+        // registration still takes the vector.
+        let dropped = IRQ_HANDLER_DROPS.load(Ordering::Relaxed) - drops;
+        labtest_ensure!(case, dropped == 1, "failed request dropped {dropped} handlers, not 1");
+        labtest_ensure!(case, reg.is_active(), "failed request freed the first registration");
+        case.check("access", bar.access(dev.as_ref()))?.write32(0x400, edu::IRQ_RAISE);
+        labtest_ensure!(case, reached(&reg.handler().count, 4), "MSI after the failed request not taken within 1 s");
         drop(reg);
+        let dropped = IRQ_HANDLER_DROPS.load(Ordering::Relaxed) - drops;
+        labtest_ensure!(case, dropped == 2, "{dropped} handlers dropped after the registration, not 2");
         Ok(())
     });
     suite.run("threaded_irq_handler_runs", |case| {
@@ -310,14 +330,7 @@ fn irq_case(suite: &mut Suite, dev: &pci::Device<Core>, bar: &Arc<Devres<edu::Ba
         let init = case.check("request_threaded_irq", dev.request_threaded_irq(0, irq::Flags::ONESHOT, c_str!("abs_pci_t"), h))?;
         let reg = case.check("request_threaded_irq", KBox::pin_init(init, GFP_KERNEL))?;
         case.check("access", bar.access(dev.as_ref()))?.write32(0x4242, edu::IRQ_RAISE);
-        let mut seen = false;
-        for _ in 0..200 {
-            if reg.handler().thread.load(Ordering::Acquire) >= 1 {
-                seen = true;
-                break;
-            }
-            msleep(5);
-        }
+        let seen = reached(&reg.handler().thread, 1);
         labtest_ensure!(case, seen, "thread handler did not run (hard part ran {} times)", reg.handler().hard.load(Ordering::Relaxed));
         kept = Some(reg);
         Ok(())
