@@ -339,6 +339,11 @@ impl ParentShared {
             edu::DMA_START | edu::DMA_TO_RAM,
             tag,
         )?;
+        // Counted inside the pin scope, which a reset and an unmap wait out: when either
+        // returns, every piece of the mdev that moved a byte is counted (`mdev:race_reset_cmd`
+        // reads the counter right after a reset; counted after the scope, a piece the reset had
+        // waited for showed up there as DMA after the reset returned).
+        st.count(Event::Piece { bytes: p.len });
         // Unmapped, then unpinned, then the scope ends (on an error above, the same happens
         // as the locals drop).
         let _t = st.span(Phase::UnmapUnpin);
@@ -347,7 +352,6 @@ impl ParentShared {
         drop(src_pin);
         drop(dst_pin);
         drop(scope);
-        st.count(Event::Piece { bytes: p.len });
         Ok(p.len)
     }
 
