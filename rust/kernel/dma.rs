@@ -19,7 +19,7 @@
 use crate::{
     alloc::Flags,
     bindings,
-    device::Device,
+    device::{Bound, Device},
     dma_pages::ZeroedPages,
     error::{code::*, Result},
     page::{Page, PAGE_SIZE},
@@ -70,7 +70,7 @@ impl From<DataDirection> for bindings::dma_data_direction {
 /// # Examples
 ///
 /// ```ignore
-/// let buf = CoherentAllocation::<u32>::alloc(pdev.as_ref(), 1024, GFP_KERNEL)?;
+/// let buf = CoherentAllocation::<u32>::alloc_coherent(pdev.as_ref(), 1024, GFP_KERNEL)?;
 /// buf.write(0, 0xdead_beef)?;
 /// device_dma_from(buf.dma_handle());
 /// assert!(buf.read(1024).is_err()); // out of bounds
@@ -89,8 +89,10 @@ unsafe impl<T: AsBytes + FromBytes + Sync> Sync for CoherentAllocation<T> {}
 
 impl<T: AsBytes + FromBytes> CoherentAllocation<T> {
     /// Allocates coherent memory for `count` values of `T` (zeroed: `__GFP_ZERO` is implied by
-    /// the DMA API on all architectures this project uses).
-    pub fn alloc(dev: &Device, count: usize, gfp: Flags) -> Result<Self> {
+    /// the DMA API on all architectures this project uses). Only while `dev` is bound to a
+    /// driver (upstream's shape): the allocation belongs to the binding and should be dropped
+    /// before the driver unbinds.
+    pub fn alloc_coherent(dev: &Device<Bound>, count: usize, gfp: Flags) -> Result<Self> {
         let size = core::mem::size_of::<T>().checked_mul(count).ok_or(EOVERFLOW)?;
         if size == 0 {
             return Err(EINVAL);

@@ -158,8 +158,8 @@ impl CopyEngine {
 
     /// The checks run at probe; each logs one `result` line. Returns (passed, failed).
     fn self_test(&self, pdev: &pci::Device<Bound>, pasid: u32) -> Result<(u32, u32)> {
-        let src = CoherentAllocation::<u8>::alloc(pdev.as_ref(), BUF_LEN, GFP_KERNEL)?;
-        let dst = CoherentAllocation::<u8>::alloc(pdev.as_ref(), BUF_LEN, GFP_KERNEL)?;
+        let src = CoherentAllocation::<u8>::alloc_coherent(pdev.as_ref(), BUF_LEN, GFP_KERNEL)?;
+        let dst = CoherentAllocation::<u8>::alloc_coherent(pdev.as_ref(), BUF_LEN, GFP_KERNEL)?;
         let (mut passed, mut failed) = (0, 0);
         let mut report = |name: &str, outcome: Result<(), &str>| match outcome {
             Ok(()) => {

@@ -37,7 +37,7 @@ const TEST_IOVA: u64 = 0x10_0000;
 
 
 fn cases(suite: &mut Suite, dev: &pci::Device<Core>, bar: &edu::Bar) {
-    let d: &kernel::device::Device = dev.as_ref();
+    let d: &kernel::device::Device<kernel::device::Bound> = dev.as_ref();
     suite.run("capabilities_and_max_pasids", |case| {
         labtest_ensure!(case, iommu::max_pasids(d) == 0, "edu max_pasids {}", iommu::max_pasids(d));
         dev_info!(
@@ -81,7 +81,7 @@ fn cases(suite: &mut Suite, dev: &pci::Device<Core>, bar: &edu::Bar) {
     });
     suite.run("attach_dma_through_own_domain_and_double_attach", |case| {
         // Fill edu's buffer through the DMA API (default domain) first.
-        let src = case.check("alloc", CoherentAllocation::<u8>::alloc(d, 4096, GFP_KERNEL))?;
+        let src = case.check("alloc", CoherentAllocation::<u8>::alloc_coherent(d, 4096, GFP_KERNEL))?;
         let pattern: [u8; 64] = core::array::from_fn(|i| (i as u8) ^ 0x3c);
         case.check("write_bytes", src.write_bytes(0, &pattern))?;
         edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF, 64, edu::DMA_START)?;

@@ -238,7 +238,7 @@ fn probe_cases(suite: &mut Suite, dev: &pci::Device<Core>, info: u32, bar: &Arc<
     });
     suite.run("dma_coherent_roundtrip_through_edu", |case| {
         let bar = case.check("access", bar.access(dev.as_ref()))?;
-        let buf = case.check("alloc", CoherentAllocation::<u8>::alloc(dev.as_ref(), 4096, GFP_KERNEL))?;
+        let buf = case.check("alloc", CoherentAllocation::<u8>::alloc_coherent(dev.as_ref(), 4096, GFP_KERNEL))?;
         labtest_ensure!(case, buf.read(4096) == Err(EINVAL), "read past the end");
         labtest_ensure!(case, buf.write(4096, 0) == Err(EINVAL), "write past the end");
         let mut pattern = [0u8; 256];
@@ -258,7 +258,7 @@ fn probe_cases(suite: &mut Suite, dev: &pci::Device<Core>, info: u32, bar: &Arc<
     suite.run("dma_streaming_page_from_device", |case| {
         let bar = case.check("access", bar.access(dev.as_ref()))?;
         // Fill edu's buffer from a coherent source, then let edu write into a streaming page.
-        let src = case.check("alloc", CoherentAllocation::<u32>::alloc(dev.as_ref(), 64, GFP_KERNEL))?;
+        let src = case.check("alloc", CoherentAllocation::<u32>::alloc_coherent(dev.as_ref(), 64, GFP_KERNEL))?;
         for i in 0..64 {
             case.check("write", src.write(i, 0x1000_0000 + i as u32))?;
         }

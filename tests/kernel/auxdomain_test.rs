@@ -47,7 +47,7 @@ fn err_of<T>(r: &Result<T>) -> Option<Error> {
 
 
 fn cases(suite: &mut Suite, pdev: &pci::Device<Core>, bar: &edu::Bar) {
-    let d: &kernel::device::Device = pdev.as_ref();
+    let d: &kernel::device::Device<kernel::device::Bound> = pdev.as_ref();
     let rw = Prot::READ | Prot::WRITE;
     suite.run("pasid_enable_refused_on_qemu", |case| {
         let r = AuxDevice::enable(pdev, 1, (1 << 20) - 1);
@@ -101,7 +101,7 @@ fn cases(suite: &mut Suite, pdev: &pci::Device<Core>, bar: &edu::Bar) {
     });
     suite.run("rid_domain_dma_and_attach_rules", |case| {
         // Fill edu's buffer through the DMA API (default domain) first.
-        let src = case.check("alloc", CoherentAllocation::<u8>::alloc(d, 4096, GFP_KERNEL))?;
+        let src = case.check("alloc", CoherentAllocation::<u8>::alloc_coherent(d, 4096, GFP_KERNEL))?;
         let pattern: [u8; 64] = core::array::from_fn(|i| (i as u8) ^ 0xa5);
         case.check("write_bytes", src.write_bytes(0, &pattern))?;
         edu::dma(case, bar, src.dma_handle(), edu::DMA_BUF, 64, edu::DMA_START)?;

@@ -111,11 +111,11 @@ fn zero_page(case: &Case<'_>, page: &Page) -> Result<(), Failed> {
 /// (untagged, default domain) and returns the pattern.
 fn load_pattern(
     case: &Case<'_>,
-    d: &kernel::device::Device,
+    d: &kernel::device::Device<kernel::device::Bound>,
     bar: &edu::Bar,
     salt: u8,
 ) -> Result<[u8; LEN as usize], Failed> {
-    let src = case.check("alloc", CoherentAllocation::<u8>::alloc(d, 4096, GFP_KERNEL))?;
+    let src = case.check("alloc", CoherentAllocation::<u8>::alloc_coherent(d, 4096, GFP_KERNEL))?;
     let pattern: [u8; LEN as usize] = core::array::from_fn(|i| (i as u8) ^ salt);
     case.check("write_bytes", src.write_bytes(0, &pattern))?;
     bar.write32(0, DMA_PASID);
@@ -124,7 +124,7 @@ fn load_pattern(
 }
 
 fn cases(suite: &mut Suite, pdev: &pci::Device<Core>, bar: &edu::Bar) {
-    let d: &kernel::device::Device = pdev.as_ref();
+    let d: &kernel::device::Device<kernel::device::Bound> = pdev.as_ref();
     let rw = Prot::READ | Prot::WRITE;
     suite.run("pasids_enabled", |case| {
         let adev = case.check("enable", AuxDevice::enable(pdev, 1, (1 << 20) - 1))?;

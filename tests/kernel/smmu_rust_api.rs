@@ -74,13 +74,13 @@ fn dma_to(case: &Case<'_>, bar: &edu::Bar, iova: u64) -> Result<(), Failed> {
 /// Fills edu's DMA buffer with `pattern` through the DMA API (the device's default domain).
 fn load_edu(
     case: &Case<'_>,
-    dev: &kernel::device::Device,
+    dev: &kernel::device::Device<kernel::device::Bound>,
     bar: &edu::Bar,
     pattern: &[u8; LEN],
 ) -> Result<(), Failed> {
     let src = case.check(
         "alloc",
-        CoherentAllocation::<u8>::alloc(dev, 4096, GFP_KERNEL),
+        CoherentAllocation::<u8>::alloc_coherent(dev, 4096, GFP_KERNEL),
     )?;
     case.check("write_bytes", src.write_bytes(0, pattern))?;
     edu::dma(
@@ -238,7 +238,7 @@ fn race_case(suite: &mut Suite, d: &kernel::device::Device) {
 
 fn cases(suite: &mut Suite, dev: &pci::Device<Core>, bar: &edu::Bar) {
     race_case(suite, dev.as_ref());
-    let d: &kernel::device::Device = dev.as_ref();
+    let d: &kernel::device::Device<kernel::device::Bound> = dev.as_ref();
     let rw = Prot::READ | Prot::WRITE;
     suite.run("stale_translation_oracle_remap", |case| {
         let pattern: [u8; LEN] = core::array::from_fn(|i| (i as u8) ^ 0xa5);

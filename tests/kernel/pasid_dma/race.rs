@@ -20,7 +20,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     delay::msleep,
-    device::{Core, Device},
+    device::{Bound, Core, Device},
     dma::page_to_phys,
     error::code::EBUSY,
     iommu::{Domain, PasidAttachment, Prot},
@@ -252,7 +252,7 @@ fn setup(
     n: usize,
     salt: u8,
 ) -> Result<Setup, Failed> {
-    let d: &Device = pdev.as_ref();
+    let d: &Device<Bound> = pdev.as_ref();
     let pattern = load_pattern(case, d, bar, salt)?;
     let mut doms = KVec::new();
     let mut pages = KVec::new();
