@@ -29,27 +29,22 @@ use kernel::{
     time::{msecs_to_jiffies, Ktime},
 };
 
-/// BAR0 registers (`docs/sample-mdev.md`, "BAR0: the copy engine"); all 32 bits wide.
-mod regs {
-    pub(crate) const ID: usize = 0x00;
-    pub(crate) const ID_VALUE: u32 = 0x7e01_0001;
-    pub(crate) const PASID: usize = 0x04;
-    pub(crate) const SRC_LO: usize = 0x08;
-    pub(crate) const SRC_HI: usize = 0x0c;
-    pub(crate) const DST_LO: usize = 0x10;
-    pub(crate) const DST_HI: usize = 0x14;
-    pub(crate) const LEN: usize = 0x18;
-    pub(crate) const CMD: usize = 0x1c;
-    pub(crate) const STATUS: usize = 0x20;
-    pub(crate) const CMD_START: u32 = 1;
-    pub(crate) const CMD_IRQ: u32 = 2;
-    pub(crate) const STATUS_DONE: u32 = 2;
-    /// `STATUS.ERROR` when a page is not mapped in the mdev's container.
-    pub(crate) const ERROR_UNMAPPED: u32 = 4;
-    /// Bytes the registers span: BAR0 is mapped with this size, so every offset above is
-    /// checked against it when building.
-    pub(crate) const SIZE: usize = STATUS + 4;
+// The copy engine's registers, declared once in the sample's portable crate (the sample
+// emulates them, the guest VFIO client drives them from user space; docs/portable-code.md).
+#[path = "../vfio-mdev/engine/src/copy_engine/mod.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod copy_engine;
+use copy_engine::{regfile::regs, CopyError};
+
+/// The MMIO offset of register `r` (the shared layout's offsets are `u64`).
+const fn at(r: u64) -> usize {
+    r as usize
 }
+/// Bytes the registers span: BAR0 is mapped with this size, so every offset is checked against
+/// it when building.
+const REGS_SIZE: usize = at(regs::MAX_LEN) + 4;
+/// `STATUS.ERROR` when a page is not mapped in the mdev's container.
+const ERROR_UNMAPPED: u32 = CopyError::Unmapped.code();
 
 /// Size of each DMA buffer: the engine's `MAX_LEN` is 64 KiB, 16 KiB keeps the run short.
 const BUF_LEN: usize = 16 * 1024;
@@ -110,7 +105,7 @@ impl irq::ThreadedHandler for Msi {
 
 /// The bound device: its BAR, its MSI and the completion they share.
 struct CopyEngine {
-    bar: Devres<pci::Bar<{ regs::SIZE }>>,
+    bar: Devres<pci::Bar<{ REGS_SIZE }>>,
     completion: Arc<Completion>,
     _msi: Pin<KBox<irq::Registration<Msi>>>,
 }
@@ -124,12 +119,12 @@ impl CopyEngine {
         *self.completion.done.lock() = false;
         let t0 = Ktime::ktime_get();
         let bar = self.bar.access(dev)?;
-        bar.write32(src as u32, regs::SRC_LO);
-        bar.write32((src >> 32) as u32, regs::SRC_HI);
-        bar.write32(dst as u32, regs::DST_LO);
-        bar.write32((dst >> 32) as u32, regs::DST_HI);
-        bar.write32(len, regs::LEN);
-        bar.write32(regs::CMD_START | regs::CMD_IRQ, regs::CMD);
+        bar.write32(src as u32, at(regs::SRC_LO));
+        bar.write32((src >> 32) as u32, at(regs::SRC_HI));
+        bar.write32(dst as u32, at(regs::DST_LO));
+        bar.write32((dst >> 32) as u32, at(regs::DST_HI));
+        bar.write32(len, at(regs::LEN));
+        bar.write32(regs::CMD_START | regs::CMD_IRQ, at(regs::CMD));
         let mut done = self.completion.done.lock();
         let mut waited_ms = 0;
         while !*done {
@@ -149,11 +144,11 @@ impl CopyEngine {
         }
         drop(done);
         let us = (Ktime::ktime_get().to_ns() - t0.to_ns()) as u64 / 1000;
-        let status = bar.read32(regs::STATUS);
+        let status = bar.read32(at(regs::STATUS));
         if status & regs::STATUS_DONE == 0 {
             return Err(EIO);
         }
-        Ok(((status >> 8) & 0xff, us))
+        Ok(((status >> regs::ERROR_SHIFT) & 0xff, us))
     }
 
     /// The checks run at probe; each logs one `result` line. Returns (passed, failed).
@@ -196,14 +191,14 @@ impl CopyEngine {
         fill(&dst, !pasid, 0)?;
         let before = checksum(&dst)?;
         let outcome = match self.copy(pdev.as_ref(), OUTSIDE_RAM, dst.dma_handle(), 4096) {
-            Ok((regs::ERROR_UNMAPPED, _)) if checksum(&dst)? == before => Ok(()),
-            Ok((regs::ERROR_UNMAPPED, _)) => Err("refused, but the destination changed"),
+            Ok((ERROR_UNMAPPED, _)) if checksum(&dst)? == before => Ok(()),
+            Ok((ERROR_UNMAPPED, _)) => Err("refused, but the destination changed"),
             Ok(_) => Err("a source outside the VM's memory was not refused"),
             Err(_) => Err("no completion"),
         };
         report("isolation_source_outside_ram", outcome);
         let outcome = match self.copy(pdev.as_ref(), src.dma_handle(), OUTSIDE_RAM, 4096) {
-            Ok((regs::ERROR_UNMAPPED, _)) => Ok(()),
+            Ok((ERROR_UNMAPPED, _)) => Ok(()),
             Ok(_) => Err("a destination outside the VM's memory was not refused"),
             Err(_) => Err("no completion"),
         };
@@ -248,9 +243,9 @@ impl pci::Driver for CopyEngine {
         pdev.enable_device()?;
         pdev.set_master()?;
         pdev.dma_set_mask(64)?;
-        let bar = pdev.iomap_region_sized::<{ regs::SIZE }>(0, c_str!("copy_engine_guest"))?;
+        let bar = pdev.iomap_region_sized::<{ REGS_SIZE }>(0, c_str!("copy_engine_guest"))?;
         let io = bar.access(pdev.as_ref())?;
-        let (id, pasid) = (io.read32(regs::ID), io.read32(regs::PASID));
+        let (id, pasid) = (io.read32(at(regs::ID)), io.read32(at(regs::PASID)));
         if id != regs::ID_VALUE {
             dev_err!(
                 pdev,

@@ -372,11 +372,6 @@ impl ParentShared {
         cmd: u64,
         tag: Option<u32>,
     ) -> core::result::Result<(), CopyError> {
-        let io = |f: &dyn Fn(&EduBar)| -> core::result::Result<(), CopyError> {
-            let bar = self.bar.try_access().ok_or(CopyError::Device)?;
-            f(&bar);
-            Ok(())
-        };
         let mut clock = self.stats.dma_clock();
         // PASID mode: the completion is the message tagged like the DMA, through the mdev's
         // domain (where its doorbell is bound).
@@ -384,7 +379,7 @@ impl ParentShared {
         // Re-armed before edu is started: the interrupt of this DMA cannot be missed.
         self.dma_done.reinit();
         self.message_armed.store(msg.is_some(), Ordering::Release);
-        io(&|b| {
+        self.bar.try_access_with(|b| {
             if self.caps.pasid_tagged_dma {
                 // Untagged (0) unless in PASID mode; only edu-pasid has the register.
                 let reg = tag.map_or(0, |p| p | edu::DMA_PASID_EN);
@@ -401,15 +396,16 @@ impl ParentShared {
             b.write64(dst, edu::DMA_DST);
             b.write64(count, edu::DMA_COUNT);
             b.write64(cmd | edu::DMA_IRQ, edu::DMA_CMD);
-        })?;
+        })
+        .ok_or(CopyError::Device)?;
         // Sleep until edu's completion MSI (see `EduIrq`); the timeout keeps this working, by
         // polling, if the interrupt is lost or there is none. Re-armed before each look at
         // edu's status, so an interrupt after the look ends the next wait at once.
         for _ in 0..200 {
-            let busy = {
-                let bar = self.bar.try_access().ok_or(CopyError::Device)?;
-                bar.read64(edu::DMA_CMD) & edu::DMA_START != 0
-            };
+            let busy = self
+                .bar
+                .try_access_with(|b| b.read64(edu::DMA_CMD) & edu::DMA_START != 0)
+                .ok_or(CopyError::Device)?;
             if !busy {
                 return match tag {
                     Some(pasid) => self
