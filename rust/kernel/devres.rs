@@ -7,16 +7,19 @@
 //! A [`Devres<T>`] owns `T` and registers a devres action on a bound device. When the device is
 //! unbound from its driver, the action revokes `T` (dropping it, e.g. unmapping a BAR or freeing
 //! an IRQ), so a resource that belongs to a bound device can never be used after unbind, even if
-//! the `Devres` object itself lives longer. Dropping the `Devres` earlier releases `T` at once;
-//! if that races with unbind, unbind waits until the drop has finished, so the device is never
-//! unbound (and its driver's module never unloaded) while `T` is still being released.
+//! the `Devres` object itself lives longer. Dropping the `Devres` earlier releases `T` at once.
+//! Whichever of the two revokes first, the other waits until `T` is released: unbind waits for a
+//! drop that is releasing it (so the device is never unbound, and its driver's module never
+//! unloaded, while `T` is still being released), and a drop waits for an unbind that is (so a
+//! `Devres` that was dropped never leaves its `T` behind, e.g. an IRQ still requested after the
+//! handler it calls was freed).
 //!
 //! Follows upstream's `rust/kernel/devres.rs` (v6.16): `new(&Device<Bound>, ..)`,
 //! [`Devres::access`] with a `&Device<Bound>` (no RCU read-side section, so the caller may
 //! sleep), [`Devres::try_access`] elsewhere, and a [`Completion`] the devres action waits on
-//! when `Drop` revoked first. Differences: the action stays registered after an early drop (6.12
+//! when `Drop` revoked first, and one `Drop` waits on when the action revoked first. Differences: the action stays registered after an early drop (6.12
 //! has no `devm_remove_action_nowarn`; the action then only drops its reference), and `access`
-//! also refuses a `Devres` whose data was revoked already (one relaxed load), so one kept past
+//! also refuses a `Devres` whose data was revoked already (one acquire load), so one kept past
 //! its binding and presented with the device of a later binding gives `ENXIO`, not freed data.
 
 use crate::{
@@ -42,6 +45,9 @@ struct DevresInner<T> {
     /// Completed by `Devres::drop` once it has revoked (dropped) the data.
     #[pin]
     revoked: Completion,
+    /// Completed by the devres action once the data is gone, whoever revoked it.
+    #[pin]
+    released: Completion,
 }
 
 /// Data bound to the lifetime of a device's driver binding.
@@ -71,6 +77,7 @@ impl<T: Send + 'static> Devres<T> {
             dev: ARef::from(dev),
             data: Revocable::new(data),
             revoked <- Completion::new(),
+            released <- Completion::new(),
         });
         let inner = Arc::pin_init(init, flags)?;
         let action_ref = inner.clone().into_raw();
@@ -106,6 +113,7 @@ impl<T: Send + 'static> Devres<T> {
             // is done.
             inner.revoked.wait_for_completion();
         }
+        inner.released.complete_all();
     }
 
     /// The data, for a caller that proves with `dev` that the device is bound: no RCU
@@ -157,6 +165,12 @@ impl<T: Send + 'static> Drop for Devres<T> {
             // The devres action keeps its reference until unbind; if it is running right now it
             // waits for this.
             self.0.revoked.complete_all();
+        } else if !self.0.released.is_done() {
+            // The devres action revoked first and may still be dropping the data: wait, so
+            // that nothing the data uses (a handler the `Devres` was dropped before, as in
+            // `irq::Registration`) is freed before it is gone. Not when it is done already,
+            // so a drop after unbind never sleeps.
+            self.0.released.wait_for_completion();
         }
     }
 }

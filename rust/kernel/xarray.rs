@@ -661,7 +661,8 @@ impl<T: 'static> SharedMap<T> {
         // Direct-mapped: the hint for `index` is `hints[index % SHARED_HINTS]`.
         let hint = self.hints.get(index as usize % SHARED_HINTS);
         if let Some(h) = hint {
-            let p = h.load(Ordering::Relaxed);
+            // Acquire, paired with the `Release` store below: the entry is read through it.
+            let p = h.load(Ordering::Acquire);
             if !p.is_null() {
                 // SAFETY: a non-null hint points at a stored entry (type invariant), which
                 // stays stored while `&self` is held (removal takes `&mut self`).
@@ -679,7 +680,7 @@ impl<T: 'static> SharedMap<T> {
         }
         if let Some(h) = hint {
             // INVARIANT: `p` is a stored entry.
-            h.store(p, Ordering::Relaxed);
+            h.store(p, Ordering::Release);
         }
         // SAFETY: entries are `KBox<SharedEntry<T>>`s (type invariant), erased only through
         // `&mut self`: it outlives the returned borrow of `self`.

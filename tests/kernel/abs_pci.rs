@@ -368,8 +368,13 @@ impl pci::Driver for EduDriver {
             })
         });
         // Released by a work item while edu is unbound (`init`).
-        let slow = KBox::new(Devres::new(dev.as_ref(), SlowDrop, GFP_KERNEL)?, GFP_KERNEL)?;
+        let slow = SlowDrop { started: &SLOW_STARTED, done: &SLOW_DONE };
+        let slow = KBox::new(Devres::new(dev.as_ref(), slow, GFP_KERNEL)?, GFP_KERNEL)?;
         SLOW.store(KBox::into_raw(slow), Ordering::Release);
+        // Released by the unbind, while a work item drops its `Devres` (`init`).
+        let late = SlowDrop { started: &LATE_STARTED, done: &LATE_DONE };
+        let late = KBox::new(Devres::new(dev.as_ref(), late, GFP_KERNEL)?, GFP_KERNEL)?;
+        LATE.store(KBox::into_raw(late), Ordering::Release);
         // Keep a clone of the shared BAR (the Devres) past unbind.
         let kept = KBox::new(Arc::clone(&bar), GFP_KERNEL)?;
         let raw = KBox::into_raw(kept);
@@ -388,20 +393,30 @@ static KEPT_ARC: AtomicPtr<Arc<Devres<edu::Bar>>> = AtomicPtr::new(core::ptr::nu
 
 /// Device data whose release takes time (a device that must be quiesced): set when its drop
 /// begins and when it ends.
-struct SlowDrop;
+struct SlowDrop {
+    started: &'static AtomicBool,
+    done: &'static AtomicBool,
+}
 static SLOW_STARTED: AtomicBool = AtomicBool::new(false);
 static SLOW_DONE: AtomicBool = AtomicBool::new(false);
+static LATE_STARTED: AtomicBool = AtomicBool::new(false);
+static LATE_DONE: AtomicBool = AtomicBool::new(false);
 
 impl Drop for SlowDrop {
     fn drop(&mut self) {
-        SLOW_STARTED.store(true, Ordering::Release);
+        self.started.store(true, Ordering::Release);
         msleep(300);
-        SLOW_DONE.store(true, Ordering::Release);
+        self.done.store(true, Ordering::Release);
     }
 }
 
 /// A `Devres<SlowDrop>` made in probe, dropped by a work item racing the unbind.
 static SLOW: AtomicPtr<Devres<SlowDrop>> = AtomicPtr::new(core::ptr::null_mut());
+/// A `Devres<SlowDrop>` made in probe, released by the unbind while a work item drops it.
+static LATE: AtomicPtr<Devres<SlowDrop>> = AtomicPtr::new(core::ptr::null_mut());
+/// What that work item saw: 0 not run, 1 the data was released when its drop returned, 2 not
+/// (or the unbind never started releasing it).
+static LATE_SEEN: AtomicU32 = AtomicU32::new(0);
 
 /// What [`OtherDriver`]'s probe saw when it presented its own device to edu's `Devres`:
 /// 0 not run, 1 refused with `EINVAL`, 2 anything else.
@@ -479,11 +494,47 @@ impl kernel::Module for AbsPci {
             }
             msleep(1);
         }
+        // The other order: the unbind releases the `Devres<SlowDrop>` of `LATE` (its drop sleeps
+        // 300 ms) and a work item drops that `Devres` meanwhile: the drop must wait until the
+        // data is released (or whatever the data uses, freed after the `Devres`, is freed under
+        // it: `irq::Registration` frees its handler after its `Devres<FreeIrq>`).
+        let late = LATE.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        let late_spawned = if late.is_null() {
+            false
+        } else {
+            // SAFETY: from `KBox::into_raw` in probe, taken back once.
+            let late = unsafe { KBox::from_raw(late) };
+            let dropper = move || {
+                let mut waited = 0;
+                while !LATE_STARTED.load(Ordering::Acquire) && waited < 3000 {
+                    msleep(1);
+                    waited += 1;
+                }
+                let started = LATE_STARTED.load(Ordering::Acquire);
+                drop(late);
+                let released = started && LATE_DONE.load(Ordering::Acquire);
+                LATE_SEEN.store(if released { 1 } else { 2 }, Ordering::Release);
+            };
+            workqueue::system().try_spawn(GFP_KERNEL, dropper).is_ok()
+        };
         drop(reg);
         let done_at_unbind = SLOW_DONE.load(Ordering::Acquire);
+        let mut late_seen = 0;
+        for _ in 0..5000 {
+            late_seen = LATE_SEEN.load(Ordering::Acquire);
+            if !late_spawned || late_seen != 0 {
+                break;
+            }
+            msleep(1);
+        }
         suite.run("devres_unbind_waits_for_a_concurrent_drop", |case| {
             labtest_ensure!(case, spawned && started, "the drop did not start (spawned {spawned})");
             labtest_ensure!(case, done_at_unbind, "unbind returned while the Devres drop was still releasing the data");
+            Ok(())
+        });
+        suite.run("devres_drop_waits_for_a_concurrent_unbind", |case| {
+            labtest_ensure!(case, late_spawned, "the dropping work item was not spawned");
+            labtest_ensure!(case, late_seen == 1, "the Devres drop returned while the unbind was still releasing its data (seen {late_seen}: 0 never ran, 2 returned early or the release never started)");
             Ok(())
         });
         suite.run("unbind_runs_remove_and_drops_data", |case| {

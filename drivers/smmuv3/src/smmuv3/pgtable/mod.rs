@@ -659,7 +659,7 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
             let cached = self
                 .walk
                 .get(level as usize)
-                .and_then(|w| walk_unpack(w.load(Ordering::Relaxed)));
+                .and_then(|w| walk_unpack(w.load(Ordering::Acquire)));
             if let Some((prefix, table)) = cached {
                 let s = g.level_shift(level - 1);
                 let whole = iova & ((1 << s) - 1) == 0 && end - iova == 1 << s;
@@ -678,7 +678,9 @@ impl<A: DmaAllocator, S: PageTableStore<A::Memory>> PageTable<A, S> {
     fn remember_walk(&self, level: u32, va: u64, table: u64) {
         let s = self.cfg.granule.level_shift(level - 1);
         if let (Some(w), Some(v)) = (self.walk.get(level as usize), walk_pack(va >> s, table)) {
-            w.store(v, Ordering::Relaxed);
+            // Release, paired with `walk_start`'s `Acquire`: a caller that finds the table
+            // here also sees what was written to it before it was remembered.
+            w.store(v, Ordering::Release);
         }
     }
 
